@@ -1,0 +1,117 @@
+// The blocking facade of sshpool: engine, connection_pool and connection, mirroring the
+// seed's ConnectionPool API in C++. Every call blocks its calling thread until the actors
+// answer (each with a deadline), so it must NEVER be made from inside a CAF actor handler:
+// a CAF-based service talks to the typed actor handles instead (sshpool/actors.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <caf/fwd.hpp>
+
+#include "sshpool/config.hpp"
+#include "sshpool/error.hpp"
+#include "sshpool/types.hpp"
+
+namespace sshpool {
+
+class engine;
+
+namespace detail {
+struct engine_impl;
+struct lease_handle;
+/// The engine's internals (for sshpool/actors.hpp).
+engine_impl& impl_of(const engine& e);
+} // namespace detail
+
+/// A leased SSH connection of one user. A cheap copyable handle, usable from several
+/// threads at once (e.g. many concurrent `forward` calls on one connection). It must not
+/// outlive its engine.
+class connection {
+public:
+  connection() = default;
+
+  /// Forwards `req` through a direct-tcpip channel of this connection and returns the
+  /// whole response, within the engine's `request_timeout`.
+  expected<response> forward(const request& req) const;
+
+  /// Same, with an explicit deadline for this request.
+  expected<response> forward(const request& req, std::chrono::milliseconds deadline) const;
+
+  /// True while the SSH session is up.
+  bool is_healthy() const;
+
+  /// Counters of the connection; `healthy` is false if it is gone.
+  connection_stats get_stats() const;
+
+  /// The connection's id (stable for its lifetime) and its user.
+  std::uint64_t id() const noexcept;
+  const std::string& user() const noexcept;
+
+  explicit operator bool() const noexcept { return lease_ != nullptr; }
+
+private:
+  friend class connection_pool;
+  friend struct detail::lease_handle;
+  std::shared_ptr<const detail::lease_handle> lease_;
+};
+
+/// The per-user pools of an engine.
+class connection_pool {
+public:
+  /// Leases a connection of `user`: an idle one, a new one (waiting for its handshake), or
+  /// a shared one; else waits up to `acquire_timeout` (then `pool_exhausted`).
+  expected<connection> get_connection(const std::string& user);
+
+  /// Ends a lease. `not_leased` if released twice, `wrong_user` for another user's lease.
+  expected<void> release_connection(const std::string& user, const connection& conn);
+
+  /// Closes every connection of `user`; returns how many were closed. Requests in flight
+  /// on them fail with `connection_lost`; outstanding leases may still be released.
+  expected<std::size_t> close_connection(const std::string& user);
+
+  /// Engine-wide statistics (zeroes if the engine does not answer).
+  pool_stats get_pool_stats();
+
+private:
+  friend class engine;
+  explicit connection_pool(std::shared_ptr<detail::engine_impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<detail::engine_impl> impl_;
+};
+
+/// An sshpool engine: its actor tree, its SSH I/O threads and, unless given one, its own
+/// caf::actor_system. The destructor closes every connection and stops everything.
+class engine {
+public:
+  /// Builds an engine with its own actor system. Throws std::invalid_argument if `cfg`
+  /// does not pass `validate(cfg)`.
+  explicit engine(engine_config cfg = {});
+
+  /// Builds an engine inside a service's actor system, whose configuration must have had
+  /// `sshpool::add_message_types(cfg)` applied.
+  engine(caf::actor_system& sys, engine_config cfg = {});
+
+  ~engine();
+
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  /// Sets (or replaces) how `user`'s machine is reached; new connections use it.
+  expected<void> set_endpoint(const std::string& user, endpoint ep);
+
+  connection_pool& pool() noexcept { return pool_; }
+
+  const engine_config& config() const noexcept;
+
+  /// The actor system the engine runs in.
+  caf::actor_system& system() noexcept;
+
+private:
+  friend detail::engine_impl& detail::impl_of(const engine& e);
+  std::shared_ptr<detail::engine_impl> impl_;
+  connection_pool pool_;
+};
+
+} // namespace sshpool

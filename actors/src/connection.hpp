@@ -1,0 +1,17 @@
+// The connection actor: one SSH connection of one user.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "context.hpp"
+#include "sshpool/messages.hpp"
+
+namespace sshpool {
+
+/// Spawns a connection actor for `user` that reports to `pool`. It connects when the pool
+/// sends `connect_atom`.
+connection_actor spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
+                                  user_pool_actor pool, std::shared_ptr<const actor_context> ctx);
+
+} // namespace sshpool

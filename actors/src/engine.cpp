@@ -1,0 +1,255 @@
+// The blocking facade: each call is one request from a short-lived scoped_actor to the
+// supervisor or a connection actor, bounded by a deadline. The engine owns the SSH runtime
+// and, unless given one, the actor system; its destructor stops the actor tree first (so
+// every transport is closed), then the I/O threads, then the actor system.
+#include "sshpool/engine.hpp"
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "context.hpp"
+#include "sshpool/actors.hpp"
+#include "sshpool/ssh/log.hpp"
+#include "sshpool/ssh/runtime.hpp"
+#include "supervisor.hpp"
+
+namespace sshpool {
+
+namespace detail {
+
+/// Slack added to the actors' own deadlines for the facade's reply timeout.
+constexpr auto reply_slack = std::chrono::seconds(5);
+
+struct engine_impl {
+  engine_config cfg;
+  std::unique_ptr<caf::actor_system_config> own_cfg;
+  std::unique_ptr<caf::actor_system> own_sys;
+  caf::actor_system* sys = nullptr;
+  std::shared_ptr<ssh::ssh_runtime> runtime;
+  supervisor_actor supervisor;
+  std::atomic<bool> stopped{false};
+
+  explicit engine_impl(engine_config config) : cfg(std::move(config)) {
+    if (auto ok = validate(cfg); !ok)
+      throw std::invalid_argument{ok.error().to_string()};
+  }
+
+  void start(caf::actor_system& system) {
+    sys = &system;
+    log().set_level(spdlog::level::from_str(cfg.log_level));
+    auto cores = std::max(1u, std::thread::hardware_concurrency());
+    ssh::ssh_runtime::options opts;
+    opts.reactor_threads = cfg.reactor_threads != 0 ? cfg.reactor_threads : cores;
+    opts.connector_threads = cfg.connector_threads;
+    runtime = std::make_shared<ssh::ssh_runtime>(opts);
+    auto ctx = std::make_shared<actor_context>();
+    ctx->pool = cfg.pool;
+    ctx->transports = runtime;
+    supervisor = spawn_supervisor(system, std::move(ctx));
+  }
+
+  void shutdown() {
+    if (stopped.exchange(true))
+      return;
+    {
+      caf::scoped_actor self{*sys};
+      self->request(supervisor, std::chrono::seconds(30), stop_atom_v)
+          .receive([] {},
+                   [](caf::error& err) {
+                     log().warn("engine stop: {}", from_caf_error(err, errc::internal).to_string());
+                   });
+      self->send_exit(supervisor, caf::exit_reason::user_shutdown);
+      self->wait_for(supervisor);
+    }
+    supervisor = nullptr;
+    runtime.reset();
+    own_sys.reset();
+    own_cfg.reset();
+  }
+};
+
+struct lease_handle {
+  std::shared_ptr<engine_impl> impl;
+  lease value;
+};
+
+engine_impl& impl_of(const engine& e) {
+  return *e.impl_;
+}
+
+} // namespace detail
+
+namespace {
+
+error stopped_error() {
+  return {errc::shutting_down, "the engine is stopped"};
+}
+
+/// One blocking request; `on_value` takes the reply. Returns the failure, if any.
+template <class Handle, class OnValue, class... Ts>
+error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
+           OnValue on_value, Ts&&... xs) {
+  if (im.stopped.load())
+    return stopped_error();
+  error failure;
+  caf::scoped_actor self{*im.sys};
+  self->request(dest, timeout, std::forward<Ts>(xs)...).receive(on_value, [&](caf::error& err) {
+    failure = from_caf_error(err, when_gone);
+  });
+  return failure;
+}
+
+bool failed(const error& err) {
+  return err.code() != errc::none;
+}
+
+} // namespace
+
+// -- connection -----------------------------------------------------------------------------
+
+expected<response> connection::forward(const request& req) const {
+  if (!lease_)
+    return error{errc::invalid_argument, "empty connection handle"};
+  return forward(req, lease_->impl->cfg.pool.request_timeout);
+}
+
+expected<response> connection::forward(const request& req,
+                                       std::chrono::milliseconds deadline) const {
+  if (!lease_)
+    return error{errc::invalid_argument, "empty connection handle"};
+  if (deadline.count() <= 0)
+    return error{errc::invalid_argument, "the deadline must be positive"};
+  response result;
+  auto err = call(
+      *lease_->impl, lease_->value.connection, caf::timespan{deadline} + detail::reply_slack,
+      errc::connection_lost, [&](response& res) { result = std::move(res); }, forward_atom_v, req,
+      caf::timespan{deadline});
+  if (failed(err))
+    return err;
+  return result;
+}
+
+bool connection::is_healthy() const {
+  if (!lease_)
+    return false;
+  bool healthy = false;
+  call(
+      *lease_->impl, lease_->value.connection, std::chrono::seconds(5), errc::connection_lost,
+      [&](bool ok) { healthy = ok; }, health_atom_v);
+  return healthy;
+}
+
+connection_stats connection::get_stats() const {
+  connection_stats result;
+  result.id = id();
+  result.user = user();
+  result.state = connection_state::closed;
+  if (lease_)
+    call(
+        *lease_->impl, lease_->value.connection, std::chrono::seconds(5), errc::connection_lost,
+        [&](connection_stats& st) { result = std::move(st); }, stats_atom_v);
+  return result;
+}
+
+std::uint64_t connection::id() const noexcept {
+  return lease_ ? lease_->value.connection_id : 0;
+}
+
+const std::string& connection::user() const noexcept {
+  static const std::string none;
+  return lease_ ? lease_->value.user : none;
+}
+
+// -- connection_pool ------------------------------------------------------------------------
+
+expected<connection> connection_pool::get_connection(const std::string& user) {
+  auto& p = impl_->cfg.pool;
+  auto timeout = caf::timespan{p.acquire_timeout + p.connect_timeout} + detail::reply_slack;
+  connection result;
+  auto err = call(
+      *impl_, impl_->supervisor, timeout, errc::shutting_down,
+      [&](lease& l) {
+        result.lease_ =
+            std::make_shared<const detail::lease_handle>(detail::lease_handle{impl_, std::move(l)});
+      },
+      acquire_atom_v, user);
+  if (failed(err))
+    return err;
+  return result;
+}
+
+expected<void> connection_pool::release_connection(const std::string& user,
+                                                   const connection& conn) {
+  if (!conn)
+    return error{errc::invalid_argument, "empty connection handle"};
+  if (conn.lease_->impl != impl_)
+    return error{errc::not_leased, "the connection belongs to another engine"};
+  return call(
+      *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
+      release_atom_v, user, conn.lease_->value);
+}
+
+expected<std::size_t> connection_pool::close_connection(const std::string& user) {
+  std::size_t closed = 0;
+  auto err = call(
+      *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down,
+      [&](std::uint64_t n) { closed = static_cast<std::size_t>(n); }, close_atom_v, user);
+  if (failed(err))
+    return err;
+  return closed;
+}
+
+pool_stats connection_pool::get_pool_stats() {
+  pool_stats result;
+  call(
+      *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down,
+      [&](pool_stats& st) { result = std::move(st); }, stats_atom_v);
+  return result;
+}
+
+// -- engine ---------------------------------------------------------------------------------
+
+engine::engine(engine_config cfg)
+    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_) {
+  auto& im = *impl_;
+  im.own_cfg = std::make_unique<caf::actor_system_config>();
+  add_message_types(*im.own_cfg);
+  auto threads = im.cfg.scheduler_threads != 0
+                     ? im.cfg.scheduler_threads
+                     : std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  im.own_cfg->set("scheduler.max-threads", threads);
+  im.own_sys = std::make_unique<caf::actor_system>(*im.own_cfg);
+  im.start(*im.own_sys);
+}
+
+engine::engine(caf::actor_system& sys, engine_config cfg)
+    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_) {
+  impl_->start(sys);
+}
+
+engine::~engine() {
+  impl_->shutdown();
+}
+
+expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
+  return call(
+      *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
+      endpoint_atom_v, user, std::move(ep));
+}
+
+const engine_config& engine::config() const noexcept {
+  return impl_->cfg;
+}
+
+caf::actor_system& engine::system() noexcept {
+  return *impl_->sys;
+}
+
+supervisor_actor supervisor_of(const engine& e) {
+  return detail::impl_of(e).supervisor;
+}
+
+} // namespace sshpool

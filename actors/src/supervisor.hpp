@@ -1,0 +1,20 @@
+// The supervisor actor: the root of an engine's actor tree.
+#pragma once
+
+#include <memory>
+
+#include "context.hpp"
+#include "sshpool/messages.hpp"
+
+namespace sshpool {
+
+/// Spawns the supervisor of one engine.
+supervisor_actor spawn_supervisor(caf::actor_system& sys, std::shared_ptr<const actor_context> ctx);
+
+/// Checks that an endpoint names a server, a user, key files and a target.
+expected<void> validate(const endpoint& ep);
+
+/// Checks a user id: non-empty and at most 1024 bytes.
+expected<void> validate_user(const std::string& user);
+
+} // namespace sshpool

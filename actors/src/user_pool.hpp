@@ -1,0 +1,17 @@
+// The user_pool actor: the connections, leases and waiters of one user.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "context.hpp"
+#include "sshpool/messages.hpp"
+
+namespace sshpool {
+
+/// Spawns the pool of `user`; it asks `supervisor` for new connection actors.
+user_pool_actor spawn_user_pool(caf::local_actor* parent, std::string user, endpoint ep,
+                                supervisor_actor supervisor,
+                                std::shared_ptr<const actor_context> ctx);
+
+} // namespace sshpool

@@ -1,0 +1,163 @@
+// sshpool-example: a service that embeds the engine. For each user it leases a connection,
+// forwards real HTTP requests through SSH to the service on that user's side (one plain,
+// then a batch of concurrent ones on the same connection, as the seed's batch pattern),
+// releases it, and prints responses, connection and pool statistics.
+//
+// usage: sshpool-example --port P --login USER --identity KEY --known-hosts FILE
+//                        USER=TARGET_PORT [USER=TARGET_PORT...]
+//        [--host 127.0.0.1] [--batch 20] [--path /api/chat]
+#include <sshpool/sshpool.hpp>
+
+#include <cstdlib>
+#include <future>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct options {
+  sshpool::endpoint base;
+  std::vector<std::pair<std::string, std::uint16_t>> users;
+  int batch = 20;
+  std::string path = "/api/chat";
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::cerr << "sshpool-example: " << why << "\n"
+            << "usage: sshpool-example --port P --login USER --identity KEY --known-hosts FILE\n"
+               "                       USER=TARGET_PORT [USER=TARGET_PORT...]\n"
+               "                       [--host H] [--batch N] [--path P]\n";
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options opts;
+  opts.base.host = "127.0.0.1";
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        usage(("missing value for " + arg).c_str());
+      return argv[++i];
+    };
+    if (arg == "--host")
+      opts.base.host = value();
+    else if (arg == "--port")
+      opts.base.port = static_cast<std::uint16_t>(std::stoi(value()));
+    else if (arg == "--login")
+      opts.base.username = value();
+    else if (arg == "--identity")
+      opts.base.identity_file = value();
+    else if (arg == "--known-hosts")
+      opts.base.known_hosts_file = value();
+    else if (arg == "--batch")
+      opts.batch = std::stoi(value());
+    else if (arg == "--path")
+      opts.path = value();
+    else if (auto eq = arg.find('='); eq != std::string::npos && arg[0] != '-')
+      opts.users.emplace_back(arg.substr(0, eq),
+                              static_cast<std::uint16_t>(std::stoi(arg.substr(eq + 1))));
+    else
+      usage(("unknown argument " + arg).c_str());
+  }
+  if (opts.base.port == 0 || opts.base.username.empty() || opts.base.identity_file.empty() ||
+      opts.base.known_hosts_file.empty() || opts.users.empty())
+    usage("missing arguments");
+  return opts;
+}
+
+std::string shorten(const std::string& body) {
+  auto text = body.size() > 160 ? body.substr(0, 160) + "..." : body;
+  for (auto& ch : text)
+    if (ch == '\n')
+      ch = ' ';
+  return text;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto opts = parse(argc, argv);
+
+  sshpool::engine_config cfg;
+  cfg.pool.max_connections_per_user = 3;
+  cfg.pool.max_channels_per_connection = 10;
+  cfg.pool.max_idle_time = std::chrono::minutes(5);
+  cfg.pool.cleanup_interval = std::chrono::seconds(30);
+  cfg.pool.acquire_timeout = std::chrono::seconds(5);
+  cfg.log_level = "warn";
+  sshpool::engine engine{cfg}; // owns its caf::actor_system
+
+  for (auto& [user, target_port] : opts.users) {
+    sshpool::endpoint ep = opts.base; // how this user's machine is reached
+    ep.target_host = "127.0.0.1";     // the service on the user's side
+    ep.target_port = target_port;
+    if (auto ok = engine.set_endpoint(user, ep); !ok) {
+      std::cerr << sshpool::to_string(ok.error().code()) << ": " << ok.error().message() << "\n";
+      return 1;
+    }
+  }
+
+  auto& pool = engine.pool();
+  int failures = 0;
+  for (auto& [user, target_port] : opts.users) {
+    std::cout << "== user " << user << " (service on its side: 127.0.0.1:" << target_port << ")\n";
+    sshpool::expected<sshpool::connection> conn = pool.get_connection(user);
+    if (!conn) {
+      std::cerr << sshpool::to_string(conn.error().code()) << ": " << conn.error().message()
+                << "\n";
+      ++failures;
+      continue;
+    }
+    sshpool::request req;
+    req.id = user + "-req1";
+    req.method = "POST";
+    req.path = opts.path;
+    req.headers = {{"content-type", "application/json"}};
+    req.body =
+        R"({"model":"demo-llm","stream":false,"messages":[{"role":"user","content":"Hello"}]})";
+    sshpool::expected<sshpool::response> res = conn->forward(req);
+    if (res)
+      std::cout << res->id << " -> " << res->status << " " << shorten(res->body) << "\n";
+    else {
+      std::cerr << res.error().to_string() << "\n";
+      ++failures;
+    }
+
+    // The seed's batch pattern: many concurrent forwards on one leased connection.
+    std::vector<std::future<sshpool::expected<sshpool::response>>> batch;
+    for (int i = 0; i < opts.batch; ++i)
+      batch.push_back(std::async(std::launch::async, [&conn, &user = user, i] {
+        sshpool::request r;
+        r.id = user + "-batch" + std::to_string(i);
+        r.method = "GET";
+        r.path = "/api/tags";
+        return conn->forward(r);
+      }));
+    int ok = 0;
+    for (auto& f : batch) {
+      auto r = f.get();
+      if (r && r->status == 200)
+        ++ok;
+      else
+        ++failures;
+    }
+    std::cout << "batch: " << ok << "/" << opts.batch << " concurrent GET /api/tags answered 200\n";
+
+    auto stats = conn->get_stats();
+    std::cout << "connection #" << stats.id << ": "
+              << (conn->is_healthy() ? "healthy" : "unhealthy") << ", " << stats.channel_count
+              << " channels open, " << stats.requests << " requests, " << stats.bytes_out
+              << " bytes out, " << stats.bytes_in << " bytes in\n";
+    if (auto released = pool.release_connection(user, *conn); !released)
+      std::cerr << released.error().to_string() << "\n";
+  }
+
+  sshpool::pool_stats stats = pool.get_pool_stats();
+  std::cout << "== pool: " << stats.total_connections << " connections, " << stats.user_count
+            << " users, " << stats.leases << " leases, " << stats.waiters << " waiting\n";
+  for (auto& [user, target_port] : opts.users)
+    pool.close_connection(user);
+  return failures == 0 ? 0 : 1;
+} // the engine's destructor drains and stops everything

@@ -1,0 +1,170 @@
+// The CAF side of the data: atoms, the lease, the typed actor interfaces of the supervisor,
+// the user pools and the connections, the type-ID block, and the errc error category.
+// Include this only where CAF is used (never from ssh/).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/type_id.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "sshpool/config.hpp"
+#include "sshpool/error.hpp"
+#include "sshpool/types.hpp"
+
+CAF_ERROR_CODE_ENUM(sshpool::errc, "sshpool")
+
+// Atoms are at most 10 characters and equal text means the same atom: all ours start "sp_".
+CAF_BEGIN_TYPE_ID_BLOCK(sshpool_atoms, caf::first_custom_type_id)
+CAF_ADD_ATOM(sshpool_atoms, sshpool, acquire_atom, "sp_acquire")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, release_atom, "sp_release")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, close_atom, "sp_close")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, stats_atom, "sp_stats")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, endpoint_atom, "sp_endpnt")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, spawn_atom, "sp_spawn")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, connect_atom, "sp_connect")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, forward_atom, "sp_forward")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, health_atom, "sp_health")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, conn_up_atom, "sp_connup")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, conn_down_atom, "sp_conndn")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, opened_atom, "sp_opened")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, result_atom, "sp_result")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, lost_atom, "sp_lost")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, timeout_atom, "sp_timeout")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, stop_atom, "sp_stop")
+CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
+
+namespace sshpool {
+
+/// One SSH connection (internal events are marked; services send only the first four).
+using connection_actor = caf::typed_actor<
+    // Forwards a request within the deadline; replies the whole response.
+    caf::replies_to<forward_atom, request, caf::timespan>::with<response>,
+    caf::replies_to<stats_atom>::with<connection_stats>, caf::replies_to<health_atom>::with<bool>,
+    // Closes the SSH connection (in-flight requests fail with connection_lost).
+    caf::reacts_to<close_atom>,
+    // internal: the pool starts the handshake.
+    caf::reacts_to<connect_atom>,
+    // internal: transport events (handshake done, request done/failed, session lost) and
+    // request deadlines.
+    caf::reacts_to<opened_atom, caf::error>,
+    caf::reacts_to<result_atom, std::uint64_t, response, transfer_info>,
+    caf::reacts_to<result_atom, std::uint64_t, caf::error, transfer_info>,
+    caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<timeout_atom, std::uint64_t>>;
+
+/// A lease of a connection by a user; released with `release_atom`.
+struct lease {
+  std::string user;
+  std::uint64_t id = 0;
+  /// The connection's id (its actor id).
+  std::uint64_t connection_id = 0;
+  connection_actor connection;
+};
+
+/// The pool of one user.
+using user_pool_actor = caf::typed_actor<
+    caf::replies_to<acquire_atom, std::string>::with<lease>,
+    // Ends a lease: `not_leased` for a double release, `wrong_user` for another user's lease.
+    caf::replies_to<release_atom, std::string, lease>::with<void>,
+    // Closes every connection of the user; replies how many.
+    caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
+    caf::replies_to<stats_atom>::with<user_stats>, caf::reacts_to<endpoint_atom, endpoint>,
+    // Fails waiters with shutting_down, closes every connection and quits.
+    caf::reacts_to<stop_atom>,
+    // internal: connection events and waiter deadlines.
+    caf::reacts_to<conn_up_atom, std::uint64_t>,
+    caf::reacts_to<conn_down_atom, std::uint64_t, caf::error>,
+    caf::reacts_to<timeout_atom, std::uint64_t>>;
+
+/// The root of the hierarchy: routes per user, spawns and monitors pools and connections.
+using supervisor_actor = caf::typed_actor<
+    caf::replies_to<acquire_atom, std::string>::with<lease>,
+    caf::replies_to<release_atom, std::string, lease>::with<void>,
+    caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
+    caf::replies_to<stats_atom>::with<pool_stats>,
+    caf::replies_to<endpoint_atom, std::string, endpoint>::with<void>,
+    // Stops admitting, closes every connection and replies once all are gone.
+    caf::replies_to<stop_atom>::with<void>,
+    // internal: a pool asks for a new connection actor (global cap applies).
+    caf::replies_to<spawn_atom, std::string, endpoint, user_pool_actor>::with<connection_actor>>;
+
+/// Registers sshpool's message types and error category in a CAF configuration. Call it on
+/// the configuration of an actor system that you hand to `sshpool::engine`.
+void add_message_types(caf::actor_system_config& cfg);
+
+/// A CAF error of the sshpool category.
+caf::error make_caf_error(errc code, std::string message);
+caf::error make_caf_error(const error& err);
+
+/// Converts a CAF error; CAF's own errors map to `timeout` (request timeouts) or to
+/// `fallback` (e.g. the receiver is gone).
+error from_caf_error(const caf::error& err, errc fallback);
+
+// -- inspection (serialization and to_string); the passphrase is never inspected ----------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, request& x) {
+  return f(caf::meta::type_name("sshpool.request"), x.id, x.method, x.path, x.headers, x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, response& x) {
+  return f(caf::meta::type_name("sshpool.response"), x.id, x.status, x.reason, x.headers, x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, endpoint& x) {
+  return f(caf::meta::type_name("sshpool.endpoint"), x.host, x.port, x.username, x.identity_file,
+           x.known_hosts_file, x.target_host, x.target_port, x.server_nodelay, x.ciphers);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, transfer_info& x) {
+  return f(caf::meta::type_name("sshpool.transfer_info"), x.bytes_in, x.bytes_out, x.open_channels);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, connection_stats& x) {
+  return f(caf::meta::type_name("sshpool.connection_stats"), x.id, x.user, x.state, x.created,
+           x.last_used, x.channel_count, x.active_requests, x.queued_requests, x.requests,
+           x.failed_requests, x.bytes_in, x.bytes_out, x.healthy);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_stats& x) {
+  return f(caf::meta::type_name("sshpool.user_stats"), x.user, x.connections, x.connecting, x.idle,
+           x.leases, x.waiters, x.handshakes, x.handshake_failures, x.acquire_timeouts);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_stats& x) {
+  return f(caf::meta::type_name("sshpool.pool_stats"), x.total_connections, x.user_count,
+           x.connecting, x.idle, x.leases, x.waiters, x.users);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease& x) {
+  return f(caf::meta::type_name("sshpool.lease"), x.user, x.id, x.connection_id, x.connection);
+}
+
+} // namespace sshpool
+
+CAF_BEGIN_TYPE_ID_BLOCK(sshpool, caf::first_custom_type_id + 100)
+CAF_ADD_TYPE_ID(sshpool, (sshpool::request))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::response))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::endpoint))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::transfer_info))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_stats))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::user_stats))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::pool_stats))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::lease))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::user_pool_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::supervisor_actor))
+CAF_END_TYPE_ID_BLOCK(sshpool)

@@ -1,0 +1,125 @@
+// The data that travels through sshpool: requests, responses, endpoints and statistics.
+// Pure data without CAF, so the ssh/ layer and callers can use it alone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sshpool {
+
+/// Ordered HTTP header name/value pairs (names compared case-insensitively).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// An HTTP request to forward to the service on the user's side.
+struct request {
+  /// Correlation id chosen by the caller; copied into the response and log lines.
+  std::string id;
+  std::string method = "GET";
+  /// Origin-form target, e.g. "/api/chat?x=1".
+  std::string path = "/";
+  header_list headers;
+  std::string body;
+};
+
+/// The service's HTTP response.
+struct response {
+  /// The id of the request this answers.
+  std::string id;
+  int status = 0;
+  std::string reason;
+  header_list headers;
+  std::string body;
+
+  /// The value of the first header named `name` (case-insensitive), or nullptr.
+  const std::string* header(std::string_view name) const noexcept;
+};
+
+/// How a user's machine is reached: the SSH server, the credentials, and the service
+/// behind it that requests are forwarded to.
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 22;
+  std::string username;
+  /// Private key file (OpenSSH format). Its content is never logged.
+  std::string identity_file;
+  /// Passphrase of the private key, if any. Never logged.
+  std::string passphrase;
+  /// known_hosts file holding the server's host key. Unknown or changed keys are refused.
+  std::string known_hosts_file;
+  /// The service on the user's side, as seen from the SSH server.
+  std::string target_host = "127.0.0.1";
+  std::uint16_t target_port = 0;
+  /// Exec a no-op command once per connection so that OpenSSH's sshd turns on TCP_NODELAY
+  /// (it does so only for sessions that exec); without it, small exchanges can stall ~40 ms
+  /// on Nagle's algorithm. Failure to exec is ignored.
+  bool server_nodelay = true;
+  /// Optional cipher preference list (SSH_OPTIONS_CIPHERS_C_S/S_C), empty = libssh default.
+  std::string ciphers;
+};
+
+/// State of one SSH connection as its pool sees it.
+enum class connection_state : std::uint8_t { connecting, ready, closing, closed };
+
+const char* to_string(connection_state x) noexcept;
+
+/// Statistics of one SSH connection.
+struct connection_stats {
+  std::uint64_t id = 0;
+  std::string user;
+  connection_state state = connection_state::connecting;
+  std::chrono::system_clock::time_point created;
+  std::chrono::system_clock::time_point last_used;
+  /// Channels open right now (carrying a request or kept for reuse).
+  std::uint32_t channel_count = 0;
+  /// Requests on a channel right now, and requests queued for a channel slot.
+  std::uint32_t active_requests = 0;
+  std::uint32_t queued_requests = 0;
+  std::uint64_t requests = 0;
+  std::uint64_t failed_requests = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  bool healthy = false;
+};
+
+/// Statistics of one user's pool.
+struct user_stats {
+  std::string user;
+  /// Connections that count against the cap: connecting + ready.
+  std::uint32_t connections = 0;
+  std::uint32_t connecting = 0;
+  std::uint32_t idle = 0;
+  std::uint32_t leases = 0;
+  std::uint32_t waiters = 0;
+  std::uint64_t handshakes = 0;
+  std::uint64_t handshake_failures = 0;
+  std::uint64_t acquire_timeouts = 0;
+};
+
+/// Statistics of the whole engine.
+struct pool_stats {
+  std::uint64_t total_connections = 0;
+  std::uint64_t user_count = 0;
+  std::uint64_t connecting = 0;
+  std::uint64_t idle = 0;
+  std::uint64_t leases = 0;
+  std::uint64_t waiters = 0;
+  std::vector<user_stats> users;
+};
+
+} // namespace sshpool
+
+namespace sshpool {
+
+/// Byte and channel counts that the transport reports with each completed request.
+struct transfer_info {
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  /// Channels of the connection open after this request (busy + kept for reuse).
+  std::uint32_t open_channels = 0;
+};
+
+} // namespace sshpool

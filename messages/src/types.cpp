@@ -1,0 +1,66 @@
+#include "sshpool/types.hpp"
+
+#include <strings.h>
+
+#include "sshpool/config.hpp"
+
+namespace sshpool {
+
+namespace {
+
+bool iequals(std::string_view x, std::string_view y) noexcept {
+  return x.size() == y.size() && strncasecmp(x.data(), y.data(), x.size()) == 0;
+}
+
+expected<void> positive(std::size_t value, const char* name) {
+  if (value == 0)
+    return {errc::invalid_argument, std::string{name} + " must be greater than 0"};
+  return {};
+}
+
+expected<void> positive(std::chrono::milliseconds value, const char* name) {
+  if (value.count() <= 0)
+    return {errc::invalid_argument, std::string{name} + " must be greater than 0 ms"};
+  return {};
+}
+
+} // namespace
+
+const std::string* response::header(std::string_view name) const noexcept {
+  for (auto& [key, value] : headers)
+    if (iequals(key, name))
+      return &value;
+  return nullptr;
+}
+
+expected<void> validate(const engine_config& cfg) {
+  auto& p = cfg.pool;
+  for (auto [value, name] :
+       {std::pair{p.max_connections_per_user, "max_connections_per_user"},
+        std::pair{p.max_channels_per_connection, "max_channels_per_connection"},
+        std::pair{p.max_connections_total, "max_connections_total"},
+        std::pair{p.max_response_bytes, "max_response_bytes"},
+        std::pair{p.max_header_bytes, "max_header_bytes"},
+        std::pair{cfg.connector_threads, "connector_threads"}})
+    if (auto res = positive(value, name); !res)
+      return res;
+  for (auto [value, name] : {std::pair{p.acquire_timeout, "acquire_timeout"},
+                             std::pair{p.connect_timeout, "connect_timeout"},
+                             std::pair{p.request_timeout, "request_timeout"},
+                             std::pair{p.max_idle_time, "max_idle_time"},
+                             std::pair{p.cleanup_interval, "cleanup_interval"},
+                             std::pair{p.keepalive_interval, "keepalive_interval"},
+                             std::pair{p.channel_idle_timeout, "channel_idle_timeout"}})
+    if (auto res = positive(value, name); !res)
+      return res;
+  static constexpr const char* levels[] = {"trace", "debug", "info",     "warn", "warning",
+                                           "error", "err",   "critical", "off"};
+  for (auto level : levels)
+    if (cfg.log_level == level)
+      return {};
+  return {errc::invalid_argument, "log_level must be one of trace, debug, info, warn, error, "
+                                  "critical, off (got '" +
+                                      cfg.log_level + "')"};
+}
+
+} // namespace sshpool

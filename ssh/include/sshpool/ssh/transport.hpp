@@ -1,0 +1,81 @@
+// The seam between a connection actor and its SSH connection. The actor owns a
+// `transport`; the transport reports to a `transport_sink` from I/O threads. The real
+// implementation is `ssh_runtime` (runtime.hpp); unit tests use fakes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "sshpool/error.hpp"
+#include "sshpool/ssh/http.hpp"
+#include "sshpool/types.hpp"
+
+namespace sshpool::ssh {
+
+/// Receives the events of one transport. Called from I/O threads (a connector or a
+/// reactor), one event at a time per transport, in order. Implementations must not block
+/// and must not call back into the transport.
+class transport_sink {
+public:
+  virtual ~transport_sink();
+
+  /// The handshake finished: `result.code()` is `errc::none` on success.
+  virtual void on_open(error result) = 0;
+
+  /// The request `tag` completed with a whole response.
+  virtual void on_response(std::uint64_t tag, response res, transfer_info info) = 0;
+
+  /// The request `tag` failed; the connection itself may still be usable.
+  virtual void on_failure(std::uint64_t tag, error err, transfer_info info) = 0;
+
+  /// The SSH session is gone; requests in flight get no further event.
+  virtual void on_lost(error reason) = 0;
+};
+
+/// A request ready for the wire (see `serialize_request`).
+struct outbound_request {
+  std::string wire;
+  request_info info;
+};
+
+/// Per-connection settings of a transport.
+struct transport_options {
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds channel_idle_timeout{std::chrono::seconds(60)};
+  /// Channels this connection may have open at once (busy + kept for reuse).
+  std::size_t max_channels = 10;
+  response_limits limits;
+};
+
+/// One SSH connection. Its methods never block; they are called by one owner at a time.
+/// Destroying a transport closes it like `close()`.
+class transport {
+public:
+  virtual ~transport();
+
+  /// Starts the handshake; `on_open` follows.
+  virtual void open() = 0;
+
+  /// Sends a request on an idle channel or a new one; `on_response` or `on_failure`
+  /// follows, unless cancelled. The owner keeps at most `max_channels` requests in flight.
+  virtual void forward(std::uint64_t tag, outbound_request req) = 0;
+
+  /// Abandons a request: its channel is closed, no event follows for it.
+  virtual void cancel(std::uint64_t tag) = 0;
+
+  /// Disconnects; no event follows.
+  virtual void close() = 0;
+};
+
+/// Makes transports.
+class transport_factory {
+public:
+  virtual ~transport_factory();
+
+  virtual std::unique_ptr<transport> make(const endpoint& ep, const transport_options& opts,
+                                          std::shared_ptr<transport_sink> sink) = 0;
+};
+
+} // namespace sshpool::ssh

@@ -1,0 +1,228 @@
+// Blocking handshakes on connector threads. Every libssh call gets the time left until
+// the deadline as its timeout, so a handshake never outlives its deadline by more than
+// one step's rounding. ~/.ssh/config is never read (SSH_OPTIONS_PROCESS_CONFIG off).
+#include "connector.hpp"
+
+#include "reactor.hpp"
+#include "sshpool/ssh/log.hpp"
+
+namespace sshpool::ssh {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct session_guard {
+  ssh_session s;
+  ~session_guard() {
+    if (s != nullptr) {
+      ssh_disconnect(s);
+      ssh_free(s);
+    }
+  }
+  ssh_session release() {
+    auto result = s;
+    s = nullptr;
+    return result;
+  }
+};
+
+struct key_guard {
+  ssh_key k = nullptr;
+  ~key_guard() { ssh_key_free(k); }
+};
+
+/// Sets the timeout of the next blocking libssh call to the time left; false if none.
+bool arm_timeout(ssh_session s, clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - clock::now());
+  if (left.count() <= 0)
+    return false;
+  long secs = static_cast<long>(left.count() / 1000000);
+  long usecs = static_cast<long>(left.count() % 1000000);
+  ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &secs);
+  ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usecs);
+  return true;
+}
+
+error timed_out(const endpoint& ep, const char* step) {
+  return {errc::timeout, std::string{"handshake with "} + ep.host + ":" + std::to_string(ep.port) +
+                             " exceeded its deadline during " + step};
+}
+
+/// Opens a session channel and execs a no-op so that OpenSSH's sshd enables TCP_NODELAY
+/// on the connection (it does so only once a session channel execs). Best effort.
+void nudge_nodelay(ssh_session s, const endpoint& ep, clock::time_point deadline) {
+  if (!arm_timeout(s, deadline))
+    return;
+  ssh_channel ch = ssh_channel_new(s);
+  if (ch == nullptr)
+    return;
+  if (ssh_channel_open_session(ch) == SSH_OK && ssh_channel_request_exec(ch, "true") == SSH_OK)
+    log().debug("nodelay nudge done on {}:{}", ep.host, ep.port);
+  else
+    log().debug("nodelay nudge refused by {}:{}: {}", ep.host, ep.port, ssh_get_error(s));
+  ssh_channel_free(ch);
+}
+
+} // namespace
+
+expected<ssh_session> blocking_handshake(const endpoint& ep, clock::time_point deadline) {
+  session_guard guard{ssh_new()};
+  auto s = guard.s;
+  if (s == nullptr)
+    return error{errc::internal, "ssh_new failed"};
+  int verbosity = SSH_LOG_NOLOG;
+  bool process_config = false;
+  unsigned int port = ep.port;
+  int nodelay = 1;
+  ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
+  ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &process_config);
+  if (ssh_options_set(s, SSH_OPTIONS_HOST, ep.host.c_str()) != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_PORT, &port) != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_USER, ep.username.c_str()) != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, ep.known_hosts_file.c_str()) != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") != SSH_OK ||
+      ssh_options_set(s, SSH_OPTIONS_NODELAY, &nodelay) != SSH_OK)
+    return error{errc::invalid_argument,
+                 std::string{"invalid endpoint option: "} + ssh_get_error(s)};
+  if (!ep.ciphers.empty() &&
+      (ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, ep.ciphers.c_str()) != SSH_OK ||
+       ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ep.ciphers.c_str()) != SSH_OK))
+    return error{errc::invalid_argument, "unsupported cipher list '" + ep.ciphers + "'"};
+  // The key is read before connecting: a missing or unreadable key is the caller's error.
+  key_guard key;
+  if (ssh_pki_import_privkey_file(ep.identity_file.c_str(),
+                                  ep.passphrase.empty() ? nullptr : ep.passphrase.c_str(), nullptr,
+                                  nullptr, &key.k) != SSH_OK)
+    return error{errc::invalid_argument, "cannot read private key '" + ep.identity_file +
+                                             "' (missing, unreadable, "
+                                             "wrong passphrase or unsupported format)"};
+  if (!arm_timeout(s, deadline))
+    return timed_out(ep, "connect");
+  if (ssh_connect(s) != SSH_OK) {
+    if (clock::now() >= deadline)
+      return timed_out(ep, "connect");
+    return error{errc::connect_failed, std::string{"cannot connect to "} + ep.host + ":" +
+                                           std::to_string(ep.port) + ": " + ssh_get_error(s)};
+  }
+  switch (ssh_session_is_known_server(s)) {
+  case SSH_KNOWN_HOSTS_OK:
+    break;
+  case SSH_KNOWN_HOSTS_CHANGED:
+  case SSH_KNOWN_HOSTS_OTHER:
+    return error{errc::host_key_mismatch, "host key of " + ep.host + ":" + std::to_string(ep.port) +
+                                              " differs from the one in '" + ep.known_hosts_file +
+                                              "' (possible man-in-the-middle); not authenticating"};
+  case SSH_KNOWN_HOSTS_UNKNOWN:
+  case SSH_KNOWN_HOSTS_NOT_FOUND:
+    return error{errc::host_key_unknown, "host key of " + ep.host + ":" + std::to_string(ep.port) +
+                                             " is not in '" + ep.known_hosts_file +
+                                             "'; not authenticating"};
+  case SSH_KNOWN_HOSTS_ERROR:
+  default:
+    return error{errc::host_key_unknown,
+                 std::string{"cannot check the host key: "} + ssh_get_error(s)};
+  }
+  if (!arm_timeout(s, deadline))
+    return timed_out(ep, "authentication");
+  auto rc = ssh_userauth_publickey(s, nullptr, key.k);
+  if (rc != SSH_AUTH_SUCCESS) {
+    if (clock::now() >= deadline)
+      return timed_out(ep, "authentication");
+    if (rc == SSH_AUTH_ERROR)
+      return error{errc::connect_failed,
+                   std::string{"authentication aborted: "} + ssh_get_error(s)};
+    return error{errc::auth_failed, "server refused the key for user '" + ep.username + "'"};
+  }
+  if (ep.server_nodelay)
+    nudge_nodelay(s, ep, deadline);
+  return guard.release();
+}
+
+connector_pool::connector_pool(std::size_t threads) {
+  threads_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i)
+    threads_.emplace_back([this] { run(); });
+}
+
+connector_pool::~connector_pool() {
+  stop();
+}
+
+void connector_pool::stop() {
+  std::deque<std::shared_ptr<session_control>> pending;
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    stopping_ = true;
+    pending.swap(queue_);
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    t.join();
+  threads_.clear();
+  for (auto& ctl : pending)
+    if (!ctl->closed.load())
+      ctl->sink->on_open(error{errc::shutting_down, "the engine is stopping"});
+}
+
+void connector_pool::submit(std::shared_ptr<session_control> ctl) {
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    if (!stopping_) {
+      queue_.push_back(std::move(ctl));
+      ++started_;
+      cv_.notify_one();
+      return;
+    }
+  }
+  ctl->sink->on_open(error{errc::shutting_down, "the engine is stopping"});
+}
+
+std::uint64_t connector_pool::started() const {
+  std::lock_guard<std::mutex> guard{mx_};
+  return started_;
+}
+
+std::uint64_t connector_pool::failed() const {
+  std::lock_guard<std::mutex> guard{mx_};
+  return failed_;
+}
+
+void connector_pool::run() {
+  for (;;) {
+    std::shared_ptr<session_control> ctl;
+    {
+      std::unique_lock<std::mutex> guard{mx_};
+      cv_.wait(guard, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_)
+        return;
+      ctl = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    handshake(ctl);
+  }
+}
+
+void connector_pool::handshake(const std::shared_ptr<session_control>& ctl) {
+  if (ctl->closed.load())
+    return;
+  auto start = clock::now();
+  auto res = blocking_handshake(ctl->ep, start + ctl->opts.connect_timeout);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
+  if (!res) {
+    {
+      std::lock_guard<std::mutex> guard{mx_};
+      ++failed_;
+    }
+    log().info("handshake #{} with {}@{}:{} failed after {} ms: {}", ctl->id, ctl->ep.username,
+               ctl->ep.host, ctl->ep.port, ms, res.error().to_string());
+    if (!ctl->closed.load())
+      ctl->sink->on_open(res.error());
+    return;
+  }
+  log().debug("handshake #{} with {}@{}:{} done in {} ms", ctl->id, ctl->ep.username, ctl->ep.host,
+              ctl->ep.port, ms);
+  ctl->home->adopt(ctl, *res);
+}
+
+} // namespace sshpool::ssh

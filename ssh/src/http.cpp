@@ -1,0 +1,616 @@
+// HTTP/1.1 framing of forwarded requests and responses.
+//
+// serialize_request validates everything it writes, because it is the last line of defence
+// against request smuggling into the user's service: a CR/LF, a non-token name or a second
+// framing header from the caller would let one request be read as two. It validates first
+// and writes afterwards, so that a rejected request leaves the output untouched, and it
+// computes the exact size so that the output grows once.
+//
+// response_parser wraps http_parser 2.9 (HTTP_RESPONSE). The parser is paused in
+// on_message_complete so that `feed` stops exactly at the end of a response; an interim 1xx
+// response completes as a message of its own, after which the parser is re-initialised and
+// parsing continues with the final response in the same byte stream.
+#include "sshpool/ssh/http.hpp"
+
+#include <http_parser.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <climits>
+#include <exception>
+#include <initializer_list>
+#include <utility>
+
+namespace sshpool::ssh {
+
+namespace {
+
+// -- character classes and small helpers ---------------------------------------------------
+
+/// RFC 9110 tchar: "!#$%&'*+-.^_`|~", DIGIT, ALPHA.
+constexpr std::array<bool, 256> make_tchar_table() {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c)
+    table[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c)
+    table[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c)
+    table[c] = true;
+  for (char c : std::string_view{"!#$%&'*+-.^_`|~"})
+    table[static_cast<unsigned char>(c)] = true;
+  return table;
+}
+
+constexpr std::array<bool, 256> tchar = make_tchar_table();
+
+/// The offset of the first byte of `s` that is not a tchar, or npos.
+std::size_t first_non_tchar(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (!tchar[static_cast<unsigned char>(s[i])])
+      return i;
+  return std::string_view::npos;
+}
+
+/// The offset of the first control character other than HTAB (or DEL) in a field value.
+std::size_t first_bad_value_byte(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return i;
+  }
+  return std::string_view::npos;
+}
+
+/// The offset of the first control character, space or DEL in a request target.
+std::size_t first_bad_path_byte(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c <= 0x20 || c == 0x7f)
+      return i;
+  }
+  return std::string_view::npos;
+}
+
+char ascii_lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+
+bool iequals(std::string_view x, std::string_view y) noexcept {
+  if (x.size() != y.size())
+    return false;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (ascii_lower(x[i]) != ascii_lower(y[i]))
+      return false;
+  return true;
+}
+
+std::string_view trim_ows(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// Names a byte for an error message: "CR", "LF", "NUL", "space", "'x'" or "byte 0xNN".
+std::string describe_byte(char ch) {
+  auto c = static_cast<unsigned char>(ch);
+  switch (c) {
+  case '\r':
+    return "CR";
+  case '\n':
+    return "LF";
+  case '\0':
+    return "NUL";
+  case ' ':
+    return "space";
+  case '\t':
+    return "HTAB";
+  default:
+    break;
+  }
+  if (c > 0x20 && c < 0x7f)
+    return std::string{'\''} + ch + '\'';
+  static constexpr char hex[] = "0123456789abcdef";
+  return std::string{"byte 0x"} + hex[c >> 4] + hex[c & 0xf];
+}
+
+/// Quotes a token (only printable characters) for an error message, truncating long ones.
+std::string quoted(std::string_view token) {
+  constexpr std::size_t max_shown = 64;
+  std::string result{'\''};
+  result.append(token.substr(0, max_shown));
+  if (token.size() > max_shown)
+    result.append("...");
+  result += '\'';
+  return result;
+}
+
+/// Why a value was rejected; never shows the value, which may be a secret.
+std::string bad_value_message(char ch, const std::string& where) {
+  if (ch == '\r' || ch == '\n')
+    return "CR/LF in " + where;
+  if (ch == '\0')
+    return "NUL in " + where;
+  return "control character (" + describe_byte(ch) + ") in " + where;
+}
+
+// -- request serialisation -----------------------------------------------------------------
+
+/// Headers that serialize_request treats specially.
+enum class special_header { none, content_length, host, transfer_encoding, upgrade, connection };
+
+special_header classify(std::string_view name) noexcept {
+  switch (name.size()) {
+  case 4:
+    return iequals(name, "host") ? special_header::host : special_header::none;
+  case 7:
+    return iequals(name, "upgrade") ? special_header::upgrade : special_header::none;
+  case 10:
+    return iequals(name, "connection") ? special_header::connection : special_header::none;
+  case 14:
+    return iequals(name, "content-length") ? special_header::content_length : special_header::none;
+  case 17:
+    return iequals(name, "transfer-encoding") ? special_header::transfer_encoding
+                                              : special_header::none;
+  default:
+    return special_header::none;
+  }
+}
+
+/// Whether a Content-Length value (1*DIGIT with optional surrounding OWS) equals `size`.
+bool content_length_equals(std::string_view value, std::size_t size) noexcept {
+  value = trim_ows(value);
+  if (value.empty())
+    return false;
+  std::size_t parsed = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9')
+      return false;
+    auto digit = static_cast<std::size_t>(c - '0');
+    if (digit > size || parsed > (size - digit) / 10)
+      return false;
+    parsed = parsed * 10 + digit;
+  }
+  return parsed == size;
+}
+
+/// Whether a Connection value (a comma-separated token list) holds "close".
+bool has_close_token(std::string_view value) noexcept {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    if (iequals(trim_ows(value.substr(0, comma)), "close"))
+      return true;
+    if (comma == std::string_view::npos)
+      break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool is_one_of(std::string_view method, std::initializer_list<std::string_view> names) noexcept {
+  return std::find(names.begin(), names.end(), method) != names.end();
+}
+
+expected<request_info> rejected(std::string message) {
+  return {errc::invalid_request, std::move(message)};
+}
+
+constexpr std::string_view crlf = "\r\n";
+constexpr std::string_view version_crlf = " HTTP/1.1\r\n";
+constexpr std::string_view host_prefix = "Host: ";
+constexpr std::string_view content_length_prefix = "Content-Length: ";
+
+} // namespace
+
+expected<request_info> serialize_request(const request& req, std::string_view host_header,
+                                         std::string& out) {
+  const std::string_view method = req.method;
+  const std::string_view path = req.path;
+
+  if (method.empty())
+    return rejected("empty method");
+  if (auto i = first_non_tchar(method); i != std::string_view::npos)
+    return rejected("method is not a token (" + describe_byte(method[i]) + " at offset " +
+                    std::to_string(i) + ")");
+  if (iequals(method, "CONNECT"))
+    return rejected("method CONNECT is not allowed");
+  if (path.empty())
+    return rejected("empty path");
+  if (path[0] != '/' && !(path == "*" && method == "OPTIONS"))
+    return rejected("path must start with '/' (or be \"*\" for OPTIONS)");
+  if (auto i = first_bad_path_byte(path); i != std::string_view::npos)
+    return rejected("path holds a control character, space or DEL (" + describe_byte(path[i]) +
+                    " at offset " + std::to_string(i) + ")");
+
+  request_info info;
+  info.head = method == "HEAD";
+  info.idempotent = is_one_of(method, {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"});
+
+  std::size_t size = method.size() + 1 + path.size() + version_crlf.size();
+  bool caller_host = false;
+  bool caller_content_length = false;
+  for (std::size_t index = 0; index < req.headers.size(); ++index) {
+    const std::string_view name = req.headers[index].first;
+    const std::string_view value = req.headers[index].second;
+    if (name.empty())
+      return rejected("header #" + std::to_string(index + 1) + " has an empty name");
+    if (auto i = first_non_tchar(name); i != std::string_view::npos) {
+      auto message = "header name #" + std::to_string(index + 1) + " is not a token (" +
+                     describe_byte(name[i]) + " at offset " + std::to_string(i);
+      if (i > 0)
+        message += ", after " + quoted(name.substr(0, i));
+      return rejected(message + ")");
+    }
+    if (auto i = first_bad_value_byte(value); i != std::string_view::npos)
+      return rejected(bad_value_message(value[i], "value of header " + quoted(name)));
+    switch (classify(name)) {
+    case special_header::content_length:
+      if (caller_content_length)
+        return rejected("duplicate Content-Length header");
+      if (!content_length_equals(value, req.body.size()))
+        return rejected("Content-Length header does not match the body size (" +
+                        std::to_string(req.body.size()) + " bytes)");
+      caller_content_length = true;
+      continue; // replaced by ours, not counted in `size`
+    case special_header::host:
+      if (caller_host)
+        return rejected("duplicate Host header");
+      caller_host = true;
+      break;
+    case special_header::transfer_encoding:
+      return rejected("header " + quoted(name) +
+                      " is not allowed: the engine frames the body itself");
+    case special_header::upgrade:
+      return rejected("header " + quoted(name) +
+                      " is not allowed: protocol upgrades cannot be forwarded");
+    case special_header::connection:
+      info.close = info.close || has_close_token(value);
+      break;
+    case special_header::none:
+      break;
+    }
+    size += name.size() + 2 + value.size() + crlf.size();
+  }
+
+  if (!caller_host) {
+    if (auto i = first_bad_value_byte(host_header); i != std::string_view::npos)
+      return rejected(bad_value_message(host_header[i], "host_header"));
+    size += host_prefix.size() + host_header.size() + crlf.size();
+  }
+
+  std::array<char, 24> length_digits{};
+  std::string_view length_text;
+  if (!req.body.empty() || caller_content_length || is_one_of(method, {"POST", "PUT", "PATCH"})) {
+    auto end = std::to_chars(length_digits.data(), length_digits.data() + length_digits.size(),
+                             req.body.size())
+                   .ptr;
+    length_text = std::string_view{length_digits.data(),
+                                   static_cast<std::size_t>(end - length_digits.data())};
+    size += content_length_prefix.size() + length_text.size() + crlf.size();
+  }
+  size += crlf.size() + req.body.size();
+
+  out.reserve(out.size() + size);
+  out.append(method).append(1, ' ').append(path).append(version_crlf);
+  for (auto& [name, value] : req.headers) {
+    if (classify(name) == special_header::content_length)
+      continue;
+    out.append(name).append(": ").append(value).append(crlf);
+  }
+  if (!caller_host)
+    out.append(host_prefix).append(host_header).append(crlf);
+  if (!length_text.empty())
+    out.append(content_length_prefix).append(length_text).append(crlf);
+  out.append(crlf).append(req.body);
+  return info;
+}
+
+// -- response parsing ----------------------------------------------------------------------
+
+struct response_parser::impl {
+  response_limits limits;
+  http_parser parser{};
+  body_sink sink;
+  response res;
+  sshpool::error failure;
+  /// An exception thrown by a callback (the body sink, an allocation), rethrown by `feed`
+  /// once http_parser has returned: it must not unwind through C frames.
+  std::exception_ptr exception;
+  std::size_t head_bytes = 0;
+  std::size_t body_bytes = 0;
+  bool head_request = false;
+  bool head_complete = false;
+  bool complete = false;
+  bool received_any = false;
+  bool keep_alive = false;
+  /// The current message is an interim 1xx response being skipped.
+  bool interim = false;
+  /// The last header callback was for a name: the next name chunk continues it.
+  bool field_open = false;
+  /// `finish` is running: a message completing now was close-delimited.
+  bool at_eof = false;
+
+  explicit impl(response_limits lim) : limits(lim) { reset(false); }
+
+  bool done() const noexcept { return complete || failure.code() != errc::none; }
+
+  void fail(errc code, std::string message) { failure = sshpool::error{code, std::move(message)}; }
+
+  /// Starts parsing a message: the response or, after an interim 1xx, the next one.
+  void begin_message() {
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = this;
+    interim = false;
+    field_open = false;
+    res.status = 0;
+    res.reason.clear();
+    res.headers.clear();
+  }
+
+  void reset(bool head) {
+    begin_message();
+    res = response{};
+    failure = sshpool::error{};
+    exception = nullptr;
+    head_bytes = 0;
+    body_bytes = 0;
+    head_request = head;
+    head_complete = false;
+    complete = false;
+    received_any = false;
+    keep_alive = false;
+    at_eof = false;
+  }
+
+  std::size_t feed(const char* data, std::size_t size) {
+    if (done() || size == 0)
+      return 0;
+    received_any = true;
+    std::size_t used = 0;
+    while (used < size && !done()) {
+      // While the head is incomplete, never hand the parser more than the head may still
+      // take: the head then completes within the limit or the limit is reached.
+      std::size_t n = size - used;
+      if (!head_complete)
+        n = std::min(n, limits.max_header_bytes - head_bytes);
+      auto got = http_parser_execute(&parser, &settings(), data + used, n);
+      used += got;
+      settle();
+      if (!head_complete && !done()) {
+        head_bytes += got;
+        if (head_bytes >= limits.max_header_bytes)
+          fail(errc::response_too_large, "response head too large (over " +
+                                             std::to_string(limits.max_header_bytes) + " bytes)");
+      }
+    }
+    return used;
+  }
+
+  void finish() {
+    if (done())
+      return;
+    at_eof = true;
+    http_parser_execute(&parser, &settings(), nullptr, 0);
+    at_eof = false;
+    if (complete)
+      return;
+    if (!received_any)
+      fail(errc::upstream_closed, "the stream ended before any response byte");
+    else if (!head_complete)
+      fail(errc::upstream_closed, "the stream ended mid-response (in the head)");
+    else
+      fail(errc::upstream_closed, "the stream ended mid-response (in the body)");
+  }
+
+  /// Handles the parser's state after `http_parser_execute` returned.
+  void settle() {
+    if (exception) {
+      fail(errc::internal, "exception thrown while handling the response");
+      std::rethrow_exception(std::exchange(exception, nullptr));
+    }
+    auto err = HTTP_PARSER_ERRNO(&parser);
+    if (err == HPE_OK || done())
+      return;
+    if (err == HPE_PAUSED) { // on_message_complete of an interim response
+      begin_message();
+      return;
+    }
+    auto name = std::string{http_errno_name(err)};
+    auto description = std::string{http_errno_description(err)};
+    if (err == HPE_HEADER_OVERFLOW)
+      fail(errc::response_too_large,
+           "response head or chunk metadata too large: " + description + " (" + name + ")");
+    else
+      fail(errc::bad_response, "malformed response: " + description + " (" + name + ")");
+  }
+
+  /// Rejects what the Debian build of http_parser (built without HTTP_PARSER_STRICT) lets
+  /// through: a space in a header name, control characters in the reason phrase.
+  bool check_head() {
+    for (std::size_t i = 0; i < res.headers.size(); ++i) {
+      if (first_non_tchar(res.headers[i].first) != std::string_view::npos) {
+        fail(errc::bad_response,
+             "malformed response: header name #" + std::to_string(i + 1) + " is not a token");
+        return false;
+      }
+    }
+    if (first_bad_value_byte(res.reason) != std::string_view::npos) {
+      fail(errc::bad_response, "malformed response: control character in the reason phrase");
+      return false;
+    }
+    return true;
+  }
+
+  // -- http_parser callbacks ---------------------------------------------------------------
+
+  /// Runs `f` on the impl behind `p`, turning an exception into a parser error.
+  template <class F>
+  static int guarded(http_parser* p, F&& f) noexcept {
+    auto& self = *static_cast<impl*>(p->data);
+    try {
+      return f(self);
+    } catch (...) {
+      self.exception = std::current_exception();
+      return -1;
+    }
+  }
+
+  static int on_status(http_parser* p, const char* at, std::size_t length) noexcept {
+    return guarded(p, [&](impl& self) {
+      self.res.reason.append(at, length);
+      return 0;
+    });
+  }
+
+  static int on_header_field(http_parser* p, const char* at, std::size_t length) noexcept {
+    return guarded(p, [&](impl& self) {
+      if (self.head_complete) // a trailer field: not part of the delivered head
+        return 0;
+      if (self.field_open)
+        self.res.headers.back().first.append(at, length);
+      else
+        self.res.headers.emplace_back(std::string{at, length}, std::string{});
+      self.field_open = true;
+      return 0;
+    });
+  }
+
+  static int on_header_value(http_parser* p, const char* at, std::size_t length) noexcept {
+    return guarded(p, [&](impl& self) {
+      if (self.head_complete)
+        return 0;
+      self.res.headers.back().second.append(at, length);
+      self.field_open = false;
+      return 0;
+    });
+  }
+
+  /// Returns 1 to tell http_parser that the message has no body, -1 to fail.
+  static int on_headers_complete(http_parser* p) noexcept {
+    return guarded(p, [&](impl& self) {
+      auto status = static_cast<int>(p->status_code);
+      if (!self.check_head())
+        return -1;
+      if (status == 101) {
+        self.fail(errc::bad_response,
+                  "unexpected 101 Switching Protocols (upgrades are not forwarded)");
+        return -1;
+      }
+      if (status / 100 == 1) {
+        self.interim = true;
+        return 1;
+      }
+      for (auto& header : self.res.headers) {
+        auto& value = header.second;
+        auto last = value.find_last_not_of(" \t");
+        value.erase(last == std::string::npos ? 0 : last + 1);
+      }
+      self.res.status = status;
+      self.head_complete = true;
+      if (self.head_request || status == 204 || status == 304)
+        return 1;
+      if (p->content_length != ULLONG_MAX && p->content_length > self.limits.max_body_bytes) {
+        self.fail(errc::response_too_large, "response body too large (Content-Length over " +
+                                                std::to_string(self.limits.max_body_bytes) +
+                                                " bytes)");
+        return -1;
+      }
+      return 0;
+    });
+  }
+
+  static int on_body(http_parser* p, const char* at, std::size_t length) noexcept {
+    return guarded(p, [&](impl& self) {
+      if (length > self.limits.max_body_bytes - self.body_bytes) {
+        self.fail(errc::response_too_large, "response body too large (over " +
+                                                std::to_string(self.limits.max_body_bytes) +
+                                                " bytes)");
+        return -1;
+      }
+      self.body_bytes += length;
+      if (self.sink)
+        self.sink(std::string_view{at, length});
+      else
+        self.res.body.append(at, length);
+      return 0;
+    });
+  }
+
+  /// Pauses the parser so that `http_parser_execute` returns right after this message.
+  static int on_message_complete(http_parser* p) noexcept {
+    auto& self = *static_cast<impl*>(p->data);
+    http_parser_pause(p, 1);
+    if (!self.interim) {
+      self.complete = true;
+      self.keep_alive = http_should_keep_alive(p) != 0 && !self.at_eof;
+    }
+    return 0;
+  }
+
+  static const http_parser_settings& settings() noexcept {
+    static const http_parser_settings instance = [] {
+      http_parser_settings s;
+      http_parser_settings_init(&s);
+      s.on_status = &on_status;
+      s.on_header_field = &on_header_field;
+      s.on_header_value = &on_header_value;
+      s.on_headers_complete = &on_headers_complete;
+      s.on_body = &on_body;
+      s.on_message_complete = &on_message_complete;
+      return s;
+    }();
+    return instance;
+  }
+};
+
+response_parser::response_parser(response_limits limits) : impl_(std::make_unique<impl>(limits)) {}
+
+response_parser::~response_parser() = default;
+
+void response_parser::reset(bool head_request) {
+  impl_->reset(head_request);
+}
+
+std::size_t response_parser::feed(const char* data, std::size_t size) {
+  return impl_->feed(data, size);
+}
+
+void response_parser::finish() {
+  impl_->finish();
+}
+
+void response_parser::set_body_sink(body_sink sink) {
+  impl_->sink = std::move(sink);
+}
+
+bool response_parser::head_complete() const noexcept {
+  return impl_->head_complete;
+}
+
+bool response_parser::complete() const noexcept {
+  return impl_->complete;
+}
+
+bool response_parser::failed() const noexcept {
+  return impl_->failure.code() != errc::none;
+}
+
+const sshpool::error& response_parser::failure() const noexcept {
+  return impl_->failure;
+}
+
+bool response_parser::received_any() const noexcept {
+  return impl_->received_any;
+}
+
+bool response_parser::keep_alive() const noexcept {
+  return impl_->keep_alive;
+}
+
+response& response_parser::result() noexcept {
+  return impl_->res;
+}
+
+} // namespace sshpool::ssh

@@ -1,0 +1,607 @@
+// The reactor loop. See reactor.hpp for the model; the numbered traps below are those of
+// LIBSSH_NOTES.md, each answered where it bites.
+#include "reactor.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "sshpool/ssh/log.hpp"
+
+namespace sshpool::ssh {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr auto idle_check_period = std::chrono::seconds(1);
+
+template <class T>
+void erase_value(std::vector<T*>& xs, T* x) {
+  xs.erase(std::remove(xs.begin(), xs.end(), x), xs.end());
+}
+
+/// Disconnects a session that is not (or no longer) in the event: blocking mode with a
+/// short timeout so a stalled peer cannot hold the reactor thread (trap 12).
+void disconnect(ssh_session s) {
+  long secs = 0;
+  long usecs = 50000;
+  ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &secs);
+  ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usecs);
+  ssh_set_blocking(s, 1);
+  ssh_disconnect(s);
+  ssh_free(s);
+}
+
+} // namespace
+
+reactor::reactor() {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0)
+    throw std::system_error{errno, std::generic_category(), "eventfd"};
+  event_ = ssh_event_new();
+  if (event_ == nullptr ||
+      ssh_event_add_fd(event_, wake_fd_, POLLIN, &reactor::on_wakeup, this) != SSH_OK) {
+    ::close(wake_fd_);
+    throw std::runtime_error{"cannot create an ssh_event"};
+  }
+  next_idle_check_ = clock::now() + idle_check_period;
+  thread_ = std::thread{[this] { run(); }};
+}
+
+reactor::~reactor() {
+  stop();
+  ssh_event_remove_fd(event_, wake_fd_);
+  ssh_event_free(event_);
+  ::close(wake_fd_);
+}
+
+void reactor::stop() {
+  if (!thread_.joinable())
+    return;
+  stopping_ = true;
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
+  thread_.join();
+  // The thread is gone: its sessions are ours now.
+  std::lock_guard<std::mutex> guard{mx_};
+  for (auto& cmd : inbox_)
+    if (cmd.what == command::kind::adopt) {
+      disconnect(cmd.s);
+      cmd.s = nullptr;
+    }
+  inbox_.clear();
+  for (auto& [id, ss] : sessions_)
+    if (!ss->dead)
+      close_session(*ss);
+  sessions_.clear();
+  session_count_ = 0;
+  channel_count_ = 0;
+}
+
+// -- commands from other threads ------------------------------------------------------------
+
+void reactor::adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
+  command cmd{command::kind::adopt};
+  cmd.session_id = ctl->id;
+  cmd.ctl = std::move(ctl);
+  cmd.s = s;
+  post(std::move(cmd));
+}
+
+void reactor::forward(std::uint64_t session_id, std::uint64_t tag, outbound_request req) {
+  command cmd{command::kind::forward};
+  cmd.session_id = session_id;
+  cmd.tag = tag;
+  cmd.req = std::move(req);
+  post(std::move(cmd));
+}
+
+void reactor::cancel(std::uint64_t session_id, std::uint64_t tag) {
+  command cmd{command::kind::cancel};
+  cmd.session_id = session_id;
+  cmd.tag = tag;
+  post(std::move(cmd));
+}
+
+void reactor::close(std::uint64_t session_id) {
+  command cmd{command::kind::close};
+  cmd.session_id = session_id;
+  post(std::move(cmd));
+}
+
+void reactor::post(command cmd) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    if (stopping_) {
+      if (cmd.what == command::kind::adopt)
+        disconnect(cmd.s);
+      return;
+    }
+    inbox_.push_back(std::move(cmd));
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (wake) {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+int reactor::on_wakeup(int fd, int, void*) {
+  std::uint64_t value = 0;
+  [[maybe_unused]] auto n = ::read(fd, &value, sizeof(value));
+  return 0;
+}
+
+// -- the loop -------------------------------------------------------------------------------
+
+void reactor::run() {
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    drain_commands();
+    bool busy = service();
+    auto now = clock::now();
+    if (now >= next_idle_check_) {
+      expire_idle_channels();
+      check_sessions();
+      next_idle_check_ = now + idle_check_period;
+    }
+    sweep();
+    // Callbacks that fired inside our own calls (trap 1) left dirty channels: poll without
+    // sleeping so they are handled at once.
+    int timeout = 0;
+    if (!busy && dirty_.empty()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_idle_check_ - now);
+      timeout = static_cast<int>(std::max<std::int64_t>(left.count(), 1));
+    }
+    if (ssh_event_dopoll(event_, timeout) == SSH_ERROR)
+      check_sessions(); // trap 8: session death fires no channel callback
+  }
+}
+
+void reactor::drain_commands() {
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    batch_.swap(inbox_);
+    wake_pending_ = false;
+  }
+  for (auto& cmd : batch_) {
+    if (cmd.what == command::kind::adopt) {
+      do_adopt(std::move(cmd.ctl), cmd.s);
+      continue;
+    }
+    auto* ss = find(cmd.session_id);
+    if (ss == nullptr)
+      continue; // closed or lost: the owner already knows (on_lost) or asked for it
+    switch (cmd.what) {
+    case command::kind::forward:
+      do_forward(*ss, cmd.tag, std::move(cmd.req), false);
+      break;
+    case command::kind::cancel:
+      do_cancel(*ss, cmd.tag);
+      break;
+    case command::kind::close:
+      close_session(*ss);
+      break;
+    case command::kind::adopt:
+      break;
+    }
+  }
+  batch_.clear();
+}
+
+reactor::session_state* reactor::find(std::uint64_t session_id) {
+  auto i = sessions_.find(session_id);
+  return i == sessions_.end() || i->second->dead ? nullptr : i->second.get();
+}
+
+void reactor::do_adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
+  if (ctl->closed.load()) {
+    disconnect(s);
+    return;
+  }
+  // Trap 2: libssh leaves the socket blocking after connect; a stalled peer would then
+  // block send() inside a "non-blocking" session. libssh sends only after POLLOUT.
+  int fd = ssh_get_fd(s);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  ssh_set_blocking(s, 0);
+  auto ss = std::make_unique<session_state>();
+  ss->ctl = ctl;
+  ss->s = s;
+  ssh_set_counters(s, &ss->bytes, &ss->packets);
+  if (ssh_event_add_session(event_, s) != SSH_OK) {
+    disconnect(s);
+    ctl->sink->on_open(error{errc::internal, "cannot add the session to the reactor"});
+    return;
+  }
+  sessions_.emplace(ctl->id, std::move(ss));
+  session_count_.fetch_add(1, std::memory_order_relaxed);
+  ctl->sink->on_open(error{});
+}
+
+void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh) {
+  channel_state* c = nullptr;
+  if (!fresh) {
+    // Most recently used first: the others are closer to their idle timeout.
+    for (auto i = ss.channels.rbegin(); i != ss.channels.rend(); ++i)
+      if ((*i)->state == channel_state::phase::idle && !(*i)->eof && !(*i)->remote_closed) {
+        c = i->get();
+        break;
+      }
+  }
+  int rc = SSH_OK;
+  if (c == nullptr) {
+    auto ch = ssh_channel_new(ss.s);
+    if (ch == nullptr) {
+      ss.ctl->sink->on_failure(tag, error{errc::connection_lost, ssh_get_error(ss.s)}, {});
+      return;
+    }
+    auto fresh_channel = std::make_unique<channel_state>(ss.ctl->opts.limits);
+    c = fresh_channel.get();
+    c->owner = this;
+    c->session = &ss;
+    c->ch = ch;
+    // Trap 6: the struct is not copied and callbacks stack: zero it, init, keep it alive.
+    c->callbacks = {};
+    c->callbacks.userdata = c;
+    c->callbacks.channel_data_function = &reactor::on_data;
+    c->callbacks.channel_eof_function = &reactor::on_eof;
+    c->callbacks.channel_close_function = &reactor::on_close;
+    ssh_callbacks_init(&c->callbacks);
+    ssh_set_channel_callbacks(ch, &c->callbacks);
+    ss.channels.push_back(std::move(fresh_channel));
+    ++ss.live_channels;
+    channel_count_.fetch_add(1, std::memory_order_relaxed);
+    c->state = channel_state::phase::opening;
+    c->open_seen_packets = ss.packets.in_packets;
+    rc = ssh_channel_open_forward(ch, ss.ctl->ep.target_host.c_str(), ss.ctl->ep.target_port,
+                                  "127.0.0.1", 0);
+  }
+  c->retried = fresh;
+  c->tag = tag;
+  c->bytes_out = req.wire.size();
+  c->out = std::move(req.wire);
+  c->out_off = 0;
+  c->info = req.info;
+  c->bytes_in = 0;
+  c->stray_data = false;
+  c->parser.reset(req.info.head);
+  if (c->state == channel_state::phase::idle) {
+    c->state = channel_state::phase::busy;
+    write_some(*c);
+  } else {
+    advance_open(*c, rc);
+  }
+}
+
+void reactor::do_cancel(session_state& ss, std::uint64_t tag) {
+  for (auto& c : ss.channels)
+    if (c->tag == tag &&
+        (c->state == channel_state::phase::busy || c->state == channel_state::phase::opening)) {
+      kill_channel(*c);
+      return;
+    }
+}
+
+// -- channel progress -----------------------------------------------------------------------
+
+bool reactor::service() {
+  bool progressed = !dirty_.empty();
+  // Callbacks may push to dirty_ while we work (trap 1): work on a snapshot.
+  scratch_.swap(dirty_);
+  for (auto* c : scratch_) {
+    c->in_dirty = false;
+    service_dirty(*c);
+  }
+  scratch_.clear();
+  if (!opening_.empty()) {
+    scratch_.swap(opening_);
+    for (auto* c : scratch_)
+      if (c->state == channel_state::phase::opening)
+        service_opening(*c);
+    progressed = progressed || opening_.size() != scratch_.size();
+    scratch_.clear();
+  }
+  if (!writing_.empty()) {
+    scratch_.swap(writing_);
+    for (auto* c : scratch_) {
+      c->in_writing = false;
+      if (c->state == channel_state::phase::busy) {
+        auto before = c->out_off;
+        write_some(*c);
+        progressed = progressed || c->out_off != before;
+      }
+    }
+    scratch_.clear();
+  }
+  if (!orphans_.empty())
+    service_orphans();
+  return progressed;
+}
+
+void reactor::advance_open(channel_state& c, int rc) {
+  if (rc == SSH_OK || ssh_channel_is_open(c.ch)) {
+    c.state = channel_state::phase::busy;
+    write_some(c);
+  } else if (rc == SSH_AGAIN) {
+    opening_.push_back(&c);
+  } else {
+    channel_error(c, errc::channel_open_failed, "cannot open a direct-tcpip channel");
+  }
+}
+
+void reactor::service_opening(channel_state& c) {
+  // Trap 3: no "channel opened" callback. Check the state after each poll; re-call the
+  // open (to learn about a refusal) only when packets arrived since the last check.
+  if (ssh_channel_is_open(c.ch)) {
+    advance_open(c, SSH_OK);
+    return;
+  }
+  auto seen = c.session->packets.in_packets;
+  if (seen == c.open_seen_packets) {
+    opening_.push_back(&c);
+    return;
+  }
+  c.open_seen_packets = seen;
+  auto& ep = c.session->ctl->ep;
+  advance_open(
+      c, ssh_channel_open_forward(c.ch, ep.target_host.c_str(), ep.target_port, "127.0.0.1", 0));
+}
+
+void reactor::service_orphans() {
+  for (std::size_t i = 0; i < orphans_.size();) {
+    auto& o = orphans_[i];
+    bool done = false;
+    if (ssh_channel_is_open(o.ch)) {
+      ssh_channel_free(o.ch); // sends CLOSE
+      done = true;
+    } else if (o.session->packets.in_packets != o.seen_packets) {
+      o.seen_packets = o.session->packets.in_packets;
+      auto& ep = o.session->ctl->ep;
+      auto rc =
+          ssh_channel_open_forward(o.ch, ep.target_host.c_str(), ep.target_port, "127.0.0.1", 0);
+      if (rc != SSH_AGAIN) {
+        ssh_channel_free(o.ch);
+        done = true;
+      }
+    }
+    if (done) {
+      orphans_[i] = orphans_.back();
+      orphans_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+void reactor::write_some(channel_state& c) {
+  // Trap 4: non-blocking writes are short (0 on a zero window) and nothing signals a
+  // growing window, so write at most the window and look again after each poll.
+  while (c.out_off < c.out.size()) {
+    auto window = ssh_channel_window_size(c.ch);
+    if (window == 0)
+      break;
+    auto n = std::min<std::size_t>(c.out.size() - c.out_off, window);
+    auto rc = ssh_channel_write(c.ch, c.out.data() + c.out_off, static_cast<std::uint32_t>(n));
+    if (rc == SSH_ERROR) {
+      channel_error(c, errc::connection_lost, "cannot write the request");
+      return;
+    }
+    if (rc == 0)
+      break;
+    c.out_off += static_cast<std::size_t>(rc);
+  }
+  if (c.out_off < c.out.size() && !c.in_writing) {
+    c.in_writing = true;
+    writing_.push_back(&c);
+  }
+}
+
+void reactor::service_dirty(channel_state& c) {
+  using phase = channel_state::phase;
+  if (c.state == phase::idle) {
+    if (c.eof || c.remote_closed || c.stray_data)
+      kill_channel(c);
+    return;
+  }
+  if (c.state != phase::busy)
+    return;
+  if (c.parser.complete()) {
+    complete(c);
+  } else if (c.parser.failed()) {
+    fail(c, c.parser.failure());
+  } else if (c.eof || c.remote_closed) {
+    // Trap 7: a reused channel closed before any response byte is most likely the
+    // backend's idle close racing with our request; retry idempotent requests once.
+    if (!c.parser.received_any() && c.reused && c.info.idempotent && !c.retried) {
+      auto& ss = *c.session;
+      auto tag = c.tag;
+      outbound_request req{std::move(c.out), c.info};
+      kill_channel(c);
+      log().debug("session #{}: request {} retried on a fresh channel", ss.ctl->id, tag);
+      do_forward(ss, tag, std::move(req), true);
+      return;
+    }
+    c.parser.finish();
+    if (c.parser.complete())
+      complete(c);
+    else
+      fail(c, c.parser.failure());
+  }
+}
+
+void reactor::complete(channel_state& c) {
+  bool reuse = c.parser.keep_alive() && !c.info.close && !c.eof && !c.remote_closed &&
+               !c.stray_data && c.out_off == c.out.size();
+  auto& ss = *c.session;
+  auto tag = c.tag;
+  auto res = std::move(c.parser.result());
+  if (reuse) {
+    c.state = channel_state::phase::idle;
+    c.reused = true;
+    c.tag = 0;
+    c.out.clear();
+    if (c.out.capacity() > (std::size_t{64} << 10))
+      std::string{}.swap(c.out);
+    c.out_off = 0;
+    c.idle_since = clock::now();
+  } else {
+    kill_channel(c);
+  }
+  ss.ctl->sink->on_response(tag, std::move(res), info_of(c));
+}
+
+void reactor::fail(channel_state& c, error err) {
+  auto info = info_of(c);
+  auto tag = c.tag;
+  auto& ss = *c.session;
+  kill_channel(c);
+  info.open_channels = ss.live_channels;
+  ss.ctl->sink->on_failure(tag, std::move(err), info);
+}
+
+void reactor::channel_error(channel_state& c, errc code, const char* what) {
+  auto& ss = *c.session;
+  if (!ssh_is_connected(ss.s)) {
+    lose_session(ss, error{errc::connection_lost, ssh_get_error(ss.s)});
+    return;
+  }
+  fail(c, error{code, std::string{what} + " to " + ss.ctl->ep.target_host + ":" +
+                          std::to_string(ss.ctl->ep.target_port) + ": " + ssh_get_error(ss.s)});
+}
+
+void reactor::kill_channel(channel_state& c) {
+  using phase = channel_state::phase;
+  if (c.state == phase::dead)
+    return;
+  auto& ss = *c.session;
+  // Trap 6: callbacks would still fire after free while the peer has not closed.
+  ssh_remove_channel_callbacks(c.ch, &c.callbacks);
+  if (c.state == phase::opening && !ss.dead)
+    orphans_.push_back({&ss, c.ch, ss.packets.in_packets});
+  else if (!ss.dead)
+    ssh_channel_free(c.ch);
+  c.ch = nullptr;
+  c.state = phase::dead;
+  --ss.live_channels;
+  dead_channels_.push_back(&c);
+}
+
+transfer_info reactor::info_of(const channel_state& c) const {
+  return {c.bytes_in, c.bytes_out, c.session->live_channels};
+}
+
+// -- sessions -------------------------------------------------------------------------------
+
+void reactor::check_sessions() {
+  for (auto& [id, ss] : sessions_) {
+    if (ss->dead)
+      continue;
+    if (!ssh_is_connected(ss->s) || (ssh_get_status(ss->s) & (SSH_CLOSED | SSH_CLOSED_ERROR)))
+      lose_session(*ss, error{errc::connection_lost,
+                              std::string{"SSH session lost: "} + ssh_get_error(ss->s)});
+  }
+}
+
+void reactor::expire_idle_channels() {
+  auto now = clock::now();
+  for (auto& [id, ss] : sessions_) {
+    if (ss->dead)
+      continue;
+    for (auto& c : ss->channels)
+      if (c->state == channel_state::phase::idle &&
+          now - c->idle_since >= ss->ctl->opts.channel_idle_timeout)
+        kill_channel(*c);
+  }
+}
+
+void reactor::lose_session(session_state& ss, error reason) {
+  if (ss.dead)
+    return;
+  log().info("session #{} to {}:{} lost: {}", ss.ctl->id, ss.ctl->ep.host, ss.ctl->ep.port,
+             reason.message());
+  auto sink = ss.ctl->sink;
+  close_session(ss);
+  sink->on_lost(std::move(reason));
+}
+
+void reactor::close_session(session_state& ss) {
+  if (ss.dead)
+    return;
+  ss.dead = true; // from here on, kill_channel leaves channels to ssh_free
+  orphans_.erase(std::remove_if(orphans_.begin(), orphans_.end(),
+                                [&ss](const orphan_open& o) { return o.session == &ss; }),
+                 orphans_.end());
+  for (auto& c : ss.channels) {
+    if (c->state != channel_state::phase::dead)
+      kill_channel(*c);
+  }
+  ssh_event_remove_session(event_, ss.s);
+  disconnect(ss.s);
+  ss.s = nullptr;
+  dead_sessions_.push_back(ss.ctl->id);
+}
+
+void reactor::sweep() {
+  for (auto* c : dead_channels_) {
+    erase_value(dirty_, c);
+    erase_value(opening_, c);
+    erase_value(writing_, c);
+    auto& chans = c->session->channels;
+    chans.erase(
+        std::find_if(chans.begin(), chans.end(),
+                     [c](const std::unique_ptr<channel_state>& x) { return x.get() == c; }));
+    channel_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  dead_channels_.clear();
+  for (auto id : dead_sessions_) {
+    if (sessions_.erase(id) > 0)
+      session_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  dead_sessions_.clear();
+}
+
+// -- libssh callbacks: record state only (trap 1) -------------------------------------------
+
+void reactor::mark_dirty(channel_state& c) {
+  if (!c.in_dirty) {
+    c.in_dirty = true;
+    dirty_.push_back(&c);
+  }
+}
+
+int reactor::on_data(ssh_session, ssh_channel, void* data, std::uint32_t len, int is_stderr,
+                     void* userdata) {
+  auto& c = *static_cast<channel_state*>(userdata);
+  // Trap 5: consume everything we are given.
+  if (is_stderr != 0)
+    return static_cast<int>(len);
+  c.bytes_in += len;
+  if (c.state != channel_state::phase::busy || c.parser.complete() || c.parser.failed()) {
+    c.stray_data = true;
+  } else if (c.parser.feed(static_cast<const char*>(data), len) < len) {
+    c.stray_data = true;
+  }
+  if (c.stray_data || c.parser.complete() || c.parser.failed())
+    c.owner->mark_dirty(c);
+  return static_cast<int>(len);
+}
+
+void reactor::on_eof(ssh_session, ssh_channel, void* userdata) {
+  auto& c = *static_cast<channel_state*>(userdata);
+  c.eof = true;
+  c.owner->mark_dirty(c);
+}
+
+void reactor::on_close(ssh_session, ssh_channel, void* userdata) {
+  auto& c = *static_cast<channel_state*>(userdata);
+  c.remote_closed = true;
+  c.owner->mark_dirty(c);
+}
+
+} // namespace sshpool::ssh

@@ -1,0 +1,169 @@
+// A reactor: one thread driving many non-blocking SSH sessions with ssh_event_dopoll plus
+// an eventfd for its command queue. It opens direct-tcpip channels, writes requests as the
+// remote window allows, feeds channel data into HTTP response parsers, keeps finished
+// channels for reuse (HTTP keep-alive), and reports results to each session's sink.
+//
+// Every libssh object of a session belongs to this thread. libssh runs callbacks inside
+// ordinary calls (a write can deliver another channel's data), so callbacks only record
+// state and mark channels dirty; the loop acts on dirty channels and polls again at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <libssh/callbacks.h>
+#include <libssh/libssh.h>
+
+#include "session_control.hpp"
+#include "sshpool/ssh/http.hpp"
+
+namespace sshpool::ssh {
+
+/// One thread, many sessions. Public member functions are thread-safe and non-blocking.
+class reactor {
+public:
+  reactor();
+  /// Stops (see `stop`) and frees what is left.
+  ~reactor();
+
+  /// Stops the thread and disconnects every session without events. Idempotent. Commands
+  /// posted afterwards are kept unprocessed until destruction.
+  void stop();
+
+  reactor(const reactor&) = delete;
+  reactor& operator=(const reactor&) = delete;
+
+  /// Takes over a connected, authenticated session (from a connector thread).
+  void adopt(std::shared_ptr<session_control> ctl, ssh_session s);
+  void forward(std::uint64_t session_id, std::uint64_t tag, outbound_request req);
+  void cancel(std::uint64_t session_id, std::uint64_t tag);
+  void close(std::uint64_t session_id);
+
+  std::size_t session_count() const noexcept { return session_count_.load(); }
+  std::size_t channel_count() const noexcept { return channel_count_.load(); }
+
+private:
+  struct session_state;
+
+  struct channel_state {
+    enum class phase { opening, busy, idle, dead };
+    reactor* owner = nullptr;
+    session_state* session = nullptr;
+    ssh_channel ch = nullptr;
+    ssh_channel_callbacks_struct callbacks;
+    phase state = phase::opening;
+    /// Carried a request before (a failure before any response byte may be the backend's
+    /// idle close racing with our request: idempotent requests are retried once).
+    bool reused = false;
+    bool retried = false;
+    bool in_dirty = false;
+    bool in_writing = false;
+    bool eof = false;
+    bool remote_closed = false;
+    /// Bytes arrived that no request asked for: the channel cannot be reused.
+    bool stray_data = false;
+    std::uint64_t tag = 0;
+    std::string out;
+    std::size_t out_off = 0;
+    request_info info;
+    response_parser parser;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t open_seen_packets = 0;
+    std::chrono::steady_clock::time_point idle_since;
+
+    explicit channel_state(const response_limits& limits) : parser(limits) {}
+  };
+
+  struct session_state {
+    std::shared_ptr<session_control> ctl;
+    ssh_session s = nullptr;
+    ssh_counter_struct bytes{};
+    ssh_counter_struct packets{};
+    std::vector<std::unique_ptr<channel_state>> channels;
+    std::uint32_t live_channels = 0;
+    bool dead = false;
+  };
+
+  struct command {
+    enum class kind { adopt, forward, cancel, close };
+    explicit command(kind k) : what(k) {}
+    kind what;
+    std::uint64_t session_id = 0;
+    std::uint64_t tag = 0;
+    outbound_request req;
+    std::shared_ptr<session_control> ctl;
+    ssh_session s = nullptr;
+  };
+
+  /// A channel abandoned while its open was pending: closed once the server answers.
+  struct orphan_open {
+    session_state* session;
+    ssh_channel ch;
+    std::uint64_t seen_packets;
+  };
+
+  void post(command cmd);
+  void run();
+  void drain_commands();
+  void do_adopt(std::shared_ptr<session_control> ctl, ssh_session s);
+  void do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
+  void do_cancel(session_state& ss, std::uint64_t tag);
+  session_state* find(std::uint64_t session_id);
+
+  /// Acts on dirty, opening and writing channels; true if anything changed.
+  bool service();
+  void advance_open(channel_state& c, int rc);
+  void service_opening(channel_state& c);
+  void service_dirty(channel_state& c);
+  void service_orphans();
+  void write_some(channel_state& c);
+  void complete(channel_state& c);
+  void fail(channel_state& c, error err);
+  void channel_error(channel_state& c, errc code, const char* what);
+  void kill_channel(channel_state& c);
+  void check_sessions();
+  void expire_idle_channels();
+  void lose_session(session_state& ss, error reason);
+  void close_session(session_state& ss);
+  void sweep();
+  transfer_info info_of(const channel_state& c) const;
+
+  static int on_data(ssh_session, ssh_channel, void* data, std::uint32_t len, int is_stderr,
+                     void* userdata);
+  static void on_eof(ssh_session, ssh_channel, void* userdata);
+  static void on_close(ssh_session, ssh_channel, void* userdata);
+  static int on_wakeup(int fd, int revents, void* userdata);
+  void mark_dirty(channel_state& c);
+
+  // -- shared with other threads ----------------------------------------------------------
+  std::mutex mx_;
+  std::vector<command> inbox_;
+  bool wake_pending_ = false;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::size_t> session_count_{0};
+  std::atomic<std::size_t> channel_count_{0};
+  int wake_fd_ = -1;
+
+  // -- reactor thread only ----------------------------------------------------------------
+  ssh_event event_ = nullptr;
+  std::unordered_map<std::uint64_t, std::unique_ptr<session_state>> sessions_;
+  std::vector<channel_state*> dirty_;
+  std::vector<channel_state*> opening_;
+  std::vector<channel_state*> writing_;
+  std::vector<orphan_open> orphans_;
+  std::vector<channel_state*> dead_channels_;
+  std::vector<std::uint64_t> dead_sessions_;
+  std::vector<command> batch_;
+  std::vector<channel_state*> scratch_;
+  std::chrono::steady_clock::time_point next_idle_check_;
+  std::thread thread_;
+};
+
+} // namespace sshpool::ssh

@@ -1,0 +1,376 @@
+// The engine end to end: a real OpenSSH sshd started by the test, real HTTP backends on
+// loopback, requests forwarded through direct-tcpip channels by the actor hierarchy.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "backend/http_backend.hpp"
+#include "sshpool/sshpool.hpp"
+#include "support/process_info.hpp"
+#include "support/test_sshd.hpp"
+
+using namespace sshpool;
+using namespace std::chrono_literals;
+using sshpool::demo::http_backend;
+using sshpool::test::test_sshd;
+
+namespace {
+
+/// An sshd, one backend, and an engine whose user "alice" reaches that backend.
+struct world {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{"backend-a"}};
+  engine eng;
+
+  explicit world(engine_config cfg = small_config(), test::sshd_options sshd_opts = {})
+      : sshd(std::move(sshd_opts)), eng(std::move(cfg)) {
+    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+  }
+
+  static engine_config small_config() {
+    engine_config cfg;
+    cfg.pool.acquire_timeout = 10s;
+    cfg.pool.request_timeout = 20s;
+    cfg.log_level = "warn";
+    return cfg;
+  }
+};
+
+request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
+  request req;
+  req.id = std::move(id);
+  req.method = std::move(method);
+  req.path = std::move(path);
+  req.body = std::move(body);
+  return req;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path};
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::string pattern(std::size_t n, std::size_t offset = 0) {
+  std::string result(n, '\0');
+  for (std::size_t i = 0; i < n; ++i)
+    result[i] = static_cast<char>('a' + (i + offset) % 26);
+  return result;
+}
+
+} // namespace
+
+TEST_CASE("GET and POST reach the backend and come back whole", "[forward]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  CHECK(conn->is_healthy());
+
+  auto get = conn->forward(make_request("g1", "GET", "/info?x=1"));
+  REQUIRE(get);
+  CHECK(get->id == "g1");
+  CHECK(get->status == 200);
+  CHECK(get->body.find("\"method\":\"GET\"") != std::string::npos);
+  CHECK(get->body.find("\"path\":\"/info?x=1\"") != std::string::npos);
+
+  auto req = make_request("p1", "POST", "/echo", R"({"message":"Hello"})");
+  req.headers = {{"content-type", "application/json"}, {"X-Request-Id", "p1"}};
+  auto post = conn->forward(req);
+  REQUIRE(post);
+  CHECK(post->status == 200);
+  CHECK(post->body == R"({"message":"Hello"})");
+  REQUIRE(post->header("x-backend") != nullptr);
+  CHECK(*post->header("x-backend") == "backend-a");
+  CHECK(*post->header("X-Request-Id") == "p1");
+  CHECK(*post->header("content-type") == "application/json");
+
+  auto status = conn->forward(make_request("s1", "GET", "/status/503"));
+  REQUIRE(status);
+  CHECK(status->status == 503);
+
+  auto stats = conn->get_stats();
+  CHECK(stats.healthy);
+  CHECK(stats.user == "alice");
+  CHECK(stats.requests == 3);
+  CHECK(stats.bytes_out > 0);
+  CHECK(stats.bytes_in > 0);
+  CHECK(stats.channel_count >= 1); // kept for reuse
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+}
+
+TEST_CASE("1 MiB bodies travel both ways intact", "[forward]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto big = pattern(1 << 20, 7);
+  auto up = conn->forward(make_request("up", "POST", "/echo", big));
+  REQUIRE(up);
+  CHECK(up->status == 200);
+  CHECK(up->body.size() == big.size());
+  CHECK(up->body == big);
+  auto down = conn->forward(make_request("down", "GET", "/bytes/1048576"));
+  REQUIRE(down);
+  CHECK(down->body == pattern(1 << 20));
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+}
+
+TEST_CASE("chunked and close-delimited responses are decoded", "[forward]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto chunked = conn->forward(make_request("c", "GET", "/chunked/50/1000"));
+  REQUIRE(chunked);
+  CHECK(chunked->status == 200);
+  CHECK(chunked->body == pattern(50 * 1000));
+  CHECK(chunked->header("transfer-encoding") != nullptr);
+  auto closed = conn->forward(make_request("d", "GET", "/close/12345"));
+  REQUIRE(closed);
+  CHECK(closed->body == pattern(12345));
+  // The channel of a close-delimited response is not reused; the next request still works.
+  auto after = conn->forward(make_request("e", "GET", "/bytes/10"));
+  REQUIRE(after);
+  CHECK(after->body == pattern(10));
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+}
+
+TEST_CASE("200 concurrent forwards for one user use at most 3 connections", "[forward]") {
+  auto cfg = world::small_config();
+  cfg.pool.max_connections_per_user = 3;
+  cfg.pool.max_channels_per_connection = 10;
+  world w{cfg};
+  constexpr int n = 200;
+  std::vector<std::future<std::pair<bool, std::uint64_t>>> calls;
+  for (int i = 0; i < n; ++i)
+    calls.push_back(std::async(std::launch::async, [&w, i] {
+      auto conn = w.eng.pool().get_connection("alice");
+      if (!conn)
+        return std::pair<bool, std::uint64_t>{false, 0};
+      auto body = "request-" + std::to_string(i) + "-" + pattern(static_cast<std::size_t>(i));
+      auto req = make_request("r" + std::to_string(i), "POST", "/echo", body);
+      req.headers = {{"X-Request-Id", req.id}};
+      auto res = conn->forward(req);
+      bool matched = res && res->status == 200 && res->id == req.id && res->body == body &&
+                     res->header("x-request-id") != nullptr &&
+                     *res->header("x-request-id") == req.id;
+      auto released = w.eng.pool().release_connection("alice", *conn);
+      return std::pair<bool, std::uint64_t>{matched && static_cast<bool>(released), conn->id()};
+    }));
+  std::set<std::uint64_t> ids;
+  int matched = 0;
+  for (auto& f : calls) {
+    auto [ok, id] = f.get();
+    matched += ok ? 1 : 0;
+    ids.insert(id);
+  }
+  CHECK(matched == n);
+  CHECK(ids.size() <= 3);
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.total_connections <= 3);
+  CHECK(stats.leases == 0);
+  CHECK(stats.waiters == 0);
+  CHECK(w.backend.requests_received() == n);
+}
+
+TEST_CASE("two users reach their own backends and never each other's", "[forward]") {
+  world w;
+  http_backend other{http_backend::options{"backend-b"}};
+  REQUIRE(w.eng.set_endpoint("bob", w.sshd.make_endpoint(other.port())));
+  std::vector<std::future<bool>> calls;
+  for (int i = 0; i < 40; ++i)
+    calls.push_back(std::async(std::launch::async, [&w, i] {
+      std::string user = i % 2 == 0 ? "alice" : "bob";
+      std::string expected = i % 2 == 0 ? "backend-a" : "backend-b";
+      auto conn = w.eng.pool().get_connection(user);
+      if (!conn)
+        return false;
+      auto res = conn->forward(make_request(user + std::to_string(i), "GET", "/echo"));
+      w.eng.pool().release_connection(user, *conn);
+      return res && res->header("x-backend") != nullptr && *res->header("x-backend") == expected &&
+             conn->user() == user;
+    }));
+  for (auto& f : calls)
+    CHECK(f.get());
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.user_count == 2);
+}
+
+TEST_CASE("lease 31 waits for acquire_timeout, then gets pool_exhausted", "[pool]") {
+  auto cfg = world::small_config();
+  cfg.pool.max_connections_per_user = 3;
+  cfg.pool.max_channels_per_connection = 10;
+  cfg.pool.acquire_timeout = 500ms;
+  world w{cfg};
+  std::vector<connection> held;
+  for (int i = 0; i < 30; ++i) {
+    auto conn = w.eng.pool().get_connection("alice");
+    REQUIRE(conn);
+    held.push_back(*conn);
+  }
+  std::set<std::uint64_t> ids;
+  for (auto& c : held)
+    ids.insert(c.id());
+  CHECK(ids.size() == 3);
+  auto start = std::chrono::steady_clock::now();
+  auto extra = w.eng.pool().get_connection("alice");
+  auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(extra);
+  CHECK(extra.error().code() == errc::pool_exhausted);
+  CHECK(waited >= 450ms);
+  CHECK(extra.error().message().find("30 leases") != std::string::npos);
+  // Releasing one lease makes room again.
+  CHECK(w.eng.pool().release_connection("alice", held.back()));
+  held.pop_back();
+  auto again = w.eng.pool().get_connection("alice");
+  REQUIRE(again);
+  for (auto& c : held)
+    CHECK(w.eng.pool().release_connection("alice", c));
+  CHECK(w.eng.pool().release_connection("alice", *again));
+}
+
+TEST_CASE("releases are checked", "[pool]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto wrong = w.eng.pool().release_connection("bob", *conn);
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().code() == errc::wrong_user);
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+  auto twice = w.eng.pool().release_connection("alice", *conn);
+  REQUIRE_FALSE(twice);
+  CHECK(twice.error().code() == errc::not_leased);
+  auto unknown = w.eng.pool().get_connection("nobody");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().code() == errc::unknown_user);
+  auto empty = w.eng.pool().get_connection("");
+  REQUIRE_FALSE(empty);
+  CHECK(empty.error().code() == errc::invalid_argument);
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.leases == 0);
+}
+
+TEST_CASE("a changed host key is refused before authentication", "[security]") {
+  test::sshd_options opts;
+  opts.log_level = "VERBOSE";
+  world w{world::small_config(), opts};
+  auto ep = w.sshd.make_endpoint(w.backend.port());
+  ep.known_hosts_file = w.sshd.wrong_known_hosts_file();
+  REQUIRE(w.eng.set_endpoint("mallory", ep));
+  auto conn = w.eng.pool().get_connection("mallory");
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().code() == errc::host_key_mismatch);
+  // sshd saw no authentication attempt at all.
+  auto log = read_file(w.sshd.log_file());
+  CHECK(log.find("publickey") == std::string::npos);
+
+  ep.known_hosts_file = w.sshd.empty_known_hosts_file();
+  REQUIRE(w.eng.set_endpoint("mallory", ep));
+  auto unknown = w.eng.pool().get_connection("mallory");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().code() == errc::host_key_unknown);
+  CHECK(read_file(w.sshd.log_file()).find("publickey") == std::string::npos);
+}
+
+TEST_CASE("a key the server does not accept gives auth_failed", "[security]") {
+  world w;
+  auto ep = w.sshd.make_endpoint(w.backend.port());
+  ep.identity_file = w.sshd.wrong_identity_file();
+  REQUIRE(w.eng.set_endpoint("eve", ep));
+  auto conn = w.eng.pool().get_connection("eve");
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().code() == errc::auth_failed);
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.total_connections == 0); // the failed handshake does not count
+}
+
+TEST_CASE("a closed backend port fails the request, not the connection", "[forward]") {
+  world w;
+  std::uint16_t closed_port = 0;
+  {
+    http_backend gone{http_backend::options{"gone"}};
+    closed_port = gone.port();
+  }
+  auto ep = w.sshd.make_endpoint(closed_port);
+  REQUIRE(w.eng.set_endpoint("carol", ep));
+  auto conn = w.eng.pool().get_connection("carol");
+  REQUIRE(conn);
+  auto res = conn->forward(make_request("x", "GET", "/echo"));
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::channel_open_failed);
+  CHECK(conn->is_healthy());
+  auto again = conn->forward(make_request("y", "GET", "/echo"));
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code() == errc::channel_open_failed);
+  CHECK(conn->is_healthy());
+  CHECK(w.eng.pool().release_connection("carol", *conn));
+  // The same connection id serves the next lease: it never left the pool.
+  auto next = w.eng.pool().get_connection("carol");
+  REQUIRE(next);
+  CHECK(next->id() == conn->id());
+}
+
+TEST_CASE("CR/LF in a header is rejected and nothing is sent", "[security]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto req = make_request("bad", "GET", "/echo");
+  req.headers = {{"X-Evil", "a\r\nTransfer-Encoding: chunked"}};
+  auto res = conn->forward(req);
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::invalid_request);
+  auto split = make_request("bad2", "GET", "/echo HTTP/1.1\r\nHost: x\r\n\r\nGET /admin");
+  auto res2 = conn->forward(split);
+  REQUIRE_FALSE(res2);
+  CHECK(res2.error().code() == errc::invalid_request);
+  CHECK(w.backend.requests_received() == 0);
+  // The connection is fine for a good request.
+  auto good = conn->forward(make_request("good", "GET", "/echo"));
+  REQUIRE(good);
+  CHECK(w.backend.requests_received() == 1);
+}
+
+TEST_CASE("a request over its deadline fails alone with request_timeout", "[forward]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto slow = std::async(std::launch::async, [&] {
+    return conn->forward(make_request("hang", "GET", "/hang"), 300ms);
+  });
+  auto quick = conn->forward(make_request("quick", "GET", "/echo"));
+  REQUIRE(quick);
+  auto res = slow.get();
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::request_timeout);
+  CHECK(conn->is_healthy());
+  auto after = conn->forward(make_request("after", "GET", "/echo"));
+  REQUIRE(after);
+  CHECK(after->status == 200);
+}
+
+TEST_CASE("threads do not grow with connections", "[threads]") {
+  auto cfg = world::small_config();
+  cfg.pool.max_connections_per_user = 50;
+  cfg.pool.max_channels_per_connection = 1;
+  world w{cfg};
+  // Warm up: one connection, so lazily created threads exist before the baseline.
+  std::vector<connection> held;
+  auto first = w.eng.pool().get_connection("alice");
+  REQUIRE(first);
+  held.push_back(*first);
+  auto baseline = test::thread_count();
+  for (int i = 1; i < 50; ++i) {
+    auto conn = w.eng.pool().get_connection("alice");
+    REQUIRE(conn);
+    held.push_back(*conn);
+  }
+  CHECK(w.eng.pool().get_pool_stats().total_connections == 50);
+  CHECK(test::thread_count() == baseline);
+  for (auto& c : held)
+    CHECK(w.eng.pool().release_connection("alice", c));
+}

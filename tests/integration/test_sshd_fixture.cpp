@@ -1,0 +1,301 @@
+// Tests of the private test sshd fixture, driven by the real OpenSSH client: the generated keys
+// and known_hosts files work (and the wrong ones fail the right way), connection processes are
+// visible, stop/start keeps the port, and nothing (process, thread, fd, dir) outlives it.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/process_info.hpp"
+#include "support/test_sshd.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using sshpool::test::test_sshd;
+
+/// The result of a finished client process.
+struct run_result {
+  int status = -1;
+  std::string output;
+
+  bool succeeded() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+};
+
+/// Spawns `argv` with stdin from /dev/null and stdout/stderr to `out_fd`.
+pid_t spawn(const std::vector<std::string>& argv, int out_fd) {
+  std::vector<char*> args;
+  for (const auto& arg : argv)
+    args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0)
+    throw std::runtime_error("posix_spawn " + argv[0] + " failed");
+  return pid;
+}
+
+int wait_for(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+/// The OpenSSH client command line for `sshd`, non-interactive and hermetic.
+std::vector<std::string> ssh_command(const test_sshd& sshd, const std::string& identity,
+                                     const std::string& known_hosts) {
+  return {"ssh",
+          "-F",
+          "/dev/null",
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "IdentitiesOnly=yes",
+          "-o",
+          "IdentityAgent=none",
+          "-o",
+          "UserKnownHostsFile=" + known_hosts,
+          "-o",
+          "GlobalKnownHostsFile=/dev/null",
+          "-o",
+          "StrictHostKeyChecking=yes",
+          "-i",
+          identity,
+          "-p",
+          std::to_string(sshd.port()),
+          sshd.user() + "@127.0.0.1"};
+}
+
+/// Runs `ssh ... true` to completion and collects its output.
+run_result run_ssh(const test_sshd& sshd, const std::string& identity,
+                   const std::string& known_hosts) {
+  auto argv = ssh_command(sshd, identity, known_hosts);
+  argv.emplace_back("true");
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  pid_t pid = spawn(argv, fds[1]);
+  ::close(fds[1]);
+  run_result result;
+  char buf[1024];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (n > 0)
+      result.output.append(buf, static_cast<std::size_t>(n));
+    else if (errno != EINTR)
+      break;
+  }
+  ::close(fds[0]);
+  result.status = wait_for(pid);
+  return result;
+}
+
+/// Starts `ssh -N` (an open connection without a session) in the background.
+pid_t open_connection(const test_sshd& sshd) {
+  auto argv = ssh_command(sshd, sshd.identity_file(), sshd.known_hosts_file());
+  argv.emplace_back("-N");
+  int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  pid_t pid = spawn(argv, null_fd);
+  ::close(null_fd);
+  return pid;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+/// Whether sshd has authenticated a client and serves it: once the log says so, the
+/// connection's processes stay until the client disconnects.
+bool logged_in(const test_sshd& sshd) {
+  return read_text(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
+             std::string::npos &&
+         !sshd.connection_pids().empty();
+}
+
+/// Polls `condition` every 10 ms for up to 5 s (for changes made by external processes).
+template <class Condition>
+bool eventually(Condition condition) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+/// Whether `pid` is a live process (neither gone nor a zombie awaiting its reaper).
+bool process_alive(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat))
+    return false;
+  auto close_paren = stat.rfind(')');
+  return close_paren != std::string::npos && close_paren + 2 < stat.size() &&
+         stat[close_paren + 2] != 'Z' && stat[close_paren + 2] != 'X';
+}
+
+} // namespace
+
+TEST_CASE("test_sshd accepts the OpenSSH client with its generated keys", "[sshd]") {
+  test_sshd sshd;
+  REQUIRE(sshd.running());
+  REQUIRE(sshd.port() != 0);
+  REQUIRE(read_text(sshd.known_hosts_file())
+              .rfind("[127.0.0.1]:" + std::to_string(sshd.port()) + " ssh-ed25519 ", 0) == 0);
+  REQUIRE(read_text(sshd.empty_known_hosts_file()).empty());
+
+  SECTION("the right key and known host log in") {
+    auto result = run_ssh(sshd, sshd.identity_file(), sshd.known_hosts_file());
+    INFO(result.output);
+    CHECK(result.succeeded());
+    CHECK(read_text(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
+          std::string::npos);
+  }
+  SECTION("an unauthorised key is refused") {
+    auto result = run_ssh(sshd, sshd.wrong_identity_file(), sshd.known_hosts_file());
+    INFO(result.output);
+    CHECK_FALSE(result.succeeded());
+    CHECK(result.output.find("Permission denied") != std::string::npos);
+  }
+  SECTION("a changed host key is refused") {
+    auto result = run_ssh(sshd, sshd.identity_file(), sshd.wrong_known_hosts_file());
+    INFO(result.output);
+    CHECK_FALSE(result.succeeded());
+    CHECK(result.output.find("HOST IDENTIFICATION HAS CHANGED") != std::string::npos);
+  }
+  SECTION("an unknown host is refused") {
+    auto result = run_ssh(sshd, sshd.identity_file(), sshd.empty_known_hosts_file());
+    INFO(result.output);
+    CHECK_FALSE(result.succeeded());
+    CHECK(result.output.find("Host key verification failed") != std::string::npos);
+  }
+}
+
+TEST_CASE("test_sshd makes endpoints for its user and keys", "[sshd]") {
+  test_sshd sshd;
+  auto ep = sshd.make_endpoint(8080);
+  CHECK(ep.host == "127.0.0.1");
+  CHECK(ep.port == sshd.port());
+  CHECK(ep.username == sshd.user());
+  CHECK(ep.identity_file == sshd.identity_file());
+  CHECK(ep.known_hosts_file == sshd.known_hosts_file());
+  CHECK(ep.target_host == "127.0.0.1");
+  CHECK(ep.target_port == 8080);
+}
+
+TEST_CASE("test_sshd shows the processes of an open connection", "[sshd]") {
+  test_sshd sshd;
+  CHECK(sshd.connection_pids().empty());
+  pid_t client = open_connection(sshd);
+  CHECK(eventually([&] { return logged_in(sshd); }));
+  for (pid_t pid : sshd.connection_pids())
+    CHECK(pid != sshd.pid());
+  ::kill(client, SIGTERM);
+  wait_for(client);
+  CHECK(eventually([&] { return sshd.connection_pids().empty(); }));
+}
+
+TEST_CASE("test_sshd restarts on the same port", "[sshd]") {
+  test_sshd sshd;
+  const auto port = sshd.port();
+  sshd.stop();
+  CHECK_FALSE(sshd.running());
+  CHECK(sshd.pid() == -1);
+  CHECK(sshd.port() == port);
+  sshd.stop();
+
+  SECTION("start listens again with the same keys") {
+    sshd.start();
+    CHECK(sshd.running());
+    CHECK(sshd.port() == port);
+    auto result = run_ssh(sshd, sshd.identity_file(), sshd.known_hosts_file());
+    INFO(result.output);
+    CHECK(result.succeeded());
+  }
+  SECTION("start fails with sshd's log while the port is taken") {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 1) == 0);
+    CHECK_THROWS_WITH(sshd.start(), Catch::Contains("Address already in use"));
+    CHECK_FALSE(sshd.running());
+    ::close(fd);
+    sshd.start();
+    CHECK(sshd.running());
+  }
+}
+
+TEST_CASE("test_sshd reports a config sshd rejects", "[sshd]") {
+  sshpool::test::sshd_options options;
+  options.extra_config.emplace_back("NoSuchOption yes");
+  CHECK_THROWS_WITH(test_sshd(options), Catch::Contains("Bad configuration option"));
+}
+
+TEST_CASE("test_sshd leaves no process, thread, fd or file behind", "[sshd]") {
+  const auto threads = sshpool::test::thread_count();
+  const auto fds = sshpool::test::open_fd_count();
+  pid_t listener = -1;
+  std::vector<pid_t> connection;
+  std::string dir;
+  pid_t client = -1;
+  {
+    test_sshd sshd;
+    listener = sshd.pid();
+    dir = sshd.dir();
+    CHECK(sshpool::test::thread_count() == threads + 1); // the log reader
+    client = open_connection(sshd);
+    REQUIRE(eventually([&] { return logged_in(sshd); }));
+    connection = sshd.connection_pids();
+    ::kill(connection.front(), SIGSTOP); // a stopped connection must not delay the stop
+  }
+  CHECK_FALSE(std::filesystem::exists("/proc/" + std::to_string(listener))); // reaped
+  for (pid_t pid : connection)
+    CHECK_FALSE(process_alive(pid));
+  CHECK_FALSE(std::filesystem::exists(dir));
+  ::kill(client, SIGTERM);
+  wait_for(client);
+  CHECK(sshpool::test::thread_count() == threads);
+  CHECK(sshpool::test::open_fd_count() == fds);
+}
+
+TEST_CASE("process_info reports sane figures", "[sshd]") {
+  CHECK(sshpool::test::thread_count() >= 1);
+  const auto fds = sshpool::test::open_fd_count();
+  CHECK(fds >= 3);
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  CHECK(sshpool::test::open_fd_count() == fds + 1);
+  ::close(fd);
+  std::thread worker([&] { CHECK(sshpool::test::thread_count() >= 2); });
+  worker.join();
+  CHECK(sshpool::test::rss_bytes() > 1024 * 1024);
+}

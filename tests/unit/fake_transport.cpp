@@ -1,0 +1,40 @@
+#include "fake_transport.hpp"
+
+namespace sshpool::test {
+
+namespace {
+
+class fake_transport final : public ssh::transport {
+public:
+  explicit fake_transport(std::shared_ptr<fake_session> s) : s_(std::move(s)) {}
+  ~fake_transport() override { s_->closed = true; }
+  void open() override { s_->opened = true; }
+  void forward(std::uint64_t tag, ssh::outbound_request) override { s_->forwarded.push_back(tag); }
+  void cancel(std::uint64_t tag) override { s_->cancelled.push_back(tag); }
+  void close() override { s_->closed = true; }
+
+private:
+  std::shared_ptr<fake_session> s_;
+};
+
+} // namespace
+
+void fake_session::respond(std::uint64_t tag, std::string body) {
+  response res;
+  res.status = 200;
+  res.body = std::move(body);
+  sink->on_response(tag, std::move(res), transfer_info{10, 20, 1});
+}
+
+std::unique_ptr<ssh::transport>
+fake_transport_factory::make(const endpoint& ep, const ssh::transport_options& opts,
+                             std::shared_ptr<ssh::transport_sink> sink) {
+  auto s = std::make_shared<fake_session>();
+  s->ep = ep;
+  s->opts = opts;
+  s->sink = std::move(sink);
+  sessions.push_back(s);
+  return std::make_unique<fake_transport>(std::move(s));
+}
+
+} // namespace sshpool::test

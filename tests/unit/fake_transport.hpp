@@ -1,0 +1,40 @@
+// A fake transport behind the ssh::transport seam: records what the connection actors ask
+// for and lets a test decide when handshakes finish and what requests return. Used with
+// CAF's deterministic test coordinator, so everything runs on the test thread.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "sshpool/ssh/transport.hpp"
+
+namespace sshpool::test {
+
+/// What one transport was asked to do.
+struct fake_session {
+  endpoint ep;
+  ssh::transport_options opts;
+  std::shared_ptr<ssh::transport_sink> sink;
+  bool opened = false;
+  bool closed = false;
+  std::vector<std::uint64_t> forwarded;
+  std::vector<std::uint64_t> cancelled;
+
+  /// Completes the handshake (successfully unless `err` has a code).
+  void finish_open(error err = {}) { sink->on_open(std::move(err)); }
+  /// Answers request `tag` with a 200 whose body is `body`.
+  void respond(std::uint64_t tag, std::string body = "ok");
+  /// Reports the session as lost.
+  void lose() { sink->on_lost(error{errc::connection_lost, "fake session lost"}); }
+};
+
+class fake_transport_factory final : public ssh::transport_factory {
+public:
+  std::unique_ptr<ssh::transport> make(const endpoint& ep, const ssh::transport_options& opts,
+                                       std::shared_ptr<ssh::transport_sink> sink) override;
+
+  /// Every transport made so far, in order.
+  std::vector<std::shared_ptr<fake_session>> sessions;
+};
+
+} // namespace sshpool::test

@@ -1,0 +1,742 @@
+// Unit tests of the HTTP/1.1 framing: the request serialiser (byte-exact output and every
+// rejection that keeps request smuggling out of the user's service) and the incremental
+// response parser (framing, interim responses, keep-alive, limits, errors, and identical
+// results whatever the piece boundaries are).
+#include "sshpool/ssh/http.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using sshpool::errc;
+using sshpool::header_list;
+using sshpool::request;
+using sshpool::ssh::request_info;
+using sshpool::ssh::response_limits;
+using sshpool::ssh::response_parser;
+using sshpool::ssh::serialize_request;
+
+namespace {
+
+using namespace std::string_literals;
+
+constexpr std::string_view default_host = "svc.local:8080";
+
+request make_request(std::string method, std::string path, header_list headers = {},
+                     std::string body = {}) {
+  request req;
+  req.method = std::move(method);
+  req.path = std::move(path);
+  req.headers = std::move(headers);
+  req.body = std::move(body);
+  return req;
+}
+
+/// Serialises a request that must be valid; returns the wire form.
+std::string serialize_ok(const request& req, request_info* info = nullptr,
+                         std::string_view host = default_host) {
+  std::string out;
+  auto res = serialize_request(req, host, out);
+  INFO((res ? "" : res.error().to_string()));
+  REQUIRE(res);
+  if (info != nullptr)
+    *info = *res;
+  return out;
+}
+
+/// Checks that `req` is rejected with invalid_request and a message holding `fragment`,
+/// without touching the output and without quoting the secret header value.
+void check_rejected(const request& req, const std::string& fragment,
+                    std::string_view host = default_host) {
+  std::string out = "previous bytes";
+  auto res = serialize_request(req, host, out);
+  REQUIRE_FALSE(res);
+  INFO(res.error().message());
+  CHECK(res.error().code() == errc::invalid_request);
+  CHECK(out == "previous bytes");
+  CHECK_THAT(res.error().message(), Catch::Contains(fragment));
+  CHECK_THAT(res.error().message(), !Catch::Contains("secret-token"));
+}
+
+/// Everything observable about a parser after feeding it.
+struct outcome {
+  std::size_t consumed = 0;
+  bool head_complete = false;
+  bool complete = false;
+  bool failed = false;
+  bool keep_alive = false;
+  errc code = errc::none;
+  std::string message;
+  int status = 0;
+  std::string reason;
+  header_list headers;
+  std::string body;
+};
+
+/// Feeds `pieces` in order (stopping at the first one not consumed whole), then signals
+/// EOF if `eof`, and snapshots the parser.
+outcome run(response_parser& parser, const std::vector<std::string_view>& pieces,
+            bool eof = false) {
+  outcome result;
+  for (auto piece : pieces) {
+    auto n = parser.feed(piece.data(), piece.size());
+    REQUIRE(n <= piece.size());
+    result.consumed += n;
+    if (n < piece.size())
+      break;
+  }
+  if (eof)
+    parser.finish();
+  result.head_complete = parser.head_complete();
+  result.complete = parser.complete();
+  result.failed = parser.failed();
+  result.keep_alive = parser.keep_alive();
+  if (parser.failed()) {
+    result.code = parser.failure().code();
+    result.message = parser.failure().message();
+  }
+  result.status = parser.result().status;
+  result.reason = parser.result().reason;
+  result.headers = parser.result().headers;
+  result.body = parser.result().body;
+  return result;
+}
+
+outcome parse(std::string_view wire, bool head = false, response_limits limits = {},
+              bool eof = false) {
+  response_parser parser{limits};
+  parser.reset(head);
+  return run(parser, {wire}, eof);
+}
+
+void check_same(const outcome& x, const outcome& y) {
+  CHECK(x.consumed == y.consumed);
+  CHECK(x.head_complete == y.head_complete);
+  CHECK(x.complete == y.complete);
+  CHECK(x.failed == y.failed);
+  CHECK(x.keep_alive == y.keep_alive);
+  CHECK(x.code == y.code);
+  CHECK(x.message == y.message);
+  CHECK(x.status == y.status);
+  CHECK(x.reason == y.reason);
+  CHECK(x.headers == y.headers);
+  CHECK(x.body == y.body);
+}
+
+/// Checks that `wire` parses the same in one piece, in every two-piece split and byte by
+/// byte (with EOF signalled after the last piece when `eof`); returns the common outcome.
+outcome check_split_invariant(std::string_view wire, bool eof = false,
+                              response_limits limits = {}) {
+  auto whole = parse(wire, false, limits, eof);
+  for (std::size_t i = 0; i <= wire.size(); ++i) {
+    INFO("split at " << i);
+    response_parser parser{limits};
+    check_same(run(parser, {wire.substr(0, i), wire.substr(i)}, eof), whole);
+  }
+  std::vector<std::string_view> bytes;
+  for (std::size_t i = 0; i < wire.size(); ++i)
+    bytes.push_back(wire.substr(i, 1));
+  INFO("byte by byte");
+  response_parser parser{limits};
+  check_same(run(parser, bytes, eof), whole);
+  return whole;
+}
+
+} // namespace
+
+// -- serialize_request: accepted requests --------------------------------------------------
+
+TEST_CASE("GET is serialised byte-exact with the default Host", "[http]") {
+  request_info info;
+  auto wire = serialize_ok(make_request("GET", "/api/chat?x=1", {{"Accept", "*/*"}}), &info);
+  CHECK(wire == "GET /api/chat?x=1 HTTP/1.1\r\nAccept: */*\r\nHost: svc.local:8080\r\n\r\n");
+  CHECK_FALSE(info.head);
+  CHECK(info.idempotent);
+  CHECK_FALSE(info.close);
+}
+
+TEST_CASE("POST is serialised byte-exact with Content-Length and body", "[http]") {
+  request_info info;
+  auto wire = serialize_ok(
+      make_request("POST", "/v1/completions", {{"Content-Type", "application/json"}}, "{\"a\":1}"),
+      &info);
+  CHECK(wire == "POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\n"
+                "Host: svc.local:8080\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+  CHECK_FALSE(info.head);
+  CHECK_FALSE(info.idempotent);
+  CHECK_FALSE(info.close);
+}
+
+TEST_CASE("serialisation appends to the output", "[http]") {
+  std::string out = "earlier request";
+  REQUIRE(serialize_request(make_request("GET", "/"), "h", out));
+  CHECK(out == "earlier requestGET / HTTP/1.1\r\nHost: h\r\n\r\n");
+}
+
+TEST_CASE("Content-Length is written for a body or for POST, PUT and PATCH", "[http]") {
+  CHECK(serialize_ok(make_request("POST", "/")) ==
+        "POST / HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 0\r\n\r\n");
+  CHECK(serialize_ok(make_request("PUT", "/x")) ==
+        "PUT /x HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 0\r\n\r\n");
+  CHECK(serialize_ok(make_request("PATCH", "/x")) ==
+        "PATCH /x HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 0\r\n\r\n");
+  CHECK(serialize_ok(make_request("DELETE", "/x")) ==
+        "DELETE /x HTTP/1.1\r\nHost: svc.local:8080\r\n\r\n");
+  CHECK(serialize_ok(make_request("DELETE", "/x", {}, "abc")) ==
+        "DELETE /x HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 3\r\n\r\nabc");
+  CHECK(serialize_ok(make_request("GET", "/")) == "GET / HTTP/1.1\r\nHost: svc.local:8080\r\n\r\n");
+}
+
+TEST_CASE("the caller's Host replaces the default one", "[http]") {
+  auto wire = serialize_ok(make_request("GET", "/", {{"X-A", "1"}, {"host", "api.example"}}));
+  CHECK(wire == "GET / HTTP/1.1\r\nX-A: 1\r\nhost: api.example\r\n\r\n");
+}
+
+TEST_CASE("a matching Content-Length from the caller is written once, as ours", "[http]") {
+  SECTION("with a body") {
+    auto wire =
+        serialize_ok(make_request("POST", "/", {{"content-length", "5"}, {"X-B", "2"}}, "hello"));
+    CHECK(wire == "POST / HTTP/1.1\r\nX-B: 2\r\nHost: svc.local:8080\r\nContent-Length: 5\r\n\r\n"
+                  "hello");
+  }
+  SECTION("zero on a GET keeps its meaning") {
+    auto wire = serialize_ok(make_request("GET", "/", {{"Content-Length", "0"}}));
+    CHECK(wire == "GET / HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 0\r\n\r\n");
+  }
+  SECTION("leading zeros and surrounding blanks") {
+    auto wire = serialize_ok(make_request("PUT", "/", {{"Content-Length", " 003\t"}}, "abc"));
+    CHECK(wire == "PUT / HTTP/1.1\r\nHost: svc.local:8080\r\nContent-Length: 3\r\n\r\nabc");
+  }
+}
+
+TEST_CASE("request_info reports HEAD, idempotency and Connection: close", "[http]") {
+  request_info info;
+  serialize_ok(make_request("HEAD", "/"), &info);
+  CHECK(info.head);
+  CHECK(info.idempotent);
+  for (auto method : {"GET", "PUT", "DELETE", "OPTIONS", "TRACE"}) {
+    serialize_ok(make_request(method, "/"), &info);
+    CHECK(info.idempotent);
+    CHECK_FALSE(info.head);
+  }
+  for (auto method : {"POST", "PATCH", "PROPFIND", "get"}) {
+    serialize_ok(make_request(method, "/"), &info);
+    CHECK_FALSE(info.idempotent);
+  }
+  for (auto value : {"close", "CLOSE", "keep-alive, Close", " x ,\tclose\t"}) {
+    serialize_ok(make_request("GET", "/", {{"Connection", value}}), &info);
+    CHECK(info.close);
+  }
+  for (auto value : {"keep-alive", "closed", "close-ish, x", ""}) {
+    serialize_ok(make_request("GET", "/", {{"connection", value}}), &info);
+    CHECK_FALSE(info.close);
+  }
+  serialize_ok(make_request("GET", "/", {{"Connection", "keep-alive"}, {"Connection", "close"}}),
+               &info);
+  CHECK(info.close);
+}
+
+TEST_CASE("accepted unusual but valid requests", "[http]") {
+  CHECK(serialize_ok(make_request("OPTIONS", "*")) ==
+        "OPTIONS * HTTP/1.1\r\nHost: svc.local:8080\r\n\r\n");
+  auto wire = serialize_ok(make_request(
+      "M-SEARCH", "/a%20b", {{"X-Tab", "a\tb"}, {"X-Empty", ""}, {"X-Utf8", "caf\xc3\xa9"}}));
+  CHECK(wire == "M-SEARCH /a%20b HTTP/1.1\r\nX-Tab: a\tb\r\nX-Empty: \r\nX-Utf8: caf\xc3\xa9\r\n"
+                "Host: svc.local:8080\r\n\r\n");
+  CHECK(serialize_ok(make_request("GET", "/", {{"A", "1"}, {"A", "2"}})) ==
+        "GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nHost: svc.local:8080\r\n\r\n");
+}
+
+// -- serialize_request: rejections ---------------------------------------------------------
+
+TEST_CASE("bad methods are rejected", "[http]") {
+  check_rejected(make_request("", "/"), "empty method");
+  check_rejected(make_request("GE\rT", "/"), "method is not a token (CR");
+  check_rejected(make_request("GET\n", "/"), "method is not a token (LF");
+  check_rejected(make_request("GE"s + '\0' + "T", "/"), "method is not a token (NUL");
+  check_rejected(make_request("GET /evil HTTP/1.1\r\n", "/"), "method is not a token (space");
+  check_rejected(make_request("G(T", "/"), "method is not a token ('('");
+  check_rejected(make_request("CONNECT", "/"), "CONNECT");
+  check_rejected(make_request("connect", "/"), "CONNECT");
+}
+
+TEST_CASE("bad paths are rejected", "[http]") {
+  check_rejected(make_request("GET", ""), "empty path");
+  check_rejected(make_request("GET", "api"), "path must start with '/'");
+  check_rejected(make_request("GET", "http://x/"), "path must start with '/'");
+  check_rejected(make_request("GET", "*"), "path must start with '/'");
+  check_rejected(make_request("OPTIONS", "**"), "path must start with '/'");
+  check_rejected(make_request("GET", "/a\r\nX: y"), "CR at offset 2");
+  check_rejected(make_request("GET", "/a?token=secret-token\r\n"), "CR at offset 21");
+  check_rejected(make_request("GET", "/a\nb"), "LF at offset 2");
+  check_rejected(make_request("GET", "/a"s + '\0'), "NUL at offset 2");
+  check_rejected(make_request("GET", "/a b"), "space at offset 2");
+  check_rejected(make_request("GET", "/a\tb"), "HTAB at offset 2");
+  check_rejected(make_request("GET", "/\x7f"), "byte 0x7f at offset 1");
+  check_rejected(make_request("GET", "/\x01"), "byte 0x01 at offset 1");
+}
+
+TEST_CASE("header names that are not tokens are rejected", "[http]") {
+  check_rejected(make_request("GET", "/", {{"", "secret-token"}}), "header #1 has an empty name");
+  check_rejected(make_request("GET", "/", {{"A", "1"}, {"Bad Name", "secret-token"}}),
+                 "header name #2 is not a token (space at offset 3, after 'Bad')");
+  check_rejected(make_request("GET", "/", {{"X-A\r\n", "secret-token"}}), "(CR at offset 3");
+  check_rejected(make_request("GET", "/", {{"X\n", "secret-token"}}), "(LF at offset 1");
+  check_rejected(make_request("GET", "/", {{"X"s + '\0', "secret-token"}}), "(NUL at offset 1");
+  check_rejected(make_request("GET", "/", {{"X:Y", "secret-token"}}), "(':' at offset 1");
+  check_rejected(make_request("GET", "/", {{"\xc3\xa9", "secret-token"}}),
+                 "(byte 0xc3 at offset 0)");
+  // A value glued to the name by mistake must not leak through the message either.
+  check_rejected(make_request("GET", "/", {{"Authorization: Bearer secret-token", ""}}),
+                 "after 'Authorization'");
+}
+
+TEST_CASE("header values with CR, LF, NUL or other controls are rejected", "[http]") {
+  check_rejected(make_request("GET", "/", {{"x-a", "secret-token\r"}}),
+                 "CR/LF in value of header 'x-a'");
+  check_rejected(make_request("GET", "/", {{"x-a", "secret-token\nX-Evil: 1"}}),
+                 "CR/LF in value of header 'x-a'");
+  check_rejected(make_request("GET", "/", {{"x-a", "secret-token\r\n\r\nGET /evil"}}),
+                 "CR/LF in value of header 'x-a'");
+  check_rejected(make_request("GET", "/", {{"Authorization", "secret-token"s + '\0'}}),
+                 "NUL in value of header 'Authorization'");
+  check_rejected(make_request("GET", "/", {{"x-a", "secret-token\x01"}}),
+                 "control character (byte 0x01) in value of header 'x-a'");
+  check_rejected(make_request("GET", "/", {{"x-a", "secret-token\x7f"}}),
+                 "control character (byte 0x7f) in value of header 'x-a'");
+  check_rejected(make_request("GET", "/"), "CR/LF in host_header", "svc\r\nX-Evil: 1");
+}
+
+TEST_CASE("framing headers from the caller are rejected", "[http]") {
+  check_rejected(make_request("POST", "/", {{"Transfer-Encoding", "chunked secret-token"}}, "x"),
+                 "header 'Transfer-Encoding' is not allowed");
+  check_rejected(make_request("POST", "/", {{"transfer-encoding", "secret-token"}}),
+                 "header 'transfer-encoding' is not allowed");
+  check_rejected(make_request("GET", "/", {{"Upgrade", "websocket secret-token"}}),
+                 "header 'Upgrade' is not allowed");
+  check_rejected(make_request("GET", "/", {{"UPGRADE", "h2c"}}), "is not allowed");
+}
+
+TEST_CASE("bad Content-Length headers are rejected", "[http]") {
+  check_rejected(
+      make_request("POST", "/", {{"Content-Length", "5"}, {"content-length", "5"}}, "hello"),
+      "duplicate Content-Length");
+  for (auto value : {"4", "6", "", "5x", "-5", "+5", "5 5", "0x5", "99999999999999999999999999"}) {
+    INFO(value);
+    check_rejected(make_request("POST", "/", {{"Content-Length", value}}, "hello"),
+                   "Content-Length header does not match the body size (5 bytes)");
+  }
+  check_rejected(make_request("GET", "/", {{"Content-Length", "1"}}),
+                 "does not match the body size (0 bytes)");
+}
+
+TEST_CASE("a duplicate Host is rejected", "[http]") {
+  check_rejected(make_request("GET", "/", {{"Host", "a"}, {"X", "1"}, {"HOST", "b"}}),
+                 "duplicate Host header");
+}
+
+// -- response_parser: framing --------------------------------------------------------------
+
+TEST_CASE("a Content-Length response", "[http]") {
+  std::string_view wire = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pad:  a b \t\r\n"
+                          "Content-Length: 5\r\n\r\nhello";
+  auto r = parse(wire);
+  CHECK(r.consumed == wire.size());
+  CHECK(r.head_complete);
+  CHECK(r.complete);
+  CHECK_FALSE(r.failed);
+  CHECK(r.keep_alive);
+  CHECK(r.status == 200);
+  CHECK(r.reason == "OK");
+  CHECK(r.headers ==
+        header_list{{"Content-Type", "text/plain"}, {"X-Pad", "a b"}, {"Content-Length", "5"}});
+  CHECK(r.body == "hello");
+}
+
+TEST_CASE("reason phrases", "[http]") {
+  CHECK(parse("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").reason == "Not Found");
+  auto r = parse("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n");
+  CHECK(r.complete);
+  CHECK(r.status == 200);
+  CHECK(r.reason.empty());
+}
+
+TEST_CASE("a chunked response with extensions and trailers", "[http]") {
+  std::string_view wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "5;ext=1\r\nhello\r\n6;a=b;c\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+  auto r = parse(wire);
+  CHECK(r.consumed == wire.size());
+  CHECK(r.complete);
+  CHECK(r.keep_alive);
+  CHECK(r.body == "hello world");
+  CHECK(r.headers == header_list{{"Transfer-Encoding", "chunked"}});
+}
+
+TEST_CASE("a close-delimited body completes at EOF", "[http]") {
+  std::string_view wire = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nabc";
+  response_parser parser;
+  parser.reset(false);
+  auto r = run(parser, {wire});
+  CHECK(r.consumed == wire.size());
+  CHECK(r.head_complete);
+  CHECK_FALSE(r.complete);
+  CHECK_FALSE(r.failed);
+  CHECK(r.body == "abc");
+  parser.finish();
+  CHECK(parser.complete());
+  CHECK_FALSE(parser.failed());
+  CHECK_FALSE(parser.keep_alive());
+  CHECK(parser.result().body == "abc");
+}
+
+TEST_CASE("a HEAD response has no body whatever its headers say", "[http]") {
+  for (std::string_view wire : {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"}) {
+    auto r = parse(wire, true);
+    CHECK(r.consumed == wire.size());
+    CHECK(r.complete);
+    CHECK(r.keep_alive);
+    CHECK(r.body.empty());
+  }
+  // The limit applies to bodies, not to what a HEAD response announces.
+  response_limits limits;
+  limits.max_body_bytes = 10;
+  CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true, limits).complete);
+}
+
+TEST_CASE("204 and 304 responses have no body", "[http]") {
+  for (std::string_view wire : {"HTTP/1.1 204 No Content\r\n\r\n",
+                                "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+                                "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n"}) {
+    std::string buffer = std::string{wire} + "HTTP/1.1 200 OK\r\n";
+    auto r = parse(buffer);
+    CHECK(r.consumed == wire.size());
+    CHECK(r.complete);
+    CHECK(r.keep_alive);
+    CHECK(r.body.empty());
+  }
+}
+
+TEST_CASE("interim 1xx responses are skipped", "[http]") {
+  std::string_view wire = "HTTP/1.1 100 Continue\r\n\r\n"
+                          "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                          "HTTP/1.1 102 Processing\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  auto r = parse(wire);
+  CHECK(r.consumed == wire.size());
+  CHECK(r.complete);
+  CHECK(r.keep_alive);
+  CHECK(r.status == 200);
+  CHECK(r.reason == "OK");
+  CHECK(r.headers == header_list{{"Content-Length", "2"}});
+  CHECK(r.body == "ok");
+  check_split_invariant(wire);
+
+  SECTION("the final response may arrive in a later feed") {
+    response_parser parser;
+    std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
+    CHECK(parser.feed(interim.data(), interim.size()) == interim.size());
+    CHECK(parser.received_any());
+    CHECK_FALSE(parser.head_complete());
+    CHECK_FALSE(parser.complete());
+    std::string_view final_response = "HTTP/1.1 204 No Content\r\n\r\n";
+    CHECK(parser.feed(final_response.data(), final_response.size()) == final_response.size());
+    CHECK(parser.complete());
+    CHECK(parser.result().status == 204);
+  }
+  SECTION("an interim response of HTTP/1.0 or with Connection: close does not end the stream") {
+    auto r2 = parse("HTTP/1.0 100 Continue\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    CHECK(r2.complete);
+    CHECK(r2.keep_alive);
+    CHECK(r2.headers == header_list{{"Content-Length", "0"}});
+  }
+  SECTION("EOF after an interim response") {
+    auto r2 = parse("HTTP/1.1 100 Continue\r\n\r\n", false, {}, true);
+    CHECK(r2.failed);
+    CHECK(r2.code == errc::upstream_closed);
+  }
+}
+
+TEST_CASE("101 Switching Protocols is a bad response", "[http]") {
+  auto r = parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\n\r\n");
+  CHECK(r.failed);
+  CHECK(r.code == errc::bad_response);
+  CHECK_THAT(r.message, Catch::Contains("101"));
+  CHECK_FALSE(r.complete);
+}
+
+TEST_CASE("keep-alive", "[http]") {
+  CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+  CHECK(parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").keep_alive);
+  CHECK(
+      parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx").keep_alive);
+  for (std::string_view wire : {"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
+                                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nConnection: Close\r\n"
+                                "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"}) {
+    auto r = parse(wire);
+    CHECK(r.complete);
+    CHECK_FALSE(r.keep_alive);
+  }
+  auto close_delimited = parse("HTTP/1.1 200 OK\r\n\r\nbody", false, {}, true);
+  CHECK(close_delimited.complete);
+  CHECK(close_delimited.body == "body");
+  CHECK_FALSE(close_delimited.keep_alive);
+  auto other_coding =
+      parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", false, {}, true);
+  CHECK(other_coding.complete);
+  CHECK(other_coding.body == "zz");
+  CHECK_FALSE(other_coding.keep_alive);
+}
+
+TEST_CASE("results do not depend on piece boundaries", "[http]") {
+  SECTION("Content-Length") {
+    auto r = check_split_invariant("HTTP/1.1 200 OK\r\nX-Empty:\r\nContent-Type: text/plain\r\n"
+                                   "X-Long-Header-Name: some value here\r\nContent-Length: 11\r\n"
+                                   "\r\nhello world");
+    CHECK(r.complete);
+    CHECK(r.headers == header_list{{"X-Empty", ""},
+                                   {"Content-Type", "text/plain"},
+                                   {"X-Long-Header-Name", "some value here"},
+                                   {"Content-Length", "11"}});
+    CHECK(r.body == "hello world");
+  }
+  SECTION("chunked") {
+    auto r = check_split_invariant(
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Empty:\r\nX-A: b\r\n\r\n"
+        "5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n");
+    CHECK(r.complete);
+    CHECK(r.status == 201);
+    CHECK(r.headers ==
+          header_list{{"Transfer-Encoding", "chunked"}, {"X-Empty", ""}, {"X-A", "b"}});
+    CHECK(r.body == "hello 0123456789");
+  }
+  SECTION("close-delimited") {
+    auto r = check_split_invariant("HTTP/1.1 200 OK\r\nX-A: b\r\n\r\nuntil the end", true);
+    CHECK(r.complete);
+    CHECK(r.body == "until the end");
+  }
+  SECTION("failures") {
+    auto r = check_split_invariant(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n");
+    CHECK(r.code == errc::bad_response);
+    response_limits limits;
+    limits.max_header_bytes = 40;
+    r = check_split_invariant("HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n", false,
+                              limits);
+    CHECK(r.code == errc::response_too_large);
+  }
+}
+
+TEST_CASE("pipelined responses: feed stops exactly at the end of the first", "[http]") {
+  std::string first = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  std::string second = "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope";
+  std::string third = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
+  std::string buffer = first + second + third;
+  response_parser parser;
+  parser.reset(false);
+  auto n = parser.feed(buffer.data(), buffer.size());
+  CHECK(n == first.size());
+  CHECK(parser.complete());
+  CHECK(parser.keep_alive());
+  CHECK(parser.result().body == "abc");
+  CHECK(parser.feed(buffer.data() + n, buffer.size() - n) == 0);
+
+  parser.reset(false);
+  CHECK_FALSE(parser.received_any());
+  CHECK_FALSE(parser.complete());
+  CHECK(parser.result().body.empty());
+  auto m = parser.feed(buffer.data() + n, buffer.size() - n);
+  CHECK(m == second.size());
+  CHECK(parser.complete());
+  CHECK(parser.result().status == 404);
+  CHECK(parser.result().reason == "Not Found");
+  CHECK(parser.result().body == "nope");
+
+  parser.reset(true);
+  CHECK(parser.feed(buffer.data() + n + m, buffer.size() - n - m) == third.size());
+  CHECK(parser.complete());
+  CHECK(parser.result().body.empty());
+}
+
+// -- response_parser: limits ---------------------------------------------------------------
+
+TEST_CASE("an oversize head is response_too_large", "[http]") {
+  std::string_view wire = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"; // 38 bytes
+  response_limits limits;
+  limits.max_header_bytes = wire.size();
+  CHECK(parse(wire, false, limits).complete);
+  limits.max_header_bytes = wire.size() - 1;
+  auto r = parse(wire, false, limits);
+  CHECK(r.failed);
+  CHECK(r.code == errc::response_too_large);
+  CHECK_THAT(r.message, Catch::Contains("head too large"));
+
+  SECTION("interim responses count against the limit") {
+    limits.max_header_bytes = wire.size() + 10;
+    auto r2 = parse("HTTP/1.1 100 Continue\r\n\r\n" + std::string{wire}, false, limits);
+    CHECK(r2.code == errc::response_too_large);
+  }
+  SECTION("http_parser's own limit maps to response_too_large") {
+    limits.max_header_bytes = std::size_t{1} << 20;
+    auto big = "HTTP/1.1 200 OK\r\nX-Big: " + std::string(100 * 1024, 'a') + "\r\n\r\n";
+    auto r2 = parse(big, false, limits);
+    CHECK(r2.code == errc::response_too_large);
+  }
+}
+
+TEST_CASE("an oversize body is response_too_large", "[http]") {
+  response_limits limits;
+  limits.max_body_bytes = 10;
+  CHECK(parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false, limits).complete);
+  CHECK(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n",
+              false, limits)
+            .complete);
+
+  for (std::string_view wire : {"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\n\r\n0123456789a"}) {
+    auto r = parse(wire, false, limits);
+    CHECK(r.failed);
+    CHECK(r.code == errc::response_too_large);
+    CHECK_THAT(r.message, Catch::Contains("body too large"));
+    CHECK(r.body.size() <= 10);
+  }
+}
+
+// -- response_parser: errors ---------------------------------------------------------------
+
+TEST_CASE("malformed responses are bad_response", "[http]") {
+  auto r = parse("HTTP/1.1 abc OK\r\n\r\n");
+  CHECK(r.failed);
+  CHECK(r.code == errc::bad_response);
+  CHECK_THAT(r.message, Catch::Contains("invalid HTTP status code"));
+
+  for (std::string_view wire :
+       {"XTTP/1.1 200 OK\r\n\r\n", "HTTP/x.1 200 OK\r\n\r\n", "hello\r\n",
+        "HTTP/1.1 200 OK\r\nX(Y): x\r\n\r\n", "HTTP/1.1 200 OK\r\nX: a\x01\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"}) {
+    INFO(wire);
+    auto r2 = parse(wire);
+    CHECK(r2.failed);
+    CHECK(r2.code == errc::bad_response);
+    CHECK_FALSE(r2.complete);
+  }
+
+  // http_parser as built by Debian is lenient here; the parser checks these itself.
+  auto spaced = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n");
+  CHECK(spaced.code == errc::bad_response);
+  CHECK_THAT(spaced.message, Catch::Contains("header name #1 is not a token"));
+  auto reason = parse("HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n");
+  CHECK(reason.code == errc::bad_response);
+  CHECK_THAT(reason.message, Catch::Contains("reason phrase"));
+
+  auto chunk = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n");
+  CHECK(chunk.failed);
+  CHECK(chunk.code == errc::bad_response);
+  CHECK_THAT(chunk.message, Catch::Contains("chunk size"));
+}
+
+TEST_CASE("EOF before the response ends is upstream_closed", "[http]") {
+  auto none = parse("", false, {}, true);
+  CHECK(none.failed);
+  CHECK(none.code == errc::upstream_closed);
+  CHECK_THAT(none.message, Catch::Contains("before any response byte"));
+
+  for (std::string_view wire : {"HTTP/1.1 20", "HTTP/1.1 200 OK\r\nContent-Le",
+                                "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"}) {
+    INFO(wire);
+    auto r = parse(wire, false, {}, true);
+    CHECK(r.failed);
+    CHECK_FALSE(r.complete);
+    CHECK(r.code == errc::upstream_closed);
+    CHECK_THAT(r.message, Catch::Contains("mid-response"));
+  }
+}
+
+// -- response_parser: state and streaming --------------------------------------------------
+
+TEST_CASE("the body sink receives exactly the body", "[http]") {
+  std::string_view wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  response_parser parser;
+  std::string streamed;
+  parser.set_body_sink([&](std::string_view bytes) { streamed.append(bytes); });
+  parser.reset(false);
+  for (char c : wire)
+    REQUIRE(parser.feed(&c, 1) == 1);
+  CHECK(parser.complete());
+  CHECK(streamed == "hello world");
+  CHECK(parser.result().body.empty());
+
+  SECTION("the sink survives reset and can be cleared") {
+    std::string_view again = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+    streamed.clear();
+    parser.reset(false);
+    CHECK(parser.feed(again.data(), again.size()) == again.size());
+    CHECK(streamed == "abc");
+    parser.set_body_sink(nullptr);
+    parser.reset(false);
+    CHECK(parser.feed(again.data(), again.size()) == again.size());
+    CHECK(streamed == "abc");
+    CHECK(parser.result().body == "abc");
+  }
+  SECTION("the body limit still applies") {
+    response_parser limited{response_limits{1024, 4}};
+    streamed.clear();
+    limited.set_body_sink([&](std::string_view bytes) { streamed.append(bytes); });
+    std::string_view close_delimited = "HTTP/1.1 200 OK\r\n\r\n0123456789";
+    limited.feed(close_delimited.data(), close_delimited.size());
+    CHECK(limited.failure().code() == errc::response_too_large);
+    CHECK(streamed.size() <= 4);
+  }
+}
+
+TEST_CASE("an exception from the body sink propagates and fails the parser", "[http]") {
+  response_parser parser;
+  parser.set_body_sink([](std::string_view) { throw std::runtime_error{"sink broke"}; });
+  std::string_view wire = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+  CHECK_THROWS_WITH(parser.feed(wire.data(), wire.size()), "sink broke");
+  CHECK(parser.failed());
+  CHECK(parser.failure().code() == errc::internal);
+  CHECK(parser.feed(wire.data(), wire.size()) == 0);
+}
+
+TEST_CASE("a finished parser consumes nothing until reset", "[http]") {
+  std::string_view ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  response_parser parser; // usable without an initial reset
+  CHECK_FALSE(parser.received_any());
+  CHECK(parser.feed(ok.data(), ok.size()) == ok.size());
+  CHECK(parser.complete());
+  CHECK(parser.feed(ok.data(), ok.size()) == 0);
+  parser.finish(); // no effect once complete
+  CHECK(parser.complete());
+  CHECK_FALSE(parser.failed());
+
+  std::string_view bad = "XTTP/1.1 200 OK\r\n\r\n";
+  parser.reset(false);
+  CHECK(parser.feed(bad.data(), bad.size()) < bad.size());
+  CHECK(parser.failed());
+  CHECK(parser.feed(ok.data(), ok.size()) == 0);
+  parser.finish(); // the first failure stays
+  CHECK(parser.failure().code() == errc::bad_response);
+
+  parser.reset(false);
+  CHECK_FALSE(parser.failed());
+  CHECK_FALSE(parser.received_any());
+  CHECK(parser.result().status == 0);
+  CHECK(parser.feed(ok.data(), ok.size()) == ok.size());
+  CHECK(parser.complete());
+  CHECK(parser.result().status == 200);
+}

@@ -1,0 +1,63 @@
+// errc names, configuration validation and the CAF error mapping.
+#include <catch2/catch.hpp>
+
+#include <caf/all.hpp>
+
+#include "sshpool/messages.hpp"
+
+using namespace sshpool;
+
+TEST_CASE("every errc has a distinct name that parses back", "[messages]") {
+  std::set<std::string> names;
+  for (int i = 0; i <= static_cast<int>(errc::internal); ++i) {
+    auto code = static_cast<errc>(i);
+    std::string name = to_string(code);
+    CHECK(names.insert(name).second);
+    errc back = errc::internal;
+    CHECK(from_string(name, back));
+    CHECK(back == code);
+  }
+  errc out = errc::none;
+  CHECK_FALSE(from_string("no_such_code", out));
+  CHECK(std::string{to_string(errc::pool_exhausted)} == "pool_exhausted");
+}
+
+TEST_CASE("validate names the offending setting", "[messages]") {
+  engine_config cfg;
+  CHECK(validate(cfg));
+  cfg.pool.max_connections_per_user = 0;
+  auto bad = validate(cfg);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == errc::invalid_argument);
+  CHECK(bad.error().message().find("max_connections_per_user") != std::string::npos);
+  cfg = {};
+  cfg.pool.acquire_timeout = std::chrono::milliseconds(-1);
+  auto neg = validate(cfg);
+  REQUIRE_FALSE(neg);
+  CHECK(neg.error().message().find("acquire_timeout") != std::string::npos);
+  cfg = {};
+  cfg.log_level = "loud";
+  CHECK_FALSE(validate(cfg));
+}
+
+TEST_CASE("sshpool errors survive the trip through caf::error", "[messages]") {
+  auto err = make_caf_error(errc::host_key_mismatch, "key changed");
+  CHECK(err.category() == caf::atom("sshpool"));
+  auto back = from_caf_error(err, errc::internal);
+  CHECK(back.code() == errc::host_key_mismatch);
+  CHECK(back.message() == "key changed");
+  auto timeout = from_caf_error(caf::make_error(caf::sec::request_timeout), errc::internal);
+  CHECK(timeout.code() == errc::timeout);
+  auto down = from_caf_error(caf::make_error(caf::sec::request_receiver_down), errc::shutting_down);
+  CHECK(down.code() == errc::shutting_down);
+  CHECK(from_caf_error(caf::error{}, errc::internal).code() == errc::none);
+}
+
+TEST_CASE("the error category renders through the actor system", "[messages]") {
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  caf::actor_system sys{cfg};
+  auto text = sys.render(make_caf_error(errc::pool_exhausted, "3/3 connections"));
+  CHECK(text.find("pool_exhausted") != std::string::npos);
+  CHECK(text.find("3/3 connections") != std::string::npos);
+}

@@ -1,0 +1,420 @@
+// Pool semantics (DESIGN.md §5) on CAF's deterministic test coordinator with a fake
+// transport: the real supervisor, user_pool and connection actors, virtual time, no
+// threads and no sleeps. Replies are collected by small client actors and checked on the
+// test thread after the scheduler ran.
+#include <catch2/catch.hpp>
+
+#include <optional>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "fake_transport.hpp"
+#include "sshpool/ssh/log.hpp"
+#include "supervisor.hpp"
+
+using namespace sshpool;
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class T>
+struct reply {
+  bool done = false;
+  std::optional<T> value;
+  error err;
+};
+
+struct fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<test::fake_transport_factory> fakes =
+      std::make_shared<test::fake_transport_factory>();
+  supervisor_actor sup;
+
+  explicit fixture(pool_config pc = small()) {
+    log().set_level(spdlog::level::warn);
+    add_message_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.file-verbosity", caf::atom("quiet"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    auto ctx = std::make_shared<actor_context>();
+    ctx->pool = pc;
+    ctx->transports = fakes;
+    sup = spawn_supervisor(*sys, ctx);
+    set_endpoint("alice");
+    set_endpoint("bob");
+  }
+
+  ~fixture() {
+    caf::anon_send(sup, stop_atom_v);
+    sched->run();
+    sys->await_actors_before_shutdown(false);
+  }
+
+  static pool_config small() {
+    pool_config pc;
+    pc.max_connections_per_user = 2;
+    pc.max_channels_per_connection = 2;
+    pc.max_waiters_per_user = 4;
+    pc.acquire_timeout = 5s;
+    pc.request_timeout = 30s;
+    return pc;
+  }
+
+  void set_endpoint(const std::string& user) {
+    endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = 22;
+    ep.username = user;
+    ep.identity_file = "/dev/null";
+    ep.known_hosts_file = "/dev/null";
+    ep.target_port = 8080;
+    caf::anon_send(sup, endpoint_atom_v, user, ep);
+    sched->run();
+  }
+
+  /// Asks for a lease from a client actor; the reply lands in the returned object.
+  std::shared_ptr<reply<lease>> acquire(const std::string& user) {
+    auto r = std::make_shared<reply<lease>>();
+    sys->spawn([r, user, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, acquire_atom_v, user)
+          .then(
+              [r](lease& l) {
+                r->value = std::move(l);
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  reply<bool> release(const std::string& user, const lease& l) {
+    auto r = std::make_shared<reply<bool>>();
+    sys->spawn([r, user, l, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, release_atom_v, user, l)
+          .then(
+              [r] {
+                r->value = true;
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return *r;
+  }
+
+  std::shared_ptr<reply<response>> forward(const lease& l, request req, caf::timespan deadline) {
+    auto r = std::make_shared<reply<response>>();
+    sys->spawn([r, l, req, deadline](caf::event_based_actor* self) {
+      self->request(l.connection, caf::infinite, forward_atom_v, req, deadline)
+          .then(
+              [r](response& res) {
+                r->value = std::move(res);
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                // As the facade: a connection actor that is gone means the connection is lost.
+                r->err = from_caf_error(e, errc::connection_lost);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  pool_stats stats() {
+    auto r = std::make_shared<pool_stats>();
+    sys->spawn([r, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, stats_atom_v).then([r](pool_stats& st) { *r = st; });
+    });
+    sched->run();
+    return *r;
+  }
+
+  /// Completes the handshake of fake session `i`.
+  void open(std::size_t i, error err = {}) {
+    fakes->sessions.at(i)->finish_open(std::move(err));
+    sched->run();
+  }
+
+  void advance(caf::timespan t) {
+    sched->advance_time(t);
+    sched->run();
+  }
+};
+
+request get(std::string id) {
+  request req;
+  req.id = std::move(id);
+  return req;
+}
+
+} // namespace
+
+TEST_CASE("the first caller waits for one handshake, then gets a lease", "[pool]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  REQUIRE(f.fakes->sessions.size() == 1);
+  CHECK(f.fakes->sessions[0]->opened);
+  CHECK_FALSE(a->done);
+  f.open(0);
+  REQUIRE(a->done);
+  REQUIRE(a->value);
+  CHECK(a->value->user == "alice");
+  auto st = f.stats();
+  CHECK(st.total_connections == 1);
+  CHECK(st.leases == 1);
+  CHECK(st.user_count == 1);
+}
+
+TEST_CASE("concurrent first calls never exceed the cap nor orphan a connection", "[pool]") {
+  fixture f; // cap 2 connections x 2 channels
+  std::vector<std::shared_ptr<reply<lease>>> calls;
+  for (int i = 0; i < 4; ++i)
+    calls.push_back(f.acquire("alice"));
+  // One handshake per waiting caller, bounded by the cap: 2, not 4.
+  REQUIRE(f.fakes->sessions.size() == 2);
+  f.open(0);
+  f.open(1);
+  std::map<std::uint64_t, int> per_conn;
+  for (auto& c : calls) {
+    REQUIRE(c->done);
+    REQUIRE(c->value);
+    ++per_conn[c->value->connection_id];
+  }
+  CHECK(per_conn.size() == 2);
+  for (auto& [id, n] : per_conn)
+    CHECK(n == 2);
+  CHECK(f.fakes->sessions.size() == 2);
+  for (auto& s : f.fakes->sessions)
+    CHECK_FALSE(s->closed);
+  auto st = f.stats();
+  CHECK(st.total_connections == 2);
+  CHECK(st.leases == 4);
+}
+
+TEST_CASE("a single caller never starts a second handshake", "[pool]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  REQUIRE(f.release("alice", *a->value).value);
+  for (int i = 0; i < 5; ++i) {
+    auto b = f.acquire("alice");
+    REQUIRE(b->value);
+    CHECK(b->value->connection_id == a->value->connection_id);
+    REQUIRE(f.release("alice", *b->value).value);
+  }
+  CHECK(f.fakes->sessions.size() == 1);
+}
+
+TEST_CASE("waiters are served in FIFO order as leases are released", "[pool]") {
+  fixture f;
+  std::vector<lease> held;
+  for (int i = 0; i < 4; ++i) {
+    auto r = f.acquire("alice");
+    if (i < 2)
+      f.open(static_cast<std::size_t>(i));
+    REQUIRE(r->value);
+    held.push_back(*r->value);
+  }
+  auto w1 = f.acquire("alice");
+  auto w2 = f.acquire("alice");
+  auto w3 = f.acquire("alice");
+  CHECK_FALSE(w1->done);
+  CHECK(f.stats().waiters == 3);
+  REQUIRE(f.release("alice", held[3]).value);
+  CHECK(w1->done);
+  CHECK_FALSE(w2->done);
+  CHECK_FALSE(w3->done);
+  REQUIRE(f.release("alice", held[0]).value);
+  CHECK(w2->done);
+  CHECK_FALSE(w3->done);
+  CHECK(f.fakes->sessions.size() == 2);
+}
+
+TEST_CASE("a waiter gets pool_exhausted exactly at acquire_timeout", "[pool]") {
+  fixture f;
+  for (int i = 0; i < 4; ++i) {
+    auto r = f.acquire("alice");
+    if (i < 2)
+      f.open(static_cast<std::size_t>(i));
+    REQUIRE(r->value);
+  }
+  auto w = f.acquire("alice");
+  f.advance(4999ms);
+  CHECK_FALSE(w->done);
+  f.advance(1ms);
+  REQUIRE(w->done);
+  CHECK(w->err.code() == errc::pool_exhausted);
+  CHECK(w->err.message().find("4 leases") != std::string::npos);
+  CHECK(f.stats().waiters == 0);
+}
+
+TEST_CASE("beyond max_waiters_per_user callers are refused at once", "[pool]") {
+  fixture f;
+  for (int i = 0; i < 4; ++i) {
+    auto r = f.acquire("alice");
+    if (i < 2)
+      f.open(static_cast<std::size_t>(i));
+  }
+  std::vector<std::shared_ptr<reply<lease>>> waiting;
+  for (int i = 0; i < 4; ++i)
+    waiting.push_back(f.acquire("alice"));
+  for (auto& w : waiting)
+    CHECK_FALSE(w->done);
+  auto refused = f.acquire("alice");
+  REQUIRE(refused->done);
+  CHECK(refused->err.code() == errc::pool_exhausted);
+}
+
+TEST_CASE("double release and another user's lease are errors, not negative counts", "[pool]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto wrong = f.release("bob", *a->value);
+  CHECK(wrong.err.code() == errc::wrong_user);
+  CHECK(f.release("alice", *a->value).value);
+  auto twice = f.release("alice", *a->value);
+  CHECK(twice.err.code() == errc::not_leased);
+  auto forged = *a->value;
+  forged.id += 1000;
+  CHECK(f.release("alice", forged).err.code() == errc::not_leased);
+  CHECK(f.stats().leases == 0);
+}
+
+TEST_CASE("a dead connection leaves the count at once and waiters get a replacement", "[pool]") {
+  fixture f;
+  std::vector<lease> held;
+  for (int i = 0; i < 4; ++i) {
+    auto r = f.acquire("alice");
+    if (i < 2)
+      f.open(static_cast<std::size_t>(i));
+    REQUIRE(r->value);
+    held.push_back(*r->value);
+  }
+  auto w1 = f.acquire("alice");
+  auto w2 = f.acquire("alice");
+  f.fakes->sessions[0]->lose();
+  f.sched->run();
+  // The dead connection stopped counting: one replacement handshake for the waiters.
+  REQUIRE(f.fakes->sessions.size() == 3);
+  CHECK(f.stats().total_connections == 2);
+  CHECK_FALSE(w1->done);
+  f.open(2);
+  REQUIRE(w1->done);
+  REQUIRE(w2->done);
+  CHECK(w1->value->connection_id == w2->value->connection_id);
+  // Leases of the dead connection can still be released.
+  CHECK(f.release("alice", held[0]).value);
+}
+
+TEST_CASE("a failed handshake answers its waiters with the typed error", "[pool]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  auto b = f.acquire("alice");
+  REQUIRE(f.fakes->sessions.size() == 2);
+  f.open(0, error{errc::auth_failed, "server refused the key"});
+  // One handshake is still pending: one waiter keeps waiting for it.
+  CHECK(a->done != b->done);
+  auto& failed = a->done ? a : b;
+  CHECK(failed->err.code() == errc::auth_failed);
+  f.open(1, error{errc::auth_failed, "server refused the key"});
+  REQUIRE(a->done);
+  REQUIRE(b->done);
+  CHECK(f.fakes->sessions.size() == 2); // no retry loop against a refusing server
+  CHECK(f.stats().total_connections == 0);
+}
+
+TEST_CASE("requests beyond max_channels wait in FIFO order for a channel slot", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto& session = *f.fakes->sessions[0];
+  auto r1 = f.forward(*a->value, get("r1"), 30s);
+  auto r2 = f.forward(*a->value, get("r2"), 30s);
+  auto r3 = f.forward(*a->value, get("r3"), 30s);
+  REQUIRE(session.forwarded.size() == 2);
+  session.respond(session.forwarded[1], "second");
+  f.sched->run();
+  REQUIRE(r2->done);
+  CHECK(r2->value->id == "r2");
+  CHECK(r2->value->body == "second");
+  REQUIRE(session.forwarded.size() == 3); // r3 took the freed slot
+  session.respond(session.forwarded[0]);
+  session.respond(session.forwarded[2]);
+  f.sched->run();
+  CHECK(r1->value->id == "r1");
+  CHECK(r3->value->id == "r3");
+}
+
+TEST_CASE("a request past its deadline fails alone and its channel is cancelled", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto& session = *f.fakes->sessions[0];
+  auto slow = f.forward(*a->value, get("slow"), 1s);
+  auto other = f.forward(*a->value, get("other"), 10s);
+  auto queued = f.forward(*a->value, get("queued"), 2s);
+  f.advance(999ms);
+  CHECK_FALSE(slow->done);
+  f.advance(1ms);
+  REQUIRE(slow->done);
+  CHECK(slow->err.code() == errc::request_timeout);
+  REQUIRE(session.cancelled.size() == 1);
+  CHECK(session.cancelled[0] == session.forwarded[0]);
+  CHECK_FALSE(other->done);
+  // The freed slot went to the queued request.
+  REQUIRE(session.forwarded.size() == 3);
+  session.respond(session.forwarded[2]);
+  session.respond(session.forwarded[1]);
+  f.sched->run();
+  CHECK(queued->value);
+  CHECK(other->value);
+  // A late answer for the expired request is ignored.
+  session.respond(session.forwarded[0]);
+  f.sched->run();
+  CHECK(session.closed == false);
+}
+
+TEST_CASE("a lost session fails requests in flight with connection_lost", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto r = f.forward(*a->value, get("r"), 30s);
+  f.fakes->sessions[0]->lose();
+  f.sched->run();
+  REQUIRE(r->done);
+  CHECK(r->err.code() == errc::connection_lost);
+  CHECK(f.stats().total_connections == 0);
+  auto late = f.forward(*a->value, get("late"), 30s);
+  REQUIRE(late->done);
+  CHECK(late->err.code() == errc::connection_lost);
+}
+
+TEST_CASE("invalid requests never reach the transport", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto req = get("bad");
+  req.headers = {{"x-a", "b\r\nc: d"}};
+  auto r = f.forward(*a->value, req, 30s);
+  REQUIRE(r->done);
+  CHECK(r->err.code() == errc::invalid_request);
+  CHECK(f.fakes->sessions[0]->forwarded.empty());
+}
