@@ -118,8 +118,11 @@ int main(int argc, char** argv) {
     req.body =
         R"({"model":"demo-llm","stream":false,"messages":[{"role":"user","content":"Hello"}]})";
     sshpool::expected<sshpool::response> res = conn->forward(req);
-    if (res)
-      std::cout << res->id << " -> " << res->status << " " << shorten(res->body) << "\n";
+    if (res) {
+      auto backend = res->header("x-backend");
+      std::cout << res->id << " -> " << res->status << " from " << (backend ? *backend : "?")
+                << ": " << shorten(res->body) << "\n";
+    }
     else {
       std::cerr << res.error().to_string() << "\n";
       ++failures;

@@ -49,7 +49,6 @@ expected<void> validate(const engine_config& cfg) {
                              std::pair{p.request_timeout, "request_timeout"},
                              std::pair{p.max_idle_time, "max_idle_time"},
                              std::pair{p.cleanup_interval, "cleanup_interval"},
-                             std::pair{p.keepalive_interval, "keepalive_interval"},
                              std::pair{p.channel_idle_timeout, "channel_idle_timeout"}})
     if (auto res = positive(value, name); !res)
       return res;

@@ -21,5 +21,5 @@ foreach(project app/example tests/consumer)
       -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
   run(${CMAKE_COMMAND} --build "${WORK_DIR}/${name}" -j 2)
 endforeach()
-run(bash "${SOURCE_DIR}/tests/consumer/run_example.sh" "${WORK_DIR}/app_example/sshpool-example"
+run(bash "${SOURCE_DIR}/app/run-example.sh" "${WORK_DIR}/app_example/sshpool-example"
     "${BUILD_DIR}/app/sshpool-backend" "${WORK_DIR}/run")

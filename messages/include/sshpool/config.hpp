@@ -29,8 +29,6 @@ struct pool_config {
   std::chrono::milliseconds max_idle_time{std::chrono::minutes(5)};
   /// Period of the cleanup actor's ticks.
   std::chrono::milliseconds cleanup_interval{std::chrono::seconds(30)};
-  /// Period of the SSH keepalive probe.
-  std::chrono::milliseconds keepalive_interval{std::chrono::seconds(60)};
   /// Channels kept open for reuse are closed after this long without a request.
   std::chrono::milliseconds channel_idle_timeout{std::chrono::seconds(60)};
   /// Largest response body accepted by `forward`.
