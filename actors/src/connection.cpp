@@ -18,6 +18,7 @@
 
 #include <caf/all.hpp>
 
+#include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool {
@@ -59,6 +60,7 @@ struct pending_request {
   caf::typed_response_promise<response> rp;
   std::string request_id;
   ssh::outbound_request req;
+  time_point arrived;
   time_point deadline;
   bool on_wire = false;
 };
@@ -87,6 +89,11 @@ using self_ptr = connection_actor::stateful_pointer<connection_actor_state>;
 
 std::chrono::system_clock::time_point wall_now() {
   return std::chrono::system_clock::now();
+}
+
+long long elapsed_us(self_ptr self, const pending_request& p) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(self->clock().now() - p.arrived)
+      .count();
 }
 
 void arm_timer(self_ptr self, time_point deadline) {
@@ -175,17 +182,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
     if (dm.source == self->state.pool.address())
       shut_down(self, error{errc::shutting_down, "the user's pool is gone"}, false);
   });
-  self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(eptr);
-    } catch (const std::exception& ex) {
-      what = ex.what();
-    } catch (...) {
-    }
-    log().error("connection #{} of '{}': {}", self->id(), self->state.user, what);
+  install_exception_handler(self, [self](const std::string& what) {
     shut_down(self, error{errc::internal, what}, true);
-    return make_caf_error(errc::internal, what);
   });
   return {
       [self](forward_atom, request& req, caf::timespan timeout) -> caf::result<response> {
@@ -200,14 +198,14 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
           return make_caf_error(info.error());
         }
         auto tag = ++st.next_tag;
-        auto deadline = self->clock().now() + timeout;
+        auto now = self->clock().now();
         auto rp = self->make_response_promise<response>();
         st.requests.emplace(tag, pending_request{rp, std::move(req.id),
-                                                 ssh::outbound_request{std::move(wire), *info},
-                                                 deadline});
+                                                 ssh::outbound_request{std::move(wire), *info}, now,
+                                                 now + timeout});
         st.queue.push_back(tag);
         st.stats.last_used = wall_now();
-        arm_timer(self, deadline);
+        arm_timer(self, now + timeout);
         dispatch(self);
         return rp;
       },
@@ -249,6 +247,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (i == st.requests.end())
           return; // expired or cancelled meanwhile
         ++st.stats.requests;
+        log().debug("request '{}' on #{} of '{}': {} in {} us", i->second.request_id, self->id(),
+                    st.user, res.status, elapsed_us(self, i->second));
         res.id = std::move(i->second.request_id);
         i->second.rp.deliver(std::move(res));
         finish(self, tag, info);
@@ -259,6 +259,9 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (i == st.requests.end())
           return;
         ++st.stats.failed_requests;
+        log().debug("request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
+                    self->id(), st.user, elapsed_us(self, i->second),
+                    from_caf_error(err, errc::internal).to_string());
         i->second.rp.deliver(err);
         finish(self, tag, info);
       },

@@ -15,6 +15,7 @@
 #include <caf/all.hpp>
 
 #include "connection.hpp"
+#include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "user_pool.hpp"
 
@@ -49,6 +50,11 @@ void maybe_finish_stop(self_ptr self) {
 supervisor_actor::behavior_type supervisor_impl(self_ptr self,
                                                 std::shared_ptr<const actor_context> ctx) {
   self->state.ctx = std::move(ctx);
+  install_exception_handler(self, [self](const std::string& what) {
+    for (auto& rp : self->state.stop_promises)
+      rp.deliver(make_caf_error(errc::internal, what));
+    self->state.stop_promises.clear();
+  });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     if (st.connections.erase(dm.source) == 0) {

@@ -24,6 +24,7 @@
 
 #include <caf/all.hpp>
 
+#include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool {
@@ -31,6 +32,9 @@ namespace sshpool {
 namespace {
 
 using time_point = caf::actor_clock::time_point;
+
+/// The supervisor answers spawn requests at once; this only bounds a stuck supervisor.
+constexpr auto spawn_timeout = std::chrono::seconds(30);
 
 struct conn_entry {
   connection_actor handle;
@@ -205,6 +209,11 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
   st.supervisor = std::move(supervisor);
   st.ctx = std::move(ctx);
   st.stats.user = st.user;
+  install_exception_handler(self, [self](const std::string& what) {
+    for (auto& w : self->state.waiters)
+      w.rp.deliver(make_caf_error(errc::internal, what));
+    self->state.waiters.clear();
+  });
   self->set_down_handler([self](const caf::down_msg& dm) {
     // A connection actor ended without conn_down (e.g. it crashed): drop it.
     auto& st = self->state;

@@ -1,0 +1,514 @@
+// sshpool-bench: requests/s and latency of one closed-loop load (32 requests in flight by
+// default) on every path to the same nginx, in one run, interleaved so that a noisy machine
+// hurts every path alike:
+//   direct        HTTP/1.1 keep-alive client -> nginx
+//   ssh-N-L       same client -> OpenSSH `ssh -N -L` (sshd leaves Nagle on)
+//   ssh-L-exec    same client -> OpenSSH `ssh -L` whose session exec'd (sshd sets NODELAY)
+//   engine        a CAF driver actor -> sshpool engine (typed actor handles) -> sshd -> nginx
+//   engine-facade threads calling the blocking connection::forward -> same engine
+// Each round runs every path for --duration; the report shows every round and, per path,
+// the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
+// Every response must be a 200 with the expected body; any failure makes the run say so
+// loudly and exit 1. ./benchmarks/run.sh sets up nginx, sshd and the tunnels.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "engine_load.hpp"
+#include "http_load.hpp"
+
+namespace sshpool::bench {
+
+namespace {
+
+const std::vector<std::string> all_paths = {"direct", "ssh-N-L", "ssh-L-exec", "engine",
+                                            "engine-facade"};
+
+struct options {
+  double duration_s = 10;
+  std::size_t rounds = 2;
+  load_options load;
+  std::vector<std::string> paths = all_paths;
+  std::uint16_t direct_port = 0;
+  std::uint16_t ssh_n_port = 0;
+  std::uint16_t ssh_exec_port = 0;
+  engine_target engine;
+  std::string csv;
+};
+
+const char* usage_text = R"(usage: sshpool-bench [options]
+  --duration S        seconds per path and round (default 10)
+  --rounds N          rounds of all paths (default 2); the median round is reported
+  --concurrency N     requests in flight (default 32)
+  --max-requests N    cap on the requests of one path and round (default 10000000)
+  --paths LIST        comma-separated subset of direct,ssh-N-L,ssh-L-exec,engine,engine-facade
+  --body-bytes N      expected body size of every response (default 100)
+  --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
+  --ssh-n-port P      the `ssh -N -L` forwarded port
+  --ssh-exec-port P   the `ssh -L ... sleep` forwarded port
+  --sshd-port P       the sshd the engine connects to (127.0.0.1)
+  --sshd-user U       its user
+  --identity FILE     private key for that user
+  --known-hosts FILE  known_hosts holding the sshd's host key
+  --target-port P     nginx as the sshd sees it (default: --direct-port)
+  --connections N     engine: max_connections_per_user (default 1)
+  --channels N        engine: max_channels_per_connection (default 32)
+  --csv FILE          also write every run as CSV rows to FILE
+)";
+
+[[noreturn]] void usage_error(const std::string& what) {
+  std::cerr << "sshpool-bench: " << what << "\n" << usage_text;
+  std::exit(2);
+}
+
+std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min,
+                           std::uint64_t max) {
+  std::size_t used = 0;
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < min || value > max)
+    usage_error(flag + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
+                "], not '" + text + "'");
+  return value;
+}
+
+std::uint16_t parse_port(const std::string& flag, const std::string& text) {
+  return static_cast<std::uint16_t>(parse_number(flag, text, 1, 65535));
+}
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> parts;
+  std::stringstream in{text};
+  for (std::string part; std::getline(in, part, sep);)
+    parts.push_back(part);
+  return parts;
+}
+
+bool is_engine_path(const std::string& path) {
+  return path == "engine" || path == "engine-facade";
+}
+
+options parse_options(int argc, char** argv) {
+  options opts;
+  std::uint16_t target_port = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << usage_text;
+      std::exit(0);
+    }
+    if (i + 1 >= argc)
+      usage_error("unknown option or missing value: " + flag);
+    std::string value = argv[++i];
+    if (flag == "--duration") {
+      char* end = nullptr;
+      opts.duration_s = std::strtod(value.c_str(), &end);
+      if (end == value.c_str() || *end != '\0' || !(opts.duration_s > 0) ||
+          opts.duration_s > 3600)
+        usage_error("--duration wants seconds in (0, 3600], not '" + value + "'");
+    } else if (flag == "--rounds") {
+      opts.rounds = parse_number(flag, value, 1, 100);
+    } else if (flag == "--concurrency") {
+      opts.load.concurrency = parse_number(flag, value, 1, 4096);
+    } else if (flag == "--max-requests") {
+      opts.load.max_requests = parse_number(flag, value, 1, UINT64_MAX);
+    } else if (flag == "--paths") {
+      opts.paths = split(value, ',');
+      for (auto& p : opts.paths)
+        if (std::find(all_paths.begin(), all_paths.end(), p) == all_paths.end())
+          usage_error("unknown path '" + p + "'");
+    } else if (flag == "--body-bytes") {
+      opts.load.body_bytes = parse_number(flag, value, 0, 1u << 30);
+    } else if (flag == "--direct-port") {
+      opts.direct_port = parse_port(flag, value);
+    } else if (flag == "--ssh-n-port") {
+      opts.ssh_n_port = parse_port(flag, value);
+    } else if (flag == "--ssh-exec-port") {
+      opts.ssh_exec_port = parse_port(flag, value);
+    } else if (flag == "--sshd-port") {
+      opts.engine.sshd_port = parse_port(flag, value);
+    } else if (flag == "--sshd-user") {
+      opts.engine.username = value;
+    } else if (flag == "--identity") {
+      opts.engine.identity_file = value;
+    } else if (flag == "--known-hosts") {
+      opts.engine.known_hosts_file = value;
+    } else if (flag == "--target-port") {
+      target_port = parse_port(flag, value);
+    } else if (flag == "--connections") {
+      opts.engine.connections = parse_number(flag, value, 1, 1000);
+    } else if (flag == "--channels") {
+      opts.engine.channels = parse_number(flag, value, 1, 1000);
+    } else if (flag == "--csv") {
+      opts.csv = value;
+    } else {
+      usage_error("unknown option: " + flag);
+    }
+  }
+  opts.load.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(opts.duration_s));
+  opts.engine.target_port = target_port != 0 ? target_port : opts.direct_port;
+  for (auto& p : opts.paths) {
+    if (p == "direct" && opts.direct_port == 0)
+      usage_error("path direct needs --direct-port");
+    if (p == "ssh-N-L" && opts.ssh_n_port == 0)
+      usage_error("path ssh-N-L needs --ssh-n-port");
+    if (p == "ssh-L-exec" && opts.ssh_exec_port == 0)
+      usage_error("path ssh-L-exec needs --ssh-exec-port");
+    if (is_engine_path(p) &&
+        (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
+         opts.engine.identity_file.empty() || opts.engine.known_hosts_file.empty() ||
+         opts.engine.target_port == 0))
+      usage_error("path " + p +
+                  " needs --sshd-port, --sshd-user, --identity, --known-hosts and "
+                  "--direct-port or --target-port");
+  }
+  return opts;
+}
+
+// -- machine context ------------------------------------------------------------------------
+
+struct machine_context {
+  std::string date;
+  std::string cpu;
+  long nproc = 0;
+  std::string kernel;
+  std::string command;
+};
+
+std::string shell_quote(const std::string& arg) {
+  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789-_./=:,@+") == std::string::npos)
+    return arg;
+  std::string quoted = "'";
+  for (char c : arg)
+    quoted += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+  return quoted + "'";
+}
+
+machine_context read_context(int argc, char** argv) {
+  machine_context ctx;
+  auto now = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  ctx.date = date;
+  ctx.nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  std::ifstream cpuinfo{"/proc/cpuinfo"};
+  for (std::string line; std::getline(cpuinfo, line);)
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      ctx.cpu = colon == std::string::npos ? line : line.substr(colon + 2);
+      break;
+    }
+  if (ctx.cpu.empty())
+    ctx.cpu = "unknown";
+  utsname un{};
+  if (uname(&un) == 0)
+    ctx.kernel = std::string{un.sysname} + " " + un.release + " " + un.machine;
+  for (int i = 0; i < argc; ++i)
+    ctx.command += (i > 0 ? " " : "") + shell_quote(argv[i]);
+  return ctx;
+}
+
+// -- reporting ------------------------------------------------------------------------------
+
+/// One path in one round, reduced to the reported figures.
+struct run_summary {
+  std::string path;
+  std::size_t round = 0;
+  std::uint64_t ok = 0;
+  std::uint64_t errors = 0;
+  double seconds = 0;
+  double rps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double max_ms = 0;
+  bool aborted = false;
+  std::string first_error;
+};
+
+/// Nearest-rank percentile of sorted values, in milliseconds.
+double percentile_ms(const std::vector<std::int64_t>& sorted, double p) {
+  if (sorted.empty())
+    return 0;
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  return static_cast<double>(sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1]) / 1e6;
+}
+
+run_summary summarize(const std::string& path, std::size_t round, load_result r) {
+  run_summary s;
+  s.path = path;
+  s.round = round;
+  s.ok = r.ok;
+  s.errors = r.errors;
+  s.aborted = r.aborted;
+  s.first_error = std::move(r.first_error);
+  s.seconds = std::chrono::duration<double>(r.elapsed).count();
+  s.rps = s.seconds > 0 ? static_cast<double>(r.ok) / s.seconds : 0;
+  std::sort(r.latencies.begin(), r.latencies.end());
+  s.p50_ms = percentile_ms(r.latencies, 0.50);
+  s.p99_ms = percentile_ms(r.latencies, 0.99);
+  s.max_ms = r.latencies.empty() ? 0 : static_cast<double>(r.latencies.back()) / 1e6;
+  return s;
+}
+
+std::string with_commas(std::uint64_t n) {
+  auto digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0)
+      out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string fixed(double x, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, x);
+  return buf;
+}
+
+std::string pad(const std::string& s, std::size_t width, bool left = false) {
+  if (s.size() >= width)
+    return s;
+  return left ? s + std::string(width - s.size(), ' ') : std::string(width - s.size(), ' ') + s;
+}
+
+void print_table(const std::vector<run_summary>& runs, bool with_round) {
+  std::cout << pad("path", 15, true) << (with_round ? pad("round", 6) : "") << pad("req/s", 10)
+            << pad("p50 ms", 9) << pad("p99 ms", 9) << pad("max ms", 9) << pad("requests", 12)
+            << pad("errors", 8) << "\n";
+  for (auto& s : runs) {
+    std::cout << pad(s.path, 15, true) << (with_round ? pad(std::to_string(s.round), 6) : "")
+              << pad(s.aborted ? "ABORTED" : with_commas(static_cast<std::uint64_t>(s.rps)), 10)
+              << pad(fixed(s.p50_ms, 2), 9) << pad(fixed(s.p99_ms, 2), 9)
+              << pad(fixed(s.max_ms, 2), 9) << pad(with_commas(s.ok + s.errors), 12)
+              << pad(with_commas(s.errors), 8) << "\n";
+  }
+}
+
+const run_summary* find_run(const std::vector<run_summary>& runs, const std::string& path) {
+  for (auto& s : runs)
+    if (s.path == path)
+      return &s;
+  return nullptr;
+}
+
+void print_ratios(const std::vector<run_summary>& medians) {
+  std::cout << "\nratios (median rounds):\n";
+  bool any = false;
+  for (const std::string subject : {"engine", "engine-facade"}) {
+    auto* x = find_run(medians, subject);
+    if (x == nullptr || x->aborted)
+      continue;
+    for (const std::string ref : {"ssh-N-L", "ssh-L-exec", "direct"}) {
+      auto* y = find_run(medians, ref);
+      if (y == nullptr || y->aborted || y->rps <= 0)
+        continue;
+      any = true;
+      std::cout << "  " << pad(subject + "/" + ref, 26, true) << " req/s " << fixed(x->rps / y->rps, 2);
+      if (ref != "direct" && y->p99_ms > 0)
+        std::cout << "   p99 " << fixed(x->p99_ms, 2) << " vs " << fixed(y->p99_ms, 2)
+                  << " ms (x" << fixed(x->p99_ms / y->p99_ms, 2) << ")";
+      std::cout << "\n";
+    }
+  }
+  if (!any)
+    std::cout << "  (needs an engine path and a reference path)\n";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos)
+    return s;
+  std::string quoted = "\"";
+  for (char c : s)
+    quoted += c == '"' ? std::string{"\"\""} : std::string(1, c);
+  return quoted + "\"";
+}
+
+bool write_csv(const std::string& file, const machine_context& ctx, const options& opts,
+               const std::vector<run_summary>& runs, const std::vector<run_summary>& medians) {
+  std::ofstream out{file};
+  out << "date,cpu,nproc,kernel,path,round,median_round,concurrency,connections,channels,"
+         "duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,p99_ms,max_ms\n";
+  for (auto& s : runs) {
+    auto* m = find_run(medians, s.path);
+    bool is_median = m != nullptr && m->round == s.round;
+    out << ctx.date << ',' << csv_field(ctx.cpu) << ',' << ctx.nproc << ','
+        << csv_field(ctx.kernel) << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0)
+        << ',' << opts.load.concurrency << ',' << opts.engine.connections << ','
+        << opts.engine.channels << ',' << opts.duration_s << ',' << (s.ok + s.errors) << ','
+        << s.errors << ',' << (s.aborted ? 1 : 0) << ',' << fixed(s.seconds, 3) << ','
+        << fixed(s.rps, 0) << ',' << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ','
+        << fixed(s.max_ms, 3) << '\n';
+  }
+  out.close();
+  return static_cast<bool>(out);
+}
+
+// -- running --------------------------------------------------------------------------------
+
+/// The live line on stderr while a path runs: elapsed time, requests, current req/s.
+class progress_line {
+public:
+  progress_line(std::string label, std::atomic<std::uint64_t>& completed)
+      : label_(std::move(label)), completed_(completed), started_(bench_clock::now()),
+        thread_([this] { loop(); }) {}
+
+  ~progress_line() {
+    stop_ = true;
+    thread_.join();
+    std::cerr << "\r\033[K";
+  }
+
+  progress_line(const progress_line&) = delete;
+  progress_line& operator=(const progress_line&) = delete;
+
+private:
+  void loop() {
+    constexpr auto tick = std::chrono::milliseconds(250);
+    std::uint64_t last = 0;
+    auto last_at = started_;
+    while (!stop_) {
+      std::this_thread::sleep_for(tick);
+      auto now = bench_clock::now();
+      auto done = completed_.load(std::memory_order_relaxed);
+      auto rate = static_cast<double>(done - last) /
+                  std::max(1e-9, std::chrono::duration<double>(now - last_at).count());
+      std::cerr << "\r\033[K  " << label_ << "  "
+                << fixed(std::chrono::duration<double>(now - started_).count(), 1) << " s  "
+                << with_commas(done) << " req  " << with_commas(static_cast<std::uint64_t>(rate))
+                << " req/s" << std::flush;
+      last = done;
+      last_at = now;
+    }
+  }
+
+  std::string label_;
+  std::atomic<std::uint64_t>& completed_;
+  bench_clock::time_point started_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+load_result run_path(const std::string& path, const options& opts, engine_load* engine,
+                     const load_options& load) {
+  if (path == "direct")
+    return run_http_load(opts.direct_port, load);
+  if (path == "ssh-N-L")
+    return run_http_load(opts.ssh_n_port, load);
+  if (path == "ssh-L-exec")
+    return run_http_load(opts.ssh_exec_port, load);
+  if (path == "engine")
+    return engine->run_actor(load);
+  return engine->run_facade(load);
+}
+
+int run(int argc, char** argv) {
+  auto opts = parse_options(argc, argv);
+  auto ctx = read_context(argc, argv);
+  std::cout << "sshpool-bench " << ctx.date << "\n"
+            << "machine: " << ctx.nproc << " cores, " << ctx.cpu << ", " << ctx.kernel << "\n"
+            << "command: " << ctx.command << "\n"
+            << "load: closed loop, " << opts.load.concurrency << " requests in flight, "
+            << opts.duration_s << " s per path and round, " << opts.rounds
+            << " rounds; engine: " << opts.engine.connections << " connection(s) x "
+            << opts.engine.channels << " channels\n\n";
+  std::unique_ptr<engine_load> engine;
+  if (std::any_of(opts.paths.begin(), opts.paths.end(), is_engine_path)) {
+    try {
+      engine = std::make_unique<engine_load>(opts.engine);
+    } catch (const std::exception& ex) {
+      std::cerr << "sshpool-bench: cannot build the engine: " << ex.what() << "\n";
+      return 1;
+    }
+  }
+  std::vector<run_summary> runs;
+  for (std::size_t round = 1; round <= opts.rounds; ++round) {
+    for (auto& path : opts.paths) {
+      std::atomic<std::uint64_t> completed{0};
+      auto load = opts.load;
+      load.completed = &completed;
+      auto label = "round " + std::to_string(round) + "/" + std::to_string(opts.rounds) + "  " +
+                   pad(path, 13, true);
+      load_result result;
+      {
+        progress_line progress{label, completed};
+        result = run_path(path, opts, engine.get(), load);
+      }
+      auto s = summarize(path, round, std::move(result));
+      std::cerr << "  " << label << "  "
+                << (s.aborted ? "ABORTED" : with_commas(static_cast<std::uint64_t>(s.rps)) + " req/s")
+                << ", p99 " << fixed(s.p99_ms, 2) << " ms, " << with_commas(s.errors)
+                << " errors\n";
+      runs.push_back(std::move(s));
+    }
+  }
+  engine.reset();
+
+  std::vector<run_summary> medians;
+  for (auto& path : opts.paths) {
+    std::vector<run_summary> of_path;
+    for (auto& s : runs)
+      if (s.path == path)
+        of_path.push_back(s);
+    std::sort(of_path.begin(), of_path.end(),
+              [](const run_summary& x, const run_summary& y) { return x.rps < y.rps; });
+    medians.push_back(of_path[(of_path.size() - 1) / 2]);
+  }
+
+  std::cout << "every round:\n";
+  print_table(runs, true);
+  std::cout << "\nmedian round per path (lower middle by req/s):\n";
+  print_table(medians, false);
+  print_ratios(medians);
+
+  bool clean = true;
+  for (auto& s : runs)
+    if (s.errors > 0 || s.aborted) {
+      clean = false;
+      std::cout << "\n!!! " << s.path << " round " << s.round << ": "
+                << (s.aborted ? "ABORTED" : with_commas(s.errors) + " FAILED REQUESTS")
+                << "; first: " << s.first_error;
+    }
+  if (!clean)
+    std::cout << "\n!!! THIS RUN HAD ERRORS: its figures are not valid.\n";
+
+  if (!opts.csv.empty()) {
+    if (write_csv(opts.csv, ctx, opts, runs, medians)) {
+      std::cout << "\ncsv: " << opts.csv << "\n";
+    } else {
+      std::cerr << "sshpool-bench: cannot write " << opts.csv << "\n";
+      return 1;
+    }
+  }
+  return clean ? 0 : 1;
+}
+
+} // namespace
+
+} // namespace sshpool::bench
+
+int main(int argc, char** argv) {
+  return sshpool::bench::run(argc, argv);
+}

@@ -1,0 +1,57 @@
+// The engine paths of sshpool-bench: one sshpool engine whose single user reaches nginx
+// through the private sshd, driven either by a CAF driver actor (as a CAF-based service
+// would: leases through the supervisor, forward_atom to the leased connections) or by
+// threads calling the blocking facade (as an embedding service would).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "load.hpp"
+
+namespace sshpool {
+class engine;
+} // namespace sshpool
+
+namespace sshpool::bench {
+
+/// How the engine reaches nginx and how its pool is sized.
+struct engine_target {
+  std::uint16_t sshd_port = 0;
+  std::string username;
+  std::string identity_file;
+  std::string known_hosts_file;
+  /// nginx, as seen from the sshd (on 127.0.0.1).
+  std::uint16_t target_port = 0;
+  std::size_t connections = 1;
+  std::size_t channels = 32;
+};
+
+/// One engine kept for every run of the benchmark, so that its SSH handshake happens once,
+/// in the first run's warm-up, like the OpenSSH tunnels that stay up between runs.
+class engine_load {
+public:
+  /// Builds the engine (log level warn, request and acquire timeouts 30 s). Throws
+  /// std::exception if the configuration or the endpoint is refused.
+  explicit engine_load(const engine_target& target);
+  ~engine_load();
+
+  engine_load(const engine_load&) = delete;
+  engine_load& operator=(const engine_load&) = delete;
+
+  /// A driver actor leases min(concurrency, connections x channels) connections from the
+  /// supervisor, keeps `concurrency` forward_atom requests in flight on them (round robin)
+  /// and releases the leases at the end.
+  load_result run_actor(const load_options& opts);
+
+  /// `concurrency` threads, each calling the blocking connection::forward in a loop on
+  /// leases taken (and released) the same way through the facade.
+  load_result run_facade(const load_options& opts);
+
+private:
+  engine_target target_;
+  std::unique_ptr<sshpool::engine> engine_;
+};
+
+} // namespace sshpool::bench

@@ -1,0 +1,15 @@
+// The HTTP/1.1 keep-alive load generator of sshpool-bench for the paths that are plain TCP
+// ports (nginx directly, the OpenSSH tunnels): one thread, epoll, non-blocking sockets.
+#pragma once
+
+#include <cstdint>
+
+#include "load.hpp"
+
+namespace sshpool::bench {
+
+/// Runs `opts.concurrency` keep-alive connections to 127.0.0.1:`port`, one request in
+/// flight on each, and checks every response. Blocks for about `opts.duration`.
+load_result run_http_load(std::uint16_t port, const load_options& opts);
+
+} // namespace sshpool::bench

@@ -1,0 +1,92 @@
+// A CAF-based service: the engine runs inside the service's own actor system, and one of
+// the service's actors leases a connection and forwards requests through the typed actor
+// handles, never blocking. Results are collected and checked on the test thread.
+#include <catch2/catch.hpp>
+
+#include <future>
+
+#include <caf/all.hpp>
+
+#include "backend/http_backend.hpp"
+#include "sshpool/actors.hpp"
+#include "sshpool/sshpool.hpp"
+#include "support/test_sshd.hpp"
+
+using namespace sshpool;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct outcome {
+  std::vector<std::string> bodies;
+  error err;
+};
+
+/// Leases a connection of `user`, forwards `n` requests at once on it, releases it.
+void drive(caf::event_based_actor* self, supervisor_actor sup, std::string user, int n,
+           std::shared_ptr<std::promise<outcome>> done) {
+  auto fail = [done](const caf::error& e) {
+    done->set_value({{}, from_caf_error(e, errc::internal)});
+  };
+  self->request(sup, caf::timespan{10s}, acquire_atom_v, user)
+      .then(
+          [=](lease& l) {
+            auto result = std::make_shared<outcome>();
+            auto pending = std::make_shared<int>(n);
+            for (int i = 0; i < n; ++i) {
+              request req;
+              req.id = "caf-" + std::to_string(i);
+              req.method = "POST";
+              req.path = "/echo";
+              req.body = "body-" + std::to_string(i);
+              self->request(l.connection, caf::timespan{10s}, forward_atom_v, req,
+                            caf::timespan{10s})
+                  .then(
+                      [=](response& res) {
+                        result->bodies.push_back(res.id + "=" + res.body);
+                        if (--*pending == 0)
+                          self->request(sup, caf::timespan{10s}, release_atom_v, user, l)
+                              .then([=] { done->set_value(*result); }, fail);
+                      },
+                      fail);
+            }
+          },
+          fail);
+}
+
+} // namespace
+
+TEST_CASE("a CAF service drives the engine in its own actor system", "[actors]") {
+  test::test_sshd sshd;
+  demo::http_backend backend{demo::http_backend::options{"caf-backend"}};
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  caf::actor_system sys{cfg};
+  {
+    engine_config ecfg;
+    ecfg.log_level = "warn";
+    engine eng{sys, ecfg};
+    CHECK(&eng.system() == &sys);
+    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+    auto done = std::make_shared<std::promise<outcome>>();
+    auto result = done->get_future();
+    sys.spawn(drive, supervisor_of(eng), std::string{"alice"}, 8, done);
+    REQUIRE(result.wait_for(30s) == std::future_status::ready);
+    auto out = result.get();
+    CHECK(out.err.code() == errc::none);
+    REQUIRE(out.bodies.size() == 8);
+    std::sort(out.bodies.begin(), out.bodies.end());
+    for (int i = 0; i < 8; ++i)
+      CHECK(std::count(out.bodies.begin(), out.bodies.end(),
+                       "caf-" + std::to_string(i) + "=body-" + std::to_string(i)) == 1);
+    CHECK(eng.pool().get_pool_stats().leases == 0);
+  }
+  // The engine stopped its actors; the service's system is still usable.
+  auto echo = sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  caf::scoped_actor self{sys};
+  int answer = 0;
+  self->request(echo, caf::timespan{5s}, 41)
+      .receive([&](int x) { answer = x; }, [](caf::error&) {});
+  CHECK(answer == 42);
+  caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+}
