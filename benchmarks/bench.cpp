@@ -19,7 +19,6 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -122,8 +121,7 @@ options parse_options(int argc, char** argv) {
     if (flag == "--duration") {
       char* end = nullptr;
       opts.duration_s = std::strtod(value.c_str(), &end);
-      if (end == value.c_str() || *end != '\0' || !(opts.duration_s > 0) ||
-          opts.duration_s > 3600)
+      if (end == value.c_str() || *end != '\0' || !(opts.duration_s > 0) || opts.duration_s > 3600)
         usage_error("--duration wants seconds in (0, 3600], not '" + value + "'");
     } else if (flag == "--rounds") {
       opts.rounds = parse_number(flag, value, 1, 100);
@@ -174,10 +172,9 @@ options parse_options(int argc, char** argv) {
       usage_error("path ssh-N-L needs --ssh-n-port");
     if (p == "ssh-L-exec" && opts.ssh_exec_port == 0)
       usage_error("path ssh-L-exec needs --ssh-exec-port");
-    if (is_engine_path(p) &&
-        (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
-         opts.engine.identity_file.empty() || opts.engine.known_hosts_file.empty() ||
-         opts.engine.target_port == 0))
+    if (is_engine_path(p) && (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
+                              opts.engine.identity_file.empty() ||
+                              opts.engine.known_hosts_file.empty() || opts.engine.target_port == 0))
       usage_error("path " + p +
                   " needs --sshd-port, --sshd-user, --identity, --known-hosts and "
                   "--direct-port or --target-port");
@@ -326,10 +323,11 @@ void print_ratios(const std::vector<run_summary>& medians) {
       if (y == nullptr || y->aborted || y->rps <= 0)
         continue;
       any = true;
-      std::cout << "  " << pad(subject + "/" + ref, 26, true) << " req/s " << fixed(x->rps / y->rps, 2);
+      std::cout << "  " << pad(subject + "/" + ref, 26, true) << " req/s "
+                << fixed(x->rps / y->rps, 2);
       if (ref != "direct" && y->p99_ms > 0)
-        std::cout << "   p99 " << fixed(x->p99_ms, 2) << " vs " << fixed(y->p99_ms, 2)
-                  << " ms (x" << fixed(x->p99_ms / y->p99_ms, 2) << ")";
+        std::cout << "   p99 " << fixed(x->p99_ms, 2) << " vs " << fixed(y->p99_ms, 2) << " ms (x"
+                  << fixed(x->p99_ms / y->p99_ms, 2) << ")";
       std::cout << "\n";
     }
   }
@@ -354,13 +352,12 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
     bool is_median = m != nullptr && m->round == s.round;
-    out << ctx.date << ',' << csv_field(ctx.cpu) << ',' << ctx.nproc << ','
-        << csv_field(ctx.kernel) << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0)
-        << ',' << opts.load.concurrency << ',' << opts.engine.connections << ','
-        << opts.engine.channels << ',' << opts.duration_s << ',' << (s.ok + s.errors) << ','
-        << s.errors << ',' << (s.aborted ? 1 : 0) << ',' << fixed(s.seconds, 3) << ','
-        << fixed(s.rps, 0) << ',' << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ','
-        << fixed(s.max_ms, 3) << '\n';
+    out << ctx.date << ',' << csv_field(ctx.cpu) << ',' << ctx.nproc << ',' << csv_field(ctx.kernel)
+        << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0) << ','
+        << opts.load.concurrency << ',' << opts.engine.connections << ',' << opts.engine.channels
+        << ',' << opts.duration_s << ',' << (s.ok + s.errors) << ',' << s.errors << ','
+        << (s.aborted ? 1 : 0) << ',' << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ','
+        << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << '\n';
   }
   out.close();
   return static_cast<bool>(out);
@@ -368,23 +365,30 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
 
 // -- running --------------------------------------------------------------------------------
 
-/// The live line on stderr while a path runs: elapsed time, requests, current req/s.
+/// The live line on stderr while a path runs (elapsed time, requests, current req/s),
+/// rewritten in place with \r; only on a terminal, so that CI logs stay readable.
 class progress_line {
 public:
   progress_line(std::string label, std::atomic<std::uint64_t>& completed)
-      : label_(std::move(label)), completed_(completed), started_(bench_clock::now()),
-        thread_([this] { loop(); }) {}
+      : label_(std::move(label)), completed_(completed), started_(bench_clock::now()) {
+    if (isatty(STDERR_FILENO) != 0)
+      thread_ = std::thread{[this] { loop(); }};
+  }
 
   ~progress_line() {
+    if (!thread_.joinable())
+      return;
     stop_ = true;
     thread_.join();
-    std::cerr << "\r\033[K";
+    std::cerr << '\r' << std::string(width, ' ') << '\r';
   }
 
   progress_line(const progress_line&) = delete;
   progress_line& operator=(const progress_line&) = delete;
 
 private:
+  static constexpr std::size_t width = 78;
+
   void loop() {
     constexpr auto tick = std::chrono::milliseconds(250);
     std::uint64_t last = 0;
@@ -395,10 +399,11 @@ private:
       auto done = completed_.load(std::memory_order_relaxed);
       auto rate = static_cast<double>(done - last) /
                   std::max(1e-9, std::chrono::duration<double>(now - last_at).count());
-      std::cerr << "\r\033[K  " << label_ << "  "
-                << fixed(std::chrono::duration<double>(now - started_).count(), 1) << " s  "
-                << with_commas(done) << " req  " << with_commas(static_cast<std::uint64_t>(rate))
-                << " req/s" << std::flush;
+      auto line = "  " + label_ + "  " +
+                  fixed(std::chrono::duration<double>(now - started_).count(), 1) + " s  " +
+                  with_commas(done) + " req  " + with_commas(static_cast<std::uint64_t>(rate)) +
+                  " req/s";
+      std::cerr << '\r' << pad(line, width, true) << std::flush;
       last = done;
       last_at = now;
     }
@@ -458,7 +463,8 @@ int run(int argc, char** argv) {
       }
       auto s = summarize(path, round, std::move(result));
       std::cerr << "  " << label << "  "
-                << (s.aborted ? "ABORTED" : with_commas(static_cast<std::uint64_t>(s.rps)) + " req/s")
+                << (s.aborted ? "ABORTED"
+                              : with_commas(static_cast<std::uint64_t>(s.rps)) + " req/s")
                 << ", p99 " << fixed(s.p99_ms, 2) << " ms, " << with_commas(s.errors)
                 << " errors\n";
       runs.push_back(std::move(s));

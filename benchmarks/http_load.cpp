@@ -2,7 +2,8 @@
 // non-blocking keep-alive connections with one request in flight each (like `wrk -c`), so
 // that nginx directly and the OpenSSH tunnels are measured by the same client. Responses are
 // framed by the Debian http_parser (Content-Length or chunked); each must be a 200 with the
-// expected body size. A connection that fails or says "close" is reopened for the next
+// expected body size. As in wrk, a connection sends its next request once the current batch
+// of events is handled. A connection that fails or says "close" is reopened for its next
 // request; failures are counted and the run stops issuing after `max_errors`.
 #include "http_load.hpp"
 
@@ -38,7 +39,6 @@ struct client {
   bool connecting = false;
   bool want_write = false;
   bool in_flight = false;
-  bool retry = false;
   std::size_t out_off = 0;
   bench_clock::time_point sent_at;
   http_parser parser{};
@@ -106,11 +106,9 @@ public:
         break;
       }
       if (!warming_) {
-        for (auto* c : retries_) {
-          c->retry = false;
+        for (auto* c : next_)
           issue(*c);
-        }
-        retries_.clear();
+        next_.clear();
         if (in_flight_ == 0)
           break;
         if (now > deadline_ + drain_limit) {
@@ -301,7 +299,7 @@ private:
     } else {
       result_.fail(describe(c));
     }
-    issue(c);
+    next_.push_back(&c);
   }
 
   std::string describe(const client& c) const {
@@ -325,10 +323,7 @@ private:
     last_completion_ = bench_clock::now();
     opts_.completed->fetch_add(1, std::memory_order_relaxed);
     result_.fail(std::move(what));
-    if (!c.retry) {
-      c.retry = true;
-      retries_.push_back(&c);
-    }
+    next_.push_back(&c);
   }
 
   const load_options& opts_;
@@ -343,7 +338,8 @@ private:
   bench_clock::time_point start_;
   bench_clock::time_point deadline_ = bench_clock::time_point::max();
   bench_clock::time_point last_completion_;
-  std::vector<client*> retries_;
+  /// Clients that send their next request once the current event batch is handled.
+  std::vector<client*> next_;
   load_result result_;
 };
 

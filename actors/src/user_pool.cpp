@@ -58,6 +58,8 @@ struct user_pool_state {
   std::vector<conn_entry> conns;
   /// Spawn requests sent to the supervisor and not answered yet.
   std::size_t spawning = 0;
+  /// Of those, how many were asked for before a close: closed as soon as they arrive.
+  std::size_t discard_spawns = 0;
   /// Live leases: lease id -> connection id (the connection may be gone meanwhile).
   std::unordered_map<std::uint64_t, std::uint64_t> leases;
   std::deque<waiter> waiters;
@@ -121,19 +123,24 @@ std::string describe(const user_pool_state& st) {
 }
 
 void handshake_failed(self_ptr self, const error& err);
+void serve_waiters(self_ptr self, bool may_connect = true);
 
 void start_handshake(self_ptr self) {
   auto& st = self->state;
   ++st.spawning;
   ++st.stats.handshakes;
-  self->request(st.supervisor, caf::infinite, spawn_atom_v, st.user, st.ep,
+  self->request(st.supervisor, spawn_timeout, spawn_atom_v, st.user, st.ep,
                 caf::actor_cast<user_pool_actor>(self))
       .then(
           [self](connection_actor& conn) {
             auto& st = self->state;
             --st.spawning;
-            if (st.stopped) {
+            if (st.stopped || st.discard_spawns > 0) {
+              // Asked for before a close or stop: it must not appear afterwards.
+              if (st.discard_spawns > 0)
+                --st.discard_spawns;
               self->send(conn, close_atom_v);
+              serve_waiters(self);
               return;
             }
             self->monitor(conn);
@@ -143,7 +150,8 @@ void start_handshake(self_ptr self) {
           [self](caf::error& err) {
             auto& st = self->state;
             --st.spawning;
-            ++st.stats.handshake_failures;
+            if (st.discard_spawns > 0)
+              --st.discard_spawns;
             handshake_failed(self, from_caf_error(err, errc::shutting_down));
           });
 }
@@ -158,9 +166,40 @@ void arm_timer(self_ptr self, time_point deadline) {
                      ++st.timer_generation);
 }
 
+/// Fails waiters whose acquire_timeout passed. The first waiters, as many as handshakes are
+/// in progress, are waiting for those: they are bounded by the handshake's own deadline
+/// (connect_timeout) and get its result, so a slow handshake does not turn into
+/// pool_exhausted. Arms the timer for the earliest remaining deadline.
+void expire_waiters(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto covered = pending_handshakes(st);
+  auto next = time_point::max();
+  std::size_t position = 0;
+  for (auto i = st.waiters.begin(); i != st.waiters.end();) {
+    if (position < covered) {
+      ++position;
+      ++i;
+    } else if (i->deadline <= now) {
+      ++st.stats.acquire_timeouts;
+      i->rp.deliver(make_caf_error(errc::pool_exhausted,
+                                   "no connection for user '" + st.user + "' within " +
+                                       std::to_string(st.ctx->pool.acquire_timeout.count()) +
+                                       " ms: " + describe(st)));
+      i = st.waiters.erase(i);
+    } else {
+      next = std::min(next, i->deadline);
+      ++position;
+      ++i;
+    }
+  }
+  if (next != time_point::max())
+    arm_timer(self, next);
+}
+
 /// Serves waiters in FIFO order; starts handshakes only for waiters no pending handshake
 /// covers (when `may_connect`).
-void serve_waiters(self_ptr self, bool may_connect = true) {
+void serve_waiters(self_ptr self, bool may_connect) {
   auto& st = self->state;
   while (!st.waiters.empty()) {
     conn_entry* c = idle_ready(st);
@@ -180,10 +219,13 @@ void serve_waiters(self_ptr self, bool may_connect = true) {
     st.waiters.pop_front();
     w.rp.deliver(make_lease(st, *c));
   }
+  if (!st.waiters.empty())
+    expire_waiters(self); // coverage by handshakes may have shrunk
 }
 
 void handshake_failed(self_ptr self, const error& err) {
   auto& st = self->state;
+  ++st.stats.handshake_failures;
   if (st.stopped)
     return;
   // Waiters beyond what remaining handshakes and ready connections can serve get the
@@ -270,6 +312,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       [self](close_atom, const std::string&) -> std::uint64_t {
         auto& st = self->state;
         auto n = st.conns.size();
+        st.discard_spawns = st.spawning;
         for (auto& c : st.conns) {
           self->demonitor(c.handle.address());
           self->send(c.handle, close_atom_v);
@@ -327,7 +370,6 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           log().warn("connection #{} of '{}' lost: {}", id, st.user, err.to_string());
           serve_waiters(self);
         } else {
-          ++st.stats.handshake_failures;
           handshake_failed(self, err);
         }
       },
@@ -336,18 +378,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         if (generation != st.timer_generation)
           return;
         st.timer_at = time_point::max();
-        auto now = self->clock().now();
-        // Every waiter has the same acquire_timeout: FIFO order is deadline order.
-        while (!st.waiters.empty() && st.waiters.front().deadline <= now) {
-          ++st.stats.acquire_timeouts;
-          st.waiters.front().rp.deliver(make_caf_error(
-              errc::pool_exhausted, "no connection for user '" + st.user + "' within " +
-                                        std::to_string(st.ctx->pool.acquire_timeout.count()) +
-                                        " ms: " + describe(st)));
-          st.waiters.pop_front();
-        }
-        if (!st.waiters.empty())
-          arm_timer(self, st.waiters.front().deadline);
+        expire_waiters(self);
       },
   };
 }

@@ -50,23 +50,27 @@ error timed_out(const endpoint& ep, const char* step) {
 }
 
 /// Opens a session channel and execs a no-op so that OpenSSH's sshd enables TCP_NODELAY
-/// on the connection (it does so only once a session channel execs). Best effort.
-void nudge_nodelay(ssh_session s, const endpoint& ep, clock::time_point deadline) {
+/// on the connection (it does so once a session channel execs). Best effort. The server
+/// runs the no-op through the user's shell: the channel is returned open so the command
+/// ends on its own (closing it now would hang up the shell in its startup files).
+ssh_channel nudge_nodelay(ssh_session s, const endpoint& ep, clock::time_point deadline) {
   if (!arm_timeout(s, deadline))
-    return;
+    return nullptr;
   ssh_channel ch = ssh_channel_new(s);
   if (ch == nullptr)
-    return;
-  if (ssh_channel_open_session(ch) == SSH_OK && ssh_channel_request_exec(ch, "true") == SSH_OK)
+    return nullptr;
+  if (ssh_channel_open_session(ch) == SSH_OK && ssh_channel_request_exec(ch, "true") == SSH_OK) {
     log().debug("nodelay nudge done on {}:{}", ep.host, ep.port);
-  else
-    log().debug("nodelay nudge refused by {}:{}: {}", ep.host, ep.port, ssh_get_error(s));
+    return ch;
+  }
+  log().debug("nodelay nudge refused by {}:{}: {}", ep.host, ep.port, ssh_get_error(s));
   ssh_channel_free(ch);
+  return nullptr;
 }
 
 } // namespace
 
-expected<ssh_session> blocking_handshake(const endpoint& ep, clock::time_point deadline) {
+expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_point deadline) {
   session_guard guard{ssh_new()};
   auto s = guard.s;
   if (s == nullptr)
@@ -134,9 +138,11 @@ expected<ssh_session> blocking_handshake(const endpoint& ep, clock::time_point d
                    std::string{"authentication aborted: "} + ssh_get_error(s)};
     return error{errc::auth_failed, "server refused the key for user '" + ep.username + "'"};
   }
+  connected_session result;
   if (ep.server_nodelay)
-    nudge_nodelay(s, ep, deadline);
-  return guard.release();
+    result.nudge = nudge_nodelay(s, ep, deadline);
+  result.session = guard.release();
+  return result;
 }
 
 connector_pool::connector_pool(std::size_t threads) {
@@ -207,7 +213,9 @@ void connector_pool::handshake(const std::shared_ptr<session_control>& ctl) {
   if (ctl->closed.load())
     return;
   auto start = clock::now();
-  auto res = blocking_handshake(ctl->ep, start + ctl->opts.connect_timeout);
+  auto res = start < ctl->deadline
+                 ? blocking_handshake(ctl->ep, ctl->deadline)
+                 : expected<connected_session>{timed_out(ctl->ep, "its wait for a connector")};
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
   if (!res) {
     {

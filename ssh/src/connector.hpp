@@ -22,10 +22,10 @@ namespace sshpool::ssh {
 
 /// Connects and authenticates in blocking mode (blocking: call only on connector threads).
 /// On success the session is connected, authenticated and still in blocking mode; the
-/// caller owns it. The host key must be in `ep.known_hosts_file` (unknown or changed keys
-/// are refused before any authentication is attempted).
-expected<ssh_session> blocking_handshake(const endpoint& ep,
-                                         std::chrono::steady_clock::time_point deadline);
+/// caller owns it (and the nudge channel, if any). The host key must be in
+/// `ep.known_hosts_file` (unknown or changed keys are refused before any authentication).
+expected<connected_session> blocking_handshake(const endpoint& ep,
+                                               std::chrono::steady_clock::time_point deadline);
 
 /// Threads that run handshakes and hand successful sessions to their reactor.
 class connector_pool {

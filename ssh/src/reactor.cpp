@@ -6,7 +6,7 @@
 #include <cerrno>
 
 #include <fcntl.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -25,7 +25,7 @@ void erase_value(std::vector<T*>& xs, T* x) {
   xs.erase(std::remove(xs.begin(), xs.end(), x), xs.end());
 }
 
-/// Disconnects a session that is not (or no longer) in the event: blocking mode with a
+/// Disconnects a session that is not (or no longer) in an event: blocking mode with a
 /// short timeout so a stalled peer cannot hold the reactor thread (trap 12).
 void disconnect(ssh_session s) {
   long secs = 0;
@@ -43,11 +43,16 @@ reactor::reactor() {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0)
     throw std::system_error{errno, std::generic_category(), "eventfd"};
-  event_ = ssh_event_new();
-  if (event_ == nullptr ||
-      ssh_event_add_fd(event_, wake_fd_, POLLIN, &reactor::on_wakeup, this) != SSH_OK) {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr; // the wake-up fd; sessions carry their session_state
+  if (epoll_fd_ < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    auto err = errno;
     ::close(wake_fd_);
-    throw std::runtime_error{"cannot create an ssh_event"};
+    if (epoll_fd_ >= 0)
+      ::close(epoll_fd_);
+    throw std::system_error{err, std::generic_category(), "epoll"};
   }
   next_idle_check_ = clock::now() + idle_check_period;
   thread_ = std::thread{[this] { run(); }};
@@ -55,8 +60,7 @@ reactor::reactor() {
 
 reactor::~reactor() {
   stop();
-  ssh_event_remove_fd(event_, wake_fd_);
-  ssh_event_free(event_);
+  ::close(epoll_fd_);
   ::close(wake_fd_);
 }
 
@@ -71,25 +75,26 @@ void reactor::stop() {
   std::lock_guard<std::mutex> guard{mx_};
   for (auto& cmd : inbox_)
     if (cmd.what == command::kind::adopt) {
-      disconnect(cmd.s);
-      cmd.s = nullptr;
+      disconnect(cmd.cs.session);
+      cmd.cs = {};
     }
   inbox_.clear();
   for (auto& [id, ss] : sessions_)
     if (!ss->dead)
       close_session(*ss);
   sessions_.clear();
+  touched_.clear();
   session_count_ = 0;
   channel_count_ = 0;
 }
 
 // -- commands from other threads ------------------------------------------------------------
 
-void reactor::adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
+void reactor::adopt(std::shared_ptr<session_control> ctl, connected_session cs) {
   command cmd{command::kind::adopt};
   cmd.session_id = ctl->id;
   cmd.ctl = std::move(ctl);
-  cmd.s = s;
+  cmd.cs = cs;
   post(std::move(cmd));
 }
 
@@ -120,7 +125,7 @@ void reactor::post(command cmd) {
     std::lock_guard<std::mutex> guard{mx_};
     if (stopping_) {
       if (cmd.what == command::kind::adopt)
-        disconnect(cmd.s);
+        disconnect(cmd.cs.session);
       return;
     }
     inbox_.push_back(std::move(cmd));
@@ -133,12 +138,6 @@ void reactor::post(command cmd) {
   }
 }
 
-int reactor::on_wakeup(int fd, int, void*) {
-  std::uint64_t value = 0;
-  [[maybe_unused]] auto n = ::read(fd, &value, sizeof(value));
-  return 0;
-}
-
 // -- the loop -------------------------------------------------------------------------------
 
 void reactor::run() {
@@ -148,9 +147,11 @@ void reactor::run() {
     auto now = clock::now();
     if (now >= next_idle_check_) {
       expire_idle_channels();
+      reap_nudges();
       check_sessions();
       next_idle_check_ = now + idle_check_period;
     }
+    update_interest();
     sweep();
     // Callbacks that fired inside our own calls (trap 1) left dirty channels: poll without
     // sleeping so they are handled at once.
@@ -159,9 +160,68 @@ void reactor::run() {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_idle_check_ - now);
       timeout = static_cast<int>(std::max<std::int64_t>(left.count(), 1));
     }
-    if (ssh_event_dopoll(event_, timeout) == SSH_ERROR)
-      check_sessions(); // trap 8: session death fires no channel callback
+    poll_sessions(timeout);
   }
+}
+
+void reactor::poll_sessions(int timeout) {
+  // Each session has its own ssh_event, so the polls that libssh runs inside our calls on a
+  // session (trap 1) only ever touch that session: a dying session cannot put another
+  // session's state into error, and the wake-up fd is only read here.
+  epoll_event events[64];
+  auto n = epoll_wait(epoll_fd_, events, 64, timeout);
+  for (int i = 0; i < n; ++i) {
+    auto* ss = static_cast<session_state*>(events[i].data.ptr);
+    if (ss == nullptr) {
+      std::uint64_t value = 0;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &value, sizeof(value));
+      continue;
+    }
+    if (ss->dead)
+      continue;
+    touch(*ss);
+    if (ssh_event_dopoll(ss->event, 0) == SSH_ERROR || !alive(*ss))
+      lose_session(*ss, session_error(*ss)); // trap 8: session death fires no channel callback
+  }
+}
+
+bool reactor::alive(const session_state& ss) {
+  return ssh_is_connected(ss.s) != 0 &&
+         (ssh_get_status(ss.s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0;
+}
+
+error reactor::session_error(const session_state& ss) {
+  std::string text = ssh_get_error(ss.s);
+  return error{errc::connection_lost, "SSH session to " + ss.ctl->ep.host + ":" +
+                                          std::to_string(ss.ctl->ep.port) + " lost" +
+                                          (text.empty() ? std::string{} : ": " + text)};
+}
+
+void reactor::touch(session_state& ss) {
+  if (!ss.touched) {
+    ss.touched = true;
+    touched_.push_back(&ss);
+  }
+}
+
+void reactor::update_interest() {
+  // libssh parks output it could not send; the session then needs EPOLLOUT to flush it.
+  for (auto* ss : touched_) {
+    ss->touched = false;
+    if (ss->dead)
+      continue;
+    std::uint32_t want = EPOLLIN;
+    if ((ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) != 0)
+      want |= EPOLLOUT;
+    if (want != ss->interest) {
+      epoll_event ev{};
+      ev.events = want;
+      ev.data.ptr = ss;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, ss->fd, &ev);
+      ss->interest = want;
+    }
+  }
+  touched_.clear();
 }
 
 void reactor::drain_commands() {
@@ -172,7 +232,7 @@ void reactor::drain_commands() {
   }
   for (auto& cmd : batch_) {
     if (cmd.what == command::kind::adopt) {
-      do_adopt(std::move(cmd.ctl), cmd.s);
+      do_adopt(std::move(cmd.ctl), cmd.cs);
       continue;
     }
     auto* ss = find(cmd.session_id);
@@ -200,7 +260,8 @@ reactor::session_state* reactor::find(std::uint64_t session_id) {
   return i == sessions_.end() || i->second->dead ? nullptr : i->second.get();
 }
 
-void reactor::do_adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
+void reactor::do_adopt(std::shared_ptr<session_control> ctl, connected_session cs) {
+  auto s = cs.session;
   if (ctl->closed.load()) {
     disconnect(s);
     return;
@@ -213,8 +274,19 @@ void reactor::do_adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
   auto ss = std::make_unique<session_state>();
   ss->ctl = ctl;
   ss->s = s;
+  ss->nudge = cs.nudge;
+  ss->fd = fd;
   ssh_set_counters(s, &ss->bytes, &ss->packets);
-  if (ssh_event_add_session(event_, s) != SSH_OK) {
+  ss->event = ssh_event_new();
+  epoll_event ev{};
+  ev.events = ss->interest;
+  ev.data.ptr = ss.get();
+  if (ss->event == nullptr || ssh_event_add_session(ss->event, s) != SSH_OK ||
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (ss->event != nullptr) {
+      ssh_event_remove_session(ss->event, s);
+      ssh_event_free(ss->event);
+    }
     disconnect(s);
     ctl->sink->on_open(error{errc::internal, "cannot add the session to the reactor"});
     return;
@@ -225,11 +297,13 @@ void reactor::do_adopt(std::shared_ptr<session_control> ctl, ssh_session s) {
 }
 
 void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh) {
+  touch(ss);
   channel_state* c = nullptr;
   if (!fresh) {
     // Most recently used first: the others are closer to their idle timeout.
     for (auto i = ss.channels.rbegin(); i != ss.channels.rend(); ++i)
-      if ((*i)->state == channel_state::phase::idle && !(*i)->eof && !(*i)->remote_closed) {
+      if ((*i)->state == channel_state::phase::idle && !(*i)->eof && !(*i)->remote_closed &&
+          !(*i)->stray_data) {
         c = i->get();
         break;
       }
@@ -331,6 +405,8 @@ void reactor::advance_open(channel_state& c, int rc) {
   } else if (rc == SSH_AGAIN) {
     opening_.push_back(&c);
   } else {
+    // The server answered (refused): no open is pending, so the channel is freed directly.
+    c.state = channel_state::phase::busy;
     channel_error(c, errc::channel_open_failed, "cannot open a direct-tcpip channel");
   }
 }
@@ -348,6 +424,7 @@ void reactor::service_opening(channel_state& c) {
     return;
   }
   c.open_seen_packets = seen;
+  touch(*c.session);
   auto& ep = c.session->ctl->ep;
   advance_open(
       c, ssh_channel_open_forward(c.ch, ep.target_host.c_str(), ep.target_port, "127.0.0.1", 0));
@@ -361,6 +438,7 @@ void reactor::service_orphans() {
       ssh_channel_free(o.ch); // sends CLOSE
       done = true;
     } else if (o.session->packets.in_packets != o.seen_packets) {
+      touch(*o.session);
       o.seen_packets = o.session->packets.in_packets;
       auto& ep = o.session->ctl->ep;
       auto rc =
@@ -382,6 +460,7 @@ void reactor::service_orphans() {
 void reactor::write_some(channel_state& c) {
   // Trap 4: non-blocking writes are short (0 on a zero window) and nothing signals a
   // growing window, so write at most the window and look again after each poll.
+  touch(*c.session);
   while (c.out_off < c.out.size()) {
     auto window = ssh_channel_window_size(c.ch);
     if (window == 0)
@@ -389,7 +468,13 @@ void reactor::write_some(channel_state& c) {
     auto n = std::min<std::size_t>(c.out.size() - c.out_off, window);
     auto rc = ssh_channel_write(c.ch, c.out.data() + c.out_off, static_cast<std::uint32_t>(n));
     if (rc == SSH_ERROR) {
-      channel_error(c, errc::connection_lost, "cannot write the request");
+      if (!alive(*c.session)) {
+        lose_session(*c.session, session_error(*c.session));
+        return;
+      }
+      // The service closed the channel under us: handled like its EOF (trap 7's retry).
+      c.remote_closed = true;
+      mark_dirty(c);
       return;
     }
     if (rc == 0)
@@ -467,8 +552,8 @@ void reactor::fail(channel_state& c, error err) {
 
 void reactor::channel_error(channel_state& c, errc code, const char* what) {
   auto& ss = *c.session;
-  if (!ssh_is_connected(ss.s)) {
-    lose_session(ss, error{errc::connection_lost, ssh_get_error(ss.s)});
+  if (!alive(ss)) {
+    lose_session(ss, session_error(ss));
     return;
   }
   fail(c, error{code, std::string{what} + " to " + ss.ctl->ep.target_host + ":" +
@@ -480,6 +565,7 @@ void reactor::kill_channel(channel_state& c) {
   if (c.state == phase::dead)
     return;
   auto& ss = *c.session;
+  touch(ss);
   // Trap 6: callbacks would still fire after free while the peer has not closed.
   ssh_remove_channel_callbacks(c.ch, &c.callbacks);
   if (c.state == phase::opening && !ss.dead)
@@ -499,13 +585,19 @@ transfer_info reactor::info_of(const channel_state& c) const {
 // -- sessions -------------------------------------------------------------------------------
 
 void reactor::check_sessions() {
-  for (auto& [id, ss] : sessions_) {
-    if (ss->dead)
-      continue;
-    if (!ssh_is_connected(ss->s) || (ssh_get_status(ss->s) & (SSH_CLOSED | SSH_CLOSED_ERROR)))
-      lose_session(*ss, error{errc::connection_lost,
-                              std::string{"SSH session lost: "} + ssh_get_error(ss->s)});
-  }
+  for (auto& [id, ss] : sessions_)
+    if (!ss->dead && !alive(*ss))
+      lose_session(*ss, session_error(*ss));
+}
+
+void reactor::reap_nudges() {
+  for (auto& [id, ss] : sessions_)
+    if (!ss->dead && ss->nudge != nullptr &&
+        (ssh_channel_is_eof(ss->nudge) != 0 || ssh_channel_is_closed(ss->nudge) != 0)) {
+      touch(*ss);
+      ssh_channel_free(ss->nudge);
+      ss->nudge = nullptr;
+    }
 }
 
 void reactor::expire_idle_channels() {
@@ -541,7 +633,10 @@ void reactor::close_session(session_state& ss) {
     if (c->state != channel_state::phase::dead)
       kill_channel(*c);
   }
-  ssh_event_remove_session(event_, ss.s);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, ss.fd, nullptr);
+  ssh_event_remove_session(ss.event, ss.s);
+  ssh_event_free(ss.event);
+  ss.event = nullptr;
   disconnect(ss.s);
   ss.s = nullptr;
   dead_sessions_.push_back(ss.ctl->id);
@@ -584,8 +679,15 @@ int reactor::on_data(ssh_session, ssh_channel, void* data, std::uint32_t len, in
   c.bytes_in += len;
   if (c.state != channel_state::phase::busy || c.parser.complete() || c.parser.failed()) {
     c.stray_data = true;
-  } else if (c.parser.feed(static_cast<const char*>(data), len) < len) {
-    c.stray_data = true;
+  } else {
+    // Nothing may unwind through libssh's frames: a failure to grow the body (bad_alloc)
+    // leaves the parser failed, and the loop reports it.
+    try {
+      if (c.parser.feed(static_cast<const char*>(data), len) < len)
+        c.stray_data = true;
+    } catch (...) {
+      c.stray_data = true;
+    }
   }
   if (c.stray_data || c.parser.complete() || c.parser.failed())
     c.owner->mark_dirty(c);

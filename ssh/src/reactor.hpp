@@ -1,6 +1,7 @@
-// A reactor: one thread driving many non-blocking SSH sessions with ssh_event_dopoll plus
-// an eventfd for its command queue. It opens direct-tcpip channels, writes requests as the
-// remote window allows, feeds channel data into HTTP response parsers, keeps finished
+// A reactor: one thread driving many non-blocking SSH sessions: an epoll set over their
+// sockets and an eventfd for its command queue, and for each ready session
+// ssh_event_dopoll on that session's own ssh_event. It opens direct-tcpip channels, writes requests
+// as the remote window allows, feeds channel data into HTTP response parsers, keeps finished
 // channels for reuse (HTTP keep-alive), and reports results to each session's sink.
 //
 // Every libssh object of a session belongs to this thread. libssh runs callbacks inside
@@ -16,6 +17,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <sys/epoll.h>
 
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
@@ -40,7 +43,7 @@ public:
   reactor& operator=(const reactor&) = delete;
 
   /// Takes over a connected, authenticated session (from a connector thread).
-  void adopt(std::shared_ptr<session_control> ctl, ssh_session s);
+  void adopt(std::shared_ptr<session_control> ctl, connected_session cs);
   void forward(std::uint64_t session_id, std::uint64_t tag, outbound_request req);
   void cancel(std::uint64_t session_id, std::uint64_t tag);
   void close(std::uint64_t session_id);
@@ -84,6 +87,13 @@ private:
   struct session_state {
     std::shared_ptr<session_control> ctl;
     ssh_session s = nullptr;
+    /// The nudge's session channel until its command ended.
+    ssh_channel nudge = nullptr;
+    /// The session's own event: polls nested in libssh calls stay within this session.
+    ssh_event event = nullptr;
+    int fd = -1;
+    std::uint32_t interest = EPOLLIN;
+    bool touched = false;
     ssh_counter_struct bytes{};
     ssh_counter_struct packets{};
     std::vector<std::unique_ptr<channel_state>> channels;
@@ -99,7 +109,7 @@ private:
     std::uint64_t tag = 0;
     outbound_request req;
     std::shared_ptr<session_control> ctl;
-    ssh_session s = nullptr;
+    connected_session cs;
   };
 
   /// A channel abandoned while its open was pending: closed once the server answers.
@@ -112,7 +122,8 @@ private:
   void post(command cmd);
   void run();
   void drain_commands();
-  void do_adopt(std::shared_ptr<session_control> ctl, ssh_session s);
+  void do_adopt(std::shared_ptr<session_control> ctl, connected_session cs);
+  void reap_nudges();
   void do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
   void do_cancel(session_state& ss, std::uint64_t tag);
   session_state* find(std::uint64_t session_id);
@@ -129,6 +140,12 @@ private:
   void channel_error(channel_state& c, errc code, const char* what);
   void kill_channel(channel_state& c);
   void check_sessions();
+  void poll_sessions(int timeout);
+  /// Records that libssh was called on `ss` (its write interest may have changed).
+  void touch(session_state& ss);
+  void update_interest();
+  static bool alive(const session_state& ss);
+  static error session_error(const session_state& ss);
   void expire_idle_channels();
   void lose_session(session_state& ss, error reason);
   void close_session(session_state& ss);
@@ -139,7 +156,6 @@ private:
                      void* userdata);
   static void on_eof(ssh_session, ssh_channel, void* userdata);
   static void on_close(ssh_session, ssh_channel, void* userdata);
-  static int on_wakeup(int fd, int revents, void* userdata);
   void mark_dirty(channel_state& c);
 
   // -- shared with other threads ----------------------------------------------------------
@@ -152,7 +168,8 @@ private:
   int wake_fd_ = -1;
 
   // -- reactor thread only ----------------------------------------------------------------
-  ssh_event event_ = nullptr;
+  int epoll_fd_ = -1;
+  std::vector<session_state*> touched_;
   std::unordered_map<std::uint64_t, std::unique_ptr<session_state>> sessions_;
   std::vector<channel_state*> dirty_;
   std::vector<channel_state*> opening_;

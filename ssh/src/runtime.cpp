@@ -22,7 +22,10 @@ public:
 
   ~ssh_transport() override { close(); }
 
-  void open() override { connectors_->submit(ctl_); }
+  void open() override {
+    ctl_->deadline = std::chrono::steady_clock::now() + ctl_->opts.connect_timeout;
+    connectors_->submit(ctl_);
+  }
 
   void forward(std::uint64_t tag, outbound_request req) override {
     ctl_->home->forward(ctl_->id, tag, std::move(req));

@@ -4,12 +4,23 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+
+#include <libssh/libssh.h>
 
 #include "sshpool/ssh/transport.hpp"
 
 namespace sshpool::ssh {
+
+/// A connected, authenticated session as a connector hands it to a reactor.
+struct connected_session {
+  ssh_session session = nullptr;
+  /// The session channel of the TCP_NODELAY nudge, whose command may still run; the
+  /// reactor frees it once the command ended (never cutting the user's shell short).
+  ssh_channel nudge = nullptr;
+};
 
 class reactor;
 
@@ -18,6 +29,8 @@ struct session_control {
   endpoint ep;
   transport_options opts;
   std::shared_ptr<transport_sink> sink;
+  /// The handshake's deadline, counted from `open()` (time in the queue included).
+  std::chrono::steady_clock::time_point deadline;
   /// The reactor that will drive the session once connected.
   std::shared_ptr<reactor> home;
   /// Set by the owner (close/destroy); checked before and after the handshake is handed on.

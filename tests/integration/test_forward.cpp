@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -351,6 +353,49 @@ TEST_CASE("a request over its deadline fails alone with request_timeout", "[forw
   auto after = conn->forward(make_request("after", "GET", "/echo"));
   REQUIRE(after);
   CHECK(after->status == 200);
+}
+
+TEST_CASE("a dying session does not disturb another user's session on the same reactor",
+          "[forward]") {
+  auto cfg = world::small_config();
+  cfg.reactor_threads = 1; // both sessions on one reactor thread
+  world w{cfg};
+  test_sshd other_sshd;
+  http_backend other{http_backend::options{"backend-b"}};
+  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
+  auto bob = w.eng.pool().get_connection("bob");
+  REQUIRE(bob);
+  auto alice = w.eng.pool().get_connection("alice");
+  REQUIRE(alice);
+
+  // Alice opens and closes channels all along (Connection: close) while bob's sshd dies.
+  std::mutex mx;
+  std::condition_variable cv;
+  int done = 0;
+  int failed = 0;
+  std::thread load{[&] {
+    for (int i = 0; i < 300; ++i) {
+      auto req = make_request("a" + std::to_string(i), "GET", "/echo");
+      req.headers = {{"Connection", "close"}};
+      auto res = alice->forward(req);
+      std::lock_guard<std::mutex> guard{mx};
+      ++done;
+      failed += res && res->status == 200 ? 0 : 1;
+      cv.notify_all();
+    }
+  }};
+  {
+    std::unique_lock<std::mutex> guard{mx};
+    REQUIRE(cv.wait_for(guard, 30s, [&] { return done >= 50; }));
+  }
+  other_sshd.stop();
+  load.join();
+  CHECK(failed == 0);
+  CHECK(alice->is_healthy());
+  auto lost = bob->forward(make_request("b", "GET", "/echo"));
+  REQUIRE_FALSE(lost);
+  CHECK((lost.error().code() == errc::connection_lost));
+  CHECK_FALSE(bob->is_healthy());
 }
 
 TEST_CASE("threads do not grow with connections", "[threads]") {

@@ -418,3 +418,26 @@ TEST_CASE("invalid requests never reach the transport", "[connection]") {
   CHECK(r->err.code() == errc::invalid_request);
   CHECK(f.fakes->sessions[0]->forwarded.empty());
 }
+
+TEST_CASE("a caller waiting for its handshake is bounded by it, not by acquire_timeout", "[pool]") {
+  fixture f; // acquire_timeout 5 s
+  auto slow = f.acquire("alice");
+  f.advance(6s);
+  CHECK_FALSE(slow->done); // its handshake is still running (the connector bounds it)
+  f.open(0);
+  REQUIRE(slow->done);
+  CHECK(slow->value);
+
+  CHECK(f.stats().users.at(0).acquire_timeouts == 0);
+  REQUIRE(f.release("alice", *slow->value).value);
+}
+
+TEST_CASE("a slow handshake that fails hands its error to the caller waiting for it", "[pool]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.advance(6s);
+  CHECK_FALSE(a->done);
+  f.open(0, error{errc::timeout, "handshake exceeded its deadline"});
+  REQUIRE(a->done);
+  CHECK(a->err.code() == errc::timeout);
+}
