@@ -10,10 +10,12 @@
 #
 # usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [-- sshpool-bench options...]
 #   e.g. benchmarks/run.sh -- --connections 3 --channels 11 --paths ssh-N-L,engine
-# SSHPOOL_BUILD_DIR overrides the build directory (default: build/).
+# SSHPOOL_BENCH_BUILD_DIR overrides the build directory (default: build-bench/, apart from
+# the tests' build/ so neither rebuilds the other), SSHPOOL_BENCH_BUILD_TYPE the build type
+# (default: Release).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${SSHPOOL_BUILD_DIR:-$root/build}
+build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
 duration=10
 smoke=0
 extra=()
@@ -48,7 +50,8 @@ while (($# > 0)); do
 done
 
 "$root/app/install-deps.sh" nginx-light
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
+  -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" --target sshpool-bench -j "$(nproc)"
 bench=$build/benchmarks/sshpool-bench
 
