@@ -3,14 +3,20 @@
 //            connect_atom            opened_atom(ok)
 //   created ─────────────► connecting ─────────────► ready ◄──┐ forward / result
 //      │                       │                       │  └───┘ (channel slots, FIFO)
-//      │ close_atom            │ opened_atom(error)    │ lost_atom / close_atom /
-//      ▼                       ▼                       ▼ pool down
-//   closed ◄───────────────────┴───────────────────────┘  (in-flight: connection_lost)
+//      │ close_atom            │ opened_atom(error)    │ drain_atom
+//      │                       │                       ▼
+//      │                       │                   draining ── nothing in flight ──┐
+//      │                       │                       │ force_atom (cut the rest)  │
+//      ▼                       ▼                       ▼                            ▼
+//   closed ◄───────────────────┴── lost_atom / close_atom / probe deadline / ── closed
+//                                  pool down / evicted  (in flight: connection_lost)
 //
 // Requests take a channel slot (at most max_channels_per_connection on the wire); the rest
 // wait in FIFO order. Every request has a deadline counted from its arrival; one timer at
 // the earliest deadline serves them all. On expiry only that request's channel is closed.
-// The pool learns of every state change at once (conn_up / conn_down).
+// Health: every keepalive_interval the transport sends a probe; if no packet at all comes
+// back within keepalive_timeout the peer is hung (half-open): the connection is unhealthy,
+// closes, and its pool learns it at once (conn_down), as for every other state change.
 #include "connection.hpp"
 
 #include <deque>
@@ -25,10 +31,9 @@ namespace sshpool {
 
 namespace {
 
-using clock_type = caf::actor_clock::clock_type;
 using time_point = caf::actor_clock::time_point;
 
-enum class phase { created, connecting, ready, closed };
+enum class phase { created, connecting, ready, draining, closed };
 
 /// Forwards transport events into the actor's mailbox (called on I/O threads).
 class actor_sink final : public ssh::transport_sink {
@@ -51,6 +56,8 @@ public:
   void on_lost(error reason) override {
     caf::anon_send(self_, lost_atom_v, make_caf_error(reason));
   }
+
+  void on_alive() override { caf::anon_send(self_, alive_atom_v); }
 
 private:
   connection_actor self_;
@@ -75,13 +82,26 @@ struct connection_actor_state {
   std::string host_header;
   std::unique_ptr<ssh::transport> transport;
   phase state = phase::created;
+  phase state_before_close = phase::created;
   std::unordered_map<std::uint64_t, pending_request> requests;
   std::deque<std::uint64_t> queue;
   std::size_t on_wire = 0;
   std::uint64_t next_tag = 0;
+  /// When the last request arrived or ended (eviction measures idleness from here).
+  time_point last_activity;
   /// Deadline timer: generation of the armed tick and its time (none armed if max()).
   std::uint64_t timer_generation = 0;
   time_point timer_at = time_point::max();
+  /// Health: the keepalive tick's generation, the outstanding probe (0: none), and the
+  /// callers of validate_atom waiting for its answer.
+  std::uint64_t keepalive_generation = 0;
+  std::uint64_t probe_seq = 0;
+  bool probing = false;
+  std::vector<caf::typed_response_promise<bool>> validators;
+  /// Drain: who waits for its report (a user drain and an engine drain may overlap), and
+  /// its counts.
+  std::vector<caf::typed_response_promise<shutdown_report>> drain_rps;
+  shutdown_report drain;
   connection_stats stats;
 };
 
@@ -94,6 +114,10 @@ std::chrono::system_clock::time_point wall_now() {
 long long elapsed_us(self_ptr self, const pending_request& p) {
   return std::chrono::duration_cast<std::chrono::microseconds>(self->clock().now() - p.arrived)
       .count();
+}
+
+std::string describe_ms(std::chrono::milliseconds d) {
+  return std::to_string(d.count()) + " ms";
 }
 
 void arm_timer(self_ptr self, time_point deadline) {
@@ -120,30 +144,49 @@ void dispatch(self_ptr self) {
   }
 }
 
-/// Fails every request with `err` (the connection is going away).
-void fail_all(self_ptr self, const error& err) {
+/// Fails every request with `err`; returns how many.
+std::size_t fail_all(self_ptr self, const error& err) {
   auto& st = self->state;
+  auto n = st.requests.size();
   for (auto& [tag, p] : st.requests)
     p.rp.deliver(make_caf_error(err));
-  st.stats.failed_requests += st.requests.size();
+  st.stats.failed_requests += n;
   st.requests.clear();
   st.queue.clear();
   st.on_wire = 0;
+  return n;
 }
 
 void shut_down(self_ptr self, const error& reason, bool tell_pool) {
   auto& st = self->state;
   if (st.state == phase::closed)
     return;
+  st.state_before_close = st.state;
   st.state = phase::closed;
   st.stats.state = connection_state::closed;
   st.stats.healthy = false;
   if (st.transport)
     st.transport->close();
-  fail_all(self, error{errc::connection_lost, reason.message()});
+  auto cut = fail_all(self, error{errc::connection_lost, reason.message()});
+  for (auto& v : st.validators)
+    v.deliver(make_caf_error(errc::connection_lost, reason.message()));
+  st.validators.clear();
+  if (st.state_before_close == phase::draining) {
+    st.drain.cut += cut;
+    for (auto& rp : st.drain_rps)
+      rp.deliver(st.drain);
+    st.drain_rps.clear();
+  }
   if (tell_pool)
     self->send(st.pool, conn_down_atom_v, self->id(), make_caf_error(reason));
   self->quit();
+}
+
+/// Ends a drain once nothing is in flight any more: disconnect and report.
+void maybe_finish_drain(self_ptr self) {
+  auto& st = self->state;
+  if (st.state == phase::draining && st.requests.empty())
+    shut_down(self, error{errc::shutting_down, "drained"}, false);
 }
 
 void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
@@ -152,9 +195,27 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   st.stats.bytes_out += info.bytes_out;
   st.stats.channel_count = info.open_channels;
   st.stats.last_used = wall_now();
+  st.last_activity = self->clock().now();
   --st.on_wire;
   st.requests.erase(tag);
+  if (st.state == phase::draining)
+    ++st.drain.completed_during_drain;
   dispatch(self);
+  maybe_finish_drain(self);
+}
+
+void start_probe(self_ptr self) {
+  auto& st = self->state;
+  if (st.probing)
+    return;
+  st.probing = true;
+  st.transport->probe();
+  self->delayed_send(self, st.ctx->pool.keepalive_timeout, probe_atom_v, ++st.probe_seq);
+}
+
+void schedule_keepalive(self_ptr self) {
+  self->delayed_send(self, self->state.ctx->pool.keepalive_interval, keepalive_atom_v,
+                     ++self->state.keepalive_generation);
 }
 
 connection_actor::behavior_type connection_impl(self_ptr self, std::string user, endpoint ep,
@@ -169,8 +230,10 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   st.stats.id = self->id();
   st.stats.user = st.user;
   st.stats.created = st.stats.last_used = wall_now();
+  st.last_activity = self->clock().now();
   ssh::transport_options opts;
   opts.connect_timeout = st.ctx->pool.connect_timeout;
+  opts.queue_timeout = st.ctx->pool.acquire_timeout;
   opts.channel_idle_timeout = st.ctx->pool.channel_idle_timeout;
   opts.max_channels = st.ctx->pool.max_channels_per_connection;
   opts.limits.max_body_bytes = st.ctx->pool.max_response_bytes;
@@ -188,6 +251,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   return {
       [self](forward_atom, request& req, caf::timespan timeout) -> caf::result<response> {
         auto& st = self->state;
+        if (st.state == phase::draining)
+          return make_caf_error(errc::shutting_down, "the connection is draining");
         if (st.state != phase::ready)
           return make_caf_error(errc::connection_lost,
                                 "connection #" + std::to_string(self->id()) + " is not ready");
@@ -205,6 +270,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
                                                  now + timeout});
         st.queue.push_back(tag);
         st.stats.last_used = wall_now();
+        st.last_activity = now;
         arm_timer(self, now + timeout);
         dispatch(self);
         return rp;
@@ -216,9 +282,58 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
             static_cast<std::uint32_t>(self->state.requests.size() - self->state.on_wire);
         return result;
       },
-      [self](health_atom) { return self->state.state == phase::ready; },
+      [self](health_atom) { return self->state.stats.healthy; },
       [self](close_atom) {
         shut_down(self, error{errc::connection_lost, "closed"}, false);
+      },
+      [self](validate_atom) -> caf::result<bool> {
+        auto& st = self->state;
+        if (st.state != phase::ready)
+          return make_caf_error(errc::connection_lost, "the connection is not ready");
+        auto rp = self->make_response_promise<bool>();
+        st.validators.push_back(rp);
+        start_probe(self);
+        return rp;
+      },
+      [self](evict_atom, caf::timespan max_idle) {
+        auto& st = self->state;
+        bool idle = st.state == phase::ready && st.requests.empty() &&
+                    self->clock().now() - st.last_activity >= max_idle;
+        if (idle) {
+          log().info("connection #{} of '{}' idle for {} ms: closed", self->id(), st.user,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() -
+                                                                           st.last_activity)
+                         .count());
+          shut_down(self, error{errc::shutting_down, "idle"}, false);
+        }
+        return idle;
+      },
+      [self](drain_atom) -> caf::result<shutdown_report> {
+        auto& st = self->state;
+        if (st.state == phase::closed)
+          return shutdown_report{};
+        if (st.state != phase::ready && st.state != phase::draining) {
+          shut_down(self, error{errc::shutting_down, "drained before it was ready"}, true);
+          return shutdown_report{};
+        }
+        auto rp = self->make_response_promise<shutdown_report>();
+        st.drain_rps.push_back(rp);
+        if (st.state == phase::ready) {
+          // A second drain (an engine drain during a user drain) joins the first.
+          st.state = phase::draining;
+          st.drain = shutdown_report{};
+          st.drain.connections_closed = 1;
+          st.drain.in_flight_at_start = st.requests.size();
+          maybe_finish_drain(self);
+        }
+        return rp;
+      },
+      [self](force_atom) {
+        auto& st = self->state;
+        if (st.state != phase::draining)
+          return;
+        st.drain.forced = true;
+        shut_down(self, error{errc::shutting_down, "cut at the end of the grace period"}, false);
       },
       [self](connect_atom) {
         auto& st = self->state;
@@ -239,6 +354,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         st.state = phase::ready;
         st.stats.state = connection_state::ready;
         st.stats.healthy = true;
+        st.last_activity = self->clock().now();
+        schedule_keepalive(self);
         self->send(st.pool, conn_up_atom_v, self->id());
       },
       [self](result_atom, std::uint64_t tag, response& res, transfer_info info) {
@@ -268,6 +385,32 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
       [self](lost_atom, const caf::error& reason) {
         shut_down(self, from_caf_error(reason, errc::connection_lost), true);
       },
+      [self](alive_atom) {
+        auto& st = self->state;
+        st.probing = false;
+        for (auto& v : st.validators)
+          v.deliver(true);
+        st.validators.clear();
+      },
+      [self](keepalive_atom, std::uint64_t generation) {
+        auto& st = self->state;
+        if (generation != st.keepalive_generation || st.state == phase::closed)
+          return;
+        start_probe(self);
+        schedule_keepalive(self);
+      },
+      [self](probe_atom, std::uint64_t seq) {
+        auto& st = self->state;
+        if (!st.probing || seq != st.probe_seq)
+          return; // answered in time
+        log().warn("connection #{} of '{}': no answer to a keepalive within {} (hung or "
+                   "half-open peer)",
+                   self->id(), st.user, describe_ms(st.ctx->pool.keepalive_timeout));
+        shut_down(self,
+                  error{errc::connection_lost, "no answer to a keepalive within " +
+                                                   describe_ms(st.ctx->pool.keepalive_timeout)},
+                  true);
+      },
       [self](timeout_atom, std::uint64_t generation) {
         auto& st = self->state;
         if (generation != st.timer_generation)
@@ -287,6 +430,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
             --st.on_wire;
           }
           ++st.stats.failed_requests;
+          if (st.state == phase::draining)
+            ++st.drain.completed_during_drain; // ended by itself (its own deadline)
           p.rp.deliver(make_caf_error(errc::request_timeout,
                                       "request '" + p.request_id + "' did not complete in time"));
           i = st.requests.erase(i);
@@ -294,6 +439,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (next != time_point::max())
           arm_timer(self, next);
         dispatch(self);
+        maybe_finish_drain(self);
       },
   };
 }

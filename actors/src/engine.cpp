@@ -5,12 +5,16 @@
 #include "sshpool/engine.hpp"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
 #include <caf/all.hpp>
 
 #include "context.hpp"
+#include "lifecycle.hpp"
+#include "signals.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "sshpool/ssh/runtime.hpp"
@@ -30,7 +34,14 @@ struct engine_impl {
   caf::actor_system* sys = nullptr;
   std::shared_ptr<ssh::ssh_runtime> runtime;
   supervisor_actor supervisor;
+  cleanup_actor cleanup;
+  shutdown_actor shutdown_coordinator;
+  std::unique_ptr<signal_watcher> signals;
   std::atomic<bool> stopped{false};
+  /// A drain was started (signal or shutdown()); wait_for_shutdown waits for this.
+  std::mutex drain_mx;
+  std::condition_variable drain_cv;
+  bool drain_requested = false;
 
   explicit engine_impl(engine_config config) : cfg(std::move(config)) {
     if (auto ok = validate(cfg); !ok)
@@ -49,13 +60,29 @@ struct engine_impl {
     ctx->pool = cfg.pool;
     ctx->transports = runtime;
     supervisor = spawn_supervisor(system, std::move(ctx));
+    cleanup = spawn_cleanup(system, supervisor,
+                            cleanup_config{cfg.pool.cleanup_interval, cfg.pool.max_idle_time});
+    if (cfg.start_cleanup)
+      caf::anon_send(cleanup, start_atom_v);
+    shutdown_coordinator = spawn_shutdown(system, supervisor, cfg.pool.force_after_grace_period);
+  }
+
+  void request_drain() {
+    std::lock_guard<std::mutex> guard{drain_mx};
+    drain_requested = true;
+    drain_cv.notify_all();
   }
 
   void shutdown() {
+    signals.reset();
     if (stopped.exchange(true))
       return;
+    request_drain(); // releases wait_for_shutdown callers (they get shutting_down)
     {
       caf::scoped_actor self{*sys};
+      self->send_exit(cleanup, caf::exit_reason::user_shutdown);
+      self->send_exit(shutdown_coordinator, caf::exit_reason::user_shutdown);
+      self->wait_for(cleanup, shutdown_coordinator);
       self->request(supervisor, std::chrono::seconds(30), stop_atom_v)
           .receive([] {},
                    [](caf::error& err) {
@@ -65,6 +92,8 @@ struct engine_impl {
       self->wait_for(supervisor);
     }
     supervisor = nullptr;
+    cleanup = nullptr;
+    shutdown_coordinator = nullptr;
     runtime.reset();
     own_sys.reset();
     own_cfg.reset();
@@ -202,6 +231,17 @@ expected<std::size_t> connection_pool::close_connection(const std::string& user)
   return closed;
 }
 
+expected<shutdown_report> connection_pool::drain_user(const std::string& user) {
+  shutdown_report report;
+  auto timeout = caf::timespan{impl_->cfg.pool.request_timeout} + detail::reply_slack;
+  auto err = call(
+      *impl_, impl_->supervisor, timeout, errc::shutting_down,
+      [&](shutdown_report& r) { report = r; }, drain_atom_v, user);
+  if (failed(err))
+    return err;
+  return report;
+}
+
 pool_stats connection_pool::get_pool_stats() {
   pool_stats result;
   call(
@@ -210,10 +250,50 @@ pool_stats connection_pool::get_pool_stats() {
   return result;
 }
 
+// -- cleanup_service ------------------------------------------------------------------------
+
+expected<void> cleanup_service::start() {
+  if (impl_->stopped.load())
+    return stopped_error();
+  caf::anon_send(impl_->cleanup, start_atom_v);
+  return {};
+}
+
+expected<void> cleanup_service::stop() {
+  if (impl_->stopped.load())
+    return stopped_error();
+  caf::anon_send(impl_->cleanup, stop_atom_v);
+  return {};
+}
+
+expected<std::size_t> cleanup_service::trigger_cleanup() {
+  std::size_t closed = 0;
+  auto err = call(
+      *impl_, impl_->cleanup, std::chrono::seconds(90), errc::shutting_down,
+      [&](std::uint64_t n) { closed = static_cast<std::size_t>(n); }, trigger_atom_v);
+  if (failed(err))
+    return err;
+  return closed;
+}
+
+expected<void> cleanup_service::update_config(const cleanup_config& cfg) {
+  return call(
+      *impl_, impl_->cleanup, std::chrono::seconds(10), errc::shutting_down, [] {}, config_atom_v,
+      cfg);
+}
+
+cleanup_stats cleanup_service::get_stats() {
+  cleanup_stats result;
+  call(
+      *impl_, impl_->cleanup, std::chrono::seconds(10), errc::shutting_down,
+      [&](cleanup_stats& st) { result = st; }, stats_atom_v);
+  return result;
+}
+
 // -- engine ---------------------------------------------------------------------------------
 
 engine::engine(engine_config cfg)
-    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_) {
+    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_), cleanup_(impl_) {
   auto& im = *impl_;
   im.own_cfg = std::make_unique<caf::actor_system_config>();
   add_message_types(*im.own_cfg);
@@ -226,7 +306,7 @@ engine::engine(engine_config cfg)
 }
 
 engine::engine(caf::actor_system& sys, engine_config cfg)
-    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_) {
+    : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_), cleanup_(impl_) {
   impl_->start(sys);
 }
 
@@ -238,6 +318,52 @@ expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
   return call(
       *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
       endpoint_atom_v, user, std::move(ep));
+}
+
+shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
+  impl_->request_drain();
+  shutdown_report report;
+  // The drain ends by the grace period (forced) or by the requests' own deadlines.
+  auto timeout = caf::timespan{grace + impl_->cfg.pool.request_timeout} + detail::reply_slack;
+  auto err = call(
+      *impl_, impl_->shutdown_coordinator, timeout, errc::shutting_down,
+      [&](shutdown_report& r) { report = r; }, drain_atom_v, caf::timespan{grace});
+  if (failed(err))
+    log().warn("shutdown: {}", err.to_string());
+  return report;
+}
+
+shutdown_report engine::shutdown() {
+  return shutdown(impl_->cfg.pool.shutdown_grace_period);
+}
+
+void engine::handle_signals() {
+  if (impl_->signals)
+    return;
+  auto* im = impl_.get();
+  impl_->signals = std::make_unique<signal_watcher>([im](int count) {
+    if (count == 1) {
+      log().info("signal received: draining (a second signal forces)");
+      im->request_drain();
+      caf::anon_send(im->shutdown_coordinator, drain_atom_v,
+                     caf::timespan{im->cfg.pool.shutdown_grace_period});
+    } else {
+      caf::anon_send(im->shutdown_coordinator, force_atom_v);
+    }
+  });
+}
+
+shutdown_report engine::wait_for_shutdown() {
+  {
+    std::unique_lock<std::mutex> guard{impl_->drain_mx};
+    impl_->drain_cv.wait(guard, [this] { return impl_->drain_requested; });
+  }
+  return shutdown();
+}
+
+bool engine::is_shutting_down() const noexcept {
+  std::lock_guard<std::mutex> guard{impl_->drain_mx};
+  return impl_->drain_requested;
 }
 
 const engine_config& engine::config() const noexcept {

@@ -1,13 +1,19 @@
 // The supervisor actor: routes calls to one user_pool per user (spawned on demand), spawns
-// every connection actor for the pools (applying the global connection cap in one place),
-// monitors all of them, answers engine-wide stats, and stops the tree.
+// every connection actor for the pools (the global connection cap and the handshake rate
+// apply here, in one place), monitors all of them, and fans out stats, eviction and drains.
 //
-//            stop_atom                      last child down
-//   running ──────────► stopping ────────────────────────► (replies to stop, quits)
-//     │  acquire / release / close / stats / endpoint / spawn
-//     └──► (routes; in stopping, acquire and spawn get shutting_down)
+//            drain_atom                     every pool drained        stop_atom
+//   running ───────────► draining ─────────────────────────► drained ──────────► stopped
+//     │ acquire / release / close / stats / evict / spawn        (acquire and spawn get
+//     │ idle_atom(user) ──► retiring(user) ──► retired or kept    shutting_down from draining)
+//     └──► (routes; calls for a retiring user wait until its pool answered)
+//
+// Pool retirement: a pool left with nothing sends idle_atom; the supervisor asks it to
+// retire and holds that user's calls meanwhile, so no call ever reaches a pool that quit.
 #include "supervisor.hpp"
 
+#include <deque>
+#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -23,6 +29,15 @@ namespace sshpool {
 
 namespace {
 
+using time_point = caf::actor_clock::time_point;
+
+struct pending_spawn {
+  caf::typed_response_promise<connection_actor> rp;
+  std::string user;
+  endpoint ep;
+  user_pool_actor pool;
+};
+
 struct supervisor_state {
   static inline const char* name = "sshpool.supervisor";
 
@@ -31,6 +46,14 @@ struct supervisor_state {
   std::unordered_map<std::string, user_pool_actor> pools;
   std::unordered_map<caf::actor_addr, std::string> pool_users;
   std::unordered_set<caf::actor_addr> connections;
+  /// Users whose pool is being asked to retire, with the calls held meanwhile.
+  std::unordered_map<std::string, std::vector<std::function<void()>>> retiring;
+  /// Handshake rate: a token bucket refilled at max_handshakes_per_second.
+  double tokens = 0;
+  time_point refilled;
+  std::deque<pending_spawn> spawn_queue;
+  bool tick_armed = false;
+  bool draining = false;
   bool stopping = false;
   std::vector<caf::typed_response_promise<void>> stop_promises;
 };
@@ -47,9 +70,141 @@ void maybe_finish_stop(self_ptr self) {
   self->quit();
 }
 
+error not_admitting(const supervisor_state& st) {
+  return {errc::shutting_down, st.draining ? "the engine is draining" : "the engine is stopping"};
+}
+
+/// The pool of `user`, spawned on demand; an error if the user has no endpoint.
+expected<user_pool_actor> pool_for(self_ptr self, const std::string& user) {
+  auto& st = self->state;
+  if (auto pool = st.pools.find(user); pool != st.pools.end())
+    return pool->second;
+  auto ep = st.endpoints.find(user);
+  if (ep == st.endpoints.end())
+    return error{errc::unknown_user, "no endpoint is set for user '" + user + "'"};
+  auto handle =
+      spawn_user_pool(self, user, ep->second, caf::actor_cast<supervisor_actor>(self), st.ctx);
+  self->monitor(handle);
+  st.pool_users.emplace(handle.address(), user);
+  st.pools.emplace(user, handle);
+  return handle;
+}
+
+/// Runs `route` now, or once `user`'s pool answered whether it retires.
+template <class Promise>
+Promise hold_or_route(self_ptr self, const std::string& user, Promise rp,
+                      std::function<void(Promise&)> route) {
+  auto& st = self->state;
+  if (auto held = st.retiring.find(user); held != st.retiring.end()) {
+    held->second.push_back([rp, route]() mutable { route(rp); });
+    return rp;
+  }
+  route(rp);
+  return rp;
+}
+
+void acquire_into(self_ptr self, const std::string& user, caf::typed_response_promise<lease>& rp) {
+  auto& st = self->state;
+  if (st.draining || st.stopping) {
+    rp.deliver(make_caf_error(not_admitting(st)));
+    return;
+  }
+  auto pool = pool_for(self, user);
+  if (!pool) {
+    rp.deliver(make_caf_error(pool.error()));
+    return;
+  }
+  rp.delegate(*pool, acquire_atom_v, user);
+}
+
+/// Fans a request out to every pool and folds the answers into one reply.
+template <class Result, class Part, class Timeout, class Fold, class... Ts>
+caf::result<Result> fan_out(self_ptr self, Timeout timeout, Result init, Fold fold, Ts... xs) {
+  auto& st = self->state;
+  auto rp = self->make_response_promise<Result>();
+  if (st.pools.empty()) {
+    rp.deliver(std::move(init));
+    return rp;
+  }
+  auto acc = std::make_shared<Result>(std::move(init));
+  auto remaining = std::make_shared<std::size_t>(st.pools.size());
+  auto done = [rp, acc, remaining]() mutable {
+    if (--*remaining == 0)
+      rp.deliver(std::move(*acc));
+  };
+  for (auto& [user, pool] : st.pools)
+    self->request(pool, timeout, xs...)
+        .then(
+            [acc, fold, done](Part& part) mutable {
+              fold(*acc, part);
+              done();
+            },
+            [done](caf::error&) mutable { done(); });
+  return rp;
+}
+
+void add_report(shutdown_report& acc, const shutdown_report& part) {
+  acc.connections_closed += part.connections_closed;
+  acc.in_flight_at_start += part.in_flight_at_start;
+  acc.completed_during_drain += part.completed_during_drain;
+  acc.cut += part.cut;
+  acc.forced = acc.forced || part.forced;
+}
+
+// -- handshake rate ---------------------------------------------------------------------------
+
+void refill(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto rate = static_cast<double>(st.ctx->pool.max_handshakes_per_second);
+  auto elapsed = std::chrono::duration<double>(now - st.refilled).count();
+  st.tokens = std::min(rate, st.tokens + elapsed * rate);
+  st.refilled = now;
+}
+
+void spawn_now(self_ptr self, pending_spawn& p) {
+  auto& st = self->state;
+  if (st.draining || st.stopping) {
+    p.rp.deliver(make_caf_error(not_admitting(st)));
+    return;
+  }
+  if (st.connections.size() >= st.ctx->pool.max_connections_total) {
+    p.rp.deliver(make_caf_error(errc::pool_exhausted,
+                                "the engine holds its maximum of " +
+                                    std::to_string(st.ctx->pool.max_connections_total) +
+                                    " connections (max_connections_total)"));
+    return;
+  }
+  auto conn = spawn_connection(self, std::move(p.user), std::move(p.ep), std::move(p.pool), st.ctx);
+  self->monitor(conn);
+  st.connections.insert(conn.address());
+  p.rp.deliver(conn);
+}
+
+/// Starts queued spawns as tokens allow; arms a tick for the next token.
+void run_spawn_queue(self_ptr self) {
+  auto& st = self->state;
+  refill(self);
+  while (!st.spawn_queue.empty() && st.tokens >= 1.0) {
+    st.tokens -= 1.0;
+    auto p = std::move(st.spawn_queue.front());
+    st.spawn_queue.pop_front();
+    spawn_now(self, p);
+  }
+  if (!st.spawn_queue.empty() && !st.tick_armed) {
+    st.tick_armed = true;
+    auto wait = std::chrono::duration<double>(
+        (1.0 - st.tokens) / static_cast<double>(st.ctx->pool.max_handshakes_per_second));
+    self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(wait), tick_atom_v);
+  }
+}
+
 supervisor_actor::behavior_type supervisor_impl(self_ptr self,
                                                 std::shared_ptr<const actor_context> ctx) {
-  self->state.ctx = std::move(ctx);
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.tokens = static_cast<double>(st.ctx->pool.max_handshakes_per_second);
+  st.refilled = self->clock().now();
   install_exception_handler(self, [self](const std::string& what) {
     for (auto& rp : self->state.stop_promises)
       rp.deliver(make_caf_error(errc::internal, what));
@@ -72,70 +227,52 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
   });
   return {
       [self](acquire_atom, const std::string& user) -> caf::result<lease> {
-        auto& st = self->state;
-        if (st.stopping)
-          return make_caf_error(errc::shutting_down, "the engine is stopping");
         if (auto ok = validate_user(user); !ok)
           return make_caf_error(ok.error());
-        auto pool = st.pools.find(user);
-        if (pool == st.pools.end()) {
-          auto ep = st.endpoints.find(user);
-          if (ep == st.endpoints.end())
-            return make_caf_error(errc::unknown_user, "no endpoint is set for user '" + user + "'");
-          auto handle = spawn_user_pool(self, user, ep->second,
-                                        caf::actor_cast<supervisor_actor>(self), st.ctx);
-          self->monitor(handle);
-          st.pool_users.emplace(handle.address(), user);
-          pool = st.pools.emplace(user, std::move(handle)).first;
-        }
-        return self->delegate(pool->second, acquire_atom_v, user);
+        std::function<void(caf::typed_response_promise<lease>&)> route =
+            [self, user](caf::typed_response_promise<lease>& rp) { acquire_into(self, user, rp); };
+        return hold_or_route(self, user, self->make_response_promise<lease>(), route);
       },
       [self](release_atom, const std::string& user, const lease& l) -> caf::result<void> {
-        auto& st = self->state;
-        auto pool = st.pools.find(user);
-        if (pool == st.pools.end()) {
-          if (l.user != user)
-            return make_caf_error(errc::wrong_user, "the lease belongs to user '" + l.user +
-                                                        "', not to '" + user + "'");
-          return make_caf_error(errc::not_leased, "user '" + user + "' holds no lease");
-        }
-        return self->delegate(pool->second, release_atom_v, user, l);
+        std::function<void(caf::typed_response_promise<void>&)> route =
+            [self, user, l](caf::typed_response_promise<void>& rp) {
+              auto& st = self->state;
+              auto pool = st.pools.find(user);
+              if (pool != st.pools.end())
+                rp.delegate(pool->second, release_atom_v, user, l);
+              else if (l.user != user)
+                rp.deliver(make_caf_error(errc::wrong_user, "the lease belongs to user '" + l.user +
+                                                                "', not to '" + user + "'"));
+              else
+                rp.deliver(make_caf_error(errc::not_leased, "user '" + user + "' holds no lease"));
+            };
+        return hold_or_route(self, user, self->make_response_promise<void>(), route);
       },
       [self](close_atom, const std::string& user) -> caf::result<std::uint64_t> {
-        auto& st = self->state;
-        auto pool = st.pools.find(user);
-        if (pool == st.pools.end())
-          return std::uint64_t{0};
-        return self->delegate(pool->second, close_atom_v, user);
+        std::function<void(caf::typed_response_promise<std::uint64_t>&)> route =
+            [self, user](caf::typed_response_promise<std::uint64_t>& rp) {
+              auto pool = self->state.pools.find(user);
+              if (pool == self->state.pools.end())
+                rp.deliver(std::uint64_t{0});
+              else
+                rp.delegate(pool->second, close_atom_v, user);
+            };
+        return hold_or_route(self, user, self->make_response_promise<std::uint64_t>(), route);
       },
       [self](stats_atom) -> caf::result<pool_stats> {
-        auto& st = self->state;
-        auto rp = self->make_response_promise<pool_stats>();
-        auto acc = std::make_shared<pool_stats>();
-        acc->user_count = st.pools.size();
-        if (st.pools.empty()) {
-          rp.deliver(*acc);
-          return rp;
-        }
-        auto remaining = std::make_shared<std::size_t>(st.pools.size());
-        auto done = [rp, acc, remaining]() mutable {
-          if (--*remaining == 0)
-            rp.deliver(std::move(*acc));
-        };
-        for (auto& [user, pool] : st.pools)
-          self->request(pool, std::chrono::seconds(5), stats_atom_v)
-              .then(
-                  [acc, done](user_stats& us) mutable {
-                    acc->total_connections += us.connections;
-                    acc->connecting += us.connecting;
-                    acc->idle += us.idle;
-                    acc->leases += us.leases;
-                    acc->waiters += us.waiters;
-                    acc->users.push_back(std::move(us));
-                    done();
-                  },
-                  [done](caf::error&) mutable { done(); });
-        return rp;
+        pool_stats init;
+        init.user_count = self->state.pools.size();
+        return fan_out<pool_stats, user_stats>(
+            self, std::chrono::seconds(5), std::move(init),
+            [](pool_stats& acc, user_stats& us) {
+              acc.total_connections += us.connections;
+              acc.connecting += us.connecting;
+              acc.idle += us.idle;
+              acc.leases += us.leases;
+              acc.waiters += us.waiters;
+              acc.users.push_back(std::move(us));
+            },
+            stats_atom_v);
       },
       [self](endpoint_atom, const std::string& user, endpoint& ep) -> caf::result<void> {
         auto& st = self->state;
@@ -155,26 +292,92 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
         if (!st.stopping) {
           st.stopping = true;
           log().info("stopping: {} pools, {} connections", st.pools.size(), st.connections.size());
+          for (auto& p : st.spawn_queue)
+            p.rp.deliver(make_caf_error(not_admitting(st)));
+          st.spawn_queue.clear();
+          for (auto& [user, held] : st.retiring)
+            for (auto& route : held)
+              route(); // routes see `stopping` and answer shutting_down
+          st.retiring.clear();
           for (auto& [user, pool] : st.pools)
             self->send(pool, stop_atom_v);
         }
         maybe_finish_stop(self);
         return rp;
       },
+      [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
+        return fan_out<std::uint64_t, std::uint64_t>(
+            self, std::chrono::seconds(30), std::uint64_t{0},
+            [](std::uint64_t& acc, std::uint64_t n) { acc += n; }, evict_atom_v, max_idle);
+      },
+      [self](drain_atom) -> caf::result<shutdown_report> {
+        auto& st = self->state;
+        if (!st.draining) {
+          st.draining = true;
+          log().info("draining: {} pools, {} connections", st.pools.size(), st.connections.size());
+          for (auto& p : st.spawn_queue)
+            p.rp.deliver(make_caf_error(not_admitting(st)));
+          st.spawn_queue.clear();
+        }
+        // Calls held for retiring pools run once those answer; they then see `draining`.
+        return fan_out<shutdown_report, shutdown_report>(self, caf::infinite, shutdown_report{},
+                                                         add_report, drain_atom_v);
+      },
+      [self](force_atom) {
+        for (auto& [user, pool] : self->state.pools)
+          self->send(pool, force_atom_v);
+      },
+      [self](drain_atom, const std::string& user) -> caf::result<shutdown_report> {
+        std::function<void(caf::typed_response_promise<shutdown_report>&)> route =
+            [self, user](caf::typed_response_promise<shutdown_report>& rp) {
+              auto pool = self->state.pools.find(user);
+              if (pool == self->state.pools.end())
+                rp.deliver(shutdown_report{});
+              else
+                rp.delegate(pool->second, drain_atom_v);
+            };
+        return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
+      },
       [self](spawn_atom, std::string& user, endpoint& ep,
              user_pool_actor& pool) -> caf::result<connection_actor> {
         auto& st = self->state;
-        if (st.stopping)
-          return make_caf_error(errc::shutting_down, "the engine is stopping");
-        if (st.connections.size() >= st.ctx->pool.max_connections_total)
-          return make_caf_error(errc::pool_exhausted,
-                                "the engine holds its maximum of " +
-                                    std::to_string(st.ctx->pool.max_connections_total) +
-                                    " connections (max_connections_total)");
-        auto conn = spawn_connection(self, std::move(user), std::move(ep), std::move(pool), st.ctx);
-        self->monitor(conn);
-        st.connections.insert(conn.address());
-        return conn;
+        auto rp = self->make_response_promise<connection_actor>();
+        st.spawn_queue.push_back(
+            pending_spawn{rp, std::move(user), std::move(ep), std::move(pool)});
+        run_spawn_queue(self);
+        return rp;
+      },
+      [self](idle_atom, const std::string& user) {
+        auto& st = self->state;
+        auto pool = st.pools.find(user);
+        if (pool == st.pools.end() || st.retiring.count(user) > 0 || st.stopping)
+          return;
+        st.retiring.emplace(user, std::vector<std::function<void()>>{});
+        auto handle = pool->second;
+        auto flush = [self, user] {
+          auto& st = self->state;
+          auto held = std::move(st.retiring[user]);
+          st.retiring.erase(user);
+          for (auto& route : held)
+            route();
+        };
+        self->request(handle, std::chrono::seconds(10), retire_atom_v)
+            .then(
+                [self, user, handle, flush](bool retired) {
+                  auto& st = self->state;
+                  if (retired) {
+                    // Forget it now: held and later calls spawn a fresh pool if needed.
+                    if (auto p = st.pools.find(user); p != st.pools.end() && p->second == handle)
+                      st.pools.erase(p);
+                    log().debug("pool of '{}' retired", user);
+                  }
+                  flush();
+                },
+                [flush](caf::error&) { flush(); });
+      },
+      [self](tick_atom) {
+        self->state.tick_armed = false;
+        run_spawn_queue(self);
       },
   };
 }

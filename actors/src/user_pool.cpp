@@ -1,24 +1,31 @@
 // The user_pool actor: one user's SSH connections, leases and waiters.
 //
 // Connection entries:
-//                 spawn_atom reply        conn_up
-//   (spawning) ─────────────────► connecting ──────► ready ──┐ lease / release
-//        │ error                    │ conn_down        │ ◄───┘ (leases <= max_channels)
-//        ▼                          ▼                  │ conn_down / close
-//   handshake failed ◄──────────────┘                  ▼
-//                                                   removed (stops counting at once)
+//                 spawn reply          conn_up               idle > validation threshold
+//   (spawning) ─────────────► connecting ─────► ready ◄──────────────────────► validating
+//        │ error                │ conn_down      │ ▲ lease / release      alive │ no answer
+//        ▼                      ▼                │ └───┘                       ▼
+//   handshake failed ◄──────────┘  evict_atom    │ idle > max_idle     conn_down: removed
+//   (backoff, fast-fail)          ┌──────────────┤ past max_lifetime and idle: drained
+//                                 ▼              │ conn_down / close: removed at once
+//                              evicting ── closed: removed (counted by cleanup)
 //
-// get_connection (acquire) gives, in this order: an idle ready connection (no lease); else,
-// while the user is under max_connections_per_user (spawning + connecting + ready), a new
+// get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
+// unused for longer than validation_idle_threshold is probed first); else, while the user
+// is under max_connections_per_user (spawning + connecting + validating + ready), a new
 // connection whose handshake the caller waits for; else the ready connection with the
 // fewest leases below max_channels_per_connection; else a place in a FIFO of at most
 // max_waiters_per_user callers, each bounded by acquire_timeout (then pool_exhausted).
 // Handshakes never outnumber the callers waiting for them and never exceed the cap, so
-// concurrent first calls cannot start a storm or orphan a connection.
+// concurrent first calls cannot start a storm or orphan a connection. A failed handshake
+// starts a per-user backoff with full jitter; until it ends, callers that nothing can
+// serve get the failure at once instead of a new handshake. A pool left with nothing
+// offers to retire, so memory does not grow with users ever seen.
 #include "user_pool.hpp"
 
 #include <algorithm>
 #include <deque>
+#include <random>
 #include <unordered_map>
 #include <vector>
 
@@ -33,14 +40,21 @@ namespace {
 
 using time_point = caf::actor_clock::time_point;
 
-/// The supervisor answers spawn requests at once; this only bounds a stuck supervisor.
+/// The supervisor answers spawn requests at once (or after the handshake-rate limit); this
+/// only bounds a stuck supervisor.
 constexpr auto spawn_timeout = std::chrono::seconds(30);
+
+enum class conn_phase { connecting, ready, validating, evicting };
 
 struct conn_entry {
   connection_actor handle;
   std::uint64_t id = 0;
-  bool ready = false;
+  conn_phase phase = conn_phase::connecting;
   std::uint32_t leases = 0;
+  /// Retired (when idle) from here: created + max_lifetime minus up to 2.5 %.
+  time_point expires;
+  /// When it was last leased or released.
+  time_point last_used;
 };
 
 struct waiter {
@@ -66,15 +80,36 @@ struct user_pool_state {
   std::uint64_t next_lease = 0;
   std::uint64_t timer_generation = 0;
   time_point timer_at = time_point::max();
+  /// Reconnection: consecutive handshake failures, the end of the backoff, the last
+  /// failure (given at once to callers nothing can serve until then) and the retry tick.
+  std::uint32_t failures = 0;
+  time_point retry_at;
+  error last_failure;
+  std::uint64_t retry_generation = 0;
+  bool retry_armed = false;
+  /// Drain of this user: who waits for the report, and its counts.
+  bool draining = false;
+  std::vector<caf::typed_response_promise<shutdown_report>> drain_rps;
+  shutdown_report drain;
+  std::size_t drains_pending = 0;
+  time_point drain_started;
+  /// Connections being drained (no longer in `conns`): force_atom cuts them.
+  std::vector<connection_actor> draining_conns;
   bool stopped = false;
+  bool retire_offered = false;
+  std::minstd_rand rng;
   user_stats stats;
 };
 
 using self_ptr = user_pool_actor::stateful_pointer<user_pool_state>;
 
+// -- queries ----------------------------------------------------------------------------------
+
 std::size_t pending_handshakes(const user_pool_state& st) {
-  return st.spawning + static_cast<std::size_t>(std::count_if(st.conns.begin(), st.conns.end(),
-                                                              [](auto& c) { return !c.ready; }));
+  return st.spawning +
+         static_cast<std::size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& c) {
+           return c.phase == conn_phase::connecting || c.phase == conn_phase::validating;
+         }));
 }
 
 std::size_t total_connections(const user_pool_state& st) {
@@ -88,24 +123,47 @@ conn_entry* find_conn(user_pool_state& st, std::uint64_t id) {
   return nullptr;
 }
 
-conn_entry* idle_ready(user_pool_state& st) {
+bool leasable(const conn_entry& c, time_point now) {
+  return c.phase == conn_phase::ready && now < c.expires;
+}
+
+bool any_leasable(const user_pool_state& st, time_point now) {
+  return std::any_of(st.conns.begin(), st.conns.end(), [now](auto& c) { return leasable(c, now); });
+}
+
+/// An idle leasable connection used recently enough not to need a probe.
+conn_entry* idle_ready(user_pool_state& st, time_point now) {
   for (auto& c : st.conns)
-    if (c.ready && c.leases == 0)
+    if (leasable(c, now) && c.leases == 0 &&
+        now - c.last_used <= st.ctx->pool.validation_idle_threshold)
       return &c;
   return nullptr;
 }
 
-conn_entry* least_leased(user_pool_state& st) {
-  conn_entry* best = nullptr;
+/// An idle leasable connection unused for longer than the validation threshold.
+conn_entry* stale_idle(user_pool_state& st, time_point now) {
   for (auto& c : st.conns)
-    if (c.ready && c.leases < st.ctx->pool.max_channels_per_connection &&
+    if (leasable(c, now) && c.leases == 0)
+      return &c;
+  return nullptr;
+}
+
+/// The leasable connection with the fewest leases below the channel cap (an unused one
+/// only if recently used: a stale one is validated first).
+conn_entry* least_leased(user_pool_state& st, time_point now) {
+  conn_entry* best = nullptr;
+  for (auto& c : st.conns) {
+    bool stale = c.leases == 0 && now - c.last_used > st.ctx->pool.validation_idle_threshold;
+    if (leasable(c, now) && !stale && c.leases < st.ctx->pool.max_channels_per_connection &&
         (best == nullptr || c.leases < best->leases))
       best = &c;
+  }
   return best;
 }
 
-lease make_lease(user_pool_state& st, conn_entry& c) {
+lease make_lease(user_pool_state& st, conn_entry& c, time_point now) {
   ++c.leases;
+  c.last_used = now;
   auto id = ++st.next_lease;
   st.leases.emplace(id, c.id);
   return lease{st.user, id, c.id, c.handle};
@@ -122,8 +180,40 @@ std::string describe(const user_pool_state& st) {
          " per connection, " + std::to_string(st.waiters.size()) + " waiting";
 }
 
+bool fatal(errc code) {
+  return code == errc::auth_failed || code == errc::host_key_unknown ||
+         code == errc::host_key_mismatch || code == errc::invalid_argument;
+}
+
+// -- actions ----------------------------------------------------------------------------------
+
 void handshake_failed(self_ptr self, const error& err);
 void serve_waiters(self_ptr self, bool may_connect = true);
+
+void remove_conn(user_pool_state& st, std::uint64_t id) {
+  st.conns.erase(
+      std::remove_if(st.conns.begin(), st.conns.end(), [id](auto& c) { return c.id == id; }),
+      st.conns.end());
+}
+
+/// Offers to retire once nothing is left (no connection, lease, waiter or handshake) and no
+/// reconnect backoff runs (its state must outlive it: a fresh pool would forget it).
+void maybe_offer_retirement(self_ptr self) {
+  auto& st = self->state;
+  if (st.retire_offered || st.stopped || !st.conns.empty() || st.spawning > 0 ||
+      !st.waiters.empty() || !st.leases.empty() || (st.draining && st.drains_pending > 0))
+    return;
+  auto now = self->clock().now();
+  if (now < st.retry_at) {
+    if (!st.retry_armed) {
+      st.retry_armed = true;
+      self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
+    }
+    return;
+  }
+  st.retire_offered = true;
+  self->send(st.supervisor, idle_atom_v, st.user);
+}
 
 void start_handshake(self_ptr self) {
   auto& st = self->state;
@@ -135,16 +225,25 @@ void start_handshake(self_ptr self) {
           [self](connection_actor& conn) {
             auto& st = self->state;
             --st.spawning;
-            if (st.stopped || st.discard_spawns > 0) {
-              // Asked for before a close or stop: it must not appear afterwards.
+            if (st.stopped || st.draining || st.discard_spawns > 0) {
+              // Asked for before a close, drain or stop: it must not appear afterwards.
               if (st.discard_spawns > 0)
                 --st.discard_spawns;
               self->send(conn, close_atom_v);
               serve_waiters(self);
+              maybe_offer_retirement(self);
               return;
             }
             self->monitor(conn);
-            st.conns.push_back(conn_entry{conn, conn.id(), false, 0});
+            conn_entry entry;
+            entry.handle = conn;
+            entry.id = conn.id();
+            auto now = self->clock().now();
+            std::uniform_real_distribution<double> shorten{0.0, 0.025};
+            entry.expires = now + std::chrono::duration_cast<caf::timespan>(
+                                      st.ctx->pool.max_lifetime * (1.0 - shorten(st.rng)));
+            entry.last_used = now;
+            st.conns.push_back(entry);
             self->send(conn, connect_atom_v);
           },
           [self](caf::error& err) {
@@ -197,30 +296,81 @@ void expire_waiters(self_ptr self) {
     arm_timer(self, next);
 }
 
+/// Drains idle connections past their lifetime (in-flight requests, if any, finish first).
+void retire_expired(self_ptr self, time_point now) {
+  auto& st = self->state;
+  for (auto i = st.conns.begin(); i != st.conns.end();) {
+    if (i->phase == conn_phase::ready && i->leases == 0 && now >= i->expires) {
+      log().info("connection #{} of '{}' reached its max_lifetime: retired", i->id, st.user);
+      self->demonitor(i->handle.address());
+      self->request(i->handle, caf::infinite, drain_atom_v)
+          .then([](const shutdown_report&) {}, [](caf::error&) {});
+      i = st.conns.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+void start_validation(self_ptr self, conn_entry& c) {
+  auto& st = self->state;
+  c.phase = conn_phase::validating;
+  auto id = c.id;
+  // The connection answers within keepalive_timeout (or closes); the margin only guards
+  // against a lost reply.
+  self->request(c.handle, st.ctx->pool.keepalive_timeout * 2, validate_atom_v)
+      .then(
+          [self, id](bool) {
+            if (auto* c = find_conn(self->state, id); c && c->phase == conn_phase::validating) {
+              c->phase = conn_phase::ready;
+              c->last_used = self->clock().now();
+            }
+            serve_waiters(self);
+          },
+          [self, id](caf::error&) {
+            // It closed itself and reports conn_down; do not wait for that to stop counting.
+            remove_conn(self->state, id);
+            serve_waiters(self);
+          });
+}
+
 /// Serves waiters in FIFO order; starts handshakes only for waiters no pending handshake
-/// covers (when `may_connect`).
+/// (or validation) covers, and not during a reconnect backoff (nor when !`may_connect`).
 void serve_waiters(self_ptr self, bool may_connect) {
   auto& st = self->state;
+  auto now = self->clock().now();
+  retire_expired(self, now);
   while (!st.waiters.empty()) {
-    conn_entry* c = idle_ready(st);
+    conn_entry* c = idle_ready(st, now);
     if (c == nullptr) {
-      auto pending = pending_handshakes(st);
-      if (st.waiters.size() <= pending)
-        return; // every remaining waiter has a handshake coming
-      if (may_connect && total_connections(st) < st.ctx->pool.max_connections_per_user) {
-        start_handshake(self);
+      if (auto* stale = stale_idle(st, now)) {
+        start_validation(self, *stale);
         continue;
       }
-      c = least_leased(st);
+      if (st.waiters.size() <= pending_handshakes(st))
+        break; // every remaining waiter has a handshake coming
+      if (may_connect && !st.draining &&
+          total_connections(st) < st.ctx->pool.max_connections_per_user) {
+        if (now >= st.retry_at) {
+          start_handshake(self);
+          continue;
+        }
+        if (!st.retry_armed) {
+          st.retry_armed = true;
+          self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
+        }
+      }
+      c = least_leased(st, now);
       if (c == nullptr)
-        return;
+        break;
     }
     auto w = std::move(st.waiters.front());
     st.waiters.pop_front();
-    w.rp.deliver(make_lease(st, *c));
+    w.rp.deliver(make_lease(st, *c, now));
   }
   if (!st.waiters.empty())
     expire_waiters(self); // coverage by handshakes may have shrunk
+  maybe_offer_retirement(self);
 }
 
 void handshake_failed(self_ptr self, const error& err) {
@@ -228,18 +378,50 @@ void handshake_failed(self_ptr self, const error& err) {
   ++st.stats.handshake_failures;
   if (st.stopped)
     return;
-  // Waiters beyond what remaining handshakes and ready connections can serve get the
-  // handshake's error now rather than waiting for acquire_timeout. No new handshake is
-  // started here: a failing server is not hammered (backoff is the cleanup issue's).
-  serve_waiters(self, false);
-  bool any_ready = std::any_of(st.conns.begin(), st.conns.end(), [](auto& c) { return c.ready; });
-  if (any_ready)
-    return;
-  auto covered = pending_handshakes(st);
-  while (st.waiters.size() > covered) {
-    st.waiters.front().rp.deliver(make_caf_error(err));
-    st.waiters.pop_front();
+  // Backoff with full jitter: random in [0, min(cap, base * 2^(failures - 1))].
+  ++st.failures;
+  auto base =
+      std::chrono::duration_cast<std::chrono::milliseconds>(st.ctx->pool.reconnect_backoff_base);
+  auto ceiling = std::min<std::chrono::milliseconds>(
+      st.ctx->pool.reconnect_backoff_cap,
+      base * (1LL << std::min<std::uint32_t>(st.failures - 1, 20)));
+  std::uniform_int_distribution<long long> jitter{0, ceiling.count()};
+  auto backoff = std::chrono::milliseconds{jitter(st.rng)};
+  st.retry_at = self->clock().now() + backoff;
+  st.retry_armed = false;
+  ++st.retry_generation;
+  st.last_failure = err;
+  log().info("handshake for '{}' failed ({} in a row): {}; next attempt in {} ms{}", st.user,
+             st.failures, err.to_string(), backoff.count(),
+             fatal(err.code()) ? " (not retried for waiting callers)" : "");
+  // With no ready connection, the waiters that remaining handshakes do not cover get the
+  // handshake's error now rather than waiting for acquire_timeout.
+  if (!any_leasable(st, self->clock().now())) {
+    auto covered = pending_handshakes(st);
+    while (st.waiters.size() > covered) {
+      st.waiters.front().rp.deliver(make_caf_error(err));
+      st.waiters.pop_front();
+    }
   }
+  serve_waiters(self, false);
+}
+
+// -- drain ------------------------------------------------------------------------------------
+
+void finish_drain_if_done(self_ptr self) {
+  auto& st = self->state;
+  if (!st.draining || st.drains_pending > 0 || st.drain_rps.empty())
+    return;
+  st.drain.duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - st.drain_started);
+  for (auto& rp : st.drain_rps)
+    rp.deliver(st.drain);
+  st.drain_rps.clear();
+  st.draining_conns.clear();
+  log().info("user '{}' drained: {} connections closed, {} of {} requests completed, {} cut",
+             st.user, st.drain.connections_closed, st.drain.completed_during_drain,
+             st.drain.in_flight_at_start, st.drain.cut);
+  maybe_offer_retirement(self);
 }
 
 user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, endpoint ep,
@@ -251,6 +433,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
   st.supervisor = std::move(supervisor);
   st.ctx = std::move(ctx);
   st.stats.user = st.user;
+  st.rng.seed(static_cast<std::minstd_rand::result_type>(self->id() * 2654435761u + 1));
   install_exception_handler(self, [self](const std::string& what) {
     for (auto& w : self->state.waiters)
       w.rp.deliver(make_caf_error(errc::internal, what));
@@ -263,24 +446,38 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
                           [&](auto& c) { return c.handle.address() == dm.source; });
     if (i == st.conns.end())
       return;
-    bool was_ready = i->ready;
+    bool connecting = i->phase == conn_phase::connecting;
     st.conns.erase(i);
-    if (was_ready)
-      serve_waiters(self);
-    else
+    if (connecting)
       handshake_failed(self, from_caf_error(dm.reason, errc::connection_lost));
+    else
+      serve_waiters(self);
   });
   return {
       [self](acquire_atom, const std::string&) -> caf::result<lease> {
         auto& st = self->state;
         if (st.stopped)
           return make_caf_error(errc::shutting_down, "the engine is stopping");
+        if (st.draining)
+          return make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining");
+        st.retire_offered = false;
+        auto now = self->clock().now();
         if (st.waiters.empty()) {
-          if (auto* c = idle_ready(st))
-            return make_lease(st, *c);
+          if (auto* c = idle_ready(st, now))
+            return make_lease(st, *c, now);
           if (total_connections(st) >= st.ctx->pool.max_connections_per_user)
-            if (auto* c = least_leased(st))
-              return make_lease(st, *c);
+            if (auto* c = least_leased(st, now))
+              return make_lease(st, *c, now);
+          // During a reconnect backoff, a caller that nothing can serve gets the last
+          // failure at once instead of a new handshake (no storm against a failing server).
+          if (now < st.retry_at && !any_leasable(st, now) && pending_handshakes(st) == 0)
+            return make_caf_error(
+                st.last_failure.code(),
+                st.last_failure.message() + " (next attempt in " +
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(st.retry_at - now)
+                            .count()) +
+                    " ms)");
         }
         if (st.waiters.size() >= st.ctx->pool.max_waiters_per_user) {
           ++st.stats.acquire_timeouts;
@@ -288,7 +485,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
                                                           st.user + "': " + describe(st));
         }
         auto rp = self->make_response_promise<lease>();
-        auto deadline = self->clock().now() + st.ctx->pool.acquire_timeout;
+        auto deadline = now + st.ctx->pool.acquire_timeout;
         st.waiters.push_back(waiter{rp, deadline});
         arm_timer(self, deadline);
         serve_waiters(self);
@@ -303,8 +500,10 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         if (i == st.leases.end() || i->second != l.connection_id)
           return make_caf_error(errc::not_leased, "lease " + std::to_string(l.id) + " of user '" +
                                                       user + "' is not held (released twice?)");
-        if (auto* c = find_conn(st, i->second))
+        if (auto* c = find_conn(st, i->second)) {
           --c->leases;
+          c->last_used = self->clock().now();
+        }
         st.leases.erase(i);
         serve_waiters(self);
         return caf::unit;
@@ -331,7 +530,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         result.leases = 0;
         for (auto& c : st.conns) {
           result.leases += c.leases;
-          if (c.ready && c.leases == 0)
+          if (c.phase == conn_phase::ready && c.leases == 0)
             ++result.idle;
         }
         result.waiters = static_cast<std::uint32_t>(st.waiters.size());
@@ -347,12 +546,121 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         for (auto& c : st.conns)
           self->send(c.handle, close_atom_v);
         st.conns.clear();
+        for (auto& c : st.draining_conns)
+          self->send(c, force_atom_v);
         self->quit();
+      },
+      [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
+        auto& st = self->state;
+        auto now = self->clock().now();
+        retire_expired(self, now);
+        std::vector<conn_entry*> candidates;
+        for (auto& c : st.conns)
+          if (c.phase == conn_phase::ready && c.leases == 0 && now - c.last_used >= max_idle)
+            candidates.push_back(&c);
+        if (candidates.empty()) {
+          maybe_offer_retirement(self);
+          return std::uint64_t{0};
+        }
+        auto rp = self->make_response_promise<std::uint64_t>();
+        auto remaining = std::make_shared<std::size_t>(candidates.size());
+        auto closed = std::make_shared<std::uint64_t>(0);
+        for (auto* c : candidates) {
+          // Not leasable while the connection decides (it sees requests in flight that a
+          // released lease may have left behind).
+          c->phase = conn_phase::evicting;
+          auto id = c->id;
+          auto done = [self, rp, remaining, closed]() mutable {
+            if (--*remaining == 0) {
+              rp.deliver(*closed);
+              serve_waiters(self);
+            }
+          };
+          self->request(c->handle, std::chrono::seconds(10), evict_atom_v, max_idle)
+              .then(
+                  [self, id, closed, done](bool evicted) mutable {
+                    auto* c = find_conn(self->state, id);
+                    if (evicted) {
+                      ++*closed;
+                      if (c != nullptr) {
+                        self->demonitor(c->handle.address());
+                        remove_conn(self->state, id);
+                      }
+                    } else if (c != nullptr && c->phase == conn_phase::evicting) {
+                      c->phase = conn_phase::ready;
+                    }
+                    done();
+                  },
+                  [self, id, done](caf::error&) mutable {
+                    if (auto* c = find_conn(self->state, id);
+                        c != nullptr && c->phase == conn_phase::evicting)
+                      c->phase = conn_phase::ready;
+                    done();
+                  });
+        }
+        return rp;
+      },
+      [self](drain_atom) -> caf::result<shutdown_report> {
+        auto& st = self->state;
+        auto rp = self->make_response_promise<shutdown_report>();
+        st.drain_rps.push_back(rp);
+        if (st.draining) {
+          finish_drain_if_done(self);
+          return rp;
+        }
+        st.draining = true;
+        st.drain = shutdown_report{};
+        st.drain_started = self->clock().now();
+        for (auto& w : st.waiters)
+          w.rp.deliver(make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
+        st.waiters.clear();
+        st.discard_spawns = st.spawning;
+        for (auto& c : st.conns) {
+          self->demonitor(c.handle.address());
+          st.draining_conns.push_back(c.handle);
+          ++st.drains_pending;
+          self->request(c.handle, caf::infinite, drain_atom_v)
+              .then(
+                  [self](const shutdown_report& part) {
+                    auto& st = self->state;
+                    st.drain.connections_closed += part.connections_closed;
+                    st.drain.in_flight_at_start += part.in_flight_at_start;
+                    st.drain.completed_during_drain += part.completed_during_drain;
+                    st.drain.cut += part.cut;
+                    st.drain.forced = st.drain.forced || part.forced;
+                    --st.drains_pending;
+                    finish_drain_if_done(self);
+                  },
+                  [self](caf::error&) {
+                    --self->state.drains_pending; // gone meanwhile: nothing was left to drain
+                    finish_drain_if_done(self);
+                  });
+        }
+        st.conns.clear();
+        finish_drain_if_done(self);
+        return rp;
+      },
+      [self](force_atom) {
+        for (auto& c : self->state.draining_conns)
+          self->send(c, force_atom_v);
+      },
+      [self](retire_atom) {
+        auto& st = self->state;
+        bool empty = st.conns.empty() && st.spawning == 0 && st.waiters.empty() &&
+                     st.leases.empty() && st.drains_pending == 0;
+        st.retire_offered = false;
+        if (empty)
+          self->quit();
+        return empty;
       },
       [self](conn_up_atom, std::uint64_t id) {
         auto& st = self->state;
         if (auto* c = find_conn(st, id)) {
-          c->ready = true;
+          c->phase = conn_phase::ready;
+          c->last_used = self->clock().now();
+          st.failures = 0;
+          st.retry_at = time_point{};
+          st.last_failure = error{};
           serve_waiters(self);
         }
       },
@@ -363,14 +671,14 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         if (i == st.conns.end())
           return;
         self->demonitor(i->handle.address());
-        bool was_ready = i->ready;
+        bool connecting = i->phase == conn_phase::connecting;
         st.conns.erase(i); // stops counting against the cap at once
         auto err = from_caf_error(reason, errc::connection_lost);
-        if (was_ready) {
+        if (connecting) {
+          handshake_failed(self, err);
+        } else {
           log().warn("connection #{} of '{}' lost: {}", id, st.user, err.to_string());
           serve_waiters(self);
-        } else {
-          handshake_failed(self, err);
         }
       },
       [self](timeout_atom, std::uint64_t generation) {
@@ -379,6 +687,13 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           return;
         st.timer_at = time_point::max();
         expire_waiters(self);
+      },
+      [self](retry_atom, std::uint64_t generation) {
+        auto& st = self->state;
+        if (generation != st.retry_generation)
+          return;
+        st.retry_armed = false;
+        serve_waiters(self);
       },
   };
 }

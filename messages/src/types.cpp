@@ -41,6 +41,7 @@ expected<void> validate(const engine_config& cfg) {
         std::pair{p.max_connections_total, "max_connections_total"},
         std::pair{p.max_response_bytes, "max_response_bytes"},
         std::pair{p.max_header_bytes, "max_header_bytes"},
+        std::pair{p.max_handshakes_per_second, "max_handshakes_per_second"},
         std::pair{cfg.connector_threads, "connector_threads"}})
     if (auto res = positive(value, name); !res)
       return res;
@@ -49,7 +50,14 @@ expected<void> validate(const engine_config& cfg) {
                              std::pair{p.request_timeout, "request_timeout"},
                              std::pair{p.max_idle_time, "max_idle_time"},
                              std::pair{p.cleanup_interval, "cleanup_interval"},
-                             std::pair{p.channel_idle_timeout, "channel_idle_timeout"}})
+                             std::pair{p.channel_idle_timeout, "channel_idle_timeout"},
+                             std::pair{p.keepalive_interval, "keepalive_interval"},
+                             std::pair{p.keepalive_timeout, "keepalive_timeout"},
+                             std::pair{p.validation_idle_threshold, "validation_idle_threshold"},
+                             std::pair{p.max_lifetime, "max_lifetime"},
+                             std::pair{p.reconnect_backoff_base, "reconnect_backoff_base"},
+                             std::pair{p.reconnect_backoff_cap, "reconnect_backoff_cap"},
+                             std::pair{p.shutdown_grace_period, "shutdown_grace_period"}})
     if (auto res = positive(value, name); !res)
       return res;
   static constexpr const char* levels[] = {"trace", "debug", "info",     "warn", "warning",

@@ -229,8 +229,8 @@ void connector_pool::handshake(const std::shared_ptr<session_control>& ctl) {
   if (ctl->closed.load())
     return;
   auto start = clock::now();
-  auto res = start < ctl->deadline
-                 ? blocking_handshake(ctl->ep, ctl->deadline)
+  auto res = start < ctl->start_deadline
+                 ? blocking_handshake(ctl->ep, start + ctl->opts.connect_timeout)
                  : expected<connected_session>{timed_out(ctl->ep, "its wait for a connector")};
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
   if (!res) {

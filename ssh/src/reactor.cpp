@@ -10,6 +10,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <libssh/server.h> // ssh_send_keepalive: exported, and works for a client
+
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool::ssh {
@@ -84,6 +86,7 @@ void reactor::stop() {
       close_session(*ss);
   sessions_.clear();
   touched_.clear();
+  probing_.clear();
   session_count_ = 0;
   channel_count_ = 0;
 }
@@ -110,6 +113,12 @@ void reactor::cancel(std::uint64_t session_id, std::uint64_t tag) {
   command cmd{command::kind::cancel};
   cmd.session_id = session_id;
   cmd.tag = tag;
+  post(std::move(cmd));
+}
+
+void reactor::probe(std::uint64_t session_id) {
+  command cmd{command::kind::probe};
+  cmd.session_id = session_id;
   post(std::move(cmd));
 }
 
@@ -248,6 +257,9 @@ void reactor::drain_commands() {
     case command::kind::close:
       close_session(*ss);
       break;
+    case command::kind::probe:
+      do_probe(*ss);
+      break;
     case command::kind::adopt:
       break;
     }
@@ -353,6 +365,39 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
   }
 }
 
+void reactor::do_probe(session_state& ss) {
+  touch(ss);
+  if (!ss.probing) {
+    ss.probing = true;
+    ss.probe_packets = ss.packets.in_packets;
+    probing_.push_back(&ss);
+  }
+  // Trap 10: OpenSSH answers REQUEST_FAILURE, which libssh stores; the next call then only
+  // consumes that stored reply and sends nothing. The second call sends in that case; with
+  // a request still unanswered neither call sends again. Liveness is judged by inbound
+  // packets (any packet counts, the reply included), never by these return codes.
+  ssh_send_keepalive(ss.s);
+  ssh_send_keepalive(ss.s);
+  if (!alive(ss))
+    lose_session(ss, session_error(ss));
+}
+
+void reactor::check_probes() {
+  for (std::size_t i = 0; i < probing_.size();) {
+    auto& ss = *probing_[i];
+    if (!ss.dead && ss.packets.in_packets == ss.probe_packets) {
+      ++i;
+      continue;
+    }
+    if (!ss.dead) {
+      ss.probing = false;
+      ss.ctl->sink->on_alive();
+    }
+    probing_[i] = probing_.back();
+    probing_.pop_back();
+  }
+}
+
 void reactor::do_cancel(session_state& ss, std::uint64_t tag) {
   for (auto& c : ss.channels)
     if (c->tag == tag &&
@@ -395,6 +440,8 @@ bool reactor::service() {
   }
   if (!orphans_.empty())
     service_orphans();
+  if (!probing_.empty())
+    check_probes();
   return progressed;
 }
 
@@ -654,6 +701,10 @@ void reactor::sweep() {
     channel_count_.fetch_sub(1, std::memory_order_relaxed);
   }
   dead_channels_.clear();
+  if (!dead_sessions_.empty())
+    probing_.erase(std::remove_if(probing_.begin(), probing_.end(),
+                                  [](const session_state* ss) { return ss->dead; }),
+                   probing_.end());
   for (auto id : dead_sessions_) {
     if (sessions_.erase(id) > 0)
       session_count_.fetch_sub(1, std::memory_order_relaxed);

@@ -46,6 +46,7 @@ public:
   void adopt(std::shared_ptr<session_control> ctl, connected_session cs);
   void forward(std::uint64_t session_id, std::uint64_t tag, outbound_request req);
   void cancel(std::uint64_t session_id, std::uint64_t tag);
+  void probe(std::uint64_t session_id);
   void close(std::uint64_t session_id);
 
   std::size_t session_count() const noexcept { return session_count_.load(); }
@@ -94,6 +95,9 @@ private:
     int fd = -1;
     std::uint32_t interest = EPOLLIN;
     bool touched = false;
+    /// A probe is out: the inbound packet count when it was sent.
+    bool probing = false;
+    std::uint64_t probe_packets = 0;
     ssh_counter_struct bytes{};
     ssh_counter_struct packets{};
     std::vector<std::unique_ptr<channel_state>> channels;
@@ -102,7 +106,7 @@ private:
   };
 
   struct command {
-    enum class kind { adopt, forward, cancel, close };
+    enum class kind { adopt, forward, cancel, close, probe };
     explicit command(kind k) : what(k) {}
     kind what;
     std::uint64_t session_id = 0;
@@ -126,6 +130,8 @@ private:
   void reap_nudges();
   void do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
   void do_cancel(session_state& ss, std::uint64_t tag);
+  void do_probe(session_state& ss);
+  void check_probes();
   session_state* find(std::uint64_t session_id);
 
   /// Acts on dirty, opening and writing channels; true if anything changed.
@@ -170,6 +176,7 @@ private:
   // -- reactor thread only ----------------------------------------------------------------
   int epoll_fd_ = -1;
   std::vector<session_state*> touched_;
+  std::vector<session_state*> probing_;
   std::unordered_map<std::uint64_t, std::unique_ptr<session_state>> sessions_;
   std::vector<channel_state*> dirty_;
   std::vector<channel_state*> opening_;

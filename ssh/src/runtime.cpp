@@ -23,7 +23,7 @@ public:
   ~ssh_transport() override { close(); }
 
   void open() override {
-    ctl_->deadline = std::chrono::steady_clock::now() + ctl_->opts.connect_timeout;
+    ctl_->start_deadline = std::chrono::steady_clock::now() + ctl_->opts.queue_timeout;
     connectors_->submit(ctl_);
   }
 
@@ -32,6 +32,8 @@ public:
   }
 
   void cancel(std::uint64_t tag) override { ctl_->home->cancel(ctl_->id, tag); }
+
+  void probe() override { ctl_->home->probe(ctl_->id); }
 
   void close() override {
     if (!ctl_->closed.exchange(true))

@@ -29,8 +29,8 @@ struct session_control {
   endpoint ep;
   transport_options opts;
   std::shared_ptr<transport_sink> sink;
-  /// The handshake's deadline, counted from `open()` (time in the queue included).
-  std::chrono::steady_clock::time_point deadline;
+  /// Latest start of the handshake: `open()` + queue_timeout.
+  std::chrono::steady_clock::time_point start_deadline;
   /// The reactor that will drive the session once connected.
   std::shared_ptr<reactor> home;
   /// Set by the owner (close/destroy); checked before and after the handshake is handed on.

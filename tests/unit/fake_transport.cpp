@@ -11,6 +11,11 @@ public:
   void open() override { s_->opened = true; }
   void forward(std::uint64_t tag, ssh::outbound_request) override { s_->forwarded.push_back(tag); }
   void cancel(std::uint64_t tag) override { s_->cancelled.push_back(tag); }
+  void probe() override {
+    ++s_->probes;
+    if (s_->auto_alive)
+      s_->sink->on_alive();
+  }
   void close() override { s_->closed = true; }
 
 private:
@@ -33,6 +38,7 @@ fake_transport_factory::make(const endpoint& ep, const ssh::transport_options& o
   s->ep = ep;
   s->opts = opts;
   s->sink = std::move(sink);
+  s->auto_alive = auto_alive;
   sessions.push_back(s);
   return std::make_unique<fake_transport>(std::move(s));
 }

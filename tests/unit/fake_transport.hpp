@@ -19,6 +19,9 @@ struct fake_session {
   bool closed = false;
   std::vector<std::uint64_t> forwarded;
   std::vector<std::uint64_t> cancelled;
+  std::size_t probes = 0;
+  /// Answer probes at once (a live server); false: a hung one.
+  bool auto_alive = true;
 
   /// Completes the handshake (successfully unless `err` has a code).
   void finish_open(error err = {}) { sink->on_open(std::move(err)); }
@@ -26,6 +29,8 @@ struct fake_session {
   void respond(std::uint64_t tag, std::string body = "ok");
   /// Reports the session as lost.
   void lose() { sink->on_lost(error{errc::connection_lost, "fake session lost"}); }
+  /// Reports a packet from the server (the answer to a probe).
+  void answer_probe() { sink->on_alive(); }
 };
 
 class fake_transport_factory final : public ssh::transport_factory {
@@ -35,6 +40,8 @@ public:
 
   /// Every transport made so far, in order.
   std::vector<std::shared_ptr<fake_session>> sessions;
+  /// `auto_alive` of the sessions made from now on.
+  bool auto_alive = true;
 };
 
 } // namespace sshpool::test

@@ -75,9 +75,34 @@ public:
   /// Engine-wide statistics (zeroes if the engine does not answer).
   pool_stats get_pool_stats();
 
+  /// Drains one user: stops admitting it (`shutting_down`), fails its waiters, lets the
+  /// requests in flight finish (each within its deadline), then closes its connections.
+  /// The user is admitted again afterwards.
+  expected<shutdown_report> drain_user(const std::string& user);
+
 private:
   friend class engine;
   explicit connection_pool(std::shared_ptr<detail::engine_impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<detail::engine_impl> impl_;
+};
+
+/// The cleanup actor's controls (the seed's ConnectionCleanupService): every
+/// cleanup_interval it closes connections idle (no lease, nothing in flight) for longer
+/// than max_idle_time. Runs from the engine's start unless `engine_config::start_cleanup`
+/// is false.
+class cleanup_service {
+public:
+  expected<void> start();
+  expected<void> stop();
+  /// Runs a cleanup now; returns how many connections it closed.
+  expected<std::size_t> trigger_cleanup();
+  /// New interval and idle limit; a running service reschedules at once.
+  expected<void> update_config(const cleanup_config& cfg);
+  cleanup_stats get_stats();
+
+private:
+  friend class engine;
+  explicit cleanup_service(std::shared_ptr<detail::engine_impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<detail::engine_impl> impl_;
 };
 
@@ -103,6 +128,29 @@ public:
 
   connection_pool& pool() noexcept { return pool_; }
 
+  cleanup_service& cleanup() noexcept { return cleanup_; }
+
+  /// Drains the engine: new get_connection calls and waiters get `shutting_down`, requests
+  /// in flight finish, connections close with an SSH disconnect. Returns as soon as that is
+  /// done (at once for an idle engine); at the end of `grace` what remains is cut (if
+  /// `force_after_grace_period`). Calls made meanwhile, or later, get the same report.
+  shutdown_report shutdown(std::chrono::milliseconds grace);
+
+  /// `shutdown` with the configured `shutdown_grace_period`.
+  shutdown_report shutdown();
+
+  /// Opt-in: SIGTERM and SIGINT start `shutdown()` (through a self-pipe watched by one
+  /// thread; the handler does nothing else); a second signal cuts what remains at once.
+  /// One engine per process may handle signals; the previous handlers come back when it is
+  /// destroyed.
+  void handle_signals();
+
+  /// Blocks until a drain was started (by a signal or `shutdown`) and has finished.
+  shutdown_report wait_for_shutdown();
+
+  /// A drain has started.
+  bool is_shutting_down() const noexcept;
+
   const engine_config& config() const noexcept;
 
   /// The actor system the engine runs in.
@@ -112,6 +160,7 @@ private:
   friend detail::engine_impl& detail::impl_of(const engine& e);
   std::shared_ptr<detail::engine_impl> impl_;
   connection_pool pool_;
+  cleanup_service cleanup_;
 };
 
 } // namespace sshpool

@@ -31,6 +31,26 @@ struct pool_config {
   std::chrono::milliseconds cleanup_interval{std::chrono::seconds(30)};
   /// Channels kept open for reuse are closed after this long without a request.
   std::chrono::milliseconds channel_idle_timeout{std::chrono::seconds(60)};
+  /// Period of the liveness probe (keepalive@openssh.com) on every connection.
+  std::chrono::milliseconds keepalive_interval{std::chrono::seconds(60)};
+  /// A probe not answered (no packet at all from the server) within this is a dead peer.
+  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds(15)};
+  /// A connection unused for longer than this is probed before it is leased.
+  std::chrono::milliseconds validation_idle_threshold{std::chrono::seconds(30)};
+  /// Connections are retired (when idle) after this long, shortened by up to 2.5 % at
+  /// random per connection so they do not all expire together.
+  std::chrono::milliseconds max_lifetime{std::chrono::minutes(30)};
+  /// Failed handshakes of a user are retried after a backoff with full jitter: random in
+  /// [0, min(cap, base * 2^failures)].
+  std::chrono::milliseconds reconnect_backoff_base{std::chrono::seconds(1)};
+  std::chrono::milliseconds reconnect_backoff_cap{std::chrono::seconds(30)};
+  /// Handshakes started per second by the whole engine (concurrency is bounded by the
+  /// connector threads), so reconnecting users stay within sshd's MaxStartups.
+  std::size_t max_handshakes_per_second = 100;
+  /// Default grace period of `engine::shutdown` and of signal-triggered drains.
+  std::chrono::milliseconds shutdown_grace_period{std::chrono::seconds(30)};
+  /// Cut what remains at the end of the grace period (else wait for it).
+  bool force_after_grace_period = true;
   /// Largest response body accepted by `forward`.
   std::size_t max_response_bytes = std::size_t{64} << 20;
   /// Largest response head (status line and headers).
@@ -48,6 +68,8 @@ struct engine_config {
   std::size_t connector_threads = 2;
   /// spdlog level of the "sshpool" logger: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  /// Start the cleanup actor with the engine (the seed needed cleanupService.start()).
+  bool start_cleanup = true;
 };
 
 /// Checks every setting; the error names the offending one.

@@ -38,25 +38,50 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, result_atom, "sp_result")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, lost_atom, "sp_lost")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, timeout_atom, "sp_timeout")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, stop_atom, "sp_stop")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, keepalive_atom, "sp_keepal")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, probe_atom, "sp_probe")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, alive_atom, "sp_alive")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, validate_atom, "sp_valid")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, evict_atom, "sp_evict")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, drain_atom, "sp_drain")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, force_atom, "sp_force")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, idle_atom, "sp_idle")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, retire_atom, "sp_retire")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, retry_atom, "sp_retry")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, tick_atom, "sp_tick")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, start_atom, "sp_start")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, trigger_atom, "sp_trigger")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, config_atom, "sp_config")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
 
-/// One SSH connection (internal events are marked; services send only the first four).
+/// One SSH connection (internal events are marked; services use the first ones).
 using connection_actor = caf::typed_actor<
     // Forwards a request within the deadline; replies the whole response.
     caf::replies_to<forward_atom, request, caf::timespan>::with<response>,
-    caf::replies_to<stats_atom>::with<connection_stats>, caf::replies_to<health_atom>::with<bool>,
+    caf::replies_to<stats_atom>::with<connection_stats>,
+    caf::replies_to<health_atom>::with<bool>,
     // Closes the SSH connection (in-flight requests fail with connection_lost).
     caf::reacts_to<close_atom>,
+    // Probes the server now; true once it answered, an error (and the connection closes)
+    // if it did not within keepalive_timeout.
+    caf::replies_to<validate_atom>::with<bool>,
+    // Closes the connection if nothing was in flight for at least the given time.
+    caf::replies_to<evict_atom, caf::timespan>::with<bool>,
+    // Stops taking requests, lets those in flight finish, then disconnects; replies what
+    // happened (connections_closed = 1). force_atom cuts what is still in flight.
+    caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
     // internal: the pool starts the handshake.
     caf::reacts_to<connect_atom>,
-    // internal: transport events (handshake done, request done/failed, session lost) and
-    // request deadlines.
+    // internal: transport events (handshake done, request done/failed, session lost, proof
+    // of life), request deadlines, keepalive ticks and probe deadlines.
     caf::reacts_to<opened_atom, caf::error>,
     caf::reacts_to<result_atom, std::uint64_t, response, transfer_info>,
     caf::reacts_to<result_atom, std::uint64_t, caf::error, transfer_info>,
-    caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<timeout_atom, std::uint64_t>>;
+    caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<alive_atom>,
+    caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<keepalive_atom, std::uint64_t>,
+    caf::reacts_to<probe_atom, std::uint64_t>>;
 
 /// A lease of a connection by a user; released with `release_atom`.
 struct lease {
@@ -77,10 +102,16 @@ using user_pool_actor = caf::typed_actor<
     caf::replies_to<stats_atom>::with<user_stats>, caf::reacts_to<endpoint_atom, endpoint>,
     // Fails waiters with shutting_down, closes every connection and quits.
     caf::reacts_to<stop_atom>,
-    // internal: connection events and waiter deadlines.
+    // Closes idle connections older than the given idle time; replies how many.
+    caf::replies_to<evict_atom, caf::timespan>::with<std::uint64_t>,
+    // Stops admitting the user, lets its requests finish, closes; replies what happened.
+    caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
+    // internal: the supervisor retires an empty pool (true: it quits).
+    caf::replies_to<retire_atom>::with<bool>,
+    // internal: connection events, waiter deadlines, the end of a reconnect backoff.
     caf::reacts_to<conn_up_atom, std::uint64_t>,
     caf::reacts_to<conn_down_atom, std::uint64_t, caf::error>,
-    caf::reacts_to<timeout_atom, std::uint64_t>>;
+    caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<retry_atom, std::uint64_t>>;
 
 /// The root of the hierarchy: routes per user, spawns and monitors pools and connections.
 using supervisor_actor = caf::typed_actor<
@@ -91,8 +122,35 @@ using supervisor_actor = caf::typed_actor<
     caf::replies_to<endpoint_atom, std::string, endpoint>::with<void>,
     // Stops admitting, closes every connection and replies once all are gone.
     caf::replies_to<stop_atom>::with<void>,
-    // internal: a pool asks for a new connection actor (global cap applies).
-    caf::replies_to<spawn_atom, std::string, endpoint, user_pool_actor>::with<connection_actor>>;
+    // Closes idle connections (no lease, nothing in flight) older than the given idle time.
+    caf::replies_to<evict_atom, caf::timespan>::with<std::uint64_t>,
+    // Drains the whole engine (force_atom cuts what remains), or one user.
+    caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
+    caf::replies_to<drain_atom, std::string>::with<shutdown_report>,
+    // internal: a pool asks for a new connection actor (global cap and handshake rate
+    // apply); an empty pool offers to retire; handshake-rate ticks.
+    caf::replies_to<spawn_atom, std::string, endpoint, user_pool_actor>::with<connection_actor>,
+    caf::reacts_to<idle_atom, std::string>, caf::reacts_to<tick_atom>>;
+
+/// The cleanup actor: periodic idle eviction. Ticks carry a generation and stale ones are
+/// ignored, so update_config reschedules at once.
+using cleanup_actor = caf::typed_actor<
+    caf::reacts_to<start_atom>, caf::reacts_to<stop_atom>,
+    // Runs a cleanup now; replies how many connections it closed.
+    caf::replies_to<trigger_atom>::with<std::uint64_t>,
+    caf::replies_to<config_atom, cleanup_config>::with<void>,
+    caf::replies_to<stats_atom>::with<cleanup_stats>,
+    // internal: the periodic tick.
+    caf::reacts_to<tick_atom, std::uint64_t>>;
+
+/// The shutdown actor: one drain of the whole engine at a time.
+using shutdown_actor = caf::typed_actor<
+    // Drains within the grace period; every caller gets the same report.
+    caf::replies_to<drain_atom, caf::timespan>::with<shutdown_report>,
+    // Cuts what remains now (a second signal).
+    caf::reacts_to<force_atom>,
+    // internal: the end of the grace period of drain number N.
+    caf::reacts_to<timeout_atom, std::uint64_t>>;
 
 /// Registers sshpool's message types and error category in a CAF configuration. Call it on
 /// the configuration of an actor system that you hand to `sshpool::engine`.
@@ -149,6 +207,23 @@ typename Inspector::result_type inspect(Inspector& f, pool_stats& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cleanup_config& x) {
+  return f(caf::meta::type_name("sshpool.cleanup_config"), x.cleanup_interval, x.max_idle_time);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cleanup_stats& x) {
+  return f(caf::meta::type_name("sshpool.cleanup_stats"), x.is_running, x.runs, x.cleanup_count,
+           x.last_cleanup_time, x.config);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shutdown_report& x) {
+  return f(caf::meta::type_name("sshpool.shutdown_report"), x.duration, x.connections_closed,
+           x.in_flight_at_start, x.completed_during_drain, x.cut, x.forced);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("sshpool.lease"), x.user, x.id, x.connection_id, x.connection);
 }
@@ -164,7 +239,12 @@ CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_stats))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::user_stats))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::pool_stats))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::lease))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_config))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_stats))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_report))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::user_pool_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::supervisor_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_actor))
 CAF_END_TYPE_ID_BLOCK(sshpool)

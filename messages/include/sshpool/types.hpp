@@ -111,6 +111,40 @@ struct pool_stats {
   std::vector<user_stats> users;
 };
 
+/// Settings of the cleanup actor (see `cleanup_service`).
+struct cleanup_config {
+  /// Period of the cleanup ticks.
+  std::chrono::milliseconds cleanup_interval{std::chrono::seconds(30)};
+  /// Idle connections (no lease, nothing in flight) older than this are closed.
+  std::chrono::milliseconds max_idle_time{std::chrono::minutes(5)};
+};
+
+/// What the cleanup actor did so far.
+struct cleanup_stats {
+  bool is_running = false;
+  /// Cleanup runs (ticks and triggers).
+  std::uint64_t runs = 0;
+  /// Connections closed by cleanup, cumulative.
+  std::uint64_t cleanup_count = 0;
+  /// When the last run ended (epoch if never).
+  std::chrono::system_clock::time_point last_cleanup_time;
+  cleanup_config config;
+};
+
+/// What a drain did (engine shutdown or one user's drain).
+struct shutdown_report {
+  std::chrono::milliseconds duration{0};
+  std::uint64_t connections_closed = 0;
+  /// Requests in flight (or queued for a channel) when the drain started.
+  std::uint64_t in_flight_at_start = 0;
+  /// Of those, how many ended by themselves during the drain.
+  std::uint64_t completed_during_drain = 0;
+  /// Of those, how many were cut at the end of the grace period (or by a forced stop).
+  std::uint64_t cut = 0;
+  /// The grace period ran out (or a second signal came) and the rest was cut.
+  bool forced = false;
+};
+
 } // namespace sshpool
 
 namespace sshpool {

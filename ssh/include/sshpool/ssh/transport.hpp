@@ -32,6 +32,9 @@ public:
 
   /// The SSH session is gone; requests in flight get no further event.
   virtual void on_lost(error reason) = 0;
+
+  /// A packet arrived from the server after the last `probe()`: it is alive.
+  virtual void on_alive() = 0;
 };
 
 /// A request ready for the wire (see `serialize_request`).
@@ -43,6 +46,9 @@ struct outbound_request {
 /// Per-connection settings of a transport.
 struct transport_options {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+  /// How long a handshake may wait for a free connector (a cold start of many users queues
+  /// handshakes); its connect_timeout counts from when a connector takes it.
+  std::chrono::milliseconds queue_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds channel_idle_timeout{std::chrono::seconds(60)};
   /// Channels this connection may have open at once (busy + kept for reuse).
   std::size_t max_channels = 10;
@@ -64,6 +70,10 @@ public:
 
   /// Abandons a request: its channel is closed, no event follows for it.
   virtual void cancel(std::uint64_t tag) = 0;
+
+  /// Sends a liveness probe (keepalive@openssh.com); `on_alive` follows once any packet
+  /// arrives from the server. A hung server sends nothing: the owner applies the deadline.
+  virtual void probe() = 0;
 
   /// Disconnects; no event follows.
   virtual void close() = 0;

@@ -1,0 +1,216 @@
+// The shared fixture of the actor unit tests: the real supervisor, user_pool, connection,
+// cleanup and shutdown actors on CAF's deterministic test coordinator, with a fake
+// transport. Replies are collected by small client actors and checked on the test thread
+// after the scheduler ran (never CHECK inside an actor).
+#pragma once
+
+#include <optional>
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include "fake_transport.hpp"
+#include "lifecycle.hpp"
+#include "sshpool/ssh/log.hpp"
+#include "supervisor.hpp"
+
+namespace sshpool::test {
+
+using namespace std::chrono_literals;
+
+template <class T>
+struct reply {
+  bool done = false;
+  std::optional<T> value;
+  error err;
+};
+
+struct fixture {
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  std::shared_ptr<test::fake_transport_factory> fakes =
+      std::make_shared<test::fake_transport_factory>();
+  supervisor_actor sup;
+  cleanup_actor cleanup;
+  shutdown_actor shutdown;
+
+  explicit fixture(pool_config pc = small()) {
+    log().set_level(spdlog::level::warn);
+    add_message_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.file-verbosity", caf::atom("quiet"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    auto ctx = std::make_shared<actor_context>();
+    ctx->pool = pc;
+    ctx->transports = fakes;
+    sup = spawn_supervisor(*sys, ctx);
+    cleanup = spawn_cleanup(*sys, sup, cleanup_config{pc.cleanup_interval, pc.max_idle_time});
+    shutdown = spawn_shutdown(*sys, sup, pc.force_after_grace_period);
+    set_endpoint("alice");
+    set_endpoint("bob");
+  }
+
+  ~fixture() {
+    caf::anon_send_exit(cleanup, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(shutdown, caf::exit_reason::user_shutdown);
+    caf::anon_send(sup, stop_atom_v);
+    sched->run();
+    sys->await_actors_before_shutdown(false);
+  }
+
+  static pool_config small() {
+    pool_config pc;
+    pc.max_connections_per_user = 2;
+    pc.max_channels_per_connection = 2;
+    pc.max_waiters_per_user = 4;
+    pc.acquire_timeout = 5s;
+    pc.request_timeout = 30s;
+    return pc;
+  }
+
+  void set_endpoint(const std::string& user) {
+    endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = 22;
+    ep.username = user;
+    ep.identity_file = "/dev/null";
+    ep.known_hosts_file = "/dev/null";
+    ep.target_port = 8080;
+    caf::anon_send(sup, endpoint_atom_v, user, ep);
+    sched->run();
+  }
+
+  /// Asks for a lease from a client actor; the reply lands in the returned object.
+  std::shared_ptr<reply<lease>> acquire(const std::string& user) {
+    auto r = std::make_shared<reply<lease>>();
+    sys->spawn([r, user, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, acquire_atom_v, user)
+          .then(
+              [r](lease& l) {
+                r->value = std::move(l);
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  reply<bool> release(const std::string& user, const lease& l) {
+    auto r = std::make_shared<reply<bool>>();
+    sys->spawn([r, user, l, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, release_atom_v, user, l)
+          .then(
+              [r] {
+                r->value = true;
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return *r;
+  }
+
+  std::shared_ptr<reply<response>> forward(const lease& l, request req, caf::timespan deadline) {
+    auto r = std::make_shared<reply<response>>();
+    sys->spawn([r, l, req, deadline](caf::event_based_actor* self) {
+      self->request(l.connection, caf::infinite, forward_atom_v, req, deadline)
+          .then(
+              [r](response& res) {
+                r->value = std::move(res);
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                // As the facade: a connection actor that is gone means the connection is lost.
+                r->err = from_caf_error(e, errc::connection_lost);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  pool_stats stats() {
+    auto r = std::make_shared<pool_stats>();
+    sys->spawn([r, sup = sup](caf::event_based_actor* self) {
+      self->request(sup, caf::infinite, stats_atom_v).then([r](pool_stats& st) { *r = st; });
+    });
+    sched->run();
+    return *r;
+  }
+
+  /// Sends a request from a client actor; the reply lands in the returned object.
+  template <class T, class Handle, class... Ts>
+  std::shared_ptr<reply<T>> ask(const Handle& dest, Ts... xs) {
+    auto r = std::make_shared<reply<T>>();
+    sys->spawn([r, dest, xs...](caf::event_based_actor* self) {
+      self->request(dest, caf::infinite, xs...)
+          .then(
+              [r](T& value) {
+                r->value = std::move(value);
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  /// As `ask`, for requests answered with no value (value = true on success).
+  template <class Handle, class... Ts>
+  std::shared_ptr<reply<bool>> ask_void(const Handle& dest, Ts... xs) {
+    auto r = std::make_shared<reply<bool>>();
+    sys->spawn([r, dest, xs...](caf::event_based_actor* self) {
+      self->request(dest, caf::infinite, xs...)
+          .then(
+              [r] {
+                r->value = true;
+                r->done = true;
+              },
+              [r](caf::error& e) {
+                r->err = from_caf_error(e, errc::internal);
+                r->done = true;
+              });
+    });
+    sched->run();
+    return r;
+  }
+
+  cleanup_stats cleanup_stats_now() { return *ask<cleanup_stats>(cleanup, stats_atom_v)->value; }
+
+  /// Completes the handshake of fake session `i`.
+  void open(std::size_t i, error err = {}) {
+    fakes->sessions.at(i)->finish_open(std::move(err));
+    sched->run();
+  }
+
+  /// Advances virtual time in steps of at most 1 s, running everything due at each step
+  /// (periodic timers re-armed during a step fire in later steps, as in real time).
+  void advance(caf::timespan t) {
+    while (t.count() > 0) {
+      auto step = std::min<caf::timespan>(t, std::chrono::seconds(1));
+      sched->advance_time(step);
+      sched->run();
+      t -= step;
+    }
+  }
+};
+
+inline request get(std::string id) {
+  request req;
+  req.id = std::move(id);
+  return req;
+}
+
+} // namespace sshpool::test
