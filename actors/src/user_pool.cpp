@@ -536,7 +536,14 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         result.waiters = static_cast<std::uint32_t>(st.waiters.size());
         return result;
       },
-      [self](endpoint_atom, endpoint& ep) { self->state.ep = std::move(ep); },
+      [self](endpoint_atom, endpoint& ep) {
+        // A new endpoint deserves a new attempt: the backoff of the old one is over.
+        auto& st = self->state;
+        st.ep = std::move(ep);
+        st.failures = 0;
+        st.retry_at = time_point{};
+        st.last_failure = error{};
+      },
       [self](stop_atom) {
         auto& st = self->state;
         st.stopped = true;

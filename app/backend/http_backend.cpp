@@ -33,6 +33,7 @@
 #include <cerrno>
 #include <charconv>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
 #include <deque>
@@ -402,6 +403,11 @@ public:
     return {records_.begin(), records_.end()};
   }
 
+  bool wait_for_requests(std::uint64_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock<std::mutex> lock(record_mutex_);
+    return record_cv_.wait_for(lock, timeout, [&] { return requests_.load() >= n; });
+  }
+
 private:
   // -- setup ------------------------------------------------------------------------------
 
@@ -602,8 +608,9 @@ private:
       if (records_.size() == max_recorded)
         records_.pop_front();
       records_.push_back(std::move(rec));
+      requests_.fetch_add(1);
     }
-    requests_.fetch_add(1);
+    record_cv_.notify_all();
   }
 
   // http-parser callbacks; `parser->data` is the connection.
@@ -1166,6 +1173,7 @@ private:
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::size_t> open_{0};
   mutable std::mutex record_mutex_;
+  mutable std::condition_variable record_cv_;
   std::deque<recorded_request> records_;
 
   // Loop thread only.
@@ -1204,6 +1212,10 @@ std::uint64_t http_backend::connections_accepted() const {
 
 std::size_t http_backend::open_connections() const {
   return impl_->srv.open_connections();
+}
+
+bool http_backend::wait_for_requests(std::uint64_t n, std::chrono::milliseconds timeout) const {
+  return impl_->srv.wait_for_requests(n, timeout);
 }
 
 std::vector<recorded_request> http_backend::received() const {

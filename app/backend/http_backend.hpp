@@ -83,6 +83,9 @@ public:
   /// Number of complete requests parsed so far.
   std::uint64_t requests_received() const;
 
+  /// Waits until at least `n` requests were parsed (an event, not polling); false on timeout.
+  bool wait_for_requests(std::uint64_t n, std::chrono::milliseconds timeout) const;
+
   /// Number of TCP connections accepted so far.
   std::uint64_t connections_accepted() const;
 

@@ -1,17 +1,22 @@
 // sshpool-example: a service that embeds the engine. For each user it leases a connection,
 // forwards real HTTP requests through SSH to the service on that user's side (one plain,
 // then a batch of concurrent ones on the same connection, as the seed's batch pattern),
-// releases it, and prints responses, connection and pool statistics.
+// releases it, and prints responses, connection, pool and cleanup statistics.
+// With --serve it then keeps forwarding from several threads until SIGTERM/SIGINT, drains
+// (a second signal cuts at once) and prints the shutdown report.
 //
 // usage: sshpool-example --port P --login USER --identity KEY --known-hosts FILE
 //                        USER=TARGET_PORT [USER=TARGET_PORT...]
 //        [--host 127.0.0.1] [--batch 20] [--path /api/chat]
+//        [--serve [--load-path /slow/200] [--load-threads 8] [--grace-ms 30000]]
 #include <sshpool/sshpool.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <future>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -21,13 +26,19 @@ struct options {
   std::vector<std::pair<std::string, std::uint16_t>> users;
   int batch = 20;
   std::string path = "/api/chat";
+  bool serve = false;
+  std::string load_path = "/slow/200";
+  int load_threads = 8;
+  int grace_ms = 30000;
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::cerr << "sshpool-example: " << why << "\n"
-            << "usage: sshpool-example --port P --login USER --identity KEY --known-hosts FILE\n"
-               "                       USER=TARGET_PORT [USER=TARGET_PORT...]\n"
-               "                       [--host H] [--batch N] [--path P]\n";
+  std::cerr
+      << "sshpool-example: " << why << "\n"
+      << "usage: sshpool-example --port P --login USER --identity KEY --known-hosts FILE\n"
+         "                       USER=TARGET_PORT [USER=TARGET_PORT...]\n"
+         "                       [--host H] [--batch N] [--path P]\n"
+         "                       [--serve [--load-path P] [--load-threads N] [--grace-ms N]]\n";
   std::exit(2);
 }
 
@@ -55,6 +66,14 @@ options parse(int argc, char** argv) {
       opts.batch = std::stoi(value());
     else if (arg == "--path")
       opts.path = value();
+    else if (arg == "--serve")
+      opts.serve = true;
+    else if (arg == "--load-path")
+      opts.load_path = value();
+    else if (arg == "--load-threads")
+      opts.load_threads = std::stoi(value());
+    else if (arg == "--grace-ms")
+      opts.grace_ms = std::stoi(value());
     else if (auto eq = arg.find('='); eq != std::string::npos && arg[0] != '-')
       opts.users.emplace_back(arg.substr(0, eq),
                               static_cast<std::uint16_t>(std::stoi(arg.substr(eq + 1))));
@@ -75,6 +94,45 @@ std::string shorten(const std::string& body) {
   return text;
 }
 
+/// Forwards from `load_threads` threads until a signal starts the drain, then prints the
+/// report. True if the drain completed (forced or not) and no request failed before it.
+bool serve(sshpool::engine& engine, const options& opts) {
+  engine.handle_signals();
+  std::atomic<long> ok{0};
+  std::atomic<long> failed_before_drain{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < opts.load_threads; ++t)
+    workers.emplace_back([&, t] {
+      auto& [user, port] = opts.users[static_cast<std::size_t>(t) % opts.users.size()];
+      for (long i = 0; !engine.is_shutting_down(); ++i) {
+        auto conn = engine.pool().get_connection(user);
+        if (!conn)
+          continue; // shutting_down once the drain started
+        sshpool::request req;
+        req.id = user + "-load-" + std::to_string(t) + "-" + std::to_string(i);
+        req.path = opts.load_path;
+        auto res = conn->forward(req);
+        if (res && res->status == 200)
+          ++ok;
+        else if (!engine.is_shutting_down())
+          ++failed_before_drain;
+        engine.pool().release_connection(user, *conn);
+      }
+    });
+  std::cout << "serving: " << opts.load_threads << " threads forwarding " << opts.load_path
+            << " until SIGTERM/SIGINT (a second signal cuts at once)" << std::endl;
+  auto report = engine.wait_for_shutdown();
+  for (auto& w : workers)
+    w.join();
+  std::cout << "shutdown report: duration_ms=" << report.duration.count()
+            << " connections_closed=" << report.connections_closed
+            << " in_flight_at_start=" << report.in_flight_at_start
+            << " completed_during_drain=" << report.completed_during_drain << " cut=" << report.cut
+            << " forced=" << (report.forced ? "true" : "false") << " requests_ok=" << ok.load()
+            << std::endl;
+  return failed_before_drain.load() == 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -86,6 +144,7 @@ int main(int argc, char** argv) {
   cfg.pool.max_idle_time = std::chrono::minutes(5);
   cfg.pool.cleanup_interval = std::chrono::seconds(30);
   cfg.pool.acquire_timeout = std::chrono::seconds(5);
+  cfg.pool.shutdown_grace_period = std::chrono::milliseconds(opts.grace_ms);
   cfg.log_level = "warn";
   sshpool::engine engine{cfg}; // owns its caf::actor_system
 
@@ -122,8 +181,7 @@ int main(int argc, char** argv) {
       auto backend = res->header("x-backend");
       std::cout << res->id << " -> " << res->status << " from " << (backend ? *backend : "?")
                 << ": " << shorten(res->body) << "\n";
-    }
-    else {
+    } else {
       std::cerr << res.error().to_string() << "\n";
       ++failures;
     }
@@ -160,7 +218,20 @@ int main(int argc, char** argv) {
   sshpool::pool_stats stats = pool.get_pool_stats();
   std::cout << "== pool: " << stats.total_connections << " connections, " << stats.user_count
             << " users, " << stats.leases << " leases, " << stats.waiters << " waiting\n";
-  for (auto& [user, target_port] : opts.users)
-    pool.close_connection(user);
+  // The first user's connections are closed explicitly; the rest go with the shutdown.
+  if (auto closed = pool.close_connection(opts.users.front().first); closed)
+    std::cout << "== closed " << *closed << " connection(s) of " << opts.users.front().first
+              << "\n";
+  auto cleanup = engine.cleanup().get_stats();
+  std::cout << "== cleanup: " << (cleanup.is_running ? "running" : "stopped") << ", every "
+            << cleanup.config.cleanup_interval.count() << " ms closes connections idle for "
+            << cleanup.config.max_idle_time.count() << " ms; " << cleanup.runs << " runs, "
+            << cleanup.cleanup_count << " closed\n";
+  if (opts.serve)
+    return serve(engine, opts) && failures == 0 ? 0 : 1;
+  auto report = engine.shutdown(); // drains; returns at once when nothing is in flight
+  std::cout << "== shutdown: " << report.duration.count() << " ms, "
+            << report.connections_closed << " connections closed, " << report.in_flight_at_start
+            << " requests in flight, " << report.cut << " cut\n";
   return failures == 0 ? 0 : 1;
 } // the engine's destructor drains and stops everything
