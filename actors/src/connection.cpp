@@ -59,6 +59,14 @@ public:
 
   void on_alive() override { caf::anon_send(self_, alive_atom_v); }
 
+  void on_stream_head(std::uint64_t tag, response head) override {
+    caf::anon_send(self_, head_atom_v, tag, std::move(head));
+  }
+
+  void on_stream_chunk(std::uint64_t tag, std::string chunk) override {
+    caf::anon_send(self_, chunk_atom_v, tag, std::move(chunk));
+  }
+
 private:
   connection_actor self_;
 };
@@ -70,6 +78,9 @@ struct pending_request {
   time_point arrived;
   time_point deadline;
   bool on_wire = false;
+  /// Streams: the consumer, and the idle timeout that moves the deadline on each chunk.
+  stream_sink_actor sink;
+  caf::timespan timeout{0};
 };
 
 struct connection_actor_state {
@@ -106,6 +117,15 @@ struct connection_actor_state {
 };
 
 using self_ptr = connection_actor::stateful_pointer<connection_actor_state>;
+
+/// Ends request `p` with `err` (none: success): its promise, or its stream's sink (sent by
+/// this actor, so the end follows the stream's chunks in order).
+void end_request(self_ptr self, pending_request& p, std::uint64_t tag, const caf::error& err) {
+  if (p.sink)
+    self->send(p.sink, end_atom_v, tag, err);
+  else
+    p.rp.deliver(err);
+}
 
 std::chrono::system_clock::time_point wall_now() {
   return std::chrono::system_clock::now();
@@ -149,7 +169,7 @@ std::size_t fail_all(self_ptr self, const error& err) {
   auto& st = self->state;
   auto n = st.requests.size();
   for (auto& [tag, p] : st.requests)
-    p.rp.deliver(make_caf_error(err));
+    end_request(self, p, tag, make_caf_error(err));
   st.stats.failed_requests += n;
   st.requests.clear();
   st.queue.clear();
@@ -242,8 +262,26 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
       st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
   self->monitor(st.pool);
   self->set_down_handler([self](const caf::down_msg& dm) {
-    if (dm.source == self->state.pool.address())
+    auto& st = self->state;
+    if (dm.source == st.pool.address()) {
       shut_down(self, error{errc::shutting_down, "the user's pool is gone"}, false);
+      return;
+    }
+    // A stream's consumer went away: abandon its streams (their channels close).
+    for (auto i = st.requests.begin(); i != st.requests.end();) {
+      if (i->second.sink && i->second.sink.address() == dm.source) {
+        if (i->second.on_wire) {
+          st.transport->cancel(i->first);
+          --st.on_wire;
+        }
+        ++st.stats.failed_requests;
+        i = st.requests.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    dispatch(self);
+    maybe_finish_drain(self);
   });
   install_exception_handler(self, [self](const std::string& what) {
     shut_down(self, error{errc::internal, what}, true);
@@ -264,16 +302,75 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         }
         auto tag = ++st.next_tag;
         auto now = self->clock().now();
-        auto rp = self->make_response_promise<response>();
-        st.requests.emplace(tag, pending_request{rp, std::move(req.id),
-                                                 ssh::outbound_request{std::move(wire), *info}, now,
-                                                 now + timeout});
+        pending_request p;
+        p.rp = self->make_response_promise<response>();
+        p.request_id = std::move(req.id);
+        p.req = ssh::outbound_request{std::move(wire), *info, false};
+        p.arrived = now;
+        p.deadline = now + timeout;
+        auto rp = p.rp;
+        st.requests.emplace(tag, std::move(p));
         st.queue.push_back(tag);
         st.stats.last_used = wall_now();
         st.last_activity = now;
         arm_timer(self, now + timeout);
         dispatch(self);
         return rp;
+      },
+      [self](stream_atom, request& req, caf::timespan timeout,
+             stream_sink_actor& sink) -> caf::result<std::uint64_t> {
+        auto& st = self->state;
+        if (st.state == phase::draining)
+          return make_caf_error(errc::shutting_down, "the connection is draining");
+        if (st.state != phase::ready)
+          return make_caf_error(errc::connection_lost,
+                                "connection #" + std::to_string(self->id()) + " is not ready");
+        std::string wire;
+        auto info = ssh::serialize_request(req, st.host_header, wire);
+        if (!info) {
+          ++st.stats.failed_requests;
+          return make_caf_error(info.error());
+        }
+        auto tag = ++st.next_tag;
+        auto now = self->clock().now();
+        pending_request p;
+        p.request_id = std::move(req.id);
+        p.req = ssh::outbound_request{std::move(wire), *info, true};
+        p.arrived = now;
+        p.deadline = now + timeout;
+        p.sink = sink;
+        p.timeout = timeout;
+        st.requests.emplace(tag, std::move(p));
+        self->monitor(sink);
+        st.queue.push_back(tag);
+        st.stats.last_used = wall_now();
+        st.last_activity = now;
+        arm_timer(self, now + timeout);
+        dispatch(self);
+        return tag;
+      },
+      [self](ack_atom, std::uint64_t tag, std::uint64_t bytes) {
+        auto& st = self->state;
+        if (auto i = st.requests.find(tag); i != st.requests.end() && i->second.on_wire)
+          st.transport->ack(tag, bytes);
+      },
+      [self](head_atom, std::uint64_t tag, response& head) {
+        auto& st = self->state;
+        auto i = st.requests.find(tag);
+        if (i == st.requests.end() || !i->second.sink)
+          return;
+        head.id = i->second.request_id;
+        i->second.deadline = self->clock().now() + i->second.timeout;
+        self->send(i->second.sink, head_atom_v, tag, std::move(head));
+      },
+      [self](chunk_atom, std::uint64_t tag, std::string& chunk) {
+        auto& st = self->state;
+        auto i = st.requests.find(tag);
+        if (i == st.requests.end() || !i->second.sink)
+          return;
+        i->second.deadline = self->clock().now() + i->second.timeout;
+        st.last_activity = self->clock().now();
+        self->send(i->second.sink, chunk_atom_v, tag, std::move(chunk));
       },
       [self](stats_atom) {
         auto result = self->state.stats;
@@ -366,8 +463,12 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         ++st.stats.requests;
         log().debug("request '{}' on #{} of '{}': {} in {} us", i->second.request_id, self->id(),
                     st.user, res.status, elapsed_us(self, i->second));
-        res.id = std::move(i->second.request_id);
-        i->second.rp.deliver(std::move(res));
+        if (i->second.sink) {
+          end_request(self, i->second, tag, caf::error{});
+        } else {
+          res.id = std::move(i->second.request_id);
+          i->second.rp.deliver(std::move(res));
+        }
         finish(self, tag, info);
       },
       [self](result_atom, std::uint64_t tag, const caf::error& err, transfer_info info) {
@@ -379,7 +480,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         log().debug("request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
                     self->id(), st.user, elapsed_us(self, i->second),
                     from_caf_error(err, errc::internal).to_string());
-        i->second.rp.deliver(err);
+        end_request(self, i->second, tag, err);
         finish(self, tag, info);
       },
       [self](lost_atom, const caf::error& reason) {
@@ -432,8 +533,9 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
           ++st.stats.failed_requests;
           if (st.state == phase::draining)
             ++st.drain.completed_during_drain; // ended by itself (its own deadline)
-          p.rp.deliver(make_caf_error(errc::request_timeout,
-                                      "request '" + p.request_id + "' did not complete in time"));
+          end_request(self, p, i->first,
+                      make_caf_error(errc::request_timeout,
+                                     "request '" + p.request_id + "' did not complete in time"));
           i = st.requests.erase(i);
         }
         if (next != time_point::max())

@@ -161,6 +161,71 @@ expected<response> connection::forward(const request& req,
   return result;
 }
 
+expected<response> connection::forward_stream(const request& req,
+                                              const stream_handlers& handlers) const {
+  if (!lease_)
+    return error{errc::invalid_argument, "empty connection handle"};
+  return forward_stream(req, handlers, lease_->impl->cfg.pool.request_timeout);
+}
+
+expected<response> connection::forward_stream(const request& req, const stream_handlers& handlers,
+                                              std::chrono::milliseconds idle_deadline) const {
+  if (!lease_)
+    return error{errc::invalid_argument, "empty connection handle"};
+  if (idle_deadline.count() <= 0)
+    return error{errc::invalid_argument, "the deadline must be positive"};
+  auto& im = *lease_->impl;
+  if (im.stopped.load())
+    return stopped_error();
+  // A blocking actor is the sink: chunks are handed to the caller's thread one by one and
+  // acknowledged after the callback returned (backpressure). If this function returns early,
+  // the actor goes away and the connection abandons the stream.
+  caf::scoped_actor self{*im.sys};
+  auto conn = lease_->value.connection;
+  auto idle = caf::timespan{idle_deadline};
+  std::uint64_t id = 0;
+  error failure;
+  self->request(conn, idle + detail::reply_slack, stream_atom_v, req, idle,
+                caf::actor_cast<stream_sink_actor>(self.ptr()))
+      .receive([&](std::uint64_t tag) { id = tag; },
+               [&](caf::error& err) { failure = from_caf_error(err, errc::connection_lost); });
+  if (failed(failure))
+    return failure;
+  response head;
+  for (bool done = false; !done;) {
+    self->receive(
+        [&](head_atom, std::uint64_t tag, response& h) {
+          if (tag != id)
+            return;
+          head = std::move(h);
+          if (handlers.on_head)
+            handlers.on_head(head);
+        },
+        [&](chunk_atom, std::uint64_t tag, std::string& chunk) {
+          if (tag != id)
+            return;
+          bool keep = !handlers.on_chunk || handlers.on_chunk(chunk);
+          self->send(conn, ack_atom_v, tag, static_cast<std::uint64_t>(chunk.size()));
+          done = !keep;
+        },
+        [&](end_atom, std::uint64_t tag, caf::error& err) {
+          if (tag != id)
+            return;
+          done = true;
+          if (err)
+            failure = from_caf_error(err, errc::connection_lost);
+        },
+        caf::after(idle + detail::reply_slack) >>
+            [&] {
+              done = true;
+              failure = error{errc::request_timeout, "no stream event within the deadline"};
+            });
+  }
+  if (failed(failure))
+    return failure;
+  return head;
+}
+
 bool connection::is_healthy() const {
   if (!lease_)
     return false;

@@ -105,9 +105,8 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
   // AES-GCM is 15-35 % faster than chacha20-poly1305 where the CPU has AES instructions
   // (measured here); both ends then prefer it. An explicit list wins.
   auto ciphers = ep.ciphers.empty() ? default_ciphers() : ep.ciphers;
-  if (!ciphers.empty() &&
-      (ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, ciphers.c_str()) != SSH_OK ||
-       ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ciphers.c_str()) != SSH_OK))
+  if (!ciphers.empty() && (ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, ciphers.c_str()) != SSH_OK ||
+                           ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ciphers.c_str()) != SSH_OK))
     return error{errc::invalid_argument, "unsupported cipher list '" + ciphers + "'"};
   // The key is read before connecting: a missing or unreadable key is the caller's error.
   key_guard key;

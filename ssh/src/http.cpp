@@ -581,6 +581,10 @@ void response_parser::finish() {
   impl_->finish();
 }
 
+void response_parser::set_max_body_bytes(std::size_t limit) noexcept {
+  impl_->limits.max_body_bytes = limit;
+}
+
 void response_parser::set_body_sink(body_sink sink) {
   impl_->sink = std::move(sink);
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -119,6 +120,14 @@ void reactor::cancel(std::uint64_t session_id, std::uint64_t tag) {
 void reactor::probe(std::uint64_t session_id) {
   command cmd{command::kind::probe};
   cmd.session_id = session_id;
+  post(std::move(cmd));
+}
+
+void reactor::ack(std::uint64_t session_id, std::uint64_t tag, std::uint64_t bytes) {
+  command cmd{command::kind::ack};
+  cmd.session_id = session_id;
+  cmd.tag = tag;
+  cmd.bytes = bytes;
   post(std::move(cmd));
 }
 
@@ -260,6 +269,9 @@ void reactor::drain_commands() {
     case command::kind::probe:
       do_probe(*ss);
       break;
+    case command::kind::ack:
+      do_ack(*ss, cmd.tag, cmd.bytes);
+      break;
     case command::kind::adopt:
       break;
     }
@@ -356,12 +368,66 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
   c->info = req.info;
   c->bytes_in = 0;
   c->stray_data = false;
+  c->stream = req.stream;
+  c->head_sent = false;
+  c->paused = false;
+  c->pending.clear();
+  c->unacked = 0;
   c->parser.reset(req.info.head);
+  // A stream's body is handed on, not accumulated: max_response_bytes does not apply.
+  if (c->stream) {
+    c->parser.set_body_sink([c](std::string_view bytes) { c->pending.append(bytes); });
+    c->parser.set_max_body_bytes(std::numeric_limits<std::size_t>::max());
+  } else {
+    c->parser.set_body_sink(nullptr);
+    c->parser.set_max_body_bytes(ss.ctl->opts.limits.max_body_bytes);
+  }
   if (c->state == channel_state::phase::idle) {
     c->state = channel_state::phase::busy;
     write_some(*c);
   } else {
     advance_open(*c, rc);
+  }
+}
+
+void reactor::do_ack(session_state& ss, std::uint64_t tag, std::uint64_t bytes) {
+  for (auto& cp : ss.channels) {
+    auto& c = *cp;
+    if (c.tag != tag || !c.stream || c.state != channel_state::phase::busy)
+      continue;
+    c.unacked -= std::min(c.unacked, bytes);
+    if (!c.paused || c.unacked + c.pending.size() >= ss.ctl->opts.stream_window)
+      return;
+    // Resume: take what libssh kept for us while paused; its window grows as we read.
+    touch(ss);
+    c.paused = false;
+    char buf[16384];
+    while (!c.paused && c.state == channel_state::phase::busy && !c.parser.complete() &&
+           !c.parser.failed()) {
+      auto n = ssh_channel_read_nonblocking(c.ch, buf, sizeof(buf), 0);
+      if (n == SSH_EOF) {
+        c.eof = true;
+        break;
+      }
+      if (n <= 0)
+        break;
+      take(c, buf, static_cast<std::size_t>(n));
+    }
+    mark_dirty(c);
+    return;
+  }
+}
+
+void reactor::emit_stream(channel_state& c) {
+  auto& sink = *c.session->ctl->sink;
+  if (!c.head_sent && c.parser.head_complete()) {
+    c.head_sent = true;
+    sink.on_stream_head(c.tag, c.parser.result());
+  }
+  if (!c.pending.empty()) {
+    c.unacked += c.pending.size();
+    sink.on_stream_chunk(c.tag, std::move(c.pending));
+    c.pending.clear();
   }
 }
 
@@ -543,6 +609,12 @@ void reactor::service_dirty(channel_state& c) {
   }
   if (c.state != phase::busy)
     return;
+  if (c.stream) {
+    emit_stream(c);
+    // Paused, libssh may still hold data before the EOF: act on the EOF once resumed.
+    if (c.paused && !c.parser.complete() && !c.parser.failed())
+      return;
+  }
   if (c.parser.complete()) {
     complete(c);
   } else if (c.parser.failed()) {
@@ -724,9 +796,18 @@ void reactor::mark_dirty(channel_state& c) {
 int reactor::on_data(ssh_session, ssh_channel, void* data, std::uint32_t len, int is_stderr,
                      void* userdata) {
   auto& c = *static_cast<channel_state*>(userdata);
-  // Trap 5: consume everything we are given.
   if (is_stderr != 0)
     return static_cast<int>(len);
+  // Trap 5 says consume everything: except for a paused stream, whose data libssh keeps
+  // (offering it again with the next packet) until do_ack reads it; meanwhile the channel
+  // window is not grown, so the server stops sending after at most one window.
+  if (c.stream && c.paused)
+    return 0;
+  c.owner->take(c, static_cast<const char*>(data), len);
+  return static_cast<int>(len);
+}
+
+void reactor::take(channel_state& c, const char* data, std::size_t len) {
   c.bytes_in += len;
   if (c.state != channel_state::phase::busy || c.parser.complete() || c.parser.failed()) {
     c.stray_data = true;
@@ -734,15 +815,17 @@ int reactor::on_data(ssh_session, ssh_channel, void* data, std::uint32_t len, in
     // Nothing may unwind through libssh's frames: a failure to grow the body (bad_alloc)
     // leaves the parser failed, and the loop reports it.
     try {
-      if (c.parser.feed(static_cast<const char*>(data), len) < len)
+      if (c.parser.feed(data, len) < len)
         c.stray_data = true;
     } catch (...) {
       c.stray_data = true;
     }
   }
-  if (c.stray_data || c.parser.complete() || c.parser.failed())
-    c.owner->mark_dirty(c);
-  return static_cast<int>(len);
+  if (c.stream && c.pending.size() + c.unacked >= c.session->ctl->opts.stream_window)
+    c.paused = true;
+  bool stream_news = c.stream && (!c.pending.empty() || (!c.head_sent && c.parser.head_complete()));
+  if (c.stray_data || c.parser.complete() || c.parser.failed() || stream_news)
+    mark_dirty(c);
 }
 
 void reactor::on_eof(ssh_session, ssh_channel, void* userdata) {

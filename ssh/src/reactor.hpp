@@ -47,6 +47,7 @@ public:
   void forward(std::uint64_t session_id, std::uint64_t tag, outbound_request req);
   void cancel(std::uint64_t session_id, std::uint64_t tag);
   void probe(std::uint64_t session_id);
+  void ack(std::uint64_t session_id, std::uint64_t tag, std::uint64_t bytes);
   void close(std::uint64_t session_id);
 
   std::size_t session_count() const noexcept { return session_count_.load(); }
@@ -72,6 +73,13 @@ private:
     bool remote_closed = false;
     /// Bytes arrived that no request asked for: the channel cannot be reused.
     bool stray_data = false;
+    /// Streaming: head delivered; body bytes decoded and not yet delivered; delivered and
+    /// not yet acknowledged; paused (data left in libssh, whose window then fills).
+    bool stream = false;
+    bool head_sent = false;
+    bool paused = false;
+    std::string pending;
+    std::uint64_t unacked = 0;
     std::uint64_t tag = 0;
     std::string out;
     std::size_t out_off = 0;
@@ -106,11 +114,12 @@ private:
   };
 
   struct command {
-    enum class kind { adopt, forward, cancel, close, probe };
+    enum class kind { adopt, forward, cancel, close, probe, ack };
     explicit command(kind k) : what(k) {}
     kind what;
     std::uint64_t session_id = 0;
     std::uint64_t tag = 0;
+    std::uint64_t bytes = 0;
     outbound_request req;
     std::shared_ptr<session_control> ctl;
     connected_session cs;
@@ -131,6 +140,10 @@ private:
   void do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
   void do_cancel(session_state& ss, std::uint64_t tag);
   void do_probe(session_state& ss);
+  void do_ack(session_state& ss, std::uint64_t tag, std::uint64_t bytes);
+  /// Feeds received bytes to the parser (streams: may pause); marks the channel dirty.
+  void take(channel_state& c, const char* data, std::size_t len);
+  void emit_stream(channel_state& c);
   void check_probes();
   session_state* find(std::uint64_t session_id);
 

@@ -35,6 +35,10 @@ public:
 
   void probe() override { ctl_->home->probe(ctl_->id); }
 
+  void ack(std::uint64_t tag, std::uint64_t bytes) override {
+    ctl_->home->ack(ctl_->id, tag, bytes);
+  }
+
   void close() override {
     if (!ctl_->closed.exchange(true))
       ctl_->home->close(ctl_->id);

@@ -419,3 +419,117 @@ TEST_CASE("threads do not grow with connections", "[threads]") {
   for (auto& c : held)
     CHECK(w.eng.pool().release_connection("alice", c));
 }
+
+TEST_CASE("forward_stream hands over an LLM token stream piece by piece", "[stream]") {
+  test_sshd sshd;
+  http_backend::options opts{"llm"};
+  opts.token_delay = 30ms;
+  opts.tokens = 12;
+  http_backend backend{opts};
+  engine eng{world::small_config()};
+  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+  auto conn = eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto req = make_request("chat", "POST", "/api/chat", R"({"model":"demo-llm","messages":[]})");
+  int heads = 0;
+  std::vector<std::string> chunks;
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  stream_handlers handlers;
+  handlers.on_head = [&](const response& head) {
+    ++heads;
+    CHECK(head.status == 200);
+  };
+  handlers.on_chunk = [&](std::string_view chunk) {
+    chunks.emplace_back(chunk);
+    arrivals.push_back(std::chrono::steady_clock::now());
+    return true;
+  };
+  auto head = conn->forward_stream(req, handlers);
+  REQUIRE(head);
+  CHECK(head->id == "chat");
+  CHECK(head->status == 200);
+  CHECK(heads == 1);
+  std::string body;
+  for (auto& c : chunks)
+    body += c;
+  CHECK(std::count(body.begin(), body.end(), '\n') == 13); // 12 tokens + the final line
+  CHECK(body.find("\"done\":true") != std::string::npos);
+  // Tokens arrive one by one as the backend produces them, not all at the end.
+  CHECK(chunks.size() >= 6);
+  CHECK(arrivals.back() - arrivals.front() >= 150ms);
+  CHECK(eng.pool().release_connection("alice", *conn));
+}
+
+TEST_CASE("a slow stream consumer does not make the engine buffer without bound", "[stream]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{"bulk"}};
+  engine eng{world::small_config()};
+  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+  auto conn = eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  constexpr std::size_t total = std::size_t{100} << 20;
+  std::mutex mx;
+  std::condition_variable cv;
+  bool release = false;
+  std::size_t received = 0;
+  std::size_t offset = 0;
+  bool intact = true;
+  stream_handlers handlers;
+  handlers.on_chunk = [&](std::string_view chunk) {
+    if (received == 0) { // the first piece: hold the stream until the test measured
+      std::unique_lock<std::mutex> guard{mx};
+      cv.wait(guard, [&] { return release; });
+    }
+    for (std::size_t i = 0; i < chunk.size() && intact; i += 4093)
+      intact = chunk[i] == static_cast<char>('a' + (offset + i) % 26);
+    offset += chunk.size();
+    received += chunk.size();
+    return true;
+  };
+  auto rss_before = test::rss_bytes();
+  auto result = std::async(std::launch::async, [&] {
+    return conn->forward_stream(make_request("bulk", "GET", "/bytes/" + std::to_string(total)),
+                                handlers);
+  });
+  REQUIRE(backend.wait_for_requests(1, 10s));
+  // Without backpressure the whole 100 MiB would pile up in the engine within this window.
+  std::size_t peak = 0;
+  for (int i = 0; i < 25; ++i) {
+    std::this_thread::sleep_for(20ms);
+    peak = std::max(peak, test::rss_bytes());
+  }
+  {
+    std::lock_guard<std::mutex> guard{mx};
+    release = true;
+  }
+  cv.notify_all();
+  auto res = result.get();
+  INFO((res ? std::string{"ok"} : res.error().to_string()) << ", received " << received);
+  REQUIRE(res);
+  CHECK(received == total);
+  CHECK(intact);
+  auto growth = peak > rss_before ? peak - rss_before : 0;
+  INFO("RSS growth while the consumer stalled: " << (growth >> 10) << " KiB");
+  CHECK(growth < (std::size_t{16} << 20));
+  CHECK(eng.pool().release_connection("alice", *conn));
+}
+
+TEST_CASE("a stream abandoned by its consumer closes its channel, not the connection", "[stream]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  stream_handlers handlers;
+  std::size_t got = 0;
+  handlers.on_chunk = [&](std::string_view chunk) {
+    got += chunk.size();
+    return false; // the client went away
+  };
+  auto res = conn->forward_stream(make_request("gone", "GET", "/bytes/50000000"), handlers);
+  CHECK(res); // the caller stopped it; nothing failed
+  CHECK(got > 0);
+  CHECK(got < 50000000);
+  auto next = conn->forward(make_request("next", "GET", "/echo"));
+  REQUIRE(next);
+  CHECK(next->status == 200);
+  CHECK(conn->is_healthy());
+}

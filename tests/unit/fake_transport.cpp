@@ -11,6 +11,7 @@ public:
   void open() override { s_->opened = true; }
   void forward(std::uint64_t tag, ssh::outbound_request) override { s_->forwarded.push_back(tag); }
   void cancel(std::uint64_t tag) override { s_->cancelled.push_back(tag); }
+  void ack(std::uint64_t tag, std::uint64_t bytes) override { s_->acked.emplace_back(tag, bytes); }
   void probe() override {
     ++s_->probes;
     if (s_->auto_alive)

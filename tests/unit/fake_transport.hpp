@@ -20,6 +20,7 @@ struct fake_session {
   std::vector<std::uint64_t> forwarded;
   std::vector<std::uint64_t> cancelled;
   std::size_t probes = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> acked;
   /// Answer probes at once (a live server); false: a hung one.
   bool auto_alive = true;
 
@@ -29,6 +30,16 @@ struct fake_session {
   void respond(std::uint64_t tag, std::string body = "ok");
   /// Reports the session as lost.
   void lose() { sink->on_lost(error{errc::connection_lost, "fake session lost"}); }
+  /// Streams: the head, a body piece, the end.
+  void stream_head(std::uint64_t tag, int status = 200) {
+    response head;
+    head.status = status;
+    sink->on_stream_head(tag, std::move(head));
+  }
+  void stream_chunk(std::uint64_t tag, std::string chunk) {
+    sink->on_stream_chunk(tag, std::move(chunk));
+  }
+  void stream_end(std::uint64_t tag) { sink->on_response(tag, response{}, transfer_info{}); }
   /// Reports a packet from the server (the answer to a probe).
   void answer_probe() { sink->on_alive(); }
 };

@@ -292,3 +292,90 @@ TEST_CASE("a slow handshake that fails hands its error to the caller waiting for
   REQUIRE(a->done);
   CHECK(a->err.code() == errc::timeout);
 }
+
+namespace {
+
+struct stream_log {
+  std::vector<std::string> events;
+  bool ended = false;
+  error err;
+};
+
+/// A stream consumer that records what it gets and acknowledges every chunk.
+stream_sink_actor::behavior_type recording_sink(stream_sink_actor::pointer self,
+                                                std::shared_ptr<stream_log> log,
+                                                connection_actor conn) {
+  return {
+      [=](head_atom, std::uint64_t, const response& head) {
+        log->events.push_back("head " + std::to_string(head.status));
+      },
+      [=](chunk_atom, std::uint64_t id, const std::string& chunk) {
+        log->events.push_back("chunk " + chunk);
+        self->send(conn, ack_atom_v, id, static_cast<std::uint64_t>(chunk.size()));
+      },
+      [=](end_atom, std::uint64_t, const caf::error& err) {
+        log->ended = true;
+        log->err = from_caf_error(err, errc::internal);
+        self->quit();
+      },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a stream reaches its sink in order and acknowledgements reach the transport",
+          "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto log = std::make_shared<stream_log>();
+  auto sink = f.sys->spawn(recording_sink, log, a->value->connection);
+  auto id =
+      f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("s"), caf::timespan{10s}, sink);
+  REQUIRE(id->value);
+  auto& session = *f.fakes->sessions[0];
+  REQUIRE(session.forwarded.size() == 1);
+  auto tag = session.forwarded[0];
+  session.stream_head(tag);
+  session.stream_chunk(tag, "one");
+  session.stream_chunk(tag, "two");
+  f.sched->run();
+  CHECK(log->events == std::vector<std::string>{"head 200", "chunk one", "chunk two"});
+  REQUIRE(session.acked.size() == 2);
+  CHECK(session.acked[1] == std::make_pair(tag, std::uint64_t{3}));
+  // The deadline is an idle one: each chunk moves it.
+  f.advance(9s);
+  session.stream_chunk(tag, "three");
+  f.sched->run();
+  f.advance(9s);
+  CHECK_FALSE(log->ended);
+  session.stream_end(tag);
+  f.sched->run();
+  CHECK(log->ended);
+  CHECK(log->err.code() == errc::none);
+}
+
+TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto& session = *f.fakes->sessions[0];
+  auto log = std::make_shared<stream_log>();
+  auto sink = f.sys->spawn(recording_sink, log, a->value->connection);
+  f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("quiet"), caf::timespan{2s}, sink);
+  f.advance(2s);
+  CHECK(log->ended);
+  CHECK(log->err.code() == errc::request_timeout);
+  CHECK(session.cancelled.size() == 1);
+
+  auto log2 = std::make_shared<stream_log>();
+  auto sink2 = f.sys->spawn(recording_sink, log2, a->value->connection);
+  f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("gone"), caf::timespan{30s}, sink2);
+  caf::anon_send_exit(sink2, caf::exit_reason::user_shutdown);
+  f.sched->run();
+  CHECK(session.cancelled.size() == 2);
+  auto stats = f.ask<connection_stats>(a->value->connection, stats_atom_v);
+  CHECK(stats->value->active_requests == 0);
+}

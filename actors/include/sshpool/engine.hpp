@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <caf/fwd.hpp>
 
@@ -26,6 +28,17 @@ struct lease_handle;
 engine_impl& impl_of(const engine& e);
 } // namespace detail
 
+/// Receives a streamed response; both run on the thread that called `forward_stream`.
+struct stream_handlers {
+  /// Status and headers (no body), before any body byte.
+  std::function<void(const response& head)> on_head;
+  /// A piece of the body as it arrived (chunked encoding removed). Return false to abandon
+  /// the stream (e.g. the client went away): its channel is closed. The engine takes the
+  /// next piece only after this returns, so a slow consumer slows the server down instead
+  /// of making the engine buffer.
+  std::function<bool(std::string_view chunk)> on_chunk;
+};
+
 /// A leased SSH connection of one user. A cheap copyable handle, usable from several
 /// threads at once (e.g. many concurrent `forward` calls on one connection). It must not
 /// outlive its engine.
@@ -39,6 +52,16 @@ public:
 
   /// Same, with an explicit deadline for this request.
   expected<response> forward(const request& req, std::chrono::milliseconds deadline) const;
+
+  /// Forwards `req` and streams the response to `handlers` as it arrives (LLM token
+  /// streams). Returns the head (no body) once the stream ended, or the error that ended it
+  /// (also after the head). The engine's request_timeout bounds the wait for the head and
+  /// every gap between chunks.
+  expected<response> forward_stream(const request& req, const stream_handlers& handlers) const;
+
+  /// Same, with an explicit idle deadline.
+  expected<response> forward_stream(const request& req, const stream_handlers& handlers,
+                                    std::chrono::milliseconds idle_deadline) const;
 
   /// True while the SSH session is up.
   bool is_healthy() const;

@@ -52,14 +52,33 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, tick_atom, "sp_tick")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, start_atom, "sp_start")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, trigger_atom, "sp_trigger")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, config_atom, "sp_config")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, stream_atom, "sp_stream")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, head_atom, "sp_head")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
+
+/// The consumer of a streamed response (see connection_actor's stream_atom): the head,
+/// then body chunks as they arrive, then the end (no error: complete). It acknowledges the
+/// bytes of each chunk it has taken with ack_atom to the connection; unacknowledged bytes
+/// are bounded (stream_window), which propagates a slow consumer's pace to the server.
+using stream_sink_actor = caf::typed_actor<
+    caf::reacts_to<head_atom, std::uint64_t, response>,
+    caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
+    caf::reacts_to<end_atom, std::uint64_t, caf::error>>;
 
 /// One SSH connection (internal events are marked; services use the first ones).
 using connection_actor = caf::typed_actor<
     // Forwards a request within the deadline; replies the whole response.
     caf::replies_to<forward_atom, request, caf::timespan>::with<response>,
+    // Forwards a request and streams the response to the sink; replies the stream id that
+    // tags the sink's messages. The deadline bounds the wait for the head and every gap
+    // between chunks. ack_atom: the sink took that many more bytes of stream N.
+    caf::replies_to<stream_atom, request, caf::timespan, stream_sink_actor>::with<std::uint64_t>,
+    caf::reacts_to<ack_atom, std::uint64_t, std::uint64_t>,
     caf::replies_to<stats_atom>::with<connection_stats>,
     caf::replies_to<health_atom>::with<bool>,
     // Closes the SSH connection (in-flight requests fail with connection_lost).
@@ -79,6 +98,8 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<opened_atom, caf::error>,
     caf::reacts_to<result_atom, std::uint64_t, response, transfer_info>,
     caf::reacts_to<result_atom, std::uint64_t, caf::error, transfer_info>,
+    caf::reacts_to<head_atom, std::uint64_t, response>,
+    caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
     caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<alive_atom>,
     caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<keepalive_atom, std::uint64_t>,
     caf::reacts_to<probe_atom, std::uint64_t>>;
@@ -243,6 +264,7 @@ CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_config))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_stats))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_report))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::stream_sink_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::user_pool_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::supervisor_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_actor))

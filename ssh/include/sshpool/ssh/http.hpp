@@ -79,6 +79,9 @@ public:
   /// Installs (or clears, with nullptr) the streaming body sink.
   void set_body_sink(body_sink sink);
 
+  /// Changes the body limit (e.g. none for a stream, whose body is not accumulated).
+  void set_max_body_bytes(std::size_t limit) noexcept;
+
   /// Status line and headers are parsed (`result()` has status, reason and headers).
   bool head_complete() const noexcept;
   /// The whole response is parsed.

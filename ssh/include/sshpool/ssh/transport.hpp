@@ -24,8 +24,16 @@ public:
   /// The handshake finished: `result.code()` is `errc::none` on success.
   virtual void on_open(error result) = 0;
 
-  /// The request `tag` completed with a whole response.
+  /// The request `tag` completed with a whole response. For a streamed request: it ended
+  /// (`res` has no body; head and chunks came before).
   virtual void on_response(std::uint64_t tag, response res, transfer_info info) = 0;
+
+  /// Streamed request `tag`: the status line and headers (no body).
+  virtual void on_stream_head(std::uint64_t tag, response head) = 0;
+
+  /// Streamed request `tag`: body bytes as they arrived (chunked encoding removed). The
+  /// owner acknowledges them with `transport::ack` once its consumer took them.
+  virtual void on_stream_chunk(std::uint64_t tag, std::string chunk) = 0;
 
   /// The request `tag` failed; the connection itself may still be usable.
   virtual void on_failure(std::uint64_t tag, error err, transfer_info info) = 0;
@@ -41,6 +49,8 @@ public:
 struct outbound_request {
   std::string wire;
   request_info info;
+  /// Deliver the response as head + chunks (`on_stream_*`) with backpressure.
+  bool stream = false;
 };
 
 /// Per-connection settings of a transport.
@@ -53,6 +63,10 @@ struct transport_options {
   /// Channels this connection may have open at once (busy + kept for reuse).
   std::size_t max_channels = 10;
   response_limits limits;
+  /// A stream's body bytes delivered but not yet acknowledged, at most: beyond it the
+  /// reactor stops taking the channel's data, libssh's window fills and the server stops
+  /// sending (a slow consumer never makes the engine buffer without bound).
+  std::size_t stream_window = std::size_t{256} << 10;
 };
 
 /// One SSH connection. Its methods never block; they are called by one owner at a time.
@@ -70,6 +84,9 @@ public:
 
   /// Abandons a request: its channel is closed, no event follows for it.
   virtual void cancel(std::uint64_t tag) = 0;
+
+  /// The consumer of streamed request `tag` took `bytes` more of its body.
+  virtual void ack(std::uint64_t tag, std::uint64_t bytes) = 0;
 
   /// Sends a liveness probe (keepalive@openssh.com); `on_alive` follows once any packet
   /// arrives from the server. A hung server sends nothing: the owner applies the deadline.
