@@ -120,7 +120,15 @@ using self_ptr = connection_actor::stateful_pointer<connection_actor_state>;
 
 /// Ends request `p` with `err` (none: success): its promise, or its stream's sink (sent by
 /// this actor, so the end follows the stream's chunks in order).
+/// Counts a finished request in the engine's metrics.
+void count(self_ptr self, const pending_request& p, errc result) {
+  auto& counters = *self->state.ctx->counters;
+  counters.count_request(result);
+  counters.request_seconds.observe(self->clock().now() - p.arrived);
+}
+
 void end_request(self_ptr self, pending_request& p, std::uint64_t tag, const caf::error& err) {
+  count(self, p, err ? from_caf_error(err, errc::internal).code() : errc::none);
   if (p.sink)
     self->send(p.sink, end_atom_v, tag, err);
   else
@@ -182,6 +190,8 @@ void shut_down(self_ptr self, const error& reason, bool tell_pool) {
   if (st.state == phase::closed)
     return;
   st.state_before_close = st.state;
+  if (st.state == phase::ready || st.state == phase::draining)
+    st.ctx->counters->connections_closed.fetch_add(1, std::memory_order_relaxed);
   st.state = phase::closed;
   st.stats.state = connection_state::closed;
   st.stats.healthy = false;
@@ -213,6 +223,8 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   auto& st = self->state;
   st.stats.bytes_in += info.bytes_in;
   st.stats.bytes_out += info.bytes_out;
+  st.ctx->counters->bytes_in.fetch_add(info.bytes_in, std::memory_order_relaxed);
+  st.ctx->counters->bytes_out.fetch_add(info.bytes_out, std::memory_order_relaxed);
   st.stats.channel_count = info.open_channels;
   st.stats.last_used = wall_now();
   st.last_activity = self->clock().now();
@@ -261,6 +273,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   st.transport = st.ctx->transports->make(
       st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
   self->monitor(st.pool);
+  // A pool that timed out waiting for this actor never sends connect_atom: do not linger.
+  self->delayed_send(self, std::chrono::minutes(1), orphan_atom_v);
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source == st.pool.address()) {
@@ -432,6 +446,10 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         st.drain.forced = true;
         shut_down(self, error{errc::shutting_down, "cut at the end of the grace period"}, false);
       },
+      [self](orphan_atom) {
+        if (self->state.state == phase::created)
+          shut_down(self, error{errc::timeout, "never asked to connect"}, false);
+      },
       [self](connect_atom) {
         auto& st = self->state;
         if (st.state != phase::created)
@@ -451,6 +469,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         st.state = phase::ready;
         st.stats.state = connection_state::ready;
         st.stats.healthy = true;
+        st.ctx->counters->connections_opened.fetch_add(1, std::memory_order_relaxed);
         st.last_activity = self->clock().now();
         schedule_keepalive(self);
         self->send(st.pool, conn_up_atom_v, self->id());
@@ -466,6 +485,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (i->second.sink) {
           end_request(self, i->second, tag, caf::error{});
         } else {
+          count(self, i->second, errc::none);
           res.id = std::move(i->second.request_id);
           i->second.rp.deliver(std::move(res));
         }
@@ -504,6 +524,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         auto& st = self->state;
         if (!st.probing || seq != st.probe_seq)
           return; // answered in time
+        st.ctx->counters->keepalive_failures.fetch_add(1, std::memory_order_relaxed);
         log().warn("connection #{} of '{}': no answer to a keepalive within {} (hung or "
                    "half-open peer)",
                    self->id(), st.user, describe_ms(st.ctx->pool.keepalive_timeout));

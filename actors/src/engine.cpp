@@ -32,6 +32,7 @@ struct engine_impl {
   std::unique_ptr<caf::actor_system_config> own_cfg;
   std::unique_ptr<caf::actor_system> own_sys;
   caf::actor_system* sys = nullptr;
+  std::shared_ptr<sshpool::metrics> counters = std::make_shared<sshpool::metrics>();
   std::shared_ptr<ssh::ssh_runtime> runtime;
   supervisor_actor supervisor;
   cleanup_actor cleanup;
@@ -55,10 +56,12 @@ struct engine_impl {
     ssh::ssh_runtime::options opts;
     opts.reactor_threads = cfg.reactor_threads != 0 ? cfg.reactor_threads : cores;
     opts.connector_threads = cfg.connector_threads;
+    opts.counters = counters;
     runtime = std::make_shared<ssh::ssh_runtime>(opts);
     auto ctx = std::make_shared<actor_context>();
     ctx->pool = cfg.pool;
     ctx->transports = runtime;
+    ctx->counters = counters;
     supervisor = spawn_supervisor(system, std::move(ctx));
     cleanup = spawn_cleanup(system, supervisor,
                             cleanup_config{cfg.pool.cleanup_interval, cfg.pool.max_idle_time});
@@ -386,6 +389,11 @@ expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
 }
 
 shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
+  if (impl_->stopped.load())
+    return {};
+  // The drain starts with this grace before wait_for_shutdown callers wake up (they would
+  // start it with the configured one).
+  caf::anon_send(impl_->shutdown_coordinator, drain_atom_v, caf::timespan{grace});
   impl_->request_drain();
   shutdown_report report;
   // The drain ends by the grace period (forced) or by the requests' own deadlines.
@@ -424,6 +432,10 @@ shutdown_report engine::wait_for_shutdown() {
     impl_->drain_cv.wait(guard, [this] { return impl_->drain_requested; });
   }
   return shutdown();
+}
+
+metrics_snapshot engine::metrics() const {
+  return impl_->counters->snapshot();
 }
 
 bool engine::is_shutting_down() const noexcept {

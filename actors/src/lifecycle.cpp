@@ -143,6 +143,13 @@ shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor 
       rp.deliver(make_caf_error(errc::internal, what));
     self->state.waiting.clear();
   });
+  // Stopped (the engine goes away) during a drain: its callers get an answer, not silence.
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    for (auto& rp : self->state.waiting)
+      rp.deliver(make_caf_error(errc::shutting_down, "the engine stopped during the drain"));
+    self->state.waiting.clear();
+    self->quit(msg.reason);
+  });
   return {
       [self](drain_atom, caf::timespan grace) -> caf::result<shutdown_report> {
         auto& st = self->state;
@@ -176,9 +183,12 @@ shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor 
                   st.waiting.clear();
                 },
                 [self](caf::error& err) {
-                  for (auto& rp : self->state.waiting)
+                  auto& st = self->state;
+                  for (auto& rp : st.waiting)
                     rp.deliver(err);
-                  self->state.waiting.clear();
+                  st.waiting.clear();
+                  st.draining = false; // a later drain may try again
+                  st.forced = false;
                 });
         return rp;
       },

@@ -36,7 +36,12 @@ struct pending_spawn {
   std::string user;
   endpoint ep;
   user_pool_actor pool;
+  /// After this the pool no longer waits for the answer (its request timed out).
+  time_point deadline;
 };
+
+/// A little less than the pools' spawn request timeout (30 s).
+constexpr auto spawn_queue_limit = std::chrono::seconds(25);
 
 struct supervisor_state {
   static inline const char* name = "sshpool.supervisor";
@@ -164,6 +169,11 @@ void refill(self_ptr self) {
 
 void spawn_now(self_ptr self, pending_spawn& p) {
   auto& st = self->state;
+  if (self->clock().now() >= p.deadline) {
+    // Its pool gave up waiting: a connection now would be an orphan and waste a token.
+    p.rp.deliver(make_caf_error(errc::timeout, "waited too long for a handshake slot"));
+    return;
+  }
   if (st.draining || st.stopping) {
     p.rp.deliver(make_caf_error(not_admitting(st)));
     return;
@@ -185,9 +195,15 @@ void spawn_now(self_ptr self, pending_spawn& p) {
 void run_spawn_queue(self_ptr self) {
   auto& st = self->state;
   refill(self);
-  while (!st.spawn_queue.empty() && st.tokens >= 1.0) {
-    st.tokens -= 1.0;
-    auto p = std::move(st.spawn_queue.front());
+  auto now = self->clock().now();
+  while (!st.spawn_queue.empty()) {
+    auto& front = st.spawn_queue.front();
+    bool expired = now >= front.deadline;
+    if (!expired && st.tokens < 1.0)
+      break;
+    if (!expired)
+      st.tokens -= 1.0; // expired requests take no token
+    auto p = std::move(front);
     st.spawn_queue.pop_front();
     spawn_now(self, p);
   }
@@ -195,7 +211,10 @@ void run_spawn_queue(self_ptr self) {
     st.tick_armed = true;
     auto wait = std::chrono::duration<double>(
         (1.0 - st.tokens) / static_cast<double>(st.ctx->pool.max_handshakes_per_second));
-    self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(wait), tick_atom_v);
+    // Rounded up, so that the tick finds a whole token.
+    self->delayed_send(
+        self, std::chrono::duration_cast<caf::timespan>(wait) + std::chrono::microseconds(1),
+        tick_atom_v);
   }
 }
 
@@ -342,8 +361,8 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
              user_pool_actor& pool) -> caf::result<connection_actor> {
         auto& st = self->state;
         auto rp = self->make_response_promise<connection_actor>();
-        st.spawn_queue.push_back(
-            pending_spawn{rp, std::move(user), std::move(ep), std::move(pool)});
+        st.spawn_queue.push_back(pending_spawn{rp, std::move(user), std::move(ep), std::move(pool),
+                                               self->clock().now() + spawn_queue_limit});
         run_spawn_queue(self);
         return rp;
       },

@@ -83,6 +83,7 @@ struct user_pool_state {
   /// Reconnection: consecutive handshake failures, the end of the backoff, the last
   /// failure (given at once to callers nothing can serve until then) and the retry tick.
   std::uint32_t failures = 0;
+  time_point failed_at;
   time_point retry_at;
   error last_failure;
   std::uint64_t retry_generation = 0;
@@ -93,8 +94,11 @@ struct user_pool_state {
   shutdown_report drain;
   std::size_t drains_pending = 0;
   time_point drain_started;
-  /// Connections being drained (no longer in `conns`): force_atom cuts them.
+  /// Connections being drained or retired (max_lifetime), no longer in `conns`: monitored
+  /// until they closed; drains include them and force_atom cuts them.
   std::vector<connection_actor> draining_conns;
+  /// Evictions waiting for their connections' answers (answered on stop, too).
+  std::vector<caf::typed_response_promise<std::uint64_t>> evictions;
   bool stopped = false;
   bool retire_offered = false;
   std::minstd_rand rng;
@@ -196,18 +200,23 @@ void remove_conn(user_pool_state& st, std::uint64_t id) {
       st.conns.end());
 }
 
-/// Offers to retire once nothing is left (no connection, lease, waiter or handshake) and no
-/// reconnect backoff runs (its state must outlive it: a fresh pool would forget it).
+/// Offers to retire once nothing is left: no connection (being drained included), lease,
+/// waiter, handshake or drain, and no failure remembered for backoff (a fresh pool would
+/// forget it: the backoff would never grow). Failures are remembered until one backoff cap
+/// after the last one.
 void maybe_offer_retirement(self_ptr self) {
   auto& st = self->state;
-  if (st.retire_offered || st.stopped || !st.conns.empty() || st.spawning > 0 ||
-      !st.waiters.empty() || !st.leases.empty() || (st.draining && st.drains_pending > 0))
+  if (st.retire_offered || st.stopped || !st.conns.empty() || !st.draining_conns.empty() ||
+      st.spawning > 0 || !st.waiters.empty() || !st.leases.empty() || st.drains_pending > 0)
     return;
   auto now = self->clock().now();
-  if (now < st.retry_at) {
+  auto hold = st.failures > 0
+                  ? std::max(st.retry_at, st.failed_at + st.ctx->pool.reconnect_backoff_cap)
+                  : st.retry_at;
+  if (now < hold) {
     if (!st.retry_armed) {
       st.retry_armed = true;
-      self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
+      self->delayed_send(self, hold - now, retry_atom_v, ++st.retry_generation);
     }
     return;
   }
@@ -296,13 +305,15 @@ void expire_waiters(self_ptr self) {
     arm_timer(self, next);
 }
 
-/// Drains idle connections past their lifetime (in-flight requests, if any, finish first).
+/// Drains idle connections past their lifetime: no longer leasable nor counted against the
+/// cap, but tracked (and monitored) until they closed, so a request still in flight on one
+/// (a stream whose lease was released early) finishes, and drains and stops include it.
 void retire_expired(self_ptr self, time_point now) {
   auto& st = self->state;
   for (auto i = st.conns.begin(); i != st.conns.end();) {
     if (i->phase == conn_phase::ready && i->leases == 0 && now >= i->expires) {
       log().info("connection #{} of '{}' reached its max_lifetime: retired", i->id, st.user);
-      self->demonitor(i->handle.address());
+      st.draining_conns.push_back(i->handle);
       self->request(i->handle, caf::infinite, drain_atom_v)
           .then([](const shutdown_report&) {}, [](caf::error&) {});
       i = st.conns.erase(i);
@@ -328,7 +339,9 @@ void start_validation(self_ptr self, conn_entry& c) {
             serve_waiters(self);
           },
           [self, id](caf::error&) {
-            // It closed itself and reports conn_down; do not wait for that to stop counting.
+            // It closed itself (or its reply got lost: close it), and stops counting now.
+            if (auto* c = find_conn(self->state, id))
+              self->send(c->handle, close_atom_v);
             remove_conn(self->state, id);
             serve_waiters(self);
           });
@@ -378,14 +391,19 @@ void handshake_failed(self_ptr self, const error& err) {
   ++st.stats.handshake_failures;
   if (st.stopped)
     return;
-  // Backoff with full jitter: random in [0, min(cap, base * 2^(failures - 1))].
+  // Backoff with full jitter: random in [0, min(cap, base * 2^(failures - 1))]; for a
+  // refusal (auth, host key), that will not change by retrying: in [cap / 2, cap].
   ++st.failures;
+  st.failed_at = self->clock().now();
   auto base =
       std::chrono::duration_cast<std::chrono::milliseconds>(st.ctx->pool.reconnect_backoff_base);
   auto ceiling = std::min<std::chrono::milliseconds>(
       st.ctx->pool.reconnect_backoff_cap,
       base * (1LL << std::min<std::uint32_t>(st.failures - 1, 20)));
-  std::uniform_int_distribution<long long> jitter{0, ceiling.count()};
+  auto floor = fatal(err.code()) ? st.ctx->pool.reconnect_backoff_cap.count() / 2 : 0;
+  if (fatal(err.code()))
+    ceiling = st.ctx->pool.reconnect_backoff_cap;
+  std::uniform_int_distribution<long long> jitter{floor, ceiling.count()};
   auto backoff = std::chrono::milliseconds{jitter(st.rng)};
   st.retry_at = self->clock().now() + backoff;
   st.retry_armed = false;
@@ -408,6 +426,21 @@ void handshake_failed(self_ptr self, const error& err) {
 
 // -- drain ------------------------------------------------------------------------------------
 
+/// Answers everyone still waiting on this pool (stop, exception): no promise is dropped.
+void deliver_all(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  for (auto& w : st.waiters)
+    w.rp.deliver(err);
+  st.waiters.clear();
+  for (auto& rp : st.drain_rps)
+    rp.deliver(st.drain);
+  st.drain_rps.clear();
+  for (auto& rp : st.evictions)
+    if (rp.pending())
+      rp.deliver(std::uint64_t{0});
+  st.evictions.clear();
+}
+
 void finish_drain_if_done(self_ptr self) {
   auto& st = self->state;
   if (!st.draining || st.drains_pending > 0 || st.drain_rps.empty())
@@ -417,7 +450,7 @@ void finish_drain_if_done(self_ptr self) {
   for (auto& rp : st.drain_rps)
     rp.deliver(st.drain);
   st.drain_rps.clear();
-  st.draining_conns.clear();
+  st.draining = false; // the user is admitted again
   log().info("user '{}' drained: {} connections closed, {} of {} requests completed, {} cut",
              st.user, st.drain.connections_closed, st.drain.completed_during_drain,
              st.drain.in_flight_at_start, st.drain.cut);
@@ -435,13 +468,18 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
   st.stats.user = st.user;
   st.rng.seed(static_cast<std::minstd_rand::result_type>(self->id() * 2654435761u + 1));
   install_exception_handler(self, [self](const std::string& what) {
-    for (auto& w : self->state.waiters)
-      w.rp.deliver(make_caf_error(errc::internal, what));
-    self->state.waiters.clear();
+    deliver_all(self, make_caf_error(errc::internal, what));
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
-    // A connection actor ended without conn_down (e.g. it crashed): drop it.
     auto& st = self->state;
+    auto d = std::find_if(st.draining_conns.begin(), st.draining_conns.end(),
+                          [&](auto& c) { return c.address() == dm.source; });
+    if (d != st.draining_conns.end()) {
+      st.draining_conns.erase(d); // a drained (or lifetime-retired) connection closed
+      maybe_offer_retirement(self);
+      return;
+    }
+    // A connection actor ended without conn_down (e.g. it crashed): drop it.
     auto i = std::find_if(st.conns.begin(), st.conns.end(),
                           [&](auto& c) { return c.handle.address() == dm.source; });
     if (i == st.conns.end())
@@ -547,9 +585,8 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       [self](stop_atom) {
         auto& st = self->state;
         st.stopped = true;
-        for (auto& w : st.waiters)
-          w.rp.deliver(make_caf_error(errc::shutting_down, "the engine is stopping"));
-        st.waiters.clear();
+        st.drain.forced = true; // a drain still running ends here
+        deliver_all(self, make_caf_error(errc::shutting_down, "the engine is stopping"));
         for (auto& c : st.conns)
           self->send(c.handle, close_atom_v);
         st.conns.clear();
@@ -570,6 +607,10 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           return std::uint64_t{0};
         }
         auto rp = self->make_response_promise<std::uint64_t>();
+        st.evictions.erase(std::remove_if(st.evictions.begin(), st.evictions.end(),
+                                          [](auto& e) { return !e.pending(); }),
+                           st.evictions.end());
+        st.evictions.push_back(rp);
         auto remaining = std::make_shared<std::size_t>(candidates.size());
         auto closed = std::make_shared<std::uint64_t>(0);
         for (auto* c : candidates) {
@@ -578,7 +619,7 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           c->phase = conn_phase::evicting;
           auto id = c->id;
           auto done = [self, rp, remaining, closed]() mutable {
-            if (--*remaining == 0) {
+            if (--*remaining == 0 && rp.pending()) {
               rp.deliver(*closed);
               serve_waiters(self);
             }
@@ -622,11 +663,13 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           w.rp.deliver(make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
         st.waiters.clear();
         st.discard_spawns = st.spawning;
-        for (auto& c : st.conns) {
-          self->demonitor(c.handle.address());
+        // Every connection drains, those already draining (max_lifetime) included: they join.
+        for (auto& c : st.conns)
           st.draining_conns.push_back(c.handle);
+        st.conns.clear();
+        for (auto& handle : st.draining_conns) {
           ++st.drains_pending;
-          self->request(c.handle, caf::infinite, drain_atom_v)
+          self->request(handle, caf::infinite, drain_atom_v)
               .then(
                   [self](const shutdown_report& part) {
                     auto& st = self->state;
@@ -643,7 +686,6 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
                     finish_drain_if_done(self);
                   });
         }
-        st.conns.clear();
         finish_drain_if_done(self);
         return rp;
       },
@@ -653,8 +695,8 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       },
       [self](retire_atom) {
         auto& st = self->state;
-        bool empty = st.conns.empty() && st.spawning == 0 && st.waiters.empty() &&
-                     st.leases.empty() && st.drains_pending == 0;
+        bool empty = st.conns.empty() && st.draining_conns.empty() && st.spawning == 0 &&
+                     st.waiters.empty() && st.leases.empty() && st.drains_pending == 0;
         st.retire_offered = false;
         if (empty)
           self->quit();

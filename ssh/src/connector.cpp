@@ -228,11 +228,13 @@ void connector_pool::handshake(const std::shared_ptr<session_control>& ctl) {
   if (ctl->closed.load())
     return;
   auto start = clock::now();
+  ctl->counters->handshakes_started.fetch_add(1, std::memory_order_relaxed);
   auto res = start < ctl->start_deadline
                  ? blocking_handshake(ctl->ep, start + ctl->opts.connect_timeout)
                  : expected<connected_session>{timed_out(ctl->ep, "its wait for a connector")};
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
   if (!res) {
+    ctl->counters->handshakes_failed.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> guard{mx_};
       ++failed_;
@@ -243,6 +245,7 @@ void connector_pool::handshake(const std::shared_ptr<session_control>& ctl) {
       ctl->sink->on_open(res.error());
     return;
   }
+  ctl->counters->handshake_seconds.observe(clock::now() - start);
   log().debug("handshake #{} with {}@{}:{} done in {} ms", ctl->id, ctl->ep.username, ctl->ep.host,
               ctl->ep.port, ms);
   ctl->home->adopt(ctl, *res);

@@ -210,6 +210,9 @@ bool reactor::alive(const session_state& ss) {
 
 error reactor::session_error(const session_state& ss) {
   std::string text = ssh_get_error(ss.s);
+  // Trap 10: the refused keepalive leaves this stale text behind; it says nothing here.
+  if (text.find("keepalive@openssh.com") != std::string::npos)
+    text.clear();
   return error{errc::connection_lost, "SSH session to " + ss.ctl->ep.host + ":" +
                                           std::to_string(ss.ctl->ep.port) + " lost" +
                                           (text.empty() ? std::string{} : ": " + text)};
@@ -357,6 +360,7 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
     channel_count_.fetch_add(1, std::memory_order_relaxed);
     c->state = channel_state::phase::opening;
     c->open_seen_packets = ss.packets.in_packets;
+    c->open_started = clock::now();
     rc = ssh_channel_open_forward(ch, ss.ctl->ep.target_host.c_str(), ss.ctl->ep.target_port,
                                   "127.0.0.1", 0);
   }
@@ -513,6 +517,7 @@ bool reactor::service() {
 
 void reactor::advance_open(channel_state& c, int rc) {
   if (rc == SSH_OK || ssh_channel_is_open(c.ch)) {
+    c.session->ctl->counters->channel_open_seconds.observe(clock::now() - c.open_started);
     c.state = channel_state::phase::busy;
     write_some(c);
   } else if (rc == SSH_AGAIN) {

@@ -88,6 +88,7 @@ private:
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     std::uint64_t open_seen_packets = 0;
+    std::chrono::steady_clock::time_point open_started;
     std::chrono::steady_clock::time_point idle_since;
 
     explicit channel_state(const response_limits& limits) : parser(limits) {}

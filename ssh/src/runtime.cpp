@@ -54,8 +54,8 @@ std::atomic<std::uint64_t> session_ids{0};
 } // namespace
 
 ssh_runtime::ssh_runtime(options opts)
-    : connectors_(
-          std::make_shared<connector_pool>(std::max<std::size_t>(opts.connector_threads, 1))) {
+    : counters_(std::move(opts.counters)), connectors_(std::make_shared<connector_pool>(
+                                               std::max<std::size_t>(opts.connector_threads, 1))) {
   auto n = std::max<std::size_t>(opts.reactor_threads, 1);
   reactors_.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
@@ -77,6 +77,7 @@ std::unique_ptr<transport> ssh_runtime::make(const endpoint& ep, const transport
   ctl->opts = opts;
   ctl->sink = std::move(sink);
   ctl->home = reactors_[ctl->id % reactors_.size()];
+  ctl->counters = counters_.get();
   return std::make_unique<ssh_transport>(std::move(ctl), connectors_);
 }
 

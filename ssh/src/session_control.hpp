@@ -10,6 +10,7 @@
 
 #include <libssh/libssh.h>
 
+#include "sshpool/metrics.hpp"
 #include "sshpool/ssh/transport.hpp"
 
 namespace sshpool::ssh {
@@ -33,6 +34,8 @@ struct session_control {
   std::chrono::steady_clock::time_point start_deadline;
   /// The reactor that will drive the session once connected.
   std::shared_ptr<reactor> home;
+  /// The engine's counters (outlive every session).
+  metrics* counters = nullptr;
   /// Set by the owner (close/destroy); checked before and after the handshake is handed on.
   std::atomic<bool> closed{false};
 };

@@ -105,6 +105,33 @@ TEST_CASE("GET and POST reach the backend and come back whole", "[forward]") {
   CHECK(stats.bytes_in > 0);
   CHECK(stats.channel_count >= 1); // kept for reuse
   CHECK(w.eng.pool().release_connection("alice", *conn));
+
+  auto m = w.eng.metrics();
+  CHECK(m.requests["ok"] == 3);
+  CHECK(m.handshakes_started == 1);
+  CHECK(m.handshakes_failed == 0);
+  CHECK(m.handshake_seconds.count == 1);
+  CHECK(m.channel_open_seconds.count >= 1);
+  CHECK(m.request_seconds.count == 3);
+  CHECK(m.request_seconds.counts.back() <= m.request_seconds.count);
+  CHECK(m.bytes_out == stats.bytes_out);
+  CHECK(m.connections_opened == 1);
+}
+
+TEST_CASE("with the TCP_NODELAY nudge on, connections work and the nudge channel goes",
+          "[forward]") {
+  world w;
+  auto ep = w.sshd.make_endpoint(w.backend.port());
+  ep.server_nodelay = true;
+  REQUIRE(w.eng.set_endpoint("nudged", ep));
+  auto conn = w.eng.pool().get_connection("nudged");
+  REQUIRE(conn);
+  for (int i = 0; i < 20; ++i) {
+    auto res = conn->forward(make_request("n" + std::to_string(i), "GET", "/echo"));
+    REQUIRE(res);
+    CHECK(res->status == 200);
+  }
+  CHECK(w.eng.pool().release_connection("nudged", *conn));
 }
 
 TEST_CASE("1 MiB bodies travel both ways intact", "[forward]") {

@@ -340,6 +340,11 @@ sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
   result.known_hosts_file = known_hosts_file();
   result.target_host = "127.0.0.1";
   result.target_port = target_port;
+  // The TCP_NODELAY nudge execs a no-op through the login shell. Tests stop sshd abruptly,
+  // killing such shells mid-startup; on this image root's .bashrc runs `pyenv rehash`,
+  // whose lock then goes stale and stalls every later login for a minute. Tests that are
+  // about the nudge turn it back on.
+  result.server_nodelay = false;
   return result;
 }
 

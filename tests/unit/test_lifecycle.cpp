@@ -234,20 +234,68 @@ TEST_CASE("failed handshakes back off with jitter; callers get the error meanwhi
   }
 }
 
-TEST_CASE("auth failures are not retried in a loop", "[reconnect]") {
-  fixture f{lifecycle_config()};
-  for (int i = 0; i < 5; ++i) {
+TEST_CASE("auth failures are not retried in a loop, across pool retirements", "[reconnect]") {
+  fixture f{lifecycle_config()}; // backoff cap 30 s
+  int errors = 0;
+  for (int second = 0; second < 20; ++second) {
     auto a = f.acquire("alice");
-    if (f.fakes->sessions.size() == static_cast<std::size_t>(i + 1) &&
-        !f.fakes->sessions.back()->opened)
-      break;
-    if (!a->done)
+    if (!a->done) // a handshake was started: the server refuses the key
       f.open(f.fakes->sessions.size() - 1, error{errc::auth_failed, "refused"});
     REQUIRE(a->done);
-    CHECK(a->err.code() == errc::auth_failed);
+    errors += a->err.code() == errc::auth_failed ? 1 : 0;
+    f.advance(1s);
   }
-  // Five calls, but handshakes only as the backoff allows (1 s, then up to 2 s...).
-  CHECK(f.fakes->sessions.size() < 5);
+  CHECK(errors == 20);                  // every caller learns why, at once
+  CHECK(f.fakes->sessions.size() == 1); // a refusal waits at least cap / 2 = 15 s
+}
+
+TEST_CASE("the backoff of a failing server grows across pool retirements", "[reconnect]") {
+  fixture f{lifecycle_config()}; // base 1 s, cap 30 s
+  for (int second = 0; second < 60; ++second) {
+    auto a = f.acquire("alice");
+    if (!a->done)
+      f.open(f.fakes->sessions.size() - 1, error{errc::connect_failed, "refused"});
+    REQUIRE(a->done);
+    f.advance(1s);
+  }
+  // A caller every second for a minute: without growth that would be ~60 handshakes.
+  CHECK(f.fakes->sessions.size() <= 12);
+  CHECK(f.fakes->sessions.size() >= 3);
+}
+
+TEST_CASE("a stream on a connection past its lifetime is not cut", "[health]") {
+  auto pc = lifecycle_config();
+  pc.max_lifetime = 30min;
+  fixture f{pc};
+  caf::anon_send(f.cleanup, start_atom_v);
+  auto l = ready_lease(f);
+  f.advance(25min);
+  auto stream = f.forward(l, get("ten-minute-stream"), 2h);
+  REQUIRE(f.release("alice", l).value); // released early; the request goes on
+  f.advance(10min);                     // past max_lifetime, many cleanup ticks
+  auto& session = *f.fakes->sessions[0];
+  CHECK_FALSE(stream->done);
+  CHECK_FALSE(session.closed);
+  session.respond(session.forwarded.at(0));
+  f.sched->run();
+  REQUIRE(stream->value);
+  CHECK(session.closed); // retired once nothing was in flight
+}
+
+TEST_CASE("after drain_user the user is admitted again, even with a lease held", "[shutdown]") {
+  fixture f{lifecycle_config()};
+  auto l = ready_lease(f);
+  auto report = f.ask<shutdown_report>(f.sup, drain_atom_v, std::string{"alice"});
+  REQUIRE(report->value);
+  CHECK(report->value->connections_closed == 1);
+  auto again = f.acquire("alice"); // the old lease is still held
+  REQUIRE(f.fakes->sessions.size() == 2);
+  f.open(1);
+  CHECK(again->value);
+  CHECK(f.release("alice", l).value);
+  auto second = f.ask<shutdown_report>(f.sup, drain_atom_v, std::string{"alice"});
+  REQUIRE(second->value);
+  CHECK(second->value->connections_closed == 1); // fresh counts for a new drain
 }
 
 TEST_CASE("an idle engine drains at once", "[shutdown]") {

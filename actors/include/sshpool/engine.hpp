@@ -15,6 +15,7 @@
 
 #include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
+#include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool {
@@ -173,6 +174,10 @@ public:
 
   /// A drain has started.
   bool is_shutting_down() const noexcept;
+
+  /// The engine's counters and latency histograms (handshakes, channel opens, requests by
+  /// result, bytes, keepalive failures, connections opened and closed).
+  metrics_snapshot metrics() const;
 
   const engine_config& config() const noexcept;
 

@@ -57,6 +57,7 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, head_atom, "sp_head")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, orphan_atom, "sp_orphan")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -102,7 +103,9 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
     caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<alive_atom>,
     caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<keepalive_atom, std::uint64_t>,
-    caf::reacts_to<probe_atom, std::uint64_t>>;
+    caf::reacts_to<probe_atom, std::uint64_t>,
+    // internal: a connection never told to connect (its pool gave up on it) ends itself.
+    caf::reacts_to<orphan_atom>>;
 
 /// A lease of a connection by a user; released with `release_atom`.
 struct lease {

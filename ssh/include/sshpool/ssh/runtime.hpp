@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "sshpool/metrics.hpp"
 #include "sshpool/ssh/transport.hpp"
 
 namespace sshpool::ssh {
@@ -32,6 +33,8 @@ public:
   struct options {
     std::size_t reactor_threads = 2;
     std::size_t connector_threads = 2;
+    /// Where handshake and channel-open latencies go (must outlive the runtime's sessions).
+    std::shared_ptr<metrics> counters = std::make_shared<metrics>();
   };
 
   explicit ssh_runtime(options opts);
@@ -46,6 +49,7 @@ public:
   std::size_t thread_count() const noexcept;
 
 private:
+  std::shared_ptr<metrics> counters_;
   std::shared_ptr<connector_pool> connectors_;
   std::vector<std::shared_ptr<reactor>> reactors_;
 };
