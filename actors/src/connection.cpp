@@ -236,6 +236,43 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   maybe_finish_drain(self);
 }
 
+/// Validates and serialises a request into `p`; an error if the connection cannot take it.
+caf::error prepare(self_ptr self, request& req, caf::timespan timeout, pending_request& p) {
+  auto& st = self->state;
+  if (st.state == phase::draining)
+    return make_caf_error(errc::shutting_down, "the connection is draining");
+  if (st.state != phase::ready)
+    return make_caf_error(errc::connection_lost,
+                          "connection #" + std::to_string(self->id()) + " is not ready");
+  std::string wire;
+  auto info = ssh::serialize_request(req, st.host_header, wire);
+  if (!info) {
+    ++st.stats.failed_requests;
+    return make_caf_error(info.error());
+  }
+  auto now = self->clock().now();
+  p.request_id = std::move(req.id);
+  p.req = ssh::outbound_request{std::move(wire), *info, false};
+  p.arrived = now;
+  p.deadline = now + timeout;
+  return {};
+}
+
+/// Queues a prepared request for a channel slot; returns its tag.
+std::uint64_t enqueue(self_ptr self, pending_request p) {
+  auto& st = self->state;
+  auto tag = ++st.next_tag;
+  auto deadline = p.deadline;
+  p.req.stream = static_cast<bool>(p.sink);
+  st.requests.emplace(tag, std::move(p));
+  st.queue.push_back(tag);
+  st.stats.last_used = wall_now();
+  st.last_activity = self->clock().now();
+  arm_timer(self, deadline);
+  dispatch(self);
+  return tag;
+}
+
 void start_probe(self_ptr self) {
   auto& st = self->state;
   if (st.probing)
@@ -302,66 +339,24 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   });
   return {
       [self](forward_atom, request& req, caf::timespan timeout) -> caf::result<response> {
-        auto& st = self->state;
-        if (st.state == phase::draining)
-          return make_caf_error(errc::shutting_down, "the connection is draining");
-        if (st.state != phase::ready)
-          return make_caf_error(errc::connection_lost,
-                                "connection #" + std::to_string(self->id()) + " is not ready");
-        std::string wire;
-        auto info = ssh::serialize_request(req, st.host_header, wire);
-        if (!info) {
-          ++st.stats.failed_requests;
-          return make_caf_error(info.error());
-        }
-        auto tag = ++st.next_tag;
-        auto now = self->clock().now();
         pending_request p;
+        if (auto err = prepare(self, req, timeout, p))
+          return err;
+        // The promise only once the request is taken: an error is then returned directly.
         p.rp = self->make_response_promise<response>();
-        p.request_id = std::move(req.id);
-        p.req = ssh::outbound_request{std::move(wire), *info, false};
-        p.arrived = now;
-        p.deadline = now + timeout;
         auto rp = p.rp;
-        st.requests.emplace(tag, std::move(p));
-        st.queue.push_back(tag);
-        st.stats.last_used = wall_now();
-        st.last_activity = now;
-        arm_timer(self, now + timeout);
-        dispatch(self);
+        enqueue(self, std::move(p));
         return rp;
       },
       [self](stream_atom, request& req, caf::timespan timeout,
              stream_sink_actor& sink) -> caf::result<std::uint64_t> {
-        auto& st = self->state;
-        if (st.state == phase::draining)
-          return make_caf_error(errc::shutting_down, "the connection is draining");
-        if (st.state != phase::ready)
-          return make_caf_error(errc::connection_lost,
-                                "connection #" + std::to_string(self->id()) + " is not ready");
-        std::string wire;
-        auto info = ssh::serialize_request(req, st.host_header, wire);
-        if (!info) {
-          ++st.stats.failed_requests;
-          return make_caf_error(info.error());
-        }
-        auto tag = ++st.next_tag;
-        auto now = self->clock().now();
         pending_request p;
-        p.request_id = std::move(req.id);
-        p.req = ssh::outbound_request{std::move(wire), *info, true};
-        p.arrived = now;
-        p.deadline = now + timeout;
+        if (auto err = prepare(self, req, timeout, p))
+          return err;
         p.sink = sink;
         p.timeout = timeout;
-        st.requests.emplace(tag, std::move(p));
         self->monitor(sink);
-        st.queue.push_back(tag);
-        st.stats.last_used = wall_now();
-        st.last_activity = now;
-        arm_timer(self, now + timeout);
-        dispatch(self);
-        return tag;
+        return enqueue(self, std::move(p));
       },
       [self](ack_atom, std::uint64_t tag, std::uint64_t bytes) {
         auto& st = self->state;

@@ -82,90 +82,46 @@ struct fixture {
     sched->run();
   }
 
-  /// Asks for a lease from a client actor; the reply lands in the returned object.
-  std::shared_ptr<reply<lease>> acquire(const std::string& user) {
-    auto r = std::make_shared<reply<lease>>();
-    sys->spawn([r, user, sup = sup](caf::event_based_actor* self) {
-      self->request(sup, caf::infinite, acquire_atom_v, user)
-          .then(
-              [r](lease& l) {
-                r->value = std::move(l);
-                r->done = true;
-              },
-              [r](caf::error& e) {
-                r->err = from_caf_error(e, errc::internal);
-                r->done = true;
-              });
-    });
-    sched->run();
-    return r;
-  }
-
-  reply<bool> release(const std::string& user, const lease& l) {
-    auto r = std::make_shared<reply<bool>>();
-    sys->spawn([r, user, l, sup = sup](caf::event_based_actor* self) {
-      self->request(sup, caf::infinite, release_atom_v, user, l)
-          .then(
-              [r] {
-                r->value = true;
-                r->done = true;
-              },
-              [r](caf::error& e) {
-                r->err = from_caf_error(e, errc::internal);
-                r->done = true;
-              });
-    });
-    sched->run();
-    return *r;
-  }
-
-  std::shared_ptr<reply<response>> forward(const lease& l, request req, caf::timespan deadline) {
-    auto r = std::make_shared<reply<response>>();
-    sys->spawn([r, l, req, deadline](caf::event_based_actor* self) {
-      self->request(l.connection, caf::infinite, forward_atom_v, req, deadline)
-          .then(
-              [r](response& res) {
-                r->value = std::move(res);
-                r->done = true;
-              },
-              [r](caf::error& e) {
-                // As the facade: a connection actor that is gone means the connection is lost.
-                r->err = from_caf_error(e, errc::connection_lost);
-                r->done = true;
-              });
-    });
-    sched->run();
-    return r;
-  }
-
-  pool_stats stats() {
-    auto r = std::make_shared<pool_stats>();
-    sys->spawn([r, sup = sup](caf::event_based_actor* self) {
-      self->request(sup, caf::infinite, stats_atom_v).then([r](pool_stats& st) { *r = st; });
-    });
-    sched->run();
-    return *r;
-  }
-
-  /// Sends a request from a client actor; the reply lands in the returned object.
+  /// Sends a request from a client actor; the reply lands in the returned object. A failure
+  /// of CAF's own (e.g. the receiver is gone) becomes `when_gone`.
   template <class T, class Handle, class... Ts>
-  std::shared_ptr<reply<T>> ask(const Handle& dest, Ts... xs) {
+  std::shared_ptr<reply<T>> ask_or(errc when_gone, const Handle& dest, Ts... xs) {
     auto r = std::make_shared<reply<T>>();
-    sys->spawn([r, dest, xs...](caf::event_based_actor* self) {
+    sys->spawn([r, when_gone, dest, xs...](caf::event_based_actor* self) {
       self->request(dest, caf::infinite, xs...)
           .then(
               [r](T& value) {
                 r->value = std::move(value);
                 r->done = true;
               },
-              [r](caf::error& e) {
-                r->err = from_caf_error(e, errc::internal);
+              [r, when_gone](caf::error& e) {
+                r->err = from_caf_error(e, when_gone);
                 r->done = true;
               });
     });
     sched->run();
     return r;
   }
+
+  template <class T, class Handle, class... Ts>
+  std::shared_ptr<reply<T>> ask(const Handle& dest, Ts... xs) {
+    return ask_or<T>(errc::internal, dest, xs...);
+  }
+
+  std::shared_ptr<reply<lease>> acquire(const std::string& user) {
+    return ask<lease>(sup, acquire_atom_v, user);
+  }
+
+  reply<bool> release(const std::string& user, const lease& l) {
+    return *ask_void(sup, release_atom_v, user, l);
+  }
+
+  /// As the facade: a connection actor that is gone means the connection is lost.
+  std::shared_ptr<reply<response>> forward(const lease& l, request req, caf::timespan deadline) {
+    return ask_or<response>(errc::connection_lost, l.connection, forward_atom_v, req, deadline);
+  }
+
+  pool_stats stats() { return *ask<pool_stats>(sup, stats_atom_v)->value; }
 
   /// As `ask`, for requests answered with no value (value = true on success).
   template <class Handle, class... Ts>
