@@ -54,7 +54,8 @@ struct engine_impl {
     log().set_level(spdlog::level::from_str(cfg.log_level));
     auto cores = std::max(1u, std::thread::hardware_concurrency());
     ssh::ssh_runtime::options opts;
-    opts.reactor_threads = cfg.reactor_threads != 0 ? cfg.reactor_threads : cores;
+    opts.reactor_threads =
+        cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max(1u, cores / 2);
     opts.connector_threads = cfg.connector_threads;
     opts.counters = counters;
     runtime = std::make_shared<ssh::ssh_runtime>(opts);

@@ -3,6 +3,8 @@
 // one step's rounding. ~/.ssh/config is never read (SSH_OPTIONS_PROCESS_CONFIG off).
 #include "connector.hpp"
 
+#include <pthread.h>
+
 #include "reactor.hpp"
 #include "sshpool/ssh/log.hpp"
 
@@ -210,6 +212,7 @@ std::uint64_t connector_pool::failed() const {
 }
 
 void connector_pool::run() {
+  pthread_setname_np(pthread_self(), "sshpool.connect");
   for (;;) {
     std::shared_ptr<session_control> ctl;
     {

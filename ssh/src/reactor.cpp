@@ -7,6 +7,7 @@
 #include <limits>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -159,6 +160,7 @@ void reactor::post(command cmd) {
 // -- the loop -------------------------------------------------------------------------------
 
 void reactor::run() {
+  pthread_setname_np(pthread_self(), "sshpool.reactor");
   while (!stopping_.load(std::memory_order_relaxed)) {
     drain_commands();
     bool busy = service();
