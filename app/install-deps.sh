@@ -4,7 +4,8 @@
 # usage: app/install-deps.sh [extra-package...]
 set -euo pipefail
 packages=(build-essential cmake libcaf-dev libssh-dev libssl-dev libspdlog-dev catch2
-  libhttp-parser-dev openssh-server openssh-client iproute2 procps "$@")
+  libhttp-parser-dev nlohmann-json3-dev openssh-server openssh-client iproute2 procps curl
+  prometheus "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,64 @@
+// sshpool-demo's gateway: an HTTP front end (http_server) in front of an sshpool engine.
+// Each request names its user (X-User-Id header or /u/<user>/ prefix) and is streamed to
+// that user's service through the engine (upstream_bridge), chunk by chunk, each chunk
+// acknowledged upstream only once the client's socket took it. Errors become JSON bodies
+// {"code": <errc name>, "message", "request_id"} with the status of `status_of`.
+// /healthz, /readyz, /metrics and /stats are answered by the gateway itself.
+//
+// Threads: the front end's loop thread runs all routing and exchange state; the engine's
+// CAF threads run the forwarder actors, which post their events to the loop; a small
+// stats thread reads the pool and cleanup figures when /metrics or /stats asks (those
+// engine calls block, so they must not run on the loop, where they would stall every
+// client, nor on a CAF thread) and posts the answer back; concurrent scrapes share one
+// reading. The engine's counters and histograms are lock-free and read live on the loop.
+// The owner's thread calls `wait`.
+//
+// Shutdown: after `handle_signals`, SIGTERM/SIGINT start the engine's drain; /readyz turns
+// 503 and new requests get 503 shutting_down at once, while streams in flight go on. When
+// the drain ends, `wait` lets the front end deliver what it still holds (bounded), stops
+// it and returns the engine's report.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "gateway/settings.hpp"
+#include "sshpool/errc.hpp"
+#include "sshpool/types.hpp"
+
+namespace sshpool::gateway {
+
+/// The HTTP status for an engine error: 404 unknown_user, 400 invalid_request, 503
+/// pool_exhausted / shutting_down, 504 request_timeout / timeout, 502 for the rest.
+int status_of(errc code) noexcept;
+
+class gateway {
+public:
+  /// Builds the engine, sets every user's endpoint, reads the first statistics and starts
+  /// the front end (listening once this returns). Throws std::invalid_argument for a bad
+  /// endpoint and std::system_error if the address cannot be bound.
+  explicit gateway(gateway_config cfg);
+
+  /// Stops the front end (cutting what is in flight), the actors and the engine.
+  ~gateway();
+
+  gateway(const gateway&) = delete;
+  gateway& operator=(const gateway&) = delete;
+
+  /// The port the front end listens on.
+  std::uint16_t port() const;
+
+  /// SIGTERM and SIGINT start a drain (a second one cuts what remains).
+  void handle_signals();
+
+  /// Blocks until a drain was started and has finished, then stops the front end once it
+  /// delivered what it holds (at most the client timeout, 5 s at most) and returns the
+  /// drain's report.
+  shutdown_report wait();
+
+private:
+  class impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace sshpool::gateway

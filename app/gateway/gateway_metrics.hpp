@@ -1,0 +1,74 @@
+// The figures behind /metrics and /stats: the gateway's own counters (requests by HTTP
+// status and result code, request latency), the front end's connection and byte counts,
+// the engine's metrics (lock-free, read live), and the pool and cleanup statistics (read
+// for each rendering by the gateway's stats thread, because reading them blocks). Rendered
+// as Prometheus text exposition format 0.0.4 (names `sshpool_...`, base units, HELP and
+// TYPE for each family; checked with `promtool check metrics` in the tests) or as JSON.
+//
+// Thread-safety: `gateway_metrics::count` and the renderers run on the front end's loop
+// thread only; the histogram inside is lock-free.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "sshpool/metrics.hpp"
+#include "sshpool/types.hpp"
+
+namespace sshpool::gateway {
+
+/// Requests answered by the gateway (operational endpoints excluded).
+class gateway_metrics {
+public:
+  /// Counts one request: the HTTP status sent (499: the client left before a response),
+  /// its result code ("ok", an errc name, "client_closed"), and how long it took.
+  void count(int status, const std::string& code, std::chrono::nanoseconds latency);
+
+  /// Requests by (status, code).
+  const std::map<std::pair<int, std::string>, std::uint64_t>& requests() const { return requests_; }
+  histogram_snapshot latency() const { return latency_.snapshot(); }
+
+private:
+  std::map<std::pair<int, std::string>, std::uint64_t> requests_;
+  histogram latency_;
+};
+
+/// Pool and cleanup statistics as read from the engine.
+struct pool_snapshot {
+  pool_stats pool;
+  cleanup_stats cleanup;
+};
+
+/// The front end's own figures.
+struct front_end_figures {
+  std::uint64_t open_connections = 0;
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_sent = 0;
+  /// Requests forwarded right now (from the request to the end of its response).
+  std::uint64_t forwards_in_flight = 0;
+};
+
+/// Everything one rendering shows.
+struct metrics_view {
+  const gateway_metrics& gateway;
+  metrics_snapshot engine;
+  pool_snapshot pool;
+  front_end_figures front;
+  /// A drain started (/readyz answers 503).
+  bool draining = false;
+  /// The report of the engine's drain once it finished.
+  std::optional<shutdown_report> last_shutdown;
+};
+
+/// Prometheus text exposition format 0.0.4.
+std::string render_prometheus(const metrics_view& v);
+
+/// The same figures as one JSON object (indented: people read it too).
+std::string render_json(const metrics_view& v);
+
+} // namespace sshpool::gateway

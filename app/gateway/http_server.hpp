@@ -1,0 +1,177 @@
+// The HTTP/1.1 front end of sshpool-demo: one thread, one epoll loop, non-blocking sockets
+// (no thread per client), requests parsed by the Debian http-parser, keep-alive and
+// pipelining (one exchange at a time per connection), limits on the request head and body,
+// and timeouts for clients that stall.
+//
+// It knows nothing about users or the engine. Each complete request goes to an
+// `http_handler` on the loop thread, which answers at once (`respond`) or later, from
+// tasks posted to the loop (`loop_queue`), as a stream: `send_head`, `send_body` pieces,
+// `finish`. Body pieces are reported back (`on_body_sent`) only once the socket took them,
+// which is what lets the handler acknowledge bytes upstream at the client's pace: a slow
+// client slows the stream down instead of growing buffers. The unsent output of a
+// connection is also capped (`max_unsent_bytes`); a stream that exceeds it is cut.
+//
+// This file and its .cpp are CAF-free on purpose (CAF translation units compile slowly).
+//
+// Thread-safety: the constructor, `shutdown` and the destructor are called by the owner;
+// `respond`, `send_head`, `send_body`, `finish` only on the loop thread (from handler
+// callbacks or posted tasks); `loop_queue::post` and the counters from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sshpool/types.hpp"
+
+namespace sshpool::gateway {
+
+/// A complete request as received.
+struct http_request {
+  /// Identifies the exchange (request + response) in every later call; never reused.
+  std::uint64_t exchange = 0;
+  std::string method;
+  /// The request target as received (origin form expected).
+  std::string target;
+  /// Header fields in arrival order, names as received.
+  header_list headers;
+  /// The body (chunked encoding removed).
+  std::string body;
+  /// HTTP/1.0 (no chunked responses).
+  bool http10 = false;
+  /// The peer's address, "ip:port".
+  std::string peer;
+
+  /// The value of the first header named `name` (case-insensitive), or nullptr.
+  const std::string* header(std::string_view name) const;
+};
+
+/// The head of a response. The server adds Content-Length or Transfer-Encoding and
+/// Connection; `headers` must hold end-to-end headers only.
+struct response_head {
+  int status = 200;
+  /// Empty: the standard phrase.
+  std::string reason;
+  header_list headers;
+  /// The body length if known in advance (sent as Content-Length, the body raw); else the
+  /// body is chunked (close-delimited for HTTP/1.0 clients).
+  std::optional<std::uint64_t> content_length;
+  /// No body follows whatever the length says (answers to HEAD, 204, 304).
+  bool no_body = false;
+  /// Close the connection after this response.
+  bool close = false;
+};
+
+/// Receives the server's events, on the loop thread.
+class http_handler {
+public:
+  virtual ~http_handler() = default;
+
+  /// A complete request. Answer with `respond`, or `send_head` ... `finish`, now or later.
+  virtual void on_request(http_request req) = 0;
+
+  /// A request that could not be accepted (`status`: 400 malformed, 408 too slow, 413 body
+  /// too large, 431 head too large); `req` holds what was parsed. Answer it with `respond`;
+  /// the connection closes afterwards.
+  virtual void on_bad_request(http_request req, int status, std::string why) = 0;
+
+  /// `bytes` more body bytes of the exchange's response were taken by the socket.
+  virtual void on_body_sent(std::uint64_t exchange, std::size_t bytes) = 0;
+
+  /// The exchange is over: the whole response was taken by the socket (`complete`), or the
+  /// connection closed first (client gone, timeout, a stream cut by `finish(false)`).
+  /// Called exactly once per exchange; the id is invalid afterwards.
+  virtual void on_done(std::uint64_t exchange, bool complete, std::uint64_t bytes_sent) = 0;
+};
+
+/// Tasks for the loop thread, posted from any thread. Once the server stopped, posted
+/// tasks are dropped without running.
+class loop_queue {
+public:
+  void post(std::function<void()> task);
+
+private:
+  friend class http_server;
+  std::mutex mutex_;
+  std::vector<std::function<void()>> tasks_;
+  int wake_fd_ = -1;
+  bool closed_ = false;
+};
+
+class http_server {
+public:
+  struct options {
+    /// Numeric address or host name, and port (0: ephemeral; see `port()`).
+    std::string bind = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::size_t max_header_bytes = std::size_t{64} << 10;
+    std::size_t max_body_bytes = std::size_t{16} << 20;
+    std::size_t max_clients = 1024;
+    /// Output waiting for a slow client beyond which its stream is cut (the handler's
+    /// acknowledgements normally keep it far below).
+    std::size_t max_unsent_bytes = std::size_t{4} << 20;
+    /// Idle keep-alive, incomplete request or no write progress for this long: closed.
+    std::chrono::milliseconds client_timeout{std::chrono::seconds(30)};
+  };
+
+  /// Binds and listens (connections wait in the backlog until `start`). Throws
+  /// std::system_error on failure.
+  http_server(options opts, http_handler& handler);
+
+  /// `shutdown(0)` if not done yet.
+  ~http_server();
+
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// Starts the loop thread; the handler is called from it from now on.
+  void start();
+
+  /// The port actually listened on.
+  std::uint16_t port() const noexcept { return port_; }
+
+  /// Posts tasks to the loop thread (shared: it may outlive the server).
+  const std::shared_ptr<loop_queue>& queue() const noexcept { return queue_; }
+
+  /// Stops accepting, closes idle connections, lets responses in progress finish for at
+  /// most `grace`, then closes the rest and joins the loop thread. Blocking; not from the
+  /// loop thread.
+  void shutdown(std::chrono::milliseconds grace);
+
+  // -- loop thread: answers -----------------------------------------------------------------
+
+  /// A complete response with this body (Content-Length; nothing for HEAD).
+  void respond(std::uint64_t exchange, response_head head, std::string body);
+  /// Starts a streamed response.
+  void send_head(std::uint64_t exchange, response_head head);
+  /// A piece of the body (framed as the head said).
+  void send_body(std::uint64_t exchange, std::string data);
+  /// Ends the body: complete (the last chunk is sent) or cut (the connection closes once
+  /// what is queued was sent, so the client sees an incomplete body).
+  void finish(std::uint64_t exchange, bool complete);
+
+  // -- any thread: counters -----------------------------------------------------------------
+
+  std::size_t open_connections() const noexcept { return open_.load(); }
+  std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
+  std::uint64_t bytes_received() const noexcept { return bytes_in_.load(); }
+  std::uint64_t bytes_sent() const noexcept { return bytes_out_.load(); }
+
+private:
+  class loop;
+  std::shared_ptr<loop_queue> queue_;
+  std::unique_ptr<loop> loop_;
+  std::uint16_t port_ = 0;
+  std::atomic<std::size_t> open_{0};
+  std::atomic<std::uint64_t> accepted_{0};
+  std::atomic<std::uint64_t> bytes_in_{0};
+  std::atomic<std::uint64_t> bytes_out_{0};
+};
+
+} // namespace sshpool::gateway

@@ -1,0 +1,180 @@
+// The gateway's spdlog setup: a text pattern or a JSON formatter, and structured events.
+#include "gateway/logging.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace sshpool::gateway {
+
+namespace {
+
+/// The configured format (set once by setup_logging, before other threads log).
+std::atomic<bool> json_output{false};
+
+/// The gateway logger (set once by setup_logging).
+std::shared_ptr<spdlog::logger>& gateway_logger() {
+  static std::shared_ptr<spdlog::logger> instance;
+  return instance;
+}
+
+/// Appends `s` as the inside of a JSON string (no quotes).
+void append_json_escaped(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\u00";
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+}
+
+/// Appends a text-format value: bare if it is a plain token, else quoted and escaped.
+void append_text_value(std::string& out, std::string_view v) {
+  bool plain = !v.empty();
+  for (unsigned char c : v)
+    if (c <= 0x20 || c == '"' || c == '=' || c == '\\' || c == 0x7f)
+      plain = false;
+  if (plain) {
+    out += v;
+    return;
+  }
+  out += '"';
+  append_json_escaped(out, v);
+  out += '"';
+}
+
+/// One JSON object per line. The gateway's payload is already a list of JSON members
+/// (`raw_members`); the engine's is free text, written as "msg".
+class json_formatter final : public spdlog::formatter {
+public:
+  explicit json_formatter(bool raw_members) : raw_members_(raw_members) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    std::string line = "{\"time\":\"";
+    auto t = std::chrono::system_clock::to_time_t(msg.time);
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() %
+        1000;
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char stamp[40];
+    std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03dZ", static_cast<int>(ms));
+    line += stamp;
+    line += "\",\"level\":\"";
+    auto level = spdlog::level::to_string_view(msg.level);
+    line.append(level.data(), level.size());
+    line += "\",\"logger\":\"";
+    append_json_escaped(line, std::string_view{msg.logger_name.data(), msg.logger_name.size()});
+    line += "\",";
+    std::string_view payload{msg.payload.data(), msg.payload.size()};
+    if (raw_members_) {
+      line += payload;
+    } else {
+      line += "\"msg\":\"";
+      append_json_escaped(line, payload);
+      line += '"';
+    }
+    line += "}\n";
+    dest.append(line.data(), line.data() + line.size());
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<json_formatter>(raw_members_);
+  }
+
+private:
+  bool raw_members_;
+};
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& name, log_format format,
+                                            bool raw_members) {
+  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  if (format == log_format::json)
+    sink->set_formatter(std::make_unique<json_formatter>(raw_members));
+  else
+    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+        "%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v", spdlog::pattern_time_type::utc));
+  auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
+  spdlog::drop(name);
+  spdlog::register_logger(logger);
+  return logger;
+}
+
+} // namespace
+
+log_field field_fixed3(std::string_view key, double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", value);
+  return {key, buf, true};
+}
+
+void setup_logging(const std::string& level, log_format format) {
+  json_output = format == log_format::json;
+  auto lvl = spdlog::level::from_str(level);
+  auto engine = make_logger("sshpool", format, false);
+  engine->set_level(lvl);
+  auto gateway = make_logger("gateway", format, true);
+  gateway->set_level(lvl);
+  gateway->flush_on(spdlog::level::trace);
+  gateway_logger() = std::move(gateway);
+}
+
+bool log_enabled(spdlog::level::level_enum level) {
+  auto& logger = gateway_logger();
+  return logger && logger->should_log(level);
+}
+
+void log_event(spdlog::level::level_enum level, std::string_view event,
+               std::initializer_list<log_field> fields) {
+  auto& logger = gateway_logger();
+  if (!logger || !logger->should_log(level))
+    return;
+  std::string line;
+  if (json_output) {
+    line = "\"msg\":\"";
+    append_json_escaped(line, event);
+    line += '"';
+    for (auto& f : fields) {
+      line += ",\"";
+      append_json_escaped(line, f.key);
+      line += "\":";
+      if (f.bare) {
+        line += f.value;
+      } else {
+        line += '"';
+        append_json_escaped(line, f.value);
+        line += '"';
+      }
+    }
+  } else {
+    line = event;
+    for (auto& f : fields) {
+      line += ' ';
+      line += f.key;
+      line += '=';
+      append_text_value(line, f.value);
+    }
+  }
+  logger->log(level, "{}", line);
+}
+
+} // namespace sshpool::gateway

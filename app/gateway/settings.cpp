@@ -1,0 +1,472 @@
+// sshpool-demo's settings: one table, three sources (file < environment < flags).
+#include "gateway/settings.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace sshpool::gateway {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Durations are bounded so that conversions to nanoseconds (caf::timespan) never overflow.
+constexpr std::uint64_t max_millis = 30ULL * 24 * 3600 * 1000;
+/// Counts and sizes are bounded for the same reason and to catch typos.
+constexpr std::uint64_t max_count = std::uint64_t{1} << 40;
+
+/// Parses a whole decimal number without sign; false if empty, signed or not a number.
+bool parse_unsigned(std::string_view s, std::uint64_t& out) {
+  if (s.empty() || s.front() < '0' || s.front() > '9')
+    return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && end == s.data() + s.size();
+}
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+/// One setting: its names in the three sources, its help, how it is applied and shown.
+struct setting {
+  const char* key;
+  const char* env;
+  /// The value's placeholder in --help, and its unit.
+  const char* metavar;
+  const char* unit;
+  const char* help;
+  /// Applies a value; returns why it is invalid, or an empty string.
+  std::function<std::string(gateway_config&, std::string_view)> apply;
+  /// The current value as text.
+  std::function<std::string(const gateway_config&)> show;
+
+  std::string flag() const {
+    std::string f = std::string{"--"} + key;
+    std::replace(f.begin(), f.end(), '_', '-');
+    return f;
+  }
+};
+
+template <class Ref>
+setting count_setting(const char* key, const char* env, const char* help, Ref ref) {
+  return {key,
+          env,
+          "N",
+          "",
+          help,
+          [ref](gateway_config& c, std::string_view v) -> std::string {
+            std::uint64_t n = 0;
+            if (!parse_unsigned(v, n) || n > max_count)
+              return "'" + std::string{v} + "' is not a positive whole number";
+            if (n == 0)
+              return "must be greater than 0";
+            ref(c) = static_cast<std::size_t>(n);
+            return {};
+          },
+          [ref](const gateway_config& c) { return std::to_string(ref(c)); }};
+}
+
+template <class Ref>
+setting millis_setting(const char* key, const char* env, const char* help, Ref ref) {
+  return {key,
+          env,
+          "MS",
+          "ms",
+          help,
+          [ref](gateway_config& c, std::string_view v) -> std::string {
+            std::uint64_t n = 0;
+            if (!parse_unsigned(v, n))
+              return "'" + std::string{v} + "' is not a positive whole number of milliseconds";
+            if (n == 0)
+              return "must be greater than 0 ms";
+            if (n > max_millis)
+              return "must be at most " + std::to_string(max_millis) + " ms (30 days)";
+            ref(c) = std::chrono::milliseconds(static_cast<std::int64_t>(n));
+            return {};
+          },
+          [ref](const gateway_config& c) { return std::to_string(ref(c).count()); }};
+}
+
+std::string apply_listen(gateway_config& c, std::string_view v) {
+  auto colon = v.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return "'" + std::string{v} + "' is not ADDR:PORT";
+  std::string_view host = v.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  std::uint64_t port = 0;
+  if (host.empty() || !parse_unsigned(v.substr(colon + 1), port) || port > 65535)
+    return "'" + std::string{v} + "' is not ADDR:PORT (port 0-65535)";
+  c.listen_host = std::string{host};
+  c.listen_port = static_cast<std::uint16_t>(port);
+  return {};
+}
+
+const std::vector<setting>& settings() {
+  static const std::vector<setting> table = {
+      {"listen", "LISTEN", "ADDR:PORT", "",
+       "address and port of the HTTP front end (port 0: ephemeral)", apply_listen,
+       [](const gateway_config& c) {
+         bool v6 = c.listen_host.find(':') != std::string::npos;
+         return (v6 ? "[" + c.listen_host + "]" : c.listen_host) + ":" +
+                std::to_string(c.listen_port);
+       }},
+      {"log_level", "LOG_LEVEL", "LEVEL", "", "error, warn, info, debug or trace",
+       [](gateway_config& c, std::string_view v) -> std::string {
+         auto level = lower(v);
+         for (const char* ok : {"error", "warn", "info", "debug", "trace"})
+           if (level == ok) {
+             c.log_level = level;
+             return {};
+           }
+         return "'" + std::string{v} + "' is not one of error, warn, info, debug, trace";
+       },
+       [](const gateway_config& c) { return c.log_level; }},
+      {"log_format", "LOG_FORMAT", "FORMAT", "", "text or json (one JSON object per line)",
+       [](gateway_config& c, std::string_view v) -> std::string {
+         auto f = lower(v);
+         if (f != "text" && f != "json")
+           return "'" + std::string{v} + "' is not text or json";
+         c.format = f == "json" ? log_format::json : log_format::text;
+         return {};
+       },
+       [](const gateway_config& c) {
+         return std::string{c.format == log_format::json ? "json" : "text"};
+       }},
+      count_setting(
+          "max_connections_per_user", "MAX_CONNECTIONS_PER_USER", "SSH connections per user",
+          [](auto& c) -> auto& { return c.engine.pool.max_connections_per_user; }),
+      count_setting(
+          "ssh_max_channels", "SSH_MAX_CHANNELS",
+          "concurrent channels (requests) per SSH connection",
+          [](auto& c) -> auto& { return c.engine.pool.max_channels_per_connection; }),
+      count_setting(
+          "max_waiters_per_user", "MAX_WAITERS_PER_USER", "requests that may wait for a lease",
+          [](auto& c) -> auto& { return c.engine.pool.max_waiters_per_user; }),
+      count_setting(
+          "max_connections_total", "MAX_CONNECTIONS_TOTAL", "SSH connections of the whole engine",
+          [](auto& c) -> auto& { return c.engine.pool.max_connections_total; }),
+      millis_setting(
+          "max_idle_time", "MAX_IDLE_TIME", "idle connections older than this close",
+          [](auto& c) -> auto& { return c.engine.pool.max_idle_time; }),
+      millis_setting(
+          "cleanup_interval", "CLEANUP_INTERVAL", "period of the idle cleanup",
+          [](auto& c) -> auto& { return c.engine.pool.cleanup_interval; }),
+      millis_setting(
+          "ssh_keepalive_interval", "SSH_KEEPALIVE_INTERVAL", "period of the SSH liveness probe",
+          [](auto& c) -> auto& { return c.engine.pool.keepalive_interval; }),
+      millis_setting(
+          "ssh_connection_timeout", "SSH_CONNECTION_TIMEOUT", "deadline of an SSH handshake",
+          [](auto& c) -> auto& { return c.engine.pool.connect_timeout; }),
+      millis_setting(
+          "acquire_timeout", "ACQUIRE_TIMEOUT",
+          "wait for a free connection, then 503 pool_exhausted",
+          [](auto& c) -> auto& { return c.engine.pool.acquire_timeout; }),
+      millis_setting(
+          "request_timeout", "REQUEST_TIMEOUT",
+          "wait for the response head and between chunks, then 504",
+          [](auto& c) -> auto& { return c.engine.pool.request_timeout; }),
+      millis_setting(
+          "shutdown_grace_period", "SHUTDOWN_GRACE_PERIOD",
+          "on SIGTERM, how long requests in flight may finish",
+          [](auto& c) -> auto& { return c.engine.pool.shutdown_grace_period; }),
+      {"shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE", "BOOL", "",
+       "true: cut what remains at the end of the grace period; false: wait for it",
+       [](gateway_config& c, std::string_view v) -> std::string {
+         auto b = lower(v);
+         if (b != "true" && b != "false")
+           return "'" + std::string{v} + "' is not true or false";
+         c.engine.pool.force_after_grace_period = b == "true";
+         return {};
+       },
+       [](const gateway_config& c) {
+         return std::string{c.engine.pool.force_after_grace_period ? "true" : "false"};
+       }},
+      count_setting(
+          "max_response_bytes", "MAX_RESPONSE_BYTES", "largest upstream response body",
+          [](auto& c) -> auto& { return c.engine.pool.max_response_bytes; }),
+      count_setting(
+          "max_request_body_bytes", "MAX_REQUEST_BODY_BYTES", "largest request body (413 beyond)",
+          [](auto& c) -> auto& { return c.max_request_body_bytes; }),
+      count_setting(
+          "max_request_header_bytes", "MAX_REQUEST_HEADER_BYTES",
+          "largest request line + headers (431 beyond)",
+          [](auto& c) -> auto& { return c.max_request_header_bytes; }),
+      count_setting(
+          "max_clients", "MAX_CLIENTS", "client connections served at once",
+          [](auto& c) -> auto& { return c.max_clients; }),
+      millis_setting(
+          "client_timeout", "CLIENT_TIMEOUT",
+          "a client idle, or not reading its response, this long is disconnected",
+          [](auto& c) -> auto& { return c.client_timeout; }),
+  };
+  return table;
+}
+
+const setting* find_by_key(std::string_view key) {
+  for (auto& s : settings())
+    if (key == s.key)
+      return &s;
+  return nullptr;
+}
+
+expected<void> fail(std::string message) {
+  return {errc::invalid_argument, std::move(message)};
+}
+
+/// The text form of a JSON scalar (numbers, booleans, strings); false for anything else.
+bool scalar_text(const json& v, std::string& out) {
+  if (v.is_string())
+    out = v.get<std::string>();
+  else if (v.is_boolean())
+    out = v.get<bool>() ? "true" : "false";
+  else if (v.is_number())
+    out = v.dump();
+  else
+    return false;
+  return true;
+}
+
+/// Checks that `path` can be opened for reading (the content is not read).
+std::string check_readable(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return "cannot read '" + path + "': " + std::strerror(errno);
+  ::close(fd);
+  return {};
+}
+
+std::string resolve(const std::string& path, const std::string& base_dir) {
+  if (path.empty() || path.front() == '/' || base_dir.empty())
+    return path;
+  return base_dir + "/" + path;
+}
+
+/// Parses the "users" object of the config file into `cfg.users`.
+expected<void> load_users(const json& users, const std::string& where, const std::string& base_dir,
+                          gateway_config& cfg) {
+  if (!users.is_object())
+    return fail(where + ": users must be an object of user name -> endpoint");
+  for (auto& [name, spec] : users.items()) {
+    std::string at = where + ": users." + name;
+    if (name.empty() || name.size() > 1024)
+      return fail(at + ": a user name must have 1 to 1024 characters");
+    for (unsigned char ch : name)
+      if (ch <= 0x20 || ch == 0x7f || ch == '/')
+        return fail(at + ": a user name cannot hold spaces, control characters or '/'");
+    if (!spec.is_object())
+      return fail(at + ": must be an object");
+    user_config u;
+    u.name = name;
+    u.ep.port = 22;
+    u.ep.target_host = "127.0.0.1";
+    for (auto& [key, value] : spec.items()) {
+      std::string text;
+      if (!scalar_text(value, text))
+        return fail(at + "." + key + ": must be a string, number or boolean");
+      std::uint64_t n = 0;
+      if (key == "host" || key == "username" || key == "target_host" || key == "ciphers") {
+        if (!value.is_string() || text.empty())
+          return fail(at + "." + key + ": must be a non-empty string");
+        (key == "host"          ? u.ep.host
+         : key == "username"    ? u.ep.username
+         : key == "target_host" ? u.ep.target_host
+                                : u.ep.ciphers) = text;
+      } else if (key == "identity_file" || key == "known_hosts_file" || key == "passphrase_file") {
+        if (!value.is_string() || text.empty())
+          return fail(at + "." + key + ": must be a non-empty string");
+        auto path = resolve(text, base_dir);
+        if (auto why = check_readable(path); !why.empty())
+          return fail(at + "." + key + ": " + why);
+        (key == "identity_file"      ? u.ep.identity_file
+         : key == "known_hosts_file" ? u.ep.known_hosts_file
+                                     : u.passphrase_file) = path;
+      } else if (key == "port" || key == "target_port") {
+        if (!parse_unsigned(text, n) || n == 0 || n > 65535)
+          return fail(at + "." + key + ": '" + text + "' is not a port (1-65535)");
+        (key == "port" ? u.ep.port : u.ep.target_port) = static_cast<std::uint16_t>(n);
+      } else if (key == "server_nodelay") {
+        if (!value.is_boolean())
+          return fail(at + ".server_nodelay: must be true or false");
+        u.ep.server_nodelay = value.get<bool>();
+      } else {
+        return fail(at + ": unknown key '" + key + "'");
+      }
+    }
+    for (auto [value, key] : {std::pair{&u.ep.host, "host"}, std::pair{&u.ep.username, "username"},
+                              std::pair{&u.ep.identity_file, "identity_file"},
+                              std::pair{&u.ep.known_hosts_file, "known_hosts_file"}})
+      if (value->empty())
+        return fail(at + ": missing " + key);
+    if (u.ep.target_port == 0)
+      return fail(at + ": missing target_port");
+    if (!u.passphrase_file.empty()) {
+      std::ifstream in{u.passphrase_file, std::ios::binary};
+      std::stringstream buf;
+      buf << in.rdbuf();
+      u.ep.passphrase = buf.str();
+      while (!u.ep.passphrase.empty() &&
+             (u.ep.passphrase.back() == '\n' || u.ep.passphrase.back() == '\r'))
+        u.ep.passphrase.pop_back();
+    }
+    cfg.users.push_back(std::move(u));
+  }
+  return {};
+}
+
+expected<void> load_file(const std::string& path, gateway_config& cfg) {
+  std::string where = "config file " + path;
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return fail(where + ": cannot read it: " + std::strerror(errno));
+  // Parse errors name a position only: the text around it is not echoed.
+  json doc = json::parse(in, nullptr, false);
+  if (doc.is_discarded())
+    return fail(where + ": malformed JSON");
+  if (!doc.is_object())
+    return fail(where + ": the top level must be a JSON object");
+  auto slash = path.rfind('/');
+  std::string base_dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (base_dir.empty())
+    base_dir = "/";
+  for (auto& [key, value] : doc.items()) {
+    if (key == "users") {
+      if (auto ok = load_users(value, where, base_dir, cfg); !ok)
+        return ok;
+      continue;
+    }
+    const setting* s = find_by_key(key);
+    if (s == nullptr)
+      return fail(where + ": unknown key '" + key + "'");
+    std::string text;
+    if (!scalar_text(value, text))
+      return fail(where + ": " + key + ": must be a string, number or boolean");
+    if (auto why = s->apply(cfg, text); !why.empty())
+      return fail(where + ": " + key + ": " + why);
+  }
+  return {};
+}
+
+} // namespace
+
+expected<loaded_config> load_config(const std::vector<std::string>& args, const env_lookup& env) {
+  loaded_config result;
+  // Flags are collected first (the config file comes from one) and applied last.
+  std::vector<std::pair<const setting*, std::string>> flags;
+  std::string config_file;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      result.action = config_action::help;
+      return result;
+    }
+    if (arg == "--check-config") {
+      result.action = config_action::check;
+      continue;
+    }
+    std::string value;
+    bool has_value = false;
+    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const setting* s = nullptr;
+    if (arg != "--config") {
+      for (auto& candidate : settings())
+        if (candidate.flag() == arg)
+          s = &candidate;
+      if (s == nullptr)
+        return error{errc::invalid_argument, "unknown argument '" + arg + "' (see --help)"};
+    }
+    if (!has_value) {
+      if (i + 1 == args.size())
+        return error{errc::invalid_argument, "flag " + arg + ": needs a value"};
+      value = args[++i];
+    }
+    if (s == nullptr)
+      config_file = value;
+    else
+      flags.emplace_back(s, value);
+  }
+  auto& cfg = result.config;
+  if (!config_file.empty())
+    if (auto ok = load_file(config_file, cfg); !ok)
+      return ok.error();
+  for (auto& s : settings())
+    if (const char* value = env(s.env); value != nullptr)
+      if (auto why = s.apply(cfg, value); !why.empty())
+        return error{errc::invalid_argument, std::string{"environment "} + s.env + ": " + why};
+  for (auto& [s, value] : flags)
+    if (auto why = s->apply(cfg, value); !why.empty())
+      return error{errc::invalid_argument, "flag " + s->flag() + ": " + why};
+  cfg.engine.log_level = cfg.log_level;
+  if (auto ok = validate(cfg.engine); !ok)
+    return error{errc::invalid_argument, "invalid engine setting: " + ok.error().message()};
+  return result;
+}
+
+std::string usage_text() {
+  gateway_config defaults;
+  std::string out =
+      "usage: sshpool-demo [--config FILE] [--listen ADDR:PORT] [flags...]\n"
+      "\n"
+      "An HTTP gateway that forwards each request to the service on its user's machine\n"
+      "through a pool of SSH connections (sshpool). The user is named by an X-User-Id\n"
+      "header or a /u/<user>/ path prefix. Operational endpoints: /healthz, /readyz,\n"
+      "/metrics (Prometheus), /stats (JSON).\n"
+      "\n"
+      "Settings come from the config file, then the environment, then the flags (later\n"
+      "ones win). The file is a JSON object with the keys below and \"users\":\n"
+      "  {\"listen\": \"127.0.0.1:8080\", \"users\": {\"alice\": {\"host\": \"10.0.0.5\",\n"
+      "   \"port\": 22, \"username\": \"tunnel\", \"identity_file\": \"id_ed25519\",\n"
+      "   \"known_hosts_file\": \"known_hosts\", \"target_host\": \"127.0.0.1\",\n"
+      "   \"target_port\": 11434, \"server_nodelay\": true, \"passphrase_file\": \"pass\"}}}\n"
+      "Relative paths are relative to the file's directory.\n"
+      "\n"
+      "  --config FILE\n      the JSON config file\n"
+      "  --check-config\n      print the effective configuration (no secrets) and exit\n"
+      "  --help\n      print this text and exit\n";
+  for (auto& s : settings()) {
+    std::string unit = *s.unit != '\0' ? std::string{" "} + s.unit : "";
+    out += "  " + s.flag() + " " + s.metavar + "\n      " + s.help + "\n      (env " + s.env +
+           ", key " + s.key + ", default " + s.show(defaults) + unit + ")\n";
+  }
+  return out;
+}
+
+std::string describe(const gateway_config& cfg) {
+  json out = json::object();
+  for (auto& s : settings())
+    out[s.key] = s.show(cfg);
+  json users = json::object();
+  for (auto& u : cfg.users) {
+    json ep = {{"host", u.ep.host},
+               {"port", u.ep.port},
+               {"username", u.ep.username},
+               {"identity_file", u.ep.identity_file},
+               {"known_hosts_file", u.ep.known_hosts_file},
+               {"target_host", u.ep.target_host},
+               {"target_port", u.ep.target_port},
+               {"server_nodelay", u.ep.server_nodelay}};
+    if (!u.passphrase_file.empty())
+      ep["passphrase_file"] = u.passphrase_file;
+    users[u.name] = std::move(ep);
+  }
+  out["users"] = std::move(users);
+  return out.dump(2);
+}
+
+} // namespace sshpool::gateway

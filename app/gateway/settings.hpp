@@ -1,0 +1,91 @@
+// The configuration of sshpool-demo, from three sources applied in order, later ones
+// overriding earlier ones: a JSON config file (which also lists the users and how each
+// user's machine is reached), environment variables with the seed's names
+// (MAX_CONNECTIONS_PER_USER, MAX_IDLE_TIME, ...), and command line flags. One table of
+// settings drives all three, so a setting has the same meaning, unit and checks wherever
+// it comes from: file key `max_idle_time` = variable `MAX_IDLE_TIME` = flag
+// `--max-idle-time` (durations in milliseconds).
+//
+// Any invalid value (not a number, negative, zero where it cannot be, an unknown key, an
+// unreadable key file, malformed JSON) is an error whose message names the setting and its
+// source; main() prints it and exits with code 2. No secret is ever part of a message: key
+// files and passphrase files are opened to check them, never echoed.
+//
+// Thread-safety: pure functions over their arguments.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sshpool/config.hpp"
+#include "sshpool/error.hpp"
+#include "sshpool/types.hpp"
+
+namespace sshpool::gateway {
+
+/// Output format of the logs.
+enum class log_format { text, json };
+
+/// One user and how the user's machine is reached.
+struct user_config {
+  std::string name;
+  /// The passphrase (if any) is loaded from `passphrase_file` into `ep.passphrase`.
+  endpoint ep;
+  std::string passphrase_file;
+};
+
+/// Everything sshpool-demo needs to run.
+struct gateway_config {
+  /// Address and port of the HTTP front end (port 0: an ephemeral one).
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  /// spdlog level (error, warn, info, debug, trace) and format of every log line.
+  std::string log_level = "info";
+  log_format format = log_format::text;
+  /// The engine's settings (pool caps, timeouts, shutdown).
+  engine_config engine;
+  /// Largest request body and request head the front end accepts (413 / 431 beyond).
+  std::size_t max_request_body_bytes = std::size_t{16} << 20;
+  std::size_t max_request_header_bytes = std::size_t{64} << 10;
+  /// Client connections served at once; further ones wait in the listen backlog.
+  std::size_t max_clients = 1024;
+  /// A client that sends nothing (idle keep-alive, incomplete request) or reads nothing
+  /// (output pending) for this long is disconnected.
+  std::chrono::milliseconds client_timeout{std::chrono::seconds(30)};
+  std::vector<user_config> users;
+};
+
+/// What main() should do after reading the command line.
+enum class config_action {
+  /// Serve.
+  run,
+  /// Print the help text and exit 0.
+  help,
+  /// Print the effective configuration (no secrets) and exit 0.
+  check,
+};
+
+/// A loaded configuration and what to do with it.
+struct loaded_config {
+  gateway_config config;
+  config_action action = config_action::run;
+};
+
+/// Looks up an environment variable; nullptr if unset.
+using env_lookup = std::function<const char*(const char* name)>;
+
+/// Reads the config file named by `--config` (if any), then the environment, then the
+/// flags. Errors (code invalid_argument) name the offending setting and its source.
+expected<loaded_config> load_config(const std::vector<std::string>& args, const env_lookup& env);
+
+/// The --help text: every flag with its variable, file key, unit and default.
+std::string usage_text();
+
+/// The effective configuration as JSON (for --check-config); passphrases are left out.
+std::string describe(const gateway_config& cfg);
+
+} // namespace sshpool::gateway

@@ -1,0 +1,456 @@
+// The gateway tests' harness: child processes, config files, a small HTTP client.
+#include "gateway/gateway_harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace sshpool::test {
+
+namespace {
+
+bool iequals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
+}
+
+int remaining_ms(steady::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+  return static_cast<int>(std::max<long long>(0, left.count()));
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+} // namespace
+
+// -- child_process --------------------------------------------------------------------------
+
+child_process::child_process(const std::vector<std::string>& args,
+                             const std::vector<std::string>& env) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e)
+    env_strings.emplace_back(*e);
+  for (auto& kv : env) {
+    auto eq = kv.find('=');
+    auto name = eq == std::string::npos ? kv + "=" : kv.substr(0, eq + 1);
+    env_strings.erase(std::remove_if(env_strings.begin(), env_strings.end(),
+                                     [&](const std::string& s) { return s.rfind(name, 0) == 0; }),
+                      env_strings.end());
+    if (eq != std::string::npos)
+      env_strings.push_back(kv);
+  }
+  std::vector<char*> argv;
+  std::vector<std::string> args_copy = args;
+  for (auto& a : args_copy)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe2 failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  ::close(err[1]);
+  out_fd_ = out[0];
+  err_fd_ = err[0];
+  if (rc != 0) {
+    ::close(out_fd_);
+    ::close(err_fd_);
+    out_fd_ = err_fd_ = -1;
+    exited_ = true;
+    throw std::runtime_error(std::string{"posix_spawn "} + args[0] + ": " + std::strerror(rc));
+  }
+}
+
+child_process::~child_process() {
+  if (!exited_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status_, 0);
+  }
+  if (out_fd_ >= 0)
+    ::close(out_fd_);
+  if (err_fd_ >= 0)
+    ::close(err_fd_);
+}
+
+bool child_process::pump(std::chrono::milliseconds wait) {
+  pollfd fds[2];
+  nfds_t n = 0;
+  for (int fd : {out_fd_, err_fd_})
+    if (fd >= 0)
+      fds[n++] = pollfd{fd, POLLIN, 0};
+  if (n == 0)
+    return false;
+  if (::poll(fds, n, static_cast<int>(wait.count())) <= 0)
+    return true;
+  char buf[8192];
+  for (nfds_t i = 0; i < n; ++i) {
+    if (fds[i].revents == 0)
+      continue;
+    auto got = ::read(fds[i].fd, buf, sizeof buf);
+    bool is_out = fds[i].fd == out_fd_;
+    if (got > 0) {
+      (is_out ? out_ : err_).append(buf, static_cast<std::size_t>(got));
+    } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+      ::close(fds[i].fd);
+      (is_out ? out_fd_ : err_fd_) = -1;
+    }
+  }
+  return out_fd_ >= 0 || err_fd_ >= 0;
+}
+
+bool child_process::wait_for_output(const std::string& pattern, std::chrono::milliseconds limit,
+                                    bool from_stderr) {
+  auto deadline = steady::now() + limit;
+  const std::string& text = from_stderr ? err_ : out_;
+  while (text.find(pattern) == std::string::npos && steady::now() < deadline)
+    if (!pump(std::chrono::milliseconds(std::min(50, remaining_ms(deadline) + 1))))
+      break;
+  return text.find(pattern) != std::string::npos;
+}
+
+int child_process::wait_exit(std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  while (steady::now() < deadline &&
+         pump(std::chrono::milliseconds(std::min(50, remaining_ms(deadline) + 1)))) {
+  }
+  if (!exited_) {
+    while (::waitpid(pid_, &status_, WNOHANG) == 0) {
+      if (steady::now() >= deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status_, 0);
+        exited_ = true;
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10)); // no exit event to wait on
+    }
+    exited_ = true;
+  }
+  return WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+}
+
+void child_process::signal(int sig) const {
+  ::kill(pid_, sig);
+}
+
+std::uint16_t child_process::listening_port() const {
+  std::smatch m;
+  if (std::regex_search(out_, m, std::regex{"listening on .*:(\\d+)"}))
+    return static_cast<std::uint16_t>(std::stoi(m[1]));
+  return 0;
+}
+
+std::size_t child_process::rss_bytes() const {
+  std::ifstream statm("/proc/" + std::to_string(pid_) + "/statm");
+  std::size_t size_pages = 0;
+  std::size_t resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages))
+    return 0;
+  return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// -- temp_dir -------------------------------------------------------------------------------
+
+temp_dir::temp_dir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string{base != nullptr ? base : "/tmp"} + "/sshpool-gw-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+  std::string cmd = "rm -rf '" + path_ + "'";
+  int rc = std::system(cmd.c_str());
+  static_cast<void>(rc);
+}
+
+std::string temp_dir::write(const std::string& name, const std::string& content) const {
+  std::string full = path_ + "/" + name;
+  std::ofstream f{full, std::ios::binary};
+  f << content;
+  return full;
+}
+
+std::string make_config(const test_sshd& sshd, const std::vector<test_user>& users,
+                        const std::string& extra) {
+  std::string users_json;
+  for (auto& u : users) {
+    auto ep = sshd.make_endpoint(u.target_port);
+    if (!users_json.empty())
+      users_json += ",";
+    users_json +=
+        json_string(u.name) + ":{\"host\":" + json_string(ep.host) +
+        ",\"port\":" + std::to_string(ep.port) + ",\"username\":" + json_string(ep.username) +
+        ",\"identity_file\":" + json_string(ep.identity_file) +
+        ",\"known_hosts_file\":" + json_string(ep.known_hosts_file) +
+        ",\"target_host\":\"127.0.0.1\",\"target_port\":" + std::to_string(u.target_port) +
+        ",\"server_nodelay\":false}";
+  }
+  return "{\"listen\":\"127.0.0.1:0\"" + (extra.empty() ? "" : "," + extra) + ",\"users\":{" +
+         users_json + "}}";
+}
+
+running_gateway::running_gateway(const std::string& config_file,
+                                 const std::vector<std::string>& env,
+                                 const std::vector<std::string>& extra_args)
+    : proc(
+          [&] {
+            std::vector<std::string> args = {SSHPOOL_DEMO_BINARY, "--config", config_file};
+            args.insert(args.end(), extra_args.begin(), extra_args.end());
+            return args;
+          }(),
+          env) {
+  bool up = proc.wait_for_output("listening on", std::chrono::seconds(30));
+  INFO("stdout: " << proc.out() << "\nstderr: " << proc.err());
+  REQUIRE(up);
+  port = proc.listening_port();
+  REQUIRE(port != 0);
+}
+
+// -- http_response / http_client ------------------------------------------------------------
+
+std::string http_response::header(const std::string& name) const {
+  for (auto& [k, v] : headers)
+    if (iequals(k, name))
+      return v;
+  return {};
+}
+
+http_client::http_client(std::uint16_t port, int receive_buffer) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0)
+    throw std::runtime_error("socket failed");
+  if (receive_buffer > 0)
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error(std::string{"connect: "} + std::strerror(errno));
+}
+
+http_client::~http_client() {
+  close();
+}
+
+void http_client::close() {
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = -1;
+}
+
+void http_client::send_raw(const std::string& bytes) {
+  std::size_t off = 0;
+  while (off < bytes.size()) {
+    auto n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0)
+      throw std::runtime_error(std::string{"send: "} + std::strerror(errno));
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+void http_client::send_request(const std::string& method, const std::string& target,
+                               const std::vector<std::pair<std::string, std::string>>& headers,
+                               const std::string& body) {
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: gateway\r\n";
+  for (auto& [k, v] : headers)
+    req += k + ": " + v + "\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  send_raw(req);
+}
+
+bool http_client::fill(steady::time_point deadline) {
+  pollfd pfd{fd_, POLLIN, 0};
+  if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+    return false;
+  char buf[65536];
+  auto n = ::recv(fd_, buf, sizeof buf, 0);
+  if (n <= 0)
+    return false;
+  buffer_.append(buf, static_cast<std::size_t>(n));
+  return true;
+}
+
+bool http_client::read_line(std::string& line, steady::time_point deadline) {
+  for (;;) {
+    auto eol = buffer_.find("\r\n");
+    if (eol != std::string::npos) {
+      line = buffer_.substr(0, eol);
+      buffer_.erase(0, eol + 2);
+      return true;
+    }
+    if (!fill(deadline))
+      return false;
+  }
+}
+
+http_response http_client::read_head(std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  http_response res;
+  std::string line;
+  do { // interim 1xx responses are skipped
+    if (!read_line(line, deadline)) {
+      res.truncated = true;
+      return res;
+    }
+    if (line.size() < 12 || line.compare(0, 5, "HTTP/") != 0) {
+      res.truncated = true;
+      return res;
+    }
+    res.status = std::stoi(line.substr(9, 3));
+    res.headers.clear();
+    while (read_line(line, deadline) && !line.empty()) {
+      auto colon = line.find(':');
+      auto value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      res.headers.emplace_back(line.substr(0, colon), value);
+    }
+  } while (res.status / 100 == 1);
+  res.chunked = iequals(res.header("Transfer-Encoding"), "chunked");
+  return res;
+}
+
+void http_client::read_body(http_response& res, std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  auto add = [&](std::string piece) {
+    res.body += piece;
+    res.pieces.emplace_back(steady::now(), std::move(piece));
+  };
+  if (res.status == 204 || res.status == 304)
+    return;
+  if (res.chunked) {
+    for (;;) {
+      std::string line;
+      if (!read_line(line, deadline)) {
+        res.truncated = true;
+        return;
+      }
+      auto size = std::stoul(line, nullptr, 16);
+      while (buffer_.size() < size + 2)
+        if (!fill(deadline)) {
+          res.truncated = true;
+          return;
+        }
+      if (size == 0) {
+        buffer_.erase(0, 2);
+        return;
+      }
+      add(buffer_.substr(0, size));
+      buffer_.erase(0, size + 2);
+    }
+  }
+  auto length = res.header("Content-Length");
+  if (!length.empty()) {
+    std::size_t want = std::stoul(length);
+    std::size_t got = 0;
+    while (got < want) {
+      if (buffer_.empty() && !fill(deadline)) {
+        res.truncated = true;
+        return;
+      }
+      auto take = std::min(want - got, buffer_.size());
+      add(buffer_.substr(0, take));
+      buffer_.erase(0, take);
+      got += take;
+    }
+    return;
+  }
+  for (;;) { // close-delimited
+    if (!buffer_.empty()) {
+      add(buffer_);
+      buffer_.clear();
+    }
+    if (!fill(deadline))
+      return;
+  }
+}
+
+http_response http_client::read_response(std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  auto res = read_head(limit);
+  if (!res.truncated)
+    read_body(res, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()));
+  return res;
+}
+
+std::size_t http_client::pending_bytes() const {
+  int n = 0;
+  if (::ioctl(fd_, FIONREAD, &n) != 0)
+    return 0;
+  return static_cast<std::size_t>(n);
+}
+
+bool http_client::closed_by_server(std::chrono::milliseconds limit) {
+  auto deadline = steady::now() + limit;
+  for (;;) {
+    pollfd pfd{fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+      return false;
+    char buf[4096];
+    auto n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0)
+      return true;
+  }
+}
+
+http_response fetch(std::uint16_t port, const std::string& method, const std::string& target,
+                    const std::vector<std::pair<std::string, std::string>>& headers,
+                    const std::string& body) {
+  http_client c{port};
+  c.send_request(method, target, headers, body);
+  return c.read_response();
+}
+
+std::string metric_value(const std::string& text, const std::string& name_and_labels) {
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(name_and_labels + " ", 0) == 0)
+      return line.substr(name_and_labels.size() + 1);
+  return {};
+}
+
+} // namespace sshpool::test

@@ -1,0 +1,174 @@
+// Test harness for sshpool-demo: runs the real binary as a child process (its stdout and
+// stderr captured, so tests wait for events such as the "listening" line instead of
+// sleeping), writes its config file for a private sshd and in-process backends, and talks
+// to it with a small blocking HTTP/1.1 client that records when each body chunk arrived.
+// Every wait is bounded.
+//
+// Thread-safety: none; each object is used by the test thread that made it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "support/test_sshd.hpp"
+
+namespace sshpool::test {
+
+using steady = std::chrono::steady_clock;
+
+/// A running sshpool-demo (or any program) with captured output. Killed if still running
+/// when destroyed.
+class child_process {
+public:
+  /// Starts `args[0]` with `args` and the current environment changed by `env`: NAME=VALUE
+  /// sets a variable, a bare NAME unsets it. Standard input is /dev/null.
+  child_process(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
+  ~child_process();
+
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  /// Reads output until `pattern` appears in stdout (or stderr with `from_stderr`), the
+  /// child closes its output, or `limit` passes; true if it appeared.
+  bool wait_for_output(const std::string& pattern, std::chrono::milliseconds limit,
+                       bool from_stderr = false);
+
+  /// Reads all output until the child closes it (bounded), then reaps it. Returns the exit
+  /// code, or -1 (killed by a signal, or still running at the limit: then killed).
+  int wait_exit(std::chrono::milliseconds limit);
+
+  /// Sends a signal.
+  void signal(int sig) const;
+
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+
+  /// The port of the "sshpool-demo listening on ADDR:PORT" line (0 if absent).
+  std::uint16_t listening_port() const;
+
+  /// Resident set size of the child in bytes (from /proc/PID/statm).
+  std::size_t rss_bytes() const;
+
+private:
+  /// Reads what is available (waiting at most `wait`); false once both pipes are closed.
+  bool pump(std::chrono::milliseconds wait);
+
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::string out_;
+  std::string err_;
+  bool exited_ = false;
+  int status_ = 0;
+};
+
+/// A temporary directory, removed with its content.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  /// Writes `content` to path()/name; returns the full path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+private:
+  std::string path_;
+};
+
+/// One user of a config file: the sshd's endpoint, forwarding to `target_port`.
+struct test_user {
+  std::string name;
+  std::uint16_t target_port = 0;
+};
+
+/// A config file for `users` on `sshd` (server_nodelay off, like the fixture's endpoints),
+/// listening on 127.0.0.1:0, plus `extra` top-level members (e.g. `"request_timeout":500`).
+std::string make_config(const test_sshd& sshd, const std::vector<test_user>& users,
+                        const std::string& extra = {});
+
+/// Starts sshpool-demo with `config_file` and `env`, waits for its listening line and
+/// fails the test (REQUIRE) if it does not come.
+struct running_gateway {
+  child_process proc;
+  std::uint16_t port = 0;
+  running_gateway(const std::string& config_file, const std::vector<std::string>& env = {},
+                  const std::vector<std::string>& extra_args = {});
+};
+
+/// A response as the client saw it.
+struct http_response {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  /// Transfer-Encoding: chunked.
+  bool chunked = false;
+  /// Each body piece (decoded chunk, or each read) and when it arrived.
+  std::vector<std::pair<steady::time_point, std::string>> pieces;
+  /// The server closed the connection before the body ended (or on a timeout).
+  bool truncated = false;
+
+  /// The first header named `name` (case-insensitive), or "" if none.
+  std::string header(const std::string& name) const;
+};
+
+/// A blocking client connection to 127.0.0.1:port with bounded reads.
+class http_client {
+public:
+  explicit http_client(std::uint16_t port, int receive_buffer = 0);
+  ~http_client();
+  http_client(const http_client&) = delete;
+  http_client& operator=(const http_client&) = delete;
+
+  /// Sends raw bytes.
+  void send_raw(const std::string& bytes);
+
+  /// Sends a request with `headers` and `body` (Content-Length if a body is given).
+  void send_request(const std::string& method, const std::string& target,
+                    const std::vector<std::pair<std::string, std::string>>& headers = {},
+                    const std::string& body = {});
+
+  /// Reads one response (head and whole body), within `limit`.
+  http_response read_response(std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+  /// Reads only the head of a response; the body is left for `read_body`.
+  http_response read_head(std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+  /// Reads the body of `res` (whose head `read_head` gave).
+  void read_body(http_response& res, std::chrono::milliseconds limit = std::chrono::seconds(20));
+
+  /// Bytes received by the socket and not read yet (FIONREAD).
+  std::size_t pending_bytes() const;
+
+  /// True if the server closed the connection (EOF within `limit`).
+  bool closed_by_server(std::chrono::milliseconds limit);
+
+  void close();
+
+private:
+  /// Reads more bytes into buffer_ before `deadline`; false on EOF or timeout.
+  bool fill(steady::time_point deadline);
+  bool read_line(std::string& line, steady::time_point deadline);
+
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+/// One request on a fresh connection.
+http_response fetch(std::uint16_t port, const std::string& method, const std::string& target,
+                    const std::vector<std::pair<std::string, std::string>>& headers = {},
+                    const std::string& body = {});
+
+/// The value of the Prometheus sample `name{labels}` ("" if absent) in `text`.
+std::string metric_value(const std::string& text, const std::string& name_and_labels);
+
+} // namespace sshpool::test

@@ -1,0 +1,434 @@
+// sshpool-demo end to end: the real binary as a child process, a private sshd, in-process
+// backends, and a plain HTTP client. Routing (X-User-Id and /u/<user>/), header hygiene,
+// every error mapping, streaming chunk by chunk, backpressure to a client that stops
+// reading, /metrics (promtool and counters), and the drain on SIGTERM.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/http_backend.hpp"
+#include "gateway/gateway_harness.hpp"
+#include "support/test_sshd.hpp"
+
+using namespace sshpool::test;
+using namespace std::chrono_literals;
+using sshpool::demo::http_backend;
+using json = nlohmann::json;
+
+namespace {
+
+http_backend::options backend_options(std::string name,
+                                      std::chrono::milliseconds token_delay = 50ms,
+                                      std::size_t tokens = 12) {
+  http_backend::options opts;
+  opts.name = std::move(name);
+  opts.token_delay = token_delay;
+  opts.tokens = tokens;
+  return opts;
+}
+
+long long ms_between(steady::time_point a, steady::time_point b) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
+}
+
+/// Polls `probe` until it returns true (bounded); for conditions that no event announces
+/// to an outside process, such as a counter in another process reaching a value.
+template <class Probe>
+bool eventually(Probe probe, std::chrono::milliseconds limit = 10s) {
+  auto deadline = steady::now() + limit;
+  while (!probe()) {
+    if (steady::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+json body_json(const http_response& res) {
+  return json::parse(res.body, nullptr, false);
+}
+
+/// Whether `res` is the gateway's JSON error with `code`, and its request id matches.
+void check_error(const http_response& res, int status, const std::string& code) {
+  INFO("status " << res.status << " body " << res.body);
+  CHECK(res.status == status);
+  auto body = body_json(res);
+  REQUIRE(body.is_object());
+  CHECK(body["code"] == code);
+  CHECK(body["message"].is_string());
+  CHECK(body["request_id"] == res.header("X-Request-Id"));
+  CHECK(res.header("Content-Type") == "application/json");
+}
+
+std::string fetch_metrics(std::uint16_t port) {
+  auto res = fetch(port, "GET", "/metrics");
+  REQUIRE(res.status == 200);
+  return res.body;
+}
+
+} // namespace
+
+TEST_CASE("requests are routed by X-User-Id or /u/<user>/, with clean headers", "[gateway]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  http_backend b{backend_options("backend-b")};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}, {"bob", b.port()}}));
+  running_gateway gw{cfg};
+
+  SECTION("by path prefix, stripped before forwarding, query kept") {
+    auto res = fetch(gw.port, "GET", "/u/alice/info?x=1&y=2",
+                     {{"Connection", "keep-alive, X-Drop-Me"},
+                      {"X-Drop-Me", "1"},
+                      {"Keep-Alive", "timeout=5"},
+                      {"TE", "trailers"},
+                      {"Proxy-Authorization", "Basic xyz"},
+                      {"X-Request-Id", "client-id-1"},
+                      {"X-Custom", "kept"}});
+    REQUIRE(res.status == 200);
+    CHECK(res.header("X-Backend") == "backend-a");
+    CHECK(res.header("X-Request-Id") == "client-id-1");
+    auto info = body_json(res);
+    REQUIRE(info.is_object());
+    CHECK(info["backend"] == "backend-a");
+    CHECK(info["path"] == "/info?x=1&y=2");
+    auto& h = info["headers"];
+    CHECK(h["X-Request-Id"] == "client-id-1");
+    CHECK(h["X-Custom"] == "kept");
+    for (const char* gone : {"Connection", "X-Drop-Me", "Keep-Alive", "TE", "Proxy-Authorization",
+                             "X-User-Id", "Transfer-Encoding"})
+      CHECK_FALSE(h.contains(gone));
+  }
+
+  SECTION("by header, request id generated when absent, user never forwarded") {
+    auto res = fetch(gw.port, "GET", "/info", {{"X-User-Id", "bob"}});
+    REQUIRE(res.status == 200);
+    CHECK(res.header("X-Backend") == "backend-b");
+    auto id = res.header("X-Request-Id");
+    CHECK_FALSE(id.empty());
+    auto info = body_json(res);
+    CHECK(info["path"] == "/info");
+    CHECK(info["headers"]["X-Request-Id"] == id);
+    CHECK_FALSE(info["headers"].contains("X-User-Id"));
+  }
+
+  SECTION("/u/<user> alone is the root path; both ways agreeing is fine") {
+    auto res = fetch(gw.port, "GET", "/u/alice?q=1", {{"X-User-Id", "alice"}});
+    CHECK(res.status == 404); // the backend's own 404 for "/"
+    CHECK(res.header("X-Backend") == "backend-a");
+    CHECK(a.received().back().path == "/?q=1");
+  }
+
+  SECTION("keep-alive: many requests and users on one connection, bodies both ways") {
+    http_client c{gw.port};
+    for (int i = 0; i < 6; ++i) {
+      std::string user = i % 2 == 0 ? "alice" : "bob";
+      std::string body(1000 * (i + 1), static_cast<char>('a' + i));
+      c.send_request("POST", "/u/" + user + "/echo", {{"Content-Type", "text/plain"}}, body);
+      auto res = c.read_response();
+      REQUIRE(res.status == 200);
+      CHECK(res.header("X-Backend") == "backend-" + std::string{i % 2 == 0 ? "a" : "b"});
+      CHECK(res.body == body);
+      CHECK(res.header("Content-Length") == std::to_string(body.size())); // preserved
+    }
+  }
+
+  SECTION("pipelined requests are answered in order") {
+    http_client c{gw.port};
+    c.send_raw("GET /u/alice/echo HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\n\r\n"
+               "GET /u/bob/echo HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\n\r\n");
+    auto first = c.read_response();
+    auto second = c.read_response();
+    CHECK(first.header("X-Request-Id") == "p1");
+    CHECK(first.header("X-Backend") == "backend-a");
+    CHECK(second.header("X-Request-Id") == "p2");
+    CHECK(second.header("X-Backend") == "backend-b");
+  }
+
+  SECTION("HEAD keeps the upstream length without a body; upstream statuses pass through") {
+    http_client c{gw.port};
+    c.send_request("HEAD", "/u/alice/bytes/1234");
+    auto head = c.read_head();
+    CHECK(head.status == 200);
+    CHECK(head.header("Content-Length") == "1234");
+    c.send_request("GET", "/u/alice/status/418");
+    auto teapot = c.read_response();
+    CHECK(teapot.status == 418);
+  }
+
+  CHECK(gw.proc.pid() > 0);
+}
+
+TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  // A port with nothing listening: a backend that is gone.
+  std::uint16_t closed_port = 0;
+  {
+    http_backend gone{backend_options("gone")};
+    closed_port = gone.port();
+  }
+  temp_dir dir;
+  auto cfg =
+      dir.write("config.json", make_config(sshd, {{"alice", a.port()}, {"closed", closed_port}},
+                                           "\"max_connections_per_user\":1,\"ssh_max_channels\":1,"
+                                           "\"acquire_timeout\":300,\"request_timeout\":1500"));
+  running_gateway gw{cfg};
+
+  SECTION("400 for malformed requests, with a JSON body") {
+    http_client c{gw.port};
+    c.send_raw("THIS IS NOT HTTP\r\n\r\n");
+    auto res = c.read_response();
+    check_error(res, 400, "invalid_request");
+    CHECK(c.closed_by_server(5s));
+    check_error(fetch(gw.port, "GET", "/api/tags"), 400, "invalid_request"); // no user
+    check_error(fetch(gw.port, "GET", "/u/alice/x", {{"X-User-Id", "bob"}}), 400,
+                "invalid_request");
+    check_error(fetch(gw.port, "GET", "/u//x"), 400, "invalid_request");
+  }
+
+  SECTION("413 and 431 for requests over the limits") {
+    http_client big{gw.port};
+    big.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n");
+    check_error(big.read_response(), 413, "invalid_request");
+    http_client fat{gw.port};
+    fat.send_raw("GET /u/alice/echo HTTP/1.1\r\nX-Big: " + std::string(70000, 'x') + "\r\n\r\n");
+    check_error(fat.read_response(), 431, "invalid_request");
+  }
+
+  SECTION("404 for an unknown user") {
+    check_error(fetch(gw.port, "GET", "/u/nobody/api/tags"), 404, "unknown_user");
+    check_error(fetch(gw.port, "GET", "/api/tags", {{"X-User-Id", "nobody"}}), 404, "unknown_user");
+  }
+
+  SECTION("502 when the user's service does not listen") {
+    check_error(fetch(gw.port, "GET", "/u/closed/api/tags"), 502, "channel_open_failed");
+  }
+
+  SECTION("503 with Retry-After when the pool is exhausted, 504 on the upstream timeout") {
+    http_client holder{gw.port};
+    holder.send_request("GET", "/u/alice/hang");
+    REQUIRE(a.wait_for_requests(a.requests_received() + 1, 10s)); // the one lease is taken
+    auto started = steady::now();
+    auto busy = fetch(gw.port, "GET", "/u/alice/echo");
+    check_error(busy, 503, "pool_exhausted");
+    CHECK(busy.header("Retry-After") == "1");
+    CHECK(ms_between(started, steady::now()) >= 250); // waited acquire_timeout for a lease
+    auto timed_out = holder.read_response(10s);
+    check_error(timed_out, 504, "request_timeout");
+    auto after = fetch(gw.port, "GET", "/u/alice/echo"); // the lease came back
+    CHECK(after.status == 200);
+  }
+}
+
+TEST_CASE("a stream reaches the client chunk by chunk as the backend produces it",
+          "[gateway][stream]") {
+  test_sshd sshd;
+  constexpr auto delay = 150ms;
+  constexpr std::size_t tokens = 8;
+  http_backend a{backend_options("backend-a", delay, tokens)};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
+  running_gateway gw{cfg};
+  fetch(gw.port, "GET", "/u/alice/echo"); // the SSH connection is up
+
+  http_client c{gw.port};
+  auto sent = steady::now();
+  c.send_request("POST", "/u/alice/api/chat", {{"Content-Type", "application/json"}},
+                 R"({"model":"demo-llm","messages":[{"role":"user","content":"hi"}]})");
+  auto res = c.read_response(20s);
+  REQUIRE(res.status == 200);
+  CHECK(res.chunked);
+  CHECK(res.header("Content-Type") == "application/x-ndjson");
+  CHECK_FALSE(res.truncated);
+  // The body is the backend's NDJSON lines, all of them, in order.
+  std::size_t lines = std::count(res.body.begin(), res.body.end(), '\n');
+  CHECK(lines == tokens + 1);
+  REQUIRE(res.pieces.size() >= tokens);
+  auto first_ms = ms_between(sent, res.pieces.front().first);
+  auto last_ms = ms_between(sent, res.pieces.back().first);
+  // The backend sends token i at i * delay; the first must not wait for the last.
+  INFO("first piece after " << first_ms << " ms, last after " << last_ms << " ms");
+  CHECK(first_ms < 150 * 3);
+  CHECK(last_ms >= static_cast<long long>(delay.count() * (tokens - 1)));
+  CHECK(last_ms - first_ms >= static_cast<long long>(delay.count() * (tokens - 3)));
+}
+
+TEST_CASE("a client that leaves mid-stream cancels it upstream", "[gateway][stream]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a", 200ms, 50)};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
+  running_gateway gw{cfg};
+  {
+    http_client c{gw.port};
+    c.send_request("POST", "/u/alice/api/chat", {}, "{}");
+    auto head = c.read_head();
+    REQUIRE(head.status == 200);
+  } // closed after the head, 10 s before the stream would end
+  // The engine abandons the stream: its channel closes, and the backend sees it.
+  CHECK(eventually([&] { return a.open_connections() == 0; }));
+  CHECK(eventually([&] {
+    auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+    return stats["gateway"]["forwards_in_flight"] == 0 && stats["pool"]["leases"] == 0;
+  }));
+  auto metrics = fetch_metrics(gw.port);
+  CHECK(metric_value(metrics,
+                     "sshpool_gateway_requests_total{status=\"200\",code=\"client_closed\"}") ==
+        "1");
+}
+
+TEST_CASE("a client that stops reading does not make the gateway buffer the stream",
+          "[gateway][backpressure]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  auto cfg = dir.write(
+      "config.json", make_config(sshd, {{"alice", a.port()}}, "\"max_response_bytes\":1000000000"));
+  running_gateway gw{cfg};
+  fetch(gw.port, "GET", "/u/alice/bytes/100000"); // warm: connection, channel, allocator
+  auto baseline = gw.proc.rss_bytes();
+  REQUIRE(baseline > 0);
+
+  http_client lazy{gw.port, 16384};
+  lazy.send_request("GET", "/u/alice/bytes/200000000");
+  auto head = lazy.read_head();
+  REQUIRE(head.status == 200);
+  CHECK(head.header("Content-Length") == "200000000");
+  // Wait until the flow stalls: the bytes waiting in the client's socket stop growing
+  // (every buffer between the backend and the client is full).
+  std::size_t last = 0;
+  int stable = 0;
+  REQUIRE(eventually(
+      [&] {
+        auto now = lazy.pending_bytes();
+        stable = now == last && now > 0 ? stable + 1 : 0;
+        last = now;
+        return stable >= 10;
+      },
+      20s));
+  auto rss = gw.proc.rss_bytes();
+  auto growth = rss > baseline ? rss - baseline : 0;
+  INFO("RSS " << baseline / 1024 << " KiB -> " << rss / 1024 << " KiB; the client holds " << last
+              << " bytes of 200000000");
+  CHECK(growth < (std::size_t{24} << 20));
+  // Paused, not cut: the stream is still in flight and its lease held.
+  auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+  CHECK(stats["gateway"]["forwards_in_flight"] == 1);
+  CHECK(stats["pool"]["leases"] == 1);
+  gw.proc.wait_for_output("client_output_overflow", 100ms, true);
+  CHECK(gw.proc.err().find("client_output_overflow") == std::string::npos);
+  // Dropping the client ends the stream upstream and frees everything.
+  lazy.close();
+  CHECK(eventually([&] { return a.open_connections() == 0; }));
+  CHECK(eventually([&] {
+    return metric_value(fetch_metrics(gw.port),
+                        "sshpool_gateway_requests_total{status=\"200\",code=\"client_closed\"}") ==
+           "1";
+  }));
+  CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
+}
+
+TEST_CASE("/metrics passes promtool and counts the requests sent", "[gateway][metrics]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
+  running_gateway gw{cfg};
+  for (int i = 0; i < 3; ++i)
+    CHECK(fetch(gw.port, "GET", "/u/alice/api/tags").status == 200);
+  CHECK(fetch(gw.port, "GET", "/u/alice/status/500").status == 500);
+  CHECK(fetch(gw.port, "GET", "/u/nobody/x").status == 404);
+  CHECK(fetch(gw.port, "GET", "/no-user").status == 400);
+  CHECK(fetch(gw.port, "GET", "/healthz").status == 200); // operational: not counted
+  CHECK(fetch(gw.port, "GET", "/readyz").status == 200);
+
+  auto res = fetch(gw.port, "GET", "/metrics");
+  REQUIRE(res.status == 200);
+  CHECK(res.header("Content-Type").rfind("text/plain; version=0.0.4", 0) == 0);
+  auto& text = res.body;
+  CHECK(metric_value(text, "sshpool_gateway_requests_total{status=\"200\",code=\"ok\"}") == "3");
+  CHECK(metric_value(text, "sshpool_gateway_requests_total{status=\"500\",code=\"ok\"}") == "1");
+  CHECK(metric_value(
+            text, "sshpool_gateway_requests_total{status=\"404\",code=\"unknown_user\"}") == "1");
+  CHECK(metric_value(text,
+                     "sshpool_gateway_requests_total{status=\"400\",code=\"invalid_request\"}") ==
+        "1");
+  CHECK(metric_value(text, "sshpool_gateway_request_duration_seconds_count") == "6");
+  CHECK(metric_value(text, "sshpool_upstream_requests_total{result=\"ok\"}") == "4");
+  CHECK(metric_value(text, "sshpool_pool_connections") == "1");
+  CHECK(metric_value(text, "sshpool_pool_connections_by_state{state=\"idle\"}") == "1");
+  CHECK(metric_value(text, "sshpool_pool_users") == "1");
+  CHECK(metric_value(text, "sshpool_ssh_handshakes_total") == "1");
+  CHECK(metric_value(text, "sshpool_ssh_handshake_duration_seconds_count") == "1");
+  CHECK(metric_value(text, "sshpool_ssh_channel_open_duration_seconds_count") != "");
+  CHECK(metric_value(text, "sshpool_ready") == "1");
+  for (const char* family :
+       {"sshpool_cleanup_runs_total", "sshpool_cleanup_closed_connections_total",
+        "sshpool_ssh_keepalive_failures_total", "sshpool_upstream_received_bytes_total",
+        "sshpool_gateway_sent_bytes_total", "sshpool_pool_leases", "sshpool_pool_waiters"})
+    CHECK(metric_value(text, family) != "");
+
+  auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+  REQUIRE(stats.is_object());
+  CHECK(stats["pool"]["connections"] == 1);
+  CHECK(stats["upstream"]["requests"]["ok"] == 4);
+  CHECK(stats["ready"] == true);
+
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    WARN("promtool not found (Debian package prometheus): the exposition format is not checked");
+    return;
+  }
+  auto file = dir.write("metrics.txt", text);
+  auto out = dir.path() + "/promtool.out";
+  int rc = std::system(("promtool check metrics < '" + file + "' > '" + out + "' 2>&1").c_str());
+  std::ifstream report{out};
+  std::string problems{std::istreambuf_iterator<char>(report), {}};
+  INFO("promtool: " << problems);
+  CHECK(rc == 0);
+  CHECK(problems.empty());
+}
+
+TEST_CASE("SIGTERM: /readyz turns 503 and new requests are refused while streams in flight "
+          "complete; the report is printed and the exit code is 0",
+          "[gateway][shutdown]") {
+  test_sshd sshd;
+  constexpr std::size_t tokens = 10;
+  http_backend a{backend_options("backend-a", 200ms, tokens)};
+  temp_dir dir;
+  auto cfg = dir.write("config.json",
+                       make_config(sshd, {{"alice", a.port()}}, "\"shutdown_grace_period\":20000"));
+  running_gateway gw{cfg};
+  CHECK(fetch(gw.port, "GET", "/readyz").status == 200);
+
+  http_client streaming{gw.port};
+  streaming.send_request("POST", "/u/alice/api/chat", {}, "{}");
+  auto head = streaming.read_head();
+  REQUIRE(head.status == 200);
+  gw.proc.signal(SIGTERM);
+  REQUIRE(gw.proc.wait_for_output("signal received", 10s, true));
+  auto ready = fetch(gw.port, "GET", "/readyz");
+  check_error(ready, 503, "shutting_down");
+  check_error(fetch(gw.port, "GET", "/u/alice/echo"), 503, "shutting_down");
+  CHECK(fetch(gw.port, "GET", "/healthz").status == 200);
+
+  streaming.read_body(head, 20s);
+  CHECK_FALSE(head.truncated);
+  CHECK(std::count(head.body.begin(), head.body.end(), '\n') ==
+        static_cast<long>(tokens + 1)); // every token and the summary line
+
+  REQUIRE(gw.proc.wait_for_output("shutdown report:", 20s));
+  int code = gw.proc.wait_exit(10s);
+  INFO(gw.proc.out() << gw.proc.err());
+  CHECK(code == 0);
+  CHECK(gw.proc.out().find("in_flight_at_start=1 completed_during_drain=1 cut=0 forced=false") !=
+        std::string::npos);
+  CHECK(gw.proc.err().find("shutdown_report") != std::string::npos);
+}

@@ -1,0 +1,284 @@
+// sshpool-demo's configuration and logs, through the real binary: file < environment <
+// flags, every invalid value stopping start-up with exit code 2 and a message naming the
+// setting, and a trace-level log (JSON) that holds no secret: neither the passphrase of
+// an encrypted key nor its content, nor the client's Authorization or Cookie values, nor
+// query strings.
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/http_backend.hpp"
+#include "gateway/gateway_harness.hpp"
+#include "support/test_sshd.hpp"
+
+using namespace sshpool::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+/// Every variable sshpool-demo reads, unset, so the test environment cannot leak in.
+std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
+  std::vector<std::string> env = {"LISTEN",
+                                  "LOG_LEVEL",
+                                  "LOG_FORMAT",
+                                  "MAX_CONNECTIONS_PER_USER",
+                                  "SSH_MAX_CHANNELS",
+                                  "MAX_WAITERS_PER_USER",
+                                  "MAX_CONNECTIONS_TOTAL",
+                                  "MAX_IDLE_TIME",
+                                  "CLEANUP_INTERVAL",
+                                  "SSH_KEEPALIVE_INTERVAL",
+                                  "SSH_CONNECTION_TIMEOUT",
+                                  "ACQUIRE_TIMEOUT",
+                                  "REQUEST_TIMEOUT",
+                                  "SHUTDOWN_GRACE_PERIOD",
+                                  "SHUTDOWN_FORCE_AFTER_GRACE",
+                                  "MAX_RESPONSE_BYTES",
+                                  "MAX_REQUEST_BODY_BYTES",
+                                  "MAX_REQUEST_HEADER_BYTES",
+                                  "MAX_CLIENTS",
+                                  "CLIENT_TIMEOUT"};
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+struct run_result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+run_result run_demo(std::vector<std::string> args, std::vector<std::string> env = {}) {
+  args.insert(args.begin(), SSHPOOL_DEMO_BINARY);
+  child_process p{args, clean_env(std::move(env))};
+  run_result r;
+  r.code = p.wait_exit(20s);
+  r.out = p.out();
+  r.err = p.err();
+  return r;
+}
+
+/// A config directory with stand-in key files (only opened, never used here).
+struct config_dir {
+  temp_dir dir;
+  int files = 0;
+  config_dir() {
+    dir.write("id_test", "not a real key\n");
+    dir.write("known_hosts", "\n");
+  }
+  /// Writes a new config file with `members` and one user; relative key paths.
+  std::string file(const std::string& members, const std::string& user_extra = {}) {
+    std::string user = R"("alice":{"host":"127.0.0.1","username":"tunnel",)"
+                       R"("identity_file":"id_test","known_hosts_file":"known_hosts",)"
+                       R"("target_port":11434)" +
+                       user_extra + "}";
+    return dir.write("config" + std::to_string(++files) + ".json",
+                     "{" + members + (members.empty() ? "" : ",") + "\"users\":{" + user + "}}");
+  }
+};
+
+json effective(const run_result& r) {
+  INFO("exit " << r.code << "\nstdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.code == 0);
+  auto doc = json::parse(r.out, nullptr, false);
+  REQUIRE(doc.is_object());
+  return doc;
+}
+
+} // namespace
+
+TEST_CASE("configuration: file < environment < flags", "[gateway][config]") {
+  config_dir cd;
+  auto cfg = cd.file(R"("max_connections_per_user":2,"max_idle_time":1000,)"
+                     R"("cleanup_interval":500,"log_format":"json")");
+
+  auto file_only = effective(run_demo({"--config", cfg, "--check-config"}));
+  CHECK(file_only["max_connections_per_user"] == "2");
+  CHECK(file_only["max_idle_time"] == "1000");
+  CHECK(file_only["cleanup_interval"] == "500");
+  CHECK(file_only["log_format"] == "json");
+  CHECK(file_only["ssh_max_channels"] == "10"); // the engine's default
+  CHECK(file_only["users"]["alice"]["identity_file"] == cd.dir.path() + "/id_test");
+  CHECK(file_only["users"]["alice"]["port"] == 22);
+
+  auto with_env = effective(run_demo({"--config", cfg, "--check-config"},
+                                     {"MAX_CONNECTIONS_PER_USER=3", "MAX_IDLE_TIME=2000",
+                                      "LOG_FORMAT=text", "SHUTDOWN_FORCE_AFTER_GRACE=false"}));
+  CHECK(with_env["max_connections_per_user"] == "3");
+  CHECK(with_env["max_idle_time"] == "2000");
+  CHECK(with_env["cleanup_interval"] == "500");
+  CHECK(with_env["log_format"] == "text");
+  CHECK(with_env["shutdown_force_after_grace"] == "false");
+
+  auto with_flags = effective(run_demo(
+      {"--config", cfg, "--check-config", "--max-connections-per-user", "4",
+       "--listen=127.0.0.1:9999", "--log-level", "debug", "--ssh-keepalive-interval", "7000"},
+      {"MAX_CONNECTIONS_PER_USER=3", "MAX_IDLE_TIME=2000", "LOG_LEVEL=error"}));
+  CHECK(with_flags["max_connections_per_user"] == "4");
+  CHECK(with_flags["max_idle_time"] == "2000");
+  CHECK(with_flags["cleanup_interval"] == "500");
+  CHECK(with_flags["listen"] == "127.0.0.1:9999");
+  CHECK(with_flags["log_level"] == "debug");
+  CHECK(with_flags["ssh_keepalive_interval"] == "7000");
+
+  auto help = run_demo({"--help"});
+  CHECK(help.code == 0);
+  for (const char* name :
+       {"--config", "--listen", "--log-level", "--log-format", "MAX_CONNECTIONS_PER_USER",
+        "MAX_IDLE_TIME", "CLEANUP_INTERVAL", "SSH_KEEPALIVE_INTERVAL", "SSH_MAX_CHANNELS",
+        "SSH_CONNECTION_TIMEOUT", "SHUTDOWN_GRACE_PERIOD", "SHUTDOWN_FORCE_AFTER_GRACE",
+        "LOG_LEVEL", "LOG_FORMAT"})
+    CHECK(help.out.find(name) != std::string::npos);
+}
+
+TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting",
+          "[gateway][config]") {
+  config_dir cd;
+  auto good = cd.file("");
+  struct bad_case {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string named;
+  };
+  auto with_file = [&](const std::string& members, const std::string& user_extra = {}) {
+    return std::vector<std::string>{"--config", cd.file(members, user_extra)};
+  };
+  std::vector<bad_case> cases = {
+      {{"--config", good}, {"MAX_CONNECTIONS_PER_USER=-1"}, "MAX_CONNECTIONS_PER_USER"},
+      {{"--config", good}, {"MAX_CONNECTIONS_PER_USER=0"}, "MAX_CONNECTIONS_PER_USER"},
+      {{"--config", good}, {"MAX_IDLE_TIME=abc"}, "MAX_IDLE_TIME"},
+      {{"--config", good}, {"CLEANUP_INTERVAL=0"}, "CLEANUP_INTERVAL"},
+      {{"--config", good}, {"SSH_KEEPALIVE_INTERVAL=1.5"}, "SSH_KEEPALIVE_INTERVAL"},
+      {{"--config", good}, {"SSH_MAX_CHANNELS=0"}, "SSH_MAX_CHANNELS"},
+      {{"--config", good}, {"SSH_CONNECTION_TIMEOUT=-5"}, "SSH_CONNECTION_TIMEOUT"},
+      {{"--config", good}, {"SHUTDOWN_GRACE_PERIOD=soon"}, "SHUTDOWN_GRACE_PERIOD"},
+      {{"--config", good}, {"SHUTDOWN_FORCE_AFTER_GRACE=maybe"}, "SHUTDOWN_FORCE_AFTER_GRACE"},
+      {{"--config", good}, {"LOG_LEVEL=loud"}, "LOG_LEVEL"},
+      {{"--config", good}, {"LOG_FORMAT=xml"}, "LOG_FORMAT"},
+      {{"--config", good}, {"REQUEST_TIMEOUT=99999999999999"}, "REQUEST_TIMEOUT"},
+      {{"--config", good, "--max-connections-per-user", "0"}, {}, "--max-connections-per-user"},
+      {{"--config", good, "--listen", "nowhere"}, {}, "--listen"},
+      {{"--config", good, "--listen", "127.0.0.1:70000"}, {}, "--listen"},
+      {{"--config", good, "--bogus", "1"}, {}, "--bogus"},
+      {{"--config", good, "--request-timeout"}, {}, "--request-timeout"},
+      {with_file(R"("max_connections_per_user":-1)"), {}, "max_connections_per_user"},
+      {with_file(R"("max_idle_time":"ten")"), {}, "max_idle_time"},
+      {with_file(R"("no_such_key":1)"), {}, "no_such_key"},
+      {with_file(R"("users_extra":{})"), {}, "users_extra"},
+      {with_file("", R"(,"colour":"blue")"), {}, "colour"},
+      {with_file("", R"(,"target_port":0)"), {}, "target_port"},
+      {with_file("", R"(,"identity_file":"missing_key")"), {}, "identity_file"},
+      {with_file("", R"(,"known_hosts_file":"/nonexistent/known_hosts")"), {}, "known_hosts_file"},
+      {with_file("", R"(,"passphrase_file":"missing_pass")"), {}, "passphrase_file"},
+      {{"--config", cd.dir.write("broken.json", R"({"listen": "127.0.0.1:0", "x": "hunter2)")},
+       {},
+       "malformed JSON"},
+      {{"--config", cd.dir.path() + "/absent.json"}, {}, "config file"},
+  };
+  for (auto& c : cases) {
+    auto r = run_demo(c.args, c.env);
+    std::string shown;
+    for (auto& a : c.args)
+      shown += a + " ";
+    for (auto& e : c.env)
+      shown += e + " ";
+    INFO(shown << "\n  exit " << r.code << ", stderr: " << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.find(c.named) != std::string::npos);
+    CHECK(r.err.find("hunter2") == std::string::npos); // file content is never echoed
+    CHECK(r.out.find("listening") == std::string::npos);
+  }
+}
+
+TEST_CASE("trace logs (JSON) hold no secret, and every request line its request id",
+          "[gateway][logs]") {
+  test_sshd sshd;
+  sshpool::demo::http_backend backend{sshpool::demo::http_backend::options{"backend-a"}};
+  temp_dir dir;
+  const std::string passphrase = "correct horse battery staple 42";
+  auto key = dir.path() + "/enc_key";
+  std::string keygen = "ssh-keygen -q -t ed25519 -N '" + passphrase + "' -C gw-test -f '" + key +
+                       "' </dev/null >/dev/null 2>&1";
+  REQUIRE(std::system(keygen.c_str()) == 0);
+  {
+    std::ifstream pub{key + ".pub"};
+    std::string type, blob;
+    pub >> type >> blob;
+    std::ofstream auth{sshd.dir() + "/authorized_keys", std::ios::app};
+    auth << type << ' ' << blob << '\n';
+  }
+  std::ifstream key_in{key};
+  std::vector<std::string> key_lines;
+  for (std::string line; std::getline(key_in, line);)
+    if (line.find("-----") == std::string::npos && line.size() > 20)
+      key_lines.push_back(line);
+  REQUIRE_FALSE(key_lines.empty());
+  dir.write("pass", passphrase + "\n");
+  auto ep = sshd.make_endpoint(backend.port());
+  auto cfg =
+      dir.write("config.json",
+                R"({"listen":"127.0.0.1:0","users":{"alice":{"host":"127.0.0.1","port":)" +
+                    std::to_string(ep.port) + R"(,"username":")" + ep.username +
+                    R"(","identity_file":"enc_key","passphrase_file":"pass","known_hosts_file":")" +
+                    ep.known_hosts_file + R"(","target_port":)" + std::to_string(backend.port()) +
+                    R"(,"server_nodelay":false}}})");
+
+  running_gateway gw{cfg, clean_env({"LOG_LEVEL=trace"}), {"--log-format", "json"}};
+  auto res = fetch(gw.port, "GET", "/u/alice/echo?api_key=query-secret-789",
+                   {{"Authorization", "Bearer top-secret-token-123"},
+                    {"Cookie", "session=cookie-secret-456"},
+                    {"X-Request-Id", "log-test-1"}});
+  REQUIRE(res.status == 200); // the encrypted key and its passphrase work
+  CHECK(backend.received().back().headers.size() > 0);
+  CHECK(fetch(gw.port, "GET", "/u/nobody/x", {{"X-Request-Id", "log-test-2"}}).status == 404);
+  gw.proc.signal(SIGTERM);
+  CHECK(gw.proc.wait_exit(20s) == 0);
+  const auto& log = gw.proc.err();
+  INFO(log);
+  for (auto& secret :
+       {passphrase, std::string{"top-secret-token-123"}, std::string{"cookie-secret-456"},
+        std::string{"query-secret-789"}, std::string{"BEGIN OPENSSH"}})
+    CHECK(log.find(secret) == std::string::npos);
+  for (auto& line : key_lines)
+    CHECK(log.find(line) == std::string::npos);
+
+  // One JSON object per line; request lines carry the request id and the figures.
+  std::istringstream lines{log};
+  int request_lines = 0;
+  bool engine_lines = false;
+  bool trace_lines = false;
+  for (std::string line; std::getline(lines, line);) {
+    auto obj = json::parse(line, nullptr, false);
+    INFO(line);
+    REQUIRE(obj.is_object());
+    CHECK(obj["time"].is_string());
+    CHECK(obj["level"].is_string());
+    engine_lines = engine_lines || obj["logger"] == "sshpool";
+    trace_lines = trace_lines || obj["level"] == "trace";
+    if (obj["msg"] == "request_received")
+      CHECK(obj["request_id"].is_string());
+    if (obj["msg"] != "request")
+      continue;
+    ++request_lines;
+    CHECK((obj["request_id"] == "log-test-1" || obj["request_id"] == "log-test-2"));
+    for (const char* key : {"user", "method", "path", "code"})
+      CHECK(obj[key].is_string());
+    for (const char* key : {"status", "latency_ms", "bytes"})
+      CHECK(obj[key].is_number());
+    if (obj["request_id"] == "log-test-1") {
+      CHECK(obj["user"] == "alice");
+      CHECK(obj["path"] == "/echo");
+      CHECK(obj["status"] == 200);
+      CHECK(obj["level"] == "info");
+    }
+  }
+  CHECK(request_lines == 2);
+  CHECK(engine_lines);
+  CHECK(trace_lines);
+}
