@@ -78,9 +78,13 @@ struct pending_request {
   time_point arrived;
   time_point deadline;
   bool on_wire = false;
-  /// Streams: the consumer, and the idle timeout that moves the deadline on each chunk.
+  /// Streams: the consumer, and the idle timeout that moves the deadline on each chunk
+  /// and acknowledgement. While the consumer holds a full window (`unacked`), the upstream
+  /// is not idle but held back: the deadline is suspended, and the consumer's own timeout
+  /// (or its going away) ends the stream.
   stream_sink_actor sink;
   caf::timespan timeout{0};
+  std::uint64_t unacked = 0;
 };
 
 struct connection_actor_state {
@@ -156,6 +160,17 @@ void arm_timer(self_ptr self, time_point deadline) {
   auto delay = deadline - self->clock().now();
   self->delayed_send(self, std::max(delay, decltype(delay){0}), timeout_atom_v,
                      ++st.timer_generation);
+}
+
+/// A stream made progress: its idle deadline restarts, or is suspended while the consumer
+/// holds a full window.
+void move_stream_deadline(self_ptr self, pending_request& p) {
+  if (p.unacked >= ssh::default_stream_window) {
+    p.deadline = time_point::max();
+    return;
+  }
+  p.deadline = self->clock().now() + p.timeout;
+  arm_timer(self, p.deadline);
 }
 
 void dispatch(self_ptr self) {
@@ -360,8 +375,13 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
       },
       [self](ack_atom, std::uint64_t tag, std::uint64_t bytes) {
         auto& st = self->state;
-        if (auto i = st.requests.find(tag); i != st.requests.end() && i->second.on_wire)
-          st.transport->ack(tag, bytes);
+        auto i = st.requests.find(tag);
+        if (i == st.requests.end() || !i->second.on_wire)
+          return;
+        auto& p = i->second;
+        p.unacked -= std::min(p.unacked, bytes);
+        st.transport->ack(tag, bytes);
+        move_stream_deadline(self, p);
       },
       [self](head_atom, std::uint64_t tag, response& head) {
         auto& st = self->state;
@@ -369,7 +389,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (i == st.requests.end() || !i->second.sink)
           return;
         head.id = i->second.request_id;
-        i->second.deadline = self->clock().now() + i->second.timeout;
+        move_stream_deadline(self, i->second);
         self->send(i->second.sink, head_atom_v, tag, std::move(head));
       },
       [self](chunk_atom, std::uint64_t tag, std::string& chunk) {
@@ -377,7 +397,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         auto i = st.requests.find(tag);
         if (i == st.requests.end() || !i->second.sink)
           return;
-        i->second.deadline = self->clock().now() + i->second.timeout;
+        i->second.unacked += chunk.size();
+        move_stream_deadline(self, i->second);
         st.last_activity = self->clock().now();
         self->send(i->second.sink, chunk_atom_v, tag, std::move(chunk));
       },

@@ -301,17 +301,19 @@ struct stream_log {
   error err;
 };
 
-/// A stream consumer that records what it gets and acknowledges every chunk.
+/// A stream consumer that records what it gets and acknowledges every chunk (unless
+/// `acknowledge` is false: a consumer that stopped reading).
 stream_sink_actor::behavior_type recording_sink(stream_sink_actor::pointer self,
                                                 std::shared_ptr<stream_log> log,
-                                                connection_actor conn) {
+                                                connection_actor conn, bool acknowledge) {
   return {
       [=](head_atom, std::uint64_t, const response& head) {
         log->events.push_back("head " + std::to_string(head.status));
       },
       [=](chunk_atom, std::uint64_t id, const std::string& chunk) {
-        log->events.push_back("chunk " + chunk);
-        self->send(conn, ack_atom_v, id, static_cast<std::uint64_t>(chunk.size()));
+        log->events.push_back("chunk " + chunk.substr(0, 16));
+        if (acknowledge)
+          self->send(conn, ack_atom_v, id, static_cast<std::uint64_t>(chunk.size()));
       },
       [=](end_atom, std::uint64_t, const caf::error& err) {
         log->ended = true;
@@ -330,7 +332,7 @@ TEST_CASE("a stream reaches its sink in order and acknowledgements reach the tra
   f.open(0);
   REQUIRE(a->value);
   auto log = std::make_shared<stream_log>();
-  auto sink = f.sys->spawn(recording_sink, log, a->value->connection);
+  auto sink = f.sys->spawn(recording_sink, log, a->value->connection, true);
   auto id =
       f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("s"), caf::timespan{10s}, sink);
   REQUIRE(id->value);
@@ -356,6 +358,33 @@ TEST_CASE("a stream reaches its sink in order and acknowledgements reach the tra
   CHECK(log->err.code() == errc::none);
 }
 
+TEST_CASE("a consumer holding a full window suspends the stream's idle deadline", "[connection]") {
+  fixture f;
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto& session = *f.fakes->sessions[0];
+  auto log = std::make_shared<stream_log>();
+  auto conn = a->value->connection;
+  auto sink = f.sys->spawn(recording_sink, log, conn, false);
+  f.ask<std::uint64_t>(conn, stream_atom_v, get("slow reader"), caf::timespan{2s}, sink);
+  auto tag = session.forwarded.at(0);
+  session.stream_head(tag);
+  session.stream_chunk(tag, std::string(ssh::default_stream_window, 'x'));
+  f.sched->run();
+  // The upstream is held back by the consumer, not idle: no timeout however long.
+  f.advance(60s);
+  CHECK_FALSE(log->ended);
+  // The consumer takes part of it: the window opens and the idle clock runs again.
+  caf::anon_send(conn, ack_atom_v, tag, std::uint64_t{1024});
+  f.sched->run();
+  f.advance(1s);
+  CHECK_FALSE(log->ended);
+  f.advance(1s);
+  CHECK(log->ended);
+  CHECK(log->err.code() == errc::request_timeout);
+}
+
 TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "[connection]") {
   fixture f;
   auto a = f.acquire("alice");
@@ -363,7 +392,7 @@ TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "
   REQUIRE(a->value);
   auto& session = *f.fakes->sessions[0];
   auto log = std::make_shared<stream_log>();
-  auto sink = f.sys->spawn(recording_sink, log, a->value->connection);
+  auto sink = f.sys->spawn(recording_sink, log, a->value->connection, true);
   f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("quiet"), caf::timespan{2s}, sink);
   f.advance(2s);
   CHECK(log->ended);
@@ -371,7 +400,7 @@ TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "
   CHECK(session.cancelled.size() == 1);
 
   auto log2 = std::make_shared<stream_log>();
-  auto sink2 = f.sys->spawn(recording_sink, log2, a->value->connection);
+  auto sink2 = f.sys->spawn(recording_sink, log2, a->value->connection, true);
   f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("gone"), caf::timespan{30s}, sink2);
   caf::anon_send_exit(sink2, caf::exit_reason::user_shutdown);
   f.sched->run();
