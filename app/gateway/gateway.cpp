@@ -18,6 +18,7 @@
 #include <optional>
 #include <random>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -113,6 +114,41 @@ std::string error_body(const std::string& code, const std::string& message,
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+/// What a client is told about an upstream failure: the engine's own message names the
+/// SSH host, user and key file paths, which are the operator's business (they go to the
+/// log), not the client's. Messages about the client's own request are kept.
+std::string client_message(const error& e) {
+  switch (e.code()) {
+  case errc::invalid_request:
+    return e.message();
+  case errc::pool_exhausted:
+    return "no connection to this user's machine became free in time";
+  case errc::shutting_down:
+    return "the gateway is draining";
+  case errc::timeout:
+  case errc::request_timeout:
+    return "the user's service did not answer in time";
+  case errc::connect_failed:
+    return "the user's machine cannot be reached over SSH";
+  case errc::auth_failed:
+    return "the user's machine refused the gateway's SSH key";
+  case errc::host_key_unknown:
+  case errc::host_key_mismatch:
+    return "the user's machine presented a host key that is not the known one";
+  case errc::channel_open_failed:
+    return "the user's machine could not connect to its service";
+  case errc::connection_lost:
+    return "the SSH connection to the user's machine was lost";
+  case errc::upstream_closed:
+  case errc::bad_response:
+    return "the user's service sent an incomplete or invalid response";
+  case errc::response_too_large:
+    return "the user's service sent a response over the size limit";
+  default:
+    return "the request could not be forwarded";
+  }
+}
+
 double millis(steady::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
@@ -155,7 +191,11 @@ public:
     opts.max_body_bytes = cfg_.max_request_body_bytes;
     opts.max_clients = cfg_.max_clients;
     opts.client_timeout = cfg_.client_timeout;
-    server_ = std::make_unique<http_server>(opts, *this);
+    try {
+      server_ = std::make_unique<http_server>(opts, *this);
+    } catch (const std::system_error& e) {
+      throw std::invalid_argument{std::string{"listen: "} + e.what()};
+    }
     stats_thread_ = std::thread([this] { stats_loop(); });
     server_->start();
     log_event(level_enum::info, "listening",
@@ -402,10 +442,13 @@ public:
     int status = status_of(result.code());
     ex.status = status;
     ex.code = code;
+    log_event(level_enum::warn, "upstream_failed",
+              {field("request_id", ex.request_id), field("user", ex.user), field("code", code),
+               field("error", result.message())});
     response_head head = error_head(ex, status);
     if (result.code() == errc::pool_exhausted)
       head.headers.emplace_back("Retry-After", retry_after_seconds);
-    server_->respond(id, std::move(head), error_body(code, result.message(), ex.request_id));
+    server_->respond(id, std::move(head), error_body(code, client_message(result), ex.request_id));
   }
 
 private:

@@ -36,7 +36,7 @@ class gateway {
 public:
   /// Builds the engine, sets every user's endpoint, reads the first statistics and starts
   /// the front end (listening once this returns). Throws std::invalid_argument for a bad
-  /// endpoint and std::system_error if the address cannot be bound.
+  /// endpoint or a listen address that cannot be bound (the message names `listen`).
   explicit gateway(gateway_config cfg);
 
   /// Stops the front end (cutting what is in flight), the actors and the engine.

@@ -569,6 +569,9 @@ private:
         append_out(c, "HTTP/1.1 100 Continue\r\n\r\n");
       auto err = HTTP_PARSER_ERRNO(&c.parser);
       if (err == HPE_PAUSED) {
+        // An Upgrade (or CONNECT) request is served as a plain request (Upgrade is
+        // hop-by-hop and not forwarded); what follows it is parsed as HTTP/1.1 again.
+        c.parser.upgrade = 0;
         http_parser_pause(&c.parser, 0);
         dispatch(c);
       } else if (err != HPE_OK) {
@@ -578,8 +581,6 @@ private:
                               ? "request head too large"
                               : std::string{"malformed request: "} + http_errno_description(err);
         reject(c, status, std::move(why));
-      } else if (c.parser.upgrade != 0) {
-        reject(c, 400, "protocol upgrades and CONNECT are not supported");
       }
     }
     if (c.in_off == c.in.size()) {
@@ -933,6 +934,10 @@ private:
     }
     for (auto* c : expired)
       drop(*c);
+    // Out of descriptors with no client connection to close (the SSH sockets took them):
+    // try again every sweep rather than waiting for a drop that may never come.
+    if (!accepting_ && listen_ && !stopping_ && connections_.size() < opts_.max_clients)
+      accepting_ = watch(listen_.get(), EPOLL_CTL_ADD, EPOLLIN, listen_key);
     for (auto* c : slow) {
       reject(*c, 408,
              "request not received within " + std::to_string(opts_.client_timeout.count()) + " ms");

@@ -2,6 +2,9 @@
 #include "gateway/settings.hpp"
 
 #include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +26,9 @@ using json = nlohmann::json;
 constexpr std::uint64_t max_millis = 30ULL * 24 * 3600 * 1000;
 /// Counts and sizes are bounded for the same reason and to catch typos.
 constexpr std::uint64_t max_count = std::uint64_t{1} << 40;
+/// http-parser stops any head beyond HTTP_MAX_HEADER_SIZE (80 KiB) by itself; a larger
+/// setting would not be honoured, so it is refused.
+constexpr std::uint64_t max_request_header_cap = 80 * 1024;
 
 /// Parses a whole decimal number without sign; false if empty, signed or not a number.
 bool parse_unsigned(std::string_view s, std::uint64_t& out) {
@@ -60,18 +66,21 @@ struct setting {
 };
 
 template <class Ref>
-setting count_setting(const char* key, const char* env, const char* help, Ref ref) {
+setting count_setting(const char* key, const char* env, const char* help, Ref ref,
+                      std::uint64_t max = max_count) {
   return {key,
           env,
           "N",
           "",
           help,
-          [ref](gateway_config& c, std::string_view v) -> std::string {
+          [ref, max](gateway_config& c, std::string_view v) -> std::string {
             std::uint64_t n = 0;
             if (!parse_unsigned(v, n) || n > max_count)
               return "'" + std::string{v} + "' is not a positive whole number";
             if (n == 0)
               return "must be greater than 0";
+            if (n > max)
+              return "must be at most " + std::to_string(max);
             ref(c) = static_cast<std::size_t>(n);
             return {};
           },
@@ -109,6 +118,14 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
   std::uint64_t port = 0;
   if (host.empty() || !parse_unsigned(v.substr(colon + 1), port) || port > 65535)
     return "'" + std::string{v} + "' is not ADDR:PORT (port 0-65535)";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  std::string host_text{host};
+  if (int rc = ::getaddrinfo(host_text.c_str(), nullptr, &hints, &found); rc != 0)
+    return "'" + host_text + "' is not an address of this machine: " + ::gai_strerror(rc);
+  ::freeaddrinfo(found);
   c.listen_host = std::string{host};
   c.listen_port = static_cast<std::uint16_t>(port);
   return {};
@@ -202,8 +219,8 @@ const std::vector<setting>& settings() {
           [](auto& c) -> auto& { return c.max_request_body_bytes; }),
       count_setting(
           "max_request_header_bytes", "MAX_REQUEST_HEADER_BYTES",
-          "largest request line + headers (431 beyond)",
-          [](auto& c) -> auto& { return c.max_request_header_bytes; }),
+          "largest request line + headers (431 beyond; http-parser's own cap is 80 KiB)",
+          [](auto& c) -> auto& { return c.max_request_header_bytes; }, max_request_header_cap),
       count_setting(
           "max_clients", "MAX_CLIENTS", "client connections served at once",
           [](auto& c) -> auto& { return c.max_clients; }),
@@ -239,12 +256,17 @@ bool scalar_text(const json& v, std::string& out) {
   return true;
 }
 
-/// Checks that `path` can be opened for reading (the content is not read).
+/// Checks that `path` is a regular file that can be opened for reading (the content is
+/// not read).
 std::string check_readable(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return "cannot read '" + path + "': " + std::strerror(errno);
+  struct stat st {};
+  bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   ::close(fd);
+  if (!regular)
+    return "'" + path + "' is not a regular file";
   return {};
 }
 
@@ -366,6 +388,7 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   // Flags are collected first (the config file comes from one) and applied last.
   std::vector<std::pair<const setting*, std::string>> flags;
   std::string config_file;
+  bool has_config_file = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -396,12 +419,15 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
         return error{errc::invalid_argument, "flag " + arg + ": needs a value"};
       value = args[++i];
     }
-    if (s == nullptr)
+    if (s == nullptr) {
       config_file = value;
-    else
+      has_config_file = true;
+    } else
       flags.emplace_back(s, value);
   }
   auto& cfg = result.config;
+  if (has_config_file && config_file.empty())
+    return error{errc::invalid_argument, "flag --config: needs a file name"};
   if (!config_file.empty())
     if (auto ok = load_file(config_file, cfg); !ok)
       return ok.error();

@@ -152,6 +152,19 @@ TEST_CASE("requests are routed by X-User-Id or /u/<user>/, with clean headers", 
     CHECK(second.header("X-Backend") == "backend-b");
   }
 
+  SECTION("an Upgrade request is served as plain HTTP and the connection goes on") {
+    http_client c{gw.port};
+    c.send_request("GET", "/u/alice/info", {{"Connection", "Upgrade"}, {"Upgrade", "h2c"}});
+    auto upgraded = c.read_response();
+    REQUIRE(upgraded.status == 200);
+    CHECK_FALSE(body_json(upgraded)["headers"].contains("Upgrade")); // hop-by-hop
+    c.send_raw("GET /u/alice/echo HTTP/1.1\r\n"); // the next request in two segments
+    c.send_raw("Host: x\r\nX-Request-Id: after-upgrade\r\n\r\n");
+    auto next = c.read_response();
+    CHECK(next.status == 200);
+    CHECK(next.header("X-Request-Id") == "after-upgrade");
+  }
+
   SECTION("HEAD keeps the upstream length without a body; upstream statuses pass through") {
     http_client c{gw.port};
     c.send_request("HEAD", "/u/alice/bytes/1234");
@@ -290,8 +303,11 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   test_sshd sshd;
   http_backend a{backend_options("backend-a")};
   temp_dir dir;
-  auto cfg = dir.write(
-      "config.json", make_config(sshd, {{"alice", a.port()}}, "\"max_response_bytes\":1000000000"));
+  // A request timeout far shorter than the stall: a consumer holding the stream back is
+  // not an idle upstream.
+  auto cfg = dir.write("config.json",
+                       make_config(sshd, {{"alice", a.port()}},
+                                   "\"max_response_bytes\":1000000000,\"request_timeout\":1000"));
   running_gateway gw{cfg};
   fetch(gw.port, "GET", "/u/alice/bytes/100000"); // warm: connection, channel, allocator
   auto baseline = gw.proc.rss_bytes();
@@ -319,6 +335,7 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   INFO("RSS " << baseline / 1024 << " KiB -> " << rss / 1024 << " KiB; the client holds " << last
               << " bytes of 200000000");
   CHECK(growth < (std::size_t{24} << 20));
+  std::this_thread::sleep_for(1500ms); // longer than request_timeout, stalled throughout
   // Paused, not cut: the stream is still in flight and its lease held.
   auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
   CHECK(stats["gateway"]["forwards_in_flight"] == 1);

@@ -165,6 +165,12 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {{"--config", good, "--max-connections-per-user", "0"}, {}, "--max-connections-per-user"},
       {{"--config", good, "--listen", "nowhere"}, {}, "--listen"},
       {{"--config", good, "--listen", "127.0.0.1:70000"}, {}, "--listen"},
+      {{"--config", good, "--listen", "nonexistent.invalid:8080"}, {}, "--listen"},
+      {{"--config", good, "--listen", "192.0.2.1:8080"}, {}, "listen"}, // not ours: bind fails
+      {{"--config", good, "--max-request-header-bytes", "1000000"},
+       {},
+       "--max-request-header-bytes"},
+      {{"--config", ""}, {}, "--config"},
       {{"--config", good, "--bogus", "1"}, {}, "--bogus"},
       {{"--config", good, "--request-timeout"}, {}, "--request-timeout"},
       {with_file(R"("max_connections_per_user":-1)"), {}, "max_connections_per_user"},
@@ -176,6 +182,7 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {with_file("", R"(,"identity_file":"missing_key")"), {}, "identity_file"},
       {with_file("", R"(,"known_hosts_file":"/nonexistent/known_hosts")"), {}, "known_hosts_file"},
       {with_file("", R"(,"passphrase_file":"missing_pass")"), {}, "passphrase_file"},
+      {with_file("", R"(,"passphrase_file":".")"), {}, "passphrase_file"}, // a directory
       {{"--config", cd.dir.write("broken.json", R"({"listen": "127.0.0.1:0", "x": "hunter2)")},
        {},
        "malformed JSON"},
