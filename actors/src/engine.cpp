@@ -54,8 +54,7 @@ struct engine_impl {
     log().set_level(spdlog::level::from_str(cfg.log_level));
     auto cores = std::max(1u, std::thread::hardware_concurrency());
     ssh::ssh_runtime::options opts;
-    opts.reactor_threads =
-        cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max(1u, cores / 2);
+    opts.reactor_threads = cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max(1u, cores / 2);
     opts.connector_threads = cfg.connector_threads;
     opts.counters = counters;
     runtime = std::make_shared<ssh::ssh_runtime>(opts);
@@ -105,8 +104,11 @@ struct engine_impl {
 };
 
 struct lease_handle {
+  lease_handle(std::shared_ptr<engine_impl> i, lease l) : impl(std::move(i)), value(std::move(l)) {}
   std::shared_ptr<engine_impl> impl;
   lease value;
+  /// Set by the first release through any copy of the handle.
+  mutable std::atomic<bool> released{false};
 };
 
 engine_impl& impl_of(const engine& e) {
@@ -270,8 +272,7 @@ expected<connection> connection_pool::get_connection(const std::string& user) {
   auto err = call(
       *impl_, impl_->supervisor, timeout, errc::shutting_down,
       [&](lease& l) {
-        result.lease_ =
-            std::make_shared<const detail::lease_handle>(detail::lease_handle{impl_, std::move(l)});
+        result.lease_ = std::make_shared<const detail::lease_handle>(impl_, std::move(l));
       },
       acquire_atom_v, user);
   if (failed(err))
@@ -283,11 +284,22 @@ expected<void> connection_pool::release_connection(const std::string& user,
                                                    const connection& conn) {
   if (!conn)
     return error{errc::invalid_argument, "empty connection handle"};
-  if (conn.lease_->impl != impl_)
+  auto& held = *conn.lease_;
+  if (held.impl != impl_)
     return error{errc::not_leased, "the connection belongs to another engine"};
-  return call(
-      *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
-      release_atom_v, user, conn.lease_->value);
+  if (held.value.user != user)
+    return error{errc::wrong_user,
+                 "the lease belongs to user '" + held.value.user + "', not to '" + user + "'"};
+  if (impl_->stopped.load())
+    return stopped_error();
+  if (held.released.exchange(true))
+    return error{errc::not_leased, "the lease was already released"};
+  // Everything the pool could refuse was checked above, so the release is sent without
+  // waiting for an answer (a pair of get + release costs one round trip, not two). The
+  // supervisor's mailbox is FIFO and it routes in order, so any later call from this
+  // thread (a get, stats) is handled after this release.
+  caf::anon_send(impl_->supervisor, release_atom_v, user, held.value);
+  return {};
 }
 
 expected<std::size_t> connection_pool::close_connection(const std::string& user) {

@@ -270,8 +270,12 @@ TEST_CASE("releases are checked", "[pool]") {
   auto wrong = w.eng.pool().release_connection("bob", *conn);
   REQUIRE_FALSE(wrong);
   CHECK(wrong.error().code() == errc::wrong_user);
+  CHECK(w.eng.pool().get_pool_stats().leases == 1); // the refused release changed nothing
+  auto copy = *conn;
   CHECK(w.eng.pool().release_connection("alice", *conn));
-  auto twice = w.eng.pool().release_connection("alice", *conn);
+  // The release does not wait for the pool, but later calls see it done.
+  CHECK(w.eng.pool().get_pool_stats().leases == 0);
+  auto twice = w.eng.pool().release_connection("alice", copy); // through a copy
   REQUIRE_FALSE(twice);
   CHECK(twice.error().code() == errc::not_leased);
   auto unknown = w.eng.pool().get_connection("nobody");

@@ -89,7 +89,9 @@ public:
   /// a shared one; else waits up to `acquire_timeout` (then `pool_exhausted`).
   expected<connection> get_connection(const std::string& user);
 
-  /// Ends a lease. `not_leased` if released twice, `wrong_user` for another user's lease.
+  /// Ends a lease. `not_leased` if released twice (through any copy of the handle),
+  /// `wrong_user` for another user's lease. Does not wait for the pool: the checks are
+  /// local, and calls made afterwards see the lease ended.
   expected<void> release_connection(const std::string& user, const connection& conn);
 
   /// Closes every connection of `user`; returns how many were closed. Requests in flight
