@@ -4,6 +4,10 @@
 #include "connector.hpp"
 
 #include <pthread.h>
+#include <sys/stat.h>
+
+#include <mutex>
+#include <set>
 
 #include "reactor.hpp"
 #include "sshpool/ssh/log.hpp"
@@ -13,6 +17,24 @@ namespace sshpool::ssh {
 namespace {
 
 using clock = std::chrono::steady_clock;
+
+/// Warns (once per file and process) when a private key file can be read or written by
+/// its group or by others. OpenSSH refuses such keys; we use them and say so.
+void warn_if_exposed(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO)) == 0)
+    return;
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  {
+    std::lock_guard<std::mutex> guard{mutex};
+    if (!warned.insert(path).second)
+      return;
+  }
+  log().warn("private key file '{}' is accessible to group or others (mode {:03o}): "
+             "chmod 600 it",
+             path, static_cast<unsigned>(st.st_mode & 0777));
+}
 
 struct session_guard {
   ssh_session s;
@@ -111,6 +133,7 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
                            ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ciphers.c_str()) != SSH_OK))
     return error{errc::invalid_argument, "unsupported cipher list '" + ciphers + "'"};
   // The key is read before connecting: a missing or unreadable key is the caller's error.
+  warn_if_exposed(ep.identity_file);
   key_guard key;
   if (ssh_pki_import_privkey_file(ep.identity_file.c_str(),
                                   ep.passphrase.empty() ? nullptr : ep.passphrase.c_str(), nullptr,

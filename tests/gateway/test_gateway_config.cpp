@@ -5,6 +5,8 @@
 // query strings.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -213,6 +215,7 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
   std::string keygen = "ssh-keygen -q -t ed25519 -N '" + passphrase + "' -C gw-test -f '" + key +
                        "' </dev/null >/dev/null 2>&1";
   REQUIRE(std::system(keygen.c_str()) == 0);
+  REQUIRE(::chmod(key.c_str(), 0640) == 0); // readable by the group: used, with a warning
   {
     std::ifstream pub{key + ".pub"};
     std::string type, blob;
@@ -228,13 +231,16 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
   REQUIRE_FALSE(key_lines.empty());
   dir.write("pass", passphrase + "\n");
   auto ep = sshd.make_endpoint(backend.port());
-  auto cfg =
-      dir.write("config.json",
-                R"({"listen":"127.0.0.1:0","users":{"alice":{"host":"127.0.0.1","port":)" +
-                    std::to_string(ep.port) + R"(,"username":")" + ep.username +
-                    R"(","identity_file":"enc_key","passphrase_file":"pass","known_hosts_file":")" +
-                    ep.known_hosts_file + R"(","target_port":)" + std::to_string(backend.port()) +
-                    R"(,"server_nodelay":false}}})");
+  // Two users with the same key: two handshakes.
+  auto user = [&](const std::string& name) {
+    return "\"" + name + R"(":{"host":"127.0.0.1","port":)" + std::to_string(ep.port) +
+           R"(,"username":")" + ep.username +
+           R"(","identity_file":"enc_key","passphrase_file":"pass","known_hosts_file":")" +
+           ep.known_hosts_file + R"(","target_port":)" + std::to_string(backend.port()) +
+           R"(,"server_nodelay":false})";
+  };
+  auto cfg = dir.write("config.json", R"({"listen":"127.0.0.1:0","users":{)" + user("alice") + "," +
+                                          user("bob") + "}}");
 
   running_gateway gw{cfg, clean_env({"LOG_LEVEL=trace"}), {"--log-format", "json"}};
   auto res = fetch(gw.port, "GET", "/u/alice/echo?api_key=query-secret-789",
@@ -244,6 +250,7 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
   REQUIRE(res.status == 200); // the encrypted key and its passphrase work
   CHECK(backend.received().back().headers.size() > 0);
   CHECK(fetch(gw.port, "GET", "/u/nobody/x", {{"X-Request-Id", "log-test-2"}}).status == 404);
+  CHECK(fetch(gw.port, "GET", "/u/bob/echo", {{"X-Request-Id", "log-test-3"}}).status == 200);
   gw.proc.signal(SIGTERM);
   CHECK(gw.proc.wait_exit(20s) == 0);
   const auto& log = gw.proc.err();
@@ -254,6 +261,12 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
     CHECK(log.find(secret) == std::string::npos);
   for (auto& line : key_lines)
     CHECK(log.find(line) == std::string::npos);
+  // The exposed key file is named once (two handshakes, one warning), its content never.
+  const std::string exposed = "is accessible to group or others (mode 640)";
+  auto first = log.find(exposed);
+  CHECK(first != std::string::npos);
+  CHECK(log.find(exposed, first + 1) == std::string::npos);
+  CHECK(log.find(key) != std::string::npos);
 
   // One JSON object per line; request lines carry the request id and the figures.
   std::istringstream lines{log};
@@ -273,7 +286,8 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
     if (obj["msg"] != "request")
       continue;
     ++request_lines;
-    CHECK((obj["request_id"] == "log-test-1" || obj["request_id"] == "log-test-2"));
+    CHECK((obj["request_id"] == "log-test-1" || obj["request_id"] == "log-test-2" ||
+           obj["request_id"] == "log-test-3"));
     for (const char* key : {"user", "method", "path", "code"})
       CHECK(obj[key].is_string());
     for (const char* key : {"status", "latency_ms", "bytes"})
@@ -285,7 +299,7 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
       CHECK(obj["level"] == "info");
     }
   }
-  CHECK(request_lines == 2);
+  CHECK(request_lines == 3);
   CHECK(engine_lines);
   CHECK(trace_lines);
 }
