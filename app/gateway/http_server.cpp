@@ -259,7 +259,6 @@ public:
       return;
     write_head(*c, head);
     c->ph = phase::streaming;
-    end_if_body_queued(*c);
     mark(*c);
   }
 
@@ -298,7 +297,6 @@ public:
       c->close_after = true;
       c->ph = phase::flushing;
     }
-    end_if_body_queued(*c);
     if (c->unsent() > opts_.max_unsent_bytes)
       c->overflow = true;
     mark(*c);
@@ -321,16 +319,6 @@ public:
   }
 
 private:
-  /// A response whose framing is complete (no body, or all of a Content-Length body
-  /// queued) needs no `finish`: the exchange ends once it was sent. Otherwise a client that
-  /// read the whole response and closed before the upstream's end arrived would count as
-  /// gone early.
-  void end_if_body_queued(connection& c) {
-    if (c.ph == phase::streaming &&
-        (c.frame == framing::none || (c.frame == framing::length && c.remaining == 0)))
-      c.ph = phase::flushing;
-  }
-
   // -- setup --------------------------------------------------------------------------------
 
   static unique_fd open_listener(const std::string& host, std::uint16_t port) {
@@ -850,14 +838,24 @@ private:
     }
   }
 
-  /// Closes at once; an exchange in progress ends incomplete.
+  /// Whether the client has the whole response although `finish` did not come yet: its
+  /// framing is complete (no body, or all of a Content-Length body) and all of it was sent.
+  /// A client that read it all and closed is not a client that left early. (The exchange
+  /// itself ends only at `finish`, so that the next request on the connection starts after
+  /// the upstream's end, and its lease, came back.)
+  static bool delivered(const connection& c) {
+    return c.ph == phase::streaming && !c.cut && c.unsent() == 0 &&
+           (c.frame == framing::none || (c.frame == framing::length && c.remaining == 0));
+  }
+
+  /// Closes at once; an exchange in progress ends incomplete unless `delivered`.
   void drop(connection& c) {
     if (!c.fd)
       return;
     if (c.exchange != 0) {
       auto ex = std::exchange(c.exchange, 0);
       exchanges_.erase(ex);
-      handler_.on_done(ex, false, c.sent_total - c.exchange_start);
+      handler_.on_done(ex, delivered(c), c.sent_total - c.exchange_start);
     }
     watch(c.fd.get(), EPOLL_CTL_DEL, 0, c.id);
     c.fd.reset();

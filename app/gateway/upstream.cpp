@@ -66,13 +66,19 @@ void release_and_quit(self_ptr self) {
   self->quit();
 }
 
-/// Reports the end (unless cancelled: nobody listens then), releases, quits.
+/// Releases, reports the end (unless cancelled: nobody listens then), quits. The release
+/// goes first: the supervisor's mailbox is FIFO, so a request that the client sends once it
+/// has seen the end finds the lease back in the pool (instead of opening a new connection).
 void finish(self_ptr self, error result) {
   auto& st = self->state;
+  if (st.held) {
+    caf::anon_send(st.supervisor, release_atom_v, st.user, *st.held);
+    st.held.reset();
+  }
   if (!st.ended && !st.cancelled)
     st.listener->on_end(std::move(result));
   st.ended = true;
-  release_and_quit(self);
+  self->quit();
 }
 
 forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, std::string user,
