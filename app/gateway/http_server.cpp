@@ -838,13 +838,18 @@ private:
     }
   }
 
-  /// Whether the client has the whole response although `finish` did not come yet: its
-  /// framing is complete (no body, or all of a Content-Length body) and all of it was sent.
-  /// A client that read it all and closed is not a client that left early. (The exchange
-  /// itself ends only at `finish`, so that the next request on the connection starts after
-  /// the upstream's end, and its lease, came back.)
+  /// Whether the client has the whole response although its exchange did not end yet: all
+  /// of it was sent and either it was finished (the end is only waiting for the next
+  /// service pass) or its framing is complete (no body, or all of a Content-Length body;
+  /// `finish` has not come yet). A client that read it all and closed is not a client that
+  /// left early. (The exchange itself ends only after `finish`, so that the next request
+  /// on the connection starts once the upstream's end, and its lease, came back.)
   static bool delivered(const connection& c) {
-    return c.ph == phase::streaming && !c.cut && c.unsent() == 0 &&
+    if (c.cut || c.unsent() != 0)
+      return false;
+    if (c.ph == phase::flushing)
+      return true;
+    return c.ph == phase::streaming &&
            (c.frame == framing::none || (c.frame == framing::length && c.remaining == 0));
   }
 
