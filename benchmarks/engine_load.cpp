@@ -38,7 +38,9 @@ std::string user_name(std::size_t i) {
 constexpr auto request_timeout = std::chrono::seconds(30);
 /// Long enough for a thousand users' handshakes in the first warm-up.
 constexpr auto acquire_timeout = std::chrono::seconds(120);
-constexpr auto connect_timeout = std::chrono::seconds(10);
+/// The connect deadline includes the wait for a connector thread: room for a thousand users'
+/// handshakes queued at once in the first warm-up.
+constexpr auto connect_timeout = std::chrono::seconds(90);
 /// Added to the engine's own deadlines for reply timeouts, so the engine's errors win.
 constexpr auto reply_slack = std::chrono::seconds(5);
 
@@ -301,7 +303,7 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   cfg.pool.max_channels_per_connection = target.channels;
   // Handshakes are not measured here: let a thousand users' first warm-up go fast (the
   // private sshd's MaxStartups is 200:30:400).
-  cfg.connector_threads = 4;
+  cfg.connector_threads = 8;
   cfg.pool.max_handshakes_per_second = 1000;
   engine_ = std::make_unique<engine>(cfg);
   endpoint ep;

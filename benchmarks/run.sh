@@ -83,6 +83,11 @@ ulimit -n "$(ulimit -Hn)"
 
 # shellcheck source=app/sshd-env.sh
 source "$root/app/sshd-env.sh"
+# Every engine connection execs a no-op (server_nodelay), which sshd runs through the user's
+# login shell; bash reads ~/.bashrc for sshd sessions unless SHLVL says it is nested. A heavy
+# ~/.bashrc (here root's runs `pyenv init`: 0.13 s, and concurrent rehashes queue on pyenv's
+# lock) would otherwise dominate every handshake and cold start measured.
+export SSHPOOL_SSHD_EXTRA_CONFIG="SetEnv SHLVL=1"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sshpool-bench.XXXXXX")
 stamp=$(date -u +%Y-%m-%d-%H%M%S)
@@ -246,13 +251,13 @@ scenario_forward() {
     echo
     echo "== forward: the engine (actor interface) at $n users"
     "$bench" "${sizing[@]}" --paths engine --users "$n" --direct-port "$nginx_port" \
-      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,/^$/p' ||
+      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,$p' ||
       return 1
   done
   echo
   echo "== forward: the engine with channel reuse off (Connection: close on every request)"
   "$bench" "${sizing[@]}" --paths engine --channel-reuse off --direct-port "$nginx_port" \
-    "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,/^$/p' ||
+    "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,$p' ||
     return 1
   echo
   echo "forward: the engine (actor interface, median rounds) by users and channel reuse"
