@@ -6,8 +6,10 @@
 //   ssh-L-exec    same client -> OpenSSH `ssh -L` whose session exec'd (sshd sets NODELAY)
 //   engine        a CAF driver actor -> sshpool engine (typed actor handles) -> sshd -> nginx
 //   engine-facade threads calling the blocking connection::forward -> same engine
-// Each round runs every path for --duration; the report shows every round and, per path,
-// the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
+// The engine's requests go round robin to --users users (each with its own pool and SSH
+// connections, all to the same sshd and nginx); --channel-reuse off makes every request open
+// its own channel. Each round runs every path for --duration; the report shows every round and, per
+// path, the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
 // Every response must be a 200 with the expected body; any failure makes the run say so
 // loudly and exit 1. ./benchmarks/run.sh sets up nginx, sshd and the tunnels.
 #include <algorithm>

@@ -428,7 +428,7 @@ int footprint(const options& opts, const machine_context& ctx) {
        {"RSS before -> after", with_commas(rss_before) + " -> " + with_commas(rss_after), "KiB",
         ""},
        {"RSS per connection", fixed(per_conn, 1) + " KiB", "target 100 KiB", ratio(per_conn, 100)},
-       {"threads", std::to_string(threads),
+       {"threads (main thread included)", std::to_string(threads),
         "target 2 x " + std::to_string(cores) + " + 4 = " + std::to_string(thread_cap),
         ratio(static_cast<double>(threads), static_cast<double>(thread_cap))},
        {"threads before connections", std::to_string(steps.front().threads), "", ""},
@@ -553,7 +553,8 @@ int pool_ops(const options& opts, const machine_context& ctx) {
   measure("caf: new scoped_actor + round trip",
           [&] { return run_scoped_round_trips(*e, true, limits); });
   measure("caf: actor round trips, " + in_flight_name,
-          [&] { return run_caf_round_trips(*e, limits); });
+          [&] { return run_caf_round_trips(*e, true, limits); });
+  measure("caf: same without timeouts", [&] { return run_caf_round_trips(*e, false, limits); });
   measure("facade pairs, 1 thread", [&] { return facade_pairs(*e, user, 1, limits); });
   measure("facade pairs, 8 threads", [&] { return facade_pairs(*e, user, 8, limits); });
   measure("actor pairs, " + in_flight_name, [&] { return run_actor_pairs(*e, user, limits); });
@@ -561,9 +562,10 @@ int pool_ops(const options& opts, const machine_context& ctx) {
   auto& scoped = cases[0];
   auto& scoped_new = cases[1];
   auto& caf_actor = cases[2];
-  auto& facade1 = cases[3];
-  auto& facade8 = cases[4];
-  auto& actor = cases[5];
+  auto& caf_untimed = cases[3];
+  auto& facade1 = cases[4];
+  auto& facade8 = cases[5];
+  auto& actor = cases[6];
   auto per_s = [](const ops_summary& s) {
     return with_commas(static_cast<std::uint64_t>(s.per_s)) + " /s";
   };
@@ -581,7 +583,9 @@ int pool_ops(const options& opts, const machine_context& ctx) {
         ratio(facade8.p50_ms, 0.1)},
        {"actor interface: pairs", per_s(actor), "target 500,000 /s", ratio(actor.per_s, 500000)},
        {"actor interface: pairs", per_s(actor), "caf actor rt " + per_s(caf_actor),
-        ratio(actor.per_s, caf_actor.per_s)}});
+        ratio(actor.per_s, caf_actor.per_s)},
+       {"caf actor rt: with 10 s timeouts", per_s(caf_actor), "without " + per_s(caf_untimed),
+        ratio(caf_actor.per_s, caf_untimed.per_s)}});
   std::vector<std::string> lines;
   bool clean = true;
   for (auto& s : cases) {

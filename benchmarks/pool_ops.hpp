@@ -40,8 +40,9 @@ struct ops_limits {
 ops_result run_actor_pairs(engine& e, const std::string& user, const ops_limits& limits);
 
 /// A driver actor keeps `in_flight` requests in flight to a trivial actor (replies its
-/// argument) in the engine's actor system: CAF's own message cost.
-ops_result run_caf_round_trips(engine& e, const ops_limits& limits);
+/// argument) in the engine's actor system: CAF's own message cost. Each request has a 10 s
+/// timeout (as every request to and inside the engine has), or none.
+ops_result run_caf_round_trips(engine& e, bool with_timeout, const ops_limits& limits);
 
 /// From this thread, one scoped_actor (created once, or once per round trip as the facade
 /// does) doing request/receive round trips with a trivial actor, one at a time.

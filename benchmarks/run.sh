@@ -223,6 +223,11 @@ engine_args() {
 
 # -- forward --------------------------------------------------------------------------------
 
+# Keeps the median-round table and the failures of sshpool-bench's report.
+only_medians() {
+  awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/'
+}
+
 scenario_forward() {
   local csv=$results/forward-$stamp.csv cdf=$results/forward-cdf-$stamp.csv users sizing
   local -a eargs
@@ -251,13 +256,13 @@ scenario_forward() {
     echo
     echo "== forward: the engine (actor interface) at $n users"
     "$bench" "${sizing[@]}" --paths engine --users "$n" --direct-port "$nginx_port" \
-      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,$p' ||
+      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians ||
       return 1
   done
   echo
   echo "== forward: the engine with channel reuse off (Connection: close on every request)"
   "$bench" "${sizing[@]}" --paths engine --channel-reuse off --direct-port "$nginx_port" \
-    "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | sed -n '/^median round/,$p' ||
+    "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians ||
     return 1
   echo
   echo "forward: the engine (actor interface, median rounds) by users and channel reuse"
@@ -490,11 +495,14 @@ EOF
     awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
       { print $c["connections"] "," $c["rss_kib"] / 1024 "," $c["threads"] }' "$fp" \
       >"$dat/rss.csv"
+    local threads_top
+    threads_top=$(awk -F, '$3 > m { m = $3 } END { print 2 * m + 2 }' "$dat/rss.csv")
     gnuplot <<EOF
 $term; set output '$results/footprint-$stamp.png'
 set title 'footprint: engine RSS and threads against idle connections'
 set xlabel 'connections'; set ylabel 'RSS (MiB)'; set y2label 'threads'; set grid
-set ytics nomirror; set y2tics; set yrange [0:*]; set y2range [0:*]; set key top left
+set ytics nomirror; set y2tics; set yrange [0:*]; set y2range [0:$threads_top]
+set key top left
 plot '$dat/rss.csv' using 1:2 with linespoints lw 2 pt 7 title 'RSS', \
   '' using 1:3 axes x1y2 with linespoints lw 2 pt 5 title 'threads'
 EOF
