@@ -49,6 +49,7 @@ bulk_result engine_download(engine& e, const std::string& user, const std::strin
   handlers.on_head = [](const response&) {};
   handlers.on_chunk = [&r, &progress](std::string_view chunk) {
     r.bytes += chunk.size();
+    ++r.chunks;
     progress.fetch_add(chunk.size(), std::memory_order_relaxed);
     return true;
   };
@@ -101,6 +102,7 @@ bulk_result tcp_download(std::uint16_t port, const std::string& path, std::uint6
     }
     if (n == 0)
       break;
+    ++r.chunks;
     if (in_body) {
       r.bytes += static_cast<std::uint64_t>(n);
       progress.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);

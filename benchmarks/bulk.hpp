@@ -17,6 +17,8 @@ namespace sshpool::bench {
 /// One download. Both functions add the body bytes to `progress` as they arrive.
 struct bulk_result {
   std::uint64_t bytes = 0;
+  /// Pieces the body arrived in (engine: on_chunk calls; TCP: recv calls).
+  std::uint64_t chunks = 0;
   std::chrono::nanoseconds elapsed{0};
   /// Empty if the download was a 200 with exactly the expected bytes.
   std::string error;

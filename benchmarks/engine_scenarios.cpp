@@ -650,11 +650,13 @@ int bulk(const options& opts, const machine_context& ctx) {
       if (!r.error.empty() && p.error.empty())
         p.error = r.error;
       p.mb_per_s.push_back(rate);
-      std::cerr << "  round " << round << " " << pad(p.name, 8, true) << fixed(rate, 1) << " MB/s"
+      std::cerr << "  round " << round << " " << pad(p.name, 8, true) << fixed(rate, 1)
+                << " MB/s in " << with_commas(r.chunks) << " pieces"
                 << (r.error.empty() ? "" : "  ERROR " + r.error) << "\n";
       lines.push_back(context_csv(ctx) + ',' + p.name + ',' + std::to_string(round) + ',' +
-                      std::to_string(r.bytes) + ',' + fixed(seconds(r.elapsed), 4) + ',' +
-                      fixed(rate, 1) + ',' + csv_field(r.error));
+                      std::to_string(r.bytes) + ',' + std::to_string(r.chunks) + ',' +
+                      fixed(seconds(r.elapsed), 4) + ',' + fixed(rate, 1) + ',' +
+                      csv_field(r.error));
     }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -677,7 +679,8 @@ int bulk(const options& opts, const machine_context& ctx) {
       std::cout << "  !!! " << p.name << ": " << p.error << "\n";
     }
   if (!append_csv(opts.csv,
-                  std::string{context_csv_header} + ",path,round,bytes,seconds,mb_per_s,error",
+                  std::string{context_csv_header} +
+                      ",path,round,bytes,pieces,seconds,mb_per_s,error",
                   lines))
     return 1;
   return clean ? 0 : 1;
