@@ -41,7 +41,8 @@ struct options {
   std::vector<std::string> paths = all_paths;
   std::uint16_t direct_port = 0;
   std::uint16_t ssh_n_port = 0;
-  std::uint16_t ssh_exec_port = 0;
+  /// One tunnel per user being simulated; the client's connections are spread over them.
+  std::vector<std::uint16_t> ssh_exec_ports;
   engine_target engine;
   std::string csv;
   std::string cdf;
@@ -56,7 +57,8 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --body-bytes N      expected body size of every response (default 100)
   --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
   --ssh-n-port P      the `ssh -N -L` forwarded port
-  --ssh-exec-port P   the `ssh -L ... sleep` forwarded port
+  --ssh-exec-port P[,P...]  the `ssh -L ... sleep` forwarded port(s); with several (one
+                      tunnel per user), the client's connections are spread over them
   --sshd-port P       the sshd the engine connects to (127.0.0.1)
   --sshd-user U       its user
   --identity FILE     private key for that user
@@ -66,8 +68,11 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --channels N        engine: max_channels_per_connection (default 32)
   --users N           engine: requests spread round robin over N users (default 1), each
                       with its own pool, all on the same sshd and nginx
-  --channel-reuse on|off  engine: off sends `Connection: close` with every request, so each
-                      request opens (and closes) its own direct-tcpip channel (default on)
+  --channel-reuse on|off  off: every request says `Connection: close`, so each engine
+                      request opens (and closes) its own direct-tcpip channel, and each
+                      client request its own TCP connection (and, through ssh -L, its own
+                      channel) (default on)
+  --reactors N        engine: reactor threads (default: the engine's, half the cores)
   --csv FILE          also write every run as CSV rows to FILE (appended if it exists)
   --cdf FILE          write the latency CDF of every path's median round to FILE (CSV:
                       path,percentile,latency_ms; appended if it exists)
@@ -144,7 +149,8 @@ options parse_options(int argc, char** argv) {
     } else if (flag == "--ssh-n-port") {
       opts.ssh_n_port = parse_port(flag, value);
     } else if (flag == "--ssh-exec-port") {
-      opts.ssh_exec_port = parse_port(flag, value);
+      for (auto& port : split(value, ','))
+        opts.ssh_exec_ports.push_back(parse_port(flag, port));
     } else if (flag == "--sshd-port") {
       opts.engine.sshd_port = parse_port(flag, value);
     } else if (flag == "--sshd-user") {
@@ -165,6 +171,9 @@ options parse_options(int argc, char** argv) {
       if (value != "on" && value != "off")
         usage_error("--channel-reuse wants on or off, not '" + value + "'");
       opts.engine.channel_reuse = value == "on";
+      opts.load.connection_close = !opts.engine.channel_reuse;
+    } else if (flag == "--reactors") {
+      opts.engine.reactors = parse_number(flag, value, 1, 64);
     } else if (flag == "--csv") {
       opts.csv = value;
     } else if (flag == "--cdf") {
@@ -181,7 +190,7 @@ options parse_options(int argc, char** argv) {
       usage_error("path direct needs --direct-port");
     if (p == "ssh-N-L" && opts.ssh_n_port == 0)
       usage_error("path ssh-N-L needs --ssh-n-port");
-    if (p == "ssh-L-exec" && opts.ssh_exec_port == 0)
+    if (p == "ssh-L-exec" && opts.ssh_exec_ports.empty())
       usage_error("path ssh-L-exec needs --ssh-exec-port");
     if (is_engine_path(p) && (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
                               opts.engine.identity_file.empty() ||
@@ -289,20 +298,22 @@ std::ofstream open_append(const std::string& file, const char* header) {
 
 bool write_csv(const std::string& file, const machine_context& ctx, const options& opts,
                const std::vector<run_summary>& runs, const std::vector<run_summary>& medians) {
-  auto header = std::string{context_csv_header} +
-                ",path,round,median_round,concurrency,connections,channels,users,"
-                "channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
-                "p99_ms,max_ms";
+  auto header =
+      std::string{context_csv_header} +
+      ",path,round,median_round,concurrency,connections,channels,users,"
+      "ssh_exec_tunnels,channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
+      "p99_ms,max_ms";
   auto out = open_append(file, header.c_str());
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
     bool is_median = m != nullptr && m->round == s.round;
     out << context_csv(ctx) << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0) << ','
         << opts.load.concurrency << ',' << opts.engine.connections << ',' << opts.engine.channels
-        << ',' << opts.engine.users << ',' << (opts.engine.channel_reuse ? "on" : "off") << ','
-        << opts.duration_s << ',' << (s.ok + s.errors) << ',' << s.errors << ','
-        << (s.aborted ? 1 : 0) << ',' << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ','
-        << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << '\n';
+        << ',' << opts.engine.users << ',' << opts.ssh_exec_ports.size() << ','
+        << (opts.engine.channel_reuse ? "on" : "off") << ',' << opts.duration_s << ','
+        << (s.ok + s.errors) << ',' << s.errors << ',' << (s.aborted ? 1 : 0) << ','
+        << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ',' << fixed(s.p50_ms, 3) << ','
+        << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << '\n';
   }
   out.close();
   return static_cast<bool>(out);
@@ -327,11 +338,11 @@ bool write_cdf(const std::string& file, const std::vector<run_summary>& medians)
 load_result run_path(const std::string& path, const options& opts, engine_load* engine,
                      const load_options& load) {
   if (path == "direct")
-    return run_http_load(opts.direct_port, load);
+    return run_http_load({opts.direct_port}, load);
   if (path == "ssh-N-L")
-    return run_http_load(opts.ssh_n_port, load);
+    return run_http_load({opts.ssh_n_port}, load);
   if (path == "ssh-L-exec")
-    return run_http_load(opts.ssh_exec_port, load);
+    return run_http_load(opts.ssh_exec_ports, load);
   if (path == "engine")
     return engine->run_actor(load);
   return engine->run_facade(load);

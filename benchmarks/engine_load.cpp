@@ -304,6 +304,7 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   // Handshakes are not measured here: let a thousand users' first warm-up go fast (the
   // private sshd's MaxStartups is 200:30:400).
   cfg.connector_threads = 8;
+  cfg.reactor_threads = target.reactors;
   cfg.pool.max_handshakes_per_second = 1000;
   engine_ = std::make_unique<engine>(cfg);
   endpoint ep;

@@ -31,6 +31,8 @@ struct engine_target {
   std::size_t users = 1;
   /// false: every request says `Connection: close`, so it opens and closes its own channel.
   bool channel_reuse = true;
+  /// engine_config::reactor_threads (0: the engine's default).
+  std::size_t reactors = 0;
 };
 
 /// One engine kept for every run of the benchmark, so that its SSH handshakes happen once,

@@ -25,6 +25,8 @@ struct load_options {
   std::uint64_t max_errors = 1000;
   /// Every response must be a 200 with a body of exactly this many bytes.
   std::size_t body_bytes = 100;
+  /// Every request says `Connection: close` (a new connection, or channel, per request).
+  bool connection_close = false;
   /// Completed requests (successes and failures) of the timed phase, for the progress line.
   std::atomic<std::uint64_t>* completed = nullptr;
 };

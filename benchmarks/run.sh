@@ -252,38 +252,50 @@ scenario_forward() {
   "$bench" "${sizing[@]}" --direct-port "$nginx_port" --ssh-n-port "$ssh_n_port" \
     --ssh-exec-port "$ssh_exec_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
     --cdf "$cdf" "${extra[@]}" || return 1
+  # One `ssh -L` (exec'd) per user as the reference for many users; the client's 32
+  # connections can use at most 32 of them.
+  local tunnels=() n k
+  for ((k = 0; k < 32 && k < users[-1]; ++k)); do
+    start_tunnel "ssh-L-exec-$k" exec || return 1
+    tunnels+=("$tunnel_port")
+  done
   for n in "${users[@]}"; do
+    k=$((n < ${#tunnels[@]} ? n : ${#tunnels[@]}))
     echo
-    echo "== forward: the engine (actor interface) at $n users"
-    "$bench" "${sizing[@]}" --paths engine --users "$n" --direct-port "$nginx_port" \
-      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians ||
-      return 1
+    echo "== forward: the engine (actor interface) at $n users, and $k ssh -L (exec'd) tunnels"
+    "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --users "$n" \
+      --ssh-exec-port "$(IFS=,; echo "${tunnels[*]:0:k}")" --direct-port "$nginx_port" \
+      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
   done
   echo
-  echo "== forward: the engine with channel reuse off (Connection: close on every request)"
-  "$bench" "${sizing[@]}" --paths engine --channel-reuse off --direct-port "$nginx_port" \
-    "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians ||
-    return 1
+  echo "== forward: channel reuse off (Connection: close on every request: a channel each)"
+  "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --channel-reuse off \
+    --ssh-exec-port "$ssh_exec_port" --direct-port "$nginx_port" "${eargs[@]}" \
+    --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
   echo
-  echo "forward: the engine (actor interface, median rounds) by users and channel reuse"
+  echo "forward: engine (actor interface) against ssh -L (exec'd; one tunnel per user, at most"
+  echo "32), median rounds, by users and channel reuse"
   awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) col[$i] = i; next }
-    $col["median_round"] == 1 && $col["path"] == "engine" {
+    $col["median_round"] == 1 && ($col["path"] == "engine" || $col["path"] == "ssh-L-exec") {
       key = $col["users"] " " $col["channel_reuse"]
-      rps[key] = $col["req_per_s"]; p99[key] = $col["p99_ms"]; order[++n] = key
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      rps[key, $col["path"]] = $col["req_per_s"]; p99[key, $col["path"]] = $col["p99_ms"]
+      tunnels[key] = $col["ssh_exec_tunnels"]
     }
+    function ratio(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "-" }
     END {
-      printf "  %-8s %-6s %10s %9s   %-22s %s\n", "users", "reuse", "req/s", "p99 ms",
-        "reference", "ratio"
+      printf "  %-6s %-6s %10s %8s  %8s %10s %8s  %-12s %-12s %s\n", "users", "reuse",
+        "engine", "p99 ms", "tunnels", "ssh -L", "p99 ms", "engine/ssh", "p99 ratio",
+        "engine vs 10 users"
       for (i = 1; i <= n; ++i) {
-        split(order[i], k, " ")
-        ref = (k[2] == "off") ? "1 on" : "10 on"
-        label = (k[2] == "off") ? "reuse on, 1 user" : "10 users"
-        r = (ref in rps && rps[ref] > 0) ? sprintf("%.2fx", rps[order[i]] / rps[ref]) : "-"
-        if (order[i] == ref) { label = "-"; r = "" }
-        printf "  %-8s %-6s %10d %9.2f   %-22s %s\n", k[1], k[2], rps[order[i]], p99[order[i]],
-          label, r
+        k = order[i]; split(k, u, " ")
+        e = rps[k, "engine"]; s = rps[k, "ssh-L-exec"]
+        vs10 = (u[2] == "on" && u[1] != 10) ? ratio(e, rps["10 on", "engine"]) : ""
+        printf "  %-6s %-6s %10d %8.2f  %8s %10d %8.2f  %-12s %-12s %s\n", u[1], u[2], e,
+          p99[k, "engine"], tunnels[k], s, p99[k, "ssh-L-exec"], ratio(e, s),
+          ratio(p99[k, "engine"], p99[k, "ssh-L-exec"]), vs10
       }
-      print "  target: req/s at 1000 users >= 0.80x of 10 users"
+      print "  targets: engine/ssh -L >= 1.0x, p99 ratio <= 1.0x; 1000 users >= 0.80x of 10 users"
     }' "$csv"
   echo "csv: $csv"
 }
@@ -479,14 +491,19 @@ EOF
   fi
   if [[ -s $fwd ]]; then
     awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
-      $c["median_round"] == 1 && $c["path"] == "engine" && $c["channel_reuse"] == "on" {
-        print $c["users"] "," $c["req_per_s"] }' "$fwd" | sort -t, -n -k1 >"$dat/users.csv"
+      $c["median_round"] == 1 && $c["channel_reuse"] == "on" && $c["path"] == "engine" {
+        engine[$c["users"]] = $c["req_per_s"] }
+      $c["median_round"] == 1 && $c["channel_reuse"] == "on" && $c["path"] == "ssh-L-exec" {
+        ssh[$c["users"]] = $c["req_per_s"] }
+      END { for (u in engine) print u "," engine[u] "," (u in ssh ? ssh[u] : "NaN") }' "$fwd" |
+      sort -t, -n -k1 >"$dat/users.csv"
     if [[ -s $dat/users.csv ]]; then
       gnuplot <<EOF
 $term; set output '$results/forward-users-$stamp.png'
-set title 'forward: engine req/s against users (actor interface, 32 in flight)'
+set title 'forward: req/s against users (32 requests in flight)'
 set xlabel 'users (log)'; set ylabel 'req/s'; set logscale x; set grid; set yrange [0:*]
-plot '$dat/users.csv' using 1:2 with linespoints lw 2 pt 7 title 'engine'
+plot '$dat/users.csv' using 1:2 with linespoints lw 2 pt 7 title 'engine (actor interface)', \\
+  '' using 1:3 with linespoints lw 2 pt 5 title 'ssh -L exec''d, one tunnel per user (max 32)'
 EOF
       echo "plot: $results/forward-users-$stamp.png"
     fi
