@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -131,6 +132,25 @@ bulk_result tcp_download(std::uint16_t port, const std::string& path, std::uint6
   if (r.bytes != expected_bytes)
     r.error = size_error(r.bytes, expected_bytes);
   return r;
+}
+
+bulk_result parallel_downloads(std::size_t streams, const std::function<bulk_result()>& download) {
+  std::vector<bulk_result> results(streams);
+  std::vector<std::thread> threads;
+  auto start = clock_type::now();
+  for (std::size_t i = 0; i < streams; ++i)
+    threads.emplace_back([&results, &download, i] { results[i] = download(); });
+  for (auto& t : threads)
+    t.join();
+  bulk_result total;
+  total.elapsed = clock_type::now() - start;
+  for (auto& r : results) {
+    total.bytes += r.bytes;
+    total.chunks += r.chunks;
+    if (total.error.empty())
+      total.error = r.error;
+  }
+  return total;
 }
 
 } // namespace sshpool::bench

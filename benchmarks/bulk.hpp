@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace sshpool {
@@ -33,5 +34,9 @@ bulk_result engine_download(engine& e, const std::string& user, const std::strin
 /// reused buffer (Content-Length framing).
 bulk_result tcp_download(std::uint16_t port, const std::string& path, std::uint64_t expected_bytes,
                          std::atomic<std::uint64_t>& progress);
+
+/// Runs `download` on `streams` threads at once: bytes and pieces summed, `elapsed` the wall
+/// time of the whole, the first error kept.
+bulk_result parallel_downloads(std::size_t streams, const std::function<bulk_result()>& download);
 
 } // namespace sshpool::bench

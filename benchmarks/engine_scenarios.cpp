@@ -8,13 +8,16 @@
 //               threads, typed actor interface with many in flight) against bare CAF round
 //               trips
 //   bulk        one large streamed response through one channel against the same download
-//               through OpenSSH `ssh -L` (same cipher) and from nginx directly
+//               through OpenSSH `ssh -L` (same cipher) and from nginx directly; then N
+//               concurrent streams over one engine connection and over three, against N
+//               downloads at once through `ssh -L` (one connection)
 // No CAF in this file: the actor drivers are in fleet.cpp and pool_ops.cpp.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -52,6 +55,9 @@ scenarios: cold-start, footprint, pool-ops, bulk
   --bytes N           bulk: size of the download (default 104857600)
   --file PATH         bulk: its path on nginx (default /files/bulk)
   --ssh-l-port P      bulk: an OpenSSH `ssh -L` forward to nginx
+  --streams N         bulk: concurrent streams of the second part (default 8)
+  --stream-file PATH  bulk: what each of them downloads (default /files/bulk-10m)
+  --stream-bytes N    bulk: its size (default 10485760)
   --cipher NAME       bulk: the engine's cipher (default aes128-gcm@openssh.com)
   --rounds N          bulk: interleaved rounds, the median is reported (default 3)
 )";
@@ -76,6 +82,9 @@ struct options {
   std::string file = "/files/bulk";
   std::uint16_t ssh_l_port = 0;
   std::size_t rounds = 3;
+  std::size_t streams = 8;
+  std::string stream_file = "/files/bulk-10m";
+  std::uint64_t stream_bytes = std::uint64_t{10} << 20;
 };
 
 std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min,
@@ -146,6 +155,12 @@ options parse_options(int argc, char** argv) {
       opts.bytes = parse_number(flag, value, 1, std::uint64_t{1} << 34);
     } else if (flag == "--file") {
       opts.file = value;
+    } else if (flag == "--streams") {
+      opts.streams = parse_number(flag, value, 1, 64);
+    } else if (flag == "--stream-file") {
+      opts.stream_file = value;
+    } else if (flag == "--stream-bytes") {
+      opts.stream_bytes = parse_number(flag, value, 1, std::uint64_t{1} << 32);
     } else if (flag == "--ssh-l-port") {
       opts.ssh_l_port = static_cast<std::uint16_t>(parse_number(flag, value, 1, 65535));
     } else if (flag == "--cipher") {
@@ -268,13 +283,15 @@ std::vector<std::string> user_names(const std::string& prefix, std::size_t from,
   return names;
 }
 
-std::unique_ptr<engine> make_engine(const options& opts, engine_config cfg) {
+/// An engine whose users get `connections_per_user` connections at most.
+std::unique_ptr<engine> make_engine(const options& opts, engine_config cfg,
+                                    std::size_t connections_per_user = 1) {
   cfg.log_level = "warn";
   if (opts.connectors > 0)
     cfg.connector_threads = opts.connectors;
   if (opts.handshake_rate > 0)
     cfg.pool.max_handshakes_per_second = opts.handshake_rate;
-  cfg.pool.max_connections_per_user = 1;
+  cfg.pool.max_connections_per_user = connections_per_user;
   cfg.pool.acquire_timeout = std::chrono::seconds(120);
   return std::make_unique<engine>(cfg);
 }
@@ -608,70 +625,115 @@ int pool_ops(const options& opts, const machine_context& ctx) {
 
 // -- bulk -----------------------------------------------------------------------------------
 
+/// Warms `user` of `e` up with `connections` connections (as many first requests at once).
+bool warm_up(engine& e, const std::string& user, std::size_t connections) {
+  std::vector<std::string> users(connections, user);
+  auto r = run_first_requests(e, users, body_bytes, fleet_limit);
+  if (r.ok == connections)
+    return true;
+  std::cerr << "sshpool-bench-engine: warm-up failed: " << r.first_error << "\n";
+  return false;
+}
+
 int bulk(const options& opts, const machine_context& ctx) {
-  engine_config cfg;
-  cfg.pool.max_response_bytes = opts.bytes + (1u << 20);
   auto ep_opts = opts;
   if (ep_opts.ep.ciphers.empty())
     ep_opts.ep.ciphers = "aes128-gcm@openssh.com";
-  auto e = make_engine(ep_opts, cfg);
-  const std::string user = "bulk";
-  set_endpoints(*e, ep_opts, {user});
-  if (auto r = run_first_requests(*e, {user}, body_bytes, fleet_limit); r.ok != 1) {
-    std::cerr << "sshpool-bench-engine: warm-up failed: " << r.first_error << "\n";
+  engine_config cfg;
+  cfg.pool.max_response_bytes = std::max(opts.bytes, opts.stream_bytes) + (1u << 20);
+  cfg.pool.max_channels_per_connection = std::max<std::size_t>(opts.streams, 10);
+  // One user with one connection, one with three (for the concurrent streams).
+  auto e1 = make_engine(ep_opts, cfg, 1);
+  auto e3 = make_engine(ep_opts, cfg, 3);
+  set_endpoints(*e1, ep_opts, {"bulk"});
+  set_endpoints(*e3, ep_opts, {"bulk"});
+  if (!warm_up(*e1, "bulk", 1) || !warm_up(*e3, "bulk", 3))
     return 1;
-  }
+  auto n = std::to_string(opts.streams);
   std::cout << "bulk: " << with_commas(opts.bytes) << " bytes of " << opts.file
-            << " through one channel, engine cipher " << ep_opts.ep.ciphers << ", " << opts.rounds
-            << " interleaved rounds\n";
+            << " through one channel; then " << n << " x " << with_commas(opts.stream_bytes)
+            << " bytes of " << opts.stream_file << " at once; engine cipher " << ep_opts.ep.ciphers
+            << ", " << opts.rounds << " interleaved rounds\n";
   struct path_runs {
     std::string name;
+    std::function<bulk_result(std::atomic<std::uint64_t>&)> run;
     std::vector<double> mb_per_s;
     std::string error;
   };
-  std::vector<path_runs> paths{{"direct", {}, {}}, {"engine", {}, {}}};
+  auto direct = ep_opts.ep.target_port;
+  auto streams = opts.streams;
+  std::vector<path_runs> paths;
+  auto add = [&paths](std::string name,
+                      std::function<bulk_result(std::atomic<std::uint64_t>&)> run) {
+    paths.push_back(path_runs{std::move(name), std::move(run), {}, {}});
+  };
+  add("direct",
+      [&](auto& progress) { return tcp_download(direct, opts.file, opts.bytes, progress); });
   if (opts.ssh_l_port != 0)
-    paths.insert(paths.begin() + 1, {"ssh-L", {}, {}});
+    add("ssh-L", [&](auto& progress) {
+      return tcp_download(opts.ssh_l_port, opts.file, opts.bytes, progress);
+    });
+  add("engine", [&](auto& progress) {
+    return engine_download(*e1, "bulk", opts.file, opts.bytes, progress);
+  });
+  if (opts.ssh_l_port != 0)
+    add("ssh-L " + n + "x", [&](auto& progress) {
+      return parallel_downloads(streams, [&] {
+        return tcp_download(opts.ssh_l_port, opts.stream_file, opts.stream_bytes, progress);
+      });
+    });
+  for (auto* e : {e1.get(), e3.get()})
+    add("engine " + n + "x " + (e == e1.get() ? "1 conn" : "3 conns"), [&, e](auto& progress) {
+      return parallel_downloads(streams, [&] {
+        return engine_download(*e, "bulk", opts.stream_file, opts.stream_bytes, progress);
+      });
+    });
   std::vector<std::string> lines;
   for (std::size_t round = 1; round <= opts.rounds; ++round)
     for (auto& p : paths) {
       std::atomic<std::uint64_t> progress{0};
       bulk_result r;
       {
-        progress_line line{"round " + std::to_string(round) + " " + pad(p.name, 8, true), progress,
+        progress_line line{"round " + std::to_string(round) + " " + pad(p.name, 18, true), progress,
                            "B"};
-        if (p.name == "engine")
-          r = engine_download(*e, user, opts.file, opts.bytes, progress);
-        else
-          r = tcp_download(p.name == "direct" ? ep_opts.ep.target_port : opts.ssh_l_port, opts.file,
-                           opts.bytes, progress);
+        r = p.run(progress);
       }
       auto rate = r.error.empty() ? static_cast<double>(r.bytes) / 1e6 / seconds(r.elapsed) : 0;
       if (!r.error.empty() && p.error.empty())
         p.error = r.error;
       p.mb_per_s.push_back(rate);
-      std::cerr << "  round " << round << " " << pad(p.name, 8, true) << fixed(rate, 1)
+      std::cerr << "  round " << round << " " << pad(p.name, 18, true) << fixed(rate, 1)
                 << " MB/s in " << with_commas(r.chunks) << " pieces"
                 << (r.error.empty() ? "" : "  ERROR " + r.error) << "\n";
-      lines.push_back(context_csv(ctx) + ',' + p.name + ',' + std::to_string(round) + ',' +
-                      std::to_string(r.bytes) + ',' + std::to_string(r.chunks) + ',' +
+      lines.push_back(context_csv(ctx) + ',' + csv_field(p.name) + ',' + std::to_string(round) +
+                      ',' + std::to_string(r.bytes) + ',' + std::to_string(r.chunks) + ',' +
                       fixed(seconds(r.elapsed), 4) + ',' + fixed(rate, 1) + ',' +
                       csv_field(r.error));
     }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[(v.size() - 1) / 2];
+  auto median_of = [&](const std::string& name) {
+    for (auto& p : paths)
+      if (p.name == name) {
+        auto v = p.mb_per_s;
+        std::sort(v.begin(), v.end());
+        return v[(v.size() - 1) / 2];
+      }
+    return 0.0;
   };
-  double engine_rate = median(paths.back().mb_per_s);
   std::vector<row> rows;
-  for (auto& p : paths) {
-    auto m = median(p.mb_per_s);
-    rows.push_back({p.name + " MB/s (median round)", fixed(m, 1), "", ""});
-    if (p.name != "engine")
-      rows.push_back({"engine / " + p.name, fixed(engine_rate, 1), p.name + " " + fixed(m, 1),
-                      ratio(engine_rate, m)});
-  }
-  print_rows("bulk (one response of " + with_commas(opts.bytes) + " bytes, one channel)", rows);
+  for (auto& p : paths)
+    rows.push_back({p.name + " MB/s (median)", fixed(median_of(p.name), 1), "", ""});
+  auto compare = [&](const std::string& x, const std::string& y, const std::string& target) {
+    auto a = median_of(x);
+    auto b = median_of(y);
+    if (b > 0)
+      rows.push_back({x + " / " + y, fixed(a, 1), y + " " + fixed(b, 1) + target, ratio(a, b)});
+  };
+  compare("engine", "ssh-L", ", target 0.8x");
+  compare("engine", "direct", "");
+  compare("engine " + n + "x 1 conn", "ssh-L " + n + "x", "");
+  compare("engine " + n + "x 3 conns", "ssh-L " + n + "x", "");
+  compare("engine " + n + "x 3 conns", "engine " + n + "x 1 conn", "");
+  print_rows("bulk (MB/s of response bodies; ssh -L with the same cipher)", rows);
   bool clean = true;
   for (auto& p : paths)
     if (!p.error.empty()) {

@@ -13,7 +13,8 @@
 #               with 8 connector threads and no rate cap
 #   footprint   1,000 idle connections held: RSS per connection and threads
 #   pool-ops    lease + release pairs without I/O (facade, actor interface) vs bare CAF
-#   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct
+#   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct;
+#               8 x 10 MiB at once over one engine connection and over three vs ssh -L
 # Each prints a live progress line on stderr (on a terminal) and a table with its reference
 # from the same run and the ratio; results go to benchmarks/results/<scenario>-<date>.csv,
 # plots (gnuplot) to benchmarks/results/*-<date>.png. --smoke runs every scenario with tiny
@@ -450,15 +451,19 @@ scenario_pool_ops() {
 
 scenario_bulk() {
   local csv=$results/bulk-$stamp.csv bytes=$((100 << 20)) rounds=3 cipher=aes128-gcm@openssh.com
+  local stream_bytes=$((10 << 20))
   local -a eargs
-  ((smoke == 0)) || bytes=$((1 << 20)) rounds=1
+  ((smoke == 0)) || bytes=$((1 << 20)) stream_bytes=$((128 << 10)) rounds=1
   start_sshd bulk || return 1
   start_nginx bulk "$bytes" || return 1
+  head -c "$stream_bytes" /dev/urandom >"$work/bulk-nginx/files/bulk-streams"
+  chmod a+r "$work/bulk-nginx/files/bulk-streams"
   start_tunnel bulk-ssh-L exec -c "$cipher" || return 1
   mapfile -t eargs < <(engine_args)
   echo "== bulk: sshd on $SSHD_PORT, ssh -c $cipher -L (exec'd) on $tunnel_port"
   "$bench_engine" bulk "${eargs[@]}" --target-port "$nginx_port" --ssh-l-port "$tunnel_port" \
-    --cipher "$cipher" --bytes "$bytes" --rounds "$rounds" --csv "$csv" || return 1
+    --cipher "$cipher" --bytes "$bytes" --streams 8 --stream-file /files/bulk-streams \
+    --stream-bytes "$stream_bytes" --rounds "$rounds" --csv "$csv" || return 1
   echo "csv: $csv"
 }
 
