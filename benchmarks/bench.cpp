@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <numeric>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -219,6 +220,11 @@ struct run_summary {
   std::string first_error;
   /// Every latency, sorted (nanoseconds).
   std::vector<std::int64_t> latencies;
+  /// Engine paths: channels open per connection at the end (none: not an engine path).
+  std::size_t connections = 0;
+  std::uint32_t channels_min = 0;
+  double channels_mean = 0;
+  std::uint32_t channels_max = 0;
 };
 
 run_summary summarize(const std::string& path, std::size_t round, load_result r) {
@@ -236,6 +242,14 @@ run_summary summarize(const std::string& path, std::size_t round, load_result r)
   s.p99_ms = percentile_ms(r.latencies, 0.99);
   s.max_ms = r.latencies.empty() ? 0 : static_cast<double>(r.latencies.back()) / 1e6;
   s.latencies = std::move(r.latencies);
+  auto& ch = r.channels_per_connection;
+  if (!ch.empty()) {
+    s.connections = ch.size();
+    s.channels_min = *std::min_element(ch.begin(), ch.end());
+    s.channels_max = *std::max_element(ch.begin(), ch.end());
+    s.channels_mean = static_cast<double>(std::accumulate(ch.begin(), ch.end(), std::uint64_t{0})) /
+                      static_cast<double>(ch.size());
+  }
   return s;
 }
 
@@ -302,7 +316,7 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
       std::string{context_csv_header} +
       ",path,round,median_round,concurrency,connections,channels,users,"
       "ssh_exec_tunnels,channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
-      "p99_ms,max_ms";
+      "p99_ms,max_ms,engine_connections,channels_min,channels_mean,channels_max";
   auto out = open_append(file, header.c_str());
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
@@ -313,7 +327,13 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
         << (opts.engine.channel_reuse ? "on" : "off") << ',' << opts.duration_s << ','
         << (s.ok + s.errors) << ',' << s.errors << ',' << (s.aborted ? 1 : 0) << ','
         << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ',' << fixed(s.p50_ms, 3) << ','
-        << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << '\n';
+        << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << ',';
+    if (s.connections > 0)
+      out << s.connections << ',' << s.channels_min << ',' << fixed(s.channels_mean, 1) << ','
+          << s.channels_max;
+    else
+      out << ",,,";
+    out << '\n';
   }
   out.close();
   return static_cast<bool>(out);
@@ -406,6 +426,12 @@ int run(int argc, char** argv) {
   std::cout << "\nmedian round per path (lower middle by req/s):\n";
   print_table(medians, false);
   print_ratios(medians);
+  for (auto& m : medians)
+    if (m.connections > 0)
+      std::cout << "  " << m.path
+                << ": channels open per connection at the end of its median round: "
+                << "min " << m.channels_min << ", mean " << fixed(m.channels_mean, 1) << ", max "
+                << m.channels_max << " (" << m.connections << " connections)\n";
 
   bool clean = true;
   for (auto& s : runs)

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -76,6 +77,7 @@ struct driver_state {
   /// the users. A lease whose acquire failed has an empty user.
   std::vector<lease> leases;
   std::size_t next_lease = 0;
+  std::size_t stats_replies = 0;
   std::size_t release_replies = 0;
   request req;
   bool warming = true;
@@ -122,11 +124,9 @@ void deliver(driver_actor* self) {
   self->quit();
 }
 
-/// Ends the run: releases every lease, then delivers the result.
-void finish(driver_actor* self) {
+/// Releases every lease, then delivers the result.
+void release_all(driver_actor* self) {
   auto& st = self->state;
-  if (!st.warming && st.last_completion > st.start)
-    st.result.elapsed = st.last_completion - st.start;
   auto held = static_cast<std::size_t>(std::count_if(
       st.leases.begin(), st.leases.end(), [](const lease& l) { return !l.user.empty(); }));
   if (held == 0) {
@@ -149,6 +149,35 @@ void finish(driver_actor* self) {
                 deliver(self);
             });
   }
+}
+
+/// Ends the run: asks each connection used how many channels it has open, then releases.
+void finish(driver_actor* self) {
+  auto& st = self->state;
+  if (!st.warming && st.last_completion > st.start)
+    st.result.elapsed = st.last_completion - st.start;
+  std::map<std::uint64_t, connection_actor> conns;
+  for (const auto& l : st.leases)
+    if (!l.user.empty())
+      conns.emplace(l.connection_id, l.connection);
+  if (conns.empty()) {
+    release_all(self);
+    return;
+  }
+  auto expected = conns.size();
+  for (auto& [id, conn] : conns)
+    self->request(conn, caf::timespan{reply_slack}, stats_atom_v)
+        .then(
+            [self, expected](connection_stats& cs) {
+              auto& st = self->state;
+              st.result.channels_per_connection.push_back(cs.channel_count);
+              if (++st.stats_replies == expected)
+                release_all(self);
+            },
+            [self, expected](caf::error&) {
+              if (++self->state.stats_replies == expected)
+                release_all(self);
+            });
 }
 
 void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string failure) {
@@ -402,6 +431,11 @@ load_result engine_load::run_facade(const load_options& opts) {
       result.elapsed = last - gate.start;
     }
   }
+  std::map<std::uint64_t, std::uint32_t> channels;
+  for (const auto& conn : conns)
+    channels.emplace(conn.id(), conn.get_stats().channel_count);
+  for (auto& [id, count] : channels)
+    result.channels_per_connection.push_back(count);
   for (const auto& conn : conns)
     if (auto ok = pool.release_connection(conn.user(), conn); !ok)
       result.fail("release: " + ok.error().to_string());

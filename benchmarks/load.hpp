@@ -44,6 +44,9 @@ struct load_result {
   std::string first_error;
   /// The run could not be carried out (set-up or warm-up failed); the numbers are void.
   bool aborted = false;
+  /// Engine paths: the channels open on each connection used, at the end of the run (busy
+  /// plus kept for reuse).
+  std::vector<std::uint32_t> channels_per_connection;
 
   /// Counts a failed request and keeps the first description.
   void fail(std::string what) {

@@ -224,9 +224,10 @@ engine_args() {
 
 # -- forward --------------------------------------------------------------------------------
 
-# Keeps the median-round table and the failures of sshpool-bench's report.
+# Keeps the median-round table, the engine's channels and the failures of sshpool-bench's
+# report.
 only_medians() {
-  awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/'
+  awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/ || /channels open per/'
 }
 
 scenario_forward() {
@@ -282,20 +283,23 @@ scenario_forward() {
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
       rps[key, $col["path"]] = $col["req_per_s"]; p99[key, $col["path"]] = $col["p99_ms"]
       tunnels[key] = $col["ssh_exec_tunnels"]
+      if ($col["path"] == "engine") channels[key] = $col["channels_mean"]
     }
     function ratio(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "-" }
     END {
-      printf "  %-6s %-6s %10s %8s  %8s %10s %8s  %-12s %-12s %s\n", "users", "reuse",
-        "engine", "p99 ms", "tunnels", "ssh -L", "p99 ms", "engine/ssh", "p99 ratio",
+      printf "  %-6s %-6s %10s %8s %8s  %8s %10s %8s  %-12s %-12s %s\n", "users", "reuse",
+        "engine", "p99 ms", "ch/conn", "tunnels", "ssh -L", "p99 ms", "engine/ssh", "p99 ratio",
         "engine vs 10 users"
       for (i = 1; i <= n; ++i) {
         k = order[i]; split(k, u, " ")
         e = rps[k, "engine"]; s = rps[k, "ssh-L-exec"]
         vs10 = (u[2] == "on" && u[1] != 10) ? ratio(e, rps["10 on", "engine"]) : ""
-        printf "  %-6s %-6s %10d %8.2f  %8s %10d %8.2f  %-12s %-12s %s\n", u[1], u[2], e,
-          p99[k, "engine"], tunnels[k], s, p99[k, "ssh-L-exec"], ratio(e, s),
+        printf "  %-6s %-6s %10d %8.2f %8s  %8s %10d %8.2f  %-12s %-12s %s\n", u[1], u[2], e,
+          p99[k, "engine"], channels[k], tunnels[k], s, p99[k, "ssh-L-exec"], ratio(e, s),
           ratio(p99[k, "engine"], p99[k, "ssh-L-exec"]), vs10
       }
+      print "  ch/conn: channels open per engine connection at the end (mean); ssh -L opens one"
+      print "  per client connection, here 32 / tunnels"
       print "  targets: engine/ssh -L >= 1.0x, p99 ratio <= 1.0x; 1000 users >= 0.80x of 10 users"
     }' "$csv"
   echo "csv: $csv"
