@@ -70,9 +70,10 @@ _sshpool_terminate() {
 }
 
 # sshpool_sshd_start DIR [MAXSTARTUPS]: generates keys into DIR (kept if already there),
-# writes DIR/sshd_config, starts sshd on a free port of 127.0.0.1, waits (up to 10 s) until it
-# listens, and exports SSHD_PORT SSHD_PID SSHD_USER SSHD_IDENTITY SSHD_KNOWN_HOSTS SSHD_DIR.
-# On failure prints the tail of sshd's log and returns 1.
+# writes DIR/sshd_config (plus the lines in $SSHPOOL_SSHD_EXTRA_CONFIG, if set), starts sshd on
+# a free port of 127.0.0.1, waits (up to 10 s) until it listens, and exports SSHD_PORT
+# SSHD_PID SSHD_USER SSHD_IDENTITY SSHD_KNOWN_HOSTS SSHD_DIR. On failure prints the tail of
+# sshd's log and returns 1.
 sshpool_sshd_start() {
   local dir=${1:?usage: sshpool_sshd_start DIR [MAXSTARTUPS]} max_startups=${2:-200:30:400}
   local key port pid attempt deadline log status
@@ -113,6 +114,7 @@ MaxStartups $max_startups
 LogLevel INFO
 X11Forwarding no
 PrintMotd no
+${SSHPOOL_SSHD_EXTRA_CONFIG:-}
 EOF
     : >"$log" || return 1
     /usr/sbin/sshd -D -e -f "$dir/sshd_config" </dev/null >>"$log" 2>&1 &

@@ -6,30 +6,27 @@
 //   ssh-L-exec    same client -> OpenSSH `ssh -L` whose session exec'd (sshd sets NODELAY)
 //   engine        a CAF driver actor -> sshpool engine (typed actor handles) -> sshd -> nginx
 //   engine-facade threads calling the blocking connection::forward -> same engine
-// Each round runs every path for --duration; the report shows every round and, per path,
-// the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
+// The engine's requests go round robin to --users users (each with its own pool and SSH
+// connections, all to the same sshd and nginx); --channel-reuse off makes every request open
+// its own channel. Each round runs every path for --duration; the report shows every round and, per
+// path, the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
 // Every response must be a 200 with the expected body; any failure makes the run say so
 // loudly and exit 1. ./benchmarks/run.sh sets up nginx, sshd and the tunnels.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <numeric>
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
-
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include "engine_load.hpp"
 #include "http_load.hpp"
+#include "report.hpp"
 
 namespace sshpool::bench {
 
@@ -45,9 +42,11 @@ struct options {
   std::vector<std::string> paths = all_paths;
   std::uint16_t direct_port = 0;
   std::uint16_t ssh_n_port = 0;
-  std::uint16_t ssh_exec_port = 0;
+  /// One tunnel per user being simulated; the client's connections are spread over them.
+  std::vector<std::uint16_t> ssh_exec_ports;
   engine_target engine;
   std::string csv;
+  std::string cdf;
 };
 
 const char* usage_text = R"(usage: sshpool-bench [options]
@@ -59,7 +58,8 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --body-bytes N      expected body size of every response (default 100)
   --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
   --ssh-n-port P      the `ssh -N -L` forwarded port
-  --ssh-exec-port P   the `ssh -L ... sleep` forwarded port
+  --ssh-exec-port P[,P...]  the `ssh -L ... sleep` forwarded port(s); with several (one
+                      tunnel per user), the client's connections are spread over them
   --sshd-port P       the sshd the engine connects to (127.0.0.1)
   --sshd-user U       its user
   --identity FILE     private key for that user
@@ -67,7 +67,16 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --target-port P     nginx as the sshd sees it (default: --direct-port)
   --connections N     engine: max_connections_per_user (default 1)
   --channels N        engine: max_channels_per_connection (default 32)
-  --csv FILE          also write every run as CSV rows to FILE
+  --users N           engine: requests spread round robin over N users (default 1), each
+                      with its own pool, all on the same sshd and nginx
+  --channel-reuse on|off  off: every request says `Connection: close`, so each engine
+                      request opens (and closes) its own direct-tcpip channel, and each
+                      client request its own TCP connection (and, through ssh -L, its own
+                      channel) (default on)
+  --reactors N        engine: reactor threads (default: the engine's, half the cores)
+  --csv FILE          also write every run as CSV rows to FILE (appended if it exists)
+  --cdf FILE          write the latency CDF of every path's median round to FILE (CSV:
+                      path,percentile,latency_ms; appended if it exists)
 )";
 
 [[noreturn]] void usage_error(const std::string& what) {
@@ -141,7 +150,8 @@ options parse_options(int argc, char** argv) {
     } else if (flag == "--ssh-n-port") {
       opts.ssh_n_port = parse_port(flag, value);
     } else if (flag == "--ssh-exec-port") {
-      opts.ssh_exec_port = parse_port(flag, value);
+      for (auto& port : split(value, ','))
+        opts.ssh_exec_ports.push_back(parse_port(flag, port));
     } else if (flag == "--sshd-port") {
       opts.engine.sshd_port = parse_port(flag, value);
     } else if (flag == "--sshd-user") {
@@ -156,8 +166,19 @@ options parse_options(int argc, char** argv) {
       opts.engine.connections = parse_number(flag, value, 1, 1000);
     } else if (flag == "--channels") {
       opts.engine.channels = parse_number(flag, value, 1, 1000);
+    } else if (flag == "--users") {
+      opts.engine.users = parse_number(flag, value, 1, 10000);
+    } else if (flag == "--channel-reuse") {
+      if (value != "on" && value != "off")
+        usage_error("--channel-reuse wants on or off, not '" + value + "'");
+      opts.engine.channel_reuse = value == "on";
+      opts.load.connection_close = !opts.engine.channel_reuse;
+    } else if (flag == "--reactors") {
+      opts.engine.reactors = parse_number(flag, value, 1, 64);
     } else if (flag == "--csv") {
       opts.csv = value;
+    } else if (flag == "--cdf") {
+      opts.cdf = value;
     } else {
       usage_error("unknown option: " + flag);
     }
@@ -170,7 +191,7 @@ options parse_options(int argc, char** argv) {
       usage_error("path direct needs --direct-port");
     if (p == "ssh-N-L" && opts.ssh_n_port == 0)
       usage_error("path ssh-N-L needs --ssh-n-port");
-    if (p == "ssh-L-exec" && opts.ssh_exec_port == 0)
+    if (p == "ssh-L-exec" && opts.ssh_exec_ports.empty())
       usage_error("path ssh-L-exec needs --ssh-exec-port");
     if (is_engine_path(p) && (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
                               opts.engine.identity_file.empty() ||
@@ -180,50 +201,6 @@ options parse_options(int argc, char** argv) {
                   "--direct-port or --target-port");
   }
   return opts;
-}
-
-// -- machine context ------------------------------------------------------------------------
-
-struct machine_context {
-  std::string date;
-  std::string cpu;
-  long nproc = 0;
-  std::string kernel;
-  std::string command;
-};
-
-std::string shell_quote(const std::string& arg) {
-  if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                            "0123456789-_./=:,@+") == std::string::npos)
-    return arg;
-  std::string quoted = "'";
-  for (char c : arg)
-    quoted += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
-  return quoted + "'";
-}
-
-machine_context read_context(int argc, char** argv) {
-  machine_context ctx;
-  auto now = std::time(nullptr);
-  char date[32];
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  ctx.date = date;
-  ctx.nproc = sysconf(_SC_NPROCESSORS_ONLN);
-  std::ifstream cpuinfo{"/proc/cpuinfo"};
-  for (std::string line; std::getline(cpuinfo, line);)
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      ctx.cpu = colon == std::string::npos ? line : line.substr(colon + 2);
-      break;
-    }
-  if (ctx.cpu.empty())
-    ctx.cpu = "unknown";
-  utsname un{};
-  if (uname(&un) == 0)
-    ctx.kernel = std::string{un.sysname} + " " + un.release + " " + un.machine;
-  for (int i = 0; i < argc; ++i)
-    ctx.command += (i > 0 ? " " : "") + shell_quote(argv[i]);
-  return ctx;
 }
 
 // -- reporting ------------------------------------------------------------------------------
@@ -241,15 +218,14 @@ struct run_summary {
   double max_ms = 0;
   bool aborted = false;
   std::string first_error;
+  /// Every latency, sorted (nanoseconds).
+  std::vector<std::int64_t> latencies;
+  /// Engine paths: channels open per connection at the end (none: not an engine path).
+  std::size_t connections = 0;
+  std::uint32_t channels_min = 0;
+  double channels_mean = 0;
+  std::uint32_t channels_max = 0;
 };
-
-/// Nearest-rank percentile of sorted values, in milliseconds.
-double percentile_ms(const std::vector<std::int64_t>& sorted, double p) {
-  if (sorted.empty())
-    return 0;
-  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
-  return static_cast<double>(sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1]) / 1e6;
-}
 
 run_summary summarize(const std::string& path, std::size_t round, load_result r) {
   run_summary s;
@@ -265,30 +241,16 @@ run_summary summarize(const std::string& path, std::size_t round, load_result r)
   s.p50_ms = percentile_ms(r.latencies, 0.50);
   s.p99_ms = percentile_ms(r.latencies, 0.99);
   s.max_ms = r.latencies.empty() ? 0 : static_cast<double>(r.latencies.back()) / 1e6;
-  return s;
-}
-
-std::string with_commas(std::uint64_t n) {
-  auto digits = std::to_string(n);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0)
-      out += ',';
-    out += digits[i];
+  s.latencies = std::move(r.latencies);
+  auto& ch = r.channels_per_connection;
+  if (!ch.empty()) {
+    s.connections = ch.size();
+    s.channels_min = *std::min_element(ch.begin(), ch.end());
+    s.channels_max = *std::max_element(ch.begin(), ch.end());
+    s.channels_mean = static_cast<double>(std::accumulate(ch.begin(), ch.end(), std::uint64_t{0})) /
+                      static_cast<double>(ch.size());
   }
-  return out;
-}
-
-std::string fixed(double x, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", decimals, x);
-  return buf;
-}
-
-std::string pad(const std::string& s, std::size_t width, bool left = false) {
-  if (s.size() >= width)
-    return s;
-  return left ? s + std::string(width - s.size(), ' ') : std::string(width - s.size(), ' ') + s;
+  return s;
 }
 
 void print_table(const std::vector<run_summary>& runs, bool with_round) {
@@ -335,29 +297,57 @@ void print_ratios(const std::vector<run_summary>& medians) {
     std::cout << "  (needs an engine path and a reference path)\n";
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos)
-    return s;
-  std::string quoted = "\"";
-  for (char c : s)
-    quoted += c == '"' ? std::string{"\"\""} : std::string(1, c);
-  return quoted + "\"";
+/// Opens `file` for appending; `header` is written first if the file is new or empty.
+std::ofstream open_append(const std::string& file, const char* header) {
+  bool fresh = true;
+  {
+    std::ifstream existing{file, std::ios::ate};
+    fresh = !existing || existing.tellg() <= 0;
+  }
+  std::ofstream out{file, std::ios::app};
+  if (fresh)
+    out << header << '\n';
+  return out;
 }
 
 bool write_csv(const std::string& file, const machine_context& ctx, const options& opts,
                const std::vector<run_summary>& runs, const std::vector<run_summary>& medians) {
-  std::ofstream out{file};
-  out << "date,cpu,nproc,kernel,path,round,median_round,concurrency,connections,channels,"
-         "duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,p99_ms,max_ms\n";
+  auto header =
+      std::string{context_csv_header} +
+      ",path,round,median_round,concurrency,connections,channels,users,"
+      "ssh_exec_tunnels,channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
+      "p99_ms,max_ms,engine_connections,channels_min,channels_mean,channels_max";
+  auto out = open_append(file, header.c_str());
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
     bool is_median = m != nullptr && m->round == s.round;
-    out << ctx.date << ',' << csv_field(ctx.cpu) << ',' << ctx.nproc << ',' << csv_field(ctx.kernel)
-        << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0) << ','
+    out << context_csv(ctx) << ',' << s.path << ',' << s.round << ',' << (is_median ? 1 : 0) << ','
         << opts.load.concurrency << ',' << opts.engine.connections << ',' << opts.engine.channels
-        << ',' << opts.duration_s << ',' << (s.ok + s.errors) << ',' << s.errors << ','
-        << (s.aborted ? 1 : 0) << ',' << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ','
-        << fixed(s.p50_ms, 3) << ',' << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << '\n';
+        << ',' << opts.engine.users << ',' << opts.ssh_exec_ports.size() << ','
+        << (opts.engine.channel_reuse ? "on" : "off") << ',' << opts.duration_s << ','
+        << (s.ok + s.errors) << ',' << s.errors << ',' << (s.aborted ? 1 : 0) << ','
+        << fixed(s.seconds, 3) << ',' << fixed(s.rps, 0) << ',' << fixed(s.p50_ms, 3) << ','
+        << fixed(s.p99_ms, 3) << ',' << fixed(s.max_ms, 3) << ',';
+    if (s.connections > 0)
+      out << s.connections << ',' << s.channels_min << ',' << fixed(s.channels_mean, 1) << ','
+          << s.channels_max;
+    else
+      out << ",,,";
+    out << '\n';
+  }
+  out.close();
+  return static_cast<bool>(out);
+}
+
+/// The latency CDF of each median round, 1,000 points per path (every 0.1 %).
+bool write_cdf(const std::string& file, const std::vector<run_summary>& medians) {
+  auto out = open_append(file, "path,percentile,latency_ms");
+  for (auto& s : medians) {
+    if (s.aborted || s.latencies.empty())
+      continue;
+    for (int permille = 1; permille <= 1000; ++permille)
+      out << s.path << ',' << fixed(permille / 10.0, 1) << ','
+          << fixed(percentile_ms(s.latencies, permille / 1000.0), 4) << '\n';
   }
   out.close();
   return static_cast<bool>(out);
@@ -365,65 +355,14 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
 
 // -- running --------------------------------------------------------------------------------
 
-/// The live line on stderr while a path runs (elapsed time, requests, current req/s),
-/// rewritten in place with \r; only on a terminal, so that CI logs stay readable.
-class progress_line {
-public:
-  progress_line(std::string label, std::atomic<std::uint64_t>& completed)
-      : label_(std::move(label)), completed_(completed), started_(bench_clock::now()) {
-    if (isatty(STDERR_FILENO) != 0)
-      thread_ = std::thread{[this] { loop(); }};
-  }
-
-  ~progress_line() {
-    if (!thread_.joinable())
-      return;
-    stop_ = true;
-    thread_.join();
-    std::cerr << '\r' << std::string(width, ' ') << '\r';
-  }
-
-  progress_line(const progress_line&) = delete;
-  progress_line& operator=(const progress_line&) = delete;
-
-private:
-  static constexpr std::size_t width = 78;
-
-  void loop() {
-    constexpr auto tick = std::chrono::milliseconds(250);
-    std::uint64_t last = 0;
-    auto last_at = started_;
-    while (!stop_) {
-      std::this_thread::sleep_for(tick);
-      auto now = bench_clock::now();
-      auto done = completed_.load(std::memory_order_relaxed);
-      auto rate = static_cast<double>(done - last) /
-                  std::max(1e-9, std::chrono::duration<double>(now - last_at).count());
-      auto line = "  " + label_ + "  " +
-                  fixed(std::chrono::duration<double>(now - started_).count(), 1) + " s  " +
-                  with_commas(done) + " req  " + with_commas(static_cast<std::uint64_t>(rate)) +
-                  " req/s";
-      std::cerr << '\r' << pad(line, width, true) << std::flush;
-      last = done;
-      last_at = now;
-    }
-  }
-
-  std::string label_;
-  std::atomic<std::uint64_t>& completed_;
-  bench_clock::time_point started_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
 load_result run_path(const std::string& path, const options& opts, engine_load* engine,
                      const load_options& load) {
   if (path == "direct")
-    return run_http_load(opts.direct_port, load);
+    return run_http_load({opts.direct_port}, load);
   if (path == "ssh-N-L")
-    return run_http_load(opts.ssh_n_port, load);
+    return run_http_load({opts.ssh_n_port}, load);
   if (path == "ssh-L-exec")
-    return run_http_load(opts.ssh_exec_port, load);
+    return run_http_load(opts.ssh_exec_ports, load);
   if (path == "engine")
     return engine->run_actor(load);
   return engine->run_facade(load);
@@ -432,13 +371,12 @@ load_result run_path(const std::string& path, const options& opts, engine_load* 
 int run(int argc, char** argv) {
   auto opts = parse_options(argc, argv);
   auto ctx = read_context(argc, argv);
-  std::cout << "sshpool-bench " << ctx.date << "\n"
-            << "machine: " << ctx.nproc << " cores, " << ctx.cpu << ", " << ctx.kernel << "\n"
-            << "command: " << ctx.command << "\n"
-            << "load: closed loop, " << opts.load.concurrency << " requests in flight, "
+  print_context("sshpool-bench", ctx);
+  std::cout << "load: closed loop, " << opts.load.concurrency << " requests in flight, "
             << opts.duration_s << " s per path and round, " << opts.rounds
-            << " rounds; engine: " << opts.engine.connections << " connection(s) x "
-            << opts.engine.channels << " channels\n\n";
+            << " rounds; engine: " << opts.engine.users << " user(s), " << opts.engine.connections
+            << " connection(s) per user x " << opts.engine.channels << " channels, channel reuse "
+            << (opts.engine.channel_reuse ? "on" : "off") << "\n\n";
   std::unique_ptr<engine_load> engine;
   if (std::any_of(opts.paths.begin(), opts.paths.end(), is_engine_path)) {
     try {
@@ -488,6 +426,12 @@ int run(int argc, char** argv) {
   std::cout << "\nmedian round per path (lower middle by req/s):\n";
   print_table(medians, false);
   print_ratios(medians);
+  for (auto& m : medians)
+    if (m.connections > 0)
+      std::cout << "  " << m.path
+                << ": channels open per connection at the end of its median round: "
+                << "min " << m.channels_min << ", mean " << fixed(m.channels_mean, 1) << ", max "
+                << m.channels_max << " (" << m.connections << " connections)\n";
 
   bool clean = true;
   for (auto& s : runs)
@@ -507,6 +451,10 @@ int run(int argc, char** argv) {
       std::cerr << "sshpool-bench: cannot write " << opts.csv << "\n";
       return 1;
     }
+  }
+  if (!opts.cdf.empty() && !write_cdf(opts.cdf, medians)) {
+    std::cerr << "sshpool-bench: cannot write " << opts.cdf << "\n";
+    return 1;
   }
   return clean ? 0 : 1;
 }

@@ -10,14 +10,16 @@
 //                                                                  (promise set, quit)
 //
 // It leases connections through the supervisor (acquire_atom), sends one warm-up request per
-// slot (opens the channels), then keeps `concurrency` forward_atom requests in flight, each
-// slot sending its next request from the reply handler of its previous one, and finally
-// releases its leases and hands the result to the main thread through a promise.
+// slot or lease, whichever are more (opens the channels), then keeps `concurrency`
+// forward_atom requests in flight, each slot sending its next request (to the next lease,
+// round robin) from the reply handler of its previous one, and finally releases its leases
+// and hands the result to the main thread through a promise.
 #include "engine_load.hpp"
 
 #include <algorithm>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -30,19 +32,26 @@ namespace sshpool::bench {
 
 namespace {
 
-const std::string user = "bench";
+std::string user_name(std::size_t i) {
+  return "bench-" + std::to_string(i);
+}
 
 constexpr auto request_timeout = std::chrono::seconds(30);
-constexpr auto acquire_timeout = std::chrono::seconds(30);
-constexpr auto connect_timeout = std::chrono::seconds(10);
+/// Long enough for a thousand users' handshakes in the first warm-up.
+constexpr auto acquire_timeout = std::chrono::seconds(120);
+/// The connect deadline includes the wait for a connector thread: room for a thousand users'
+/// handshakes queued at once in the first warm-up.
+constexpr auto connect_timeout = std::chrono::seconds(90);
 /// Added to the engine's own deadlines for reply timeouts, so the engine's errors win.
 constexpr auto reply_slack = std::chrono::seconds(5);
 
-request make_request() {
+request make_request(bool channel_reuse) {
   request req;
   req.id = "bench";
   req.method = "GET";
   req.path = "/";
+  if (!channel_reuse)
+    req.headers.emplace_back("Connection", "close");
   return req;
 }
 
@@ -64,7 +73,11 @@ struct driver_state {
   std::shared_ptr<std::promise<load_result>> done;
   std::size_t lease_count = 0;
   std::size_t acquire_replies = 0;
+  /// Lease i belongs to user i % users, so round robin over the leases is round robin over
+  /// the users. A lease whose acquire failed has an empty user.
   std::vector<lease> leases;
+  std::size_t next_lease = 0;
+  std::size_t stats_replies = 0;
   std::size_t release_replies = 0;
   request req;
   bool warming = true;
@@ -78,33 +91,32 @@ struct driver_state {
 
 using driver_actor = caf::stateful_actor<driver_state>;
 
-void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent_at,
-              std::string failure);
+void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string failure);
 
-void send_forward(driver_actor* self, std::size_t slot) {
+void send_forward(driver_actor* self) {
   auto& st = self->state;
   ++st.in_flight;
-  const auto& conn = st.leases[slot % st.leases.size()].connection;
+  const auto& conn = st.leases[st.next_lease++ % st.leases.size()].connection;
   auto sent_at = bench_clock::now();
   self->request(conn, caf::timespan{request_timeout + reply_slack}, forward_atom_v, st.req,
                 caf::timespan{request_timeout})
       .then(
-          [self, slot, sent_at](response& res) {
-            on_reply(self, slot, sent_at, check(res, self->state.opts.body_bytes));
+          [self, sent_at](response& res) {
+            on_reply(self, sent_at, check(res, self->state.opts.body_bytes));
           },
-          [self, slot, sent_at](caf::error& err) {
-            on_reply(self, slot, sent_at, from_caf_error(err, errc::internal).to_string());
+          [self, sent_at](caf::error& err) {
+            on_reply(self, sent_at, from_caf_error(err, errc::internal).to_string());
           });
 }
 
-/// Sends the next request of `slot` if the run goes on.
-void issue(driver_actor* self, std::size_t slot) {
+/// Sends the next request of a slot if the run goes on.
+void issue(driver_actor* self) {
   auto& st = self->state;
   if (bench_clock::now() >= st.deadline || st.issued >= st.opts.max_requests ||
       st.result.errors >= st.opts.max_errors)
     return;
   ++st.issued;
-  send_forward(self, slot);
+  send_forward(self);
 }
 
 void deliver(driver_actor* self) {
@@ -112,32 +124,63 @@ void deliver(driver_actor* self) {
   self->quit();
 }
 
-/// Ends the run: releases every lease, then delivers the result.
+/// Releases every lease, then delivers the result.
+void release_all(driver_actor* self) {
+  auto& st = self->state;
+  auto held = static_cast<std::size_t>(std::count_if(
+      st.leases.begin(), st.leases.end(), [](const lease& l) { return !l.user.empty(); }));
+  if (held == 0) {
+    deliver(self);
+    return;
+  }
+  for (const auto& l : st.leases) {
+    if (l.user.empty())
+      continue;
+    self->request(st.supervisor, caf::timespan{reply_slack * 2}, release_atom_v, l.user, l)
+        .then(
+            [self, held] {
+              if (++self->state.release_replies == held)
+                deliver(self);
+            },
+            [self, held](caf::error& err) {
+              auto& st = self->state;
+              st.result.fail("release: " + from_caf_error(err, errc::internal).to_string());
+              if (++st.release_replies == held)
+                deliver(self);
+            });
+  }
+}
+
+/// Ends the run: asks each connection used how many channels it has open, then releases.
 void finish(driver_actor* self) {
   auto& st = self->state;
   if (!st.warming && st.last_completion > st.start)
     st.result.elapsed = st.last_completion - st.start;
-  if (st.leases.empty()) {
-    deliver(self);
+  std::map<std::uint64_t, connection_actor> conns;
+  for (const auto& l : st.leases)
+    if (!l.user.empty())
+      conns.emplace(l.connection_id, l.connection);
+  if (conns.empty()) {
+    release_all(self);
     return;
   }
-  for (const auto& l : st.leases)
-    self->request(st.supervisor, caf::timespan{reply_slack * 2}, release_atom_v, user, l)
+  auto expected = conns.size();
+  for (auto& [id, conn] : conns)
+    self->request(conn, caf::timespan{reply_slack}, stats_atom_v)
         .then(
-            [self] {
-              if (++self->state.release_replies == self->state.leases.size())
-                deliver(self);
-            },
-            [self](caf::error& err) {
+            [self, expected](connection_stats& cs) {
               auto& st = self->state;
-              st.result.fail("release: " + from_caf_error(err, errc::internal).to_string());
-              if (++st.release_replies == st.leases.size())
-                deliver(self);
+              st.result.channels_per_connection.push_back(cs.channel_count);
+              if (++st.stats_replies == expected)
+                release_all(self);
+            },
+            [self, expected](caf::error&) {
+              if (++self->state.stats_replies == expected)
+                release_all(self);
             });
 }
 
-void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent_at,
-              std::string failure) {
+void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string failure) {
   auto& st = self->state;
   auto now = bench_clock::now();
   --st.in_flight;
@@ -154,7 +197,7 @@ void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent
     st.start = now;
     st.deadline = now + st.opts.duration;
     for (std::size_t i = 0; i < st.opts.concurrency; ++i)
-      issue(self, i);
+      issue(self);
     return;
   }
   st.last_completion = now;
@@ -165,7 +208,7 @@ void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent
   } else {
     st.result.fail(std::move(failure));
   }
-  issue(self, slot);
+  issue(self);
   if (st.in_flight == 0)
     finish(self);
 }
@@ -178,25 +221,27 @@ void on_acquired(driver_actor* self) {
     finish(self);
     return;
   }
-  for (std::size_t i = 0; i < st.opts.concurrency; ++i)
-    send_forward(self, i);
+  for (std::size_t i = 0; i < std::max(st.opts.concurrency, st.leases.size()); ++i)
+    send_forward(self);
 }
 
 caf::behavior driver(driver_actor* self, load_options opts, supervisor_actor supervisor,
-                     std::size_t lease_count, std::shared_ptr<std::promise<load_result>> done) {
+                     std::size_t users, std::size_t lease_count, bool channel_reuse,
+                     std::shared_ptr<std::promise<load_result>> done) {
   auto& st = self->state;
   st.opts = opts;
   st.supervisor = std::move(supervisor);
   st.done = std::move(done);
   st.lease_count = lease_count;
-  st.req = make_request();
+  st.leases.resize(lease_count);
+  st.req = make_request(channel_reuse);
   st.result.latencies.reserve(std::min<std::uint64_t>(opts.max_requests, 1u << 20));
   for (std::size_t i = 0; i < lease_count; ++i)
     self->request(st.supervisor, caf::timespan{acquire_timeout + connect_timeout + reply_slack},
-                  acquire_atom_v, user)
+                  acquire_atom_v, user_name(i % users))
         .then(
-            [self](lease& l) {
-              self->state.leases.push_back(std::move(l));
+            [self, i](lease& l) {
+              self->state.leases[i] = std::move(l);
               on_acquired(self);
             },
             [self](caf::error& err) {
@@ -217,7 +262,7 @@ struct worker_result {
 };
 
 /// The start line of the facade threads: the main thread opens it once every thread has
-/// finished its warm-up request.
+/// finished its warm-up requests.
 struct start_gate {
   std::mutex mx;
   std::condition_variable cv;
@@ -228,20 +273,23 @@ struct start_gate {
   bench_clock::time_point deadline;
 };
 
-void facade_worker(const connection& conn, const load_options& opts, start_gate& gate,
-                   std::atomic<std::uint64_t>& issued, std::atomic<std::uint64_t>& errors,
-                   worker_result& out) {
-  auto req = make_request();
-  auto warm = conn.forward(req);
+/// One thread: a warm-up request on each of its connections, then requests round robin over
+/// them until the deadline.
+void facade_worker(std::vector<connection> conns, const request& req, const load_options& opts,
+                   start_gate& gate, std::atomic<std::uint64_t>& issued,
+                   std::atomic<std::uint64_t>& errors, worker_result& out) {
+  std::string warm_up_error;
+  for (const auto& conn : conns) {
+    auto warm = conn.forward(req);
+    warm_up_error = warm ? check(*warm, opts.body_bytes) : warm.error().to_string();
+    if (!warm_up_error.empty())
+      break;
+  }
   bench_clock::time_point deadline;
   {
     std::unique_lock<std::mutex> guard{gate.mx};
-    if (gate.warm_up_error.empty()) {
-      if (!warm)
-        gate.warm_up_error = warm.error().to_string();
-      else if (auto what = check(*warm, opts.body_bytes); !what.empty())
-        gate.warm_up_error = what;
-    }
+    if (gate.warm_up_error.empty())
+      gate.warm_up_error = warm_up_error;
     ++gate.warmed;
     gate.cv.notify_all();
     gate.cv.wait(guard, [&] { return gate.open; });
@@ -252,10 +300,12 @@ void facade_worker(const connection& conn, const load_options& opts, start_gate&
   auto& res = out.result;
   res.latencies.reserve(
       std::min<std::uint64_t>(opts.max_requests / opts.concurrency + 1, 1u << 16));
-  while (bench_clock::now() < deadline && issued.fetch_add(1) < opts.max_requests &&
-         errors.load() < opts.max_errors) {
+  for (std::size_t next = 0;
+       bench_clock::now() < deadline && issued.fetch_add(1) < opts.max_requests &&
+       errors.load() < opts.max_errors;
+       ++next) {
     auto sent_at = bench_clock::now();
-    auto reply = conn.forward(req);
+    auto reply = conns[next % conns.size()].forward(req);
     auto now = bench_clock::now();
     out.last_completion = now;
     opts.completed->fetch_add(1, std::memory_order_relaxed);
@@ -280,6 +330,11 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   cfg.pool.connect_timeout = connect_timeout;
   cfg.pool.max_connections_per_user = target.connections;
   cfg.pool.max_channels_per_connection = target.channels;
+  // Handshakes are not measured here: let a thousand users' first warm-up go fast (the
+  // private sshd's MaxStartups is 200:30:400).
+  cfg.connector_threads = 8;
+  cfg.reactor_threads = target.reactors;
+  cfg.pool.max_handshakes_per_second = 1000;
   engine_ = std::make_unique<engine>(cfg);
   endpoint ep;
   ep.host = "127.0.0.1";
@@ -289,8 +344,14 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   ep.known_hosts_file = target.known_hosts_file;
   ep.target_host = "127.0.0.1";
   ep.target_port = target.target_port;
-  if (auto ok = engine_->set_endpoint(user, ep); !ok)
-    throw std::runtime_error{"set_endpoint: " + ok.error().to_string()};
+  for (std::size_t i = 0; i < target.users; ++i)
+    if (auto ok = engine_->set_endpoint(user_name(i), ep); !ok)
+      throw std::runtime_error{"set_endpoint: " + ok.error().to_string()};
+}
+
+std::size_t engine_load::leases_per_user(const load_options& opts) const {
+  return std::max<std::size_t>(
+      1, std::min(opts.concurrency, target_.connections * target_.channels) / target_.users);
 }
 
 engine_load::~engine_load() = default;
@@ -298,8 +359,9 @@ engine_load::~engine_load() = default;
 load_result engine_load::run_actor(const load_options& opts) {
   auto done = std::make_shared<std::promise<load_result>>();
   auto result = done->get_future();
-  auto lease_count = std::min(opts.concurrency, target_.connections * target_.channels);
-  auto self = engine_->system().spawn(driver, opts, supervisor_of(*engine_), lease_count, done);
+  auto self =
+      engine_->system().spawn(driver, opts, supervisor_of(*engine_), target_.users,
+                              leases_per_user(opts) * target_.users, target_.channel_reuse, done);
   // Acquire (handshake included), warm-up, the run, its drain and the releases, each bounded.
   auto limit =
       opts.duration + acquire_timeout + connect_timeout + 2 * request_timeout + 4 * reply_slack;
@@ -315,10 +377,10 @@ load_result engine_load::run_actor(const load_options& opts) {
 load_result engine_load::run_facade(const load_options& opts) {
   load_result result;
   auto& pool = engine_->pool();
-  auto lease_count = std::min(opts.concurrency, target_.connections * target_.channels);
+  auto lease_count = leases_per_user(opts) * target_.users;
   std::vector<connection> conns;
   for (std::size_t i = 0; i < lease_count; ++i) {
-    auto conn = pool.get_connection(user);
+    auto conn = pool.get_connection(user_name(i % target_.users));
     if (!conn) {
       result.abort("get_connection: " + conn.error().to_string());
       break;
@@ -332,9 +394,17 @@ load_result engine_load::run_facade(const load_options& opts) {
     std::vector<worker_result> outs(opts.concurrency);
     std::vector<std::thread> threads;
     threads.reserve(opts.concurrency);
-    for (std::size_t i = 0; i < opts.concurrency; ++i)
-      threads.emplace_back(facade_worker, std::cref(conns[i % conns.size()]), std::cref(opts),
+    auto req = make_request(target_.channel_reuse);
+    for (std::size_t i = 0; i < opts.concurrency; ++i) {
+      // Thread i takes leases i, i + concurrency, ... (or shares lease i % leases).
+      std::vector<connection> share;
+      for (auto j = i; j < conns.size(); j += opts.concurrency)
+        share.push_back(conns[j]);
+      if (share.empty())
+        share.push_back(conns[i % conns.size()]);
+      threads.emplace_back(facade_worker, std::move(share), std::cref(req), std::cref(opts),
                            std::ref(gate), std::ref(issued), std::ref(errors), std::ref(outs[i]));
+    }
     {
       std::unique_lock<std::mutex> guard{gate.mx};
       gate.cv.wait(guard, [&] { return gate.warmed == opts.concurrency; });
@@ -361,8 +431,13 @@ load_result engine_load::run_facade(const load_options& opts) {
       result.elapsed = last - gate.start;
     }
   }
+  std::map<std::uint64_t, std::uint32_t> channels;
   for (const auto& conn : conns)
-    if (auto ok = pool.release_connection(user, conn); !ok)
+    channels.emplace(conn.id(), conn.get_stats().channel_count);
+  for (auto& [id, count] : channels)
+    result.channels_per_connection.push_back(count);
+  for (const auto& conn : conns)
+    if (auto ok = pool.release_connection(conn.user(), conn); !ok)
       result.fail("release: " + ok.error().to_string());
   return result;
 }

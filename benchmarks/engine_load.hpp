@@ -1,7 +1,7 @@
-// The engine paths of sshpool-bench: one sshpool engine whose single user reaches nginx
-// through the private sshd, driven either by a CAF driver actor (as a CAF-based service
-// would: leases through the supervisor, forward_atom to the leased connections) or by
-// threads calling the blocking facade (as an embedding service would).
+// The engine paths of sshpool-bench: one sshpool engine whose users (all alike, each with
+// its own pool) reach nginx through the private sshd, driven either by a CAF driver actor (as a
+// CAF-based service would: leases through the supervisor, forward_atom to the leased connections)
+// or by threads calling the blocking facade (as an embedding service would).
 #pragma once
 
 #include <cstdint>
@@ -24,12 +24,22 @@ struct engine_target {
   std::string known_hosts_file;
   /// nginx, as seen from the sshd (on 127.0.0.1).
   std::uint16_t target_port = 0;
+  /// Per user.
   std::size_t connections = 1;
   std::size_t channels = 32;
+  /// Requests go round robin to this many users ("bench-0", "bench-1", ...).
+  std::size_t users = 1;
+  /// false: every request says `Connection: close`, so it opens and closes its own channel.
+  bool channel_reuse = true;
+  /// engine_config::reactor_threads (0: the engine's default).
+  std::size_t reactors = 0;
 };
 
-/// One engine kept for every run of the benchmark, so that its SSH handshake happens once,
-/// in the first run's warm-up, like the OpenSSH tunnels that stay up between runs.
+/// One engine kept for every run of the benchmark, so that its SSH handshakes happen once,
+/// in the first run's warm-up, like the OpenSSH tunnels that stay up between runs. Each run
+/// leases max(1, min(concurrency, connections x channels) / users) connections per user and
+/// sends every request to the next lease, round robin, so consecutive requests go to
+/// different users.
 class engine_load {
 public:
   /// Builds the engine (log level warn, request and acquire timeouts 30 s). Throws
@@ -40,16 +50,20 @@ public:
   engine_load(const engine_load&) = delete;
   engine_load& operator=(const engine_load&) = delete;
 
-  /// A driver actor leases min(concurrency, connections x channels) connections from the
-  /// supervisor, keeps `concurrency` forward_atom requests in flight on them (round robin)
-  /// and releases the leases at the end.
+  /// A driver actor leases the connections from the supervisor, warms every lease up, keeps
+  /// `concurrency` forward_atom requests in flight on them (round robin) and releases the
+  /// leases at the end.
   load_result run_actor(const load_options& opts);
 
-  /// `concurrency` threads, each calling the blocking connection::forward in a loop on
-  /// leases taken (and released) the same way through the facade.
+  /// `concurrency` threads, each calling the blocking connection::forward in a loop, round
+  /// robin over its share of the leases (taken and released the same way through the
+  /// facade).
   load_result run_facade(const load_options& opts);
 
 private:
+  /// Leases per user of one run.
+  std::size_t leases_per_user(const load_options& opts) const;
+
   engine_target target_;
   std::unique_ptr<sshpool::engine> engine_;
 };

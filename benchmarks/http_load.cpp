@@ -26,7 +26,9 @@ namespace sshpool::bench {
 
 namespace {
 
-constexpr std::string_view request_text = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+constexpr std::string_view keep_alive_request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+constexpr std::string_view close_request =
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
 /// In-flight requests may take this long after the end of the run, then they fail.
 constexpr auto drain_limit = std::chrono::seconds(10);
@@ -35,6 +37,8 @@ constexpr auto drain_limit = std::chrono::seconds(10);
 constexpr auto warm_up_limit = std::chrono::seconds(30);
 
 struct client {
+  /// Where this client connects (clients are spread round robin over the ports).
+  sockaddr_in addr{};
   int fd = -1;
   bool connecting = false;
   bool want_write = false;
@@ -61,14 +65,18 @@ int on_message_complete(http_parser* p) {
 
 class http_load {
 public:
-  http_load(std::uint16_t port, const load_options& opts)
-      : opts_(opts), clients_(opts.concurrency) {
+  http_load(const std::vector<std::uint16_t>& ports, const load_options& opts)
+      : opts_(opts), clients_(opts.concurrency),
+        request_text_(opts.connection_close ? close_request : keep_alive_request) {
     http_parser_settings_init(&settings_);
     settings_.on_body = &on_body;
     settings_.on_message_complete = &on_message_complete;
-    addr_.sin_family = AF_INET;
-    addr_.sin_port = htons(port);
-    addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (std::size_t i = 0; i < clients_.size(); ++i) {
+      auto& addr = clients_[i].addr;
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(ports[i % ports.size()]);
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   }
 
@@ -174,7 +182,7 @@ private:
     int one = 1;
     ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c.connecting = false;
-    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof(addr_)) != 0) {
+    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&c.addr), sizeof(c.addr)) != 0) {
       if (errno != EINPROGRESS) {
         fail_request(c, std::string{"connect: "} + std::strerror(errno));
         return false;
@@ -228,8 +236,8 @@ private:
   }
 
   void write_some(client& c) {
-    while (c.out_off < request_text.size()) {
-      auto n = ::send(c.fd, request_text.data() + c.out_off, request_text.size() - c.out_off,
+    while (c.out_off < request_text_.size()) {
+      auto n = ::send(c.fd, request_text_.data() + c.out_off, request_text_.size() - c.out_off,
                       MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -329,7 +337,7 @@ private:
   const load_options& opts_;
   std::vector<client> clients_;
   http_parser_settings settings_{};
-  sockaddr_in addr_{};
+  std::string_view request_text_;
   int epoll_fd_ = -1;
   bool warming_ = true;
   std::size_t warmed_ = 0;
@@ -345,8 +353,8 @@ private:
 
 } // namespace
 
-load_result run_http_load(std::uint16_t port, const load_options& opts) {
-  http_load load{port, opts};
+load_result run_http_load(const std::vector<std::uint16_t>& ports, const load_options& opts) {
+  http_load load{ports, opts};
   return load.run();
 }
 

@@ -3,13 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "load.hpp"
 
 namespace sshpool::bench {
 
-/// Runs `opts.concurrency` keep-alive connections to 127.0.0.1:`port`, one request in
-/// flight on each, and checks every response. Blocks for about `opts.duration`.
-load_result run_http_load(std::uint16_t port, const load_options& opts);
+/// Runs `opts.concurrency` keep-alive connections to 127.0.0.1, spread round robin over
+/// `ports`, one request in flight on each, and checks every response. Blocks for about
+/// `opts.duration`.
+load_result run_http_load(const std::vector<std::uint16_t>& ports, const load_options& opts);
 
 } // namespace sshpool::bench

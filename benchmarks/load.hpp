@@ -25,6 +25,8 @@ struct load_options {
   std::uint64_t max_errors = 1000;
   /// Every response must be a 200 with a body of exactly this many bytes.
   std::size_t body_bytes = 100;
+  /// Every request says `Connection: close` (a new connection, or channel, per request).
+  bool connection_close = false;
   /// Completed requests (successes and failures) of the timed phase, for the progress line.
   std::atomic<std::uint64_t>* completed = nullptr;
 };
@@ -42,6 +44,9 @@ struct load_result {
   std::string first_error;
   /// The run could not be carried out (set-up or warm-up failed); the numbers are void.
   bool aborted = false;
+  /// Engine paths: the channels open on each connection used, at the end of the run (busy
+  /// plus kept for reuse).
+  std::vector<std::uint32_t> channels_per_connection;
 
   /// Counts a failed request and keeps the first description.
   void fail(std::string what) {

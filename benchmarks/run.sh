@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# The forwarding benchmark end to end on a Debian machine: installs what is missing, builds
-# sshpool-bench (Release), starts on 127.0.0.1 a private sshd, an nginx answering a 100-byte
-# body, an OpenSSH `ssh -N -L` tunnel and an `ssh -L` tunnel whose session exec'd a command
-# (so sshd sets TCP_NODELAY), then measures nginx directly, both tunnels and the sshpool
-# engine in one interleaved run (see benchmarks/bench.cpp). Everything it started is stopped
-# on exit. Results go to stdout and to benchmarks/results/forward-<date>.csv (meant to be
-# committed); --smoke runs ~1 s per path with tiny counts (CI) and writes its CSV to a temp
-# dir instead.
+# The benchmark scenarios end to end on a Debian machine: installs what is missing (nginx,
+# wrk, gnuplot), builds sshpool-bench, sshpool-bench-engine and sshpool-demo (Release), and
+# runs each scenario named (default: all, in this order) against its own private sshd and
+# nginx on 127.0.0.1, stopping everything it started on exit:
+#   forward     nginx directly, OpenSSH `ssh -N -L`, `ssh -L` with an exec'd session and the
+#               engine (actor interface and facade), interleaved (see benchmarks/bench.cpp);
+#               then the engine at 10, 100 and 1000 users, and with channel reuse off
+#   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
+#               --latency` load, keep-alive and with `Connection: close`
+#   cold-start  1,000 users' first requests at once against an sshd with OpenSSH's default
+#               MaxStartups (10:30:100), with the engine's default handshake settings and
+#               with 8 connector threads and no rate cap
+#   footprint   1,000 idle connections held: RSS per connection and threads
+#   pool-ops    lease + release pairs without I/O (facade, actor interface) vs bare CAF
+#   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct;
+#               8 x 10 MiB at once over one engine connection and over three vs ssh -L
+# Each prints a live progress line on stderr (on a terminal) and a table with its reference
+# from the same run and the ratio; results go to benchmarks/results/<scenario>-<date>.csv,
+# plots (gnuplot) to benchmarks/results/*-<date>.png. --smoke runs every scenario with tiny
+# counts in seconds (CI) and writes into a temp dir instead.
 #
-# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [-- sshpool-bench options...]
-#   e.g. benchmarks/run.sh -- --connections 3 --channels 11 --paths ssh-N-L,engine
+# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [scenario...] [-- sshpool-bench options]
+#   e.g. benchmarks/run.sh forward -- --connections 3 --channels 11 --paths ssh-N-L,engine
 # SSHPOOL_BENCH_BUILD_DIR overrides the build directory (default: build-bench/, apart from
 # the tests' build/ so neither rebuilds the other), SSHPOOL_BENCH_BUILD_TYPE the build type
 # (default: Release).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
+all_scenarios=(forward gateway cold-start footprint pool-ops bulk)
 duration=10
 smoke=0
+scenarios=()
 extra=()
 while (($# > 0)); do
   case $1 in
@@ -42,29 +56,53 @@ while (($# > 0)); do
     sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
     exit 0
     ;;
-  *)
+  -*)
     echo "run.sh: unknown argument '$1' (see --help)" >&2
     exit 2
     ;;
+  *)
+    if [[ " ${all_scenarios[*]} " != *" $1 "* ]]; then
+      echo "run.sh: unknown scenario '$1' (one of: ${all_scenarios[*]})" >&2
+      exit 2
+    fi
+    scenarios+=("$1")
+    shift
+    ;;
   esac
 done
+((${#scenarios[@]} > 0)) || scenarios=("${all_scenarios[@]}")
 
-"$root/app/install-deps.sh" nginx-light
+"$root/app/install-deps.sh" nginx-light wrk gnuplot-nox
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
   -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" --target sshpool-bench -j "$(nproc)"
+cmake --build "$build" --target sshpool-bench sshpool-bench-engine sshpool-demo -j "$(nproc)"
 bench=$build/benchmarks/sshpool-bench
+bench_engine=$build/benchmarks/sshpool-bench-engine
+demo=$build/app/sshpool-demo
+# A thousand connections: the engine holds one socket each, sshd two processes each.
+ulimit -n "$(ulimit -Hn)"
 
 # shellcheck source=app/sshd-env.sh
 source "$root/app/sshd-env.sh"
+# Every engine connection execs a no-op (server_nodelay), which sshd runs through the user's
+# login shell; bash reads ~/.bashrc for sshd sessions unless SHLVL says it is nested. A heavy
+# ~/.bashrc (here root's runs `pyenv init`: 0.13 s, and concurrent rehashes queue on pyenv's
+# lock) would otherwise dominate every handshake and cold start measured.
+export SSHPOOL_SSHD_EXTRA_CONFIG="SetEnv SHLVL=1"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sshpool-bench.XXXXXX")
+stamp=$(date -u +%Y-%m-%d-%H%M%S)
+if ((smoke)); then
+  results=$work/results
+else
+  results=$root/benchmarks/results
+fi
+mkdir -p "$results"
 pids=()
-# shellcheck disable=SC2317  # only reached through the trap below
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  # sshd first: its tree still holds the exec'd `sleep`, which would outlive the ssh client.
+
+# Stops the scenario's sshd (first: its tree holds the exec'd `sleep`, which would outlive
+# the ssh client) and every other process it started.
+stop_processes() {
   sshpool_sshd_stop
   if ((${#pids[@]} > 0)); then
     _sshpool_terminate "${pids[@]}"
@@ -72,8 +110,16 @@ cleanup() {
       wait "$pid" 2>/dev/null || true
     done
   fi
+  pids=()
+}
+
+# shellcheck disable=SC2317  # only reached through the trap below
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  stop_processes
   if ((status != 0)); then
-    for log in "$work"/nginx/error.log "$work"/nginx/nginx.out "$work"/ssh-*.log "$work"/sshd/sshd.log; do
+    for log in "$work"/*/error.log "$work"/*/*.out "$work"/*.log "$work"/*/sshd.log; do
       if [[ -s $log ]]; then
         echo "--- tail of $log" >&2
         tail -n 15 "$log" >&2
@@ -87,11 +133,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Prints a port of 127.0.0.1 that nothing listens on.
+# Prints a port of 127.0.0.1 that nothing listens on, below the ephemeral range when there is
+# room (thousands of outgoing connections would otherwise take the chosen port first).
 free_port() {
-  local port attempt
+  local port attempt low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((low > 12000)) || low=61000
   for attempt in {1..50}; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+    port=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
     if _sshpool_port_free "$port"; then
       echo "$port"
       return 0
@@ -118,48 +167,390 @@ wait_accepting() {
   done
 }
 
-sshpool_sshd_start "$work/sshd"
+# start_sshd NAME [MAXSTARTUPS]: a private sshd for one scenario (see app/sshd-env.sh).
+start_sshd() {
+  sshpool_sshd_start "$work/$1-sshd" "${2:-}"
+}
 
+# start_nginx NAME [FILE_BYTES]: nginx answering a 100-byte body on / and serving
+# /files/bulk (FILE_BYTES random bytes, if given); sets nginx_port.
 body_bytes=100
-body=$(printf '%*s' "$body_bytes" '' | tr ' ' x)
-mkdir -p "$work/nginx"
-nginx_port=$(free_port)
-sed -e "s|@DIR@|$work/nginx|g" -e "s|@PORT@|$nginx_port|g" -e "s|@BODY@|$body|g" \
-  "$root/benchmarks/nginx.conf.in" >"$work/nginx/nginx.conf"
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" </dev/null \
-  >"$work/nginx/nginx.out" 2>&1 &
-pids+=($!)
-wait_accepting "$nginx_port" "${pids[-1]}" nginx
+start_nginx() {
+  local dir=$work/$1-nginx body
+  body=$(printf '%*s' "$body_bytes" '' | tr ' ' x)
+  mkdir -p "$dir/files"
+  if [[ -n ${2:-} ]]; then
+    head -c "$2" /dev/urandom >"$dir/files/bulk"
+  fi
+  # nginx's worker runs as another user when started as root: let it reach the files.
+  chmod 0711 "$work"
+  chmod -R a+rX "$dir/files"
+  nginx_port=$(free_port)
+  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$nginx_port|g" -e "s|@BODY@|$body|g" \
+    "$root/benchmarks/nginx.conf.in" >"$dir/nginx.conf"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" </dev/null >"$dir/nginx.out" 2>&1 &
+  pids+=($!)
+  wait_accepting "$nginx_port" "${pids[-1]}" nginx
+}
 
-ssh_opts=(-F /dev/null -o BatchMode=yes -o "UserKnownHostsFile=$SSHD_KNOWN_HOSTS"
-  -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes
-  -i "$SSHD_IDENTITY" -p "$SSHD_PORT")
-ssh_n_port=$(free_port)
-ssh "${ssh_opts[@]}" -n -N -L "127.0.0.1:$ssh_n_port:127.0.0.1:$nginx_port" \
-  "$SSHD_USER@127.0.0.1" >"$work/ssh-N-L.log" 2>&1 &
-pids+=($!)
-wait_accepting "$ssh_n_port" "${pids[-1]}" "ssh -N -L"
-ssh_exec_port=$(free_port)
-ssh "${ssh_opts[@]}" -n -L "127.0.0.1:$ssh_exec_port:127.0.0.1:$nginx_port" \
-  "$SSHD_USER@127.0.0.1" sleep 100000 >"$work/ssh-L-exec.log" 2>&1 &
-pids+=($!)
-wait_accepting "$ssh_exec_port" "${pids[-1]}" "ssh -L (exec'd)"
+ssh_opts() {
+  printf '%s\n' -F /dev/null -o BatchMode=yes -o "UserKnownHostsFile=$SSHD_KNOWN_HOSTS" \
+    -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes \
+    -i "$SSHD_IDENTITY" -p "$SSHD_PORT"
+}
 
-if ((smoke)); then
-  csv=$work/forward-smoke.csv
-  sizing=(--duration 1 --rounds 1 --max-requests 5000)
-else
-  mkdir -p "$root/benchmarks/results"
-  csv=$root/benchmarks/results/forward-$(date -u +%Y-%m-%d-%H%M%S).csv
-  sizing=(--duration "$duration")
+# start_tunnel NAME exec|noexec [ssh options...]: an OpenSSH `ssh -L` to nginx, whose
+# session execs `sleep` (sshd then sets TCP_NODELAY) or not (-N); sets tunnel_port.
+start_tunnel() {
+  local name=$1 mode=$2 opts
+  shift 2
+  mapfile -t opts < <(ssh_opts)
+  tunnel_port=$(free_port)
+  if [[ $mode == exec ]]; then
+    ssh "${opts[@]}" "$@" -n -L "127.0.0.1:$tunnel_port:127.0.0.1:$nginx_port" \
+      "$SSHD_USER@127.0.0.1" sleep 100000 >"$work/$name.log" 2>&1 &
+  else
+    ssh "${opts[@]}" "$@" -n -N -L "127.0.0.1:$tunnel_port:127.0.0.1:$nginx_port" \
+      "$SSHD_USER@127.0.0.1" >"$work/$name.log" 2>&1 &
+  fi
+  pids+=($!)
+  wait_accepting "$tunnel_port" "${pids[-1]}" "$name"
+}
+
+engine_args() {
+  printf '%s\n' --sshd-port "$SSHD_PORT" --sshd-user "$SSHD_USER" --identity "$SSHD_IDENTITY" \
+    --known-hosts "$SSHD_KNOWN_HOSTS"
+}
+
+# -- forward --------------------------------------------------------------------------------
+
+# Keeps the median-round table, the engine's channels and the failures of sshpool-bench's
+# report.
+only_medians() {
+  awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/ || /channels open per/'
+}
+
+scenario_forward() {
+  local csv=$results/forward-$stamp.csv cdf=$results/forward-cdf-$stamp.csv users sizing
+  local -a eargs
+  start_sshd forward || return 1
+  start_nginx forward || return 1
+  start_tunnel ssh-N-L noexec || return 1
+  local ssh_n_port=$tunnel_port
+  start_tunnel ssh-L-exec exec || return 1
+  local ssh_exec_port=$tunnel_port
+  mapfile -t eargs < <(engine_args)
+  if ((smoke)); then
+    sizing=(--duration 1 --rounds 1 --max-requests 5000)
+    users=(10)
+  else
+    sizing=(--duration "$duration")
+    users=(10 100 1000)
+  fi
+  echo "== $(ssh -V 2>&1), $(nginx -v 2>&1 | sed 's/^nginx version: //'), libssh" \
+    "$(dpkg-query -W -f='${Version}' libssh-4 2>/dev/null || echo '?'), sshd on port" \
+    "$SSHD_PORT, nginx on $nginx_port, ssh -N -L on $ssh_n_port, ssh -L (exec'd) on" \
+    "$ssh_exec_port"
+  "$bench" "${sizing[@]}" --direct-port "$nginx_port" --ssh-n-port "$ssh_n_port" \
+    --ssh-exec-port "$ssh_exec_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
+    --cdf "$cdf" "${extra[@]}" || return 1
+  # One `ssh -L` (exec'd) per user as the reference for many users; the client's 32
+  # connections can use at most 32 of them.
+  local tunnels=() n k
+  for ((k = 0; k < 32 && k < users[-1]; ++k)); do
+    start_tunnel "ssh-L-exec-$k" exec || return 1
+    tunnels+=("$tunnel_port")
+  done
+  for n in "${users[@]}"; do
+    k=$((n < ${#tunnels[@]} ? n : ${#tunnels[@]}))
+    echo
+    echo "== forward: the engine (actor interface) at $n users, and $k ssh -L (exec'd) tunnels"
+    "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --users "$n" \
+      --ssh-exec-port "$(IFS=,; echo "${tunnels[*]:0:k}")" --direct-port "$nginx_port" \
+      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
+  done
+  echo
+  echo "== forward: channel reuse off (Connection: close on every request: a channel each)"
+  "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --channel-reuse off \
+    --ssh-exec-port "$ssh_exec_port" --direct-port "$nginx_port" "${eargs[@]}" \
+    --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
+  echo
+  echo "forward: engine (actor interface) against ssh -L (exec'd; one tunnel per user, at most"
+  echo "32), median rounds, by users and channel reuse"
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) col[$i] = i; next }
+    $col["median_round"] == 1 && ($col["path"] == "engine" || $col["path"] == "ssh-L-exec") {
+      key = $col["users"] " " $col["channel_reuse"]
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      rps[key, $col["path"]] = $col["req_per_s"]; p99[key, $col["path"]] = $col["p99_ms"]
+      tunnels[key] = $col["ssh_exec_tunnels"]
+      if ($col["path"] == "engine") channels[key] = $col["channels_mean"]
+    }
+    function ratio(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "-" }
+    END {
+      printf "  %-6s %-6s %10s %8s %8s  %8s %10s %8s  %-12s %-12s %s\n", "users", "reuse",
+        "engine", "p99 ms", "ch/conn", "tunnels", "ssh -L", "p99 ms", "engine/ssh", "p99 ratio",
+        "engine vs 10 users"
+      for (i = 1; i <= n; ++i) {
+        k = order[i]; split(k, u, " ")
+        e = rps[k, "engine"]; s = rps[k, "ssh-L-exec"]
+        vs10 = (u[2] == "on" && u[1] != 10) ? ratio(e, rps["10 on", "engine"]) : ""
+        printf "  %-6s %-6s %10d %8.2f %8s  %8s %10d %8.2f  %-12s %-12s %s\n", u[1], u[2], e,
+          p99[k, "engine"], channels[k], tunnels[k], s, p99[k, "ssh-L-exec"], ratio(e, s),
+          ratio(p99[k, "engine"], p99[k, "ssh-L-exec"]), vs10
+      }
+      print "  ch/conn: channels open per engine connection at the end (mean); ssh -L opens one"
+      print "  per client connection, here 32 / tunnels"
+      print "  targets: engine/ssh -L >= 1.0x, p99 ratio <= 1.0x; 1000 users >= 0.80x of 10 users"
+    }' "$csv"
+  echo "csv: $csv"
+}
+
+# -- gateway --------------------------------------------------------------------------------
+
+# run_wrk PORT [wrk args...]: runs wrk (its output into $work/wrk.out) while a live line
+# shows the elapsed time; prints "req_per_s p50_ms p99_ms errors".
+run_wrk() {
+  local port=$1 pid start=$SECONDS
+  shift
+  wrk --latency "$@" -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$port/" \
+    >"$work/wrk.out" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    [[ ! -t 2 ]] || printf '\r  wrk on :%s  %d s ' "$port" $((SECONDS - start)) >&2
+    sleep 0.5
+  done
+  [[ ! -t 2 ]] || printf '\r%40s\r' '' >&2
+  wait "$pid" || {
+    cat "$work/wrk.out" >&2
+    return 1
+  }
+  awk 'function to_ms(v) {
+      if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000
+      return v + 0
+    }
+    $1 == "Requests/sec:" { rps = $2 }
+    $1 == "50%" { p50 = to_ms($2) }
+    $1 == "99%" { p99 = to_ms($2) }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }' "$work/wrk.out"
+}
+
+scenario_gateway() {
+  local csv=$results/gateway-$stamp.csv config=$work/gateway.json line gw_port fd
+  local -a wrk_args
+  start_sshd gateway || return 1
+  start_nginx gateway || return 1
+  start_tunnel gateway-ssh-L exec || return 1
+  local ssh_port=$tunnel_port entries="" u
+  local -a users=(g0 g1 g2)
+  for u in "${users[@]}"; do
+    entries+="${entries:+,}\"$u\": {\"host\": \"127.0.0.1\", \"port\": $SSHD_PORT,
+      \"username\": \"$SSHD_USER\", \"identity_file\": \"$SSHD_IDENTITY\",
+      \"known_hosts_file\": \"$SSHD_KNOWN_HOSTS\", \"target_host\": \"127.0.0.1\",
+      \"target_port\": $nginx_port}"
+  done
+  printf '{"listen": "127.0.0.1:0", "log_level": "warn", "users": {%s}}\n' "$entries" \
+    >"$config"
+  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo.log")
+  pids+=($!)
+  if ! read -r -t 30 line <&"$fd"; then
+    echo "run.sh: sshpool-demo did not start" >&2
+    return 1
+  fi
+  gw_port=${line##*:}
+  if ((smoke)); then
+    wrk_args=(-t1 -c4 -d1s)
+  else
+    wrk_args=(-t2 -c32 "-d${duration%.*}s")
+  fi
+  echo "== gateway: sshpool-demo on :$gw_port (users ${users[*]}, requests round robin by" \
+    "/u/USER/), ssh -L (exec'd) on :$ssh_port, nginx on :$nginx_port; wrk ${wrk_args[*]}"
+  export WRK_USERS="${users[*]}"
+  # Warm-up: each user's first connection and channels.
+  wrk -t1 -c8 -d1s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$gw_port/" \
+    >/dev/null || return 1
+  [[ -s $csv ]] || echo "date,mode,path,wrk,req_per_s,p50_ms,p99_ms,errors" >"$csv"
+  local mode path port result status=0 date
+  declare -A figures
+  for mode in keep-alive close; do
+    local hdr=()
+    [[ $mode == keep-alive ]] || hdr=(-H 'Connection: close')
+    for path in gateway ssh-L; do
+      port=$gw_port
+      [[ $path == gateway ]] || port=$ssh_port
+      result=$(run_wrk "$port" "${wrk_args[@]}" "${hdr[@]}") || return 1
+      figures[$mode/$path]=$result
+      date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+      echo "$date,$mode,$path,${wrk_args[*]},${result// /,}" >>"$csv"
+      read -r _ _ _ errors <<<"$result"
+      ((errors == 0)) || status=1
+    done
+  done
+  echo
+  echo "gateway (wrk ${wrk_args[*]} --latency; ratio gateway / ssh -L)"
+  printf '  %-11s %-8s %10s %9s %9s %7s   %-8s %s\n' mode path "req/s" "p50 ms" "p99 ms" \
+    errors ratio "p99 ratio"
+  for mode in keep-alive close; do
+    read -r g_rps g_p50 g_p99 g_err <<<"${figures[$mode/gateway]}"
+    read -r s_rps s_p50 s_p99 s_err <<<"${figures[$mode/ssh-L]}"
+    printf '  %-11s %-8s %10d %9.2f %9.2f %7d\n' "$mode" ssh-L "$s_rps" "$s_p50" "$s_p99" "$s_err"
+    printf '  %-11s %-8s %10d %9.2f %9.2f %7d   %-8s %s\n' "$mode" gateway "$g_rps" "$g_p50" \
+      "$g_p99" "$g_err" "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
+      "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+  done
+  echo "csv: $csv"
+  return "$status"
+}
+
+# -- cold-start, footprint, pool-ops, bulk (sshpool-bench-engine) --------------------------
+
+scenario_cold_start() {
+  local csv=$results/cold-start-$stamp.csv user_count=1000 config status=0
+  local -a eargs
+  ((smoke == 0)) || user_count=20
+  for config in defaults tuned; do
+    local tuning=()
+    [[ $config == defaults ]] || tuning=(--connectors 8 --handshake-rate 1000)
+    # OpenSSH's default MaxStartups, not raised: refusals are part of what is measured.
+    start_sshd cold-start 10:30:100 || return 1
+    start_nginx cold-start || return 1
+    mapfile -t eargs < <(engine_args)
+    echo "== cold-start, engine $config ${tuning[*]}: sshd MaxStartups 10:30:100 on" \
+      "$SSHD_PORT, ulimit -n $(ulimit -n)"
+    "$bench_engine" cold-start "${eargs[@]}" --target-port "$nginx_port" --users "$user_count" \
+      --sshd-log "$SSHD_DIR/sshd.log" --csv "$csv" "${tuning[@]}" || status=1
+    stop_processes
+    echo
+  done
+  echo "csv: $csv"
+  return "$status"
+}
+
+scenario_footprint() {
+  local csv=$results/footprint-$stamp.csv sizing=(--users 1000 --steps 10)
+  local -a eargs
+  ((smoke == 0)) || sizing=(--users 20 --steps 2)
+  start_sshd footprint 10:30:100 || return 1
+  start_nginx footprint || return 1
+  mapfile -t eargs < <(engine_args)
+  echo "== footprint: sshd on $SSHD_PORT"
+  "$bench_engine" footprint "${eargs[@]}" --target-port "$nginx_port" "${sizing[@]}" \
+    --handshake-rate 1000 --csv "$csv" || return 1
+  echo "csv: $csv"
+}
+
+scenario_pool_ops() {
+  local csv=$results/pool-ops-$stamp.csv seconds=5
+  local -a eargs
+  ((smoke == 0)) || seconds=0.3
+  start_sshd pool-ops || return 1
+  start_nginx pool-ops || return 1
+  mapfile -t eargs < <(engine_args)
+  echo "== pool-ops: sshd on $SSHD_PORT"
+  "$bench_engine" pool-ops "${eargs[@]}" --target-port "$nginx_port" --duration "$seconds" \
+    --csv "$csv" || return 1
+  echo "csv: $csv"
+}
+
+scenario_bulk() {
+  local csv=$results/bulk-$stamp.csv bytes=$((100 << 20)) rounds=3 cipher=aes128-gcm@openssh.com
+  local stream_bytes=$((10 << 20))
+  local -a eargs
+  ((smoke == 0)) || bytes=$((1 << 20)) stream_bytes=$((128 << 10)) rounds=1
+  start_sshd bulk || return 1
+  start_nginx bulk "$bytes" || return 1
+  head -c "$stream_bytes" /dev/urandom >"$work/bulk-nginx/files/bulk-streams"
+  chmod a+r "$work/bulk-nginx/files/bulk-streams"
+  start_tunnel bulk-ssh-L exec -c "$cipher" || return 1
+  mapfile -t eargs < <(engine_args)
+  echo "== bulk: sshd on $SSHD_PORT, ssh -c $cipher -L (exec'd) on $tunnel_port"
+  "$bench_engine" bulk "${eargs[@]}" --target-port "$nginx_port" --ssh-l-port "$tunnel_port" \
+    --cipher "$cipher" --bytes "$bytes" --streams 8 --stream-file /files/bulk-streams \
+    --stream-bytes "$stream_bytes" --rounds "$rounds" --csv "$csv" || return 1
+  echo "csv: $csv"
+}
+
+# -- plots ----------------------------------------------------------------------------------
+
+make_plots() {
+  local cdf=$results/forward-cdf-$stamp.csv fwd=$results/forward-$stamp.csv
+  local fp=$results/footprint-$stamp.csv dat=$work/plot
+  mkdir -p "$dat"
+  local term="set terminal pngcairo size 900,560 noenhanced font ',10'; set datafile separator ','"
+  if ! gnuplot -e 'set terminal pngcairo' -e 'exit' 2>/dev/null; then
+    term="set terminal png size 900,560 noenhanced; set datafile separator ','"
+  fi
+  if [[ -s $cdf ]]; then
+    local plots=() path
+    for path in direct ssh-N-L ssh-L-exec engine engine-facade; do
+      awk -F, -v p="$path" '$1 == p { print $3 "," $2 }' "$cdf" >"$dat/cdf-$path.csv"
+      [[ ! -s $dat/cdf-$path.csv ]] ||
+        plots+=("'$dat/cdf-$path.csv' using 1:2 with lines lw 2 title '$path'")
+    done
+    local joined
+    joined=$(printf '%s, ' "${plots[@]}")
+    gnuplot <<EOF
+$term; set output '$results/forward-cdf-$stamp.png'
+set title 'forward: latency CDF, 100-byte responses, median round'
+set xlabel 'latency (ms, log)'; set ylabel 'percentile'; set logscale x; set grid
+set key bottom right; plot ${joined%, }
+EOF
+    echo "plot: $results/forward-cdf-$stamp.png"
+  fi
+  if [[ -s $fwd ]]; then
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
+      $c["median_round"] == 1 && $c["channel_reuse"] == "on" && $c["path"] == "engine" {
+        engine[$c["users"]] = $c["req_per_s"] }
+      $c["median_round"] == 1 && $c["channel_reuse"] == "on" && $c["path"] == "ssh-L-exec" {
+        ssh[$c["users"]] = $c["req_per_s"] }
+      END { for (u in engine) print u "," engine[u] "," (u in ssh ? ssh[u] : "NaN") }' "$fwd" |
+      sort -t, -n -k1 >"$dat/users.csv"
+    if [[ -s $dat/users.csv ]]; then
+      gnuplot <<EOF
+$term; set output '$results/forward-users-$stamp.png'
+set title 'forward: req/s against users (32 requests in flight)'
+set xlabel 'users (log)'; set ylabel 'req/s'; set logscale x; set grid; set yrange [0:*]
+plot '$dat/users.csv' using 1:2 with linespoints lw 2 pt 7 title 'engine (actor interface)', \\
+  '' using 1:3 with linespoints lw 2 pt 5 title 'ssh -L exec''d, one tunnel per user (max 32)'
+EOF
+      echo "plot: $results/forward-users-$stamp.png"
+    fi
+  fi
+  if [[ -s $fp ]]; then
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
+      { print $c["connections"] "," $c["rss_kib"] / 1024 "," $c["threads"] }' "$fp" \
+      >"$dat/rss.csv"
+    local threads_top
+    threads_top=$(awk -F, '$3 > m { m = $3 } END { print 2 * m + 2 }' "$dat/rss.csv")
+    gnuplot <<EOF
+$term; set output '$results/footprint-$stamp.png'
+set title 'footprint: engine RSS and threads against idle connections'
+set xlabel 'connections'; set ylabel 'RSS (MiB)'; set y2label 'threads'; set grid
+set ytics nomirror; set y2tics; set yrange [0:*]; set y2range [0:$threads_top]
+set key top left
+plot '$dat/rss.csv' using 1:2 with linespoints lw 2 pt 7 title 'RSS', \
+  '' using 1:3 axes x1y2 with linespoints lw 2 pt 5 title 'threads'
+EOF
+    echo "plot: $results/footprint-$stamp.png"
+  fi
+}
+
+failed=()
+for scenario in "${scenarios[@]}"; do
+  echo
+  echo "######## $scenario"
+  status=0
+  "scenario_${scenario//-/_}" || status=$?
+  stop_processes
+  if ((status != 0)); then
+    echo "!!! scenario $scenario FAILED (status $status)"
+    failed+=("$scenario")
+  fi
+done
+make_plots
+echo "== benchmark took ${SECONDS} s in total (setup included); results in $results"
+if ((${#failed[@]} > 0)); then
+  echo "!!! failed scenarios: ${failed[*]}"
+  exit 1
 fi
-echo "== $(ssh -V 2>&1), $(nginx -v 2>&1 | sed 's/^nginx version: //'), libssh" \
-  "$(dpkg-query -W -f='${Version}' libssh-4 2>/dev/null || echo '?'), sshd on port $SSHD_PORT," \
-  "nginx on $nginx_port, ssh -N -L on $ssh_n_port, ssh -L (exec'd) on $ssh_exec_port"
-status=0
-"$bench" "${sizing[@]}" --direct-port "$nginx_port" --ssh-n-port "$ssh_n_port" \
-  --ssh-exec-port "$ssh_exec_port" --sshd-port "$SSHD_PORT" --sshd-user "$SSHD_USER" \
-  --identity "$SSHD_IDENTITY" --known-hosts "$SSHD_KNOWN_HOSTS" --body-bytes "$body_bytes" \
-  --csv "$csv" "${extra[@]}" || status=$?
-echo "== benchmark took ${SECONDS} s in total (setup included)"
-exit "$status"

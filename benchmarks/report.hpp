@@ -1,0 +1,71 @@
+// What every sshpool benchmark program shares to report: the machine it ran on, number
+// formatting, percentiles, CSV quoting and the live progress line on stderr. No CAF here.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sshpool::bench {
+
+/// Where and when a benchmark ran, for the report header and every CSV row.
+struct machine_context {
+  std::string date;
+  std::string cpu;
+  long nproc = 0;
+  std::string kernel;
+  std::string command;
+};
+
+/// Reads the date (UTC), CPU model, core count and kernel; `command` is argv, shell-quoted.
+machine_context read_context(int argc, char** argv);
+
+/// Prints the header lines (program, date, machine, command) to stdout.
+void print_context(const std::string& program, const machine_context& ctx);
+
+/// Nearest-rank percentile of sorted nanosecond values, in milliseconds (0 if empty).
+double percentile_ms(const std::vector<std::int64_t>& sorted, double p);
+
+/// 1234567 -> "1,234,567".
+std::string with_commas(std::uint64_t n);
+
+/// `x` with `decimals` digits after the point.
+std::string fixed(double x, int decimals);
+
+/// `s` padded with spaces to `width`, on the left (right-aligned) unless `left`.
+std::string pad(const std::string& s, std::size_t width, bool left = false);
+
+/// `s` as one CSV field (quoted if it holds a comma, a quote or a newline).
+std::string csv_field(const std::string& s);
+
+/// The CSV columns that describe the run's context, and their values for `ctx`.
+extern const char* const context_csv_header; // "date,cpu,nproc,kernel"
+std::string context_csv(const machine_context& ctx);
+
+/// The live line on stderr while a load runs (elapsed time, completed operations, current
+/// rate), rewritten in place with \r every 250 ms; only on a terminal, so that CI logs stay
+/// readable. Cleared when destroyed.
+class progress_line {
+public:
+  progress_line(std::string label, const std::atomic<std::uint64_t>& completed,
+                std::string unit = "req");
+  ~progress_line();
+
+  progress_line(const progress_line&) = delete;
+  progress_line& operator=(const progress_line&) = delete;
+
+private:
+  void loop();
+
+  std::string label_;
+  const std::atomic<std::uint64_t>& completed_;
+  std::string unit_;
+  std::chrono::steady_clock::time_point started_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+} // namespace sshpool::bench
