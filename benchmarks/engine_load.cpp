@@ -11,8 +11,8 @@
 //
 // It leases connections through the supervisor (acquire_atom), sends one warm-up request per
 // slot or lease, whichever are more (opens the channels), then keeps `concurrency`
-// forward_atom requests in flight, each slot sending its next request (to the next lease,
-// round robin) from the reply handler of its previous one, and finally releases its leases
+// forward_atom requests in flight, each slot sending its next request (always on its own
+// lease) from the reply handler of its previous one, and finally releases its leases
 // and hands the result to the main thread through a promise.
 #include "engine_load.hpp"
 
@@ -73,10 +73,10 @@ struct driver_state {
   std::shared_ptr<std::promise<load_result>> done;
   std::size_t lease_count = 0;
   std::size_t acquire_replies = 0;
-  /// Lease i belongs to user i % users, so round robin over the leases is round robin over
-  /// the users. A lease whose acquire failed has an empty user.
+  /// Lease i belongs to user i % users; slot s always sends on lease s % leases, as a
+  /// wrk connection stays on its tunnel (a slow connection slows its own slots, instead of
+  /// collecting everyone's requests). A lease whose acquire failed has an empty user.
   std::vector<lease> leases;
-  std::size_t next_lease = 0;
   std::size_t stats_replies = 0;
   std::size_t release_replies = 0;
   request req;
@@ -91,32 +91,33 @@ struct driver_state {
 
 using driver_actor = caf::stateful_actor<driver_state>;
 
-void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string failure);
+void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent_at,
+              std::string failure);
 
-void send_forward(driver_actor* self) {
+void send_forward(driver_actor* self, std::size_t slot) {
   auto& st = self->state;
   ++st.in_flight;
-  const auto& conn = st.leases[st.next_lease++ % st.leases.size()].connection;
+  const auto& conn = st.leases[slot % st.leases.size()].connection;
   auto sent_at = bench_clock::now();
   self->request(conn, caf::timespan{request_timeout + reply_slack}, forward_atom_v, st.req,
                 caf::timespan{request_timeout})
       .then(
-          [self, sent_at](response& res) {
-            on_reply(self, sent_at, check(res, self->state.opts.body_bytes));
+          [self, slot, sent_at](response& res) {
+            on_reply(self, slot, sent_at, check(res, self->state.opts.body_bytes));
           },
-          [self, sent_at](caf::error& err) {
-            on_reply(self, sent_at, from_caf_error(err, errc::internal).to_string());
+          [self, slot, sent_at](caf::error& err) {
+            on_reply(self, slot, sent_at, from_caf_error(err, errc::internal).to_string());
           });
 }
 
 /// Sends the next request of a slot if the run goes on.
-void issue(driver_actor* self) {
+void issue(driver_actor* self, std::size_t slot) {
   auto& st = self->state;
   if (bench_clock::now() >= st.deadline || st.issued >= st.opts.max_requests ||
       st.result.errors >= st.opts.max_errors)
     return;
   ++st.issued;
-  send_forward(self);
+  send_forward(self, slot);
 }
 
 void deliver(driver_actor* self) {
@@ -180,7 +181,8 @@ void finish(driver_actor* self) {
             });
 }
 
-void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string failure) {
+void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent_at,
+              std::string failure) {
   auto& st = self->state;
   auto now = bench_clock::now();
   --st.in_flight;
@@ -197,7 +199,7 @@ void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string f
     st.start = now;
     st.deadline = now + st.opts.duration;
     for (std::size_t i = 0; i < st.opts.concurrency; ++i)
-      issue(self);
+      issue(self, i);
     return;
   }
   st.last_completion = now;
@@ -208,7 +210,7 @@ void on_reply(driver_actor* self, bench_clock::time_point sent_at, std::string f
   } else {
     st.result.fail(std::move(failure));
   }
-  issue(self);
+  issue(self, slot);
   if (st.in_flight == 0)
     finish(self);
 }
@@ -222,7 +224,7 @@ void on_acquired(driver_actor* self) {
     return;
   }
   for (std::size_t i = 0; i < std::max(st.opts.concurrency, st.leases.size()); ++i)
-    send_forward(self);
+    send_forward(self, i);
 }
 
 caf::behavior driver(driver_actor* self, load_options opts, supervisor_actor supervisor,

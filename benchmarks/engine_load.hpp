@@ -27,7 +27,7 @@ struct engine_target {
   /// Per user.
   std::size_t connections = 1;
   std::size_t channels = 32;
-  /// Requests go round robin to this many users ("bench-0", "bench-1", ...).
+  /// Requests are spread over this many users ("bench-0", "bench-1", ...).
   std::size_t users = 1;
   /// false: every request says `Connection: close`, so it opens and closes its own channel.
   bool channel_reuse = true;
@@ -37,9 +37,9 @@ struct engine_target {
 
 /// One engine kept for every run of the benchmark, so that its SSH handshakes happen once,
 /// in the first run's warm-up, like the OpenSSH tunnels that stay up between runs. Each run
-/// leases max(1, min(concurrency, connections x channels) / users) connections per user and
-/// sends every request to the next lease, round robin, so consecutive requests go to
-/// different users.
+/// leases max(1, min(concurrency, connections x channels) / users) connections per user;
+/// the load's slot s always uses lease s % leases (so slots are spread evenly over the
+/// users, and each stays on its connection like a wrk connection on its tunnel).
 class engine_load {
 public:
   /// Builds the engine (log level warn, request and acquire timeouts 30 s). Throws
@@ -51,8 +51,8 @@ public:
   engine_load& operator=(const engine_load&) = delete;
 
   /// A driver actor leases the connections from the supervisor, warms every lease up, keeps
-  /// `concurrency` forward_atom requests in flight on them (round robin) and releases the
-  /// leases at the end.
+  /// `concurrency` forward_atom requests in flight on them (slot s on lease s % leases)
+  /// and releases the leases at the end.
   load_result run_actor(const load_options& opts);
 
   /// `concurrency` threads, each calling the blocking connection::forward in a loop, round
