@@ -6,6 +6,9 @@
 //   ssh-L-exec    same client -> OpenSSH `ssh -L` whose session exec'd (sshd sets NODELAY)
 //   engine        a CAF driver actor -> sshpool engine (typed actor handles) -> sshd -> nginx
 //   engine-facade threads calling the blocking connection::forward -> same engine
+//   node-ssh2     same client -> the original's stack: Node http + the ssh2 package, a
+//                 forwardOut channel per request (benchmarks/peers/ssh2-forward.js);
+//                 only when named in --paths
 // The engine's requests go round robin to --users users (each with its own pool and SSH
 // connections, all to the same sshd and nginx); --channel-reuse off makes every request open
 // its own channel. Each round runs every path for --duration; the report shows every round and, per
@@ -32,8 +35,11 @@ namespace sshpool::bench {
 
 namespace {
 
+/// The default paths; `node-ssh2` runs only when asked for.
 const std::vector<std::string> all_paths = {"direct", "ssh-N-L", "ssh-L-exec", "engine",
                                             "engine-facade"};
+const std::vector<std::string> known_paths = {"direct", "ssh-N-L",       "ssh-L-exec",
+                                              "engine", "engine-facade", "node-ssh2"};
 
 struct options {
   double duration_s = 10;
@@ -42,6 +48,7 @@ struct options {
   std::vector<std::string> paths = all_paths;
   std::uint16_t direct_port = 0;
   std::uint16_t ssh_n_port = 0;
+  std::uint16_t node_ssh2_port = 0;
   /// One tunnel per user being simulated; the client's connections are spread over them.
   std::vector<std::uint16_t> ssh_exec_ports;
   engine_target engine;
@@ -54,10 +61,12 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --rounds N          rounds of all paths (default 2); the median round is reported
   --concurrency N     requests in flight (default 32)
   --max-requests N    cap on the requests of one path and round (default 10000000)
-  --paths LIST        comma-separated subset of direct,ssh-N-L,ssh-L-exec,engine,engine-facade
+  --paths LIST        comma-separated, of direct,ssh-N-L,ssh-L-exec,engine,engine-facade
+                      (the default) and node-ssh2
   --body-bytes N      expected body size of every response (default 100)
   --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
   --ssh-n-port P      the `ssh -N -L` forwarded port
+  --node-ssh2-port P  the port of benchmarks/peers/ssh2-forward.js (path node-ssh2)
   --ssh-exec-port P[,P...]  the `ssh -L ... sleep` forwarded port(s); with several (one
                       tunnel per user), the client's connections are spread over them
   --sshd-port P       the sshd the engine connects to (127.0.0.1)
@@ -141,7 +150,7 @@ options parse_options(int argc, char** argv) {
     } else if (flag == "--paths") {
       opts.paths = split(value, ',');
       for (auto& p : opts.paths)
-        if (std::find(all_paths.begin(), all_paths.end(), p) == all_paths.end())
+        if (std::find(known_paths.begin(), known_paths.end(), p) == known_paths.end())
           usage_error("unknown path '" + p + "'");
     } else if (flag == "--body-bytes") {
       opts.load.body_bytes = parse_number(flag, value, 0, 1u << 30);
@@ -149,6 +158,8 @@ options parse_options(int argc, char** argv) {
       opts.direct_port = parse_port(flag, value);
     } else if (flag == "--ssh-n-port") {
       opts.ssh_n_port = parse_port(flag, value);
+    } else if (flag == "--node-ssh2-port") {
+      opts.node_ssh2_port = parse_port(flag, value);
     } else if (flag == "--ssh-exec-port") {
       for (auto& port : split(value, ','))
         opts.ssh_exec_ports.push_back(parse_port(flag, port));
@@ -191,6 +202,8 @@ options parse_options(int argc, char** argv) {
       usage_error("path direct needs --direct-port");
     if (p == "ssh-N-L" && opts.ssh_n_port == 0)
       usage_error("path ssh-N-L needs --ssh-n-port");
+    if (p == "node-ssh2" && opts.node_ssh2_port == 0)
+      usage_error("path node-ssh2 needs --node-ssh2-port");
     if (p == "ssh-L-exec" && opts.ssh_exec_ports.empty())
       usage_error("path ssh-L-exec needs --ssh-exec-port");
     if (is_engine_path(p) && (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
@@ -280,7 +293,7 @@ void print_ratios(const std::vector<run_summary>& medians) {
     auto* x = find_run(medians, subject);
     if (x == nullptr || x->aborted)
       continue;
-    for (const std::string ref : {"ssh-N-L", "ssh-L-exec", "direct"}) {
+    for (const std::string ref : {"ssh-N-L", "ssh-L-exec", "node-ssh2", "direct"}) {
       auto* y = find_run(medians, ref);
       if (y == nullptr || y->aborted || y->rps <= 0)
         continue;
@@ -361,6 +374,8 @@ load_result run_path(const std::string& path, const options& opts, engine_load* 
     return run_http_load({opts.direct_port}, load);
   if (path == "ssh-N-L")
     return run_http_load({opts.ssh_n_port}, load);
+  if (path == "node-ssh2")
+    return run_http_load({opts.node_ssh2_port}, load);
   if (path == "ssh-L-exec")
     return run_http_load(opts.ssh_exec_ports, load);
   if (path == "engine")

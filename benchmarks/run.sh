@@ -4,8 +4,10 @@
 # runs each scenario named (default: all, in this order) against its own private sshd and
 # nginx on 127.0.0.1, stopping everything it started on exit:
 #   forward     nginx directly, OpenSSH `ssh -N -L`, `ssh -L` with an exec'd session and the
-#               engine (actor interface and facade), interleaved (see benchmarks/bench.cpp);
-#               then the engine at 10, 100 and 1000 users, and with channel reuse off
+#               engine (actor interface and facade), interleaved (see benchmarks/bench.cpp),
+#               plus the original's stack (Node + ssh2, benchmarks/peers/) where Node.js and
+#               npm are installed (not in --smoke); then the engine at 10, 100 and 1000
+#               users, and with channel reuse off
 #   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
 #               --latency` load, keep-alive and with `Connection: close`
 #   cold-start  1,000 users' first requests at once against an sshd with OpenSSH's default
@@ -224,6 +226,36 @@ engine_args() {
 
 # -- forward --------------------------------------------------------------------------------
 
+# start_node_peer: the original module's stack (Node's http + the ssh2 package, a forwardOut
+# channel per request: benchmarks/peers/ssh2-forward.js) in front of nginx; sets node_port,
+# or leaves it empty when this is a smoke run or Node.js/npm are missing. npm fetches ssh2
+# from the registry into this run's temp dir; nothing is installed in the tree.
+start_node_peer() {
+  local fd line
+  node_port=""
+  if ((smoke)) || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "== node-ssh2 reference skipped (smoke run, or no Node.js and npm here)"
+    return 0
+  fi
+  mkdir -p "$work/peers"
+  cp "$root/benchmarks/peers/package.json" "$root/benchmarks/peers/ssh2-forward.js" \
+    "$work/peers/"
+  if ! (cd "$work/peers" && timeout 300 npm install --no-audit --no-fund >"$work/npm.log" 2>&1); then
+    echo "== node-ssh2 reference skipped: npm install failed:"
+    tail -n 5 "$work/npm.log"
+    return 0
+  fi
+  exec {fd}< <(exec node "$work/peers/ssh2-forward.js" "$SSHD_PORT" "$SSHD_USER" \
+    "$SSHD_IDENTITY" "$SSHD_KNOWN_HOSTS" "$nginx_port" 2>"$work/node-ssh2.log")
+  pids+=($!)
+  if read -r -t 30 line <&"$fd" && [[ $line == "listening "* ]]; then
+    node_port=${line#listening }
+  else
+    echo "== node-ssh2 reference skipped: the peer did not start:"
+    tail -n 5 "$work/node-ssh2.log"
+  fi
+}
+
 # Keeps the median-round table, the engine's channels and the failures of sshpool-bench's
 # report.
 only_medians() {
@@ -238,7 +270,12 @@ scenario_forward() {
   start_tunnel ssh-N-L noexec || return 1
   local ssh_n_port=$tunnel_port
   start_tunnel ssh-L-exec exec || return 1
-  local ssh_exec_port=$tunnel_port
+  local ssh_exec_port=$tunnel_port node_port
+  local -a node_args=()
+  start_node_peer
+  [[ -z $node_port ]] ||
+    node_args=(--paths direct,ssh-N-L,ssh-L-exec,engine,engine-facade,node-ssh2
+      --node-ssh2-port "$node_port")
   mapfile -t eargs < <(engine_args)
   if ((smoke)); then
     sizing=(--duration 1 --rounds 1 --max-requests 5000)
@@ -253,7 +290,7 @@ scenario_forward() {
     "$ssh_exec_port"
   "$bench" "${sizing[@]}" --direct-port "$nginx_port" --ssh-n-port "$ssh_n_port" \
     --ssh-exec-port "$ssh_exec_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
-    --cdf "$cdf" "${extra[@]}" || return 1
+    --cdf "$cdf" "${node_args[@]}" "${extra[@]}" || return 1
   # One `ssh -L` (exec'd) per user as the reference for many users; the client's 32
   # connections can use at most 32 of them.
   local tunnels=() n k
