@@ -42,11 +42,16 @@
 #include <utility>
 
 #include "gateway/logging.hpp"
+#include "net/net.hpp"
 
 namespace sshpool::gateway {
 
 namespace {
 
+using net::append_number;
+using net::iequals;
+using net::throw_errno;
+using net::unique_fd;
 using steady = std::chrono::steady_clock;
 
 constexpr std::uint64_t listen_key = 0;
@@ -59,47 +64,6 @@ constexpr int accept_budget = 64;
 constexpr std::chrono::milliseconds sweep_period{250};
 /// After our FIN, how long input is read and discarded before closing anyway.
 constexpr std::chrono::seconds linger_timeout{2};
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
-
-/// Owns a file descriptor.
-class unique_fd {
-public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) : fd_(fd) {}
-  ~unique_fd() { reset(); }
-  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-
-  void reset() {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = -1;
-  }
-
-private:
-  int fd_ = -1;
-};
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::system_category(), what);
-}
 
 const char* reason_phrase(int status) {
   const char* s = http_status_str(static_cast<http_status>(status));
@@ -164,12 +128,6 @@ struct connection {
   std::size_t unparsed() const { return in.size() - in_off; }
 };
 
-void append_number(std::string& out, std::uint64_t value, int base = 10) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, base);
-  out.append(buf, end);
-}
-
 } // namespace
 
 const std::string* http_request::header(std::string_view name) const {
@@ -196,7 +154,7 @@ class http_server::loop {
 public:
   loop(http_server& owner, options opts, http_handler& handler)
       : owner_(owner), opts_(std::move(opts)), handler_(handler) {
-    listen_ = open_listener(opts_.bind, opts_.port);
+    listen_ = net::open_listener(opts_.bind, opts_.port, "http_server");
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
     if (::getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
@@ -320,35 +278,6 @@ public:
 
 private:
   // -- setup --------------------------------------------------------------------------------
-
-  static unique_fd open_listener(const std::string& host, std::uint16_t port) {
-    std::string where = "http_server: bind " + host + ":" + std::to_string(port);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    std::string service = std::to_string(port);
-    if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
-      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                              where + ": " + ::gai_strerror(rc));
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
-    int err = EADDRNOTAVAIL;
-    for (addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
-      unique_fd fd(
-          ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
-      if (!fd) {
-        err = errno;
-        continue;
-      }
-      int on = 1;
-      ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-      if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), SOMAXCONN) == 0)
-        return fd;
-      err = errno;
-    }
-    throw_errno(err, where);
-  }
 
   bool watch(int fd, int op, std::uint32_t events, std::uint64_t key) {
     epoll_event ev{};

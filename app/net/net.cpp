@@ -1,0 +1,76 @@
+// See net.hpp.
+#include "net/net.hpp"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <memory>
+#include <system_error>
+
+namespace sshpool::net {
+
+unique_fd& unique_fd::operator=(unique_fd&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+void unique_fd::reset() {
+  if (fd_ >= 0)
+    ::close(fd_);
+  fd_ = -1;
+}
+
+void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::system_category(), what);
+}
+
+unique_fd open_listener(const std::string& host, std::uint16_t port, const std::string& who) {
+  std::string where = who + ": bind " + host + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string service = std::to_string(port);
+  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0)
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            where + ": " + ::gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, &::freeaddrinfo);
+  int err = EADDRNOTAVAIL;
+  for (addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
+    unique_fd fd(
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+    if (!fd) {
+      err = errno;
+      continue;
+    }
+    int on = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), SOMAXCONN) == 0)
+      return fd;
+    err = errno;
+  }
+  throw_errno(err, where);
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+           return lower(x) == lower(y);
+         });
+}
+
+void append_number(std::string& out, std::uint64_t value, int base) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, base);
+  out.append(buf, end);
+}
+
+} // namespace sshpool::net
