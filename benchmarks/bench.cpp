@@ -88,24 +88,15 @@ const char* usage_text = R"(usage: sshpool-bench [options]
                       path,percentile,latency_ms; appended if it exists)
 )";
 
+const command_line cli{"sshpool-bench", usage_text};
+
 [[noreturn]] void usage_error(const std::string& what) {
-  std::cerr << "sshpool-bench: " << what << "\n" << usage_text;
-  std::exit(2);
+  cli.fail(what);
 }
 
 std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min,
                            std::uint64_t max) {
-  std::size_t used = 0;
-  std::uint64_t value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || value < min || value > max)
-    usage_error(flag + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
-                "], not '" + text + "'");
-  return value;
+  return cli.number(flag, text, min, max);
 }
 
 std::uint16_t parse_port(const std::string& flag, const std::string& text) {
@@ -310,19 +301,6 @@ void print_ratios(const std::vector<run_summary>& medians) {
     std::cout << "  (needs an engine path and a reference path)\n";
 }
 
-/// Opens `file` for appending; `header` is written first if the file is new or empty.
-std::ofstream open_append(const std::string& file, const char* header) {
-  bool fresh = true;
-  {
-    std::ifstream existing{file, std::ios::ate};
-    fresh = !existing || existing.tellg() <= 0;
-  }
-  std::ofstream out{file, std::ios::app};
-  if (fresh)
-    out << header << '\n';
-  return out;
-}
-
 bool write_csv(const std::string& file, const machine_context& ctx, const options& opts,
                const std::vector<run_summary>& runs, const std::vector<run_summary>& medians) {
   auto header =
@@ -330,7 +308,7 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
       ",path,round,median_round,concurrency,connections,channels,users,"
       "ssh_exec_tunnels,channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
       "p99_ms,max_ms,engine_connections,channels_min,channels_mean,channels_max";
-  auto out = open_append(file, header.c_str());
+  auto out = open_append(file, header);
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
     bool is_median = m != nullptr && m->round == s.round;

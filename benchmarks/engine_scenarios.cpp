@@ -62,9 +62,10 @@ scenarios: cold-start, footprint, pool-ops, bulk
   --rounds N          bulk: interleaved rounds, the median is reported (default 3)
 )";
 
+const command_line cli{"sshpool-bench-engine", usage_text};
+
 [[noreturn]] void usage_error(const std::string& what) {
-  std::cerr << "sshpool-bench-engine: " << what << "\n" << usage_text;
-  std::exit(2);
+  cli.fail(what);
 }
 
 struct options {
@@ -89,17 +90,7 @@ struct options {
 
 std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min,
                            std::uint64_t max) {
-  std::size_t used = 0;
-  std::uint64_t value = 0;
-  try {
-    value = std::stoull(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || value < min || value > max)
-    usage_error(flag + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
-                "], not '" + text + "'");
-  return value;
+  return cli.number(flag, text, min, max);
 }
 
 options parse_options(int argc, char** argv) {
@@ -247,14 +238,7 @@ bool append_csv(const std::string& file, const std::string& header,
                 const std::vector<std::string>& lines) {
   if (file.empty())
     return true;
-  bool fresh = true;
-  {
-    std::ifstream existing{file, std::ios::ate};
-    fresh = !existing || existing.tellg() <= 0;
-  }
-  std::ofstream out{file, std::ios::app};
-  if (fresh)
-    out << header << '\n';
+  auto out = open_append(file, header);
   for (auto& l : lines)
     out << l << '\n';
   out.close();

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,38 @@
 #include <unistd.h>
 
 namespace sshpool::bench {
+
+void command_line::fail(const std::string& what) const {
+  std::cerr << program << ": " << what << "\n" << usage_text;
+  std::exit(2);
+}
+
+std::uint64_t command_line::number(const std::string& flag, const std::string& text,
+                                   std::uint64_t min, std::uint64_t max) const {
+  std::size_t used = 0;
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < min || value > max)
+    fail(flag + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
+         "], not '" + text + "'");
+  return value;
+}
+
+std::ofstream open_append(const std::string& file, const std::string& header) {
+  bool fresh = true;
+  {
+    std::ifstream existing{file, std::ios::ate};
+    fresh = !existing || existing.tellg() <= 0;
+  }
+  std::ofstream out{file, std::ios::app};
+  if (fresh)
+    out << header << '\n';
+  return out;
+}
 
 namespace {
 

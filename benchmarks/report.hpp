@@ -1,15 +1,33 @@
-// What every sshpool benchmark program shares to report: the machine it ran on, number
-// formatting, percentiles, CSV quoting and the live progress line on stderr. No CAF here.
+// What every sshpool benchmark program shares: its command line's usage errors and bounded
+// numbers, the machine it ran on, number formatting, percentiles, CSV quoting and appending,
+// and the live progress line on stderr. No CAF here.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace sshpool::bench {
+
+/// A program's command line: how it reports a bad argument.
+struct command_line {
+  const char* program;
+  const char* usage_text;
+
+  /// Prints "program: what" and the usage text to stderr, then exits with 2.
+  [[noreturn]] void fail(const std::string& what) const;
+
+  /// `text` as a whole decimal number in [min, max]; else `fail`s naming `flag`.
+  std::uint64_t number(const std::string& flag, const std::string& text, std::uint64_t min,
+                       std::uint64_t max) const;
+};
+
+/// Opens `file` for appending; `header` is written first if the file is new or empty.
+std::ofstream open_append(const std::string& file, const std::string& header);
 
 /// Where and when a benchmark ran, for the report header and every CSV row.
 struct machine_context {
