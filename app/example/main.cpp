@@ -230,8 +230,8 @@ int main(int argc, char** argv) {
   if (opts.serve)
     return serve(engine, opts) && failures == 0 ? 0 : 1;
   auto report = engine.shutdown(); // drains; returns at once when nothing is in flight
-  std::cout << "== shutdown: " << report.duration.count() << " ms, "
-            << report.connections_closed << " connections closed, " << report.in_flight_at_start
-            << " requests in flight, " << report.cut << " cut\n";
+  std::cout << "== shutdown: " << report.duration.count() << " ms, " << report.connections_closed
+            << " connections closed, " << report.in_flight_at_start << " requests in flight, "
+            << report.cut << " cut\n";
   return failures == 0 ? 0 : 1;
 } // the engine's destructor drains and stops everything

@@ -66,10 +66,9 @@ namespace sshpool {
 /// then body chunks as they arrive, then the end (no error: complete). It acknowledges the
 /// bytes of each chunk it has taken with ack_atom to the connection; unacknowledged bytes
 /// are bounded (stream_window), which propagates a slow consumer's pace to the server.
-using stream_sink_actor = caf::typed_actor<
-    caf::reacts_to<head_atom, std::uint64_t, response>,
-    caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
-    caf::reacts_to<end_atom, std::uint64_t, caf::error>>;
+using stream_sink_actor = caf::typed_actor<caf::reacts_to<head_atom, std::uint64_t, response>,
+                                           caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
+                                           caf::reacts_to<end_atom, std::uint64_t, caf::error>>;
 
 /// One SSH connection (internal events are marked; services use the first ones).
 using connection_actor = caf::typed_actor<
@@ -80,8 +79,7 @@ using connection_actor = caf::typed_actor<
     // between chunks. ack_atom: the sink took that many more bytes of stream N.
     caf::replies_to<stream_atom, request, caf::timespan, stream_sink_actor>::with<std::uint64_t>,
     caf::reacts_to<ack_atom, std::uint64_t, std::uint64_t>,
-    caf::replies_to<stats_atom>::with<connection_stats>,
-    caf::replies_to<health_atom>::with<bool>,
+    caf::replies_to<stats_atom>::with<connection_stats>, caf::replies_to<health_atom>::with<bool>,
     // Closes the SSH connection (in-flight requests fail with connection_lost).
     caf::reacts_to<close_atom>,
     // Probes the server now; true once it answered, an error (and the connection closes)
@@ -100,10 +98,9 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<result_atom, std::uint64_t, response, transfer_info>,
     caf::reacts_to<result_atom, std::uint64_t, caf::error, transfer_info>,
     caf::reacts_to<head_atom, std::uint64_t, response>,
-    caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
-    caf::reacts_to<lost_atom, caf::error>, caf::reacts_to<alive_atom>,
-    caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<keepalive_atom, std::uint64_t>,
-    caf::reacts_to<probe_atom, std::uint64_t>,
+    caf::reacts_to<chunk_atom, std::uint64_t, std::string>, caf::reacts_to<lost_atom, caf::error>,
+    caf::reacts_to<alive_atom>, caf::reacts_to<timeout_atom, std::uint64_t>,
+    caf::reacts_to<keepalive_atom, std::uint64_t>, caf::reacts_to<probe_atom, std::uint64_t>,
     // internal: a connection never told to connect (its pool gave up on it) ends itself.
     caf::reacts_to<orphan_atom>>;
 
@@ -158,14 +155,14 @@ using supervisor_actor = caf::typed_actor<
 
 /// The cleanup actor: periodic idle eviction. Ticks carry a generation and stale ones are
 /// ignored, so update_config reschedules at once.
-using cleanup_actor = caf::typed_actor<
-    caf::reacts_to<start_atom>, caf::reacts_to<stop_atom>,
-    // Runs a cleanup now; replies how many connections it closed.
-    caf::replies_to<trigger_atom>::with<std::uint64_t>,
-    caf::replies_to<config_atom, cleanup_config>::with<void>,
-    caf::replies_to<stats_atom>::with<cleanup_stats>,
-    // internal: the periodic tick.
-    caf::reacts_to<tick_atom, std::uint64_t>>;
+using cleanup_actor =
+    caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<stop_atom>,
+                     // Runs a cleanup now; replies how many connections it closed.
+                     caf::replies_to<trigger_atom>::with<std::uint64_t>,
+                     caf::replies_to<config_atom, cleanup_config>::with<void>,
+                     caf::replies_to<stats_atom>::with<cleanup_stats>,
+                     // internal: the periodic tick.
+                     caf::reacts_to<tick_atom, std::uint64_t>>;
 
 /// The shutdown actor: one drain of the whole engine at a time.
 using shutdown_actor = caf::typed_actor<

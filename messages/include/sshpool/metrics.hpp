@@ -43,9 +43,8 @@ struct metrics_snapshot {
 class histogram {
 public:
   /// 0.5 ms .. 60 s, roughly x2.5 per bucket.
-  static constexpr std::array<double, 14> bounds = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                    0.025,  0.05,  0.1,    0.25,  0.5,
-                                                    1.0,    2.5,   10.0,   60.0};
+  static constexpr std::array<double, 14> bounds = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0};
 
   void observe(std::chrono::nanoseconds d) noexcept;
   histogram_snapshot snapshot() const;
