@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +22,6 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 extern char** environ;
 
@@ -154,14 +154,18 @@ int child_process::wait_exit(std::chrono::milliseconds limit) {
          pump(std::chrono::milliseconds(std::min(50, remaining_ms(deadline) + 1)))) {
   }
   if (!exited_) {
-    while (::waitpid(pid_, &status_, WNOHANG) == 0) {
-      if (steady::now() >= deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status_, 0);
-        exited_ = true;
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10)); // no exit event to wait on
+    // A pidfd becomes readable when the child exits: wait for that event, bounded.
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd >= 0) {
+      pollfd pfd{pidfd, POLLIN, 0};
+      ::poll(&pfd, 1, remaining_ms(deadline));
+      ::close(pidfd);
+    }
+    if (::waitpid(pid_, &status_, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status_, 0);
+      exited_ = true;
+      return -1;
     }
     exited_ = true;
   }
