@@ -18,12 +18,13 @@
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
-#include "support/process_info.hpp"
+#include "support/leak_check.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::leak_check;
 using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 
@@ -45,22 +46,6 @@ engine_config quiet_config() {
   cfg.pool.request_timeout = 20s;
   return cfg;
 }
-
-/// fd and thread counts before a scenario; `check()` after the engine is gone. The
-/// in-process backend closes the sockets of killed peers on its own schedule (a /slow
-/// timer, for instance), and the kernel offers no event for "fd count back to N", so the
-/// check polls for a bounded time.
-struct leak_check {
-  std::size_t fds = test::open_fd_count();
-  std::size_t threads = test::thread_count();
-  void check() const {
-    auto deadline = steady::now() + 10s;
-    while (test::open_fd_count() != fds && steady::now() < deadline)
-      std::this_thread::sleep_for(20ms);
-    CHECK(test::open_fd_count() == fds);
-    CHECK(test::thread_count() == threads);
-  }
-};
 
 void signal_all(const std::vector<pid_t>& pids, int sig) {
   for (auto pid : pids)

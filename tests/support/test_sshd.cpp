@@ -333,7 +333,7 @@ std::string test_sshd::log_file() const {
 
 sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
   sshpool::endpoint result;
-  result.host = "127.0.0.1";
+  result.host = options_.listen_address;
   result.port = port_;
   result.username = user_;
   result.identity_file = identity_file();
@@ -350,6 +350,15 @@ sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
 
 std::vector<pid_t> test_sshd::connection_pids() const {
   return pid_ > 0 ? descendants(pid_) : std::vector<pid_t>{};
+}
+
+void test_sshd::signal_all(int sig) const {
+  if (pid_ <= 0)
+    return;
+  // Children first: once the listener dies they are re-parented and no longer found.
+  for (auto pid : descendants(pid_))
+    ::kill(pid, sig);
+  ::kill(pid_, sig);
 }
 
 bool test_sshd::running() const {
@@ -450,12 +459,12 @@ void test_sshd::generate_keys() {
 }
 
 void test_sshd::write_port_files() const {
-  const std::string host = "[127.0.0.1]:" + std::to_string(port_) + ' ';
+  const std::string host = "[" + options_.listen_address + "]:" + std::to_string(port_) + ' ';
   write_file(known_hosts_file(), host + host_public_key_ + '\n');
   write_file(wrong_known_hosts_file(), host + wrong_host_public_key_ + '\n');
   std::string config;
   auto line = [&config](const std::string& text) { config += text + '\n'; };
-  line("ListenAddress 127.0.0.1:" + std::to_string(port_));
+  line("ListenAddress " + options_.listen_address + ':' + std::to_string(port_));
   line("HostKey " + dir_ + "/ssh_host_ed25519_key");
   line("PidFile " + dir_ + "/sshd.pid");
   line("AuthorizedKeysFile " + dir_ + "/authorized_keys");
@@ -491,13 +500,17 @@ test_sshd::launch_result test_sshd::launch(std::string& failure) {
   }
   {
     std::lock_guard<std::mutex> guard(mutex_);
-    ready_line_ = "Server listening on 127.0.0.1 port " + std::to_string(port_) + '.';
+    ready_line_ =
+        "Server listening on " + options_.listen_address + " port " + std::to_string(port_) + '.';
     ready_ = false;
     eof_ = false;
     tail_.clear();
   }
   try {
-    pid_ = spawn({sshd_path, "-D", "-e", "-f", dir_ + "/sshd_config"}, fds[1]);
+    std::vector<std::string> argv{sshd_path, "-D", "-e", "-f", dir_ + "/sshd_config"};
+    if (!options_.netns.empty()) // `ip netns exec` enters the namespace, then execs sshd.
+      argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", options_.netns});
+    pid_ = spawn(argv, fds[1]);
   } catch (...) {
     ::close(fds[1]);
     close_fd(pipe_fd_);
@@ -519,7 +532,7 @@ test_sshd::launch_result test_sshd::launch(std::string& failure) {
   }
   lock.unlock();
   stop();
-  failure = "test_sshd: sshd on 127.0.0.1:" + std::to_string(port_) +
+  failure = "test_sshd: sshd on " + options_.listen_address + ':' + std::to_string(port_) +
             (exited ? " exited before listening" : " not listening after 10 s") +
             "; log tail:" + log;
   return bind_failed ? launch_result::bind_failed : launch_result::failed;

@@ -30,6 +30,11 @@ struct sshd_options {
   /// sshd's LogLevel. Must be INFO or more verbose: readiness is read from the log.
   std::string log_level = "INFO";
   bool allow_tcp_forwarding = true;
+  /// Address sshd listens on (and that endpoints and known_hosts name).
+  std::string listen_address = "127.0.0.1";
+  /// Network namespace to run sshd in (`ip netns exec`), empty for the test's own. The
+  /// namespace must exist and reach `listen_address`; see tests/support/netns.hpp.
+  std::string netns;
   /// Extra sshd_config lines, appended after the fixture's own lines. sshd keeps the first
   /// value of an option, so these cannot override the options above; `Match` blocks work.
   std::vector<std::string> extra_config;
@@ -68,13 +73,17 @@ public:
   /// Everything sshd and its connection processes write to stderr, one line per line.
   std::string log_file() const;
 
-  /// An endpoint for user() at 127.0.0.1:port() with the right key and known_hosts, forwarding
+  /// An endpoint for user() at listen_address:port() with the right key and known_hosts, forwarding
   /// to 127.0.0.1:target_port, with server_nodelay off (see the .cpp).
   sshpool::endpoint make_endpoint(std::uint16_t target_port) const;
 
   /// Every descendant of pid(): the processes serving client connections (a connection's
   /// monitor, its privilege-separated child and the commands of its sessions).
   std::vector<pid_t> connection_pids() const;
+
+  /// Sends `sig` to the listening sshd and every connection process (SIGKILL: a crash of the
+  /// whole server; SIGSTOP/SIGCONT: a hung server whose kernel still accepts TCP).
+  void signal_all(int sig) const;
 
   /// Terminates sshd and its descendants (SIGTERM, SIGKILL after 2 s) and waits for them.
   /// port() stays reserved for start(). Does nothing while stopped.
