@@ -414,6 +414,13 @@ expected<void> validate_user(const std::string& user) {
   if (user.size() > 1024)
     return {errc::invalid_argument,
             "the user id is " + std::to_string(user.size()) + " bytes long (at most 1024)"};
+  // Ids are opaque bytes (any encoding, '/' and ".." included: they name map entries, never
+  // paths), but they appear in log lines: control characters could forge or split them.
+  for (unsigned char c : user) {
+    if (c < 0x20 || c == 0x7f)
+      return {errc::invalid_argument, "the user id holds a control character (byte " +
+                                          std::to_string(static_cast<int>(c)) + ")"};
+  }
   return {};
 }
 

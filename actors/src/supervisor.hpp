@@ -14,7 +14,7 @@ supervisor_actor spawn_supervisor(caf::actor_system& sys, std::shared_ptr<const 
 /// Checks that an endpoint names a server, a user, key files and a target.
 expected<void> validate(const endpoint& ep);
 
-/// Checks a user id: non-empty and at most 1024 bytes.
+/// Checks a user id: non-empty, at most 1024 bytes, no control characters.
 expected<void> validate_user(const std::string& user);
 
 } // namespace sshpool

@@ -319,6 +319,10 @@ expected<void> load_users(const json& users, const std::string& where, const std
         if (!parse_unsigned(text, n) || n == 0 || n > 65535)
           return fail(at + "." + key + ": '" + text + "' is not a port (1-65535)");
         (key == "port" ? u.ep.port : u.ep.target_port) = static_cast<std::uint16_t>(n);
+      } else if (key == "host_keys") {
+        if (text != "strict" && text != "accept-new")
+          return fail(at + ".host_keys: '" + text + "' is not strict or accept-new");
+        u.ep.host_keys = text == "strict" ? host_key_policy::strict : host_key_policy::accept_new;
       } else if (key == "server_nodelay") {
         if (!value.is_boolean())
           return fail(at + ".server_nodelay: must be true or false");
@@ -486,6 +490,7 @@ std::string describe(const gateway_config& cfg) {
                {"known_hosts_file", u.ep.known_hosts_file},
                {"target_host", u.ep.target_host},
                {"target_port", u.ep.target_port},
+               {"host_keys", u.ep.host_keys == host_key_policy::strict ? "strict" : "accept-new"},
                {"server_nodelay", u.ep.server_nodelay}};
     if (!u.passphrase_file.empty())
       ep["passphrase_file"] = u.passphrase_file;

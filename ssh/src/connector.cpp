@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "reactor.hpp"
@@ -34,6 +35,51 @@ void warn_if_exposed(const std::string& path) {
   log().warn("private key file '{}' is accessible to group or others (mode {:03o}): "
              "chmod 600 it",
              path, static_cast<unsigned>(st.st_mode & 0777));
+}
+
+/// The SHA256 fingerprint of the server's host key ("SHA256:..."), or "unknown".
+std::string host_key_fingerprint(ssh_session s) {
+  ssh_key key = nullptr;
+  if (ssh_get_server_publickey(s, &key) != SSH_OK)
+    return "unknown";
+  unsigned char* hash = nullptr;
+  std::size_t hash_len = 0;
+  std::string result = "unknown";
+  if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hash_len) == 0) {
+    if (char* text = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hash_len)) {
+      result = text;
+      ssh_string_free_char(text);
+    }
+    ssh_clean_pubkey_hash(&hash);
+  }
+  ssh_key_free(key);
+  return result;
+}
+
+/// Trust on first use (host_key_policy::accept_new): records the unknown server's key in
+/// the endpoint's known_hosts file. One writer at a time, and the file is checked again
+/// under the lock, so handshakes racing to the same new host append its key once and a
+/// key recorded meanwhile is compared, not appended. Returns the error, if any.
+std::optional<error> accept_new_host_key(ssh_session s, const endpoint& ep) {
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> guard{mutex};
+  const auto where = ep.host + ":" + std::to_string(ep.port);
+  switch (ssh_session_is_known_server(s)) {
+  case SSH_KNOWN_HOSTS_OK:
+    return std::nullopt;
+  case SSH_KNOWN_HOSTS_UNKNOWN:
+  case SSH_KNOWN_HOSTS_NOT_FOUND:
+    break;
+  default:
+    return error{errc::host_key_mismatch, "host key of " + where + " differs from the one in '" +
+                                              ep.known_hosts_file + "'; not authenticating"};
+  }
+  if (ssh_session_update_known_hosts(s) != SSH_OK)
+    return error{errc::host_key_unknown, "cannot record the host key of " + where + " in '" +
+                                             ep.known_hosts_file + "': " + ssh_get_error(s)};
+  log().warn("accepted the new host key of {} ({}) into '{}' (host_keys accept_new)", where,
+             host_key_fingerprint(s), ep.known_hosts_file);
+  return std::nullopt;
 }
 
 struct session_guard {
@@ -159,6 +205,11 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
                                               "' (possible man-in-the-middle); not authenticating"};
   case SSH_KNOWN_HOSTS_UNKNOWN:
   case SSH_KNOWN_HOSTS_NOT_FOUND:
+    if (ep.host_keys == host_key_policy::accept_new) {
+      if (auto why = accept_new_host_key(s, ep))
+        return *why;
+      break;
+    }
     return error{errc::host_key_unknown, "host key of " + ep.host + ":" + std::to_string(ep.port) +
                                              " is not in '" + ep.known_hosts_file +
                                              "'; not authenticating"};

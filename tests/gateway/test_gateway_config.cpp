@@ -181,6 +181,7 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {with_file(R"("users_extra":{})"), {}, "users_extra"},
       {with_file("", R"(,"colour":"blue")"), {}, "colour"},
       {with_file("", R"(,"target_port":0)"), {}, "target_port"},
+      {with_file("", R"(,"host_keys":"trust-everyone")"), {}, "host_keys"},
       {with_file("", R"(,"identity_file":"missing_key")"), {}, "identity_file"},
       {with_file("", R"(,"known_hosts_file":"/nonexistent/known_hosts")"), {}, "known_hosts_file"},
       {with_file("", R"(,"passphrase_file":"missing_pass")"), {}, "passphrase_file"},

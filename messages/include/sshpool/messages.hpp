@@ -200,7 +200,8 @@ typename Inspector::result_type inspect(Inspector& f, response& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, endpoint& x) {
   return f(caf::meta::type_name("sshpool.endpoint"), x.host, x.port, x.username, x.identity_file,
-           x.known_hosts_file, x.target_host, x.target_port, x.server_nodelay, x.ciphers);
+           x.known_hosts_file, x.host_keys, x.target_host, x.target_port, x.server_nodelay,
+           x.ciphers);
 }
 
 template <class Inspector>

@@ -38,6 +38,16 @@ struct response {
   const std::string* header(std::string_view name) const noexcept;
 };
 
+/// How a server's host key is checked against the endpoint's known_hosts file.
+enum class host_key_policy : std::uint8_t {
+  /// Unknown and changed keys are refused before authentication (the default).
+  strict,
+  /// Trust on first use, like OpenSSH's `StrictHostKeyChecking accept-new`: the key of a
+  /// host the file does not know is appended to it (logged with its SHA256 fingerprint);
+  /// a changed key is still refused.
+  accept_new,
+};
+
 /// How a user's machine is reached: the SSH server, the credentials, and the service
 /// behind it that requests are forwarded to.
 struct endpoint {
@@ -48,8 +58,10 @@ struct endpoint {
   std::string identity_file;
   /// Passphrase of the private key, if any. Never logged.
   std::string passphrase;
-  /// known_hosts file holding the server's host key. Unknown or changed keys are refused.
+  /// known_hosts file holding the server's host key. Unknown or changed keys are refused
+  /// (unless `host_keys` is accept_new).
   std::string known_hosts_file;
+  host_key_policy host_keys = host_key_policy::strict;
   /// The service on the user's side, as seen from the SSH server.
   std::string target_host = "127.0.0.1";
   std::uint16_t target_port = 0;
