@@ -208,6 +208,10 @@ void fault_sshd::connection::run() {
     wait_for_io(stop);
   }
 
+  // The goodbyes below (CLOSE, DISCONNECT) must not wait for a client that stopped reading:
+  // on a non-blocking socket libssh fails the send instead, which ends the session anyway.
+  int fd = ssh_get_fd(s_);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   for (auto& p : pending_)
     ssh_message_free(p.msg);
   for (auto& r : relays_)
