@@ -1,0 +1,298 @@
+// The engine against fault_sshd (issue #6): the SSH-level faults OpenSSH will not produce on
+// demand. Each case asserts the typed error the caller gets, a bound on how long it took,
+// and that the connection (or its replacement) serves again afterwards.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <future>
+#include <string>
+
+#include "backend/http_backend.hpp"
+#include "sshpool/sshpool.hpp"
+#include "support/fault_sshd.hpp"
+
+using namespace sshpool;
+using namespace std::chrono_literals;
+using sshpool::demo::http_backend;
+using sshpool::test::fault_sshd;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+engine_config fault_config() {
+  engine_config cfg;
+  cfg.pool.acquire_timeout = 5s;
+  cfg.pool.connect_timeout = 5s;
+  cfg.pool.request_timeout = 5s;
+  cfg.log_level = "error"; // the faults make the engine warn, as it should
+  return cfg;
+}
+
+/// A fault server, a backend behind it, and an engine whose user "alice" reaches the
+/// backend through the fault server. The server outlives the engine (declared first).
+struct world {
+  fault_sshd sshd;
+  http_backend backend{http_backend::options{"backend-a"}};
+  engine eng;
+
+  explicit world(engine_config cfg = fault_config()) : eng(std::move(cfg)) {
+    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+  }
+};
+
+request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
+  request req;
+  req.id = std::move(id);
+  req.method = std::move(method);
+  req.path = std::move(path);
+  req.body = std::move(body);
+  return req;
+}
+
+/// The request on a channel of its own: the engine does not keep a channel whose request
+/// said `Connection: close`, so the next request has to open a new one.
+request on_new_channel(request req) {
+  req.headers.emplace_back("Connection", "close");
+  return req;
+}
+
+std::string pattern(std::size_t n) {
+  std::string result(n, '\0');
+  for (std::size_t i = 0; i < n; ++i)
+    result[i] = static_cast<char>('a' + i % 26);
+  return result;
+}
+
+long long ms(steady::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+std::string describe(const expected<response>& res) {
+  return res ? "status " + std::to_string(res->status) : res.error().to_string();
+}
+
+} // namespace
+
+TEST_CASE("the fault server relays requests both ways while it behaves", "[faults]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto get = conn->forward(make_request("g", "GET", "/echo"));
+  INFO(describe(get));
+  REQUIRE(get);
+  CHECK(get->status == 200);
+  REQUIRE(get->header("x-backend") != nullptr);
+  CHECK(*get->header("x-backend") == "backend-a");
+  // Larger than the 32,000-byte window libssh's server grants at first: the window has to
+  // grow in both directions for this to come back whole.
+  auto body = pattern(300000);
+  auto post = conn->forward(make_request("p", "POST", "/echo", body));
+  REQUIRE(post);
+  CHECK(post->body == body);
+  // Close-delimited: the target's close travels as EOF and CLOSE.
+  auto closed = conn->forward(make_request("c", "GET", "/close/5000"));
+  REQUIRE(closed);
+  CHECK(closed->body == pattern(5000));
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+  auto seen = w.sshd.snapshot();
+  CHECK(seen.connections == 1);
+  CHECK(seen.authenticated == 1);
+  CHECK(seen.channels_accepted >= 1);
+  CHECK(seen.channels_refused == 0);
+  CHECK(w.backend.requests_received() == 3);
+}
+
+TEST_CASE("a refused channel open fails the request alone, with channel_open_failed", "[faults]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  w.sshd.refuse_channel_open = true;
+  auto start = steady::now();
+  auto res = conn->forward(make_request("r", "GET", "/echo"), 5s);
+  auto elapsed = steady::now() - start;
+  INFO(describe(res) << " after " << ms(elapsed) << " ms");
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::channel_open_failed);
+  CHECK(elapsed < 1s); // the refusal is an answer: no waiting for the deadline
+  CHECK(w.sshd.snapshot().channels_refused == 1);
+  CHECK(w.backend.requests_received() == 0);
+  CHECK(conn->is_healthy());
+
+  // The SSH connection itself was never at fault: it serves once opens are accepted again.
+  w.sshd.refuse_channel_open = false;
+  auto ok = conn->forward(make_request("ok", "GET", "/echo"), 5s);
+  INFO(describe(ok));
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.leases == 0);
+  CHECK(stats.total_connections == 1);
+  CHECK(w.sshd.snapshot().connections == 1);
+  CHECK(w.eng.metrics().requests["channel_open_failed"] == 1);
+}
+
+TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "[faults]") {
+  auto cfg = fault_config();
+  cfg.pool.keepalive_interval = 200ms;
+  cfg.pool.keepalive_timeout = 400ms;
+  world w{cfg};
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  REQUIRE(conn->forward(make_request("first", "GET", "/echo")));
+  // While the server answers, probes come and the connection stays healthy.
+  REQUIRE(w.sshd.wait_until([](const fault_sshd::counters& c) { return c.keepalives >= 2; }, 5s));
+  CHECK(conn->is_healthy());
+
+  // Now the server stays connected but answers nothing, like a hung sshd. A request on the
+  // wire (to a backend that never answers either) must end with an error, not a hang.
+  w.sshd.ignore_keepalives = true;
+  auto start = steady::now();
+  auto hung = conn->forward(make_request("hung", "GET", "/hang"), 10s);
+  auto elapsed = steady::now() - start;
+  INFO(describe(hung) << " after " << ms(elapsed) << " ms");
+  REQUIRE_FALSE(hung);
+  CHECK(hung.error().code() == errc::connection_lost);
+  // The failing probe went out at most one interval after the switch, or one more if a
+  // packet of the request (a window adjust) happened to answer the first; it fails one
+  // timeout later. One second of slack for a loaded machine; far below the 10 s deadline.
+  CHECK(elapsed >= cfg.pool.keepalive_timeout - 50ms);
+  CHECK(elapsed < 2 * cfg.pool.keepalive_interval + cfg.pool.keepalive_timeout + 1s);
+  CHECK_FALSE(conn->is_healthy());
+  CHECK(w.sshd.snapshot().keepalives_ignored >= 1);
+  CHECK(w.eng.metrics().keepalive_failures >= 1);
+
+  // The pool dropped it at once: the next lease is a new connection that works.
+  w.sshd.ignore_keepalives = false;
+  w.eng.pool().release_connection("alice", *conn); // its connection is gone; nothing to check
+  auto next = w.eng.pool().get_connection("alice");
+  REQUIRE(next);
+  CHECK(next->id() != conn->id());
+  auto ok = next->forward(make_request("ok", "GET", "/echo"), 5s);
+  INFO(describe(ok));
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(w.eng.pool().release_connection("alice", *next));
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.leases == 0);
+  CHECK(stats.total_connections == 1);
+  CHECK(w.sshd.snapshot().connections == 2);
+}
+
+TEST_CASE("a zero window ends the request at its deadline and holds up nobody else", "[faults]") {
+  auto cfg = fault_config();
+  cfg.reactor_threads = 1; // alice's and bob's sessions share one reactor thread
+  world w{cfg};
+  fault_sshd other_sshd;
+  http_backend other{http_backend::options{"backend-b"}};
+  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
+  auto alice = w.eng.pool().get_connection("alice");
+  REQUIRE(alice);
+  auto bob = w.eng.pool().get_connection("bob");
+  REQUIRE(bob);
+
+  w.sshd.zero_window = true;
+  // The body is 8 windows' worth: the engine can send the first 32,000 bytes, then the
+  // window stays at zero and the rest can never be written.
+  auto body = pattern(256 << 10);
+  constexpr auto deadline = 1s;
+  auto start = steady::now();
+  auto stuck = std::async(std::launch::async, [&] {
+    return alice->forward(make_request("stuck", "POST", "/echo", body), deadline);
+  });
+  REQUIRE(
+      w.sshd.wait_until([](const fault_sshd::counters& c) { return c.open_channels >= 1; }, 5s));
+  // Meanwhile bob, on the same reactor thread, is served as usual.
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = steady::now();
+    auto res = bob->forward(make_request("b" + std::to_string(i), "GET", "/echo"), 5s);
+    INFO(describe(res));
+    REQUIRE(res);
+    CHECK(*res->header("x-backend") == "backend-b");
+    CHECK(steady::now() - t0 < 500ms);
+  }
+  auto res = stuck.get();
+  auto elapsed = steady::now() - start;
+  INFO(describe(res) << " after " << ms(elapsed) << " ms");
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::request_timeout);
+  CHECK(elapsed >= deadline);
+  CHECK(elapsed < deadline + 500ms);
+
+  // A request that fits in the window is written whole, but the server reads none of it,
+  // so no response can come either.
+  auto small_start = steady::now();
+  auto small = alice->forward(make_request("small", "GET", "/echo"), 500ms);
+  auto small_elapsed = steady::now() - small_start;
+  INFO(describe(small) << " after " << ms(small_elapsed) << " ms");
+  REQUIRE_FALSE(small);
+  CHECK(small.error().code() == errc::request_timeout);
+  CHECK(small_elapsed < 1s);
+  CHECK(w.backend.requests_received() == 0);
+  CHECK(alice->is_healthy());
+
+  // Once the window opens again, the same connection carries the whole body.
+  w.sshd.zero_window = false;
+  auto after = alice->forward(make_request("after", "POST", "/echo", body), 5s);
+  INFO(describe(after));
+  REQUIRE(after);
+  CHECK(after->body == body);
+  // The abandoned requests never reached the backend: their channels closed unread.
+  CHECK(w.backend.requests_received() == 1);
+  CHECK(w.sshd.snapshot().connections == 1);
+  CHECK(w.eng.pool().release_connection("alice", *alice));
+  CHECK(w.eng.pool().release_connection("bob", *bob));
+}
+
+TEST_CASE("a slow channel-open confirmation: waited for within the deadline, cut after it",
+          "[faults]") {
+  world w;
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  using counters = fault_sshd::counters;
+
+  // Below the deadline: the request waits for the confirmation and succeeds.
+  w.sshd.delay_channel_open = 300ms;
+  auto t0 = steady::now();
+  auto slow = conn->forward(on_new_channel(make_request("slow", "GET", "/echo")), 2s);
+  auto latency = steady::now() - t0;
+  INFO(describe(slow) << " after " << ms(latency) << " ms");
+  REQUIRE(slow);
+  CHECK(slow->status == 200);
+  CHECK(latency >= 300ms);
+  CHECK(latency < 2s);
+
+  // Above the deadline: request_timeout at the deadline, not when the server answers.
+  w.sshd.delay_channel_open = 1500ms;
+  constexpr auto deadline = 500ms;
+  auto start = steady::now();
+  auto late = std::async(std::launch::async, [&] {
+    return conn->forward(on_new_channel(make_request("late", "GET", "/echo")), deadline);
+  });
+  REQUIRE(w.sshd.wait_until([](const counters& c) { return c.channel_opens >= 2; }, 5s));
+  // While that open is pending, another channel of the same connection opens at once.
+  w.sshd.delay_channel_open = 0ms;
+  auto t1 = steady::now();
+  auto quick = conn->forward(on_new_channel(make_request("quick", "GET", "/echo")), 2s);
+  INFO(describe(quick));
+  REQUIRE(quick);
+  CHECK(steady::now() - t1 < 400ms);
+  auto res = late.get();
+  auto elapsed = steady::now() - start;
+  INFO(describe(res) << " after " << ms(elapsed) << " ms");
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::request_timeout);
+  CHECK(elapsed >= deadline);
+  CHECK(elapsed < deadline + 500ms);
+
+  // The confirmation comes after the engine gave up: the engine closes that channel, so
+  // nothing stays open on either side.
+  REQUIRE(w.sshd.wait_until(
+      [](const counters& c) { return c.channels_accepted == 3 && c.open_channels == 0; }, 5s));
+  CHECK(conn->is_healthy());
+  auto after = conn->forward(make_request("after", "GET", "/echo"), 2s);
+  INFO(describe(after));
+  REQUIRE(after);
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+  CHECK(w.eng.metrics().requests["request_timeout"] == 1);
+}
