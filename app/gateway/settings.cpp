@@ -494,6 +494,8 @@ std::string describe(const gateway_config& cfg) {
                {"server_nodelay", u.ep.server_nodelay}};
     if (!u.passphrase_file.empty())
       ep["passphrase_file"] = u.passphrase_file;
+    if (!u.ep.ciphers.empty())
+      ep["ciphers"] = u.ep.ciphers;
     users[u.name] = std::move(ep);
   }
   out["users"] = std::move(users);

@@ -493,6 +493,13 @@ struct response_parser::impl {
       auto status = static_cast<int>(p->status_code);
       if (!self.check_head())
         return -1;
+      // http_parser takes one to three digits as a status code; below 100 is no HTTP status
+      // (RFC 9110, 15), and a status of 0 would pass for "no response yet".
+      if (status < 100) {
+        self.fail(errc::bad_response,
+                  "malformed response: status code " + std::to_string(status) + " is below 100");
+        return -1;
+      }
       if (status == 101) {
         self.fail(errc::bad_response,
                   "unexpected 101 Switching Protocols (upgrades are not forwarded)");

@@ -139,6 +139,18 @@ TEST_CASE("configuration: file < environment < flags", "[gateway][config]") {
     CHECK(help.out.find(name) != std::string::npos);
 }
 
+TEST_CASE("every user setting shows in --check-config's output", "[gateway][config]") {
+  // Found by fuzzing: a user's "ciphers" was accepted but left out of the printout.
+  config_dir cd;
+  auto shown = effective(
+      run_demo({"--config", cd.file("", R"(,"ciphers":"aes128-ctr","server_nodelay":false)"),
+                "--check-config"}));
+  CHECK(shown["users"]["alice"]["ciphers"] == "aes128-ctr");
+  CHECK(shown["users"]["alice"]["server_nodelay"] == false);
+  auto defaults = effective(run_demo({"--config", cd.file(""), "--check-config"}));
+  CHECK_FALSE(defaults["users"]["alice"].contains("ciphers"));
+}
+
 TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting",
           "[gateway][config]") {
   config_dir cd;

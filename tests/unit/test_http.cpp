@@ -640,6 +640,17 @@ TEST_CASE("malformed responses are bad_response", "[http]") {
   CHECK(reason.code == errc::bad_response);
   CHECK_THAT(reason.message, Catch::Contains("reason phrase"));
 
+  // Found by fuzzing: http_parser reads "0", "42" or "099" as a status code.
+  for (std::string_view wire :
+       {"HTTP/1.1 0 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 42 OK\r\nConnection: close\r\n\r\nbody", "HTTP/1.1 099 Weird\r\n\r\n"}) {
+    INFO(wire);
+    auto low = parse(wire, false, {}, true);
+    CHECK(low.code == errc::bad_response);
+    CHECK_THAT(low.message, Catch::Contains("below 100"));
+    CHECK(low.status == 0);
+  }
+
   auto chunk = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n");
   CHECK(chunk.failed);
   CHECK(chunk.code == errc::bad_response);
