@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include <malloc.h>
+
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/process_info.hpp"
@@ -37,6 +39,9 @@ namespace {
 struct figures {
   double seconds = 0;
   std::size_t rss_kib = 0;
+  /// Bytes malloc has handed out and not had back (glibc's mallinfo2): growth here is
+  /// memory still held; RSS growth without it is the allocator's fragmentation.
+  std::size_t heap_kib = 0;
   std::size_t fds = 0;
   std::size_t threads = 0;
   std::uint64_t connections = 0;
@@ -46,6 +51,8 @@ figures sample(engine& eng, steady::time_point start) {
   figures f;
   f.seconds = std::chrono::duration<double>(steady::now() - start).count();
   f.rss_kib = test::rss_bytes() / 1024;
+  const auto mi = ::mallinfo2();
+  f.heap_kib = (mi.uordblks + mi.hblkhd) / 1024;
   f.fds = test::open_fd_count();
   f.threads = test::thread_count();
   f.connections = eng.pool().get_pool_stats().total_connections;
@@ -90,8 +97,8 @@ public:
       threads.emplace_back([this, i] { work(i); });
     threads.emplace_back([this] { churn(); });
     threads.emplace_back([this] { faults(); });
-    std::printf("%8s %10s %8s %8s %6s %8s %9s %9s\n", "seconds", "requests", "failed", "rss_kib",
-                "fds", "threads", "conns", "req/s");
+    std::printf("%8s %10s %8s %8s %9s %6s %8s %9s %9s\n", "seconds", "requests", "failed",
+                "rss_kib", "heap_kib", "fds", "threads", "conns", "req/s");
     std::uint64_t last_requests = 0;
     auto last = steady::now();
     std::vector<figures> samples;
@@ -100,10 +107,10 @@ public:
       auto f = sample(*eng_, start);
       auto now = steady::now();
       const auto done = ok_.load() + failed_.load();
-      std::printf("%8.0f %10llu %8llu %8zu %6zu %8zu %9llu %9.0f\n", f.seconds,
+      std::printf("%8.0f %10llu %8llu %8zu %9zu %6zu %8zu %9llu %9.0f\n", f.seconds,
                   static_cast<unsigned long long>(done),
-                  static_cast<unsigned long long>(failed_.load()), f.rss_kib, f.fds, f.threads,
-                  static_cast<unsigned long long>(f.connections),
+                  static_cast<unsigned long long>(failed_.load()), f.rss_kib, f.heap_kib, f.fds,
+                  f.threads, static_cast<unsigned long long>(f.connections),
                   static_cast<double>(done - last_requests) /
                       std::chrono::duration<double>(now - last).count());
       std::fflush(stdout);

@@ -114,12 +114,22 @@ void script_backend::accept_loop() {
       return; // EINVAL after stop_listening()
     }
     std::lock_guard<std::mutex> guard(mutex_);
+    // Join the workers that are done (each listed itself last thing under the lock we now
+    // hold), so a long run does not keep the stacks of finished threads.
+    for (auto id : finished_) {
+      auto w = std::find_if(workers_.begin(), workers_.end(),
+                            [id](const std::thread& t) { return t.get_id() == id; });
+      w->join();
+      workers_.erase(w);
+    }
+    finished_.clear();
     clients_.push_back(fd);
     workers_.emplace_back([this, fd] {
       serve(fd);
       std::lock_guard<std::mutex> lock(mutex_);
       clients_.erase(std::find(clients_.begin(), clients_.end(), fd));
       ::close(fd);
+      finished_.push_back(std::this_thread::get_id());
     });
   }
 }

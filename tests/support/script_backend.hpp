@@ -52,6 +52,8 @@ private:
   std::condition_variable cv_;
   std::uint64_t requests_ = 0;
   std::vector<std::thread> workers_;
+  /// Workers that returned and wait to be joined.
+  std::vector<std::thread::id> finished_;
   /// Sockets being served, shut down by the destructor to unblock a worker stuck in send().
   std::vector<int> clients_;
   std::thread acceptor_;
