@@ -116,7 +116,9 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   std::uint64_t port = 0;
-  if (host.empty() || !parse_unsigned(v.substr(colon + 1), port) || port > 65535)
+  // getaddrinfo takes inet_aton's forms, which ignore anything after a space.
+  if (host.empty() || host.find_first_of(" \t") != std::string_view::npos ||
+      !parse_unsigned(v.substr(colon + 1), port) || port > 65535)
     return "'" + std::string{v} + "' is not ADDR:PORT (port 0-65535)";
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
@@ -259,7 +261,8 @@ bool scalar_text(const json& v, std::string& out) {
 /// Checks that `path` is a regular file that can be opened for reading (the content is
 /// not read).
 std::string check_readable(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return "cannot read '" + path + "': " + std::strerror(errno);
   struct stat st {};

@@ -493,11 +493,11 @@ struct response_parser::impl {
       auto status = static_cast<int>(p->status_code);
       if (!self.check_head())
         return -1;
-      // http_parser takes one to three digits as a status code; below 100 is no HTTP status
-      // (RFC 9110, 15), and a status of 0 would pass for "no response yet".
-      if (status < 100) {
-        self.fail(errc::bad_response,
-                  "malformed response: status code " + std::to_string(status) + " is below 100");
+      // http_parser takes one to three digits as a status code; outside 100-599 is no HTTP
+      // status (RFC 9110, 15), and a status of 0 would pass for "no response yet".
+      if (status < 100 || status > 599) {
+        self.fail(errc::bad_response, "malformed response: status code " + std::to_string(status) +
+                                          " is not in 100-599");
         return -1;
       }
       if (status == 101) {

@@ -163,6 +163,8 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
   auto with_file = [&](const std::string& members, const std::string& user_extra = {}) {
     return std::vector<std::string>{"--config", cd.file(members, user_extra)};
   };
+  // A FIFO as a key file: refused as not a regular file, without waiting for a writer.
+  REQUIRE(::mkfifo((cd.dir.path() + "/fifo_key").c_str(), 0600) == 0);
   std::vector<bad_case> cases = {
       {{"--config", good}, {"MAX_CONNECTIONS_PER_USER=-1"}, "MAX_CONNECTIONS_PER_USER"},
       {{"--config", good}, {"MAX_CONNECTIONS_PER_USER=0"}, "MAX_CONNECTIONS_PER_USER"},
@@ -178,6 +180,7 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {{"--config", good}, {"REQUEST_TIMEOUT=99999999999999"}, "REQUEST_TIMEOUT"},
       {{"--config", good, "--max-connections-per-user", "0"}, {}, "--max-connections-per-user"},
       {{"--config", good, "--listen", "nowhere"}, {}, "--listen"},
+      {{"--config", good, "--listen", "127.0.0.1 junk:8080"}, {}, "--listen"},
       {{"--config", good, "--listen", "127.0.0.1:70000"}, {}, "--listen"},
       {{"--config", good, "--listen", "nonexistent.invalid:8080"}, {}, "--listen"},
       {{"--config", good, "--listen", "192.0.2.1:8080"}, {}, "listen"}, // not ours: bind fails
@@ -198,6 +201,7 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {with_file("", R"(,"known_hosts_file":"/nonexistent/known_hosts")"), {}, "known_hosts_file"},
       {with_file("", R"(,"passphrase_file":"missing_pass")"), {}, "passphrase_file"},
       {with_file("", R"(,"passphrase_file":".")"), {}, "passphrase_file"}, // a directory
+      {with_file("", R"(,"identity_file":"fifo_key")"), {}, "identity_file"},
       {{"--config", cd.dir.write("broken.json", R"({"listen": "127.0.0.1:0", "x": "hunter2)")},
        {},
        "malformed JSON"},
