@@ -237,8 +237,12 @@ TEST_CASE("a zero window ends the request at its deadline and holds up nobody el
   INFO(describe(after));
   REQUIRE(after);
   CHECK(after->body == body);
-  // The abandoned requests never reached the backend: their channels closed unread.
-  CHECK(w.backend.requests_received() == 1);
+  // The stuck POST never reached the backend whole (its channel closed after 32,000 of
+  // 262,144 bytes). The small GET was written whole before its deadline: the server may
+  // still deliver what it received before the close, as sshd does.
+  CHECK(w.backend.requests_received() >= 1);
+  CHECK(w.backend.requests_received() <= 2);
+  CHECK(w.backend.received().back().body_size == body.size()); // "after", whole
   CHECK(w.sshd.snapshot().connections == 1);
   CHECK(w.eng.pool().release_connection("alice", *alice));
   CHECK(w.eng.pool().release_connection("bob", *bob));

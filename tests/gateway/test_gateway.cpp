@@ -334,7 +334,14 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   auto growth = rss > baseline ? rss - baseline : 0;
   INFO("RSS " << baseline / 1024 << " KiB -> " << rss / 1024 << " KiB; the client holds " << last
               << " bytes of 200000000");
-  CHECK(growth < (std::size_t{24} << 20));
+#ifdef __SANITIZE_ADDRESS__
+  // ASan's quarantine keeps freed memory resident (up to 256 MiB by default); a buffered
+  // body (200 MB) would still show far above this bound.
+  constexpr std::size_t growth_bound = std::size_t{96} << 20;
+#else
+  constexpr std::size_t growth_bound = std::size_t{24} << 20;
+#endif
+  CHECK(growth < growth_bound);
   std::this_thread::sleep_for(1500ms); // longer than request_timeout, stalled throughout
   // Paused, not cut: the stream is still in flight and its lease held.
   auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
