@@ -429,8 +429,10 @@ void engine::handle_signals() {
   auto* im = impl_.get();
   impl_->signals = std::make_unique<signal_watcher>([im](int count) {
     if (count == 1) {
-      log().info("signal received: draining (a second signal forces)");
+      // Flag first, then log: whoever reads the line (an orchestrator, a test) must find
+      // is_shutting_down() already true (/readyz already 503 in the gateway).
       im->request_drain();
+      log().info("signal received: draining (a second signal forces)");
       caf::anon_send(im->shutdown_coordinator, drain_atom_v,
                      caf::timespan{im->cfg.pool.shutdown_grace_period});
     } else {
