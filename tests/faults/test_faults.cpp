@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -246,6 +247,29 @@ void check_bounded(load& l, steady::time_point fault_at) {
     CHECK((code == errc::connection_lost || code == errc::request_timeout));
 }
 
+/// Four users under load through `ep`; `outage()` injects the fault, lasts as long as the
+/// scenario asks and ends it. Every call must end in time, each user must be served again
+/// within 5 s of the end, and fd and thread counts must return to where they were.
+void survive_outage(const endpoint& ep, const std::function<void()>& outage, const char* returned) {
+  leak_check leaks;
+  {
+    engine eng{fault_config()};
+    auto users = set_users(eng, ep, 4);
+    load l{eng, users};
+    REQUIRE(l.all_served_after(steady::now(), 10s));
+    auto fault_at = steady::now();
+    outage();
+    auto ended_at = steady::now();
+    auto back = l.all_served_after(ended_at, 10s);
+    l.stop();
+    REQUIRE(back);
+    WARN("every user served again " << back->count() << " ms after " << returned);
+    CHECK(*back <= 5s);
+    check_bounded(l, fault_at);
+  }
+  leaks.check();
+}
+
 } // namespace
 
 TEST_CASE("sshd killed (-9) under load and restarted 2 s later: calls end in time, service "
@@ -253,53 +277,31 @@ TEST_CASE("sshd killed (-9) under load and restarted 2 s later: calls end in tim
           "[faults]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{"backend"}};
-  leak_check leaks;
-  {
-    engine eng{fault_config()};
-    auto users = set_users(eng, sshd.make_endpoint(backend.port()), 4);
-    load l{eng, users};
-    REQUIRE(l.all_served_after(steady::now(), 10s));
-    auto killed_at = steady::now();
-    sshd.signal_all(SIGKILL);
-    std::this_thread::sleep_for(2s); // the outage the scenario asks for
-    sshd.stop();                     // reaps the killed processes
-    sshd.start();
-    auto restarted_at = steady::now();
-    auto back = l.all_served_after(restarted_at, 10s);
-    l.stop();
-    REQUIRE(back);
-    WARN("every user served again " << back->count() << " ms after sshd returned");
-    CHECK(*back <= 5s);
-    check_bounded(l, killed_at);
-  }
-  leaks.check();
+  survive_outage(
+      sshd.make_endpoint(backend.port()),
+      [&] {
+        sshd.signal_all(SIGKILL);
+        std::this_thread::sleep_for(2s); // the outage the scenario asks for
+        sshd.stop();                     // reaps the killed processes
+        sshd.start();
+      },
+      "sshd returned");
 }
 
 TEST_CASE("sshd frozen (SIGSTOP) for 3 s, then resumed: calls end in time, service returns",
           "[faults]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{"backend"}};
-  leak_check leaks;
-  {
-    engine eng{fault_config()};
-    auto users = set_users(eng, sshd.make_endpoint(backend.port()), 4);
-    load l{eng, users};
-    REQUIRE(l.all_served_after(steady::now(), 10s));
-    auto stopped_at = steady::now();
-    // The listener and every connection process freeze; the kernel still completes TCP
-    // handshakes into the listen backlog, so new connections hang in the SSH banner.
-    sshd.signal_all(SIGSTOP);
-    std::this_thread::sleep_for(3s);
-    sshd.signal_all(SIGCONT);
-    auto resumed_at = steady::now();
-    auto back = l.all_served_after(resumed_at, 10s);
-    l.stop();
-    REQUIRE(back);
-    WARN("every user served again " << back->count() << " ms after sshd resumed");
-    CHECK(*back <= 5s);
-    check_bounded(l, stopped_at);
-  }
-  leaks.check();
+  survive_outage(
+      sshd.make_endpoint(backend.port()),
+      [&] {
+        // The listener and every connection process freeze; the kernel still completes TCP
+        // handshakes into the listen backlog, so new connections hang in the SSH banner.
+        sshd.signal_all(SIGSTOP);
+        std::this_thread::sleep_for(3s); // the outage the scenario asks for
+        sshd.signal_all(SIGCONT);
+      },
+      "sshd resumed");
 }
 
 TEST_CASE("the network drops every packet for 3 s (network namespace): calls end in time, "
@@ -315,27 +317,16 @@ TEST_CASE("the network drops every packet for 3 s (network namespace): calls end
   opts.listen_address = ns.ns_address();
   http_backend backend{http_backend::options{"backend", ns.host_address()}};
   test_sshd sshd{opts};
-  leak_check leaks;
-  {
-    engine eng{fault_config()};
-    auto ep = sshd.make_endpoint(backend.port());
-    ep.target_host = ns.host_address(); // the backend as seen from inside the namespace
-    auto users = set_users(eng, ep, 4);
-    load l{eng, users};
-    REQUIRE(l.all_served_after(steady::now(), 10s));
-    auto cut_at = steady::now();
-    ns.cut();
-    std::this_thread::sleep_for(3s);
-    ns.restore();
-    auto restored_at = steady::now();
-    auto back = l.all_served_after(restored_at, 10s);
-    l.stop();
-    REQUIRE(back);
-    WARN("every user served again " << back->count() << " ms after the network returned");
-    CHECK(*back <= 5s);
-    check_bounded(l, cut_at);
-  }
-  leaks.check();
+  auto ep = sshd.make_endpoint(backend.port());
+  ep.target_host = ns.host_address(); // the backend as seen from inside the namespace
+  survive_outage(
+      ep,
+      [&] {
+        ns.cut();
+        std::this_thread::sleep_for(3s); // the outage the scenario asks for
+        ns.restore();
+      },
+      "the network returned");
 }
 
 namespace {
