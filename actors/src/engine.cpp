@@ -1,14 +1,19 @@
-// The blocking facade: each call is one request from a short-lived scoped_actor to the
-// supervisor or a connection actor, bounded by a deadline. The engine owns the SSH runtime
+// The blocking facade: each call is one request from a scoped_actor to the supervisor or a
+// connection actor, bounded by a deadline. The engine keeps the scoped_actors of finished
+// calls for the next ones (creating one costs about as much as a round trip), and waits for
+// a reply with a timed wait on the actor's own mailbox instead of a CAF request timeout
+// (which would wake CAF's clock thread on every call). The engine owns the SSH runtime
 // and, unless given one, the actor system; its destructor stops the actor tree first (so
 // every transport is closed), then the I/O threads, then the actor system.
 #include "sshpool/engine.hpp"
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -43,6 +48,11 @@ struct engine_impl {
   std::mutex drain_mx;
   std::condition_variable drain_cv;
   bool drain_requested = false;
+
+  /// The scoped_actors that facade calls borrow (see borrowed_actor).
+  std::mutex actors_mx;
+  std::vector<std::unique_ptr<caf::scoped_actor>> idle_actors;
+  bool actors_closed = false;
 
   explicit engine_impl(engine_config config) : cfg(std::move(config)) {
     if (auto ok = validate(cfg); !ok)
@@ -81,6 +91,14 @@ struct engine_impl {
     if (stopped.exchange(true))
       return;
     request_drain(); // releases wait_for_shutdown callers (they get shutting_down)
+    {
+      std::vector<std::unique_ptr<caf::scoped_actor>> idle;
+      {
+        std::lock_guard<std::mutex> guard{actors_mx};
+        actors_closed = true;
+        idle.swap(idle_actors);
+      }
+    }
     {
       caf::scoped_actor self{*sys};
       self->send_exit(cleanup, caf::exit_reason::user_shutdown);
@@ -123,6 +141,41 @@ error stopped_error() {
   return {errc::shutting_down, "the engine is stopped"};
 }
 
+/// A scoped_actor taken from the engine's idle ones (or a new one) for one call. It goes
+/// back unless `discard()` was called: a call that timed out may still get its late reply.
+class borrowed_actor {
+public:
+  explicit borrowed_actor(detail::engine_impl& im) : im_(im) {
+    {
+      std::lock_guard<std::mutex> guard{im_.actors_mx};
+      if (!im_.idle_actors.empty()) {
+        actor_ = std::move(im_.idle_actors.back());
+        im_.idle_actors.pop_back();
+      }
+    }
+    if (!actor_)
+      actor_ = std::make_unique<caf::scoped_actor>(*im_.sys);
+  }
+  borrowed_actor(const borrowed_actor&) = delete;
+  borrowed_actor& operator=(const borrowed_actor&) = delete;
+  ~borrowed_actor() {
+    if (!actor_)
+      return;
+    std::lock_guard<std::mutex> guard{im_.actors_mx};
+    if (!im_.actors_closed && im_.idle_actors.size() < max_idle)
+      im_.idle_actors.push_back(std::move(actor_));
+  }
+
+  caf::blocking_actor* operator->() const { return actor_->ptr(); }
+  void discard() { actor_.reset(); }
+
+private:
+  /// More threads than this calling at once create and destroy the extra actors.
+  static constexpr std::size_t max_idle = 64;
+  detail::engine_impl& im_;
+  std::unique_ptr<caf::scoped_actor> actor_;
+};
+
 /// One blocking request; `on_value` takes the reply. Returns the failure, if any.
 template <class Handle, class OnValue, class... Ts>
 error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
@@ -130,10 +183,17 @@ error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, e
   if (im.stopped.load())
     return stopped_error();
   error failure;
-  caf::scoped_actor self{*im.sys};
-  self->request(dest, timeout, std::forward<Ts>(xs)...).receive(on_value, [&](caf::error& err) {
-    failure = from_caf_error(err, when_gone);
-  });
+  bool timed_out = false;
+  borrowed_actor self{im};
+  auto reply = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
+  caf::blocking_actor::accept_one_cond one;
+  self->varargs_receive(
+      one, reply.id(), on_value, [&](caf::error& err) { failure = from_caf_error(err, when_gone); },
+      caf::after(timeout) >> [&] { timed_out = true; });
+  if (timed_out) {
+    self.discard();
+    return error{errc::timeout, "no reply within the deadline"};
+  }
   return failure;
 }
 
