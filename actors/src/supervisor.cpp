@@ -96,13 +96,14 @@ expected<user_pool_actor> pool_for(self_ptr self, const std::string& user) {
 }
 
 /// Runs `route` now, or once `user`'s pool answered whether it retires.
-template <class Promise>
-Promise hold_or_route(self_ptr self, const std::string& user, Promise rp,
-                      std::function<void(Promise&)> route) {
+template <class Promise, class Route>
+Promise hold_or_route(self_ptr self, const std::string& user, Promise rp, Route route) {
   auto& st = self->state;
-  if (auto held = st.retiring.find(user); held != st.retiring.end()) {
-    held->second.push_back([rp, route]() mutable { route(rp); });
-    return rp;
+  if (!st.retiring.empty()) {
+    if (auto held = st.retiring.find(user); held != st.retiring.end()) {
+      held->second.push_back([rp, route]() mutable { route(rp); });
+      return rp;
+    }
   }
   route(rp);
   return rp;
@@ -248,34 +249,33 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
       [self](acquire_atom, const std::string& user) -> caf::result<lease> {
         if (auto ok = validate_user(user); !ok)
           return make_caf_error(ok.error());
-        std::function<void(caf::typed_response_promise<lease>&)> route =
-            [self, user](caf::typed_response_promise<lease>& rp) { acquire_into(self, user, rp); };
+        auto route = [self, user](caf::typed_response_promise<lease>& rp) {
+          acquire_into(self, user, rp);
+        };
         return hold_or_route(self, user, self->make_response_promise<lease>(), route);
       },
       [self](release_atom, const std::string& user, const lease& l) -> caf::result<void> {
-        std::function<void(caf::typed_response_promise<void>&)> route =
-            [self, user, l](caf::typed_response_promise<void>& rp) {
-              auto& st = self->state;
-              auto pool = st.pools.find(user);
-              if (pool != st.pools.end())
-                rp.delegate(pool->second, release_atom_v, user, l);
-              else if (l.user != user)
-                rp.deliver(make_caf_error(errc::wrong_user, "the lease belongs to user '" + l.user +
-                                                                "', not to '" + user + "'"));
-              else
-                rp.deliver(make_caf_error(errc::not_leased, "user '" + user + "' holds no lease"));
-            };
+        auto route = [self, user, l](caf::typed_response_promise<void>& rp) {
+          auto& st = self->state;
+          auto pool = st.pools.find(user);
+          if (pool != st.pools.end())
+            rp.delegate(pool->second, release_atom_v, user, l);
+          else if (l.user != user)
+            rp.deliver(make_caf_error(errc::wrong_user, "the lease belongs to user '" + l.user +
+                                                            "', not to '" + user + "'"));
+          else
+            rp.deliver(make_caf_error(errc::not_leased, "user '" + user + "' holds no lease"));
+        };
         return hold_or_route(self, user, self->make_response_promise<void>(), route);
       },
       [self](close_atom, const std::string& user) -> caf::result<std::uint64_t> {
-        std::function<void(caf::typed_response_promise<std::uint64_t>&)> route =
-            [self, user](caf::typed_response_promise<std::uint64_t>& rp) {
-              auto pool = self->state.pools.find(user);
-              if (pool == self->state.pools.end())
-                rp.deliver(std::uint64_t{0});
-              else
-                rp.delegate(pool->second, close_atom_v, user);
-            };
+        auto route = [self, user](caf::typed_response_promise<std::uint64_t>& rp) {
+          auto pool = self->state.pools.find(user);
+          if (pool == self->state.pools.end())
+            rp.deliver(std::uint64_t{0});
+          else
+            rp.delegate(pool->second, close_atom_v, user);
+        };
         return hold_or_route(self, user, self->make_response_promise<std::uint64_t>(), route);
       },
       [self](stats_atom) -> caf::result<pool_stats> {
@@ -347,14 +347,13 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
           self->send(pool, force_atom_v);
       },
       [self](drain_atom, const std::string& user) -> caf::result<shutdown_report> {
-        std::function<void(caf::typed_response_promise<shutdown_report>&)> route =
-            [self, user](caf::typed_response_promise<shutdown_report>& rp) {
-              auto pool = self->state.pools.find(user);
-              if (pool == self->state.pools.end())
-                rp.deliver(shutdown_report{});
-              else
-                rp.delegate(pool->second, drain_atom_v);
-            };
+        auto route = [self, user](caf::typed_response_promise<shutdown_report>& rp) {
+          auto pool = self->state.pools.find(user);
+          if (pool == self->state.pools.end())
+            rp.deliver(shutdown_report{});
+          else
+            rp.delegate(pool->second, drain_atom_v);
+        };
         return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
       },
       [self](spawn_atom, std::string& user, endpoint& ep,
