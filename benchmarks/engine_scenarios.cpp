@@ -559,7 +559,10 @@ int pool_ops(const options& opts, const machine_context& ctx) {
   measure("caf: same without timeouts", [&] { return run_caf_round_trips(*e, false, limits); });
   measure("facade pairs, 1 thread", [&] { return facade_pairs(*e, user, 1, limits); });
   measure("facade pairs, 8 threads", [&] { return facade_pairs(*e, user, 8, limits); });
-  measure("actor pairs, " + in_flight_name, [&] { return run_actor_pairs(*e, user, limits); });
+  measure("actor pairs, " + in_flight_name,
+          [&] { return run_actor_pairs(*e, user, false, limits); });
+  measure("actor pairs, with CAF timeouts",
+          [&] { return run_actor_pairs(*e, user, true, limits); });
 
   auto& scoped = cases[0];
   auto& scoped_new = cases[1];
@@ -568,6 +571,7 @@ int pool_ops(const options& opts, const machine_context& ctx) {
   auto& facade1 = cases[4];
   auto& facade8 = cases[5];
   auto& actor = cases[6];
+  auto& actor_timed = cases[7];
   auto per_s = [](const ops_summary& s) {
     return with_commas(static_cast<std::uint64_t>(s.per_s)) + " /s";
   };
@@ -584,8 +588,10 @@ int pool_ops(const options& opts, const machine_context& ctx) {
        {"facade 8 threads: p50 per pair", ms(facade8.p50_ms), "target 0.1 ms",
         ratio(facade8.p50_ms, 0.1)},
        {"actor interface: pairs", per_s(actor), "target 500,000 /s", ratio(actor.per_s, 500000)},
-       {"actor interface: pairs", per_s(actor), "caf actor rt " + per_s(caf_actor),
-        ratio(actor.per_s, caf_actor.per_s)},
+       {"actor interface: pairs", per_s(actor), "caf actor rt " + per_s(caf_untimed),
+        ratio(actor.per_s, caf_untimed.per_s)},
+       {"actor pairs: with 10 s CAF timeouts", per_s(actor_timed), "without " + per_s(actor),
+        ratio(actor_timed.per_s, actor.per_s)},
        {"caf actor rt: with 10 s timeouts", per_s(caf_actor), "without " + per_s(caf_untimed),
         ratio(caf_actor.per_s, caf_untimed.per_s)}});
   std::vector<std::string> lines;

@@ -81,13 +81,14 @@ std::string describe(const caf::error& err) {
 struct pair_driver {
   supervisor_actor sup;
   std::string user;
+  caf::duration timeout;
 
   void operator()(ops_actor* self) const {
     auto next = *this;
-    self->request(sup, caf::timespan{reply_timeout}, acquire_atom_v, user)
+    self->request(sup, timeout, acquire_atom_v, user)
         .then(
             [self, next](lease& l) {
-              self->request(next.sup, caf::timespan{reply_timeout}, release_atom_v, l.user, l)
+              self->request(next.sup, next.timeout, release_atom_v, l.user, l)
                   .then([self, next] { completed(self, {}, next); },
                         [self, next](caf::error& err) {
                           completed(self, "release: " + describe(err), next);
@@ -128,10 +129,12 @@ ops_result wait_for(std::future<ops_result> future, const caf::actor& driver,
 
 } // namespace
 
-ops_result run_actor_pairs(engine& e, const std::string& user, const ops_limits& limits) {
+ops_result run_actor_pairs(engine& e, const std::string& user, bool with_timeout,
+                           const ops_limits& limits) {
   auto done = std::make_shared<std::promise<ops_result>>();
   auto future = done->get_future();
-  pair_driver one{supervisor_of(e), user};
+  pair_driver one{supervisor_of(e), user,
+                  with_timeout ? caf::duration{reply_timeout} : caf::duration{caf::infinite}};
   auto driver = e.system().spawn([limits, done, one](ops_actor* self) -> caf::behavior {
     start_all(self, limits, done, one);
     return {};

@@ -36,8 +36,10 @@ struct ops_limits {
 };
 
 /// A driver actor keeps `in_flight` acquire_atom -> release_atom pairs for `user` in flight
-/// to the supervisor; each pair starts the next one when its release is answered.
-ops_result run_actor_pairs(engine& e, const std::string& user, const ops_limits& limits);
+/// to the supervisor; each pair starts the next one when its release is answered. Each
+/// request has a 10 s timeout, or none (the engine answers by its own deadlines).
+ops_result run_actor_pairs(engine& e, const std::string& user, bool with_timeout,
+                           const ops_limits& limits);
 
 /// A driver actor keeps `in_flight` requests in flight to a trivial actor (replies its
 /// argument) in the engine's actor system: CAF's own message cost. Each request has a 10 s
