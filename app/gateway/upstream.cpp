@@ -34,9 +34,6 @@ namespace {
 using forwarder_actor =
     stream_sink_actor::extend<caf::reacts_to<ack_atom, std::uint64_t>, caf::reacts_to<close_atom>>;
 
-/// Added to the engine's own deadlines for the timeouts of our requests to its actors.
-constexpr auto reply_slack = std::chrono::seconds(5);
-
 /// Where forwarders register while they run (so the bridge can stop them).
 struct registry {
   std::mutex mutex;
@@ -82,8 +79,7 @@ void finish(self_ptr self, error result) {
 }
 
 forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, std::string user,
-                                         request req, caf::timespan acquire_timeout,
-                                         caf::timespan idle_timeout,
+                                         request req, caf::timespan idle_timeout,
                                          std::shared_ptr<upstream_listener> listener,
                                          std::shared_ptr<registry> reg) {
   auto& st = self->state;
@@ -120,7 +116,10 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
     st.held.reset();
     return caf::exit_reason::unhandled_exception;
   });
-  self->request(sup, acquire_timeout, acquire_atom_v, user)
+  // No CAF timeouts (each would wake CAF's clock thread): the pool answers an acquire within
+  // acquire_timeout + connect_timeout, the connection answers the stream request at once and
+  // ends the stream by its idle deadline, and a connection that dies is seen as a down_msg.
+  self->request(sup, caf::infinite, acquire_atom_v, user)
       .then(
           [self, req = std::move(req), idle_timeout](lease& l) mutable {
             auto& st = self->state;
@@ -130,8 +129,8 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
               return;
             }
             self->monitor(l.connection);
-            self->request(l.connection, idle_timeout + reply_slack, stream_atom_v, std::move(req),
-                          idle_timeout, caf::actor_cast<stream_sink_actor>(self))
+            self->request(l.connection, caf::infinite, stream_atom_v, std::move(req), idle_timeout,
+                          caf::actor_cast<stream_sink_actor>(self))
                 .then(
                     [self](std::uint64_t tag) {
                       if (self->state.tag == 0)
@@ -192,17 +191,13 @@ private:
 struct upstream_bridge::impl {
   caf::actor_system& sys;
   supervisor_actor supervisor;
-  caf::timespan acquire_timeout;
   caf::timespan idle_timeout;
   std::shared_ptr<registry> reg = std::make_shared<registry>();
 };
 
 upstream_bridge::upstream_bridge(engine& eng) {
-  auto& pool = eng.config().pool;
   impl_ = std::make_shared<impl>(
-      impl{eng.system(), supervisor_of(eng),
-           caf::timespan{pool.acquire_timeout + pool.connect_timeout} + reply_slack,
-           caf::timespan{pool.request_timeout}});
+      impl{eng.system(), supervisor_of(eng), caf::timespan{eng.config().pool.request_timeout}});
 }
 
 upstream_bridge::~upstream_bridge() {
@@ -219,8 +214,7 @@ upstream_bridge::~upstream_bridge() {
 std::unique_ptr<upstream_call> upstream_bridge::start(std::string user, request req,
                                                       std::shared_ptr<upstream_listener> listener) {
   auto handle = impl_->sys.spawn(forwarder, impl_->supervisor, std::move(user), std::move(req),
-                                 impl_->acquire_timeout, impl_->idle_timeout, std::move(listener),
-                                 impl_->reg);
+                                 impl_->idle_timeout, std::move(listener), impl_->reg);
   return std::make_unique<actor_call>(std::move(handle));
 }
 
