@@ -442,6 +442,9 @@ engine::engine(engine_config cfg)
                      ? im.cfg.scheduler_threads
                      : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   im.own_cfg->set("scheduler.max-threads", threads);
+  im.own_cfg->set("scheduler.policy", im.cfg.scheduler == scheduler_policy::sharing
+                                          ? caf::atom("sharing")
+                                          : caf::atom("stealing"));
   im.own_sys = std::make_unique<caf::actor_system>(*im.own_cfg);
   im.start(*im.own_sys);
 }
