@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -89,4 +90,39 @@ TEST_CASE("a CAF service drives the engine in its own actor system", "[actors]")
       .receive([&](int x) { answer = x; }, [](caf::error&) {});
   CHECK(answer == 42);
   caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call is served",
+          "[forward]") {
+  engine_config cfg;
+  cfg.scheduler_threads = 1;
+  cfg.pool.acquire_timeout = 100ms;
+  cfg.pool.connect_timeout = 100ms;
+  cfg.log_level = "warn";
+  engine eng{cfg};
+  // The fault: an actor that holds the only scheduler thread for 8 s, so the supervisor
+  // cannot answer. get_connection's deadline is acquire + connect timeout + 5 s of slack.
+  std::promise<void> holding;
+  std::promise<void> released;
+  auto blocker = eng.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
+    return {[&](std::int32_t) {
+      holding.set_value();
+      std::this_thread::sleep_for(8s);
+      released.set_value();
+    }};
+  });
+  caf::anon_send(blocker, std::int32_t{1});
+  holding.get_future().wait();
+  auto start = std::chrono::steady_clock::now();
+  auto conn = eng.pool().get_connection("alice");
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().code() == errc::timeout);
+  CHECK(took >= 5s);
+  CHECK(took < 7s);
+  released.get_future().wait();
+  caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
+  // The late reply went to a discarded actor; the next calls are answered.
+  CHECK(eng.set_endpoint("bob", endpoint{}).error().code() == errc::invalid_argument);
+  CHECK(eng.pool().get_pool_stats().leases == 0);
 }
