@@ -49,7 +49,9 @@ struct engine_impl {
   std::condition_variable drain_cv;
   bool drain_requested = false;
 
-  /// The scoped_actors that facade calls borrow (see borrowed_actor).
+  /// The scoped_actors that facade calls borrow (see borrowed_actor); more threads than
+  /// max_idle_actors calling at once create and destroy the extra ones.
+  static constexpr std::size_t max_idle_actors = 64;
   std::mutex actors_mx;
   std::vector<std::unique_ptr<caf::scoped_actor>> idle_actors;
   bool actors_closed = false;
@@ -57,6 +59,7 @@ struct engine_impl {
   explicit engine_impl(engine_config config) : cfg(std::move(config)) {
     if (auto ok = validate(cfg); !ok)
       throw std::invalid_argument{ok.error().to_string()};
+    idle_actors.reserve(max_idle_actors); // returning an actor never allocates
   }
 
   void start(caf::actor_system& system) {
@@ -142,7 +145,8 @@ error stopped_error() {
 }
 
 /// A scoped_actor taken from the engine's idle ones (or a new one) for one call. It goes
-/// back unless `discard()` was called: a call that timed out may still get its late reply.
+/// back unless `discard()` was called (a call that timed out may still get its late reply)
+/// or a message other than the reply is left in its mailbox.
 class borrowed_actor {
 public:
   explicit borrowed_actor(detail::engine_impl& im) : im_(im) {
@@ -161,8 +165,12 @@ public:
   ~borrowed_actor() {
     if (!actor_)
       return;
+    auto& mailbox = actor_->ptr()->mailbox();
+    mailbox.flush_cache();
+    if (!mailbox.empty())
+      return;
     std::lock_guard<std::mutex> guard{im_.actors_mx};
-    if (!im_.actors_closed && im_.idle_actors.size() < max_idle)
+    if (!im_.actors_closed && im_.idle_actors.size() < detail::engine_impl::max_idle_actors)
       im_.idle_actors.push_back(std::move(actor_));
   }
 
@@ -170,10 +178,17 @@ public:
   void discard() { actor_.reset(); }
 
 private:
-  /// More threads than this calling at once create and destroy the extra actors.
-  static constexpr std::size_t max_idle = 64;
   detail::engine_impl& im_;
   std::unique_ptr<caf::scoped_actor> actor_;
+};
+
+/// The reply type of a blocking request's response handle.
+template <class Handle>
+struct reply_of;
+
+template <class Self, class Output>
+struct reply_of<caf::response_handle<Self, Output, true>> {
+  using type = Output;
 };
 
 /// One blocking request; `on_value` takes the reply. Returns the failure, if any.
@@ -182,19 +197,27 @@ error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, e
            OnValue on_value, Ts&&... xs) {
   if (im.stopped.load())
     return stopped_error();
+  using clock = std::chrono::steady_clock;
+  auto deadline = clock::now() + timeout;
   error failure;
-  bool timed_out = false;
   borrowed_actor self{im};
   auto reply = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-  caf::blocking_actor::accept_one_cond one;
-  self->varargs_receive(
-      one, reply.id(), on_value, [&](caf::error& err) { failure = from_caf_error(err, when_gone); },
-      caf::after(timeout) >> [&] { timed_out = true; });
-  if (timed_out) {
-    self.discard();
-    return error{errc::timeout, "no reply within the deadline"};
+  caf::detail::type_checker<typename reply_of<decltype(reply)>::type, OnValue>::check();
+  // CAF times a blocking receive with the wall clock: a step of the system time ends the
+  // wait early, so the deadline is checked on the steady clock and the wait resumed.
+  for (auto left = deadline - clock::now(); left > clock::duration::zero();
+       left = deadline - clock::now()) {
+    bool expired = false;
+    caf::blocking_actor::accept_one_cond one;
+    self->varargs_receive(
+        one, reply.id(), OnValue{on_value},
+        [&](caf::error& err) { failure = from_caf_error(err, when_gone); },
+        caf::after(left) >> [&] { expired = true; });
+    if (!expired)
+      return failure;
   }
-  return failure;
+  self.discard();
+  return error{errc::timeout, "no reply within the deadline"};
 }
 
 bool failed(const error& err) {
