@@ -15,8 +15,16 @@
 // close_atom that arrives while leasing is remembered: the lease is released as soon as it
 // arrives (quitting earlier would lose it). The actor monitors its connection, so a
 // connection actor that dies without ending the stream still ends it here.
+//
+// A response whose end the client can tell by itself (a body of Content-Length bytes, or
+// none: HEAD, 204, 304) has its lease released before its last bytes go to the listener,
+// not at end_atom: a client that sends its next request as soon as it has the response
+// would otherwise find the lease still held and the pool would open another connection.
+// The stream itself still ends with end_atom.
 #include "gateway/upstream.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -46,6 +54,11 @@ struct forwarder_state {
   std::string user;
   std::shared_ptr<upstream_listener> listener;
   std::optional<lease> held;
+  /// The leased connection (kept after an early release, for acks and its down_msg).
+  connection_actor connection;
+  bool head_request = false;
+  /// Body bytes still to come when the head gave a Content-Length.
+  std::optional<std::uint64_t> body_left;
   /// The stream's tag (from the stream_atom reply or its first event).
   std::uint64_t tag = 0;
   bool ended = false;
@@ -54,13 +67,29 @@ struct forwarder_state {
 
 using self_ptr = forwarder_actor::stateful_pointer<forwarder_state>;
 
-void release_and_quit(self_ptr self) {
+void release(self_ptr self) {
   auto& st = self->state;
   if (st.held) {
     caf::anon_send(st.supervisor, release_atom_v, st.user, *st.held);
     st.held.reset();
   }
+}
+
+void release_and_quit(self_ptr self) {
+  release(self);
   self->quit();
+}
+
+/// The Content-Length of `head`, if it has one plain decimal value.
+std::optional<std::uint64_t> content_length(const response& head) {
+  const auto* value = head.header("content-length");
+  if (value == nullptr)
+    return std::nullopt;
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
+  if (ec != std::errc{} || end != value->data() + value->size() || value->empty())
+    return std::nullopt;
+  return n;
 }
 
 /// Releases, reports the end (unless cancelled: nobody listens then), quits. The release
@@ -68,10 +97,7 @@ void release_and_quit(self_ptr self) {
 /// has seen the end finds the lease back in the pool (instead of opening a new connection).
 void finish(self_ptr self, error result) {
   auto& st = self->state;
-  if (st.held) {
-    caf::anon_send(st.supervisor, release_atom_v, st.user, *st.held);
-    st.held.reset();
-  }
+  release(self);
   if (!st.ended && !st.cancelled)
     st.listener->on_end(std::move(result));
   st.ended = true;
@@ -86,6 +112,7 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
   st.supervisor = sup;
   st.user = user;
   st.listener = std::move(listener);
+  st.head_request = req.method == "HEAD";
   {
     std::lock_guard<std::mutex> guard{reg->mutex};
     reg->live.emplace(self->id(), caf::actor_cast<caf::actor>(self));
@@ -96,7 +123,7 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.held && dm.source == st.held->connection.address())
+    if (st.connection && dm.source == st.connection.address())
       finish(self, error{errc::connection_lost, "the SSH connection ended during the stream"});
   });
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
@@ -124,6 +151,7 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
           [self, req = std::move(req), idle_timeout](lease& l) mutable {
             auto& st = self->state;
             st.held = l;
+            st.connection = l.connection;
             if (st.cancelled) {
               release_and_quit(self);
               return;
@@ -145,12 +173,20 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
       [self](head_atom, std::uint64_t tag, response& head) {
         auto& st = self->state;
         st.tag = tag;
+        st.body_left = content_length(head);
+        if (st.head_request || head.status == 204 || head.status == 304 || st.body_left == 0u)
+          release(self); // the head is the whole response
         if (!st.ended && !st.cancelled)
           st.listener->on_head(std::move(head));
       },
       [self](chunk_atom, std::uint64_t tag, std::string& data) {
         auto& st = self->state;
         st.tag = tag;
+        if (st.body_left) {
+          *st.body_left -= std::min<std::uint64_t>(*st.body_left, data.size());
+          if (*st.body_left == 0)
+            release(self); // the client has the whole body with this chunk
+        }
         if (!st.ended && !st.cancelled)
           st.listener->on_chunk(std::move(data));
       },
@@ -159,13 +195,13 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
       },
       [self](ack_atom, std::uint64_t bytes) {
         auto& st = self->state;
-        if (st.held && st.tag != 0 && !st.ended)
-          caf::anon_send(st.held->connection, ack_atom_v, st.tag, bytes);
+        if (st.connection && st.tag != 0 && !st.ended)
+          caf::anon_send(st.connection, ack_atom_v, st.tag, bytes);
       },
       [self](close_atom) {
         auto& st = self->state;
         st.cancelled = true;
-        if (st.held)
+        if (st.connection)
           release_and_quit(self); // else: released when the lease arrives
       },
   };

@@ -360,6 +360,28 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
 }
 
+TEST_CASE("one client's sequential requests keep using one SSH connection", "[gateway]") {
+  // The client sends each request as soon as it has the previous response. The lease must
+  // be back in the pool by then, or the pool opens a second connection.
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
+  running_gateway gw{cfg};
+  http_client c{gw.port};
+  for (int i = 0; i < 60; ++i) {
+    c.send_request("GET", "/u/alice/bytes/" + std::to_string(i));
+    CHECK(c.read_response().status == 200);
+    c.send_request("HEAD", "/u/alice/bytes/100");
+    CHECK(c.read_head().status == 200);
+    c.send_request("GET", "/u/alice/status/204");
+    CHECK(c.read_head().status == 204);
+  }
+  auto text = fetch(gw.port, "GET", "/metrics").body;
+  CHECK(metric_value(text, "sshpool_ssh_handshakes_total") == "1");
+  CHECK(metric_value(text, "sshpool_pool_connections") == "1");
+}
+
 TEST_CASE("/metrics passes promtool and counts the requests sent", "[gateway][metrics]") {
   test_sshd sshd;
   http_backend a{backend_options("backend-a")};
