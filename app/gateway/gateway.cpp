@@ -95,19 +95,6 @@ bool valid_request_id(const std::string& id) {
                      [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '\\'; });
 }
 
-/// Parses a Content-Length value; nullopt unless it is a plain decimal number.
-std::optional<std::uint64_t> parse_length(const std::string& v) {
-  if (v.empty() || v.size() > 19)
-    return std::nullopt;
-  std::uint64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9')
-      return std::nullopt;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
-}
-
 std::string error_body(const std::string& code, const std::string& message,
                        const std::string& request_id) {
   nlohmann::json body = {{"code", code}, {"message", message}, {"request_id", request_id}};

@@ -24,7 +24,6 @@
 #include "gateway/upstream.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -35,6 +34,19 @@
 #include "sshpool/engine.hpp"
 
 namespace sshpool::gateway {
+
+/// Parses a Content-Length value; nullopt unless it is a plain decimal number.
+std::optional<std::uint64_t> parse_length(const std::string& v) {
+  if (v.empty() || v.size() > 19)
+    return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
 
 namespace {
 
@@ -83,13 +95,7 @@ void release_and_quit(self_ptr self) {
 /// The Content-Length of `head`, if it has one plain decimal value.
 std::optional<std::uint64_t> content_length(const response& head) {
   const auto* value = head.header("content-length");
-  if (value == nullptr)
-    return std::nullopt;
-  std::uint64_t n = 0;
-  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), n);
-  if (ec != std::errc{} || end != value->data() + value->size() || value->empty())
-    return std::nullopt;
-  return n;
+  return value == nullptr ? std::nullopt : parse_length(*value);
 }
 
 /// Releases, reports the end (unless cancelled: nobody listens then), quits. The release

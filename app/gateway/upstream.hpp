@@ -14,7 +14,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "sshpool/error.hpp"
@@ -25,6 +27,9 @@ class engine;
 } // namespace sshpool
 
 namespace sshpool::gateway {
+
+/// Parses a Content-Length value; nullopt unless it is a plain decimal number.
+std::optional<std::uint64_t> parse_length(const std::string& v);
 
 /// Receives the events of one forwarded request. Must not block.
 class upstream_listener {
