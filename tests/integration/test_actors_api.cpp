@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <future>
-#include <thread>
 
 #include <caf/all.hpp>
 
@@ -100,14 +99,16 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
   cfg.pool.connect_timeout = 100ms;
   cfg.log_level = "warn";
   engine eng{cfg};
-  // The fault: an actor that holds the only scheduler thread for 8 s, so the supervisor
-  // cannot answer. get_connection's deadline is acquire + connect timeout + 5 s of slack.
+  // The fault: an actor that holds the only scheduler thread until the test lets it go, so
+  // the supervisor cannot answer. get_connection's deadline is acquire + connect timeout +
+  // 5 s of slack.
   std::promise<void> holding;
+  std::promise<void> go;
   std::promise<void> released;
   auto blocker = eng.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
     return {[&](std::int32_t) {
       holding.set_value();
-      std::this_thread::sleep_for(8s);
+      go.get_future().wait();
       released.set_value();
     }};
   });
@@ -120,6 +121,7 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
   CHECK(conn.error().code() == errc::timeout);
   CHECK(took >= 5s);
   CHECK(took < 7s);
+  go.set_value();
   released.get_future().wait();
   caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
   // The late reply went to a discarded actor; the next calls are answered.
