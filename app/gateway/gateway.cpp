@@ -97,7 +97,9 @@ bool valid_request_id(const std::string& id) {
 
 std::string error_body(const std::string& code, const std::string& message,
                        const std::string& request_id) {
-  nlohmann::json body = {{"code", code}, {"message", message}, {"request_id", request_id}};
+  // "error" repeats the message for Ollama's clients, which show that field.
+  nlohmann::json body = {
+      {"code", code}, {"message", message}, {"error", message}, {"request_id", request_id}};
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -246,6 +248,11 @@ public:
     const std::string* user_header = req.header("X-User-Id");
     if (user_header == nullptr && serve_operational(id, req, ex))
       return;
+    if (std::count_if(req.headers.begin(), req.headers.end(),
+                      [](const auto& h) { return lower(h.first) == "x-user-id"; }) > 1) {
+      fail(id, std::move(ex), 400, "invalid_request", "more than one X-User-Id header");
+      return;
+    }
     if (!id_ok) {
       fail(id, std::move(ex), 400, "invalid_request",
            "X-Request-Id must be 1-128 visible ASCII characters without quotes or backslashes");

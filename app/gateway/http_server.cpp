@@ -84,6 +84,9 @@ struct connection {
   // -- the request being parsed
   http_request current;
   bool in_header_value = false;
+  /// The header section is over: fields that follow are the chunked body's trailer
+  /// section, which is counted against the head limit and dropped, never merged.
+  bool headers_done = false;
   bool message_begun = false;
   std::size_t head_bytes = 0;
   int reject = 0;
@@ -565,6 +568,7 @@ private:
     connection& c = conn(p);
     c.current = http_request{};
     c.in_header_value = false;
+    c.headers_done = false;
     c.head_bytes = 0;
     c.reject = 0;
     c.reject_why.clear();
@@ -581,6 +585,8 @@ private:
 
   static int on_header_field(http_parser* p, const char* at, std::size_t n) {
     connection& c = conn(p);
+    if (c.headers_done)
+      return count_head(c, n) ? 0 : 1;
     if (c.in_header_value || c.current.headers.empty())
       c.current.headers.emplace_back();
     c.in_header_value = false;
@@ -590,6 +596,8 @@ private:
 
   static int on_header_value(http_parser* p, const char* at, std::size_t n) {
     connection& c = conn(p);
+    if (c.headers_done)
+      return count_head(c, n) ? 0 : 1;
     c.in_header_value = true;
     c.current.headers.back().second.append(at, n);
     return count_head(c, n) ? 0 : 1;
@@ -597,6 +605,7 @@ private:
 
   static int on_headers_complete(http_parser* p) {
     connection& c = conn(p);
+    c.headers_done = true;
     http_request& r = c.current;
     r.method = http_method_str(static_cast<http_method>(p->method));
     r.http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);

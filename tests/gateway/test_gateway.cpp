@@ -63,6 +63,7 @@ void check_error(const http_response& res, int status, const std::string& code) 
   REQUIRE(body.is_object());
   CHECK(body["code"] == code);
   CHECK(body["message"].is_string());
+  CHECK(body["error"] == body["message"]); // what Ollama's clients show
   CHECK(body["request_id"] == res.header("X-Request-Id"));
   CHECK(res.header("Content-Type") == "application/json");
 }
@@ -152,6 +153,22 @@ TEST_CASE("requests are routed by X-User-Id or /u/<user>/, with clean headers", 
     CHECK(second.header("X-Backend") == "backend-b");
   }
 
+  SECTION("trailer fields are dropped, never merged into the header section") {
+    http_client c{gw.port};
+    c.send_raw("POST /u/alice/info HTTP/1.1\r\nHost: x\r\nX-Request-Id: head-id\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+               "X-User-Id: bob\r\nX-Request-Id: trailer-id\r\nX-Trailer: t\r\n\r\n");
+    auto res = c.read_response();
+    REQUIRE(res.status == 200);
+    CHECK(res.header("X-Backend") == "backend-a"); // routed by the path, not the trailer
+    CHECK(res.header("X-Request-Id") == "head-id");
+    auto info = body_json(res);
+    auto& h = info["headers"];
+    CHECK(h["X-Request-Id"] == "head-id");
+    CHECK_FALSE(h.contains("X-Trailer"));
+    CHECK_FALSE(h.contains("X-User-Id"));
+  }
+
   SECTION("an Upgrade request is served as plain HTTP and the connection goes on") {
     http_client c{gw.port};
     c.send_request("GET", "/u/alice/info", {{"Connection", "Upgrade"}, {"Upgrade", "h2c"}});
@@ -205,6 +222,10 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     check_error(fetch(gw.port, "GET", "/u/alice/x", {{"X-User-Id", "bob"}}), 400,
                 "invalid_request");
     check_error(fetch(gw.port, "GET", "/u//x"), 400, "invalid_request");
+    check_error(fetch(gw.port, "GET", "/x", {{"X-User-Id", "alice"}, {"X-User-Id", "bob"}}), 400,
+                "invalid_request");
+    check_error(fetch(gw.port, "GET", "/x", {{"X-User-Id", "alice"}, {"x-user-id", "alice"}}), 400,
+                "invalid_request");
   }
 
   SECTION("413 and 431 for requests over the limits") {
