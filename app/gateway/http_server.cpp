@@ -610,6 +610,13 @@ private:
     r.method = http_method_str(static_cast<http_method>(p->method));
     r.http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
     for (auto& header : r.headers) {
+      // RFC 9112 5.1: no whitespace between a field name and its colon. http-parser takes
+      // "Transfer-Encoding : chunked" as framing; we refuse it (400, then close).
+      if (header.first.find_first_of(" \t") != std::string::npos) {
+        c.reject = 400;
+        c.reject_why = "whitespace between a header field name and its colon";
+        return -1;
+      }
       auto& value = header.second;
       auto last = value.find_last_not_of(" \t");
       value.erase(last == std::string::npos ? 0 : last + 1);

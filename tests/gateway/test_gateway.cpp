@@ -222,6 +222,11 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     check_error(fetch(gw.port, "GET", "/u/alice/x", {{"X-User-Id", "bob"}}), 400,
                 "invalid_request");
     check_error(fetch(gw.port, "GET", "/u//x"), 400, "invalid_request");
+    http_client spaced{gw.port};
+    spaced.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
+                    "\r\n3\r\nabc\r\n0\r\n\r\n");
+    check_error(spaced.read_response(), 400, "invalid_request");
+    CHECK(spaced.closed_by_server(5s));
     check_error(fetch(gw.port, "GET", "/x", {{"X-User-Id", "alice"}, {"X-User-Id", "bob"}}), 400,
                 "invalid_request");
     check_error(fetch(gw.port, "GET", "/x", {{"X-User-Id", "alice"}, {"x-user-id", "alice"}}), 400,
