@@ -621,6 +621,14 @@ private:
       auto last = value.find_last_not_of(" \t");
       value.erase(last == std::string::npos ? 0 : last + 1);
     }
+    // RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host field.
+    auto hosts = std::count_if(r.headers.begin(), r.headers.end(),
+                               [](const auto& h) { return iequals(h.first, "Host"); });
+    if (hosts > 1 || (hosts == 0 && !r.http10)) {
+      c.reject = 400;
+      c.reject_why = hosts > 1 ? "more than one Host header" : "an HTTP/1.1 request without Host";
+      return -1;
+    }
     bool chunked = (p->flags & F_CHUNKED) != 0;
     bool has_length = p->content_length != ULLONG_MAX;
     if (!chunked && has_length && p->content_length > c.max_body) {

@@ -222,6 +222,13 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     check_error(fetch(gw.port, "GET", "/u/alice/x", {{"X-User-Id", "bob"}}), 400,
                 "invalid_request");
     check_error(fetch(gw.port, "GET", "/u//x"), 400, "invalid_request");
+    for (const char* head : {"GET /u/alice/echo HTTP/1.1\r\n\r\n",
+                             "GET /u/alice/echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"}) {
+      http_client hostless{gw.port};
+      hostless.send_raw(head);
+      check_error(hostless.read_response(), 400, "invalid_request");
+      CHECK(hostless.closed_by_server(5s));
+    }
     http_client spaced{gw.port};
     spaced.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
                     "\r\n3\r\nabc\r\n0\r\n\r\n");
