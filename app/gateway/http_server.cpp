@@ -42,6 +42,7 @@
 #include <utility>
 
 #include "gateway/logging.hpp"
+#include "net/chunked.hpp"
 #include "net/net.hpp"
 
 namespace sshpool::gateway {
@@ -84,10 +85,11 @@ struct connection {
   // -- the request being parsed
   http_request current;
   bool in_header_value = false;
-  /// The header section is over: fields that follow are the chunked body's trailer
-  /// section, which is counted against the head limit and dropped, never merged.
-  bool headers_done = false;
   bool message_begun = false;
+  /// A chunked body: http-parser reads the head only, this decodes the body strictly.
+  std::optional<net::chunked_decoder> chunked;
+  /// The head is parsed and `chunked` is still reading the body.
+  bool reading_body = false;
   std::size_t head_bytes = 0;
   int reject = 0;
   std::string reject_why;
@@ -482,6 +484,11 @@ private:
   /// Parses buffered input while no exchange is in progress.
   void advance(connection& c) {
     while (c.ph == phase::reading && !c.input_closed && c.unparsed() > 0) {
+      if (c.reading_body) {
+        if (!read_chunked_body(c))
+          break;
+        continue;
+      }
       std::size_t n =
           http_parser_execute(&c.parser, &settings_, c.in.data() + c.in_off, c.unparsed());
       c.in_off += n;
@@ -493,7 +500,10 @@ private:
         // hop-by-hop and not forwarded); what follows it is parsed as HTTP/1.1 again.
         c.parser.upgrade = 0;
         http_parser_pause(&c.parser, 0);
-        dispatch(c);
+        if (c.chunked)
+          c.reading_body = true; // dispatched once the decoder has the whole body
+        else
+          dispatch(c);
       } else if (err != HPE_OK) {
         int status = c.reject != 0 ? c.reject : err == HPE_HEADER_OVERFLOW ? 431 : 400;
         std::string why = !c.reject_why.empty() ? c.reject_why
@@ -510,6 +520,29 @@ private:
       c.in.erase(0, c.in_off);
       c.in_off = 0;
     }
+  }
+
+  /// Feeds buffered input to the chunked decoder; false when it needs more input.
+  bool read_chunked_body(connection& c) {
+    std::size_t used = 0;
+    auto st = c.chunked->feed({c.in.data() + c.in_off, c.unparsed()}, c.current.body, used);
+    c.in_off += used;
+    switch (st) {
+    case net::chunked_decoder::status::more:
+      return false;
+    case net::chunked_decoder::status::done:
+      c.reading_body = false;
+      c.chunked.reset();
+      dispatch(c);
+      return true;
+    case net::chunked_decoder::status::too_large:
+      reject(c, 413, c.chunked->why());
+      return true;
+    case net::chunked_decoder::status::bad:
+      reject(c, 400, "malformed chunked body: " + c.chunked->why());
+      return true;
+    }
+    return false;
   }
 
   void begin_exchange(connection& c) {
@@ -537,6 +570,8 @@ private:
 
   void reject(connection& c, int status, std::string why) {
     c.input_closed = true;
+    c.reading_body = false;
+    c.chunked.reset();
     c.close_after = true;
     c.in.clear();
     c.in_off = 0;
@@ -568,7 +603,8 @@ private:
     connection& c = conn(p);
     c.current = http_request{};
     c.in_header_value = false;
-    c.headers_done = false;
+    c.chunked.reset();
+    c.reading_body = false;
     c.head_bytes = 0;
     c.reject = 0;
     c.reject_why.clear();
@@ -585,8 +621,6 @@ private:
 
   static int on_header_field(http_parser* p, const char* at, std::size_t n) {
     connection& c = conn(p);
-    if (c.headers_done)
-      return count_head(c, n) ? 0 : 1;
     if (c.in_header_value || c.current.headers.empty())
       c.current.headers.emplace_back();
     c.in_header_value = false;
@@ -596,8 +630,6 @@ private:
 
   static int on_header_value(http_parser* p, const char* at, std::size_t n) {
     connection& c = conn(p);
-    if (c.headers_done)
-      return count_head(c, n) ? 0 : 1;
     c.in_header_value = true;
     c.current.headers.back().second.append(at, n);
     return count_head(c, n) ? 0 : 1;
@@ -605,7 +637,6 @@ private:
 
   static int on_headers_complete(http_parser* p) {
     connection& c = conn(p);
-    c.headers_done = true;
     http_request& r = c.current;
     r.method = http_method_str(static_cast<http_method>(p->method));
     r.http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
@@ -639,7 +670,10 @@ private:
     const std::string* expect = r.header("Expect");
     c.expect_continue = expect != nullptr && iequals(*expect, "100-continue") && !r.http10 &&
                         (chunked || (has_length && p->content_length > 0));
-    return 0;
+    if (!chunked)
+      return 0;
+    c.chunked.emplace(c.max_body, c.max_head);
+    return 1; // "no body" to http-parser: the message completes here, `chunked` reads on
   }
 
   static int on_body(http_parser* p, const char* at, std::size_t n) {
@@ -657,8 +691,9 @@ private:
     connection& c = conn(p);
     c.keep_alive = http_should_keep_alive(p) != 0;
     c.head_request = c.current.method == "HEAD";
-    c.expect_continue = false; // the body is here already
-    http_parser_pause(p, 1);   // one exchange at a time: resume once it is over
+    if (!c.chunked)
+      c.expect_continue = false; // the body is here already
+    http_parser_pause(p, 1);     // one exchange at a time: resume once it is over
     return 0;
   }
 

@@ -229,6 +229,11 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
       check_error(hostless.read_response(), 400, "invalid_request");
       CHECK(hostless.closed_by_server(5s));
     }
+    http_client bare_lf{gw.port}; // nginx ends the size line at the LF, http-parser does not
+    bare_lf.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     "\r\n3;ext\nabc\r\n0\r\n\r\n");
+    check_error(bare_lf.read_response(), 400, "invalid_request");
+    CHECK(bare_lf.closed_by_server(5s));
     http_client spaced{gw.port};
     spaced.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n"
                     "\r\n3\r\nabc\r\n0\r\n\r\n");
