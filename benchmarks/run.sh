@@ -10,6 +10,9 @@
 #               users, and with channel reuse off
 #   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
 #               --latency` load, keep-alive and with `Connection: close`
+#   slow-clients  a normal client's latency through sshpool-demo (wrk, a new connection per
+#               request) alone, while 2,000 connections drip a head byte every 3 s, and while
+#               5,000 idle connections are held
 #   cold-start  1,000 users' first requests at once against an sshd with OpenSSH's default
 #               MaxStartups (10:30:100), with the engine's default handshake settings and
 #               with 8 connector threads and no rate cap
@@ -30,7 +33,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
-all_scenarios=(forward gateway cold-start footprint pool-ops bulk)
+all_scenarios=(forward gateway slow-clients cold-start footprint pool-ops bulk)
 duration=10
 smoke=0
 scenarios=()
@@ -77,9 +80,11 @@ done
 "$root/app/install-deps.sh" nginx-light wrk gnuplot-nox
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
   -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" --target sshpool-bench sshpool-bench-engine sshpool-demo -j "$(nproc)"
+cmake --build "$build" --target sshpool-bench sshpool-bench-engine sshpool-bench-slow sshpool-demo \
+  -j "$(nproc)"
 bench=$build/benchmarks/sshpool-bench
 bench_engine=$build/benchmarks/sshpool-bench-engine
+bench_slow=$build/benchmarks/sshpool-bench-slow
 demo=$build/app/sshpool-demo
 # A thousand connections: the engine holds one socket each, sshd two processes each.
 ulimit -n "$(ulimit -Hn)"
@@ -373,15 +378,11 @@ run_wrk() {
     END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }' "$work/wrk.out"
 }
 
-scenario_gateway() {
-  local csv=$results/gateway-$stamp.csv config=$work/gateway.json line gw_port fd
-  local -a wrk_args
-  start_sshd gateway || return 1
-  start_nginx gateway || return 1
-  start_tunnel gateway-ssh-L exec || return 1
-  local ssh_port=$tunnel_port entries="" u
-  local -a users=(g0 g1 g2)
-  for u in "${users[@]}"; do
+# start_gateway USER...: starts sshpool-demo with USERs on the scenario's sshd, each forwarding
+# to its nginx; sets gw_port.
+start_gateway() {
+  local config=$work/gateway.json line fd entries="" u
+  for u in "$@"; do
     entries+="${entries:+,}\"$u\": {\"host\": \"127.0.0.1\", \"port\": $SSHD_PORT,
       \"username\": \"$SSHD_USER\", \"identity_file\": \"$SSHD_IDENTITY\",
       \"known_hosts_file\": \"$SSHD_KNOWN_HOSTS\", \"target_host\": \"127.0.0.1\",
@@ -396,6 +397,17 @@ scenario_gateway() {
     return 1
   fi
   gw_port=${line##*:}
+}
+
+scenario_gateway() {
+  local csv=$results/gateway-$stamp.csv gw_port
+  local -a wrk_args
+  start_sshd gateway || return 1
+  start_nginx gateway || return 1
+  start_tunnel gateway-ssh-L exec || return 1
+  local ssh_port=$tunnel_port
+  local -a users=(g0 g1 g2)
+  start_gateway "${users[@]}" || return 1
   if ((smoke)); then
     wrk_args=(-t1 -c4 -d1s)
   else
@@ -436,6 +448,72 @@ scenario_gateway() {
       "$g_p99" "$g_err" "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
       "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
   done
+  echo "csv: $csv"
+  return "$status"
+}
+
+# -- slow-clients ----------------------------------------------------------------------------
+
+# A normal client's latency through sshpool-demo (wrk, a new connection per request, like new
+# clients arriving) with no flood, while slow connections drip a head byte every 3 s, and
+# while idle connections send nothing; each flood is more than max_clients (1,024) and comes
+# from 32 loopback addresses. The gateway runs with its default admission settings.
+scenario_slow_clients() {
+  local csv=$results/slow-clients-$stamp.csv gw_port slow=2000 idle=5000 status=0
+  local -a wrk_args=(-t1 -c4 -d5s --timeout 2s -H 'Connection: close')
+  if ((smoke)); then
+    slow=200 idle=300
+    wrk_args=(-t1 -c2 -d1s --timeout 2s -H 'Connection: close')
+  fi
+  start_sshd slow-clients || return 1
+  start_nginx slow-clients || return 1
+  start_gateway g0 || return 1
+  export WRK_USERS=g0
+  wrk -t1 -c4 -d1s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$gw_port/" \
+    >/dev/null || return 1
+  echo "== slow-clients: sshpool-demo on :$gw_port (defaults: max_clients 1024, 256 per" \
+    "source, header_timeout 5 s); normal clients: wrk ${wrk_args[*]}"
+  [[ -s $csv ]] || echo "date,flood,connections,req_per_s,p50_ms,p99_ms,errors,held" >"$csv"
+  local flood count drip result held line fd flood_pid
+  declare -A figures
+  for flood in none slow idle; do
+    count=0 drip=0 held=0
+    [[ $flood != slow ]] || count=$slow drip=3000
+    [[ $flood != idle ]] || count=$idle
+    if ((count > 0)); then
+      exec {fd}< <(exec "$bench_slow" --port "$gw_port" --connections "$count" --drip-ms "$drip" \
+        --sources 32 2>"$work/flood.log")
+      flood_pid=$!
+      if ! read -r -t 90 line <&"$fd" || [[ $line != holding* ]]; then
+        echo "run.sh: the $flood flood did not get its connections open" >&2
+        return 1
+      fi
+      held=$(curl -s "http://127.0.0.1:$gw_port/metrics" |
+        awk '$1 == "sshpool_gateway_client_connections" { print $2 + 0 }')
+    fi
+    result=$(run_wrk "$gw_port" "${wrk_args[@]}") || return 1
+    if ((count > 0)); then
+      kill -TERM "$flood_pid"
+      read -r line <&"$fd" || true
+      exec {fd}<&-
+      wait "$flood_pid" 2>/dev/null || true
+    fi
+    figures[$flood]="$count $result $held"
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$flood,$count,${result// /,},$held" >>"$csv"
+  done
+  echo
+  echo "slow-clients (normal clients: wrk ${wrk_args[*]}; errors: no answer within 2 s or not 2xx)"
+  printf '  %-6s %12s %11s %9s %9s %7s %9s   %s\n' flood connections "gw held" "req/s" \
+    "p50 ms" "p99 ms" errors "p99 ratio"
+  local b_p99 n rps p50 p99 errors
+  read -r _ _ _ b_p99 _ _ <<<"${figures[none]}"
+  for flood in none slow idle; do
+    read -r n rps p50 p99 errors held <<<"${figures[$flood]}"
+    printf '  %-6s %12d %11d %9d %9.2f %9.2f %7d %9s\n' "$flood" "$n" "$held" "$rps" "$p50" \
+      "$p99" "$errors" "$(awk -v a="$p99" -v b="$b_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+    ((errors == 0)) || status=1
+  done
+  echo "  target: no errors, p99 under 2,000 ms while the flood holds the slots"
   echo "csv: $csv"
   return "$status"
 }

@@ -179,7 +179,9 @@ public:
     opts.max_header_bytes = cfg_.max_request_header_bytes;
     opts.max_body_bytes = cfg_.max_request_body_bytes;
     opts.max_clients = cfg_.max_clients;
+    opts.max_clients_per_source = cfg_.max_clients_per_source;
     opts.client_timeout = cfg_.client_timeout;
+    opts.header_timeout = cfg_.header_timeout;
     try {
       server_ = std::make_unique<http_server>(opts, *this);
     } catch (const std::system_error& e) {
@@ -332,7 +334,9 @@ public:
     ex.method = req.method.empty() ? "-" : req.method;
     ex.path = req.target.empty() ? "-" : path_only(req.target);
     ex.request_id = new_request_id();
-    fail(req.exchange, std::move(ex), status, "invalid_request", why);
+    // 503: the front end had no slot for this client (see http_server::options::max_clients).
+    fail(req.exchange, std::move(ex), status,
+         status == 503 ? "too_many_clients" : "invalid_request", why);
   }
 
   void on_body_sent(std::uint64_t id, std::size_t bytes) override {
@@ -531,6 +535,8 @@ private:
     auto head = error_head(ex, status);
     if (status == 405)
       head.headers.emplace_back("Allow", "GET, HEAD");
+    if (code == "too_many_clients")
+      head.headers.emplace_back("Retry-After", "1");
     auto body = error_body(code, message, ex.request_id);
     exchanges_.insert_or_assign(id, std::move(ex));
     server_->respond(id, std::move(head), std::move(body));
@@ -605,6 +611,9 @@ private:
     f.connections_accepted = server_->connections_accepted();
     f.bytes_received = server_->bytes_received();
     f.bytes_sent = server_->bytes_sent();
+    f.shed_connections = server_->shed_connections();
+    f.refused_connections = server_->refused_connections();
+    f.header_timeouts = server_->header_timeouts();
     f.forwards_in_flight = forwards_in_flight_;
     return f;
   }

@@ -157,6 +157,16 @@ std::string render_prometheus(const metrics_view& v) {
            static_cast<double>(v.front.open_connections));
   e.single("sshpool_gateway_client_connections_accepted_total", "counter",
            "Client connections accepted.", static_cast<double>(v.front.connections_accepted));
+  e.single("sshpool_gateway_client_connections_shed_total", "counter",
+           "Client connections closed to make room for a new client (all slots, or its "
+           "source's, taken).",
+           static_cast<double>(v.front.shed_connections));
+  e.single("sshpool_gateway_client_connections_refused_total", "counter",
+           "New clients answered 503 at once: every slot carried a request.",
+           static_cast<double>(v.front.refused_connections));
+  e.single("sshpool_gateway_client_header_timeouts_total", "counter",
+           "Client connections that did not send a complete request head in time.",
+           static_cast<double>(v.front.header_timeouts));
   e.single("sshpool_gateway_received_bytes_total", "counter", "Bytes received from clients.",
            static_cast<double>(v.front.bytes_received));
   e.single("sshpool_gateway_sent_bytes_total", "counter", "Bytes sent to clients.",
@@ -259,6 +269,9 @@ std::string render_json(const metrics_view& v) {
         {"forwards_in_flight", v.front.forwards_in_flight},
         {"client_connections", v.front.open_connections},
         {"client_connections_accepted", v.front.connections_accepted},
+        {"client_connections_shed", v.front.shed_connections},
+        {"client_connections_refused", v.front.refused_connections},
+        {"client_header_timeouts", v.front.header_timeouts},
         {"bytes_received", v.front.bytes_received},
         {"bytes_sent", v.front.bytes_sent}}},
       {"upstream",

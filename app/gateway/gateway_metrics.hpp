@@ -49,6 +49,11 @@ struct front_end_figures {
   std::uint64_t connections_accepted = 0;
   std::uint64_t bytes_received = 0;
   std::uint64_t bytes_sent = 0;
+  /// Admission (see http_server): connections closed for a newcomer, newcomers answered 503,
+  /// heads not complete within header_timeout.
+  std::uint64_t shed_connections = 0;
+  std::uint64_t refused_connections = 0;
+  std::uint64_t header_timeouts = 0;
   /// Requests forwarded right now (from the request to the end of its response).
   std::uint64_t forwards_in_flight = 0;
 };

@@ -61,6 +61,11 @@ constexpr std::uint64_t wake_key = 1;
 constexpr std::size_t read_chunk = std::size_t{64} << 10;
 constexpr int read_budget = 8;
 constexpr int accept_budget = 64;
+/// Connections admitted over `max_clients` only to be answered 503 (then closed): bounds
+/// the descriptors that refusals hold while they linger.
+constexpr std::size_t refusal_slots = 64;
+/// Shortest period between two warnings that clients were shed or refused.
+constexpr std::chrono::seconds admission_warn_period{10};
 /// Period of the timeout sweep over all connections.
 constexpr std::chrono::milliseconds sweep_period{250};
 /// After our FIN, how long input is read and discarded before closing anyway.
@@ -81,11 +86,18 @@ struct connection {
   std::uint64_t id = 0;
   unique_fd fd;
   std::string peer;
+  /// The peer's address without the port (the key of the per-source count).
+  std::string source;
+  steady::time_point accepted;
+  /// Requests dispatched so far (a head deadline runs from `accepted` until the first).
+  std::uint64_t requests = 0;
   http_parser parser{};
   // -- the request being parsed
   http_request current;
   bool in_header_value = false;
   bool message_begun = false;
+  /// The head of the request being read is complete.
+  bool head_done = false;
   /// A chunked body: http-parser reads the head only, this decodes the body strictly.
   std::optional<net::chunked_decoder> chunked;
   /// The head is parsed and `chunked` is still reading the body.
@@ -379,9 +391,8 @@ private:
 
   void accept_all() {
     for (int i = 0; i < accept_budget; ++i) {
-      if (connections_.size() >= opts_.max_clients) {
-        watch(listen_.get(), EPOLL_CTL_DEL, 0, listen_key);
-        accepting_ = false;
+      if (connections_.size() >= opts_.max_clients + refusal_slots) {
+        stop_accepting();
         return;
       }
       sockaddr_storage addr{};
@@ -391,11 +402,8 @@ private:
       if (!fd) {
         if (errno == EINTR || errno == ECONNABORTED)
           continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-          // Out of descriptors: stop polling the listener until a connection closes.
-          watch(listen_.get(), EPOLL_CTL_DEL, 0, listen_key);
-          accepting_ = false;
-        }
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+          stop_accepting(); // out of descriptors: until a connection closes
         return;
       }
       int on = 1;
@@ -403,22 +411,76 @@ private:
       auto c = std::make_unique<connection>();
       c->id = next_id_++;
       c->fd = std::move(fd);
-      c->peer = peer_name(addr);
+      c->peer = peer_name(addr, c->source);
       http_parser_init(&c->parser, HTTP_REQUEST);
       c->parser.data = c.get();
       c->max_head = opts_.max_header_bytes;
       c->max_body = opts_.max_body_bytes;
       c->events = EPOLLIN | EPOLLRDHUP;
-      c->last_input = c->last_write_progress = steady::now();
+      c->accepted = c->last_input = c->last_write_progress = steady::now();
+      bool admitted = make_room(c->source);
       if (!watch(c->fd.get(), EPOLL_CTL_ADD, c->events, c->id))
         continue;
       owner_.accepted_.fetch_add(1);
       owner_.open_.fetch_add(1);
-      connections_.emplace(c->id, std::move(c));
+      ++per_source_[c->source];
+      connection& added = *connections_.emplace(c->id, std::move(c)).first->second;
+      if (!admitted) {
+        owner_.refused_.fetch_add(1);
+        reject(added, 503, "too many client connections; try again later");
+        mark(added);
+      }
     }
   }
 
-  static std::string peer_name(const sockaddr_storage& addr) {
+  void stop_accepting() {
+    if (accepting_)
+      watch(listen_.get(), EPOLL_CTL_DEL, 0, listen_key);
+    accepting_ = false;
+  }
+
+  /// Makes room for a new connection from `source` when the server or that source is at its
+  /// cap, by closing the longest-waiting connection that has no exchange in progress (of
+  /// that source if the source is at its cap). False if there is none: the newcomer is to
+  /// be refused.
+  bool make_room(const std::string& source) {
+    bool source_full = opts_.max_clients_per_source != 0 &&
+                       per_source_count(source) >= opts_.max_clients_per_source;
+    if (!source_full && connections_.size() < opts_.max_clients)
+      return true;
+    connection* victim = nullptr;
+    steady::time_point victim_since = steady::time_point::max();
+    for (auto& [id, c] : connections_) {
+      if (source_full && c->source != source)
+        continue;
+      // A connection that was answered and only waits for the peer's FIN goes first.
+      bool done = c->ph == phase::lingering;
+      if (!done && (c->ph != phase::reading || c->exchange != 0 || c->unsent() > 0))
+        continue;
+      auto since = done               ? steady::time_point::min()
+                   : c->message_begun ? c->request_started
+                                      : c->last_input;
+      if (since < victim_since) {
+        victim = c.get();
+        victim_since = since;
+      }
+    }
+    if (victim == nullptr)
+      return false;
+    owner_.shed_.fetch_add(1);
+    log_event(spdlog::level::debug, "client_shed",
+              {field("peer", victim->peer), field("reason", source_full ? "source_full" : "full")});
+    drop(*victim);
+    return true;
+  }
+
+  std::size_t per_source_count(const std::string& source) const {
+    auto it = per_source_.find(source);
+    return it == per_source_.end() ? 0 : it->second;
+  }
+
+  /// "ip:port" of `addr`; its ip alone goes to `source`.
+  static std::string peer_name(const sockaddr_storage& addr, std::string& source) {
     char host[INET6_ADDRSTRLEN] = "?";
     std::uint16_t port = 0;
     if (addr.ss_family == AF_INET) {
@@ -430,7 +492,8 @@ private:
       ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
       port = ntohs(in6.sin6_port);
     }
-    return std::string{host} + ":" + std::to_string(port);
+    source = host;
+    return source + ":" + std::to_string(port);
   }
 
   void on_event(connection& c, std::uint32_t events) {
@@ -557,6 +620,7 @@ private:
 
   void dispatch(connection& c) {
     begin_exchange(c);
+    ++c.requests;
     http_request req = std::move(c.current);
     c.current = http_request{};
     c.message_begun = false;
@@ -609,6 +673,7 @@ private:
     c.reject = 0;
     c.reject_why.clear();
     c.message_begun = true;
+    c.head_done = false;
     c.request_started = steady::now();
     return 0;
   }
@@ -637,6 +702,7 @@ private:
 
   static int on_headers_complete(http_parser* p) {
     connection& c = conn(p);
+    c.head_done = true;
     http_request& r = c.current;
     r.method = http_method_str(static_cast<http_method>(p->method));
     r.http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
@@ -853,6 +919,9 @@ private:
     watch(c.fd.get(), EPOLL_CTL_DEL, 0, c.id);
     c.fd.reset();
     owner_.open_.fetch_sub(1);
+    if (auto source = per_source_.find(c.source);
+        source != per_source_.end() && --source->second == 0)
+      per_source_.erase(source);
     auto it = connections_.find(c.id);
     closed_.push_back(std::move(it->second)); // destroyed after the current event
     connections_.erase(it);
@@ -909,6 +978,7 @@ private:
   void sweep(steady::time_point now) {
     std::vector<connection*> expired;
     std::vector<connection*> slow;
+    std::vector<connection*> late_heads;
     for (auto& [id, c] : connections_) {
       if (c->ph == phase::lingering) {
         if (now >= c->linger_deadline)
@@ -917,14 +987,29 @@ private:
         if (now - c->last_write_progress > opts_.client_timeout)
           expired.push_back(c.get());
       } else if (c->ph == phase::reading) {
-        if (c->message_begun && now - c->request_started > opts_.client_timeout)
+        // A head is due: the first request's from the accept on, a later one's from its
+        // first byte on.
+        bool head_due = c->message_begun ? !c->head_done : c->requests == 0;
+        auto head_since = c->message_begun ? c->request_started : c->accepted;
+        if (head_due && now - head_since > opts_.header_timeout) {
+          owner_.header_timeouts_.fetch_add(1);
+          (c->message_begun ? late_heads : expired).push_back(c.get());
+        } else if (c->message_begun && now - c->request_started > opts_.client_timeout) {
           slow.push_back(c.get());
-        else if (!c->message_begun && now - c->last_input > opts_.client_timeout)
+        } else if (!c->message_begun && now - c->last_input > opts_.client_timeout) {
           expired.push_back(c.get());
+        }
       }
     }
     for (auto* c : expired)
       drop(*c);
+    for (auto* c : late_heads) {
+      reject(*c, 408,
+             "request head not received within " + std::to_string(opts_.header_timeout.count()) +
+                 " ms");
+      mark(*c);
+    }
+    warn_about_admission(now);
     // Out of descriptors with no client connection to close (the SSH sockets took them):
     // try again every sweep rather than waiting for a drop that may never come.
     if (!accepting_ && listen_ && !stopping_ && connections_.size() < opts_.max_clients)
@@ -936,6 +1021,25 @@ private:
     }
   }
 
+  /// At most one warning per period while clients are shed, refused or too slow with
+  /// their heads (each one is logged at debug level; the counters are metrics).
+  void warn_about_admission(steady::time_point now) {
+    if (now < next_admission_warn_)
+      return;
+    std::array<std::uint64_t, 3> counts{owner_.shed_.load(), owner_.refused_.load(),
+                                        owner_.header_timeouts_.load()};
+    if (counts == warned_counts_)
+      return;
+    log_event(spdlog::level::warn, "client_slots_contended",
+              {field("shed", counts[0] - warned_counts_[0]),
+               field("refused_503", counts[1] - warned_counts_[1]),
+               field("header_timeouts", counts[2] - warned_counts_[2]),
+               field("open", std::uint64_t{connections_.size()}),
+               field("max_clients", std::uint64_t{opts_.max_clients})});
+    warned_counts_ = counts;
+    next_admission_warn_ = now + admission_warn_period;
+  }
+
   http_server& owner_;
   const options opts_;
   http_handler& handler_;
@@ -944,6 +1048,10 @@ private:
   unique_fd wake_;
   std::unordered_map<std::uint64_t, std::unique_ptr<connection>> connections_;
   std::unordered_map<std::uint64_t, std::uint64_t> exchanges_;
+  /// Open connections per source address.
+  std::unordered_map<std::string, std::size_t> per_source_;
+  std::array<std::uint64_t, 3> warned_counts_{};
+  steady::time_point next_admission_warn_;
   std::vector<std::unique_ptr<connection>> closed_;
   std::vector<std::uint64_t> marked_;
   std::uint64_t next_id_ = wake_key + 1;

@@ -1,7 +1,9 @@
 // The HTTP/1.1 front end of sshpool-demo: one thread, one epoll loop, non-blocking sockets
 // (no thread per client), requests parsed by the Debian http-parser, keep-alive and
 // pipelining (one exchange at a time per connection), limits on the request head and body,
-// and timeouts for clients that stall.
+// timeouts for clients that stall, and admission that keeps slow or idle clients from
+// holding every slot: a short head deadline, a cap per source address, and, when full, the
+// longest-waiting connection without an exchange closed for the newcomer.
 //
 // It knows nothing about users or the engine. Each complete request goes to an
 // `http_handler` on the loop thread, which answers at once (`respond`) or later, from
@@ -112,12 +114,23 @@ public:
     std::uint16_t port = 0;
     std::size_t max_header_bytes = std::size_t{64} << 10;
     std::size_t max_body_bytes = std::size_t{16} << 20;
+    /// Client connections served at once. When full, a new client takes the slot of the
+    /// connection that has waited longest without a request in progress (an idle keep-alive
+    /// connection, or one still sending its head or body); if every slot carries an
+    /// exchange, it is answered 503 at once (see `shed_connections`).
     std::size_t max_clients = 1024;
+    /// Open connections from one source address (0: no limit); the same shedding applies
+    /// within that source. Behind a proxy every client shares its address: set 0 there.
+    std::size_t max_clients_per_source = 256;
     /// Output waiting for a slow client beyond which its stream is cut (the handler's
     /// acknowledgements normally keep it far below).
     std::size_t max_unsent_bytes = std::size_t{4} << 20;
     /// Idle keep-alive, incomplete request or no write progress for this long: closed.
     std::chrono::milliseconds client_timeout{std::chrono::seconds(30)};
+    /// A new connection must send a complete request head within this, and so must a kept-
+    /// alive connection from the first byte of its next request: 408 then (a connection
+    /// that sent nothing is just closed). Short, so that dripping bytes holds no slot long.
+    std::chrono::milliseconds header_timeout{std::chrono::seconds(5)};
   };
 
   /// Binds and listens (connections wait in the backlog until `start`). Throws
@@ -162,6 +175,12 @@ public:
   std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
   std::uint64_t bytes_received() const noexcept { return bytes_in_.load(); }
   std::uint64_t bytes_sent() const noexcept { return bytes_out_.load(); }
+  /// Connections closed to make room for a new client (full, or its source at its limit).
+  std::uint64_t shed_connections() const noexcept { return shed_.load(); }
+  /// New clients answered 503 at once: full, and every slot carried an exchange.
+  std::uint64_t refused_connections() const noexcept { return refused_.load(); }
+  /// Connections closed (or answered 408) for not completing a head within header_timeout.
+  std::uint64_t header_timeouts() const noexcept { return header_timeouts_.load(); }
 
 private:
   class loop;
@@ -172,6 +191,9 @@ private:
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> bytes_in_{0};
   std::atomic<std::uint64_t> bytes_out_{0};
+  std::atomic<std::uint64_t> shed_{0};
+  std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> header_timeouts_{0};
 };
 
 } // namespace sshpool::gateway

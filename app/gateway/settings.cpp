@@ -67,17 +67,17 @@ struct setting {
 
 template <class Ref>
 setting count_setting(const char* key, const char* env, const char* help, Ref ref,
-                      std::uint64_t max = max_count) {
+                      std::uint64_t max = max_count, bool zero_allowed = false) {
   return {key,
           env,
           "N",
           "",
           help,
-          [ref, max](gateway_config& c, std::string_view v) -> std::string {
+          [ref, max, zero_allowed](gateway_config& c, std::string_view v) -> std::string {
             std::uint64_t n = 0;
             if (!parse_unsigned(v, n) || n > max_count)
               return "'" + std::string{v} + "' is not a positive whole number";
-            if (n == 0)
+            if (n == 0 && !zero_allowed)
               return "must be greater than 0";
             if (n > max)
               return "must be at most " + std::to_string(max);
@@ -226,10 +226,18 @@ const std::vector<setting>& settings() {
       count_setting(
           "max_clients", "MAX_CLIENTS", "client connections served at once",
           [](auto& c) -> auto& { return c.max_clients; }),
+      count_setting(
+          "max_clients_per_source", "MAX_CLIENTS_PER_SOURCE",
+          "client connections from one address (0: no limit, e.g. behind a proxy)",
+          [](auto& c) -> auto& { return c.max_clients_per_source; }, max_count, true),
       millis_setting(
           "client_timeout", "CLIENT_TIMEOUT",
           "a client idle, or not reading its response, this long is disconnected",
           [](auto& c) -> auto& { return c.client_timeout; }),
+      millis_setting(
+          "header_timeout", "HEADER_TIMEOUT",
+          "a request head not complete this long after the connection (or its first byte): 408",
+          [](auto& c) -> auto& { return c.header_timeout; }),
   };
   return table;
 }

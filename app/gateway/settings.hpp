@@ -51,11 +51,17 @@ struct gateway_config {
   /// Largest request body and request head the front end accepts (413 / 431 beyond).
   std::size_t max_request_body_bytes = std::size_t{16} << 20;
   std::size_t max_request_header_bytes = std::size_t{64} << 10;
-  /// Client connections served at once; further ones wait in the listen backlog.
+  /// Client connections served at once. When full, the longest-waiting connection without a
+  /// request in progress is closed for a newcomer; with none, the newcomer gets 503.
   std::size_t max_clients = 1024;
+  /// Open client connections per source address (0: no limit, e.g. behind a proxy).
+  std::size_t max_clients_per_source = 256;
   /// A client that sends nothing (idle keep-alive, incomplete request) or reads nothing
   /// (output pending) for this long is disconnected.
   std::chrono::milliseconds client_timeout{std::chrono::seconds(30)};
+  /// A request head (a new connection's first, or a later one from its first byte) not
+  /// complete within this: 408 and closed.
+  std::chrono::milliseconds header_timeout{std::chrono::seconds(5)};
   std::vector<user_config> users;
 };
 

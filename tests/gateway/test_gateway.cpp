@@ -38,19 +38,6 @@ long long ms_between(steady::time_point a, steady::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-/// Polls `probe` until it returns true (bounded); for conditions that no event announces
-/// to an outside process, such as a counter in another process reaching a value.
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = 10s) {
-  auto deadline = steady::now() + limit;
-  while (!probe()) {
-    if (steady::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
-
 json body_json(const http_response& res) {
   return json::parse(res.body, nullptr, false);
 }

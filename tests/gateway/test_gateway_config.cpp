@@ -45,7 +45,9 @@ std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
                                   "MAX_REQUEST_BODY_BYTES",
                                   "MAX_REQUEST_HEADER_BYTES",
                                   "MAX_CLIENTS",
-                                  "CLIENT_TIMEOUT"};
+                                  "MAX_CLIENTS_PER_SOURCE",
+                                  "CLIENT_TIMEOUT",
+                                  "HEADER_TIMEOUT"};
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
