@@ -19,8 +19,9 @@
 // Handshakes never outnumber the callers waiting for them and never exceed the cap, so
 // concurrent first calls cannot start a storm or orphan a connection. A failed handshake
 // starts a per-user backoff with full jitter; until it ends, callers that nothing can
-// serve get the failure at once instead of a new handshake. A pool left with nothing
-// offers to retire, so memory does not grow with users ever seen.
+// serve (no ready connection, no handshake in progress) get the failure at once instead of
+// a new handshake; the others keep waiting and the failed slot is retried at its end. A
+// pool left with nothing offers to retire, so memory does not grow with users ever seen.
 #include "user_pool.hpp"
 
 #include <algorithm>
@@ -192,7 +193,7 @@ bool fatal(errc code) {
 // -- actions ----------------------------------------------------------------------------------
 
 void handshake_failed(self_ptr self, const error& err);
-void serve_waiters(self_ptr self, bool may_connect = true);
+void serve_waiters(self_ptr self);
 
 void remove_conn(user_pool_state& st, std::uint64_t id) {
   st.conns.erase(
@@ -348,8 +349,9 @@ void start_validation(self_ptr self, conn_entry& c) {
 }
 
 /// Serves waiters in FIFO order; starts handshakes only for waiters no pending handshake
-/// (or validation) covers, and not during a reconnect backoff (nor when !`may_connect`).
-void serve_waiters(self_ptr self, bool may_connect) {
+/// (or validation) covers, and not during a reconnect backoff (the retry tick comes at its
+/// end).
+void serve_waiters(self_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
   retire_expired(self, now);
@@ -362,8 +364,7 @@ void serve_waiters(self_ptr self, bool may_connect) {
       }
       if (st.waiters.size() <= pending_handshakes(st))
         break; // every remaining waiter has a handshake coming
-      if (may_connect && !st.draining &&
-          total_connections(st) < st.ctx->pool.max_connections_per_user) {
+      if (!st.draining && total_connections(st) < st.ctx->pool.max_connections_per_user) {
         if (now >= st.retry_at) {
           start_handshake(self);
           continue;
@@ -411,17 +412,17 @@ void handshake_failed(self_ptr self, const error& err) {
   st.last_failure = err;
   log().info("handshake for '{}' failed ({} in a row): {}; next attempt in {} ms{}", st.user,
              st.failures, err.to_string(), backoff.count(),
-             fatal(err.code()) ? " (not retried for waiting callers)" : "");
-  // With no ready connection, the waiters that remaining handshakes do not cover get the
-  // handshake's error now rather than waiting for acquire_timeout.
-  if (!any_leasable(st, self->clock().now())) {
-    auto covered = pending_handshakes(st);
-    while (st.waiters.size() > covered) {
-      st.waiters.front().rp.deliver(make_caf_error(err));
-      st.waiters.pop_front();
-    }
+             fatal(err.code()) ? " (a refusal)" : "");
+  // Waiters get the error only when nothing can serve them: no ready connection and no
+  // handshake in progress (a connection serves up to max_channels_per_connection of them).
+  // Otherwise they wait, bounded by acquire_timeout, for those connections, for released
+  // leases and for the retry of this handshake's slot once the backoff ends.
+  if (!any_leasable(st, self->clock().now()) && pending_handshakes(st) == 0) {
+    for (auto& w : st.waiters)
+      w.rp.deliver(make_caf_error(err));
+    st.waiters.clear();
   }
-  serve_waiters(self, false);
+  serve_waiters(self);
 }
 
 // -- drain ------------------------------------------------------------------------------------

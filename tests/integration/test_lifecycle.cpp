@@ -5,8 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <future>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -172,6 +175,58 @@ TEST_CASE("200 users start cold at once against sshd's default MaxStartups", "[s
   WARN("200 cold users answered in " << ms_since(start) << " ms");
   CHECK(outcomes[errc::none] == users);
   CHECK(eng.pool().get_pool_stats().total_connections == users);
+}
+
+TEST_CASE("30 first calls of one user are all served although sshd drops parallel handshakes",
+          "[storm]") {
+  test::sshd_options opts;
+  opts.max_startups = "1:100:1"; // one unauthenticated connection at a time: drops the others
+  test_sshd sshd{opts};
+  http_backend backend{http_backend::options{"backend"}};
+  auto cfg = quiet_config();
+  cfg.pool.acquire_timeout = 30s; // the defaults: 3 connections x 10 channels
+  engine eng{cfg};
+  auto ep = sshd.make_endpoint(backend.port());
+  ep.server_nodelay = false; // about handshakes: no shell start per connection
+  REQUIRE(eng.set_endpoint("alice", ep));
+  // Every caller holds its lease until all have answered, so the 30 need 3 connections.
+  constexpr int callers = 30;
+  std::mutex m;
+  std::condition_variable cv;
+  int answered = 0;
+  auto start = steady::now();
+  std::vector<std::future<std::pair<errc, long long>>> calls;
+  for (int i = 0; i < callers; ++i)
+    calls.push_back(std::async(std::launch::async, [&] {
+      auto conn = eng.pool().get_connection("alice");
+      auto took = ms_since(start);
+      auto res = conn ? conn->forward(get("alice", "/echo")) : expected<response>{conn.error()};
+      {
+        std::unique_lock<std::mutex> lock{m};
+        ++answered;
+        cv.notify_all();
+        cv.wait_for(lock, 20s, [&] { return answered == callers; });
+      }
+      if (conn)
+        eng.pool().release_connection("alice", *conn);
+      return std::make_pair(res ? errc::none : res.error().code(), took);
+    }));
+  std::map<errc, int> outcomes;
+  long long slowest = 0;
+  for (auto& f : calls) {
+    auto [code, took] = f.get();
+    ++outcomes[code];
+    slowest = std::max(slowest, took);
+  }
+  auto st = eng.pool().get_pool_stats();
+  REQUIRE(st.users.size() == 1);
+  WARN("30 callers answered within " << slowest << " ms; " << st.users[0].handshakes
+                                     << " handshakes, " << st.users[0].handshake_failures
+                                     << " dropped by sshd");
+  CHECK(outcomes[errc::connect_failed] == 0);
+  CHECK(outcomes[errc::none] == callers);
+  CHECK(st.total_connections == 3);
+  CHECK(slowest < 20000);
 }
 
 TEST_CASE("an idle engine shuts down at once", "[shutdown]") {

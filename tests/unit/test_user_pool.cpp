@@ -172,20 +172,145 @@ TEST_CASE("a dead connection leaves the count at once and waiters get a replacem
 }
 
 TEST_CASE("a failed handshake answers its waiters with the typed error", "[pool]") {
-  fixture f;
+  fixture f; // 2 channels per connection
   auto a = f.acquire("alice");
   auto b = f.acquire("alice");
   REQUIRE(f.fakes->sessions.size() == 2);
   f.open(0, error{errc::auth_failed, "server refused the key"});
-  // One handshake is still pending: one waiter keeps waiting for it.
-  CHECK(a->done != b->done);
-  auto& failed = a->done ? a : b;
-  CHECK(failed->err.code() == errc::auth_failed);
+  // The handshake still pending can serve both callers: both keep waiting for it.
+  CHECK_FALSE(a->done);
+  CHECK_FALSE(b->done);
   f.open(1, error{errc::auth_failed, "server refused the key"});
   REQUIRE(a->done);
   REQUIRE(b->done);
+  CHECK(a->err.code() == errc::auth_failed);
+  CHECK(b->err.code() == errc::auth_failed);
   CHECK(f.fakes->sessions.size() == 2); // no retry loop against a refusing server
   CHECK(f.stats().total_connections == 0);
+}
+
+namespace {
+
+/// The defaults of the report (3 connections x 10 channels, acquire_timeout 30 s), with a
+/// backoff of at most 1 s after a first failure.
+pool_config report_config() {
+  pool_config pc;
+  pc.max_connections_per_user = 3;
+  pc.max_channels_per_connection = 10;
+  pc.acquire_timeout = 30s;
+  pc.reconnect_backoff_base = 1s;
+  pc.reconnect_backoff_cap = 30s;
+  pc.request_timeout = 30s;
+  return pc;
+}
+
+std::size_t count_done(const std::vector<std::shared_ptr<reply<lease>>>& calls) {
+  return static_cast<std::size_t>(
+      std::count_if(calls.begin(), calls.end(), [](auto& c) { return c->done; }));
+}
+
+} // namespace
+
+TEST_CASE("a failed handshake does not fail callers that other connections can serve", "[pool]") {
+  fixture f{report_config()};
+  std::vector<std::shared_ptr<reply<lease>>> calls;
+  for (int i = 0; i < 30; ++i)
+    calls.push_back(f.acquire("alice"));
+  REQUIRE(f.fakes->sessions.size() == 3);
+  // sshd drops one handshake (MaxStartups) while the two others are still in progress.
+  f.open(0, error{errc::connect_failed, "connection reset by peer"});
+  CHECK(count_done(calls) == 0);
+  f.open(1);
+  f.open(2);
+  // Two connections x 10 channels: the first 20 callers.
+  REQUIRE(count_done(calls) == 20);
+  for (std::size_t i = 0; i < 20; ++i)
+    REQUIRE(calls[i]->value);
+  // A release serves the head of the remaining callers.
+  REQUIRE(f.release("alice", *calls[0]->value).value);
+  REQUIRE(calls[20]->done);
+  REQUIRE(calls[20]->value);
+  CHECK_FALSE(calls[21]->done);
+  // The failed handshake's slot is retried (a connection came up: the backoff is over) ...
+  f.advance(1s);
+  REQUIRE(f.fakes->sessions.size() == 4);
+  CHECK(count_done(calls) == 21);
+  // ... and its connection serves the other 9.
+  f.open(3);
+  std::map<std::uint64_t, int> per_conn; // the leases held (the first one was released)
+  for (std::size_t i = 1; i < calls.size(); ++i) {
+    REQUIRE(calls[i]->done);
+    REQUIRE(calls[i]->value);
+    ++per_conn[calls[i]->value->connection_id];
+  }
+  CHECK(per_conn.size() == 3);
+  for (auto& [id, n] : per_conn)
+    CHECK(n <= 10);
+  CHECK(f.fakes->sessions.size() == 4);
+  CHECK(f.stats().users.at(0).acquire_timeouts == 0);
+}
+
+TEST_CASE("when every handshake fails, the waiting callers get its error", "[pool]") {
+  fixture f{report_config()};
+  std::vector<std::shared_ptr<reply<lease>>> calls;
+  for (int i = 0; i < 30; ++i)
+    calls.push_back(f.acquire("alice"));
+  f.open(0, error{errc::connect_failed, "connection refused"});
+  f.open(1, error{errc::connect_failed, "connection refused"});
+  CHECK(count_done(calls) == 0); // the third handshake may still serve them all
+  f.open(2, error{errc::connect_failed, "connection refused"});
+  for (auto& c : calls) {
+    REQUIRE(c->done);
+    CHECK(c->err.code() == errc::connect_failed);
+  }
+  CHECK(f.fakes->sessions.size() == 3); // no new handshake during the backoff
+}
+
+TEST_CASE("failed handshakes are retried after their backoff while a connection serves", "[pool]") {
+  fixture f{report_config()};
+  std::vector<std::shared_ptr<reply<lease>>> calls;
+  for (int i = 0; i < 30; ++i)
+    calls.push_back(f.acquire("alice"));
+  f.open(0);
+  REQUIRE(count_done(calls) == 10);
+  f.open(1, error{errc::connect_failed, "connection reset by peer"});
+  f.open(2, error{errc::connect_failed, "connection reset by peer"});
+  CHECK(count_done(calls) == 10); // they wait for the ready connection or a retry
+  f.advance(2s);                  // the backoff after two failures is at most 2 s
+  REQUIRE(f.fakes->sessions.size() == 5);
+
+  SECTION("retries that succeed serve the others in order") {
+    f.open(3);
+    CHECK(count_done(calls) == 20);
+    for (std::size_t i = 0; i < 20; ++i)
+      CHECK(calls[i]->done);
+    f.open(4);
+    for (auto& c : calls) {
+      REQUIRE(c->done);
+      CHECK(c->value);
+    }
+  }
+
+  SECTION("while retries fail, callers wait until their acquire deadline") {
+    std::size_t failed = 3;
+    auto fail_new = [&] {
+      while (failed < f.fakes->sessions.size())
+        f.open(failed++, error{errc::connect_failed, "connection reset by peer"});
+    };
+    fail_new();
+    for (int second = 2; second < 29; ++second) {
+      f.advance(1s);
+      fail_new();
+      CHECK(count_done(calls) == 10);
+    }
+    f.advance(1s); // 30 s after the calls
+    fail_new();
+    for (std::size_t i = 10; i < calls.size(); ++i) {
+      REQUIRE(calls[i]->done);
+      CHECK(calls[i]->err.code() == errc::pool_exhausted);
+    }
+    CHECK(f.fakes->sessions.size() <= 15); // the backoff grows: no storm
+  }
 }
 
 TEST_CASE("requests beyond max_channels wait in FIFO order for a channel slot", "[connection]") {
