@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 
+#include "key_loader.hpp"
 #include "known_hosts.hpp"
 #include "reactor.hpp"
 #include "sshpool/ssh/log.hpp"
@@ -199,11 +200,6 @@ struct session_guard {
   }
 };
 
-struct key_guard {
-  ssh_key k = nullptr;
-  ~key_guard() { ssh_key_free(k); }
-};
-
 /// AES-GCM first when the CPU has AES instructions, else libssh's default order (empty).
 const std::string& default_ciphers() {
   static const std::string list = [] {
@@ -282,15 +278,12 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
   if (!ciphers.empty() && (ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, ciphers.c_str()) != SSH_OK ||
                            ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ciphers.c_str()) != SSH_OK))
     return error{errc::invalid_argument, "unsupported cipher list '" + ciphers + "'"};
-  // The key is read before connecting: a missing or unreadable key is the caller's error.
+  // The key is read before connecting: a key that cannot be used is the caller's error
+  // (engine::set_endpoint checked it already; the file may have changed since).
   warn_if_exposed(ep.identity_file);
-  key_guard key;
-  if (ssh_pki_import_privkey_file(ep.identity_file.c_str(),
-                                  ep.passphrase.empty() ? nullptr : ep.passphrase.c_str(), nullptr,
-                                  nullptr, &key.k) != SSH_OK)
-    return error{errc::invalid_argument, "cannot read private key '" + ep.identity_file +
-                                             "' (missing, unreadable, "
-                                             "wrong passphrase or unsupported format)"};
+  auto key = load_private_key(ep.identity_file, ep.passphrase);
+  if (!key)
+    return key.error();
   if (!arm_timeout(s, deadline))
     return timed_out(ep, "connect");
   if (ssh_connect(s) != SSH_OK) {
@@ -303,7 +296,7 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
     return *refused;
   if (!arm_timeout(s, deadline))
     return timed_out(ep, "authentication");
-  auto rc = ssh_userauth_publickey(s, nullptr, key.k);
+  auto rc = ssh_userauth_publickey(s, nullptr, key->get());
   if (rc != SSH_AUTH_SUCCESS) {
     if (clock::now() >= deadline)
       return timed_out(ep, "authentication");

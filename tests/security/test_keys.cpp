@@ -1,6 +1,7 @@
 // Hostile key files against a real sshd ([security][keys], issue #12): known_hosts files
 // with `@revoked` and `@cert-authority` lines, CRLF line ends and names hashed by
-// `ssh-keygen -H`.
+// `ssh-keygen -H`; private keys that cannot be used (encrypted with no passphrase, a wrong
+// passphrase, a file that is not a private key), refused by engine::set_endpoint.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -193,5 +194,61 @@ TEST_CASE("known_hosts: accept_new never glues its line to a last line without a
   w.ep.host_keys = host_key_policy::strict;
   auto used = w.use(eng, "bob");
   INFO(slurp(w.ep.known_hosts_file));
+  CHECK(used);
+}
+
+TEST_CASE("private keys: set_endpoint loads the key and tells why it cannot be used",
+          "[security][keys]") {
+  world w;
+  engine eng{quiet_config()};
+  const std::string dir = w.sshd.dir();
+  const std::string passphrase = "pass phrase 1749";
+  // The fixture's authorised key, encrypted.
+  const auto encrypted = dir + "/enc_key";
+  shell("cp '" + w.sshd.identity_file() + "' '" + encrypted + "' && chmod 600 '" + encrypted +
+        "' && ssh-keygen -p -q -P '' -N '" + passphrase + "' -f '" + encrypted + "'");
+  const auto pem = dir + "/pem_key";
+  shell("ssh-keygen -q -t ecdsa -m PEM -N '" + passphrase + "' -f '" + pem + "'");
+  spit(dir + "/text", "hello, not a key\n");
+  struct bad_key {
+    std::string file;
+    std::string passphrase;
+    std::string reason;
+  };
+  const std::vector<bad_key> bad{
+      {encrypted, "", "is encrypted, and no passphrase was given"},
+      {pem, "", "is encrypted, and no passphrase was given"},
+      {encrypted, "not the passphrase", "wrong passphrase"},
+      {pem, "not the passphrase", "wrong passphrase"},
+      {dir + "/text", "", "is not a private key"},
+      {w.sshd.identity_file() + ".pub", "", "is not a private key"},
+      {dir + "/absent", "", "cannot read private key"},
+  };
+  int n = 0;
+  for (const auto& b : bad) {
+    INFO(b.file << " with passphrase '" << b.passphrase << "'");
+    auto ep = w.ep;
+    ep.identity_file = b.file;
+    ep.passphrase = b.passphrase;
+    auto set = eng.set_endpoint("bob", ep);
+    REQUIRE_FALSE(set);
+    CHECK(set.error().code() == errc::invalid_argument);
+    CHECK(set.error().message().find(b.reason) != std::string::npos);
+    CHECK(set.error().message().find(b.file) != std::string::npos);
+    if (!b.passphrase.empty())
+      CHECK(set.error().message().find(b.passphrase) == std::string::npos);
+    CHECK(eng.pool().get_connection("bob").error().code() == errc::unknown_user);
+    // A refused endpoint leaves the user's previous one in place (a new handshake uses it).
+    const auto user = "dave" + std::to_string(++n);
+    REQUIRE(eng.set_endpoint(user, w.ep));
+    CHECK_FALSE(eng.set_endpoint(user, ep));
+    auto conn = eng.pool().get_connection(user);
+    REQUIRE(conn);
+    CHECK(eng.pool().release_connection(user, *conn));
+  }
+  w.ep.identity_file = encrypted;
+  w.ep.passphrase = passphrase;
+  auto used = w.use(eng, "carol"); // the right passphrase
+  INFO((used ? std::string{} : used.error().to_string()));
   CHECK(used);
 }
