@@ -6,6 +6,7 @@ include(CMakeFindDependencyMacro)
 
 find_dependency(Threads)
 find_dependency(libssh CONFIG)   # target: ssh
+find_dependency(OpenSSL)         # target: OpenSSL::Crypto (known_hosts' hashed names)
 find_dependency(spdlog CONFIG)   # target: spdlog::spdlog
 
 function(_sshpool_import_library target header libname)

@@ -21,6 +21,7 @@
 #include "lifecycle.hpp"
 #include "signals.hpp"
 #include "sshpool/actors.hpp"
+#include "sshpool/ssh/key_check.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "sshpool/ssh/runtime.hpp"
 #include "supervisor.hpp"
@@ -482,6 +483,12 @@ engine::~engine() {
 }
 
 expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
+  // The key is loaded here, on the caller's thread: a blocking read of a small file (and an
+  // encrypted key's key derivation) that must not run in the supervisor's handler.
+  if (auto ok = validate(ep); !ok)
+    return ok;
+  if (auto ok = ssh::check_private_key(ep.identity_file, ep.passphrase); !ok)
+    return ok;
   return call(
       *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
       endpoint_atom_v, user, std::move(ep));

@@ -187,7 +187,8 @@ std::string describe(const user_pool_state& st) {
 
 bool fatal(errc code) {
   return code == errc::auth_failed || code == errc::host_key_unknown ||
-         code == errc::host_key_mismatch || code == errc::invalid_argument;
+         code == errc::host_key_mismatch || code == errc::host_key_revoked ||
+         code == errc::invalid_argument;
 }
 
 // -- actions ----------------------------------------------------------------------------------

@@ -124,6 +124,8 @@ std::string client_message(const error& e) {
   case errc::host_key_unknown:
   case errc::host_key_mismatch:
     return "the user's machine presented a host key that is not the known one";
+  case errc::host_key_revoked:
+    return "the user's machine presented a revoked host key";
   case errc::channel_open_failed:
     return "the user's machine could not connect to its service";
   case errc::connection_lost:

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sshpool/ssh/key_check.hpp"
+
 namespace sshpool::gateway {
 
 namespace {
@@ -358,6 +360,10 @@ expected<void> load_users(const json& users, const std::string& where, const std
              (u.ep.passphrase.back() == '\n' || u.ep.passphrase.back() == '\r'))
         u.ep.passphrase.pop_back();
     }
+    // The key is loaded now, so that a key that cannot be used stops start-up (and
+    // --check-config) instead of failing every request with 502.
+    if (auto ok = ssh::check_private_key(u.ep.identity_file, u.ep.passphrase); !ok)
+      return fail(at + ".identity_file: " + ok.error().message());
     cfg.users.push_back(std::move(u));
   }
   return {};

@@ -7,9 +7,12 @@
 // `--max-idle-time` (durations in milliseconds).
 //
 // Any invalid value (not a number, negative, zero where it cannot be, an unknown key, an
-// unreadable key file, malformed JSON) is an error whose message names the setting and its
-// source; main() prints it and exits with code 2. No secret is ever part of a message: key
-// files and passphrase files are opened to check them, never echoed.
+// unreadable key file, a private key that cannot be loaded, malformed JSON) is an error
+// whose message names the setting and its source; main() prints it and exits with code 2.
+// Each user's private key is loaded (with its passphrase) to check it: encrypted with no
+// passphrase_file, a wrong passphrase and a file that is not a private key are told apart.
+// No secret is ever part of a message: key files and passphrase files are read to check
+// them, never echoed.
 //
 // Thread-safety: pure functions over their arguments.
 #pragma once
@@ -86,6 +89,7 @@ using env_lookup = std::function<const char*(const char* name)>;
 
 /// Reads the config file named by `--config` (if any), then the environment, then the
 /// flags. Errors (code invalid_argument) name the offending setting and its source.
+/// Blocking: it loads every user's private key (see the top of this file).
 expected<loaded_config> load_config(const std::vector<std::string>& args, const env_lookup& env);
 
 /// The --help text: every flag with its variable, file key, unit and default.

@@ -3,13 +3,20 @@
 // one step's rounding. ~/.ssh/config is never read (SSH_OPTIONS_PROCESS_CONFIG off).
 #include "connector.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <set>
 
+#include "key_loader.hpp"
+#include "known_hosts.hpp"
 #include "reactor.hpp"
 #include "sshpool/ssh/log.hpp"
 
@@ -56,27 +63,123 @@ std::string host_key_fingerprint(ssh_session s) {
   return result;
 }
 
-/// Trust on first use (host_key_policy::accept_new): records the unknown server's key in
-/// the endpoint's known_hosts file. One writer at a time, and the file is checked again
-/// under the lock, so handshakes racing to the same new host append its key once and a
-/// key recorded meanwhile is compared, not appended. Returns the error, if any.
-std::optional<error> accept_new_host_key(ssh_session s, const endpoint& ep) {
+/// What the server presented as its host key.
+struct server_key {
+  std::string type;   ///< e.g. "ssh-ed25519"
+  std::string base64; ///< the public key blob, as in known_hosts
+};
+
+expected<server_key> server_key_of(ssh_session s) {
+  ssh_key key = nullptr;
+  if (ssh_get_server_publickey(s, &key) != SSH_OK)
+    return error{errc::internal, std::string{"no server host key: "} + ssh_get_error(s)};
+  server_key result;
+  result.type = ssh_key_type_to_char(ssh_key_type(key));
+  char* b64 = nullptr;
+  if (ssh_pki_export_pubkey_base64(key, &b64) == SSH_OK) {
+    result.base64 = b64;
+    ssh_string_free_char(b64);
+  }
+  ssh_key_free(key);
+  if (result.base64.empty())
+    return error{errc::internal, "cannot export the server's host key"};
+  return result;
+}
+
+/// The content of a known_hosts file; a missing file reads as an empty one (no host known).
+expected<std::string> read_known_hosts(const std::string& path) {
+  constexpr std::size_t limit = std::size_t{16} << 20;
+  // O_NONBLOCK: a FIFO would otherwise wait for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 && errno == ENOENT)
+    return std::string{};
+  if (fd < 0)
+    return error{errc::host_key_unknown,
+                 "cannot read '" + path + "' to check the host key: " + std::strerror(errno)};
+  std::string text;
+  char buf[8192];
+  ssize_t n = 0;
+  while (text.size() <= limit &&
+         ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+    text.append(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+  int saved = errno;
+  ::close(fd);
+  if (n < 0)
+    return error{errc::host_key_unknown,
+                 "cannot read '" + path + "' to check the host key: " + std::strerror(saved)};
+  if (text.size() > limit)
+    return error{errc::host_key_unknown, "'" + path + "' is over 16 MiB; not a known_hosts file"};
+  return text;
+}
+
+/// Appends `entry` to the known_hosts file `path` (created if missing); the errno text of
+/// a failure, else empty.
+std::string append_known_host(const std::string& path, const std::string& entry) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return std::strerror(errno);
+  // One write: O_APPEND places it whole at the end, after any other process's line.
+  bool written = ::write(fd, entry.data(), entry.size()) == static_cast<ssize_t>(entry.size());
+  int saved = errno;
+  if (::close(fd) != 0 && written) {
+    written = false;
+    saved = errno;
+  }
+  return written ? std::string{} : std::strerror(saved);
+}
+
+/// The error for a host key that is not known (nothing for a known one).
+std::optional<error> refusal(host_key_status status, const endpoint& ep, const std::string& where,
+                             ssh_session s) {
+  const auto key = " (" + host_key_fingerprint(s) + ")";
+  switch (status) {
+  case host_key_status::known:
+    return std::nullopt;
+  case host_key_status::revoked:
+    return error{errc::host_key_revoked, "host key of " + where + key + " is marked @revoked in '" +
+                                             ep.known_hosts_file + "'; not authenticating"};
+  case host_key_status::mismatch:
+    return error{errc::host_key_mismatch, "host key of " + where + key +
+                                              " differs from the one in '" + ep.known_hosts_file +
+                                              "' (possible man-in-the-middle); not authenticating"};
+  case host_key_status::unknown:
+    break;
+  }
+  return error{errc::host_key_unknown, "host key of " + where + key + " is not in '" +
+                                           ep.known_hosts_file + "'; not authenticating"};
+}
+
+/// Checks the server's host key against the endpoint's known_hosts file (see
+/// known_hosts.hpp). Trust on first use (host_key_policy::accept_new) records an unknown
+/// host's key: one writer at a time, and the file is checked again under the lock, so
+/// handshakes racing to the same new host append its key once and a key recorded meanwhile
+/// is compared, not appended. A revoked or changed key is never recorded. Returns the
+/// error, if any.
+std::optional<error> verify_host_key(ssh_session s, const endpoint& ep) {
+  const auto where = ep.host + ":" + std::to_string(ep.port);
+  const auto name = known_hosts_name(ep.host, ep.port);
+  auto key = server_key_of(s);
+  if (!key)
+    return key.error();
+  auto text = read_known_hosts(ep.known_hosts_file);
+  if (!text)
+    return text.error();
+  auto status = check_host_key(*text, name, key->base64);
+  if (status != host_key_status::unknown || ep.host_keys != host_key_policy::accept_new)
+    return refusal(status, ep, where, s);
   static std::mutex mutex;
   std::lock_guard<std::mutex> guard{mutex};
-  const auto where = ep.host + ":" + std::to_string(ep.port);
-  switch (ssh_session_is_known_server(s)) {
-  case SSH_KNOWN_HOSTS_OK:
-    return std::nullopt;
-  case SSH_KNOWN_HOSTS_UNKNOWN:
-  case SSH_KNOWN_HOSTS_NOT_FOUND:
-    break;
-  default:
-    return error{errc::host_key_mismatch, "host key of " + where + " differs from the one in '" +
-                                              ep.known_hosts_file + "'; not authenticating"};
-  }
-  if (ssh_session_update_known_hosts(s) != SSH_OK)
+  text = read_known_hosts(ep.known_hosts_file);
+  if (!text)
+    return text.error();
+  status = check_host_key(*text, name, key->base64);
+  if (status != host_key_status::unknown)
+    return refusal(status, ep, where, s);
+  if (auto why = append_known_host(ep.known_hosts_file,
+                                   known_hosts_entry(*text, name, key->type, key->base64));
+      !why.empty())
     return error{errc::host_key_unknown, "cannot record the host key of " + where + " in '" +
-                                             ep.known_hosts_file + "': " + ssh_get_error(s)};
+                                             ep.known_hosts_file + "': " + why};
   log().warn("accepted the new host key of {} ({}) into '{}' (host_keys accept_new)", where,
              host_key_fingerprint(s), ep.known_hosts_file);
   return std::nullopt;
@@ -95,11 +198,6 @@ struct session_guard {
     s = nullptr;
     return result;
   }
-};
-
-struct key_guard {
-  ssh_key k = nullptr;
-  ~key_guard() { ssh_key_free(k); }
 };
 
 /// AES-GCM first when the CPU has AES instructions, else libssh's default order (empty).
@@ -164,6 +262,8 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
   int nodelay = 1;
   ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
   ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &process_config);
+  // libssh reads the known_hosts file only to prefer the algorithms of the keys it lists;
+  // whether the host key is accepted is decided by verify_host_key.
   if (ssh_options_set(s, SSH_OPTIONS_HOST, ep.host.c_str()) != SSH_OK ||
       ssh_options_set(s, SSH_OPTIONS_PORT, &port) != SSH_OK ||
       ssh_options_set(s, SSH_OPTIONS_USER, ep.username.c_str()) != SSH_OK ||
@@ -178,15 +278,12 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
   if (!ciphers.empty() && (ssh_options_set(s, SSH_OPTIONS_CIPHERS_C_S, ciphers.c_str()) != SSH_OK ||
                            ssh_options_set(s, SSH_OPTIONS_CIPHERS_S_C, ciphers.c_str()) != SSH_OK))
     return error{errc::invalid_argument, "unsupported cipher list '" + ciphers + "'"};
-  // The key is read before connecting: a missing or unreadable key is the caller's error.
+  // The key is read before connecting: a key that cannot be used is the caller's error
+  // (engine::set_endpoint checked it already; the file may have changed since).
   warn_if_exposed(ep.identity_file);
-  key_guard key;
-  if (ssh_pki_import_privkey_file(ep.identity_file.c_str(),
-                                  ep.passphrase.empty() ? nullptr : ep.passphrase.c_str(), nullptr,
-                                  nullptr, &key.k) != SSH_OK)
-    return error{errc::invalid_argument, "cannot read private key '" + ep.identity_file +
-                                             "' (missing, unreadable, "
-                                             "wrong passphrase or unsupported format)"};
+  auto key = load_private_key(ep.identity_file, ep.passphrase);
+  if (!key)
+    return key.error();
   if (!arm_timeout(s, deadline))
     return timed_out(ep, "connect");
   if (ssh_connect(s) != SSH_OK) {
@@ -195,32 +292,11 @@ expected<connected_session> blocking_handshake(const endpoint& ep, clock::time_p
     return error{errc::connect_failed, std::string{"cannot connect to "} + ep.host + ":" +
                                            std::to_string(ep.port) + ": " + ssh_get_error(s)};
   }
-  switch (ssh_session_is_known_server(s)) {
-  case SSH_KNOWN_HOSTS_OK:
-    break;
-  case SSH_KNOWN_HOSTS_CHANGED:
-  case SSH_KNOWN_HOSTS_OTHER:
-    return error{errc::host_key_mismatch, "host key of " + ep.host + ":" + std::to_string(ep.port) +
-                                              " differs from the one in '" + ep.known_hosts_file +
-                                              "' (possible man-in-the-middle); not authenticating"};
-  case SSH_KNOWN_HOSTS_UNKNOWN:
-  case SSH_KNOWN_HOSTS_NOT_FOUND:
-    if (ep.host_keys == host_key_policy::accept_new) {
-      if (auto why = accept_new_host_key(s, ep))
-        return *why;
-      break;
-    }
-    return error{errc::host_key_unknown, "host key of " + ep.host + ":" + std::to_string(ep.port) +
-                                             " is not in '" + ep.known_hosts_file +
-                                             "'; not authenticating"};
-  case SSH_KNOWN_HOSTS_ERROR:
-  default:
-    return error{errc::host_key_unknown,
-                 std::string{"cannot check the host key: "} + ssh_get_error(s)};
-  }
+  if (auto refused = verify_host_key(s, ep))
+    return *refused;
   if (!arm_timeout(s, deadline))
     return timed_out(ep, "authentication");
-  auto rc = ssh_userauth_publickey(s, nullptr, key.k);
+  auto rc = ssh_userauth_publickey(s, nullptr, key->get());
   if (rc != SSH_AUTH_SUCCESS) {
     if (clock::now() >= deadline)
       return timed_out(ep, "authentication");

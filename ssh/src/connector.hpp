@@ -23,7 +23,8 @@ namespace sshpool::ssh {
 /// Connects and authenticates in blocking mode (blocking: call only on connector threads).
 /// On success the session is connected, authenticated and still in blocking mode; the
 /// caller owns it (and the nudge channel, if any). The host key must be in
-/// `ep.known_hosts_file` (unknown or changed keys are refused before any authentication).
+/// `ep.known_hosts_file` and not marked `@revoked` there (unknown, changed and revoked keys
+/// are refused before any authentication; see known_hosts.hpp).
 expected<connected_session> blocking_handshake(const endpoint& ep,
                                                std::chrono::steady_clock::time_point deadline);
 

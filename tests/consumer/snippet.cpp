@@ -1,5 +1,6 @@
 // The facade snippet of the README (and of issue #2), verbatim: it must compile against
-// the installed package. Run as is, it reports the missing key file as invalid_argument.
+// the installed package. Run as is, set_endpoint reports the missing key file as
+// invalid_argument.
 #include <iostream>
 #include <sshpool/sshpool.hpp>
 
@@ -20,7 +21,10 @@ int main() {
   ep.known_hosts_file = "/path/to/known_hosts";
   ep.target_host = "127.0.0.1"; // the service on the user's side
   ep.target_port = 11434;
-  engine.set_endpoint("user123", ep);
+  if (auto set = engine.set_endpoint("user123", ep); !set) { // loads the key: invalid_argument
+    std::cerr << sshpool::to_string(set.error().code()) << ": " << set.error().message() << "\n";
+    return 1;
+  }
 
   auto& pool = engine.pool();
   sshpool::expected<sshpool::connection> conn = pool.get_connection("user123");

@@ -11,9 +11,11 @@
 // an environment variable, anything else (starting with '-' or without '=') is the next
 // command-line argument. An empty file part means no --config. The loader only reads
 // files by name, so the file lives in a per-process directory ($TMPDIR or /tmp) beside
-// stand-in key files the users can name (id_ed25519, known_hosts, passphrase) and is
-// rewritten in place for each input.
+// the key files the users can name (id_ed25519, a real private key generated at start, for
+// the loader loads it; known_hosts; passphrase) and is rewritten in place for each input.
 #include "gateway/settings.hpp"
+
+#include <libssh/libssh.h>
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -89,10 +91,22 @@ struct scratch_file {
   }
 };
 
-/// The config file, the file describe() is written to, and the stand-in key files.
+/// A new unencrypted ed25519 private key in OpenSSH format.
+std::string generated_key() {
+  ssh_key key = nullptr;
+  char* text = nullptr;
+  check(ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) == SSH_OK);
+  check(ssh_pki_export_privkey_base64(key, nullptr, nullptr, nullptr, &text) == SSH_OK);
+  std::string result{text};
+  ssh_string_free_char(text);
+  ssh_key_free(key);
+  return result;
+}
+
+/// The config file, the file describe() is written to, and the key files.
 struct workspace {
   temp_dir dir;
-  scratch_file key{dir.path + "/id_ed25519", "not a real key\n"};
+  scratch_file key{dir.path + "/id_ed25519", generated_key()};
   scratch_file known_hosts{dir.path + "/known_hosts", "\n"};
   scratch_file passphrase{dir.path + "/passphrase", "secret\n"};
   scratch_file config{dir.path + "/config.json", "{}"};

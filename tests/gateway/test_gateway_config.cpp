@@ -68,12 +68,18 @@ run_result run_demo(std::vector<std::string> args, std::vector<std::string> env 
   return r;
 }
 
-/// A config directory with stand-in key files (only opened, never used here).
+/// Runs a shell command, its output discarded; fails the test if it fails.
+void shell(const std::string& command) {
+  INFO(command);
+  REQUIRE(std::system(("(" + command + ") </dev/null >/dev/null 2>&1").c_str()) == 0);
+}
+
+/// A config directory with a private key (loaded, never used here) and a known_hosts file.
 struct config_dir {
   temp_dir dir;
   int files = 0;
   config_dir() {
-    dir.write("id_test", "not a real key\n");
+    shell("ssh-keygen -q -t ed25519 -N '' -f '" + dir.path() + "/id_test'");
     dir.write("known_hosts", "\n");
   }
   /// Writes a new config file with `members` and one user; relative key paths.
@@ -222,6 +228,49 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
     CHECK(r.err.find("hunter2") == std::string::npos); // file content is never echoed
     CHECK(r.out.find("listening") == std::string::npos);
   }
+}
+
+TEST_CASE("a private key that cannot be used stops --check-config and start-up with exit "
+          "code 2, naming the user and the reason",
+          "[gateway][config]") {
+  config_dir cd;
+  const std::string passphrase = "hunter2 passphrase";
+  const auto dir = cd.dir.path();
+  shell("ssh-keygen -q -t ed25519 -N '" + passphrase + "' -f '" + dir + "/enc_key'");
+  cd.dir.write("pass", passphrase + "\n");
+  cd.dir.write("wrong_pass", "not it\n");
+  cd.dir.write("text", "hello\n");
+  struct bad_key {
+    std::string user_extra;
+    std::string reason;
+  };
+  const std::vector<bad_key> cases = {
+      {R"(,"identity_file":"enc_key")", "is encrypted, and no passphrase was given"},
+      {R"(,"identity_file":"enc_key","passphrase_file":"wrong_pass")", "wrong passphrase"},
+      {R"(,"identity_file":"text")", "is not a private key"},
+      {R"(,"identity_file":"id_test.pub")", "is not a private key"},
+  };
+  for (const auto& c : cases) {
+    auto file = cd.file(R"("listen":"127.0.0.1:0")", c.user_extra);
+    for (bool check : {true, false}) {
+      std::vector<std::string> args{"--config", file};
+      if (check)
+        args.push_back("--check-config");
+      auto r = run_demo(args);
+      INFO(c.user_extra << (check ? " --check-config" : "") << "\n  exit " << r.code
+                        << ", stderr: " << r.err);
+      CHECK(r.code == 2);
+      CHECK(r.err.find("users.alice") != std::string::npos);
+      CHECK(r.err.find(c.reason) != std::string::npos);
+      CHECK(r.err.find("hunter2") == std::string::npos);
+      CHECK(r.err.find("not it") == std::string::npos);
+      CHECK(r.out.find("listening") == std::string::npos);
+    }
+  }
+  // The right passphrase file: the key loads.
+  effective(
+      run_demo({"--config", cd.file("", R"(,"identity_file":"enc_key","passphrase_file":"pass")"),
+                "--check-config"}));
 }
 
 TEST_CASE("trace logs (JSON) hold no secret, and every request line its request id",

@@ -149,7 +149,11 @@ public:
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
-  /// Sets (or replaces) how `user`'s machine is reached; new connections use it.
+  /// Sets (or replaces) how `user`'s machine is reached; new connections use it. The
+  /// private key is loaded first, on the calling thread (blocking), so a key that cannot be
+  /// used fails here with `invalid_argument` and the reason: unreadable, encrypted with no
+  /// `passphrase`, wrong passphrase, not a private key. (`endpoint_atom` sent to the
+  /// supervisor directly does not load it: its first handshake reports the same errors.)
   expected<void> set_endpoint(const std::string& user, endpoint ep);
 
   connection_pool& pool() noexcept { return pool_; }

@@ -49,6 +49,9 @@ enum class errc : std::uint8_t {
   not_leased,
   /// The lease belongs to another user.
   wrong_user,
+  /// The server's host key is marked `@revoked` in the known_hosts file: refused whatever
+  /// other lines say.
+  host_key_revoked,
   /// A bug: an invariant did not hold. Reported instead of crashing.
   internal,
 };
