@@ -1,5 +1,5 @@
 // The reactor loop. See reactor.hpp for the model; the numbered traps below are those of
-// LIBSSH_NOTES.md, each answered where it bites.
+// docs/libssh.md, each answered where it bites.
 #include "reactor.hpp"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Pool semantics (DESIGN.md §5) on CAF's deterministic test coordinator with a fake
+// Pool semantics (docs/architecture.md) on CAF's deterministic test coordinator with a fake
 // transport: the real supervisor, user_pool and connection actors, virtual time, no
 // threads and no sleeps. Replies are collected by small client actors and checked on the
 // test thread after the scheduler ran.
