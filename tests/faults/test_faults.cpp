@@ -402,6 +402,7 @@ TEST_CASE("backend faults on one channel give typed errors; other channels of th
       {"/big/1048576", errc::response_too_large},
       {"/huge-head/100000", errc::response_too_large},
       {"/trickle/50", errc::request_timeout},
+      {"/bare-cr", errc::bad_response},
   }));
   CAPTURE(path);
   auto cfg = fault_config();

@@ -174,6 +174,9 @@ void script_backend::serve(int fd) {
     } else if (path == "/cut") {
       send_all(fd, ok_head + "Content-Length: 1000\r\n\r\n0123456789");
       return;
+    } else if (path == "/bare-cr") {
+      send_all(fd, "HTTP/1.1 200 OK\rSet-Cookie: x\r\nContent-Length: 2\r\n\r\nok");
+      return;
     } else if (path == "/bad-status") {
       send_all(fd, "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n");
       return;

@@ -50,7 +50,8 @@ struct response_limits {
 /// Bytes go in with `feed` in pieces of any size. Interim 1xx responses (except 101, which
 /// is an error) are skipped. The response ends when its framing says so (Content-Length,
 /// chunked, or the peer's EOF for close-delimited bodies via `finish`), never merely
-/// because the stream ended. Errors: `bad_response` (malformed), `response_too_large`
+/// because the stream ended. Errors: `bad_response` (malformed, a CR not followed by LF in
+/// the head included), `response_too_large`
 /// (over a limit), `upstream_closed` (the stream ended before the response did).
 class response_parser {
 public:
