@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <limits>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -380,14 +379,12 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
   c->pending.clear();
   c->unacked = 0;
   c->parser.reset(req.info.head);
-  // A stream's body is handed on, not accumulated: max_response_bytes does not apply.
-  if (c->stream) {
+  // A stream's body is handed on, not accumulated, but max_response_bytes applies all the
+  // same: an endless body would otherwise hold the channel and its consumer forever.
+  if (c->stream)
     c->parser.set_body_sink([c](std::string_view bytes) { c->pending.append(bytes); });
-    c->parser.set_max_body_bytes(std::numeric_limits<std::size_t>::max());
-  } else {
+  else
     c->parser.set_body_sink(nullptr);
-    c->parser.set_max_body_bytes(ss.ctl->opts.limits.max_body_bytes);
-  }
   if (c->state == channel_state::phase::idle) {
     c->state = channel_state::phase::busy;
     write_some(*c);

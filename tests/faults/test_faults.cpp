@@ -403,6 +403,7 @@ TEST_CASE("backend faults on one channel give typed errors; other channels of th
       {"/huge-head/100000", errc::response_too_large},
       {"/trickle/50", errc::request_timeout},
       {"/bare-cr", errc::bad_response},
+      {"/endless", errc::response_too_large},
   }));
   CAPTURE(path);
   auto cfg = fault_config();
@@ -430,3 +431,90 @@ TEST_CASE("a refused channel (nothing listens any more) fails alone with channel
   CHECK(res.error().code() == errc::channel_open_failed);
   w.check_neighbours_and_connection(neighbours);
 }
+
+namespace {
+
+/// How a stream went, as its consumer saw it.
+struct streamed {
+  expected<response> result = error{};
+  bool head = false;
+  std::size_t bytes = 0;
+  steady::duration took{};
+  /// When the last body byte arrived (the start if none did).
+  steady::time_point last_byte;
+};
+
+/// Streams `path` through `conn` with an idle deadline of `idle`; the consumer gives up
+/// after `give_up` body bytes (so that a stream nothing stops ends all the same).
+streamed run_stream(const connection& conn, const std::string& path, milliseconds idle,
+                    std::size_t give_up = std::size_t{64} << 20) {
+  streamed s;
+  stream_handlers handlers;
+  handlers.on_head = [&](const response&) { s.head = true; };
+  handlers.on_chunk = [&](std::string_view chunk) {
+    s.bytes += chunk.size();
+    s.last_byte = steady::now();
+    return s.bytes < give_up;
+  };
+  auto started = steady::now();
+  s.last_byte = started;
+  s.result = conn.forward_stream(get("stream", path), handlers, idle);
+  s.took = steady::now() - started;
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("an endless streamed body ends with response_too_large at max_response_bytes; the "
+          "channel closes, the connection stays",
+          "[faults][stream]") {
+  // Issue #12: the cap did not apply to streams, and an endless chunked body was relayed
+  // without end. The consumer below gives up at 16 MiB, far past the 1 MiB cap.
+  constexpr std::size_t cap = std::size_t{1} << 20;
+  auto cfg = fault_config();
+  cfg.pool.max_response_bytes = cap;
+  one_connection w{cfg};
+  auto neighbours = w.start_neighbours();
+  auto s = run_stream(w.conn, "/endless", 2s, 16 * cap);
+  INFO((s.result ? std::string{"ok"} : s.result.error().to_string())
+       << " after " << s.bytes << " bytes");
+  REQUIRE_FALSE(s.result);
+  CHECK(s.result.error().code() == errc::response_too_large);
+  CHECK(s.head);
+  CHECK(s.bytes <= cap);
+  CHECK(s.bytes >= cap / 2);
+  CHECK(w.eng.metrics().requests["response_too_large"] == 1);
+  w.check_neighbours_and_connection(neighbours);
+}
+
+TEST_CASE("an endpoint's own max_response_bytes replaces the engine's, streams included",
+          "[faults][stream]") {
+  constexpr std::size_t cap = std::size_t{1} << 20;
+  test_sshd sshd;
+  script_backend backend;
+  auto cfg = fault_config();
+  cfg.pool.max_response_bytes = cap;
+  engine eng{cfg};
+  auto ep = sshd.make_endpoint(backend.port());
+  REQUIRE(eng.set_endpoint("alice", ep));
+  ep.max_response_bytes = 4 * cap;
+  REQUIRE(eng.set_endpoint("llm", ep));
+  for (auto [user, limit] : {std::pair{"alice", cap}, std::pair{"llm", 4 * cap}}) {
+    CAPTURE(user);
+    auto conn = eng.pool().get_connection(user);
+    REQUIRE(conn);
+    auto s = run_stream(*conn, "/endless", 2s, 16 * cap);
+    REQUIRE_FALSE(s.result);
+    CHECK(s.result.error().code() == errc::response_too_large);
+    CHECK(s.bytes <= limit);
+    CHECK(s.bytes > limit - cap / 2);
+    auto whole = conn->forward(get("whole", "/big/" + std::to_string(limit + 1)));
+    REQUIRE_FALSE(whole);
+    CHECK(whole.error().code() == errc::response_too_large);
+    auto fits = conn->forward(get("fits", "/big/" + std::to_string(limit)));
+    REQUIRE(fits);
+    CHECK(fits->body.size() == limit);
+    CHECK(eng.pool().release_connection(user, *conn));
+  }
+}
+

@@ -41,7 +41,7 @@ expected<request_info> serialize_request(const request& req, std::string_view ho
 struct response_limits {
   /// Status line and headers together.
   std::size_t max_header_bytes = std::size_t{64} << 10;
-  /// Body bytes (after chunked decoding) accumulated in `result().body`.
+  /// Body bytes (after chunked decoding), accumulated in `result().body` or streamed.
   std::size_t max_body_bytes = std::size_t{64} << 20;
 };
 
@@ -80,7 +80,7 @@ public:
   /// Installs (or clears, with nullptr) the streaming body sink.
   void set_body_sink(body_sink sink);
 
-  /// Changes the body limit (e.g. none for a stream, whose body is not accumulated).
+  /// Changes the body limit (of the current response too, if it is being parsed).
   void set_max_body_bytes(std::size_t limit) noexcept;
 
   /// Status line and headers are parsed (`result()` has status, reason and headers).
