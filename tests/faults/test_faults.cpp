@@ -402,6 +402,7 @@ TEST_CASE("backend faults on one channel give typed errors; other channels of th
       {"/big/1048576", errc::response_too_large},
       {"/huge-head/100000", errc::response_too_large},
       {"/trickle/50", errc::request_timeout},
+      {"/stall", errc::request_timeout},
       {"/bare-cr", errc::bad_response},
       {"/endless", errc::response_too_large},
   }));
@@ -516,5 +517,24 @@ TEST_CASE("an endpoint's own max_response_bytes replaces the engine's, streams i
     CHECK(fits->body.size() == limit);
     CHECK(eng.pool().release_connection(user, *conn));
   }
+}
+
+TEST_CASE("a streamed Content-Length body that stalls ends at the idle deadline, not at "
+          "request_timeout",
+          "[faults][stream]") {
+  // request_timeout is 3 s: the 1 s idle deadline of the stream must cut it first.
+  one_connection w{fault_config()};
+  auto neighbours = w.start_neighbours();
+  auto s = run_stream(w.conn, "/stall", 1s);
+  INFO((s.result ? std::string{"ok"} : s.result.error().to_string())
+       << " after " << s.bytes << " bytes, " << ms(s.took) << " ms");
+  REQUIRE_FALSE(s.result);
+  CHECK(s.result.error().code() == errc::request_timeout);
+  CHECK(s.head);
+  CHECK(s.bytes == 10);
+  auto idle = steady::now() - s.last_byte;
+  CHECK(s.took < 1s + slack);
+  CHECK(idle >= 1s - 100ms);
+  w.check_neighbours_and_connection(neighbours);
 }
 

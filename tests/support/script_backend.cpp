@@ -174,6 +174,12 @@ void script_backend::serve(int fd) {
     } else if (path == "/cut") {
       send_all(fd, ok_head + "Content-Length: 1000\r\n\r\n0123456789");
       return;
+    } else if (path == "/stall") {
+      if (!send_all(fd, ok_head + "Content-Length: 1000\r\n\r\n0123456789"))
+        return;
+      pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      ::poll(fds, 2, -1); // until the peer closes or the backend stops
+      return;
     } else if (path == "/endless") {
       if (!send_all(fd, ok_head + "Transfer-Encoding: chunked\r\n\r\n"))
         return;
