@@ -9,7 +9,7 @@ namespace sshpool {
 
 namespace {
 
-constexpr std::array<const char*, 20> errc_names = {
+constexpr std::array<const char*, 21> errc_names = {
     "none",
     "invalid_request",
     "invalid_argument",
@@ -29,6 +29,7 @@ constexpr std::array<const char*, 20> errc_names = {
     "shutting_down",
     "not_leased",
     "wrong_user",
+    "forwarding_prohibited",
     "internal",
 };
 

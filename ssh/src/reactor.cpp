@@ -13,6 +13,8 @@
 
 #include <libssh/server.h> // ssh_send_keepalive: exported, and works for a client
 
+#include "open_failure.hpp"
+
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool::ssh {
@@ -524,7 +526,7 @@ void reactor::advance_open(channel_state& c, int rc) {
   } else {
     // The server answered (refused): no open is pending, so the channel is freed directly.
     c.state = channel_state::phase::busy;
-    channel_error(c, errc::channel_open_failed, "cannot open a direct-tcpip channel");
+    open_refused(c);
   }
 }
 
@@ -673,14 +675,14 @@ void reactor::fail(channel_state& c, error err) {
   ss.ctl->sink->on_failure(tag, std::move(err), info);
 }
 
-void reactor::channel_error(channel_state& c, errc code, const char* what) {
+void reactor::open_refused(channel_state& c) {
   auto& ss = *c.session;
   if (!alive(ss)) {
     lose_session(ss, session_error(ss));
     return;
   }
-  fail(c, error{code, std::string{what} + " to " + ss.ctl->ep.target_host + ":" +
-                          std::to_string(ss.ctl->ep.target_port) + ": " + ssh_get_error(ss.s)});
+  fail(c, open_failure_error(ssh_get_error(ss.s), ss.ctl->ep.target_host + ":" +
+                                                      std::to_string(ss.ctl->ep.target_port)));
 }
 
 void reactor::kill_channel(channel_state& c) {

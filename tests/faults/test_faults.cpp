@@ -538,3 +538,54 @@ TEST_CASE("a streamed Content-Length body that stalls ends at the idle deadline,
   w.check_neighbours_and_connection(neighbours);
 }
 
+namespace {
+
+/// A forward through `sshd` to `target_port` on a fresh engine.
+expected<response> forward_via(test_sshd& sshd, std::uint16_t target_port) {
+  engine eng{fault_config()};
+  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(target_port)));
+  auto conn = eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto res = conn->forward(get("policy", "/ok/0"));
+  CHECK(conn->is_healthy()); // a refused channel is not a broken connection
+  CHECK(eng.pool().release_connection("alice", *conn));
+  return res;
+}
+
+} // namespace
+
+TEST_CASE("a channel refused by sshd's policy is forwarding_prohibited; nothing listening is "
+          "channel_open_failed; both carry the SSH reason",
+          "[faults]") {
+  script_backend backend;
+  SECTION("AllowTcpForwarding no") {
+    test::sshd_options opts;
+    opts.allow_tcp_forwarding = false;
+    test_sshd sshd{opts};
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::forwarding_prohibited);
+    CHECK_THAT(res.error().message(),
+               Catch::Contains("SSH reason 1 (administratively prohibited)"));
+  }
+  SECTION("PermitOpen naming another port") {
+    test::sshd_options opts;
+    opts.extra_config = {"PermitOpen 127.0.0.1:" + std::to_string(backend.port() == 1 ? 2 : 1)};
+    test_sshd sshd{opts};
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::forwarding_prohibited);
+    CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 1"));
+  }
+  SECTION("nothing listens on the target port") {
+    test_sshd sshd;
+    backend.stop_listening();
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::channel_open_failed);
+    CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 2 (connect failed)"));
+  }
+}
