@@ -320,7 +320,9 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   opts.queue_timeout = st.ctx->pool.acquire_timeout;
   opts.channel_idle_timeout = st.ctx->pool.channel_idle_timeout;
   opts.max_channels = st.ctx->pool.max_channels_per_connection;
-  opts.limits.max_body_bytes = st.ctx->pool.max_response_bytes;
+  opts.limits.max_body_bytes = st.ep.max_response_bytes != 0
+                                   ? static_cast<std::size_t>(st.ep.max_response_bytes)
+                                   : st.ctx->pool.max_response_bytes;
   opts.limits.max_header_bytes = st.ctx->pool.max_header_bytes;
   st.transport = st.ctx->transports->make(
       st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
@@ -513,9 +515,13 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
         if (i == st.requests.end())
           return;
         ++st.stats.failed_requests;
-        log().debug("request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
-                    self->id(), st.user, elapsed_us(self, i->second),
-                    from_caf_error(err, errc::internal).to_string());
+        auto failure = from_caf_error(err, errc::internal);
+        // Over the cap (a runaway stream, or a cap too small for the service) is for the
+        // operator to see; other failures are the caller's to report.
+        log().log(failure.code() == errc::response_too_large ? spdlog::level::warn
+                                                             : spdlog::level::debug,
+                  "request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
+                  self->id(), st.user, elapsed_us(self, i->second), failure.to_string());
         end_request(self, i->second, tag, err);
         finish(self, tag, info);
       },

@@ -128,6 +128,8 @@ std::string client_message(const error& e) {
     return "the user's machine presented a revoked host key";
   case errc::channel_open_failed:
     return "the user's machine could not connect to its service";
+  case errc::forwarding_prohibited:
+    return "the SSH server of the user's machine does not allow forwarding to its service";
   case errc::connection_lost:
     return "the SSH connection to the user's machine was lost";
   case errc::upstream_closed:

@@ -216,7 +216,9 @@ const std::vector<setting>& settings() {
          return std::string{c.engine.pool.force_after_grace_period ? "true" : "false"};
        }},
       count_setting(
-          "max_response_bytes", "MAX_RESPONSE_BYTES", "largest upstream response body",
+          "max_response_bytes", "MAX_RESPONSE_BYTES",
+          "largest upstream response body, streams included (a user's own max_response_bytes "
+          "wins)",
           [](auto& c) -> auto& { return c.engine.pool.max_response_bytes; }),
       count_setting(
           "max_request_body_bytes", "MAX_REQUEST_BODY_BYTES", "largest request body (413 beyond)",
@@ -336,6 +338,11 @@ expected<void> load_users(const json& users, const std::string& where, const std
         if (text != "strict" && text != "accept-new")
           return fail(at + ".host_keys: '" + text + "' is not strict or accept-new");
         u.ep.host_keys = text == "strict" ? host_key_policy::strict : host_key_policy::accept_new;
+      } else if (key == "max_response_bytes") {
+        if (!parse_unsigned(text, n) || n == 0 || n > max_count)
+          return fail(at + ".max_response_bytes: '" + text + "' is not a positive whole number" +
+                      " (at most " + std::to_string(max_count) + ")");
+        u.ep.max_response_bytes = n;
       } else if (key == "server_nodelay") {
         if (!value.is_boolean())
           return fail(at + ".server_nodelay: must be true or false");
@@ -481,7 +488,8 @@ std::string usage_text() {
       "   \"port\": 22, \"username\": \"tunnel\", \"identity_file\": \"id_ed25519\",\n"
       "   \"known_hosts_file\": \"known_hosts\", \"target_host\": \"127.0.0.1\",\n"
       "   \"target_port\": 11434, \"server_nodelay\": true, \"passphrase_file\": \"pass\"}}}\n"
-      "Relative paths are relative to the file's directory.\n"
+      "Relative paths are relative to the file's directory. A user may have its own\n"
+      "\"max_response_bytes\" (e.g. for long LLM streams) instead of the global one.\n"
       "\n"
       "  --config FILE\n      the JSON config file\n"
       "  --check-config\n      print the effective configuration (no secrets) and exit\n"
@@ -513,6 +521,8 @@ std::string describe(const gateway_config& cfg) {
       ep["passphrase_file"] = u.passphrase_file;
     if (!u.ep.ciphers.empty())
       ep["ciphers"] = u.ep.ciphers;
+    if (u.ep.max_response_bytes != 0)
+      ep["max_response_bytes"] = u.ep.max_response_bytes;
     users[u.name] = std::move(ep);
   }
   out["users"] = std::move(users);

@@ -9,7 +9,7 @@ namespace sshpool {
 
 namespace {
 
-constexpr std::array<const char*, 21> errc_names = {
+constexpr std::array<const char*, 22> errc_names = {
     "none",
     "invalid_request",
     "invalid_argument",
@@ -30,6 +30,7 @@ constexpr std::array<const char*, 21> errc_names = {
     "not_leased",
     "wrong_user",
     "host_key_revoked",
+    "forwarding_prohibited",
     "internal",
 };
 

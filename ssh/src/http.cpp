@@ -331,6 +331,12 @@ struct response_parser::impl {
   bool field_open = false;
   /// `finish` is running: a message completing now was close-delimited.
   bool at_eof = false;
+  /// Head scanning (see `scan_head`): the last head byte was a CR; the current head line
+  /// has no byte but CRs so far.
+  bool cr_pending = false;
+  bool line_empty = true;
+  /// `scan_head` found a CR followed by something other than LF.
+  bool bare_cr = false;
 
   explicit impl(response_limits lim) : limits(lim) { reset(false); }
 
@@ -362,6 +368,33 @@ struct response_parser::impl {
     received_any = false;
     keep_alive = false;
     at_eof = false;
+    cr_pending = false;
+    line_empty = true;
+    bare_cr = false;
+  }
+
+  /// http_parser built without HTTP_PARSER_STRICT takes any byte after a CR as the LF that
+  /// ends the status line (or the head), so "200 OK\rSet-Cookie: x" would become a header
+  /// "et-Cookie". Returns how many of the `n` head bytes at `p` the parser may take: up to
+  /// the end of the head (an empty line), or up to a CR's successor that is no LF (then
+  /// `bare_cr` is set). Its state carries over pieces and interim responses.
+  std::size_t scan_head(const char* p, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+      const char c = p[i];
+      if (cr_pending && c != '\n') {
+        bare_cr = true;
+        return i;
+      }
+      cr_pending = c == '\r';
+      if (c == '\n') {
+        if (line_empty)
+          return i + 1;
+        line_empty = true;
+      } else if (c != '\r') {
+        line_empty = false;
+      }
+    }
+    return n;
   }
 
   std::size_t feed(const char* data, std::size_t size) {
@@ -371,16 +404,21 @@ struct response_parser::impl {
     std::size_t used = 0;
     while (used < size && !done()) {
       // While the head is incomplete, never hand the parser more than the head may still
-      // take: the head then completes within the limit or the limit is reached.
+      // take: the head then completes within the limit or the limit is reached. Nor more
+      // than `scan_head` passed: the rest of the head (body bytes are never scanned) or
+      // what precedes a bare CR.
       std::size_t n = size - used;
       if (!head_complete)
-        n = std::min(n, limits.max_header_bytes - head_bytes);
-      auto got = http_parser_execute(&parser, &settings(), data + used, n);
+        n = scan_head(data + used, std::min(n, limits.max_header_bytes - head_bytes));
+      // A length of 0 would tell http_parser that the stream ended.
+      auto got = n == 0 ? 0 : http_parser_execute(&parser, &settings(), data + used, n);
       used += got;
       settle();
       if (!head_complete && !done()) {
         head_bytes += got;
-        if (head_bytes >= limits.max_header_bytes)
+        if (bare_cr)
+          fail(errc::bad_response, "malformed response: CR not followed by LF in the head");
+        else if (head_bytes >= limits.max_header_bytes)
           fail(errc::response_too_large, "response head too large (over " +
                                              std::to_string(limits.max_header_bytes) + " bytes)");
       }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <limits>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include <libssh/server.h> // ssh_send_keepalive: exported, and works for a client
+
+#include "open_failure.hpp"
 
 #include "sshpool/ssh/log.hpp"
 
@@ -380,14 +381,12 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
   c->pending.clear();
   c->unacked = 0;
   c->parser.reset(req.info.head);
-  // A stream's body is handed on, not accumulated: max_response_bytes does not apply.
-  if (c->stream) {
+  // A stream's body is handed on, not accumulated, but max_response_bytes applies all the
+  // same: an endless body would otherwise hold the channel and its consumer forever.
+  if (c->stream)
     c->parser.set_body_sink([c](std::string_view bytes) { c->pending.append(bytes); });
-    c->parser.set_max_body_bytes(std::numeric_limits<std::size_t>::max());
-  } else {
+  else
     c->parser.set_body_sink(nullptr);
-    c->parser.set_max_body_bytes(ss.ctl->opts.limits.max_body_bytes);
-  }
   if (c->state == channel_state::phase::idle) {
     c->state = channel_state::phase::busy;
     write_some(*c);
@@ -527,7 +526,7 @@ void reactor::advance_open(channel_state& c, int rc) {
   } else {
     // The server answered (refused): no open is pending, so the channel is freed directly.
     c.state = channel_state::phase::busy;
-    channel_error(c, errc::channel_open_failed, "cannot open a direct-tcpip channel");
+    open_refused(c);
   }
 }
 
@@ -676,14 +675,14 @@ void reactor::fail(channel_state& c, error err) {
   ss.ctl->sink->on_failure(tag, std::move(err), info);
 }
 
-void reactor::channel_error(channel_state& c, errc code, const char* what) {
+void reactor::open_refused(channel_state& c) {
   auto& ss = *c.session;
   if (!alive(ss)) {
     lose_session(ss, session_error(ss));
     return;
   }
-  fail(c, error{code, std::string{what} + " to " + ss.ctl->ep.target_host + ":" +
-                          std::to_string(ss.ctl->ep.target_port) + ": " + ssh_get_error(ss.s)});
+  fail(c, open_failure_error(ssh_get_error(ss.s), ss.ctl->ep.target_host + ":" +
+                                                      std::to_string(ss.ctl->ep.target_port)));
 }
 
 void reactor::kill_channel(channel_state& c) {

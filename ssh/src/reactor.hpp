@@ -157,7 +157,9 @@ private:
   void write_some(channel_state& c);
   void complete(channel_state& c);
   void fail(channel_state& c, error err);
-  void channel_error(channel_state& c, errc code, const char* what);
+  /// Fails a channel whose open the server refused: `forwarding_prohibited` for its policy
+  /// (SSH reason 1), else `channel_open_failed`; the message holds the SSH reason.
+  void open_refused(channel_state& c);
   void kill_channel(channel_state& c);
   void check_sessions();
   void poll_sessions(int timeout);

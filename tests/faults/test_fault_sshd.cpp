@@ -102,7 +102,9 @@ TEST_CASE("the fault server relays requests both ways while it behaves", "[fault
   CHECK(w.backend.requests_received() == 3);
 }
 
-TEST_CASE("a refused channel open fails the request alone, with channel_open_failed", "[faults]") {
+TEST_CASE("a channel open refused by the server's policy fails the request alone, with "
+          "forwarding_prohibited",
+          "[faults]") {
   world w;
   auto conn = w.eng.pool().get_connection("alice");
   REQUIRE(conn);
@@ -112,7 +114,8 @@ TEST_CASE("a refused channel open fails the request alone, with channel_open_fai
   auto elapsed = steady::now() - start;
   INFO(describe(res) << " after " << ms(elapsed) << " ms");
   REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::channel_open_failed);
+  CHECK(res.error().code() == errc::forwarding_prohibited);
+  CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 1 (administratively prohibited)"));
   CHECK(elapsed < 1s); // the refusal is an answer: no waiting for the deadline
   CHECK(w.sshd.snapshot().channels_refused == 1);
   CHECK(w.backend.requests_received() == 0);
@@ -129,7 +132,7 @@ TEST_CASE("a refused channel open fails the request alone, with channel_open_fai
   CHECK(stats.leases == 0);
   CHECK(stats.total_connections == 1);
   CHECK(w.sshd.snapshot().connections == 1);
-  CHECK(w.eng.metrics().requests["channel_open_failed"] == 1);
+  CHECK(w.eng.metrics().requests["forwarding_prohibited"] == 1);
 }
 
 TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "[faults]") {

@@ -402,6 +402,9 @@ TEST_CASE("backend faults on one channel give typed errors; other channels of th
       {"/big/1048576", errc::response_too_large},
       {"/huge-head/100000", errc::response_too_large},
       {"/trickle/50", errc::request_timeout},
+      {"/stall", errc::request_timeout},
+      {"/bare-cr", errc::bad_response},
+      {"/endless", errc::response_too_large},
   }));
   CAPTURE(path);
   auto cfg = fault_config();
@@ -428,4 +431,161 @@ TEST_CASE("a refused channel (nothing listens any more) fails alone with channel
   REQUIRE_FALSE(res);
   CHECK(res.error().code() == errc::channel_open_failed);
   w.check_neighbours_and_connection(neighbours);
+}
+
+namespace {
+
+/// How a stream went, as its consumer saw it.
+struct streamed {
+  expected<response> result = error{};
+  bool head = false;
+  std::size_t bytes = 0;
+  steady::duration took{};
+  /// When the last body byte arrived (the start if none did).
+  steady::time_point last_byte;
+};
+
+/// Streams `path` through `conn` with an idle deadline of `idle`; the consumer gives up
+/// after `give_up` body bytes (so that a stream nothing stops ends all the same).
+streamed run_stream(const connection& conn, const std::string& path, milliseconds idle,
+                    std::size_t give_up = std::size_t{64} << 20) {
+  streamed s;
+  stream_handlers handlers;
+  handlers.on_head = [&](const response&) { s.head = true; };
+  handlers.on_chunk = [&](std::string_view chunk) {
+    s.bytes += chunk.size();
+    s.last_byte = steady::now();
+    return s.bytes < give_up;
+  };
+  auto started = steady::now();
+  s.last_byte = started;
+  s.result = conn.forward_stream(get("stream", path), handlers, idle);
+  s.took = steady::now() - started;
+  return s;
+}
+
+} // namespace
+
+TEST_CASE("an endless streamed body ends with response_too_large at max_response_bytes; the "
+          "channel closes, the connection stays",
+          "[faults][stream]") {
+  // Issue #12: the cap did not apply to streams, and an endless chunked body was relayed
+  // without end. The consumer below gives up at 16 MiB, far past the 1 MiB cap.
+  constexpr std::size_t cap = std::size_t{1} << 20;
+  auto cfg = fault_config();
+  cfg.pool.max_response_bytes = cap;
+  one_connection w{cfg};
+  auto neighbours = w.start_neighbours();
+  auto s = run_stream(w.conn, "/endless", 2s, 16 * cap);
+  INFO((s.result ? std::string{"ok"} : s.result.error().to_string())
+       << " after " << s.bytes << " bytes");
+  REQUIRE_FALSE(s.result);
+  CHECK(s.result.error().code() == errc::response_too_large);
+  CHECK(s.head);
+  CHECK(s.bytes <= cap);
+  CHECK(s.bytes >= cap / 2);
+  CHECK(w.eng.metrics().requests["response_too_large"] == 1);
+  w.check_neighbours_and_connection(neighbours);
+}
+
+TEST_CASE("an endpoint's own max_response_bytes replaces the engine's, streams included",
+          "[faults][stream]") {
+  constexpr std::size_t cap = std::size_t{1} << 20;
+  test_sshd sshd;
+  script_backend backend;
+  auto cfg = fault_config();
+  cfg.pool.max_response_bytes = cap;
+  engine eng{cfg};
+  auto ep = sshd.make_endpoint(backend.port());
+  REQUIRE(eng.set_endpoint("alice", ep));
+  ep.max_response_bytes = 4 * cap;
+  REQUIRE(eng.set_endpoint("llm", ep));
+  for (auto [user, limit] : {std::pair{"alice", cap}, std::pair{"llm", 4 * cap}}) {
+    CAPTURE(user);
+    auto conn = eng.pool().get_connection(user);
+    REQUIRE(conn);
+    auto s = run_stream(*conn, "/endless", 2s, 16 * cap);
+    REQUIRE_FALSE(s.result);
+    CHECK(s.result.error().code() == errc::response_too_large);
+    CHECK(s.bytes <= limit);
+    CHECK(s.bytes > limit - cap / 2);
+    auto whole = conn->forward(get("whole", "/big/" + std::to_string(limit + 1)));
+    REQUIRE_FALSE(whole);
+    CHECK(whole.error().code() == errc::response_too_large);
+    auto fits = conn->forward(get("fits", "/big/" + std::to_string(limit)));
+    REQUIRE(fits);
+    CHECK(fits->body.size() == limit);
+    CHECK(eng.pool().release_connection(user, *conn));
+  }
+}
+
+TEST_CASE("a streamed Content-Length body that stalls ends at the idle deadline, not at "
+          "request_timeout",
+          "[faults][stream]") {
+  // request_timeout is 3 s: the 1 s idle deadline of the stream must cut it first.
+  one_connection w{fault_config()};
+  auto neighbours = w.start_neighbours();
+  auto s = run_stream(w.conn, "/stall", 1s);
+  INFO((s.result ? std::string{"ok"} : s.result.error().to_string())
+       << " after " << s.bytes << " bytes, " << ms(s.took) << " ms");
+  REQUIRE_FALSE(s.result);
+  CHECK(s.result.error().code() == errc::request_timeout);
+  CHECK(s.head);
+  CHECK(s.bytes == 10);
+  auto idle = steady::now() - s.last_byte;
+  CHECK(s.took < 1s + slack);
+  CHECK(idle >= 1s - 100ms);
+  w.check_neighbours_and_connection(neighbours);
+}
+
+namespace {
+
+/// A forward through `sshd` to `target_port` on a fresh engine.
+expected<response> forward_via(test_sshd& sshd, std::uint16_t target_port) {
+  engine eng{fault_config()};
+  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(target_port)));
+  auto conn = eng.pool().get_connection("alice");
+  REQUIRE(conn);
+  auto res = conn->forward(get("policy", "/ok/0"));
+  CHECK(conn->is_healthy()); // a refused channel is not a broken connection
+  CHECK(eng.pool().release_connection("alice", *conn));
+  return res;
+}
+
+} // namespace
+
+TEST_CASE("a channel refused by sshd's policy is forwarding_prohibited; nothing listening is "
+          "channel_open_failed; both carry the SSH reason",
+          "[faults]") {
+  script_backend backend;
+  SECTION("AllowTcpForwarding no") {
+    test::sshd_options opts;
+    opts.allow_tcp_forwarding = false;
+    test_sshd sshd{opts};
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::forwarding_prohibited);
+    CHECK_THAT(res.error().message(),
+               Catch::Contains("SSH reason 1 (administratively prohibited)"));
+  }
+  SECTION("PermitOpen naming another port") {
+    test::sshd_options opts;
+    opts.extra_config = {"PermitOpen 127.0.0.1:" + std::to_string(backend.port() == 1 ? 2 : 1)};
+    test_sshd sshd{opts};
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::forwarding_prohibited);
+    CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 1"));
+  }
+  SECTION("nothing listens on the target port") {
+    test_sshd sshd;
+    backend.stop_listening();
+    auto res = forward_via(sshd, backend.port());
+    REQUIRE_FALSE(res);
+    INFO(res.error().to_string());
+    CHECK(res.error().code() == errc::channel_open_failed);
+    CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 2 (connect failed)"));
+  }
 }

@@ -128,7 +128,8 @@ bool same_users(const gateway_config& x, const gateway_config& y) {
         p.port != q.port || p.username != q.username || p.identity_file != q.identity_file ||
         p.passphrase != q.passphrase || p.known_hosts_file != q.known_hosts_file ||
         p.target_host != q.target_host || p.target_port != q.target_port ||
-        p.server_nodelay != q.server_nodelay || p.ciphers != q.ciphers)
+        p.server_nodelay != q.server_nodelay || p.ciphers != q.ciphers ||
+        p.max_response_bytes != q.max_response_bytes)
       return false;
   }
   return true;

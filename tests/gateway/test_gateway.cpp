@@ -15,6 +15,7 @@
 
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
+#include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool::test;
@@ -268,6 +269,51 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     auto after = fetch(gw.port, "GET", "/u/alice/echo"); // the lease came back
     CHECK(after.status == 200);
   }
+}
+
+TEST_CASE("hostile upstreams: a refusal by sshd's policy, a refused connect, a bare CR and an "
+          "endless stream each get their own code",
+          "[gateway]") {
+  // Issue #12. "script" reaches a misbehaving backend; sshd's PermitOpen lets "down" reach
+  // a port where nothing listens any more, and refuses "denied" by its policy.
+  script_backend backend;
+  script_backend gone;
+  gone.stop_listening();
+  script_backend other;
+  sshd_options opts;
+  opts.extra_config = {"PermitOpen 127.0.0.1:" + std::to_string(backend.port()) +
+                       " 127.0.0.1:" + std::to_string(gone.port())};
+  test_sshd sshd{opts};
+  temp_dir dir;
+  auto cfg = dir.write(
+      "config.json",
+      make_config(sshd,
+                  {{"script", backend.port()}, {"down", gone.port()}, {"denied", other.port()}},
+                  "\"max_response_bytes\":1048576"));
+  running_gateway gw{cfg};
+
+  check_error(fetch(gw.port, "GET", "/u/denied/x"), 502, "forwarding_prohibited");
+  CHECK(gw.proc.wait_for_output("code=forwarding_prohibited", 5s, true));
+  CHECK(gw.proc.wait_for_output("SSH reason 1 (administratively prohibited)", 5s, true));
+  check_error(fetch(gw.port, "GET", "/u/down/x"), 502, "channel_open_failed");
+  CHECK(gw.proc.wait_for_output("SSH reason 2 (connect failed)", 5s, true));
+  CHECK_FALSE(other.wait_for_requests(1, 0ms));
+
+  auto bare = fetch(gw.port, "GET", "/u/script/bare-cr");
+  check_error(bare, 502, "bad_response");
+  CHECK(bare.header("et-Cookie").empty());
+
+  http_client c{gw.port};
+  c.send_request("GET", "/u/script/endless");
+  auto endless = c.read_response(20s);
+  CHECK(endless.status == 200);
+  CHECK(endless.truncated);
+  CHECK(endless.body.size() <= std::size_t{1} << 20);
+  CHECK(gw.proc.wait_for_output("code=response_too_large", 10s, true));
+  CHECK(eventually([&] {
+    return metric_value(fetch_metrics(gw.port), "sshpool_gateway_requests_total{status=\"200\","
+                                                "code=\"response_too_large\"}") == "1";
+  }));
 }
 
 TEST_CASE("a stream reaches the client chunk by chunk as the backend produces it",

@@ -150,13 +150,16 @@ TEST_CASE("configuration: file < environment < flags", "[gateway][config]") {
 TEST_CASE("every user setting shows in --check-config's output", "[gateway][config]") {
   // Found by fuzzing: a user's "ciphers" was accepted but left out of the printout.
   config_dir cd;
-  auto shown = effective(
-      run_demo({"--config", cd.file("", R"(,"ciphers":"aes128-ctr","server_nodelay":false)"),
-                "--check-config"}));
+  auto shown = effective(run_demo({"--config",
+                                   cd.file("", R"(,"ciphers":"aes128-ctr","server_nodelay":false,)"
+                                               R"("max_response_bytes":1073741824)"),
+                                   "--check-config"}));
   CHECK(shown["users"]["alice"]["ciphers"] == "aes128-ctr");
   CHECK(shown["users"]["alice"]["server_nodelay"] == false);
+  CHECK(shown["users"]["alice"]["max_response_bytes"] == 1073741824);
   auto defaults = effective(run_demo({"--config", cd.file(""), "--check-config"}));
   CHECK_FALSE(defaults["users"]["alice"].contains("ciphers"));
+  CHECK_FALSE(defaults["users"]["alice"].contains("max_response_bytes"));
 }
 
 TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting",
@@ -205,6 +208,9 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {with_file("", R"(,"colour":"blue")"), {}, "colour"},
       {with_file("", R"(,"target_port":0)"), {}, "target_port"},
       {with_file("", R"(,"host_keys":"trust-everyone")"), {}, "host_keys"},
+      {with_file("", R"(,"max_response_bytes":0)"), {}, "max_response_bytes"},
+      {with_file("", R"(,"max_response_bytes":-1)"), {}, "max_response_bytes"},
+      {with_file("", R"(,"max_response_bytes":1.5)"), {}, "max_response_bytes"},
       {with_file("", R"(,"identity_file":"missing_key")"), {}, "identity_file"},
       {with_file("", R"(,"known_hosts_file":"/nonexistent/known_hosts")"), {}, "known_hosts_file"},
       {with_file("", R"(,"passphrase_file":"missing_pass")"), {}, "passphrase_file"},

@@ -526,11 +526,13 @@ TEST_CASE("forward_stream hands over an LLM token stream piece by piece", "[stre
 TEST_CASE("a slow stream consumer does not make the engine buffer without bound", "[stream]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{"bulk"}};
-  engine eng{world::small_config()};
+  constexpr std::size_t total = std::size_t{100} << 20;
+  auto cfg = world::small_config();
+  cfg.pool.max_response_bytes = total; // streams count against it too
+  engine eng{cfg};
   REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
   auto conn = eng.pool().get_connection("alice");
   REQUIRE(conn);
-  constexpr std::size_t total = std::size_t{100} << 20;
   std::mutex mx;
   std::condition_variable cv;
   bool release = false;

@@ -174,6 +174,22 @@ void script_backend::serve(int fd) {
     } else if (path == "/cut") {
       send_all(fd, ok_head + "Content-Length: 1000\r\n\r\n0123456789");
       return;
+    } else if (path == "/stall") {
+      if (!send_all(fd, ok_head + "Content-Length: 1000\r\n\r\n0123456789"))
+        return;
+      pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      ::poll(fds, 2, -1); // until the peer closes or the backend stops
+      return;
+    } else if (path == "/endless") {
+      if (!send_all(fd, ok_head + "Transfer-Encoding: chunked\r\n\r\n"))
+        return;
+      const std::string piece = "4000\r\n" + std::string(0x4000, 'e') + "\r\n";
+      while (pause(0) && send_all(fd, piece)) {
+      }
+      return;
+    } else if (path == "/bare-cr") {
+      send_all(fd, "HTTP/1.1 200 OK\rSet-Cookie: x\r\nContent-Length: 2\r\n\r\nok");
+      return;
     } else if (path == "/bad-status") {
       send_all(fd, "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n");
       return;

@@ -19,6 +19,9 @@ namespace sshpool::test {
 ///   /ok/MS        "ok" after MS milliseconds, keep-alive
 ///   /silence      read, never answered (until the peer closes)
 ///   /cut          Content-Length 1000, 10 body bytes, then close
+///   /stall        Content-Length 1000, 10 body bytes, then nothing (until the peer closes)
+///   /endless      a chunked body that never ends (16 KiB chunks as fast as they are taken)
+///   /bare-cr      "HTTP/1.1 200 OK\rSet-Cookie: x" (a CR without LF in the status line)
 ///   /bad-status   "HTTP/1.1 2x0 OK" (malformed status line)
 ///   /bad-chunk    chunked body whose first chunk size is "zz"
 ///   /big/N        N body bytes with Content-Length

@@ -30,8 +30,9 @@ enum class errc : std::uint8_t {
   host_key_mismatch,
   /// An internal call or the handshake exceeded its deadline.
   timeout,
-  /// The server refused to open the direct-tcpip channel (e.g. nothing listens on the
-  /// target port). The SSH connection itself stays usable.
+  /// The server could not open the direct-tcpip channel (e.g. nothing listens on the
+  /// target port: SSH reason 2, connect failed). The SSH connection itself stays usable.
+  /// The message holds the SSH reason code and text.
   channel_open_failed,
   /// The forward did not complete within its deadline; its channel was closed.
   request_timeout,
@@ -52,6 +53,11 @@ enum class errc : std::uint8_t {
   /// The server's host key is marked `@revoked` in the known_hosts file: refused whatever
   /// other lines say.
   host_key_revoked,
+  /// The server's policy refused the direct-tcpip channel (SSH reason 1, administratively
+  /// prohibited: sshd's `AllowTcpForwarding no`, a `PermitOpen` that does not name the
+  /// target...). Retrying does not help; the SSH connection itself stays usable. The
+  /// message holds the SSH reason code and text.
+  forwarding_prohibited,
   /// A bug: an invariant did not hold. Reported instead of crashing.
   internal,
 };

@@ -201,7 +201,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, endpoint& x) {
   return f(caf::meta::type_name("sshpool.endpoint"), x.host, x.port, x.username, x.identity_file,
            x.known_hosts_file, x.host_keys, x.target_host, x.target_port, x.server_nodelay,
-           x.ciphers);
+           x.ciphers, x.max_response_bytes);
 }
 
 template <class Inspector>

@@ -72,6 +72,10 @@ struct endpoint {
   /// Cipher preference list (SSH_OPTIONS_CIPHERS_C_S/S_C). Empty: AES-GCM first where the
   /// CPU has AES instructions (15-35 % faster than chacha20 here), else libssh's default.
   std::string ciphers;
+  /// Largest response body of this user's requests, streams included; 0: the engine's
+  /// `pool_config::max_response_bytes`. For a service whose answers are larger by design
+  /// (long LLM streams) without raising the cap for every user.
+  std::uint64_t max_response_bytes = 0;
 };
 
 /// State of one SSH connection as its pool sees it.

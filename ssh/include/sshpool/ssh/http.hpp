@@ -41,7 +41,7 @@ expected<request_info> serialize_request(const request& req, std::string_view ho
 struct response_limits {
   /// Status line and headers together.
   std::size_t max_header_bytes = std::size_t{64} << 10;
-  /// Body bytes (after chunked decoding) accumulated in `result().body`.
+  /// Body bytes (after chunked decoding), accumulated in `result().body` or streamed.
   std::size_t max_body_bytes = std::size_t{64} << 20;
 };
 
@@ -50,7 +50,8 @@ struct response_limits {
 /// Bytes go in with `feed` in pieces of any size. Interim 1xx responses (except 101, which
 /// is an error) are skipped. The response ends when its framing says so (Content-Length,
 /// chunked, or the peer's EOF for close-delimited bodies via `finish`), never merely
-/// because the stream ended. Errors: `bad_response` (malformed), `response_too_large`
+/// because the stream ended. Errors: `bad_response` (malformed, a CR not followed by LF in
+/// the head included), `response_too_large`
 /// (over a limit), `upstream_closed` (the stream ended before the response did).
 class response_parser {
 public:
@@ -79,7 +80,7 @@ public:
   /// Installs (or clears, with nullptr) the streaming body sink.
   void set_body_sink(body_sink sink);
 
-  /// Changes the body limit (e.g. none for a stream, whose body is not accumulated).
+  /// Changes the body limit (of the current response too, if it is being parsed).
   void set_max_body_bytes(std::size_t limit) noexcept;
 
   /// Status line and headers are parsed (`result()` has status, reason and headers).
