@@ -44,6 +44,7 @@
 #include "gateway/logging.hpp"
 #include "net/chunked.hpp"
 #include "net/net.hpp"
+#include "net/text.hpp"
 
 namespace sshpool::gateway {
 

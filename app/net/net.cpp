@@ -5,9 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <memory>
 #include <system_error>
 
@@ -58,19 +56,6 @@ unique_fd open_listener(const std::string& host, std::uint16_t port, const std::
     err = errno;
   }
   throw_errno(err, where);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
-}
-
-void append_number(std::string& out, std::uint64_t value, int base) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, base);
-  out.append(buf, end);
 }
 
 } // namespace sshpool::net

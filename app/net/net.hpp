@@ -1,13 +1,12 @@
 // Socket plumbing shared by the demo's two epoll servers, the mock backend
-// (sshpool-backend) and the gateway's front end (sshpool-demo): an owned descriptor, a
-// non-blocking listening socket, and the small text helpers both HTTP codecs use.
+// (sshpool-backend) and the gateway's front end (sshpool-demo): an owned descriptor and a
+// non-blocking listening socket (the loop around them is in event_loop.hpp).
 //
 // Thread-safety: free functions are reentrant; a unique_fd belongs to one owner.
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <utility>
 
 namespace sshpool::net {
@@ -40,11 +39,5 @@ private:
 /// 0: ephemeral), SO_REUSEADDR set. Throws std::system_error whose message starts with
 /// "`who`: bind HOST:PORT".
 unique_fd open_listener(const std::string& host, std::uint16_t port, const std::string& who);
-
-/// ASCII case-insensitive equality (header names).
-bool iequals(std::string_view a, std::string_view b);
-
-/// Appends `value` in `base` (10 or 16) to `out`.
-void append_number(std::string& out, std::uint64_t value, int base = 10);
 
 } // namespace sshpool::net
