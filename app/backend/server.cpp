@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <climits>
 
 #include "net/text.hpp"
@@ -138,25 +137,21 @@ bool server::wants_input(const connection& c) const {
 
 void server::on_readable(connection& c) {
   for (int i = 0; i < read_budget && wants_input(c); ++i) {
-    ssize_t n = ::recv(c.fd.get(), read_buffer_.data(), read_buffer_.size(), 0);
-    if (n > 0) {
-      if (!c.lingering)
-        parse(c, {read_buffer_.data(), static_cast<std::size_t>(n)});
-      if (static_cast<std::size_t>(n) < read_buffer_.size())
-        break;
-    } else if (n == 0) {
-      on_peer_eof(c);
-      if (!c.fd)
-        return;
-      break;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      break;
-    } else {
+    std::size_t n = 0;
+    auto got = net::recv_some(c.fd.get(), read_buffer_.data(), read_buffer_.size(), n);
+    if (got == net::recv_status::failed) {
       close_now(c);
       return;
     }
+    if (got == net::recv_status::eof) {
+      on_peer_eof(c);
+      if (!c.fd)
+        return;
+    } else if (got == net::recv_status::data && !c.lingering) {
+      parse(c, {read_buffer_.data(), n});
+    }
+    if (n < read_buffer_.size())
+      break; // the socket is drained (or at its end)
   }
   pump(c);
 }
@@ -223,22 +218,15 @@ void server::pump(connection& c) {
     fill(c);
     if (c.unsent() == 0)
       break;
-    ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.unsent(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
+    std::size_t sent = 0;
+    if (!net::send_pending(c.fd.get(), c.out, c.out_off, sent)) {
       close_now(c);
       return;
     }
-    c.out_off += static_cast<std::size_t>(n);
-    if (c.out_off == c.out.size()) {
-      c.out.clear();
-      c.out_off = 0;
-    } else {
-      break; // the socket took only part of it: wait for EPOLLOUT
-    }
+    if (c.unsent() > 0)
+      break; // the socket is full: wait for EPOLLOUT
+    c.out.clear();
+    c.out_off = 0;
   }
   bool done = c.unsent() == 0 && c.active.kind == job_kind::idle &&
               (c.close_after || (c.peer_eof && c.queued.empty()));

@@ -6,7 +6,6 @@
 // Thread-safety: the loop thread only.
 #include <sys/socket.h>
 
-#include <cerrno>
 
 #include "gateway/http_loop.hpp"
 #include "net/text.hpp"
@@ -162,28 +161,18 @@ void http_server::loop::write_head(connection& c, const response_head& head) {
 }
 
 void http_server::loop::pump(connection& c) {
-  while (c.unsent() > 0) {
-    ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.unsent(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      drop(c);
-      return;
-    }
-    c.out_off += static_cast<std::size_t>(n);
-    c.sent_total += static_cast<std::uint64_t>(n);
-    owner_.bytes_out_.fetch_add(static_cast<std::uint64_t>(n));
+  std::size_t sent = 0;
+  bool alive = net::send_pending(c.fd.get(), c.out, c.out_off, sent);
+  if (sent > 0) {
+    c.sent_total += sent;
+    owner_.bytes_out_.fetch_add(sent);
     c.last_write_progress = steady::now();
   }
-  if (c.out_off == c.out.size()) {
-    c.out.clear();
-    c.out_off = 0;
-  } else if (c.out_off >= read_chunk) {
-    c.out.erase(0, c.out_off);
-    c.out_off = 0;
+  if (!alive) {
+    drop(c);
+    return;
   }
+  net::compact(c.out, c.out_off, read_chunk);
   std::size_t acked = 0;
   while (!c.acks.empty() && c.acks.front().first <= c.sent_total) {
     acked += c.acks.front().second;

@@ -183,26 +183,21 @@ void http_server::loop::on_readable(connection& c, bool hung_up) {
         drop(c);
       return;
     }
-    ssize_t n = ::recv(c.fd.get(), read_buffer_.data(), read_buffer_.size(), 0);
-    if (n > 0) {
-      owner_.bytes_in_.fetch_add(static_cast<std::uint64_t>(n));
-      c.last_input = steady::now();
-      if (c.ph != phase::lingering && !c.input_closed)
-        c.in.append(read_buffer_.data(), static_cast<std::size_t>(n));
-      if (static_cast<std::size_t>(n) < read_buffer_.size())
-        return;
-    } else if (n == 0) {
-      // The peer's FIN: a client gone mid-exchange is a cancelled exchange.
-      drop(c);
+    std::size_t n = 0;
+    auto got = net::recv_some(c.fd.get(), read_buffer_.data(), read_buffer_.size(), n);
+    if (got == net::recv_status::would_block)
       return;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      return;
-    } else {
+    if (got != net::recv_status::data) {
+      // The peer's FIN (a client gone mid-exchange is a cancelled exchange), or an error.
       drop(c);
       return;
     }
+    owner_.bytes_in_.fetch_add(n);
+    c.last_input = steady::now();
+    if (c.ph != phase::lingering && !c.input_closed)
+      c.in.append(read_buffer_.data(), n);
+    if (n < read_buffer_.size())
+      return;
   }
 }
 
@@ -220,13 +215,7 @@ void http_server::loop::advance(connection& c) {
     else
       reject(c, c.reader.status(), c.reader.why());
   }
-  if (c.in_off == c.in.size()) {
-    c.in.clear();
-    c.in_off = 0;
-  } else if (c.in_off >= read_chunk) {
-    c.in.erase(0, c.in_off);
-    c.in_off = 0;
-  }
+  net::compact(c.in, c.in_off, read_chunk);
 }
 
 void http_server::loop::begin_exchange(connection& c) {
