@@ -6,7 +6,6 @@
 // Thread-safety: the loop thread only.
 #include <sys/socket.h>
 
-
 #include "gateway/http_loop.hpp"
 #include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"

@@ -74,8 +74,6 @@ public:
   void pause_accepting();
   /// Polls the listener again if it was paused (and is still open).
   void resume_accepting();
-  /// Whether the listener is polled.
-  bool accepting() const noexcept { return accepting_; }
   /// Closes the listener for good (no connection is accepted any more).
   void close_listener();
 
