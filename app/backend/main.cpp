@@ -8,7 +8,6 @@
 // no work happens in a signal handler.
 #include <signal.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -17,6 +16,7 @@
 #include <string_view>
 
 #include "backend/http_backend.hpp"
+#include "net/text.hpp"
 
 namespace {
 
@@ -32,12 +32,6 @@ constexpr std::string_view usage =
     "  --token-delay-ms N   interval between /api/chat token lines (default 50)\n"
     "  --tokens N           token lines per /api/chat answer (default 12)\n"
     "  --help               print this text and exit\n";
-
-/// Parses a whole decimal string no larger than `max`.
-bool parse_number(std::string_view s, unsigned long long max, unsigned long long& out) {
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && out <= max;
-}
 
 /// Parses the command line into `opts`; returns false after printing why on stderr.
 bool parse_args(int argc, char** argv, sshpool::demo::http_backend::options& opts, bool& help) {
@@ -66,17 +60,17 @@ bool parse_args(int argc, char** argv, sshpool::demo::http_backend::options& opt
       }
       value = argv[++i];
     }
-    unsigned long long n = 0;
+    auto n = sshpool::net::parse_unsigned(value);
     if (flag == "--bind") {
       opts.bind = std::string(value);
     } else if (flag == "--name") {
       opts.name = std::string(value);
-    } else if (flag == "--port" && parse_number(value, 65535, n)) {
-      opts.port = static_cast<std::uint16_t>(n);
-    } else if (flag == "--token-delay-ms" && parse_number(value, 86'400'000, n)) {
-      opts.token_delay = std::chrono::milliseconds(n);
-    } else if (flag == "--tokens" && parse_number(value, 1'000'000, n)) {
-      opts.tokens = static_cast<std::size_t>(n);
+    } else if (flag == "--port" && n && *n <= 65535) {
+      opts.port = static_cast<std::uint16_t>(*n);
+    } else if (flag == "--token-delay-ms" && n && *n <= 86'400'000) {
+      opts.token_delay = std::chrono::milliseconds(*n);
+    } else if (flag == "--tokens" && n && *n <= 1'000'000) {
+      opts.tokens = static_cast<std::size_t>(*n);
     } else {
       std::cerr << "sshpool-backend: invalid value for " << flag << ": '" << value << "'\n";
       return false;

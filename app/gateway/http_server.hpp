@@ -30,28 +30,17 @@
 #include <string>
 #include <vector>
 
+#include "net/request_reader.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool::gateway {
 
-/// A complete request as received.
-struct http_request {
+/// A complete request as received (net::request: method, target, headers, body, http10).
+struct http_request : net::request {
   /// Identifies the exchange (request + response) in every later call; never reused.
   std::uint64_t exchange = 0;
-  std::string method;
-  /// The request target as received (origin form expected).
-  std::string target;
-  /// Header fields in arrival order, names as received.
-  header_list headers;
-  /// The body (chunked encoding removed).
-  std::string body;
-  /// HTTP/1.0 (no chunked responses).
-  bool http10 = false;
   /// The peer's address, "ip:port".
   std::string peer;
-
-  /// The value of the first header named `name` (case-insensitive), or nullptr.
-  const std::string* header(std::string_view name) const;
 };
 
 /// The head of a response. The server adds Content-Length or Transfer-Encoding and

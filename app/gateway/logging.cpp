@@ -9,6 +9,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "net/text.hpp"
+
 namespace sshpool::gateway {
 
 namespace {
@@ -22,30 +24,6 @@ std::shared_ptr<spdlog::logger>& gateway_logger() {
   return instance;
 }
 
-/// Appends `s` as the inside of a JSON string (no quotes).
-void append_json_escaped(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\u00";
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    } else {
-      out += ch;
-    }
-  }
-}
-
 /// Appends a text-format value: bare if it is a plain token, else quoted and escaped.
 void append_text_value(std::string& out, std::string_view v) {
   bool plain = !v.empty();
@@ -57,7 +35,7 @@ void append_text_value(std::string& out, std::string_view v) {
     return;
   }
   out += '"';
-  append_json_escaped(out, v);
+  net::append_json_escaped(out, v);
   out += '"';
 }
 
@@ -83,14 +61,15 @@ public:
     auto level = spdlog::level::to_string_view(msg.level);
     line.append(level.data(), level.size());
     line += "\",\"logger\":\"";
-    append_json_escaped(line, std::string_view{msg.logger_name.data(), msg.logger_name.size()});
+    net::append_json_escaped(line,
+                             std::string_view{msg.logger_name.data(), msg.logger_name.size()});
     line += "\",";
     std::string_view payload{msg.payload.data(), msg.payload.size()};
     if (raw_members_) {
       line += payload;
     } else {
       line += "\"msg\":\"";
-      append_json_escaped(line, payload);
+      net::append_json_escaped(line, payload);
       line += '"';
     }
     line += "}\n";
@@ -151,17 +130,17 @@ void log_event(spdlog::level::level_enum level, std::string_view event,
   std::string line;
   if (json_output) {
     line = "\"msg\":\"";
-    append_json_escaped(line, event);
+    net::append_json_escaped(line, event);
     line += '"';
     for (auto& f : fields) {
       line += ",\"";
-      append_json_escaped(line, f.key);
+      net::append_json_escaped(line, f.key);
       line += "\":";
       if (f.bare) {
         line += f.value;
       } else {
         line += '"';
-        append_json_escaped(line, f.value);
+        net::append_json_escaped(line, f.value);
         line += '"';
       }
     }

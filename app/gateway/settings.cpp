@@ -7,15 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "net/text.hpp"
 #include "sshpool/ssh/key_check.hpp"
 
 namespace sshpool::gateway {
@@ -31,21 +30,6 @@ constexpr std::uint64_t max_count = std::uint64_t{1} << 40;
 /// http-parser stops any head beyond HTTP_MAX_HEADER_SIZE (80 KiB) by itself; a larger
 /// setting would not be honoured, so it is refused.
 constexpr std::uint64_t max_request_header_cap = 80 * 1024;
-
-/// Parses a whole decimal number without sign; false if empty, signed or not a number.
-bool parse_unsigned(std::string_view s, std::uint64_t& out) {
-  if (s.empty() || s.front() < '0' || s.front() > '9')
-    return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && end == s.data() + s.size();
-}
-
-std::string lower(std::string_view s) {
-  std::string out{s};
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 /// One setting: its names in the three sources, its help, how it is applied and shown.
 struct setting {
@@ -76,14 +60,14 @@ setting count_setting(const char* key, const char* env, const char* help, Ref re
           "",
           help,
           [ref, max, zero_allowed](gateway_config& c, std::string_view v) -> std::string {
-            std::uint64_t n = 0;
-            if (!parse_unsigned(v, n) || n > max_count)
+            auto n = net::parse_unsigned(v);
+            if (!n || *n > max_count)
               return "'" + std::string{v} + "' is not a positive whole number";
-            if (n == 0 && !zero_allowed)
+            if (*n == 0 && !zero_allowed)
               return "must be greater than 0";
-            if (n > max)
+            if (*n > max)
               return "must be at most " + std::to_string(max);
-            ref(c) = static_cast<std::size_t>(n);
+            ref(c) = static_cast<std::size_t>(*n);
             return {};
           },
           [ref](const gateway_config& c) { return std::to_string(ref(c)); }};
@@ -97,14 +81,14 @@ setting millis_setting(const char* key, const char* env, const char* help, Ref r
           "ms",
           help,
           [ref](gateway_config& c, std::string_view v) -> std::string {
-            std::uint64_t n = 0;
-            if (!parse_unsigned(v, n))
+            auto n = net::parse_unsigned(v);
+            if (!n)
               return "'" + std::string{v} + "' is not a positive whole number of milliseconds";
-            if (n == 0)
+            if (*n == 0)
               return "must be greater than 0 ms";
-            if (n > max_millis)
+            if (*n > max_millis)
               return "must be at most " + std::to_string(max_millis) + " ms (30 days)";
-            ref(c) = std::chrono::milliseconds(static_cast<std::int64_t>(n));
+            ref(c) = std::chrono::milliseconds(static_cast<std::int64_t>(*n));
             return {};
           },
           [ref](const gateway_config& c) { return std::to_string(ref(c).count()); }};
@@ -117,10 +101,9 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
   std::string_view host = v.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  std::uint64_t port = 0;
+  auto port = net::parse_unsigned(v.substr(colon + 1));
   // getaddrinfo takes inet_aton's forms, which ignore anything after a space.
-  if (host.empty() || host.find_first_of(" \t") != std::string_view::npos ||
-      !parse_unsigned(v.substr(colon + 1), port) || port > 65535)
+  if (host.empty() || host.find_first_of(" \t") != std::string_view::npos || !port || *port > 65535)
     return "'" + std::string{v} + "' is not ADDR:PORT (port 0-65535)";
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
@@ -131,7 +114,7 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
     return "'" + host_text + "' is not an address of this machine: " + ::gai_strerror(rc);
   ::freeaddrinfo(found);
   c.listen_host = std::string{host};
-  c.listen_port = static_cast<std::uint16_t>(port);
+  c.listen_port = static_cast<std::uint16_t>(*port);
   return {};
 }
 
@@ -146,7 +129,7 @@ const std::vector<setting>& settings() {
        }},
       {"log_level", "LOG_LEVEL", "LEVEL", "", "error, warn, info, debug or trace",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto level = lower(v);
+         auto level = net::lower(v);
          for (const char* ok : {"error", "warn", "info", "debug", "trace"})
            if (level == ok) {
              c.log_level = level;
@@ -157,7 +140,7 @@ const std::vector<setting>& settings() {
        [](const gateway_config& c) { return c.log_level; }},
       {"log_format", "LOG_FORMAT", "FORMAT", "", "text or json (one JSON object per line)",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto f = lower(v);
+         auto f = net::lower(v);
          if (f != "text" && f != "json")
            return "'" + std::string{v} + "' is not text or json";
          c.format = f == "json" ? log_format::json : log_format::text;
@@ -206,7 +189,7 @@ const std::vector<setting>& settings() {
       {"shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE", "BOOL", "",
        "true: cut what remains at the end of the grace period; false: wait for it",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = lower(v);
+         auto b = net::lower(v);
          if (b != "true" && b != "false")
            return "'" + std::string{v} + "' is not true or false";
          c.engine.pool.force_after_grace_period = b == "true";
@@ -313,7 +296,6 @@ expected<void> load_users(const json& users, const std::string& where, const std
       std::string text;
       if (!scalar_text(value, text))
         return fail(at + "." + key + ": must be a string, number or boolean");
-      std::uint64_t n = 0;
       if (key == "host" || key == "username" || key == "target_host" || key == "ciphers") {
         if (!value.is_string() || text.empty())
           return fail(at + "." + key + ": must be a non-empty string");
@@ -331,18 +313,20 @@ expected<void> load_users(const json& users, const std::string& where, const std
          : key == "known_hosts_file" ? u.ep.known_hosts_file
                                      : u.passphrase_file) = path;
       } else if (key == "port" || key == "target_port") {
-        if (!parse_unsigned(text, n) || n == 0 || n > 65535)
+        auto n = net::parse_unsigned(text);
+        if (!n || *n == 0 || *n > 65535)
           return fail(at + "." + key + ": '" + text + "' is not a port (1-65535)");
-        (key == "port" ? u.ep.port : u.ep.target_port) = static_cast<std::uint16_t>(n);
+        (key == "port" ? u.ep.port : u.ep.target_port) = static_cast<std::uint16_t>(*n);
       } else if (key == "host_keys") {
         if (text != "strict" && text != "accept-new")
           return fail(at + ".host_keys: '" + text + "' is not strict or accept-new");
         u.ep.host_keys = text == "strict" ? host_key_policy::strict : host_key_policy::accept_new;
       } else if (key == "max_response_bytes") {
-        if (!parse_unsigned(text, n) || n == 0 || n > max_count)
+        auto n = net::parse_unsigned(text);
+        if (!n || *n == 0 || *n > max_count)
           return fail(at + ".max_response_bytes: '" + text + "' is not a positive whole number" +
                       " (at most " + std::to_string(max_count) + ")");
-        u.ep.max_response_bytes = n;
+        u.ep.max_response_bytes = *n;
       } else if (key == "server_nodelay") {
         if (!value.is_boolean())
           return fail(at + ".server_nodelay: must be true or false");

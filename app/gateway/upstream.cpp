@@ -30,23 +30,12 @@
 
 #include <caf/all.hpp>
 
+#include "net/text.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/engine.hpp"
+#include "sshpool/ssh/http_framing.hpp"
 
 namespace sshpool::gateway {
-
-/// Parses a Content-Length value; nullopt unless it is a plain decimal number.
-std::optional<std::uint64_t> parse_length(const std::string& v) {
-  if (v.empty() || v.size() > 19)
-    return std::nullopt;
-  std::uint64_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9')
-      return std::nullopt;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
-}
 
 namespace {
 
@@ -95,7 +84,7 @@ void release_and_quit(self_ptr self) {
 /// The Content-Length of `head`, if it has one plain decimal value.
 std::optional<std::uint64_t> content_length(const response& head) {
   const auto* value = head.header("content-length");
-  return value == nullptr ? std::nullopt : parse_length(*value);
+  return value == nullptr ? std::nullopt : net::parse_unsigned(*value);
 }
 
 /// Releases, reports the end (unless cancelled: nobody listens then), quits. The release
@@ -180,7 +169,7 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
         auto& st = self->state;
         st.tag = tag;
         st.body_left = content_length(head);
-        if (st.head_request || head.status == 204 || head.status == 304 || st.body_left == 0u)
+        if (has_no_body(st.head_request, head.status) || st.body_left == 0u)
           release(self); // the head is the whole response
         if (!st.ended && !st.cancelled)
           st.listener->on_head(std::move(head));

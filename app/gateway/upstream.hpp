@@ -16,7 +16,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "sshpool/error.hpp"
@@ -27,9 +26,6 @@ class engine;
 } // namespace sshpool
 
 namespace sshpool::gateway {
-
-/// Parses a Content-Length value; nullopt unless it is a plain decimal number.
-std::optional<std::uint64_t> parse_length(const std::string& v);
 
 /// Receives the events of one forwarded request. Must not block.
 class upstream_listener {

@@ -5,9 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <memory>
 #include <system_error>
 
@@ -60,17 +58,45 @@ unique_fd open_listener(const std::string& host, std::uint16_t port, const std::
   throw_errno(err, where);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
+recv_status recv_some(int fd, char* buf, std::size_t size, std::size_t& got) {
+  got = 0;
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, size, 0);
+    if (n > 0) {
+      got = static_cast<std::size_t>(n);
+      return recv_status::data;
+    }
+    if (n == 0)
+      return recv_status::eof;
+    if (errno == EINTR)
+      continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? recv_status::would_block : recv_status::failed;
+  }
 }
 
-void append_number(std::string& out, std::uint64_t value, int base) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, base);
-  out.append(buf, end);
+bool send_pending(int fd, const std::string& out, std::size_t& off, std::size_t& sent) {
+  sent = 0;
+  while (off < out.size()) {
+    ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+    off += static_cast<std::size_t>(n);
+    sent += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void compact(std::string& buf, std::size_t& off, std::size_t slack) {
+  if (off == buf.size()) {
+    buf.clear();
+    off = 0;
+  } else if (off >= slack) {
+    buf.erase(0, off);
+    off = 0;
+  }
 }
 
 } // namespace sshpool::net

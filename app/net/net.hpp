@@ -1,13 +1,14 @@
 // Socket plumbing shared by the demo's two epoll servers, the mock backend
 // (sshpool-backend) and the gateway's front end (sshpool-demo): an owned descriptor, a
-// non-blocking listening socket, and the small text helpers both HTTP codecs use.
+// non-blocking listening socket, and non-blocking reads and writes over buffers consumed
+// from the front (the loop around them is in event_loop.hpp).
 //
 // Thread-safety: free functions are reentrant; a unique_fd belongs to one owner.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <utility>
 
 namespace sshpool::net {
@@ -41,10 +42,28 @@ private:
 /// "`who`: bind HOST:PORT".
 unique_fd open_listener(const std::string& host, std::uint16_t port, const std::string& who);
 
-/// ASCII case-insensitive equality (header names).
-bool iequals(std::string_view a, std::string_view b);
+/// What a non-blocking recv came to.
+enum class recv_status {
+  /// Bytes were read.
+  data,
+  /// Nothing to read now.
+  would_block,
+  /// The peer's FIN.
+  eof,
+  /// The connection failed.
+  failed,
+};
 
-/// Appends `value` in `base` (10 or 16) to `out`.
-void append_number(std::string& out, std::uint64_t value, int base = 10);
+/// Receives once into `buf` (at most `size` bytes, EINTR retried); `got` is set to the
+/// bytes read.
+recv_status recv_some(int fd, char* buf, std::size_t size, std::size_t& got);
+
+/// Sends `out` from `off` on until all of it is sent or the socket is full (EINTR retried),
+/// advancing `off`; `sent` is set to the bytes sent. False when the connection failed.
+bool send_pending(int fd, const std::string& out, std::size_t& off, std::size_t& sent);
+
+/// Drops the consumed bytes [0, `off`) of `buf`: at once when all were consumed, otherwise
+/// once `slack` or more of them piled up.
+void compact(std::string& buf, std::size_t& off, std::size_t slack);
 
 } // namespace sshpool::net

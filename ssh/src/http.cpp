@@ -11,6 +11,7 @@
 // response completes as a message of its own, after which the parser is re-initialised and
 // parsing continues with the final response in the same byte stream.
 #include "sshpool/ssh/http.hpp"
+#include "sshpool/ssh/http_framing.hpp"
 
 #include <http_parser.h>
 
@@ -554,7 +555,7 @@ struct response_parser::impl {
       }
       self.res.status = status;
       self.head_complete = true;
-      if (self.head_request || status == 204 || status == 304)
+      if (has_no_body(self.head_request, status))
         return 1;
       if (p->content_length != ULLONG_MAX && p->content_length > self.limits.max_body_bytes) {
         self.fail(errc::response_too_large, "response body too large (Content-Length over " +

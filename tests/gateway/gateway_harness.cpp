@@ -23,17 +23,14 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "net/text.hpp"
+#include "sshpool/ssh/http_framing.hpp"
+
 extern char** environ;
 
 namespace sshpool::test {
 
 namespace {
-
-bool iequals(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
 
 int remaining_ms(steady::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
@@ -255,7 +252,7 @@ running_gateway::running_gateway(const std::string& config_file,
 
 std::string http_response::header(const std::string& name) const {
   for (auto& [k, v] : headers)
-    if (iequals(k, name))
+    if (net::iequals(k, name))
       return v;
   return {};
 }
@@ -353,7 +350,7 @@ http_response http_client::read_head(std::chrono::milliseconds limit) {
       res.headers.emplace_back(line.substr(0, colon), value);
     }
   } while (res.status / 100 == 1);
-  res.chunked = iequals(res.header("Transfer-Encoding"), "chunked");
+  res.chunked = net::iequals(res.header("Transfer-Encoding"), "chunked");
   return res;
 }
 
@@ -363,7 +360,7 @@ void http_client::read_body(http_response& res, std::chrono::milliseconds limit)
     res.body += piece;
     res.pieces.emplace_back(steady::now(), std::move(piece));
   };
-  if (res.status == 204 || res.status == 304)
+  if (has_no_body(false, res.status))
     return;
   if (res.chunked) {
     for (;;) {

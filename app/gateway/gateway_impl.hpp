@@ -1,0 +1,158 @@
+// The gateway's implementation (private to gateway/): the state of every exchange and the
+// handler of the front end's events. Its parts:
+//   gateway.cpp   construction and shutdown, routing (user, path, errors), the exchanges'
+//                 state machine between the front end and the forwarders;
+//   headers.cpp   header hygiene (hop-by-hop fields, request ids);
+//   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread.
+//
+// Thread-safety: the loop thread runs the handler and upstream events and owns the
+// exchanges; the stats thread reads the engine and posts back; `wait` runs on the owner's
+// thread (the drain's report is guarded by `report_mutex_`).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gateway/gateway.hpp"
+#include "gateway/gateway_metrics.hpp"
+#include "gateway/http_server.hpp"
+#include "gateway/upstream.hpp"
+#include "sshpool/engine.hpp"
+
+namespace sshpool::gateway {
+
+using steady = std::chrono::steady_clock;
+
+class gateway::impl final : public http_handler {
+public:
+  /// See gateway::gateway.
+  explicit impl(gateway_config cfg);
+  ~impl() override;
+
+  std::uint16_t port() const { return server_->port(); }
+  void handle_signals() { engine_->handle_signals(); }
+  shutdown_report wait();
+
+  // -- http_handler (loop thread) -------------------------------------------------------------
+  void on_request(http_request req) override;
+  void on_bad_request(http_request req, int status, std::string why) override;
+  void on_body_sent(std::uint64_t id, std::size_t bytes) override;
+  void on_done(std::uint64_t id, bool complete, std::uint64_t bytes_sent) override;
+
+  // -- upstream events (loop thread, posted by the forwarders) --------------------------------
+  void upstream_head(std::uint64_t id, response res);
+  void upstream_chunk(std::uint64_t id, std::string data);
+  void upstream_end(std::uint64_t id, error result);
+
+private:
+  /// A /metrics (json = false) or /stats request waiting for the pool figures.
+  struct stats_waiter {
+    std::uint64_t exchange;
+    bool json;
+  };
+
+  /// One exchange as the gateway tracks it.
+  struct exchange {
+    std::string request_id;
+    std::string user;
+    std::string method;
+    std::string path;
+    steady::time_point started;
+    int status = 0;
+    std::string code = "ok";
+    bool head_request = false;
+    /// Counted in sshpool_gateway_requests_total (operational endpoints are not).
+    bool counted = true;
+    std::unique_ptr<upstream_call> call;
+    /// The forwarder runs (acks and cancellation go to it).
+    bool forwarding = false;
+    bool head_sent = false;
+  };
+
+  /// Posts a forwarder's events to the loop thread.
+  class exchange_listener final : public upstream_listener {
+  public:
+    exchange_listener(std::shared_ptr<loop_queue> queue, impl* gw, std::uint64_t id)
+        : queue_(std::move(queue)), gw_(gw), id_(id) {}
+
+    void on_head(response head) override {
+      queue_->post([gw = gw_, id = id_, head = std::move(head)]() mutable {
+        gw->upstream_head(id, std::move(head));
+      });
+    }
+
+    void on_chunk(std::string data) override {
+      queue_->post([gw = gw_, id = id_, data = std::move(data)]() mutable {
+        gw->upstream_chunk(id, std::move(data));
+      });
+    }
+
+    void on_end(error result) override {
+      queue_->post([gw = gw_, id = id_, result = std::move(result)]() mutable {
+        gw->upstream_end(id, std::move(result));
+      });
+    }
+
+  private:
+    std::shared_ptr<loop_queue> queue_;
+    impl* gw_;
+    std::uint64_t id_;
+  };
+
+  // -- routing (gateway.cpp) ------------------------------------------------------------------
+  void end_forwarding(exchange& ex);
+  std::string new_request_id();
+  response_head error_head(const exchange& ex, int status);
+  /// Answers with an error body; the exchange is kept until on_done.
+  void fail(std::uint64_t id, exchange ex, int status, const std::string& code,
+            const std::string& message);
+
+  // -- operational endpoints and the stats thread (ops.cpp) ----------------------------------
+  /// /healthz, /readyz, /metrics, /stats; false if the path is none of them.
+  bool serve_operational(std::uint64_t id, const http_request& req, exchange& ex);
+  response_head ops_head(const exchange& ex, const char* type);
+  /// Answers the /metrics and /stats requests that waited for `snap`.
+  void answer_stats(const pool_snapshot& snap, const std::vector<stats_waiter>& waiters);
+  front_end_figures front_figures() const;
+  /// Reads the pool and cleanup figures (blocking engine calls, each with a deadline) when
+  /// /metrics or /stats asks, and posts the answers to the loop. Requests that arrive
+  /// meanwhile share the next reading, so scrapes never queue up behind each other.
+  void stats_loop();
+  void stop_stats();
+
+  gateway_config cfg_;
+  std::unique_ptr<engine> engine_;
+  std::unique_ptr<upstream_bridge> bridge_;
+  std::unordered_set<std::string> known_users_;
+
+  // Loop thread only.
+  std::unordered_map<std::uint64_t, exchange> exchanges_;
+  gateway_metrics metrics_;
+  std::uint64_t forwards_in_flight_ = 0;
+  std::uint64_t id_prefix_ = 0;
+  std::uint64_t id_counter_ = 0;
+
+  /// The drain's report (set by `wait`, read by the loop thread).
+  std::mutex report_mutex_;
+  std::optional<shutdown_report> last_report_;
+
+  /// /metrics and /stats requests waiting for the stats thread.
+  std::mutex stats_mutex_;
+  std::condition_variable stats_cv_;
+  std::vector<stats_waiter> stats_waiters_;
+  bool stats_stop_ = false;
+  std::thread stats_thread_;
+
+  std::unique_ptr<http_server> server_; // last: its thread calls into everything above
+};
+
+} // namespace sshpool::gateway

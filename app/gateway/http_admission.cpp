@@ -1,0 +1,170 @@
+// The front end's client slots (see http_loop.hpp and http_server.hpp's options): a new
+// connection is admitted while there is room, takes the slot of the longest-waiting
+// connection without an exchange when the server or its source is full, or is answered 503
+// when every slot carries an exchange; heads must arrive within `header_timeout`, requests
+// and writes make progress within `client_timeout`. Contention is logged at most once per
+// period (each event at debug level; the counters are metrics).
+//
+// Thread-safety: the loop thread only.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "gateway/http_loop.hpp"
+#include "gateway/logging.hpp"
+
+namespace sshpool::gateway {
+
+namespace {
+
+/// Connections admitted over `max_clients` only to be answered 503 (then closed): bounds
+/// the descriptors that refusals hold while they linger.
+constexpr std::size_t refusal_slots = 64;
+/// Shortest period between two warnings that clients were shed or refused.
+constexpr std::chrono::seconds admission_warn_period{10};
+
+/// "ip:port" of `addr`; its ip alone goes to `source`.
+std::string peer_name(const sockaddr_storage& addr, std::string& source) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  std::uint16_t port = 0;
+  if (addr.ss_family == AF_INET) {
+    auto& in = reinterpret_cast<const sockaddr_in&>(addr);
+    ::inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
+    port = ntohs(in.sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    auto& in6 = reinterpret_cast<const sockaddr_in6&>(addr);
+    ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
+    port = ntohs(in6.sin6_port);
+  }
+  source = host;
+  return source + ":" + std::to_string(port);
+}
+
+} // namespace
+
+bool http_server::loop::has_room() const {
+  return connections_.size() < opts_.max_clients + refusal_slots;
+}
+
+void http_server::loop::admit(net::unique_fd fd, const sockaddr_storage& addr) {
+  auto c = std::make_unique<connection>(opts_.max_header_bytes, opts_.max_body_bytes);
+  std::uint64_t key = connections_.next_key();
+  c->id = key;
+  c->fd = std::move(fd);
+  c->peer = peer_name(addr, c->source);
+  c->events = EPOLLIN | EPOLLRDHUP;
+  c->accepted = c->last_input = c->last_write_progress = steady::now();
+  bool admitted = make_room(c->source);
+  if (!loop_.add(c->fd.get(), c->events, key))
+    return;
+  owner_.accepted_.fetch_add(1);
+  owner_.open_.fetch_add(1);
+  ++per_source_[c->source];
+  connection& added = connections_.insert(key, std::move(c));
+  if (!admitted) {
+    owner_.refused_.fetch_add(1);
+    reject(added, 503, "too many client connections; try again later");
+    mark(added);
+  }
+}
+
+bool http_server::loop::make_room(const std::string& source) {
+  bool source_full =
+      opts_.max_clients_per_source != 0 && per_source_count(source) >= opts_.max_clients_per_source;
+  if (!source_full && connections_.size() < opts_.max_clients)
+    return true;
+  connection* victim = nullptr;
+  steady::time_point victim_since = steady::time_point::max();
+  for (auto& [id, c] : connections_) {
+    if (source_full && c->source != source)
+      continue;
+    // A connection that was answered and only waits for the peer's FIN goes first.
+    bool done = c->ph == phase::lingering;
+    if (!done && (c->ph != phase::reading || c->exchange != 0 || c->unsent() > 0))
+      continue;
+    auto since = done                     ? steady::time_point::min()
+                 : c->reader.in_message() ? c->reader.started()
+                                          : c->last_input;
+    if (since < victim_since) {
+      victim = c.get();
+      victim_since = since;
+    }
+  }
+  if (victim == nullptr)
+    return false;
+  owner_.shed_.fetch_add(1);
+  log_event(spdlog::level::debug, "client_shed",
+            {field("peer", victim->peer), field("reason", source_full ? "source_full" : "full")});
+  drop(*victim);
+  return true;
+}
+
+std::size_t http_server::loop::per_source_count(const std::string& source) const {
+  auto it = per_source_.find(source);
+  return it == per_source_.end() ? 0 : it->second;
+}
+
+void http_server::loop::sweep(steady::time_point now) {
+  std::vector<connection*> expired;
+  std::vector<connection*> slow;
+  std::vector<connection*> late_heads;
+  for (auto& [id, c] : connections_) {
+    if (c->ph == phase::lingering) {
+      if (now >= c->linger_deadline)
+        expired.push_back(c.get());
+    } else if (c->unsent() > 0) {
+      if (now - c->last_write_progress > opts_.client_timeout)
+        expired.push_back(c.get());
+    } else if (c->ph == phase::reading) {
+      // A head is due: the first request's from the accept on, a later one's from its
+      // first byte on.
+      bool begun = c->reader.in_message();
+      bool head_due = begun ? !c->reader.head_done() : c->requests == 0;
+      auto head_since = begun ? c->reader.started() : c->accepted;
+      if (head_due && now - head_since > opts_.header_timeout) {
+        owner_.header_timeouts_.fetch_add(1);
+        (begun ? late_heads : expired).push_back(c.get());
+      } else if (begun && now - c->reader.started() > opts_.client_timeout) {
+        slow.push_back(c.get());
+      } else if (!begun && now - c->last_input > opts_.client_timeout) {
+        expired.push_back(c.get());
+      }
+    }
+  }
+  for (auto* c : expired)
+    drop(*c);
+  for (auto* c : late_heads) {
+    reject(*c, 408,
+           "request head not received within " + std::to_string(opts_.header_timeout.count()) +
+               " ms");
+    mark(*c);
+  }
+  warn_about_admission(now);
+  // Out of descriptors with no client connection to close (the SSH sockets took them):
+  // try again every sweep rather than waiting for a drop that may never come.
+  if (!stopping_ && connections_.size() < opts_.max_clients)
+    loop_.resume_accepting();
+  for (auto* c : slow) {
+    reject(*c, 408,
+           "request not received within " + std::to_string(opts_.client_timeout.count()) + " ms");
+    mark(*c);
+  }
+}
+
+void http_server::loop::warn_about_admission(steady::time_point now) {
+  if (now < next_admission_warn_)
+    return;
+  std::array<std::uint64_t, 3> counts{owner_.shed_.load(), owner_.refused_.load(),
+                                      owner_.header_timeouts_.load()};
+  if (counts == warned_counts_)
+    return;
+  log_event(spdlog::level::warn, "client_slots_contended",
+            {field("shed", counts[0] - warned_counts_[0]),
+             field("refused_503", counts[1] - warned_counts_[1]),
+             field("header_timeouts", counts[2] - warned_counts_[2]),
+             field("open", std::uint64_t{connections_.size()}),
+             field("max_clients", std::uint64_t{opts_.max_clients})});
+  warned_counts_ = counts;
+  next_admission_warn_ = now + admission_warn_period;
+}
+
+} // namespace sshpool::gateway

@@ -1,0 +1,182 @@
+// The front end's loop (private to gateway/): the state of a client connection and the class
+// that runs the epoll loop on its thread. Its parts:
+//   http_server.cpp     the loop itself: running and stopping, reading and parsing requests
+//                       (net::request_reader), exchanges, marking and servicing connections;
+//   http_output.cpp     answers: response heads and body framing, writing, the end of an
+//                       exchange, lingering, closing;
+//   http_admission.cpp  client slots: accepting, shedding and refusing, timeouts.
+//
+// Thread-safety: the loop thread only, but for `start`, `shutdown` and the destructor (the
+// owner's thread) and the counters of `http_server` (atomics).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "gateway/http_server.hpp"
+#include "net/event_loop.hpp"
+#include "net/request_reader.hpp"
+
+namespace sshpool::gateway {
+
+using steady = std::chrono::steady_clock;
+
+/// Size of one recv; also how much consumed input or sent output is kept before the buffer
+/// is compacted.
+constexpr std::size_t read_chunk = std::size_t{64} << 10;
+
+enum class phase { reading, handling, streaming, flushing, lingering };
+
+/// How the body of the response in progress is framed.
+enum class framing { none, length, chunked, close };
+
+/// One client connection. Loop thread only.
+struct connection {
+  connection(std::size_t max_head, std::size_t max_body) : reader(max_head, max_body) {}
+
+  std::uint64_t id = 0;
+  net::unique_fd fd;
+  std::string peer;
+  /// The peer's address without the port (the key of the per-source count).
+  std::string source;
+  steady::time_point accepted;
+  /// Requests dispatched so far (a head deadline runs from `accepted` until the first).
+  std::uint64_t requests = 0;
+  net::request_reader reader;
+  bool keep_alive = true;
+  bool head_request = false;
+  bool http10 = false;
+  /// Received bytes not parsed yet (pipelined requests wait here).
+  std::string in;
+  std::size_t in_off = 0;
+  /// No more requests are read (a rejected request, stopping).
+  bool input_closed = false;
+  // -- the exchange in progress
+  phase ph = phase::reading;
+  std::uint64_t exchange = 0;
+  framing frame = framing::none;
+  std::uint64_t remaining = 0;
+  bool close_after = false;
+  bool cut = false;
+  /// Over the unsent-output cap: dropped when next serviced.
+  bool overflow = false;
+  std::uint64_t exchange_start = 0;
+  // -- output: everything ever queued / sent, and where each body piece ends
+  std::string out;
+  std::size_t out_off = 0;
+  std::uint64_t queued_total = 0;
+  std::uint64_t sent_total = 0;
+  std::deque<std::pair<std::uint64_t, std::size_t>> acks;
+  // -- polling and timeouts
+  std::uint32_t events = 0;
+  steady::time_point last_input;
+  steady::time_point last_write_progress;
+  steady::time_point linger_deadline;
+
+  std::size_t unsent() const { return out.size() - out_off; }
+  std::size_t unparsed() const { return in.size() - in_off; }
+};
+
+/// The event loop and everything it owns.
+class http_server::loop {
+public:
+  /// Binds and listens; the thread starts with `start`.
+  loop(http_server& owner, options opts, http_handler& handler);
+  /// `shutdown(0)`.
+  ~loop();
+
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  void start();
+  void shutdown(std::chrono::milliseconds grace);
+
+  // -- answers (loop thread; http_output.cpp) -----------------------------------------------
+  void respond(std::uint64_t exchange, response_head head, std::string body);
+  void send_head(std::uint64_t exchange, response_head head);
+  void send_body(std::uint64_t exchange, std::string data);
+  void finish(std::uint64_t exchange, bool complete);
+
+private:
+  // -- the loop (http_server.cpp) -----------------------------------------------------------
+  void run();
+  /// Whether a connection still has an exchange or output to deliver.
+  bool busy() const;
+  void run_tasks();
+  void begin_stop(std::chrono::milliseconds grace);
+  void on_event(connection& c, std::uint32_t events);
+  bool wants_input(const connection& c) const;
+  void on_readable(connection& c, bool hung_up);
+  /// Parses buffered input while no exchange is in progress.
+  void advance(connection& c);
+  void begin_exchange(connection& c);
+  void dispatch(connection& c);
+  void reject(connection& c, int status, std::string why);
+  void mark(connection& c) { marked_.push_back(c.id); }
+  connection* find_exchange(std::uint64_t exchange);
+  /// Writes, parses and re-polls every marked connection (until none is marked: handler
+  /// answers made meanwhile mark connections again).
+  void service_marked();
+
+  // -- output (http_output.cpp) -------------------------------------------------------------
+  void append_out(connection& c, std::string_view data);
+  void write_head(connection& c, const response_head& head);
+  /// Writes what the socket takes, reports sent body bytes, ends a flushed exchange.
+  void pump(connection& c);
+  void end_exchange(connection& c);
+  /// Sends our FIN and discards input until the peer's FIN (or the linger timeout), so
+  /// unread input does not turn into a reset that destroys the response in flight.
+  void begin_linger(connection& c);
+  void update_interest(connection& c);
+  /// Closes at once; an exchange in progress ends incomplete unless `delivered`.
+  void drop(connection& c);
+
+  // -- client slots (http_admission.cpp) ----------------------------------------------------
+  /// Whether another connection may be accepted (served, or refused with 503).
+  bool has_room() const;
+  /// Takes a new connection (or refuses it with 503 when no slot can be made).
+  void admit(net::unique_fd fd, const sockaddr_storage& addr);
+  /// Makes room for a new connection from `source` when the server or that source is at its
+  /// cap, by closing the longest-waiting connection that has no exchange in progress (of
+  /// that source if the source is at its cap). False if there is none: the newcomer is to
+  /// be refused.
+  bool make_room(const std::string& source);
+  std::size_t per_source_count(const std::string& source) const;
+  /// Closes or refuses (408) the connections past their deadlines.
+  void sweep(steady::time_point now);
+  /// At most one warning per period while clients are shed, refused or too slow with
+  /// their heads (each one is logged at debug level; the counters are metrics).
+  void warn_about_admission(steady::time_point now);
+
+  http_server& owner_;
+  const options opts_;
+  http_handler& handler_;
+  net::event_loop loop_;
+  net::connection_table<connection> connections_;
+  std::unordered_map<std::uint64_t, std::uint64_t> exchanges_;
+  /// Open connections per source address.
+  std::unordered_map<std::string, std::size_t> per_source_;
+  std::array<std::uint64_t, 3> warned_counts_{};
+  steady::time_point next_admission_warn_;
+  std::vector<std::uint64_t> marked_;
+  std::uint64_t next_exchange_ = 1;
+  bool stopping_ = false;
+  /// `shutdown` ran: the loop never starts again.
+  bool stopped_ = false;
+  steady::time_point stop_deadline_ = steady::time_point::max();
+  std::vector<char> read_buffer_;
+  std::thread thread_; // last: `start` runs it once everything above exists
+};
+
+} // namespace sshpool::gateway
