@@ -13,6 +13,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -183,13 +185,33 @@ private:
   std::unique_ptr<caf::scoped_actor> actor_;
 };
 
-/// The reply type of a blocking request's response handle.
+/// The types of a typed blocking request's reply, as a tuple (empty: a reply of no value,
+/// which CAF lists as `void`).
 template <class Handle>
 struct reply_of;
 
-template <class Self, class Output>
-struct reply_of<caf::response_handle<Self, Output, true>> {
-  using type = Output;
+template <class Self, template <class...> class List, class... Ts>
+struct reply_of<caf::response_handle<Self, List<Ts...>, true>> {
+  using type = std::tuple<Ts...>;
+};
+
+template <class Self, template <class...> class List>
+struct reply_of<caf::response_handle<Self, List<void>, true>> {
+  using type = std::tuple<>;
+};
+
+/// The parameter types of a handler (a lambda), decayed, as a tuple.
+template <class F>
+struct params_of : params_of<decltype(&F::operator())> {};
+
+template <class C, class R, class... As>
+struct params_of<R (C::*)(As...) const> {
+  using type = std::tuple<std::decay_t<As>...>;
+};
+
+template <class C, class R, class... As>
+struct params_of<R (C::*)(As...)> {
+  using type = std::tuple<std::decay_t<As>...>;
 };
 
 /// One blocking request; `on_value` takes the reply. Returns the failure, if any.
@@ -203,7 +225,11 @@ error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, e
   error failure;
   borrowed_actor self{im};
   auto reply = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-  caf::detail::type_checker<typename reply_of<decltype(reply)>::type, OnValue>::check();
+  // A handler that does not match the reply would never be called: the wait would end in a
+  // timeout instead of failing to compile.
+  static_assert(
+      std::is_same_v<typename reply_of<decltype(reply)>::type, typename params_of<OnValue>::type>,
+      "on_value does not take the reply's types");
   // CAF times a blocking receive with the wall clock: a step of the system time ends the
   // wait early, so the deadline is checked on the steady clock and the wait resumed.
   for (auto left = deadline - clock::now(); left > clock::duration::zero();
