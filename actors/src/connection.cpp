@@ -165,7 +165,7 @@ void arm_timer(self_ptr self, time_point deadline) {
 /// A stream made progress: its idle deadline restarts, or is suspended while the consumer
 /// holds a full window.
 void move_stream_deadline(self_ptr self, pending_request& p) {
-  if (p.unacked >= ssh::default_stream_window) {
+  if (p.unacked >= self->state.ctx->pool.stream_window_bytes) {
     p.deadline = time_point::max();
     return;
   }
@@ -324,6 +324,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
                                    ? static_cast<std::size_t>(st.ep.max_response_bytes)
                                    : st.ctx->pool.max_response_bytes;
   opts.limits.max_header_bytes = st.ctx->pool.max_header_bytes;
+  opts.stream_window = st.ctx->pool.stream_window_bytes;
   st.transport = st.ctx->transports->make(
       st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
   self->monitor(st.pool);

@@ -204,6 +204,10 @@ const std::vector<setting>& settings() {
           "wins)",
           [](auto& c) -> auto& { return c.engine.pool.max_response_bytes; }),
       count_setting(
+          "stream_window_bytes", "STREAM_WINDOW_BYTES",
+          "a stream's bytes not yet taken by its client, at most: then the upstream is paused",
+          [](auto& c) -> auto& { return c.engine.pool.stream_window_bytes; }),
+      count_setting(
           "max_request_body_bytes", "MAX_REQUEST_BODY_BYTES", "largest request body (413 beyond)",
           [](auto& c) -> auto& { return c.max_request_body_bytes; }),
       count_setting(

@@ -41,6 +41,7 @@ expected<void> validate(const engine_config& cfg) {
         std::pair{p.max_connections_total, "max_connections_total"},
         std::pair{p.max_response_bytes, "max_response_bytes"},
         std::pair{p.max_header_bytes, "max_header_bytes"},
+        std::pair{p.stream_window_bytes, "stream_window_bytes"},
         std::pair{p.max_handshakes_per_second, "max_handshakes_per_second"},
         std::pair{cfg.connector_threads, "connector_threads"}})
     if (auto res = positive(value, name); !res)

@@ -42,6 +42,7 @@ std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
                                   "SHUTDOWN_GRACE_PERIOD",
                                   "SHUTDOWN_FORCE_AFTER_GRACE",
                                   "MAX_RESPONSE_BYTES",
+                                  "STREAM_WINDOW_BYTES",
                                   "MAX_REQUEST_BODY_BYTES",
                                   "MAX_REQUEST_HEADER_BYTES",
                                   "MAX_CLIENTS",
@@ -114,6 +115,7 @@ TEST_CASE("configuration: file < environment < flags", "[gateway][config]") {
   CHECK(file_only["cleanup_interval"] == "500");
   CHECK(file_only["log_format"] == "json");
   CHECK(file_only["ssh_max_channels"] == "10"); // the engine's default
+  CHECK(file_only["stream_window_bytes"] == "262144");
   CHECK(file_only["users"]["alice"]["identity_file"] == cd.dir.path() + "/id_test");
   CHECK(file_only["users"]["alice"]["port"] == 22);
 
@@ -183,6 +185,7 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {{"--config", good}, {"CLEANUP_INTERVAL=0"}, "CLEANUP_INTERVAL"},
       {{"--config", good}, {"SSH_KEEPALIVE_INTERVAL=1.5"}, "SSH_KEEPALIVE_INTERVAL"},
       {{"--config", good}, {"SSH_MAX_CHANNELS=0"}, "SSH_MAX_CHANNELS"},
+      {{"--config", good}, {"STREAM_WINDOW_BYTES=0"}, "STREAM_WINDOW_BYTES"},
       {{"--config", good}, {"SSH_CONNECTION_TIMEOUT=-5"}, "SSH_CONNECTION_TIMEOUT"},
       {{"--config", good}, {"SHUTDOWN_GRACE_PERIOD=soon"}, "SHUTDOWN_GRACE_PERIOD"},
       {{"--config", good}, {"SHUTDOWN_FORCE_AFTER_GRACE=maybe"}, "SHUTDOWN_FORCE_AFTER_GRACE"},

@@ -495,7 +495,7 @@ TEST_CASE("a consumer holding a full window suspends the stream's idle deadline"
   f.ask<std::uint64_t>(conn, stream_atom_v, get("slow reader"), caf::timespan{2s}, sink);
   auto tag = session.forwarded.at(0);
   session.stream_head(tag);
-  session.stream_chunk(tag, std::string(ssh::default_stream_window, 'x'));
+  session.stream_chunk(tag, std::string(pool_config{}.stream_window_bytes, 'x'));
   f.sched->run();
   // The upstream is held back by the consumer, not idle: no timeout however long.
   f.advance(60s);
@@ -508,6 +508,37 @@ TEST_CASE("a consumer holding a full window suspends the stream's idle deadline"
   f.advance(1s);
   CHECK(log->ended);
   CHECK(log->err.code() == errc::request_timeout);
+}
+
+TEST_CASE("stream_window_bytes is the reactor's pause and the deadline's suspension alike",
+          "[connection]") {
+  auto pc = fixture::small();
+  pc.stream_window_bytes = 4096;
+  fixture f{pc};
+  auto a = f.acquire("alice");
+  f.open(0);
+  REQUIRE(a->value);
+  auto& session = *f.fakes->sessions[0];
+  CHECK(session.opts.stream_window == 4096);
+  auto conn = a->value->connection;
+  auto below_log = std::make_shared<stream_log>();
+  auto full_log = std::make_shared<stream_log>();
+  auto below = f.sys->spawn(recording_sink, below_log, conn, false);
+  auto full = f.sys->spawn(recording_sink, full_log, conn, false);
+  f.ask<std::uint64_t>(conn, stream_atom_v, get("below"), caf::timespan{2s}, below);
+  f.ask<std::uint64_t>(conn, stream_atom_v, get("full"), caf::timespan{2s}, full);
+  REQUIRE(session.forwarded.size() == 2);
+  session.stream_head(session.forwarded[0]);
+  session.stream_chunk(session.forwarded[0], std::string(4095, 'x'));
+  session.stream_head(session.forwarded[1]);
+  session.stream_chunk(session.forwarded[1], std::string(4096, 'x'));
+  f.sched->run();
+  // One byte short of the window the idle deadline runs; a full window (far below the
+  // default 256 KiB) suspends it.
+  f.advance(60s);
+  CHECK(below_log->ended);
+  CHECK(below_log->err.code() == errc::request_timeout);
+  CHECK_FALSE(full_log->ended);
 }
 
 TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "[connection]") {

@@ -55,6 +55,10 @@ struct pool_config {
   std::size_t max_response_bytes = std::size_t{64} << 20;
   /// Largest response head (status line and headers).
   std::size_t max_header_bytes = std::size_t{64} << 10;
+  /// A stream's body bytes delivered but not yet acknowledged by its consumer, at most:
+  /// beyond it the reactor stops reading the channel (backpressure down to the SSH window)
+  /// and the connection suspends the stream's idle deadline.
+  std::size_t stream_window_bytes = std::size_t{256} << 10;
 };
 
 /// How CAF's scheduler gives runnable actors to its threads.

@@ -53,9 +53,6 @@ struct outbound_request {
   bool stream = false;
 };
 
-/// See `transport_options::stream_window`.
-inline constexpr std::size_t default_stream_window = std::size_t{256} << 10;
-
 /// Per-connection settings of a transport.
 struct transport_options {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
@@ -68,8 +65,10 @@ struct transport_options {
   response_limits limits;
   /// A stream's body bytes delivered but not yet acknowledged, at most: beyond it the
   /// reactor stops taking the channel's data, libssh's window fills and the server stops
-  /// sending (a slow consumer never makes the engine buffer without bound).
-  std::size_t stream_window = default_stream_window;
+  /// sending (a slow consumer never makes the engine buffer without bound). The connection
+  /// actor sets it from `pool_config::stream_window_bytes`, the window at which it also
+  /// suspends the stream's idle deadline.
+  std::size_t stream_window = std::size_t{256} << 10;
 };
 
 /// One SSH connection. Its methods never block; they are called by one owner at a time.
