@@ -311,8 +311,9 @@ void fault_sshd::connection::answer_open(ssh_message msg) {
     fd = connect_loopback(
         static_cast<std::uint16_t>(ssh_message_channel_request_open_destination_port(msg)));
   if (fd < 0) {
-    ssh_message_reply_default(msg);
+    // Counted first: the client may act on the refusal before this thread runs again.
     server_.update([](counters& c) { ++c.channels_refused; });
+    ssh_message_reply_default(msg);
     return;
   }
   auto r = std::make_unique<relay>();
