@@ -90,6 +90,7 @@ void reactor::stop() {
   sessions_.clear();
   touched_.clear();
   probing_.clear();
+  waiting_.clear();
   session_count_ = 0;
   channel_count_ = 0;
 }
@@ -327,6 +328,46 @@ void reactor::do_adopt(std::shared_ptr<session_control> ctl, connected_session c
 }
 
 void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh) {
+  // max_channels is a hard cap on the wire: a request beyond it waits (in order) for a
+  // channel to finish, to close, or, if abandoned while opening, for the server's answer.
+  if (!ss.waiting.empty() || !has_room(ss)) {
+    if (ss.waiting.empty())
+      waiting_.push_back(&ss);
+    ss.waiting.push_back({tag, std::move(req), fresh});
+    return;
+  }
+  start_request(ss, tag, std::move(req), fresh);
+}
+
+bool reactor::has_room(const session_state& ss) {
+  if (ss.live_channels + ss.orphan_channels < ss.ctl->opts.max_channels)
+    return true;
+  return std::any_of(ss.channels.begin(), ss.channels.end(),
+                     [](const auto& c) { return c->state == channel_state::phase::idle; });
+}
+
+bool reactor::start_waiting() {
+  bool started = false;
+  for (std::size_t i = 0; i < waiting_.size();) {
+    auto& ss = *waiting_[i];
+    while (!ss.dead && !ss.waiting.empty() && has_room(ss)) {
+      auto w = std::move(ss.waiting.front());
+      ss.waiting.pop_front();
+      start_request(ss, w.tag, std::move(w.req), w.fresh);
+      started = true;
+    }
+    if (ss.dead || ss.waiting.empty()) {
+      waiting_[i] = waiting_.back();
+      waiting_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  return started;
+}
+
+void reactor::start_request(session_state& ss, std::uint64_t tag, outbound_request req,
+                            bool fresh) {
   touch(ss);
   channel_state* c = nullptr;
   if (!fresh) {
@@ -340,6 +381,14 @@ void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request 
   }
   int rc = SSH_OK;
   if (c == nullptr) {
+    // At the cap, has_room found an idle channel we may not reuse: it makes room.
+    if (ss.live_channels + ss.orphan_channels >= ss.ctl->opts.max_channels) {
+      auto idle = std::find_if(ss.channels.begin(), ss.channels.end(), [](const auto& x) {
+        return x->state == channel_state::phase::idle;
+      });
+      if (idle != ss.channels.end())
+        kill_channel(**idle);
+    }
     auto ch = ssh_channel_new(ss.s);
     if (ch == nullptr) {
       ss.ctl->sink->on_failure(tag, error{errc::connection_lost, ssh_get_error(ss.s)}, {});
@@ -470,6 +519,12 @@ void reactor::check_probes() {
 }
 
 void reactor::do_cancel(session_state& ss, std::uint64_t tag) {
+  auto w = std::find_if(ss.waiting.begin(), ss.waiting.end(),
+                        [tag](const waiting_request& x) { return x.tag == tag; });
+  if (w != ss.waiting.end()) {
+    ss.waiting.erase(w);
+    return;
+  }
   for (auto& c : ss.channels)
     if (c->tag == tag &&
         (c->state == channel_state::phase::busy || c->state == channel_state::phase::opening)) {
@@ -513,6 +568,8 @@ bool reactor::service() {
     service_orphans();
   if (!probing_.empty())
     check_probes();
+  if (!waiting_.empty())
+    progressed = start_waiting() || progressed;
   return progressed;
 }
 
@@ -568,6 +625,7 @@ void reactor::service_orphans() {
       }
     }
     if (done) {
+      --o.session->orphan_channels;
       orphans_[i] = orphans_.back();
       orphans_.pop_back();
     } else {
@@ -693,10 +751,12 @@ void reactor::kill_channel(channel_state& c) {
   touch(ss);
   // Trap 6: callbacks would still fire after free while the peer has not closed.
   ssh_remove_channel_callbacks(c.ch, &c.callbacks);
-  if (c.state == phase::opening && !ss.dead)
+  if (c.state == phase::opening && !ss.dead) {
     orphans_.push_back({&ss, c.ch, ss.packets.in_packets});
-  else if (!ss.dead)
+    ++ss.orphan_channels;
+  } else if (!ss.dead) {
     ssh_channel_free(c.ch);
+  }
   c.ch = nullptr;
   c.state = phase::dead;
   --ss.live_channels;
@@ -750,7 +810,8 @@ void reactor::lose_session(session_state& ss, error reason) {
 void reactor::close_session(session_state& ss) {
   if (ss.dead)
     return;
-  ss.dead = true; // from here on, kill_channel leaves channels to ssh_free
+  ss.dead = true;     // from here on, kill_channel leaves channels to ssh_free
+  ss.waiting.clear(); // like requests on channels, they get no event
   orphans_.erase(std::remove_if(orphans_.begin(), orphans_.end(),
                                 [&ss](const orphan_open& o) { return o.session == &ss; }),
                  orphans_.end());
@@ -779,10 +840,14 @@ void reactor::sweep() {
     channel_count_.fetch_sub(1, std::memory_order_relaxed);
   }
   dead_channels_.clear();
-  if (!dead_sessions_.empty())
+  if (!dead_sessions_.empty()) {
     probing_.erase(std::remove_if(probing_.begin(), probing_.end(),
                                   [](const session_state* ss) { return ss->dead; }),
                    probing_.end());
+    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
+                                  [](const session_state* ss) { return ss->dead; }),
+                   waiting_.end());
+  }
   for (auto id : dead_sessions_) {
     if (sessions_.erase(id) > 0)
       session_count_.fetch_sub(1, std::memory_order_relaxed);

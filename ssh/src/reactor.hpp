@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -94,6 +95,13 @@ private:
     explicit channel_state(const response_limits& limits) : parser(limits) {}
   };
 
+  /// A request waiting for a channel: the session has `max_channels` of them.
+  struct waiting_request {
+    std::uint64_t tag;
+    outbound_request req;
+    bool fresh;
+  };
+
   struct session_state {
     std::shared_ptr<session_control> ctl;
     ssh_session s = nullptr;
@@ -111,6 +119,11 @@ private:
     ssh_counter_struct packets{};
     std::vector<std::unique_ptr<channel_state>> channels;
     std::uint32_t live_channels = 0;
+    /// Channels abandoned while opening (in `orphans_`): they exist on the wire until the
+    /// server answers and we close them, so they count against `max_channels`.
+    std::uint32_t orphan_channels = 0;
+    /// Requests waiting for a channel, in arrival order.
+    std::deque<waiting_request> waiting;
     bool dead = false;
   };
 
@@ -138,7 +151,15 @@ private:
   void drain_commands();
   void do_adopt(std::shared_ptr<session_control> ctl, connected_session cs);
   void reap_nudges();
+  /// Starts a request, or queues it behind the session's waiting ones while the session
+  /// has `max_channels` channels (`fresh`: on a new channel, not an idle one).
   void do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
+  void start_request(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh);
+  /// Whether a request can start now: on an idle channel (reused, or closed to make room)
+  /// or a new one below `max_channels`.
+  static bool has_room(const session_state& ss);
+  /// Starts waiting requests that have room now; true if any started.
+  bool start_waiting();
   void do_cancel(session_state& ss, std::uint64_t tag);
   void do_probe(session_state& ss);
   void do_ack(session_state& ss, std::uint64_t tag, std::uint64_t bytes);
@@ -198,6 +219,8 @@ private:
   std::vector<channel_state*> opening_;
   std::vector<channel_state*> writing_;
   std::vector<orphan_open> orphans_;
+  /// Sessions with waiting requests (dead ones are dropped by `start_waiting` and `sweep`).
+  std::vector<session_state*> waiting_;
   std::vector<channel_state*> dead_channels_;
   std::vector<std::uint64_t> dead_sessions_;
   std::vector<command> batch_;

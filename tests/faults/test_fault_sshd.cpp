@@ -303,3 +303,36 @@ TEST_CASE("a slow channel-open confirmation: waited for within the deadline, cut
   CHECK(w.eng.pool().release_connection("alice", *conn));
   CHECK(w.eng.metrics().requests["request_timeout"] == 1);
 }
+
+TEST_CASE("max_channels_per_connection holds on the wire, channels abandoned while opening "
+          "included",
+          "[faults]") {
+  auto cfg = fault_config();
+  cfg.pool.max_channels_per_connection = 1;
+  world w{cfg};
+  auto conn = w.eng.pool().get_connection("alice");
+  REQUIRE(conn);
+
+  // The open of "late" is answered long after its deadline: the engine abandons the
+  // channel while it is still opening.
+  w.sshd.delay_channel_open = 1000ms;
+  auto late = conn->forward(make_request("late", "GET", "/echo"), 200ms);
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code() == errc::request_timeout);
+  REQUIRE(w.sshd.snapshot().channel_opens == 1);
+
+  // The next request may not open a second channel meanwhile: it waits until the server
+  // answered the abandoned open and the engine closed that channel.
+  w.sshd.delay_channel_open = 0ms;
+  auto t0 = steady::now();
+  auto next = conn->forward(make_request("next", "GET", "/echo"), 3s);
+  auto latency = steady::now() - t0;
+  INFO(describe(next) << " after " << ms(latency) << " ms");
+  REQUIRE(next);
+  CHECK(next->status == 200);
+  CHECK(latency >= 500ms);
+  auto seen = w.sshd.snapshot();
+  CHECK(seen.channel_opens == 2);
+  CHECK(seen.peak_channels == 1);
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+}

@@ -263,7 +263,15 @@ void fault_sshd::connection::handle(ssh_message msg) {
     // The switch is read before the count is published: a test that waits for the count
     // and then changes the switch must not change what this open gets.
     auto delay = server_.delay_channel_open.load();
-    server_.update([](counters& c) { ++c.channel_opens; });
+    auto held = pending_.size() + 1 +
+                static_cast<std::size_t>(std::count_if(
+                    relays_.begin(), relays_.end(), [](const std::unique_ptr<relay>& r) {
+                      return r->ch != nullptr && !r->client_closed;
+                    }));
+    server_.update([held](counters& c) {
+      ++c.channel_opens;
+      c.peak_channels = std::max<std::uint64_t>(c.peak_channels, held);
+    });
     if (delay.count() > 0) {
       pending_.push_back({msg, clock::now() + delay});
       return; // answered (and freed) by open_due

@@ -55,6 +55,10 @@ public:
     std::uint64_t channels_refused = 0;
     /// Channels confirmed and not yet closed.
     std::uint64_t open_channels = 0;
+    /// The most direct-tcpip channels one connection held at once, taken as each open
+    /// arrives: opens not yet answered and confirmed channels the client has not closed,
+    /// this one included.
+    std::uint64_t peak_channels = 0;
     std::uint64_t keepalives = 0;
     std::uint64_t keepalives_ignored = 0;
   };

@@ -60,7 +60,9 @@ struct transport_options {
   /// handshakes); its connect_timeout counts from when a connector takes it.
   std::chrono::milliseconds queue_timeout{std::chrono::seconds(30)};
   std::chrono::milliseconds channel_idle_timeout{std::chrono::seconds(60)};
-  /// Channels this connection may have open at once (busy + kept for reuse).
+  /// Channels this connection may have at once, a hard cap on the wire: busy, opening,
+  /// kept for reuse, and abandoned while opening (until the server answered the open and
+  /// the channel is closed). A request beyond it waits for a channel.
   std::size_t max_channels = 10;
   response_limits limits;
   /// A stream's body bytes delivered but not yet acknowledged, at most: beyond it the
@@ -81,7 +83,9 @@ public:
   virtual void open() = 0;
 
   /// Sends a request on an idle channel or a new one; `on_response` or `on_failure`
-  /// follows, unless cancelled. The owner keeps at most `max_channels` requests in flight.
+  /// follows, unless cancelled. The owner keeps at most `max_channels` requests in flight;
+  /// even so a request may wait here, in order, for a channel that was cancelled while
+  /// opening to close (the server has to answer its open first).
   virtual void forward(std::uint64_t tag, outbound_request req) = 0;
 
   /// Abandons a request: its channel is closed, no event follows for it.
