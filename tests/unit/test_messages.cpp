@@ -36,6 +36,11 @@ TEST_CASE("validate names the offending setting", "[messages]") {
   REQUIRE_FALSE(neg);
   CHECK(neg.error().message().find("acquire_timeout") != std::string::npos);
   cfg = {};
+  cfg.pool.stream_window_bytes = 0;
+  auto no_window = validate(cfg);
+  REQUIRE_FALSE(no_window);
+  CHECK(no_window.error().message().find("stream_window_bytes") != std::string::npos);
+  cfg = {};
   cfg.log_level = "loud";
   CHECK_FALSE(validate(cfg));
 }
