@@ -1,32 +1,35 @@
-// The user_pool actor: one user's SSH connections, leases and waiters. The mechanism
-// (phases, leases, the waiter FIFO, selection, counts) is pool_book's; this actor keeps the
-// handlers, the timers and the policy: backoff, lifetime, validation, eviction, drain and
-// retirement. New connection actors come from the supervisor (spawn requests are the book's
-// permits asked).
+// The user_pool actor: one user's SSH connections, leases and waiters. It owns its
+// connection actors: it spawns each after a permit from the supervisor (which keeps the
+// global connection cap and the handshake rate), monitors it, and gives the permit back
+// once the actor is down. The mechanism (phases, leases, the waiter FIFO, selection,
+// counts) is pool_book's; this actor keeps the handlers, the timers and the policy:
+// backoff, lifetime, validation, eviction, drain and retirement.
 //
 // Connections (phases of pool_book):
-//           spawn reply          conn_up            idle > validation threshold
+//           granted              conn_up            idle > validation threshold
 //   asked ─────────► connecting ────────► ready ◄─────────────────────────────► validating
-//     │ error            │ conn_down       │ ▲ lease / release          alive │ no answer
+//     │ refused          │ conn_down       │ ▲ lease / release          alive │ no answer
 //     ▼                  ▼                 │ └───┘                            ▼
-//   handshake failed ◄───┘                 ├── evict_atom ──► evicting ──► removed (evicted;
+//   handshake failed ◄───┘                 ├── evict_atom ──► evicting ──► closing (evicted;
 //   (backoff, fast-fail)                   │                                  kept: ready)
 //                                          ├── past max_lifetime and idle, drain ──► draining
-//                                          └── close, conn_down ───────────────────► removed
-//   draining ── actor down: removed.
+//                                          └── close, conn_down ───────────────────► closing
+//   draining, closing ── actor down: removed, its permit given back to the supervisor.
+//   close, drain and stop withdraw the permits asked; a grant that comes late goes back.
 //
 // get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
 // unused for longer than validation_idle_threshold is probed first); else, while the user
-// is under max_connections_per_user (spawning + connecting + validating + ready +
-// evicting), a new connection whose handshake the caller waits for; else the ready
-// connection with the fewest leases below max_channels_per_connection; else a place in a
-// FIFO of at most max_waiters_per_user callers, each bounded by acquire_timeout (then
+// is under max_connections_per_user (permits asked and connections connecting, ready,
+// validating or evicting), a new connection whose handshake the caller waits for; else the
+// ready connection with the fewest leases below max_channels_per_connection; else a place
+// in a FIFO of at most max_waiters_per_user callers, each bounded by acquire_timeout (then
 // pool_exhausted). Handshakes never outnumber the callers waiting for them and never exceed
-// the cap, so concurrent first calls cannot start a storm or orphan a connection. A failed
-// handshake starts a per-user backoff with full jitter; until it ends, callers that nothing
-// can serve (no ready connection, no handshake in progress) get the failure at once instead
-// of a new handshake; the others keep waiting and the failed slot is retried at its end. A
-// pool left with nothing offers to retire, so memory does not grow with users ever seen.
+// the cap, so concurrent first calls cannot start a storm. A failed handshake starts a
+// per-user backoff with full jitter; until it ends, callers that nothing can serve (no
+// ready connection, no handshake in progress) get the failure at once instead of a new
+// handshake; the others keep waiting and the failed slot is retried at its end. A pool
+// left with nothing offers to retire, so memory does not grow with users ever seen. On
+// stop it closes its connections and quits once their actors are down.
 #include "user_pool.hpp"
 
 #include <algorithm>
@@ -37,6 +40,7 @@
 #include <caf/all.hpp>
 
 #include "backoff.hpp"
+#include "connection.hpp"
 #include "handlers.hpp"
 #include "pool_book.hpp"
 #include "sshpool/ssh/log.hpp"
@@ -46,10 +50,6 @@ namespace sshpool {
 namespace {
 
 using time_point = caf::actor_clock::time_point;
-
-/// The supervisor answers spawn requests at once (or after the handshake-rate limit); this
-/// only bounds a stuck supervisor.
-constexpr auto spawn_timeout = std::chrono::seconds(30);
 
 struct user_pool_state {
   static inline const char* name = "sshpool.user_pool";
@@ -62,9 +62,9 @@ struct user_pool_state {
   /// The actors of the book's connections and the promises of its waiters, by their ids.
   std::unordered_map<std::uint64_t, connection_actor> conns;
   std::unordered_map<std::uint64_t, caf::typed_response_promise<lease>> promises;
-  /// Of the spawn requests not answered yet, how many were asked for before a close or a
-  /// drain: closed as soon as they arrive.
-  std::size_t discard_spawns = 0;
+  /// Permit requests carry this generation; a withdrawal moves it on, so that a grant for a
+  /// withdrawn request is given back and its refusal ignored.
+  std::uint64_t permit_generation = 0;
   std::uint64_t timer_generation = 0;
   time_point timer_at = time_point::max();
   /// Reconnection: consecutive handshake failures, the end of the backoff, the last
@@ -102,8 +102,8 @@ lease make_lease(const user_pool_state& st, pool_book::grant g) {
 void handshake_failed(self_ptr self, const error& err);
 void serve_waiters(self_ptr self);
 
-/// Offers to retire once nothing is left: no connection (being drained included), spawn
-/// request, lease, waiter or drain, and no failure remembered for backoff (a fresh pool would
+/// Offers to retire once nothing is left: no connection (closing ones included), permit
+/// asked, lease, waiter or drain, and no failure remembered for backoff (a fresh pool would
 /// forget it: the backoff would never grow). Failures are remembered until one backoff cap
 /// after the last one.
 void maybe_offer_retirement(self_ptr self) {
@@ -125,9 +125,11 @@ void maybe_offer_retirement(self_ptr self) {
   self->send(st.supervisor, idle_atom_v, st.user);
 }
 
-/// Monitors a connection actor the supervisor spawned and starts its handshake.
-void open_connection(self_ptr self, const connection_actor& conn) {
+/// Spawns the connection a permit was granted for, monitors it and starts its handshake.
+void open_connection(self_ptr self) {
   auto& st = self->state;
+  auto conn =
+      spawn_connection(self, st.user, st.ep, caf::actor_cast<user_pool_actor>(self), st.ctx);
   self->monitor(conn);
   auto now = self->clock().now();
   std::uniform_real_distribution<double> shorten{0.0, 0.025};
@@ -138,46 +140,37 @@ void open_connection(self_ptr self, const connection_actor& conn) {
   self->send(conn, connect_atom_v);
 }
 
-/// Asks the supervisor for the connection actor the book just counted as asked.
-void start_handshake(self_ptr self) {
+/// Asks the supervisor for the permit the book just counted as asked.
+void ask_permit(self_ptr self) {
   auto& st = self->state;
   ++st.stats.handshakes;
-  self->request(st.supervisor, spawn_timeout, spawn_atom_v, st.user, st.ep,
-                caf::actor_cast<user_pool_actor>(self))
+  auto generation = st.permit_generation;
+  self->request(st.supervisor, caf::infinite, permit_atom_v)
       .then(
-          [self](connection_actor& conn) {
+          [self, generation]() {
             auto& st = self->state;
-            if (st.stopped || st.draining || st.discard_spawns > 0) {
-              // Asked for before a close, drain or stop: it must not appear afterwards.
-              if (st.discard_spawns > 0)
-                --st.discard_spawns;
-              st.book.permit_refused();
-              self->send(conn, close_atom_v);
-              serve_waiters(self);
+            if (generation != st.permit_generation) {
+              self->send(st.supervisor, return_atom_v); // withdrawn meanwhile: not needed
               return;
             }
-            open_connection(self, conn);
+            open_connection(self);
           },
-          [self](caf::error& err) {
+          [self, generation](caf::error& err) {
             auto& st = self->state;
+            if (generation != st.permit_generation)
+              return; // withdrawn: answered as such
             st.book.permit_refused();
-            if (st.discard_spawns > 0)
-              --st.discard_spawns;
             handshake_failed(self, from_caf_error(err, errc::shutting_down));
           });
 }
 
-/// Closed as soon as they arrive: the spawn requests not answered yet (close, drain).
-void discard_spawns(self_ptr self) {
-  self->state.discard_spawns = self->state.book.permits_asked();
-}
-
-/// Forgets connection `id` at once (closed or lost): no longer counted nor monitored.
-void forget(self_ptr self, std::uint64_t id) {
+/// Withdraws the permits asked and not granted yet (close, drain, stop).
+void withdraw_permits(self_ptr self) {
   auto& st = self->state;
-  self->demonitor(st.conns.at(id).address());
-  st.book.remove(id);
-  st.conns.erase(id);
+  if (st.book.withdraw_permits() == 0)
+    return;
+  ++st.permit_generation;
+  self->send(st.supervisor, withdraw_atom_v);
 }
 
 /// Moves every connection that counts against the cap to `to`; returns their ids.
@@ -215,7 +208,7 @@ public:
 
   void validate(std::uint64_t id) override { start_validation(self_, id); }
 
-  void connect() override { start_handshake(self_); }
+  void connect() override { ask_permit(self_); }
 
   void expired(std::uint64_t waiter) override {
     auto& st = self_->state;
@@ -283,7 +276,7 @@ void start_validation(self_ptr self, std::uint64_t id) {
             auto& st = self->state;
             if (auto* c = st.book.find(id); c && counts_against_cap(c->phase)) {
               self->send(st.conns.at(id), close_atom_v);
-              forget(self, id);
+              st.book.transition(id, conn_phase::closing);
             }
             serve_waiters(self);
           });
@@ -338,8 +331,7 @@ void handshake_failed(self_ptr self, const error& err) {
   serve_waiters(self);
 }
 
-/// A connection actor is down: a drained (or lifetime-retired) one closed, or one ended
-/// without conn_down (e.g. it crashed).
+/// A connection actor is down: it leaves the book and its permit goes back.
 void connection_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
   auto id = dm.source.id();
@@ -347,6 +339,13 @@ void connection_down(self_ptr self, const caf::down_msg& dm) {
   if (!was)
     return;
   st.conns.erase(id);
+  self->send(st.supervisor, return_atom_v);
+  if (st.stopped) {
+    if (st.book.entries().empty())
+      self->quit();
+    return;
+  }
+  // One that ended without conn_down (e.g. it crashed) stops counting here.
   if (*was == conn_phase::connecting)
     handshake_failed(self, from_caf_error(dm.reason, errc::connection_lost));
   else if (counts_against_cap(*was))
@@ -387,14 +386,14 @@ void finish_drain_if_done(self_ptr self) {
 }
 
 /// Starts the drain of this user: every connection drains (those already draining past
-/// their lifetime join), waiters get shutting_down, spawns asked for are discarded.
+/// their lifetime join), waiters get shutting_down, permits asked are withdrawn.
 void start_drain(self_ptr self) {
   auto& st = self->state;
   st.draining = true;
   st.drain = shutdown_report{};
   st.drain_started = self->clock().now();
   fail_waiters(self, make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
-  discard_spawns(self);
+  withdraw_permits(self);
   move_counted(self, conn_phase::draining);
   for (auto id : st.book.ids_where(is_draining)) {
     ++st.drains_pending;
@@ -434,15 +433,11 @@ void start_eviction(self_ptr self, const std::vector<std::uint64_t>& candidates,
         serve_waiters(self);
       }
     };
-    // Gone if it closed, else back to ready (unless a drain or close took it meanwhile).
+    // Back to ready unless it closed or a drain or close took it meanwhile.
     auto back = [self, id](bool evicted) {
       auto& book = self->state.book;
-      if (auto* c = book.find(id); c && c->phase == conn_phase::evicting) {
-        if (evicted)
-          forget(self, id);
-        else
-          book.transition(id, conn_phase::ready);
-      }
+      if (auto* c = book.find(id); c && c->phase == conn_phase::evicting)
+        book.transition(id, evicted ? conn_phase::closing : conn_phase::ready);
     };
     self->request(st.conns.at(id), std::chrono::seconds(10), evict_atom_v, max_idle)
         .then(
@@ -523,12 +518,10 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       },
       [self](close_atom, const std::string&) -> std::uint64_t {
         auto& st = self->state;
-        discard_spawns(self);
-        auto closed = st.book.ids_where(counts_against_cap);
-        for (auto id : closed) {
+        withdraw_permits(self);
+        auto closed = move_counted(self, conn_phase::closing);
+        for (auto id : closed)
           self->send(st.conns.at(id), close_atom_v);
-          forget(self, id);
-        }
         log().info("closed {} connections of '{}'", closed.size(), st.user);
         serve_waiters(self);
         return closed.size();
@@ -556,11 +549,13 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         st.stopped = true;
         st.drain.forced = true; // a drain still running ends here
         deliver_all(self, make_caf_error(errc::shutting_down, "the engine is stopping"));
-        for (auto id : st.book.ids_where(counts_against_cap))
+        withdraw_permits(self);
+        for (auto id : move_counted(self, conn_phase::closing))
           self->send(st.conns.at(id), close_atom_v);
         for (auto id : st.book.ids_where(is_draining))
           self->send(st.conns.at(id), force_atom_v);
-        self->quit();
+        if (st.book.entries().empty())
+          self->quit(); // else once the last connection actor is down
       },
       [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
         auto& st = self->state;
@@ -581,6 +576,8 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       },
       [self](drain_atom) -> caf::result<shutdown_report> {
         auto& st = self->state;
+        if (st.stopped)
+          return make_caf_error(errc::shutting_down, "the engine is stopping");
         auto rp = self->make_response_promise<shutdown_report>();
         st.drain_rps.push_back(rp);
         if (!st.draining)
@@ -617,9 +614,9 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         auto& st = self->state;
         auto* c = st.book.find(id);
         if (c == nullptr || !counts_against_cap(c->phase))
-          return; // draining: its actor's down ends it
+          return; // draining or closing: its actor's down ends it
         bool connecting = c->phase == conn_phase::connecting;
-        forget(self, id); // stops counting against the cap at once
+        st.book.transition(id, conn_phase::closing); // stops counting against the cap at once
         auto err = from_caf_error(reason, errc::connection_lost);
         if (connecting) {
           handshake_failed(self, err);
