@@ -242,6 +242,7 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
   st.tokens = static_cast<double>(st.ctx->pool.max_handshakes_per_second);
   st.refilled = self->clock().now();
   install_exception_handler(self, [self](const std::string& what) {
+    drop_requests(self, {}, error{errc::internal, what}); // pools waiting for permits learn it
     for (auto& rp : self->state.stop_promises)
       rp.deliver(make_caf_error(errc::internal, what));
     self->state.stop_promises.clear();
