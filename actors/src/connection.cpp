@@ -17,6 +17,8 @@
 // Health: every keepalive_interval the transport sends a probe; if no packet at all comes
 // back within keepalive_timeout the peer is hung (half-open): the connection is unhealthy,
 // closes, and its pool learns it at once (conn_down), as for every other state change.
+// Its pool spawned it (with a permit from the supervisor) and monitors it; it reports to
+// that pool alone and does not outlive it.
 #include "connection.hpp"
 
 #include <deque>
@@ -327,9 +329,8 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   opts.stream_window = st.ctx->pool.stream_window_bytes;
   st.transport = st.ctx->transports->make(
       st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
+  // Its pool spawned it and owns it: it does not outlive the pool.
   self->monitor(st.pool);
-  // A pool that timed out waiting for this actor never sends connect_atom: do not linger.
-  self->delayed_send(self, std::chrono::minutes(1), orphan_atom_v);
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source == st.pool.address()) {
@@ -464,10 +465,6 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
           return;
         st.drain.forced = true;
         shut_down(self, error{errc::shutting_down, "cut at the end of the grace period"}, false);
-      },
-      [self](orphan_atom) {
-        if (self->state.state == phase::created)
-          shut_down(self, error{errc::timeout, "never asked to connect"}, false);
       },
       [self](connect_atom) {
         auto& st = self->state;

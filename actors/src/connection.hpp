@@ -9,8 +9,8 @@
 
 namespace sshpool {
 
-/// Spawns a connection actor for `user` that reports to `pool`. It connects when the pool
-/// sends `connect_atom`.
+/// Spawns a connection actor for `user`, owned by `pool` (`parent` is the pool itself): it
+/// reports to the pool only and ends when the pool does. It connects on `connect_atom`.
 connection_actor spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
                                   user_pool_actor pool, std::shared_ptr<const actor_context> ctx);
 

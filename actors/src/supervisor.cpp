@@ -1,26 +1,32 @@
-// The supervisor actor: routes calls to one user_pool per user (spawned on demand), spawns
-// every connection actor for the pools (the global connection cap and the handshake rate
-// apply here, in one place), monitors all of them, and fans out stats, eviction and drains.
+// The supervisor actor: routes calls to one user_pool per user (spawned on demand and
+// monitored), hands out the permits the pools need to create connections (the global
+// connection cap and the handshake rate apply here, in one place; each pool spawns and
+// monitors its own connection actors), and fans out stats, eviction and drains.
 //
 //            drain_atom                     every pool drained        stop_atom
 //   running ───────────► draining ─────────────────────────► drained ──────────► stopped
-//     │ acquire / release / close / stats / evict / spawn        (acquire and spawn get
+//     │ acquire / release / close / stats / evict / permit       (acquire and permit get
 //     │ idle_atom(user) ──► retiring(user) ──► retired or kept    shutting_down from draining)
 //     └──► (routes; calls for a retiring user wait until its pool answered)
+//
+// Permits:      permit_atom                 a token (max_handshakes_per_second)
+//   pool ─────────────────────► queued ─────────────────────────────────► granted
+//                  withdraw_atom │ pool down         below max_connections_total │ return_atom
+//                                ▼ (dropped, answered)       else refused        ▼ or pool down
+//                             (gone)                                          (given back)
 //
 // Pool retirement: a pool left with nothing sends idle_atom; the supervisor asks it to
 // retire and holds that user's calls meanwhile, so no call ever reaches a pool that quit.
 #include "supervisor.hpp"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <caf/all.hpp>
 
-#include "connection.hpp"
 #include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "user_pool.hpp"
@@ -31,17 +37,11 @@ namespace {
 
 using time_point = caf::actor_clock::time_point;
 
-struct pending_spawn {
-  caf::typed_response_promise<connection_actor> rp;
-  std::string user;
-  endpoint ep;
-  user_pool_actor pool;
-  /// After this the pool no longer waits for the answer (its request timed out).
-  time_point deadline;
+/// A pool's request for a permit, waiting for a handshake token.
+struct permit_request {
+  caf::typed_response_promise<void> rp;
+  caf::actor_addr pool;
 };
-
-/// A little less than the pools' spawn request timeout (30 s).
-constexpr auto spawn_queue_limit = std::chrono::seconds(25);
 
 struct supervisor_state {
   static inline const char* name = "sshpool.supervisor";
@@ -50,13 +50,15 @@ struct supervisor_state {
   std::unordered_map<std::string, endpoint> endpoints;
   std::unordered_map<std::string, user_pool_actor> pools;
   std::unordered_map<caf::actor_addr, std::string> pool_users;
-  std::unordered_set<caf::actor_addr> connections;
+  /// Permits held per pool (one per connection actor alive), and their sum.
+  std::unordered_map<caf::actor_addr, std::size_t> permits;
+  std::size_t permits_held = 0;
   /// Users whose pool is being asked to retire, with the calls held meanwhile.
   std::unordered_map<std::string, std::vector<std::function<void()>>> retiring;
   /// Handshake rate: a token bucket refilled at max_handshakes_per_second.
   double tokens = 0;
   time_point refilled;
-  std::deque<pending_spawn> spawn_queue;
+  std::deque<permit_request> permit_queue;
   bool tick_armed = false;
   bool draining = false;
   bool stopping = false;
@@ -67,7 +69,8 @@ using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
 void maybe_finish_stop(self_ptr self) {
   auto& st = self->state;
-  if (!st.stopping || !st.pools.empty() || !st.connections.empty())
+  // A pool quits once its connection actors are down.
+  if (!st.stopping || !st.pools.empty())
     return;
   for (auto& rp : st.stop_promises)
     static_cast<caf::response_promise&>(rp).deliver(caf::unit);
@@ -168,47 +171,60 @@ void refill(self_ptr self) {
   st.refilled = now;
 }
 
-void spawn_now(self_ptr self, pending_spawn& p) {
+/// Answers `p`: a permit for one more connection, unless the engine stops admitting or holds
+/// max_connections_total of them.
+void grant(self_ptr self, permit_request& p) {
   auto& st = self->state;
-  if (self->clock().now() >= p.deadline) {
-    // Its pool gave up waiting: a connection now would be an orphan and waste a token.
-    p.rp.deliver(make_caf_error(errc::timeout, "waited too long for a handshake slot"));
-    return;
-  }
   if (st.draining || st.stopping) {
     p.rp.deliver(make_caf_error(not_admitting(st)));
     return;
   }
-  if (st.connections.size() >= st.ctx->pool.max_connections_total) {
+  if (st.permits_held >= st.ctx->pool.max_connections_total) {
     p.rp.deliver(make_caf_error(errc::pool_exhausted,
                                 "the engine holds its maximum of " +
                                     std::to_string(st.ctx->pool.max_connections_total) +
                                     " connections (max_connections_total)"));
     return;
   }
-  auto conn = spawn_connection(self, std::move(p.user), std::move(p.ep), std::move(p.pool), st.ctx);
-  self->monitor(conn);
-  st.connections.insert(conn.address());
-  p.rp.deliver(conn);
+  ++st.permits[p.pool];
+  ++st.permits_held;
+  static_cast<caf::response_promise&>(p.rp).deliver(caf::unit);
 }
 
-/// Starts queued spawns as tokens allow; arms a tick for the next token.
-void run_spawn_queue(self_ptr self) {
+/// Answers the queued requests of `pool` (or every one, if null) with `err`.
+void drop_requests(self_ptr self, const caf::actor_addr& pool, const error& err) {
+  auto& q = self->state.permit_queue;
+  auto keep =
+      std::stable_partition(q.begin(), q.end(), [&](auto& p) { return pool && p.pool != pool; });
+  for (auto i = keep; i != q.end(); ++i)
+    i->rp.deliver(make_caf_error(err));
+  q.erase(keep, q.end());
+}
+
+/// Takes back the permits `pool` holds (all of them: `all`; else one).
+void give_back(self_ptr self, const caf::actor_addr& pool, bool all) {
+  auto& st = self->state;
+  auto i = st.permits.find(pool);
+  if (i == st.permits.end())
+    return;
+  auto n = all ? i->second : 1;
+  st.permits_held -= n;
+  i->second -= n;
+  if (i->second == 0)
+    st.permits.erase(i);
+}
+
+/// Grants queued permits as tokens allow; arms a tick for the next token.
+void run_permit_queue(self_ptr self) {
   auto& st = self->state;
   refill(self);
-  auto now = self->clock().now();
-  while (!st.spawn_queue.empty()) {
-    auto& front = st.spawn_queue.front();
-    bool expired = now >= front.deadline;
-    if (!expired && st.tokens < 1.0)
-      break;
-    if (!expired)
-      st.tokens -= 1.0; // expired requests take no token
-    auto p = std::move(front);
-    st.spawn_queue.pop_front();
-    spawn_now(self, p);
+  while (!st.permit_queue.empty() && st.tokens >= 1.0) {
+    st.tokens -= 1.0;
+    auto p = std::move(st.permit_queue.front());
+    st.permit_queue.pop_front();
+    grant(self, p);
   }
-  if (!st.spawn_queue.empty() && !st.tick_armed) {
+  if (!st.permit_queue.empty() && !st.tick_armed) {
     st.tick_armed = true;
     auto wait = std::chrono::duration<double>(
         (1.0 - st.tokens) / static_cast<double>(st.ctx->pool.max_handshakes_per_second));
@@ -226,23 +242,25 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
   st.tokens = static_cast<double>(st.ctx->pool.max_handshakes_per_second);
   st.refilled = self->clock().now();
   install_exception_handler(self, [self](const std::string& what) {
+    drop_requests(self, {}, error{errc::internal, what}); // pools waiting for permits learn it
     for (auto& rp : self->state.stop_promises)
       rp.deliver(make_caf_error(errc::internal, what));
     self->state.stop_promises.clear();
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.connections.erase(dm.source) == 0) {
-      auto i = st.pool_users.find(dm.source);
-      if (i != st.pool_users.end()) {
-        auto p = st.pools.find(i->second);
-        if (p != st.pools.end() && p->second.address() == dm.source)
-          st.pools.erase(p);
-        if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
-          log().error("pool of '{}' ended: {}", i->second, caf::to_string(dm.reason));
-        st.pool_users.erase(i);
-      }
+    auto i = st.pool_users.find(dm.source);
+    if (i != st.pool_users.end()) {
+      auto p = st.pools.find(i->second);
+      if (p != st.pools.end() && p->second.address() == dm.source)
+        st.pools.erase(p);
+      if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+        log().error("pool of '{}' ended: {}", i->second, caf::to_string(dm.reason));
+      st.pool_users.erase(i);
     }
+    // What the pool asked for or held goes with it (its connections end with it).
+    drop_requests(self, dm.source, error{errc::shutting_down, "the pool is gone"});
+    give_back(self, dm.source, true);
     maybe_finish_stop(self);
   });
   return {
@@ -310,10 +328,8 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
         st.stop_promises.push_back(rp);
         if (!st.stopping) {
           st.stopping = true;
-          log().info("stopping: {} pools, {} connections", st.pools.size(), st.connections.size());
-          for (auto& p : st.spawn_queue)
-            p.rp.deliver(make_caf_error(not_admitting(st)));
-          st.spawn_queue.clear();
+          log().info("stopping: {} pools, {} connections", st.pools.size(), st.permits_held);
+          drop_requests(self, {}, not_admitting(st));
           for (auto& [user, held] : st.retiring)
             for (auto& route : held)
               route(); // routes see `stopping` and answer shutting_down
@@ -333,10 +349,8 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
         auto& st = self->state;
         if (!st.draining) {
           st.draining = true;
-          log().info("draining: {} pools, {} connections", st.pools.size(), st.connections.size());
-          for (auto& p : st.spawn_queue)
-            p.rp.deliver(make_caf_error(not_admitting(st)));
-          st.spawn_queue.clear();
+          log().info("draining: {} pools, {} connections", st.pools.size(), st.permits_held);
+          drop_requests(self, {}, not_admitting(st));
         }
         // Calls held for retiring pools run once those answer; they then see `draining`.
         return fan_out<shutdown_report, shutdown_report>(self, caf::infinite, shutdown_report{},
@@ -356,14 +370,20 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
         };
         return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
       },
-      [self](spawn_atom, std::string& user, endpoint& ep,
-             user_pool_actor& pool) -> caf::result<connection_actor> {
-        auto& st = self->state;
-        auto rp = self->make_response_promise<connection_actor>();
-        st.spawn_queue.push_back(pending_spawn{rp, std::move(user), std::move(ep), std::move(pool),
-                                               self->clock().now() + spawn_queue_limit});
-        run_spawn_queue(self);
+      [self](permit_atom) -> caf::result<void> {
+        // The sender first: the promise takes it from the message.
+        auto pool = caf::actor_cast<caf::actor_addr>(self->current_sender());
+        auto rp = self->make_response_promise<void>();
+        self->state.permit_queue.push_back(permit_request{rp, std::move(pool)});
+        run_permit_queue(self);
         return rp;
+      },
+      [self](withdraw_atom) {
+        drop_requests(self, caf::actor_cast<caf::actor_addr>(self->current_sender()),
+                      error{errc::shutting_down, "withdrawn"});
+      },
+      [self](return_atom) {
+        give_back(self, caf::actor_cast<caf::actor_addr>(self->current_sender()), false);
       },
       [self](idle_atom, const std::string& user) {
         auto& st = self->state;
@@ -395,7 +415,7 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
       },
       [self](tick_atom) {
         self->state.tick_armed = false;
-        run_spawn_queue(self);
+        run_permit_queue(self);
       },
   };
 }

@@ -1,38 +1,48 @@
-// The user_pool actor: one user's SSH connections, leases and waiters.
+// The user_pool actor: one user's SSH connections, leases and waiters. It owns its
+// connection actors: it spawns each after a permit from the supervisor (which keeps the
+// global connection cap and the handshake rate), monitors it, and gives the permit back
+// once the actor is down. The mechanism (phases, leases, the waiter FIFO, selection,
+// counts) is pool_book's; this actor keeps the handlers, the timers and the policy:
+// backoff, lifetime, validation, eviction, drain and retirement.
 //
-// Connection entries:
-//                 spawn reply          conn_up               idle > validation threshold
-//   (spawning) ─────────────► connecting ─────► ready ◄──────────────────────► validating
-//        │ error                │ conn_down      │ ▲ lease / release      alive │ no answer
-//        ▼                      ▼                │ └───┘                       ▼
-//   handshake failed ◄──────────┘  evict_atom    │ idle > max_idle     conn_down: removed
-//   (backoff, fast-fail)          ┌──────────────┤ past max_lifetime and idle: drained
-//                                 ▼              │ conn_down / close: removed at once
-//                              evicting ── closed: removed (counted by cleanup)
+// Connections (phases of pool_book):
+//           granted              conn_up            idle > validation threshold
+//   asked ─────────► connecting ────────► ready ◄─────────────────────────────► validating
+//     │ refused          │ conn_down       │ ▲ lease / release          alive │ no answer
+//     ▼                  ▼                 │ └───┘                            ▼
+//   handshake failed ◄───┘                 ├── evict_atom ──► evicting ──► closing (evicted;
+//   (backoff, fast-fail)                   │                                  kept: ready)
+//                                          ├── past max_lifetime and idle, drain ──► draining
+//                                          └── close, conn_down ───────────────────► closing
+//   draining, closing ── actor down: removed, its permit given back to the supervisor.
+//   close, drain and stop withdraw the permits asked; a grant that comes late goes back.
 //
 // get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
 // unused for longer than validation_idle_threshold is probed first); else, while the user
-// is under max_connections_per_user (spawning + connecting + validating + ready), a new
-// connection whose handshake the caller waits for; else the ready connection with the
-// fewest leases below max_channels_per_connection; else a place in a FIFO of at most
-// max_waiters_per_user callers, each bounded by acquire_timeout (then pool_exhausted).
-// Handshakes never outnumber the callers waiting for them and never exceed the cap, so
-// concurrent first calls cannot start a storm or orphan a connection. A failed handshake
-// starts a per-user backoff with full jitter; until it ends, callers that nothing can
-// serve (no ready connection, no handshake in progress) get the failure at once instead of
-// a new handshake; the others keep waiting and the failed slot is retried at its end. A
-// pool left with nothing offers to retire, so memory does not grow with users ever seen.
+// is under max_connections_per_user (permits asked and connections connecting, ready,
+// validating or evicting), a new connection whose handshake the caller waits for; else the
+// ready connection with the fewest leases below max_channels_per_connection; else a place
+// in a FIFO of at most max_waiters_per_user callers, each bounded by acquire_timeout (then
+// pool_exhausted). Handshakes never outnumber the callers waiting for them and never exceed
+// the cap, so concurrent first calls cannot start a storm. A failed handshake starts a
+// per-user backoff with full jitter; until it ends, callers that nothing can serve (no
+// ready connection, no handshake in progress) get the failure at once instead of a new
+// handshake; the others keep waiting and the failed slot is retried at its end. A pool
+// left with nothing offers to retire, so memory does not grow with users ever seen. On
+// stop it closes its connections and quits once their actors are down.
 #include "user_pool.hpp"
 
 #include <algorithm>
-#include <deque>
 #include <random>
 #include <unordered_map>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "backoff.hpp"
+#include "connection.hpp"
 #include "handlers.hpp"
+#include "pool_book.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool {
@@ -41,28 +51,6 @@ namespace {
 
 using time_point = caf::actor_clock::time_point;
 
-/// The supervisor answers spawn requests at once (or after the handshake-rate limit); this
-/// only bounds a stuck supervisor.
-constexpr auto spawn_timeout = std::chrono::seconds(30);
-
-enum class conn_phase { connecting, ready, validating, evicting };
-
-struct conn_entry {
-  connection_actor handle;
-  std::uint64_t id = 0;
-  conn_phase phase = conn_phase::connecting;
-  std::uint32_t leases = 0;
-  /// Retired (when idle) from here: created + max_lifetime minus up to 2.5 %.
-  time_point expires;
-  /// When it was last leased or released.
-  time_point last_used;
-};
-
-struct waiter {
-  caf::typed_response_promise<lease> rp;
-  time_point deadline;
-};
-
 struct user_pool_state {
   static inline const char* name = "sshpool.user_pool";
 
@@ -70,15 +58,13 @@ struct user_pool_state {
   endpoint ep;
   supervisor_actor supervisor;
   std::shared_ptr<const actor_context> ctx;
-  std::vector<conn_entry> conns;
-  /// Spawn requests sent to the supervisor and not answered yet.
-  std::size_t spawning = 0;
-  /// Of those, how many were asked for before a close: closed as soon as they arrive.
-  std::size_t discard_spawns = 0;
-  /// Live leases: lease id -> connection id (the connection may be gone meanwhile).
-  std::unordered_map<std::uint64_t, std::uint64_t> leases;
-  std::deque<waiter> waiters;
-  std::uint64_t next_lease = 0;
+  pool_book book;
+  /// The actors of the book's connections and the promises of its waiters, by their ids.
+  std::unordered_map<std::uint64_t, connection_actor> conns;
+  std::unordered_map<std::uint64_t, caf::typed_response_promise<lease>> promises;
+  /// Permit requests carry this generation; a withdrawal moves it on, so that a grant for a
+  /// withdrawn request is given back and its refusal ignored.
+  std::uint64_t permit_generation = 0;
   std::uint64_t timer_generation = 0;
   time_point timer_at = time_point::max();
   /// Reconnection: consecutive handshake failures, the end of the backoff, the last
@@ -95,9 +81,6 @@ struct user_pool_state {
   shutdown_report drain;
   std::size_t drains_pending = 0;
   time_point drain_started;
-  /// Connections being drained or retired (max_lifetime), no longer in `conns`: monitored
-  /// until they closed; drains include them and force_atom cuts them.
-  std::vector<connection_actor> draining_conns;
   /// Evictions waiting for their connections' answers (answered on stop, too).
   std::vector<caf::typed_response_promise<std::uint64_t>> evictions;
   bool stopped = false;
@@ -110,85 +93,8 @@ using self_ptr = user_pool_actor::stateful_pointer<user_pool_state>;
 
 // -- queries ----------------------------------------------------------------------------------
 
-std::size_t pending_handshakes(const user_pool_state& st) {
-  return st.spawning +
-         static_cast<std::size_t>(std::count_if(st.conns.begin(), st.conns.end(), [](auto& c) {
-           return c.phase == conn_phase::connecting || c.phase == conn_phase::validating;
-         }));
-}
-
-std::size_t total_connections(const user_pool_state& st) {
-  return st.spawning + st.conns.size();
-}
-
-conn_entry* find_conn(user_pool_state& st, std::uint64_t id) {
-  for (auto& c : st.conns)
-    if (c.id == id)
-      return &c;
-  return nullptr;
-}
-
-bool leasable(const conn_entry& c, time_point now) {
-  return c.phase == conn_phase::ready && now < c.expires;
-}
-
-bool any_leasable(const user_pool_state& st, time_point now) {
-  return std::any_of(st.conns.begin(), st.conns.end(), [now](auto& c) { return leasable(c, now); });
-}
-
-/// An idle leasable connection used recently enough not to need a probe.
-conn_entry* idle_ready(user_pool_state& st, time_point now) {
-  for (auto& c : st.conns)
-    if (leasable(c, now) && c.leases == 0 &&
-        now - c.last_used <= st.ctx->pool.validation_idle_threshold)
-      return &c;
-  return nullptr;
-}
-
-/// An idle leasable connection unused for longer than the validation threshold.
-conn_entry* stale_idle(user_pool_state& st, time_point now) {
-  for (auto& c : st.conns)
-    if (leasable(c, now) && c.leases == 0)
-      return &c;
-  return nullptr;
-}
-
-/// The leasable connection with the fewest leases below the channel cap (an unused one
-/// only if recently used: a stale one is validated first).
-conn_entry* least_leased(user_pool_state& st, time_point now) {
-  conn_entry* best = nullptr;
-  for (auto& c : st.conns) {
-    bool stale = c.leases == 0 && now - c.last_used > st.ctx->pool.validation_idle_threshold;
-    if (leasable(c, now) && !stale && c.leases < st.ctx->pool.max_channels_per_connection &&
-        (best == nullptr || c.leases < best->leases))
-      best = &c;
-  }
-  return best;
-}
-
-lease make_lease(user_pool_state& st, conn_entry& c, time_point now) {
-  ++c.leases;
-  c.last_used = now;
-  auto id = ++st.next_lease;
-  st.leases.emplace(id, c.id);
-  return lease{st.user, id, c.id, c.handle};
-}
-
-std::string describe(const user_pool_state& st) {
-  std::size_t leases = 0;
-  for (auto& c : st.conns)
-    leases += c.leases;
-  return std::to_string(total_connections(st)) + "/" +
-         std::to_string(st.ctx->pool.max_connections_per_user) + " connections (" +
-         std::to_string(pending_handshakes(st)) + " connecting), " + std::to_string(leases) +
-         " leases of at most " + std::to_string(st.ctx->pool.max_channels_per_connection) +
-         " per connection, " + std::to_string(st.waiters.size()) + " waiting";
-}
-
-bool fatal(errc code) {
-  return code == errc::auth_failed || code == errc::host_key_unknown ||
-         code == errc::host_key_mismatch || code == errc::host_key_revoked ||
-         code == errc::invalid_argument;
+lease make_lease(const user_pool_state& st, pool_book::grant g) {
+  return lease{st.user, g.lease, g.connection, st.conns.at(g.connection)};
 }
 
 // -- actions ----------------------------------------------------------------------------------
@@ -196,20 +102,13 @@ bool fatal(errc code) {
 void handshake_failed(self_ptr self, const error& err);
 void serve_waiters(self_ptr self);
 
-void remove_conn(user_pool_state& st, std::uint64_t id) {
-  st.conns.erase(
-      std::remove_if(st.conns.begin(), st.conns.end(), [id](auto& c) { return c.id == id; }),
-      st.conns.end());
-}
-
-/// Offers to retire once nothing is left: no connection (being drained included), lease,
-/// waiter, handshake or drain, and no failure remembered for backoff (a fresh pool would
+/// Offers to retire once nothing is left: no connection (closing ones included), permit
+/// asked, lease, waiter or drain, and no failure remembered for backoff (a fresh pool would
 /// forget it: the backoff would never grow). Failures are remembered until one backoff cap
 /// after the last one.
 void maybe_offer_retirement(self_ptr self) {
   auto& st = self->state;
-  if (st.retire_offered || st.stopped || !st.conns.empty() || !st.draining_conns.empty() ||
-      st.spawning > 0 || !st.waiters.empty() || !st.leases.empty() || st.drains_pending > 0)
+  if (st.retire_offered || st.stopped || !st.book.empty() || st.drains_pending > 0)
     return;
   auto now = self->clock().now();
   auto hold = st.failures > 0
@@ -226,44 +125,60 @@ void maybe_offer_retirement(self_ptr self) {
   self->send(st.supervisor, idle_atom_v, st.user);
 }
 
-void start_handshake(self_ptr self) {
+/// Spawns the connection a permit was granted for, monitors it and starts its handshake.
+void open_connection(self_ptr self) {
   auto& st = self->state;
-  ++st.spawning;
+  auto conn =
+      spawn_connection(self, st.user, st.ep, caf::actor_cast<user_pool_actor>(self), st.ctx);
+  self->monitor(conn);
+  auto now = self->clock().now();
+  std::uniform_real_distribution<double> shorten{0.0, 0.025};
+  auto expires = now + std::chrono::duration_cast<caf::timespan>(st.ctx->pool.max_lifetime *
+                                                                 (1.0 - shorten(st.rng)));
+  st.book.permit_granted(conn.id(), now, expires);
+  st.conns.emplace(conn.id(), conn);
+  self->send(conn, connect_atom_v);
+}
+
+/// Asks the supervisor for the permit the book just counted as asked.
+void ask_permit(self_ptr self) {
+  auto& st = self->state;
   ++st.stats.handshakes;
-  self->request(st.supervisor, spawn_timeout, spawn_atom_v, st.user, st.ep,
-                caf::actor_cast<user_pool_actor>(self))
+  auto generation = st.permit_generation;
+  self->request(st.supervisor, caf::infinite, permit_atom_v)
       .then(
-          [self](connection_actor& conn) {
+          [self, generation]() {
             auto& st = self->state;
-            --st.spawning;
-            if (st.stopped || st.draining || st.discard_spawns > 0) {
-              // Asked for before a close, drain or stop: it must not appear afterwards.
-              if (st.discard_spawns > 0)
-                --st.discard_spawns;
-              self->send(conn, close_atom_v);
-              serve_waiters(self);
-              maybe_offer_retirement(self);
+            if (generation != st.permit_generation) {
+              self->send(st.supervisor, return_atom_v); // withdrawn meanwhile: not needed
               return;
             }
-            self->monitor(conn);
-            conn_entry entry;
-            entry.handle = conn;
-            entry.id = conn.id();
-            auto now = self->clock().now();
-            std::uniform_real_distribution<double> shorten{0.0, 0.025};
-            entry.expires = now + std::chrono::duration_cast<caf::timespan>(
-                                      st.ctx->pool.max_lifetime * (1.0 - shorten(st.rng)));
-            entry.last_used = now;
-            st.conns.push_back(entry);
-            self->send(conn, connect_atom_v);
+            open_connection(self);
           },
-          [self](caf::error& err) {
+          [self, generation](caf::error& err) {
             auto& st = self->state;
-            --st.spawning;
-            if (st.discard_spawns > 0)
-              --st.discard_spawns;
+            if (generation != st.permit_generation)
+              return; // withdrawn: answered as such
+            st.book.permit_refused();
             handshake_failed(self, from_caf_error(err, errc::shutting_down));
           });
+}
+
+/// Withdraws the permits asked and not granted yet (close, drain, stop).
+void withdraw_permits(self_ptr self) {
+  auto& st = self->state;
+  if (st.book.withdraw_permits() == 0)
+    return;
+  ++st.permit_generation;
+  self->send(st.supervisor, withdraw_atom_v);
+}
+
+/// Moves every connection that counts against the cap to `to`; returns their ids.
+std::vector<std::uint64_t> move_counted(self_ptr self, conn_phase to) {
+  auto ids = self->state.book.ids_where(counts_against_cap);
+  for (auto id : ids)
+    self->state.book.transition(id, to);
+  return ids;
 }
 
 void arm_timer(self_ptr self, time_point deadline) {
@@ -276,114 +191,113 @@ void arm_timer(self_ptr self, time_point deadline) {
                      ++st.timer_generation);
 }
 
+void start_validation(self_ptr self, std::uint64_t id);
+
+/// Carries out what the book decides for the waiters.
+class pool_effects final : public pool_book::effects {
+public:
+  explicit pool_effects(self_ptr self) : self_(self) {}
+
+  void granted(std::uint64_t waiter, pool_book::grant g) override {
+    auto& st = self_->state;
+    auto i = st.promises.find(waiter);
+    auto rp = std::move(i->second);
+    st.promises.erase(i);
+    rp.deliver(make_lease(st, g));
+  }
+
+  void validate(std::uint64_t id) override { start_validation(self_, id); }
+
+  void connect() override { ask_permit(self_); }
+
+  void expired(std::uint64_t waiter) override {
+    auto& st = self_->state;
+    ++st.stats.acquire_timeouts;
+    auto i = st.promises.find(waiter);
+    i->second.deliver(make_caf_error(errc::pool_exhausted,
+                                     "no connection for user '" + st.user + "' within " +
+                                         std::to_string(st.ctx->pool.acquire_timeout.count()) +
+                                         " ms: " + st.book.describe()));
+    st.promises.erase(i);
+  }
+
+private:
+  self_ptr self_;
+};
+
 /// Fails waiters whose acquire_timeout passed. The first waiters, as many as handshakes are
 /// in progress, are waiting for those: they are bounded by the handshake's own deadline
 /// (connect_timeout) and get its result, so a slow handshake does not turn into
 /// pool_exhausted. Arms the timer for the earliest remaining deadline.
 void expire_waiters(self_ptr self) {
-  auto& st = self->state;
-  auto now = self->clock().now();
-  auto covered = pending_handshakes(st);
-  auto next = time_point::max();
-  std::size_t position = 0;
-  for (auto i = st.waiters.begin(); i != st.waiters.end();) {
-    if (position < covered) {
-      ++position;
-      ++i;
-    } else if (i->deadline <= now) {
-      ++st.stats.acquire_timeouts;
-      i->rp.deliver(make_caf_error(errc::pool_exhausted,
-                                   "no connection for user '" + st.user + "' within " +
-                                       std::to_string(st.ctx->pool.acquire_timeout.count()) +
-                                       " ms: " + describe(st)));
-      i = st.waiters.erase(i);
-    } else {
-      next = std::min(next, i->deadline);
-      ++position;
-      ++i;
-    }
-  }
+  pool_effects fx{self};
+  auto next = self->state.book.expire(self->clock().now(), fx);
   if (next != time_point::max())
     arm_timer(self, next);
 }
 
+/// Answers the waiters (and forgets them) with `err`.
+void fail_waiters(self_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  for (auto id : st.book.take_waiters())
+    st.promises.at(id).deliver(err);
+  st.promises.clear();
+}
+
 /// Drains idle connections past their lifetime: no longer leasable nor counted against the
-/// cap, but tracked (and monitored) until they closed, so a request still in flight on one
-/// (a stream whose lease was released early) finishes, and drains and stops include it.
+/// cap, but monitored until their actors are down, so a request still in flight on one (a
+/// stream whose lease was released early) finishes, and drains and stops include it.
 void retire_expired(self_ptr self, time_point now) {
   auto& st = self->state;
-  for (auto i = st.conns.begin(); i != st.conns.end();) {
-    if (i->phase == conn_phase::ready && i->leases == 0 && now >= i->expires) {
-      log().info("connection #{} of '{}' reached its max_lifetime: retired", i->id, st.user);
-      st.draining_conns.push_back(i->handle);
-      self->request(i->handle, caf::infinite, drain_atom_v)
-          .then([](const shutdown_report&) {}, [](caf::error&) {});
-      i = st.conns.erase(i);
-    } else {
-      ++i;
-    }
+  for (auto id : st.book.expired_idle(now)) {
+    log().info("connection #{} of '{}' reached its max_lifetime: retired", id, st.user);
+    st.book.transition(id, conn_phase::draining);
+    self->request(st.conns.at(id), caf::infinite, drain_atom_v)
+        .then([](const shutdown_report&) {}, [](caf::error&) {});
   }
 }
 
-void start_validation(self_ptr self, conn_entry& c) {
+void start_validation(self_ptr self, std::uint64_t id) {
   auto& st = self->state;
-  c.phase = conn_phase::validating;
-  auto id = c.id;
   // The connection answers within keepalive_timeout (or closes); the margin only guards
   // against a lost reply.
-  self->request(c.handle, st.ctx->pool.keepalive_timeout * 2, validate_atom_v)
+  self->request(st.conns.at(id), st.ctx->pool.keepalive_timeout * 2, validate_atom_v)
       .then(
           [self, id](bool) {
-            if (auto* c = find_conn(self->state, id); c && c->phase == conn_phase::validating) {
-              c->phase = conn_phase::ready;
-              c->last_used = self->clock().now();
+            auto& book = self->state.book;
+            if (auto* c = book.find(id); c && c->phase == conn_phase::validating) {
+              book.transition(id, conn_phase::ready);
+              book.touch(id, self->clock().now());
             }
             serve_waiters(self);
           },
           [self, id](caf::error&) {
             // It closed itself (or its reply got lost: close it), and stops counting now.
-            if (auto* c = find_conn(self->state, id))
-              self->send(c->handle, close_atom_v);
-            remove_conn(self->state, id);
+            auto& st = self->state;
+            if (auto* c = st.book.find(id); c && counts_against_cap(c->phase)) {
+              self->send(st.conns.at(id), close_atom_v);
+              st.book.transition(id, conn_phase::closing);
+            }
             serve_waiters(self);
           });
 }
 
-/// Serves waiters in FIFO order; starts handshakes only for waiters no pending handshake
-/// (or validation) covers, and not during a reconnect backoff (the retry tick comes at its
-/// end).
+/// Serves waiters in FIFO order (see pool_book::serve); asks for new connections only for
+/// waiters no pending handshake (or validation) covers, never during a drain, and not
+/// during a reconnect backoff (the retry tick comes at its end).
 void serve_waiters(self_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
   retire_expired(self, now);
-  while (!st.waiters.empty()) {
-    conn_entry* c = idle_ready(st, now);
-    if (c == nullptr) {
-      if (auto* stale = stale_idle(st, now)) {
-        start_validation(self, *stale);
-        continue;
-      }
-      if (st.waiters.size() <= pending_handshakes(st))
-        break; // every remaining waiter has a handshake coming
-      if (!st.draining && total_connections(st) < st.ctx->pool.max_connections_per_user) {
-        if (now >= st.retry_at) {
-          start_handshake(self);
-          continue;
-        }
-        if (!st.retry_armed) {
-          st.retry_armed = true;
-          self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
-        }
-      }
-      c = least_leased(st, now);
-      if (c == nullptr)
-        break;
-    }
-    auto w = std::move(st.waiters.front());
-    st.waiters.pop_front();
-    w.rp.deliver(make_lease(st, *c, now));
+  auto rule = st.draining          ? pool_book::connect_rule::never
+              : now >= st.retry_at ? pool_book::connect_rule::now
+                                   : pool_book::connect_rule::later;
+  pool_effects fx{self};
+  if (st.book.serve(now, rule, fx) && !st.retry_armed) {
+    st.retry_armed = true;
+    self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
   }
-  if (!st.waiters.empty())
+  if (st.book.waiting() > 0)
     expire_waiters(self); // coverage by handshakes may have shrunk
   maybe_offer_retirement(self);
 }
@@ -393,37 +307,51 @@ void handshake_failed(self_ptr self, const error& err) {
   ++st.stats.handshake_failures;
   if (st.stopped)
     return;
-  // Backoff with full jitter: random in [0, min(cap, base * 2^(failures - 1))]; for a
-  // refusal (auth, host key), that will not change by retrying: in [cap / 2, cap].
+  // Backoff with full jitter (backoff.hpp); a refusal (auth, host key), that will not
+  // change by retrying, waits between cap / 2 and cap.
   ++st.failures;
-  st.failed_at = self->clock().now();
-  auto base =
-      std::chrono::duration_cast<std::chrono::milliseconds>(st.ctx->pool.reconnect_backoff_base);
-  auto ceiling = std::min<std::chrono::milliseconds>(
-      st.ctx->pool.reconnect_backoff_cap,
-      base * (1LL << std::min<std::uint32_t>(st.failures - 1, 20)));
-  auto floor = fatal(err.code()) ? st.ctx->pool.reconnect_backoff_cap.count() / 2 : 0;
-  if (fatal(err.code()))
-    ceiling = st.ctx->pool.reconnect_backoff_cap;
-  std::uniform_int_distribution<long long> jitter{floor, ceiling.count()};
-  auto backoff = std::chrono::milliseconds{jitter(st.rng)};
-  st.retry_at = self->clock().now() + backoff;
+  auto now = self->clock().now();
+  st.failed_at = now;
+  auto backoff =
+      backoff_delay(st.failures, is_refusal(err.code()), st.ctx->pool.reconnect_backoff_base,
+                    st.ctx->pool.reconnect_backoff_cap, st.rng);
+  st.retry_at = now + backoff;
   st.retry_armed = false;
   ++st.retry_generation;
   st.last_failure = err;
   log().info("handshake for '{}' failed ({} in a row): {}; next attempt in {} ms{}", st.user,
              st.failures, err.to_string(), backoff.count(),
-             fatal(err.code()) ? " (a refusal)" : "");
+             is_refusal(err.code()) ? " (a refusal)" : "");
   // Waiters get the error only when nothing can serve them: no ready connection and no
   // handshake in progress (a connection serves up to max_channels_per_connection of them).
   // Otherwise they wait, bounded by acquire_timeout, for those connections, for released
   // leases and for the retry of this handshake's slot once the backoff ends.
-  if (!any_leasable(st, self->clock().now()) && pending_handshakes(st) == 0) {
-    for (auto& w : st.waiters)
-      w.rp.deliver(make_caf_error(err));
-    st.waiters.clear();
-  }
+  if (!st.book.any_leasable(now) && st.book.pending() == 0)
+    fail_waiters(self, make_caf_error(err));
   serve_waiters(self);
+}
+
+/// A connection actor is down: it leaves the book and its permit goes back.
+void connection_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  auto id = dm.source.id();
+  auto was = st.book.remove(id);
+  if (!was)
+    return;
+  st.conns.erase(id);
+  self->send(st.supervisor, return_atom_v);
+  if (st.stopped) {
+    if (st.book.entries().empty())
+      self->quit();
+    return;
+  }
+  // One that ended without conn_down (e.g. it crashed) stops counting here.
+  if (*was == conn_phase::connecting)
+    handshake_failed(self, from_caf_error(dm.reason, errc::connection_lost));
+  else if (counts_against_cap(*was))
+    serve_waiters(self);
+  else
+    maybe_offer_retirement(self);
 }
 
 // -- drain ------------------------------------------------------------------------------------
@@ -431,9 +359,7 @@ void handshake_failed(self_ptr self, const error& err) {
 /// Answers everyone still waiting on this pool (stop, exception): no promise is dropped.
 void deliver_all(self_ptr self, const caf::error& err) {
   auto& st = self->state;
-  for (auto& w : st.waiters)
-    w.rp.deliver(err);
-  st.waiters.clear();
+  fail_waiters(self, err);
   for (auto& rp : st.drain_rps)
     rp.deliver(st.drain);
   st.drain_rps.clear();
@@ -459,6 +385,75 @@ void finish_drain_if_done(self_ptr self) {
   maybe_offer_retirement(self);
 }
 
+/// Starts the drain of this user: every connection drains (those already draining past
+/// their lifetime join), waiters get shutting_down, permits asked are withdrawn.
+void start_drain(self_ptr self) {
+  auto& st = self->state;
+  st.draining = true;
+  st.drain = shutdown_report{};
+  st.drain_started = self->clock().now();
+  fail_waiters(self, make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
+  withdraw_permits(self);
+  move_counted(self, conn_phase::draining);
+  for (auto id : st.book.ids_where(is_draining)) {
+    ++st.drains_pending;
+    self->request(st.conns.at(id), caf::infinite, drain_atom_v)
+        .then(
+            [self](const shutdown_report& part) {
+              auto& st = self->state;
+              st.drain.connections_closed += part.connections_closed;
+              st.drain.in_flight_at_start += part.in_flight_at_start;
+              st.drain.completed_during_drain += part.completed_during_drain;
+              st.drain.cut += part.cut;
+              st.drain.forced = st.drain.forced || part.forced;
+              --st.drains_pending;
+              finish_drain_if_done(self);
+            },
+            [self](caf::error&) {
+              --self->state.drains_pending; // gone meanwhile: nothing was left to drain
+              finish_drain_if_done(self);
+            });
+  }
+}
+
+/// Asks the connections unused for `max_idle` whether they are idle enough to close;
+/// `rp` gets how many closed.
+void start_eviction(self_ptr self, const std::vector<std::uint64_t>& candidates,
+                    caf::timespan max_idle, caf::typed_response_promise<std::uint64_t> rp) {
+  auto& st = self->state;
+  auto remaining = std::make_shared<std::size_t>(candidates.size());
+  auto closed = std::make_shared<std::uint64_t>(0);
+  for (auto id : candidates) {
+    // Not leasable while the connection decides (it sees requests in flight that a
+    // released lease may have left behind).
+    st.book.transition(id, conn_phase::evicting);
+    auto done = [self, rp, remaining, closed]() mutable {
+      if (--*remaining == 0 && rp.pending()) {
+        rp.deliver(*closed);
+        serve_waiters(self);
+      }
+    };
+    // Back to ready unless it closed or a drain or close took it meanwhile.
+    auto back = [self, id](bool evicted) {
+      auto& book = self->state.book;
+      if (auto* c = book.find(id); c && c->phase == conn_phase::evicting)
+        book.transition(id, evicted ? conn_phase::closing : conn_phase::ready);
+    };
+    self->request(st.conns.at(id), std::chrono::seconds(10), evict_atom_v, max_idle)
+        .then(
+            [closed, done, back](bool evicted) mutable {
+              if (evicted)
+                ++*closed;
+              back(evicted);
+              done();
+            },
+            [done, back](caf::error&) mutable {
+              back(false);
+              done();
+            });
+  }
+}
+
 user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, endpoint ep,
                                               supervisor_actor supervisor,
                                               std::shared_ptr<const actor_context> ctx) {
@@ -467,32 +462,15 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
   st.ep = std::move(ep);
   st.supervisor = std::move(supervisor);
   st.ctx = std::move(ctx);
+  st.book = pool_book{pool_book::limits{
+      st.ctx->pool.max_connections_per_user, st.ctx->pool.max_channels_per_connection,
+      st.ctx->pool.max_waiters_per_user, st.ctx->pool.validation_idle_threshold}};
   st.stats.user = st.user;
   st.rng.seed(static_cast<std::minstd_rand::result_type>(self->id() * 2654435761u + 1));
   install_exception_handler(self, [self](const std::string& what) {
     deliver_all(self, make_caf_error(errc::internal, what));
   });
-  self->set_down_handler([self](const caf::down_msg& dm) {
-    auto& st = self->state;
-    auto d = std::find_if(st.draining_conns.begin(), st.draining_conns.end(),
-                          [&](auto& c) { return c.address() == dm.source; });
-    if (d != st.draining_conns.end()) {
-      st.draining_conns.erase(d); // a drained (or lifetime-retired) connection closed
-      maybe_offer_retirement(self);
-      return;
-    }
-    // A connection actor ended without conn_down (e.g. it crashed): drop it.
-    auto i = std::find_if(st.conns.begin(), st.conns.end(),
-                          [&](auto& c) { return c.handle.address() == dm.source; });
-    if (i == st.conns.end())
-      return;
-    bool connecting = i->phase == conn_phase::connecting;
-    st.conns.erase(i);
-    if (connecting)
-      handshake_failed(self, from_caf_error(dm.reason, errc::connection_lost));
-    else
-      serve_waiters(self);
-  });
+  self->set_down_handler([self](const caf::down_msg& dm) { connection_down(self, dm); });
   return {
       [self](acquire_atom, const std::string&) -> caf::result<lease> {
         auto& st = self->state;
@@ -502,31 +480,27 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           return make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining");
         st.retire_offered = false;
         auto now = self->clock().now();
-        if (st.waiters.empty()) {
-          if (auto* c = idle_ready(st, now))
-            return make_lease(st, *c, now);
-          if (total_connections(st) >= st.ctx->pool.max_connections_per_user)
-            if (auto* c = least_leased(st, now))
-              return make_lease(st, *c, now);
-          // During a reconnect backoff, a caller that nothing can serve gets the last
-          // failure at once instead of a new handshake (no storm against a failing server).
-          if (now < st.retry_at && !any_leasable(st, now) && pending_handshakes(st) == 0)
-            return make_caf_error(
-                st.last_failure.code(),
-                st.last_failure.message() + " (next attempt in " +
-                    std::to_string(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(st.retry_at - now)
-                            .count()) +
-                    " ms)");
-        }
-        if (st.waiters.size() >= st.ctx->pool.max_waiters_per_user) {
+        if (auto g = st.book.lease_now(now))
+          return make_lease(st, *g);
+        // During a reconnect backoff, a caller that nothing can serve gets the last failure
+        // at once instead of a new handshake (no storm against a failing server).
+        if (st.book.waiting() == 0 && now < st.retry_at && !st.book.any_leasable(now) &&
+            st.book.pending() == 0)
+          return make_caf_error(
+              st.last_failure.code(),
+              st.last_failure.message() + " (next attempt in " +
+                  std::to_string(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(st.retry_at - now)
+                          .count()) +
+                  " ms)");
+        if (st.book.waiters_full()) {
           ++st.stats.acquire_timeouts;
           return make_caf_error(errc::pool_exhausted, "too many callers waiting for user '" +
-                                                          st.user + "': " + describe(st));
+                                                          st.user + "': " + st.book.describe());
         }
         auto rp = self->make_response_promise<lease>();
         auto deadline = now + st.ctx->pool.acquire_timeout;
-        st.waiters.push_back(waiter{rp, deadline});
+        st.promises.emplace(st.book.enqueue(deadline), rp);
         arm_timer(self, deadline);
         serve_waiters(self);
         return rp;
@@ -536,44 +510,30 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         if (l.user != user)
           return make_caf_error(errc::wrong_user, "the lease belongs to user '" + l.user +
                                                       "', not to '" + user + "'");
-        auto i = st.leases.find(l.id);
-        if (i == st.leases.end() || i->second != l.connection_id)
+        if (!st.book.release(l.id, l.connection_id, self->clock().now()))
           return make_caf_error(errc::not_leased, "lease " + std::to_string(l.id) + " of user '" +
                                                       user + "' is not held (released twice?)");
-        if (auto* c = find_conn(st, i->second)) {
-          --c->leases;
-          c->last_used = self->clock().now();
-        }
-        st.leases.erase(i);
         serve_waiters(self);
         return caf::unit;
       },
       [self](close_atom, const std::string&) -> std::uint64_t {
         auto& st = self->state;
-        auto n = st.conns.size();
-        st.discard_spawns = st.spawning;
-        for (auto& c : st.conns) {
-          self->demonitor(c.handle.address());
-          self->send(c.handle, close_atom_v);
-        }
-        st.conns.clear();
-        log().info("closed {} connections of '{}'", n, st.user);
+        withdraw_permits(self);
+        auto closed = move_counted(self, conn_phase::closing);
+        for (auto id : closed)
+          self->send(st.conns.at(id), close_atom_v);
+        log().info("closed {} connections of '{}'", closed.size(), st.user);
         serve_waiters(self);
-        return n;
+        return closed.size();
       },
       [self](stats_atom) {
         auto& st = self->state;
         auto result = st.stats;
-        result.connections = static_cast<std::uint32_t>(total_connections(st));
-        result.connecting = static_cast<std::uint32_t>(pending_handshakes(st));
-        result.idle = 0;
-        result.leases = 0;
-        for (auto& c : st.conns) {
-          result.leases += c.leases;
-          if (c.phase == conn_phase::ready && c.leases == 0)
-            ++result.idle;
-        }
-        result.waiters = static_cast<std::uint32_t>(st.waiters.size());
+        result.connections = static_cast<std::uint32_t>(st.book.counted());
+        result.connecting = static_cast<std::uint32_t>(st.book.pending());
+        result.idle = static_cast<std::uint32_t>(st.book.idle());
+        result.leases = static_cast<std::uint32_t>(st.book.active_leases());
+        result.waiters = static_cast<std::uint32_t>(st.book.waiting());
         return result;
       },
       [self](endpoint_atom, endpoint& ep) {
@@ -589,21 +549,19 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         st.stopped = true;
         st.drain.forced = true; // a drain still running ends here
         deliver_all(self, make_caf_error(errc::shutting_down, "the engine is stopping"));
-        for (auto& c : st.conns)
-          self->send(c.handle, close_atom_v);
-        st.conns.clear();
-        for (auto& c : st.draining_conns)
-          self->send(c, force_atom_v);
-        self->quit();
+        withdraw_permits(self);
+        for (auto id : move_counted(self, conn_phase::closing))
+          self->send(st.conns.at(id), close_atom_v);
+        for (auto id : st.book.ids_where(is_draining))
+          self->send(st.conns.at(id), force_atom_v);
+        if (st.book.entries().empty())
+          self->quit(); // else once the last connection actor is down
       },
       [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
         auto& st = self->state;
         auto now = self->clock().now();
         retire_expired(self, now);
-        std::vector<conn_entry*> candidates;
-        for (auto& c : st.conns)
-          if (c.phase == conn_phase::ready && c.leases == 0 && now - c.last_used >= max_idle)
-            candidates.push_back(&c);
+        auto candidates = st.book.unused_for(now, max_idle);
         if (candidates.empty()) {
           maybe_offer_retirement(self);
           return std::uint64_t{0};
@@ -613,92 +571,28 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
                                           [](auto& e) { return !e.pending(); }),
                            st.evictions.end());
         st.evictions.push_back(rp);
-        auto remaining = std::make_shared<std::size_t>(candidates.size());
-        auto closed = std::make_shared<std::uint64_t>(0);
-        for (auto* c : candidates) {
-          // Not leasable while the connection decides (it sees requests in flight that a
-          // released lease may have left behind).
-          c->phase = conn_phase::evicting;
-          auto id = c->id;
-          auto done = [self, rp, remaining, closed]() mutable {
-            if (--*remaining == 0 && rp.pending()) {
-              rp.deliver(*closed);
-              serve_waiters(self);
-            }
-          };
-          self->request(c->handle, std::chrono::seconds(10), evict_atom_v, max_idle)
-              .then(
-                  [self, id, closed, done](bool evicted) mutable {
-                    auto* c = find_conn(self->state, id);
-                    if (evicted) {
-                      ++*closed;
-                      if (c != nullptr) {
-                        self->demonitor(c->handle.address());
-                        remove_conn(self->state, id);
-                      }
-                    } else if (c != nullptr && c->phase == conn_phase::evicting) {
-                      c->phase = conn_phase::ready;
-                    }
-                    done();
-                  },
-                  [self, id, done](caf::error&) mutable {
-                    if (auto* c = find_conn(self->state, id);
-                        c != nullptr && c->phase == conn_phase::evicting)
-                      c->phase = conn_phase::ready;
-                    done();
-                  });
-        }
+        start_eviction(self, candidates, max_idle, rp);
         return rp;
       },
       [self](drain_atom) -> caf::result<shutdown_report> {
         auto& st = self->state;
+        if (st.stopped)
+          return make_caf_error(errc::shutting_down, "the engine is stopping");
         auto rp = self->make_response_promise<shutdown_report>();
         st.drain_rps.push_back(rp);
-        if (st.draining) {
-          finish_drain_if_done(self);
-          return rp;
-        }
-        st.draining = true;
-        st.drain = shutdown_report{};
-        st.drain_started = self->clock().now();
-        for (auto& w : st.waiters)
-          w.rp.deliver(make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
-        st.waiters.clear();
-        st.discard_spawns = st.spawning;
-        // Every connection drains, those already draining (max_lifetime) included: they join.
-        for (auto& c : st.conns)
-          st.draining_conns.push_back(c.handle);
-        st.conns.clear();
-        for (auto& handle : st.draining_conns) {
-          ++st.drains_pending;
-          self->request(handle, caf::infinite, drain_atom_v)
-              .then(
-                  [self](const shutdown_report& part) {
-                    auto& st = self->state;
-                    st.drain.connections_closed += part.connections_closed;
-                    st.drain.in_flight_at_start += part.in_flight_at_start;
-                    st.drain.completed_during_drain += part.completed_during_drain;
-                    st.drain.cut += part.cut;
-                    st.drain.forced = st.drain.forced || part.forced;
-                    --st.drains_pending;
-                    finish_drain_if_done(self);
-                  },
-                  [self](caf::error&) {
-                    --self->state.drains_pending; // gone meanwhile: nothing was left to drain
-                    finish_drain_if_done(self);
-                  });
-        }
+        if (!st.draining)
+          start_drain(self);
         finish_drain_if_done(self);
         return rp;
       },
       [self](force_atom) {
-        for (auto& c : self->state.draining_conns)
-          self->send(c, force_atom_v);
+        auto& st = self->state;
+        for (auto id : st.book.ids_where(is_draining))
+          self->send(st.conns.at(id), force_atom_v);
       },
       [self](retire_atom) {
         auto& st = self->state;
-        bool empty = st.conns.empty() && st.draining_conns.empty() && st.spawning == 0 &&
-                     st.waiters.empty() && st.leases.empty() && st.drains_pending == 0;
+        bool empty = st.book.empty() && st.drains_pending == 0;
         st.retire_offered = false;
         if (empty)
           self->quit();
@@ -706,24 +600,23 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
       },
       [self](conn_up_atom, std::uint64_t id) {
         auto& st = self->state;
-        if (auto* c = find_conn(st, id)) {
-          c->phase = conn_phase::ready;
-          c->last_used = self->clock().now();
-          st.failures = 0;
-          st.retry_at = time_point{};
-          st.last_failure = error{};
-          serve_waiters(self);
-        }
+        auto* c = st.book.find(id);
+        if (c == nullptr || c->phase != conn_phase::connecting)
+          return;
+        st.book.transition(id, conn_phase::ready);
+        st.book.touch(id, self->clock().now());
+        st.failures = 0;
+        st.retry_at = time_point{};
+        st.last_failure = error{};
+        serve_waiters(self);
       },
       [self](conn_down_atom, std::uint64_t id, const caf::error& reason) {
         auto& st = self->state;
-        auto i =
-            std::find_if(st.conns.begin(), st.conns.end(), [id](auto& c) { return c.id == id; });
-        if (i == st.conns.end())
-          return;
-        self->demonitor(i->handle.address());
-        bool connecting = i->phase == conn_phase::connecting;
-        st.conns.erase(i); // stops counting against the cap at once
+        auto* c = st.book.find(id);
+        if (c == nullptr || !counts_against_cap(c->phase))
+          return; // draining or closing: its actor's down ends it
+        bool connecting = c->phase == conn_phase::connecting;
+        st.book.transition(id, conn_phase::closing); // stops counting against the cap at once
         auto err = from_caf_error(reason, errc::connection_lost);
         if (connecting) {
           handshake_failed(self, err);

@@ -9,7 +9,8 @@
 
 namespace sshpool {
 
-/// Spawns the pool of `user`; it asks `supervisor` for new connection actors.
+/// Spawns the pool of `user`; it spawns its own connection actors, each after a permit from
+/// `supervisor`.
 user_pool_actor spawn_user_pool(caf::local_actor* parent, std::string user, endpoint ep,
                                 supervisor_actor supervisor,
                                 std::shared_ptr<const actor_context> ctx);

@@ -27,7 +27,9 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, release_atom, "sp_release")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, close_atom, "sp_close")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, stats_atom, "sp_stats")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, endpoint_atom, "sp_endpnt")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, spawn_atom, "sp_spawn")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, permit_atom, "sp_permit")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, withdraw_atom, "sp_withdr")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, return_atom, "sp_return")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, connect_atom, "sp_connect")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, forward_atom, "sp_forward")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, health_atom, "sp_health")
@@ -57,7 +59,6 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, head_atom, "sp_head")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, orphan_atom, "sp_orphan")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -100,9 +101,7 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<head_atom, std::uint64_t, response>,
     caf::reacts_to<chunk_atom, std::uint64_t, std::string>, caf::reacts_to<lost_atom, caf::error>,
     caf::reacts_to<alive_atom>, caf::reacts_to<timeout_atom, std::uint64_t>,
-    caf::reacts_to<keepalive_atom, std::uint64_t>, caf::reacts_to<probe_atom, std::uint64_t>,
-    // internal: a connection never told to connect (its pool gave up on it) ends itself.
-    caf::reacts_to<orphan_atom>>;
+    caf::reacts_to<keepalive_atom, std::uint64_t>, caf::reacts_to<probe_atom, std::uint64_t>>;
 
 /// A lease of a connection by a user; released with `release_atom`.
 struct lease {
@@ -134,7 +133,8 @@ using user_pool_actor = caf::typed_actor<
     caf::reacts_to<conn_down_atom, std::uint64_t, caf::error>,
     caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<retry_atom, std::uint64_t>>;
 
-/// The root of the hierarchy: routes per user, spawns and monitors pools and connections.
+/// The root of the hierarchy: routes per user, spawns and monitors the pools, and hands out
+/// the permits for new connections (each pool spawns and monitors its own).
 using supervisor_actor = caf::typed_actor<
     caf::replies_to<acquire_atom, std::string>::with<lease>,
     caf::replies_to<release_atom, std::string, lease>::with<void>,
@@ -148,10 +148,12 @@ using supervisor_actor = caf::typed_actor<
     // Drains the whole engine (force_atom cuts what remains), or one user.
     caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
     caf::replies_to<drain_atom, std::string>::with<shutdown_report>,
-    // internal: a pool asks for a new connection actor (global cap and handshake rate
-    // apply); an empty pool offers to retire; handshake-rate ticks.
-    caf::replies_to<spawn_atom, std::string, endpoint, user_pool_actor>::with<connection_actor>,
-    caf::reacts_to<idle_atom, std::string>, caf::reacts_to<tick_atom>>;
+    // internal: a pool asks for a permit to create one connection (answered, in FIFO order,
+    // as the handshake rate allows; refused at the global cap), withdraws the permits it
+    // asked for and no longer needs, and gives one back once that connection's actor is
+    // down; an empty pool offers to retire; handshake-rate ticks.
+    caf::replies_to<permit_atom>::with<void>, caf::reacts_to<withdraw_atom>,
+    caf::reacts_to<return_atom>, caf::reacts_to<idle_atom, std::string>, caf::reacts_to<tick_atom>>;
 
 /// The cleanup actor: periodic idle eviction. Ticks carry a generation and stale ones are
 /// ignored, so update_config reschedules at once.
