@@ -4,7 +4,7 @@
 // slow_flood): connections that drip one head byte every --drip-ms (0: send nothing), from
 // --sources loopback addresses, each reopened when the server closes it.
 //
-// Prints "holding N" once N connections are open at once (or exits 1 after 60 s), and at
+// Prints "holding N" once all N connections were opened (or exits 1 after 60 s), and at
 // the end how many the server closed.
 #include <csignal>
 #include <cstdio>
@@ -54,9 +54,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   sshpool::test::slow_flood flood{opts};
-  if (!flood.wait_open(opts.connections, std::chrono::seconds(60))) {
-    std::fprintf(stderr, "sshpool-bench-slow: only %zu of %zu connections open after 60 s\n",
-                 flood.open(), opts.connections);
+  if (!flood.wait_established(std::chrono::seconds(60))) {
+    std::fprintf(stderr, "sshpool-bench-slow: not all %zu connections opened within 60 s\n",
+                 opts.connections);
     return 1;
   }
   std::printf("holding %zu\n", opts.connections);

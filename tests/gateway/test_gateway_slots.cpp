@@ -68,7 +68,7 @@ TEST_CASE("a flood of slow or idle connections does not keep a normal client out
   // normal client that arrives meanwhile is served within 2 s.
   auto served_under = [&](const flood_options& opts) {
     slow_flood flood{opts};
-    REQUIRE(flood.wait_open(opts.connections, 30s));
+    REQUIRE(flood.wait_established(30s));
     CHECK(
         eventually([&] { return metric(gw.port, "sshpool_gateway_client_connections") >= 1000; }));
     auto worst = normal_client(gw.port, 20);
@@ -86,7 +86,7 @@ TEST_CASE("a flood of slow or idle connections does not keep a normal client out
 
   SECTION("one address holds at most max_clients_per_source slots") {
     slow_flood flood{{gw.port, 400, 3000ms, 1}};
-    REQUIRE(flood.wait_open(400, 20s));
+    REQUIRE(flood.wait_established(20s));
     // Each of its connections over 256 takes the slot of its own oldest one.
     CHECK(normal_client(gw.port, 5) < 2000);
     REQUIRE(eventually([&] { return flood.closed_by_server() >= 144; }));

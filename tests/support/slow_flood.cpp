@@ -30,6 +30,8 @@ constexpr char head_start[] = "GET /u/flood/ HTTP/1.1\r\nHost: flood\r\nX-Slow: 
 struct slot {
   int fd = -1;
   bool connected = false;
+  /// Connected at least once.
+  bool established = false;
   steady::time_point next;
 };
 
@@ -58,9 +60,9 @@ slow_flood::~slow_flood() {
   ::close(epoll_);
 }
 
-bool slow_flood::wait_open(std::size_t n, std::chrono::milliseconds limit) const {
+bool slow_flood::wait_established(std::chrono::milliseconds limit) const {
   std::unique_lock<std::mutex> lock{mutex_};
-  return changed_.wait_for(lock, limit, [&] { return open_.load() >= n; });
+  return changed_.wait_for(lock, limit, [&] { return established_.load() >= opts_.connections; });
 }
 
 void slow_flood::notify() {
@@ -75,12 +77,8 @@ void slow_flood::run() {
       return;
     ::close(s.fd);
     s.fd = -1;
-    if (s.connected) {
-      open_.fetch_sub(1);
-      notify();
-      if (by_server)
-        closed_.fetch_add(1);
-    }
+    if (s.connected && by_server)
+      closed_.fetch_add(1);
     s.connected = false;
   };
   auto open_slot = [&](std::size_t i, steady::time_point now) {
@@ -114,8 +112,11 @@ void slow_flood::run() {
       return;
     }
     s.connected = true;
-    open_.fetch_add(1);
-    notify();
+    if (!s.established) {
+      s.established = true;
+      established_.fetch_add(1);
+      notify();
+    }
     if (opts_.drip.count() > 0 &&
         ::send(s.fd, head_start, sizeof head_start - 1, MSG_NOSIGNAL) < 0) {
       close_slot(s, true);

@@ -39,23 +39,25 @@ public:
   slow_flood(const slow_flood&) = delete;
   slow_flood& operator=(const slow_flood&) = delete;
 
-  /// Connections established and not closed by the server (now).
-  std::size_t open() const noexcept { return open_.load(); }
   /// Connections the server closed (each was opened again).
   std::uint64_t closed_by_server() const noexcept { return closed_.load(); }
 
-  /// Waits until at least `n` connections are open at once; false at `limit`.
-  bool wait_open(std::size_t n, std::chrono::milliseconds limit) const;
+  /// Waits until every connection of the flood was established at least once (the flood
+  /// is at full size; from then on those the server closes are reopened); false at `limit`.
+  /// The number open at one moment is no condition to wait for: it dips each time the
+  /// server sheds one, until that one is open again.
+  bool wait_established(std::chrono::milliseconds limit) const;
 
 private:
   void run();
-  /// `open_` changed: wakes `wait_open`.
+  /// `established_` changed: wakes `wait_established`.
   void notify();
 
   flood_options opts_;
   int epoll_ = -1;
   int stop_fd_ = -1;
-  std::atomic<std::size_t> open_{0};
+  /// Connections established at least once.
+  std::atomic<std::size_t> established_{0};
   std::atomic<std::uint64_t> closed_{0};
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
