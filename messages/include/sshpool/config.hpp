@@ -40,8 +40,10 @@ struct pool_config {
   /// Connections are retired (when idle) after this long, shortened by up to 2.5 % at
   /// random per connection so they do not all expire together.
   std::chrono::milliseconds max_lifetime{std::chrono::minutes(30)};
-  /// Failed handshakes of a user are retried after a backoff with full jitter: random in
-  /// [0, min(cap, base * 2^failures)].
+  /// Failed handshakes of a user are retried after a backoff with full jitter: after
+  /// `failures` (>= 1) failures in a row, random in [0, min(cap, base * 2^(failures - 1))]
+  /// (the doubling stops at 2^20); after a refusal (auth_failed, a host key error,
+  /// invalid_argument) random in [cap / 2, cap]. See actors/src/backoff.hpp.
   std::chrono::milliseconds reconnect_backoff_base{std::chrono::seconds(1)};
   std::chrono::milliseconds reconnect_backoff_cap{std::chrono::seconds(30)};
   /// Handshakes started per second by the whole engine (concurrency is bounded by the

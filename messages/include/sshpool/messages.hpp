@@ -120,7 +120,8 @@ using user_pool_actor = caf::typed_actor<
     // Closes every connection of the user; replies how many.
     caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
     caf::replies_to<stats_atom>::with<user_stats>, caf::reacts_to<endpoint_atom, endpoint>,
-    // Fails waiters with shutting_down, closes every connection and quits.
+    // Fails waiters with shutting_down, withdraws its permits asked, closes every
+    // connection and quits once their actors are down.
     caf::reacts_to<stop_atom>,
     // Closes idle connections older than the given idle time; replies how many.
     caf::replies_to<evict_atom, caf::timespan>::with<std::uint64_t>,
