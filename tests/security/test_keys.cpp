@@ -11,23 +11,17 @@
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/quiet_config.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::quiet_config;
 using sshpool::test::sshd_options;
 using sshpool::test::test_sshd;
 
 namespace {
-
-engine_config quiet_config() {
-  engine_config cfg;
-  cfg.log_level = "error";
-  cfg.pool.acquire_timeout = 10s;
-  cfg.pool.request_timeout = 10s;
-  return cfg;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in{path, std::ios::binary};

@@ -18,23 +18,17 @@
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/quiet_config.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::quiet_config;
 using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-engine_config quiet_config() {
-  engine_config cfg;
-  cfg.log_level = "error";
-  cfg.pool.acquire_timeout = 10s;
-  cfg.pool.request_timeout = 10s;
-  return cfg;
-}
 
 request make(std::string method, std::string path, header_list headers = {},
              std::string body = {}) {
