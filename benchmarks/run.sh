@@ -20,13 +20,20 @@
 #   pool-ops    lease + release pairs without I/O (facade, actor interface) vs bare CAF
 #   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct;
 #               8 x 10 MiB at once over one engine connection and over three vs ssh -L
+# --baseline REV compares this tree with another revision in the same run: REV's benchmark
+# programs are built once (Release, into build-bench-<sha>/ from `git archive`), and forward
+# and pool-ops then alternate REV's programs and this tree's against the same sshd and nginx,
+# three times each, and print the medians before and after with their ratio (no other scenario
+# takes it).
 # Each prints a live progress line on stderr (on a terminal) and a table with its reference
 # from the same run and the ratio; results go to benchmarks/results/<scenario>-<date>.csv,
 # plots (gnuplot) to benchmarks/results/*-<date>.png. --smoke runs every scenario with tiny
 # counts in seconds (CI) and writes into a temp dir instead.
 #
-# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [scenario...] [-- sshpool-bench options]
+# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [--baseline REV] [scenario...]
+#                          [-- sshpool-bench options]
 #   e.g. benchmarks/run.sh forward -- --connections 3 --channels 11 --paths ssh-N-L,engine
+#        benchmarks/run.sh --baseline cb83475 forward pool-ops
 # SSHPOOL_BENCH_BUILD_DIR overrides the build directory (default: build-bench/, apart from
 # the tests' build/ so neither rebuilds the other), SSHPOOL_BENCH_BUILD_TYPE the build type
 # (default: Release).
@@ -36,6 +43,7 @@ build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
 all_scenarios=(forward gateway slow-clients cold-start footprint pool-ops bulk)
 duration=10
 smoke=0
+baseline=""
 scenarios=()
 extra=()
 while (($# > 0)); do
@@ -51,6 +59,14 @@ while (($# > 0)); do
   --smoke)
     smoke=1
     shift
+    ;;
+  --baseline)
+    baseline=${2:-}
+    if ! git -C "$root" rev-parse -q --verify "$baseline^{commit}" >/dev/null; then
+      echo "run.sh: --baseline wants a revision of this repository, not '$baseline'" >&2
+      exit 2
+    fi
+    shift 2
     ;;
   --)
     shift
@@ -76,6 +92,14 @@ while (($# > 0)); do
   esac
 done
 ((${#scenarios[@]} > 0)) || scenarios=("${all_scenarios[@]}")
+if [[ -n $baseline ]]; then
+  for scenario in "${scenarios[@]}"; do
+    if [[ $scenario != forward && $scenario != pool-ops ]]; then
+      echo "run.sh: --baseline compares forward and pool-ops only, not '$scenario'" >&2
+      exit 2
+    fi
+  done
+fi
 
 "$root/app/install-deps.sh" nginx-light wrk gnuplot-nox
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
@@ -86,6 +110,20 @@ bench=$build/benchmarks/sshpool-bench
 bench_engine=$build/benchmarks/sshpool-bench-engine
 bench_slow=$build/benchmarks/sshpool-bench-slow
 demo=$build/app/sshpool-demo
+if [[ -n $baseline ]]; then
+  baseline_sha=$(git -C "$root" rev-parse --short=10 "$baseline^{commit}")
+  baseline_build=$root/build-bench-$baseline_sha
+  if [[ ! -x $baseline_build/benchmarks/sshpool-bench ||
+    ! -x $baseline_build/benchmarks/sshpool-bench-engine ]]; then
+    echo "== building the baseline $baseline_sha into $baseline_build"
+    rm -rf "$baseline_build/src"
+    mkdir -p "$baseline_build/src"
+    git -C "$root" archive "$baseline_sha" | tar -x -C "$baseline_build/src"
+    cmake -S "$baseline_build/src" -B "$baseline_build" -DCMAKE_BUILD_TYPE=Release \
+      -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
+    cmake --build "$baseline_build" --target sshpool-bench sshpool-bench-engine -j "$(nproc)"
+  fi
+fi
 # A thousand connections: the engine holds one socket each, sshd two processes each.
 ulimit -n "$(ulimit -Hn)"
 
@@ -267,7 +305,88 @@ only_medians() {
   awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/ || /channels open per/'
 }
 
+# print_before_after KEY VALUE... -- CSV_BEFORE CSV_AFTER: per KEY column value, the median of
+# each VALUE column over the rows of each file, and after / before.
+print_before_after() {
+  local key=$1
+  shift
+  local values=()
+  while [[ $1 != -- ]]; do
+    values+=("$1")
+    shift
+  done
+  shift
+  awk -F, -v key="$key" -v values="${values[*]}" -v sha="$baseline_sha" '
+    FNR == 1 { side = (NR == 1) ? "before" : "after"; delete c
+      for (i = 1; i <= NF; ++i) c[$i] = i; next }
+    { line = $0; k = ""
+      # Quoted fields (case names with commas) are joined back into one.
+      n = split(line, f, ","); m = 0; q = ""
+      for (i = 1; i <= n; ++i) {
+        if (q != "") { q = q "," f[i]; if (f[i] ~ /"$/) { g[++m] = q; q = "" } }
+        else if (f[i] ~ /^"/ && f[i] !~ /"$/) q = f[i]
+        else g[++m] = f[i]
+      }
+      k = g[c[key]]; gsub(/"/, "", k)
+      if (!(k in seen)) { seen[k] = 1; order[++keys] = k }
+      nv = split(values, vs, " ")
+      for (v = 1; v <= nv; ++v) if (g[c[vs[v]]] != "") {
+        id = side SUBSEP k SUBSEP vs[v]; val[id, ++cnt[id]] = g[c[vs[v]]] + 0 }
+    }
+    function median(id,   i, j, t, a, n) {
+      n = cnt[id]; if (n == 0) return ""
+      for (i = 1; i <= n; ++i) a[i] = val[id, i]
+      for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j - 1] > a[j]; --j) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    END {
+      nv = split(values, vs, " ")
+      printf "  before: %s, after: this tree; medians of the alternating runs\n", sha
+      printf "  %-36s", key; for (v = 1; v <= nv; ++v) printf " %14s %14s %8s", vs[v] " before", "after", "ratio"
+      printf "\n"
+      for (i = 1; i <= keys; ++i) {
+        printf "  %-36s", order[i]
+        for (v = 1; v <= nv; ++v) {
+          b = median("before" SUBSEP order[i] SUBSEP vs[v]); a = median("after" SUBSEP order[i] SUBSEP vs[v])
+          printf " %14s %14s %8s", b, a, (b > 0 && a != "") ? sprintf("%.2fx", a / b) : "-"
+        }
+        printf "\n"
+      }
+    }' "$1" "$2"
+}
+
+# forward with --baseline: ssh -L (exec'd), the engine and the facade, 1 user, 32 in flight,
+# REV's sshpool-bench and this tree's alternately, three times each.
+scenario_forward_vs_baseline() {
+  local before=$results/forward-before-$baseline_sha-$stamp.csv
+  local after=$results/forward-after-$stamp.csv sizing turn bin out
+  local -a eargs
+  start_sshd forward || return 1
+  start_nginx forward || return 1
+  start_tunnel ssh-L-exec exec || return 1
+  mapfile -t eargs < <(engine_args)
+  sizing=(--duration "$duration" --rounds 1)
+  ((smoke == 0)) || sizing=(--duration 1 --rounds 1 --max-requests 5000)
+  for turn in 1 2 3 4 5 6; do
+    if ((turn % 2)); then bin=$baseline_build/benchmarks/sshpool-bench out=$before; else
+      bin=$bench out=$after
+    fi
+    echo "== forward, run $(((turn + 1) / 2))/3 of $([[ $out == "$before" ]] && echo "the baseline $baseline_sha" || echo "this tree")"
+    "$bin" "${sizing[@]}" --paths ssh-L-exec,engine,engine-facade --ssh-exec-port "$tunnel_port" \
+      --direct-port "$nginx_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$out" |
+      only_medians || return 1
+  done
+  echo
+  echo "forward: before / after (req/s and p99 of each path; ssh-L-exec shows the machine's drift)"
+  print_before_after path req_per_s p99_ms -- "$before" "$after" || return 1
+  echo "csv: $before $after"
+}
+
 scenario_forward() {
+  if [[ -n $baseline ]]; then
+    scenario_forward_vs_baseline
+    return
+  fi
   local csv=$results/forward-$stamp.csv cdf=$results/forward-cdf-$stamp.csv users sizing
   local -a eargs
   start_sshd forward || return 1
@@ -563,9 +682,23 @@ scenario_pool_ops() {
   start_nginx pool-ops || return 1
   mapfile -t eargs < <(engine_args)
   echo "== pool-ops: sshd on $SSHD_PORT"
-  "$bench_engine" pool-ops "${eargs[@]}" --target-port "$nginx_port" --duration "$seconds" \
-    --csv "$csv" || return 1
-  echo "csv: $csv"
+  if [[ -z $baseline ]]; then
+    "$bench_engine" pool-ops "${eargs[@]}" --target-port "$nginx_port" --duration "$seconds" \
+      --csv "$csv" || return 1
+    echo "csv: $csv"
+    return
+  fi
+  local before=$results/pool-ops-before-$baseline_sha-$stamp.csv turn bin out
+  for turn in 1 2 3 4 5 6; do
+    if ((turn % 2)); then bin=$baseline_build/benchmarks/sshpool-bench-engine out=$before; else
+      bin=$bench_engine out=$csv
+    fi
+    "$bin" pool-ops "${eargs[@]}" --target-port "$nginx_port" --duration "$seconds" \
+      --csv "$out" >/dev/null || return 1
+  done
+  echo "pool-ops: before / after"
+  print_before_after case ops_per_s p50_ms -- "$before" "$csv" || return 1
+  echo "csv: $before $csv"
 }
 
 scenario_bulk() {
