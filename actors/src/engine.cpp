@@ -453,7 +453,7 @@ expected<void> cleanup_service::start() {
 expected<void> cleanup_service::stop() {
   if (impl_->stopped.load())
     return stopped_error();
-  caf::anon_send(impl_->cleanup, stop_atom_v);
+  caf::anon_send(impl_->cleanup, pause_atom_v);
   return {};
 }
 

@@ -11,6 +11,7 @@
 
 #include "fake_transport.hpp"
 #include "lifecycle.hpp"
+#include "sshpool/engine.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "supervisor.hpp"
 

@@ -99,7 +99,7 @@ TEST_CASE("update_config reschedules at once and stale ticks are ignored", "[cle
   f.advance(15s); // t = 30 s: the old generation's tick fires and is ignored
   CHECK(f.cleanup_stats_now().runs == 4);
   CHECK(f.cleanup_stats_now().config.cleanup_interval == 5s);
-  caf::anon_send(f.cleanup, stop_atom_v);
+  caf::anon_send(f.cleanup, pause_atom_v);
   f.sched->run();
   f.advance(1min);
   CHECK(f.cleanup_stats_now().runs == 4);
