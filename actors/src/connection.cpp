@@ -19,8 +19,8 @@
 //     └─────────────┬─────────────┘                          end_atom to the sink
 //                   │ request_timeout_atom: the reply or end_atom is request_timeout,
 //                   │ its channel closed
-//                   │ the sink down (streams only): its channel closed, nothing more
-//                   ▼ to the sink
+//                   │ cancel_atom, or the sink down (streams only): its channel closed,
+//                   ▼ nothing more to the sink
 //                dropped
 //
 // The public messages are connection_actor's (sshpool/messages.hpp); those of the pool, the
@@ -179,8 +179,8 @@ std::size_t fail_all(self_ptr self, const error& err) {
 }
 
 /// Takes request `i` off the wire (its channel closed; the transport reports nothing more
-/// of it) and out of the book, counted as failed: a deadline passed, or its stream's sink
-/// went away. Returns the next request.
+/// of it) and out of the book, counted as failed: a deadline passed, or its consumer
+/// abandoned the stream. Returns the next request.
 request_map::iterator drop(self_ptr self, request_map::iterator i) {
   auto& st = self->state;
   if (i->second.on_wire) {
@@ -395,6 +395,17 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
         result.queued_requests =
             static_cast<std::uint32_t>(self->state.requests.size() - self->state.on_wire);
         return result;
+      },
+      [self](cancel_atom, std::uint64_t tag) {
+        auto& st = self->state;
+        auto i = st.requests.find(tag);
+        if (i == st.requests.end() || !i->second.sink)
+          return; // unknown, ended, or not a stream
+        log().debug("stream '{}' on #{} of '{}' cancelled by its consumer after {} us",
+                    i->second.request_id, self->id(), st.user, elapsed_us(self, i->second));
+        drop(self, i);
+        dispatch(self);
+        maybe_finish_drain(self);
       },
       [self](health_atom) { return self->state.stats.healthy; },
       [self](disconnect_atom) {

@@ -533,3 +533,48 @@ TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "
   auto stats = f.ask<connection_stats>(f.l.connection, stats_atom_v);
   CHECK(stats->value->active_requests == 0);
 }
+
+TEST_CASE("a cancelled stream frees its channel at once and its sink hears nothing more",
+          "[connection]") {
+  leased_fixture f; // 2 channels per connection
+  auto cancelled = start_stream(f, f.l.connection, "cancelled", 30s);
+  auto kept = start_stream(f, f.l.connection, "kept", 30s);
+  auto queued = f.forward(f.l, get("queued"), 30s);
+  REQUIRE(f.session.forwarded.size() == 2); // both slots taken: the forward waits
+  f.session.stream_head(cancelled.id);
+  f.session.stream_chunk(cancelled.id, "before");
+  f.sched->run();
+  caf::anon_send(f.l.connection, cancel_atom_v, cancelled.id);
+  f.sched->run();
+  // The transport closed its channel, and the queued request took the slot.
+  CHECK(f.session.cancelled == std::vector<std::uint64_t>{cancelled.id});
+  REQUIRE(f.session.forwarded.size() == 3);
+  auto forward_tag = f.session.forwarded[2];
+  // What the transport reported meanwhile goes nowhere: no chunk, no end.
+  f.session.stream_chunk(cancelled.id, "after");
+  f.session.stream_end(cancelled.id);
+  f.sched->run();
+  CHECK(cancelled.log->events == std::vector<std::string>{"head 200", "chunk before"});
+  CHECK_FALSE(cancelled.log->ended);
+  // A cancel for a forward's tag, an unknown id, the same stream again: all ignored.
+  for (auto id : {forward_tag, std::uint64_t{999}, cancelled.id})
+    caf::anon_send(f.l.connection, cancel_atom_v, id);
+  f.sched->run();
+  CHECK(f.session.cancelled.size() == 1);
+  f.session.respond(forward_tag);
+  f.session.stream_end(kept.id);
+  f.sched->run();
+  CHECK(queued->value);
+  CHECK(kept.log->ended);
+  CHECK(kept.log->err.code() == errc::none);
+  // A finished stream too; the cancelled one counts as failed, the connection is fine.
+  caf::anon_send(f.l.connection, cancel_atom_v, kept.id);
+  f.sched->run();
+  CHECK(f.session.cancelled.size() == 1);
+  auto stats = f.ask<connection_stats>(f.l.connection, stats_atom_v)->value;
+  REQUIRE(stats);
+  CHECK(stats->failed_requests == 1);
+  CHECK(stats->requests == 2);
+  CHECK(stats->active_requests == 0);
+  CHECK(stats->healthy);
+}

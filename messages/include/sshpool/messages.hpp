@@ -42,6 +42,7 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, head_atom, "sp_head")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, cancel_atom, "sp_cancel")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -64,7 +65,10 @@ using connection_actor = caf::typed_actor<
     caf::replies_to<stream_atom, request, caf::timespan, stream_sink_actor>::with<std::uint64_t>,
     // The sink took that many more bytes of stream N.
     caf::reacts_to<ack_atom, std::uint64_t, std::uint64_t>,
-    caf::replies_to<stats_atom>::with<connection_stats>,
+    // The consumer abandons stream N: its channel is closed and its slot freed; the sink gets
+    // nothing more from the connection (no end either; what was sent before the cancel may
+    // still be in its mailbox). An unknown or finished stream id is ignored.
+    caf::reacts_to<cancel_atom, std::uint64_t>, caf::replies_to<stats_atom>::with<connection_stats>,
     // True while the SSH session is up.
     caf::replies_to<health_atom>::with<bool>>;
 
