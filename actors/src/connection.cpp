@@ -1,16 +1,30 @@
 // The connection actor: one SSH connection (one transport) of one user.
 //
 //            connect_atom            opened_atom(ok)
-//   created ─────────────► connecting ─────────────► ready ◄──┐ forward / result
+//   created ─────────────► connecting ─────────────► ready ◄──┐ forward, stream / result
 //      │                       │                       │  └───┘ (channel slots, FIFO)
-//      │ close_atom            │ opened_atom(error)    │ drain_atom
+//      │ disconnect_atom       │ opened_atom(error)    │ drain_atom
 //      │                       │                       ▼
 //      │                       │                   draining ── nothing in flight ──┐
 //      │                       │                       │ force_atom (cut the rest)  │
 //      ▼                       ▼                       ▼                            ▼
-//   closed ◄───────────────────┴── lost_atom / close_atom / probe deadline / ── closed
-//                                  pool down / evicted  (in flight: connection_lost)
+//   closed ◄───────────────────┴── lost_atom / disconnect_atom / probe_atom ── closed
+//                                  (deadline) / pool down / evicted
+//                                  (in flight: connection_lost)
 //
+// One request:
+//            a channel slot               result_atom (a stream: after head_atom and
+//   queued ─────────────────► on the wire ──────────► ended   chunk_atoms to its sink, and
+//     │                           │                          ack_atoms back): the reply, or
+//     └─────────────┬─────────────┘                          end_atom to the sink
+//                   │ request_timeout_atom: the reply or end_atom is request_timeout,
+//                   │ its channel closed
+//                   │ cancel_atom, or the sink down (streams only): its channel closed,
+//                   ▼ nothing more to the sink
+//                dropped
+//
+// The public messages are connection_actor's (sshpool/messages.hpp); those of the pool, the
+// transport and the timers are connection_impl's (internal_messages.hpp).
 // Requests take a channel slot (at most max_channels_per_connection on the wire); the rest
 // wait in FIFO order. Every request has a deadline counted from its arrival; one timer at
 // the earliest deadline serves them all. On expiry only that request's channel is closed.
@@ -26,6 +40,8 @@
 
 #include <caf/all.hpp>
 
+#include "actor_sink.hpp"
+#include "deadline_timer.hpp"
 #include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
 
@@ -36,42 +52,6 @@ namespace {
 using time_point = caf::actor_clock::time_point;
 
 enum class phase { created, connecting, ready, draining, closed };
-
-/// Forwards transport events into the actor's mailbox (called on I/O threads).
-class actor_sink final : public ssh::transport_sink {
-public:
-  explicit actor_sink(connection_actor self) : self_(std::move(self)) {}
-
-  void on_open(error result) override {
-    caf::anon_send(self_, opened_atom_v,
-                   result.code() == errc::none ? caf::error{} : make_caf_error(result));
-  }
-
-  void on_response(std::uint64_t tag, response res, transfer_info info) override {
-    caf::anon_send(self_, result_atom_v, tag, std::move(res), info);
-  }
-
-  void on_failure(std::uint64_t tag, error err, transfer_info info) override {
-    caf::anon_send(self_, result_atom_v, tag, make_caf_error(err), info);
-  }
-
-  void on_lost(error reason) override {
-    caf::anon_send(self_, lost_atom_v, make_caf_error(reason));
-  }
-
-  void on_alive() override { caf::anon_send(self_, alive_atom_v); }
-
-  void on_stream_head(std::uint64_t tag, response head) override {
-    caf::anon_send(self_, head_atom_v, tag, std::move(head));
-  }
-
-  void on_stream_chunk(std::uint64_t tag, std::string chunk) override {
-    caf::anon_send(self_, chunk_atom_v, tag, std::move(chunk));
-  }
-
-private:
-  connection_actor self_;
-};
 
 struct pending_request {
   caf::typed_response_promise<response> rp;
@@ -89,6 +69,9 @@ struct pending_request {
   std::uint64_t unacked = 0;
 };
 
+/// The requests of a connection by their tags (which are also their stream ids).
+using request_map = std::unordered_map<std::uint64_t, pending_request>;
+
 struct connection_actor_state {
   static inline const char* name = "sshpool.connection";
 
@@ -100,15 +83,14 @@ struct connection_actor_state {
   std::unique_ptr<ssh::transport> transport;
   phase state = phase::created;
   phase state_before_close = phase::created;
-  std::unordered_map<std::uint64_t, pending_request> requests;
+  request_map requests;
   std::deque<std::uint64_t> queue;
   std::size_t on_wire = 0;
   std::uint64_t next_tag = 0;
   /// When the last request arrived or ended (eviction measures idleness from here).
   time_point last_activity;
-  /// Deadline timer: generation of the armed tick and its time (none armed if max()).
-  std::uint64_t timer_generation = 0;
-  time_point timer_at = time_point::max();
+  /// One timer at the earliest request deadline.
+  deadline_timer deadlines;
   /// Health: the keepalive tick's generation, the outstanding probe (0: none), and the
   /// callers of validate_atom waiting for its answer.
   std::uint64_t keepalive_generation = 0;
@@ -122,10 +104,8 @@ struct connection_actor_state {
   connection_stats stats;
 };
 
-using self_ptr = connection_actor::stateful_pointer<connection_actor_state>;
+using self_ptr = connection_impl::stateful_pointer<connection_actor_state>;
 
-/// Ends request `p` with `err` (none: success): its promise, or its stream's sink (sent by
-/// this actor, so the end follows the stream's chunks in order).
 /// Counts a finished request in the engine's metrics.
 void count(self_ptr self, const pending_request& p, errc result) {
   auto& counters = *self->state.ctx->counters;
@@ -133,6 +113,8 @@ void count(self_ptr self, const pending_request& p, errc result) {
   counters.request_seconds.observe(self->clock().now() - p.arrived);
 }
 
+/// Ends request `p` with `err` (none: success): its promise, or its stream's sink (sent by
+/// this actor, so the end follows the stream's chunks in order).
 void end_request(self_ptr self, pending_request& p, std::uint64_t tag, const caf::error& err) {
   count(self, p, err ? from_caf_error(err, errc::internal).code() : errc::none);
   if (p.sink)
@@ -155,13 +137,7 @@ std::string describe_ms(std::chrono::milliseconds d) {
 }
 
 void arm_timer(self_ptr self, time_point deadline) {
-  auto& st = self->state;
-  if (deadline >= st.timer_at)
-    return;
-  st.timer_at = deadline;
-  auto delay = deadline - self->clock().now();
-  self->delayed_send(self, std::max(delay, decltype(delay){0}), timeout_atom_v,
-                     ++st.timer_generation);
+  self->state.deadlines.arm(self, deadline, request_timeout_atom_v);
 }
 
 /// A stream made progress: its idle deadline restarts, or is suspended while the consumer
@@ -200,6 +176,19 @@ std::size_t fail_all(self_ptr self, const error& err) {
   st.queue.clear();
   st.on_wire = 0;
   return n;
+}
+
+/// Takes request `i` off the wire (its channel closed; the transport reports nothing more
+/// of it) and out of the book, counted as failed: a deadline passed, or its consumer
+/// abandoned the stream. Returns the next request.
+request_map::iterator drop(self_ptr self, request_map::iterator i) {
+  auto& st = self->state;
+  if (i->second.on_wire) {
+    st.transport->cancel(i->first);
+    --st.on_wire;
+  }
+  ++st.stats.failed_requests;
+  return st.requests.erase(i);
 }
 
 void shut_down(self_ptr self, const error& reason, bool tell_pool) {
@@ -304,9 +293,9 @@ void schedule_keepalive(self_ptr self) {
                      ++self->state.keepalive_generation);
 }
 
-connection_actor::behavior_type connection_impl(self_ptr self, std::string user, endpoint ep,
-                                                user_pool_actor pool,
-                                                std::shared_ptr<const actor_context> ctx) {
+connection_impl::behavior_type connection_behavior(self_ptr self, std::string user, endpoint ep,
+                                                   user_pool_actor pool,
+                                                   std::shared_ptr<const actor_context> ctx) {
   auto& st = self->state;
   st.user = std::move(user);
   st.ep = std::move(ep);
@@ -328,7 +317,7 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
   opts.limits.max_header_bytes = st.ctx->pool.max_header_bytes;
   opts.stream_window = st.ctx->pool.stream_window_bytes;
   st.transport = st.ctx->transports->make(
-      st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_actor>(self)));
+      st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_impl>(self)));
   // Its pool spawned it and owns it: it does not outlive the pool.
   self->monitor(st.pool);
   self->set_down_handler([self](const caf::down_msg& dm) {
@@ -339,16 +328,10 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
     }
     // A stream's consumer went away: abandon its streams (their channels close).
     for (auto i = st.requests.begin(); i != st.requests.end();) {
-      if (i->second.sink && i->second.sink.address() == dm.source) {
-        if (i->second.on_wire) {
-          st.transport->cancel(i->first);
-          --st.on_wire;
-        }
-        ++st.stats.failed_requests;
-        i = st.requests.erase(i);
-      } else {
+      if (i->second.sink && i->second.sink.address() == dm.source)
+        i = drop(self, i);
+      else
         ++i;
-      }
     }
     dispatch(self);
     maybe_finish_drain(self);
@@ -413,8 +396,19 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
             static_cast<std::uint32_t>(self->state.requests.size() - self->state.on_wire);
         return result;
       },
+      [self](cancel_atom, std::uint64_t tag) {
+        auto& st = self->state;
+        auto i = st.requests.find(tag);
+        if (i == st.requests.end() || !i->second.sink)
+          return; // unknown, ended, or not a stream
+        log().debug("stream '{}' on #{} of '{}' cancelled by its consumer after {} us",
+                    i->second.request_id, self->id(), st.user, elapsed_us(self, i->second));
+        drop(self, i);
+        dispatch(self);
+        maybe_finish_drain(self);
+      },
       [self](health_atom) { return self->state.stats.healthy; },
-      [self](close_atom) {
+      [self](disconnect_atom) {
         shut_down(self, error{errc::connection_lost, "closed"}, false);
       },
       [self](validate_atom) -> caf::result<bool> {
@@ -553,11 +547,10 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
                                                    describe_ms(st.ctx->pool.keepalive_timeout)},
                   true);
       },
-      [self](timeout_atom, std::uint64_t generation) {
+      [self](request_timeout_atom, std::uint64_t generation) {
         auto& st = self->state;
-        if (generation != st.timer_generation)
+        if (!st.deadlines.fire(generation))
           return; // a newer timer replaced this one
-        st.timer_at = time_point::max();
         auto now = self->clock().now();
         auto next = time_point::max();
         for (auto i = st.requests.begin(); i != st.requests.end();) {
@@ -567,17 +560,12 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
             ++i;
             continue;
           }
-          if (p.on_wire) {
-            st.transport->cancel(i->first);
-            --st.on_wire;
-          }
-          ++st.stats.failed_requests;
           if (st.state == phase::draining)
             ++st.drain.completed_during_drain; // ended by itself (its own deadline)
           end_request(self, p, i->first,
                       make_caf_error(errc::request_timeout,
                                      "request '" + p.request_id + "' did not complete in time"));
-          i = st.requests.erase(i);
+          i = drop(self, i);
         }
         if (next != time_point::max())
           arm_timer(self, next);
@@ -589,9 +577,9 @@ connection_actor::behavior_type connection_impl(self_ptr self, std::string user,
 
 } // namespace
 
-connection_actor spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
-                                  user_pool_actor pool, std::shared_ptr<const actor_context> ctx) {
-  return parent->spawn(connection_impl, std::move(user), std::move(ep), std::move(pool),
+connection_impl spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
+                                 user_pool_actor pool, std::shared_ptr<const actor_context> ctx) {
+  return parent->spawn(connection_behavior, std::move(user), std::move(ep), std::move(pool),
                        std::move(ctx));
 }
 

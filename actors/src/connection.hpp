@@ -5,13 +5,14 @@
 #include <string>
 
 #include "context.hpp"
-#include "sshpool/messages.hpp"
+#include "internal_messages.hpp"
 
 namespace sshpool {
 
 /// Spawns a connection actor for `user`, owned by `pool` (`parent` is the pool itself): it
-/// reports to the pool only and ends when the pool does. It connects on `connect_atom`.
-connection_actor spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
-                                  user_pool_actor pool, std::shared_ptr<const actor_context> ctx);
+/// reports to the pool only and ends when the pool does. It connects on `connect_atom`. Its
+/// lessees get it as a connection_actor.
+connection_impl spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
+                                 user_pool_actor pool, std::shared_ptr<const actor_context> ctx);
 
 } // namespace sshpool

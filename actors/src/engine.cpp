@@ -294,8 +294,9 @@ expected<response> connection::forward_stream(const request& req, const stream_h
   if (im.stopped.load())
     return stopped_error();
   // A blocking actor is the sink: chunks are handed to the caller's thread one by one and
-  // acknowledged after the callback returned (backpressure). If this function returns early,
-  // the actor goes away and the connection abandons the stream.
+  // acknowledged after the callback returned (backpressure). A stream given up before its
+  // end is cancelled; if a callback throws, the actor goes away and the connection abandons
+  // the stream all the same.
   caf::scoped_actor self{*im.sys};
   auto conn = lease_->value.connection;
   auto idle = caf::timespan{idle_deadline};
@@ -308,6 +309,7 @@ expected<response> connection::forward_stream(const request& req, const stream_h
   if (failed(failure))
     return failure;
   response head;
+  bool ended = false;
   for (bool done = false; !done;) {
     self->receive(
         [&](head_atom, std::uint64_t tag, response& h) {
@@ -327,7 +329,7 @@ expected<response> connection::forward_stream(const request& req, const stream_h
         [&](end_atom, std::uint64_t tag, caf::error& err) {
           if (tag != id)
             return;
-          done = true;
+          done = ended = true;
           if (err)
             failure = from_caf_error(err, errc::connection_lost);
         },
@@ -337,6 +339,8 @@ expected<response> connection::forward_stream(const request& req, const stream_h
               failure = error{errc::request_timeout, "no stream event within the deadline"};
             });
   }
+  if (!ended) // on_chunk said stop, or the connection fell silent
+    self->send(conn, cancel_atom_v, id);
   if (failed(failure))
     return failure;
   return head;
@@ -453,7 +457,7 @@ expected<void> cleanup_service::start() {
 expected<void> cleanup_service::stop() {
   if (impl_->stopped.load())
     return stopped_error();
-  caf::anon_send(impl_->cleanup, stop_atom_v);
+  caf::anon_send(impl_->cleanup, pause_atom_v);
   return {};
 }
 

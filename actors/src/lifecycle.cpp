@@ -1,17 +1,19 @@
 // The cleanup actor and the shutdown actor: time-driven coordination of the supervisor,
 // by messages only, with time from the actor clock (so tests run them in virtual time).
 //
-// cleanup:            start_atom                    tick(g), g current
-//            stopped ───────────► running ──────────────────────────────► evicting
-//               ▲       stop_atom    │ ▲ config_atom: g+1, next tick at once   │
-//               └────────────────────┘ └─────── reply: count, next tick(g) ────┘
-//   A tick carries the generation it was armed with; a stale tick (stop, new config) is
+// cleanup:            start_atom                    sweep(g), g current
+//             paused ───────────► running ──────────────────────────────► evicting
+//               ▲      pause_atom    │ ▲ config_atom: g+1, next sweep at once  │
+//               └────────────────────┘ └────── reply: count, next sweep(g) ────┘
+//   A sweep carries the generation it was armed with; a stale sweep (pause, new config) is
 //   ignored. trigger_atom evicts now, running or not.
 //
 // shutdown:           drain_atom(grace)               supervisor's report
 //              idle ─────────────────► draining ───────────────────────────► done
-//                                        │ grace over / force_atom          (every caller
+//                                        │ grace_over_atom / force_atom     (every caller
 //                                        └──► force_atom to the supervisor   gets the report)
+//
+// Both are internal (internal_messages.hpp): the facade drives them.
 #include "lifecycle.hpp"
 
 #include <optional>
@@ -37,9 +39,9 @@ struct cleanup_state {
 
 using cleanup_ptr = cleanup_actor::stateful_pointer<cleanup_state>;
 
-void arm_tick(cleanup_ptr self) {
+void arm_sweep(cleanup_ptr self) {
   auto& st = self->state;
-  self->delayed_send(self, st.stats.config.cleanup_interval, tick_atom_v, ++st.generation);
+  self->delayed_send(self, st.stats.config.cleanup_interval, sweep_atom_v, ++st.generation);
 }
 
 /// Asks the supervisor to evict; `rp` (if any) gets the count.
@@ -64,8 +66,8 @@ void run_cleanup(cleanup_ptr self, caf::typed_response_promise<std::uint64_t> rp
           });
 }
 
-cleanup_actor::behavior_type cleanup_impl(cleanup_ptr self, supervisor_actor supervisor,
-                                          cleanup_config cfg) {
+cleanup_actor::behavior_type cleanup_behavior(cleanup_ptr self, supervisor_actor supervisor,
+                                              cleanup_config cfg) {
   self->state.supervisor = std::move(supervisor);
   self->state.stats.config = cfg;
   install_exception_handler(self, [](const std::string&) {});
@@ -75,12 +77,12 @@ cleanup_actor::behavior_type cleanup_impl(cleanup_ptr self, supervisor_actor sup
         if (st.stats.is_running)
           return;
         st.stats.is_running = true;
-        arm_tick(self);
+        arm_sweep(self);
       },
-      [self](stop_atom) {
+      [self](pause_atom) {
         auto& st = self->state;
         st.stats.is_running = false;
-        ++st.generation; // the armed tick is stale now
+        ++st.generation; // the armed sweep is stale now
       },
       [self](trigger_atom) -> caf::result<std::uint64_t> {
         auto rp = self->make_response_promise<std::uint64_t>();
@@ -94,16 +96,16 @@ cleanup_actor::behavior_type cleanup_impl(cleanup_ptr self, supervisor_actor sup
         auto& st = self->state;
         st.stats.config = cfg;
         if (st.stats.is_running)
-          arm_tick(self); // reschedules at once: the previous tick is stale
+          arm_sweep(self); // reschedules at once: the previous sweep is stale
         return caf::unit;
       },
       [self](stats_atom) { return self->state.stats; },
-      [self](tick_atom, std::uint64_t generation) {
+      [self](sweep_atom, std::uint64_t generation) {
         auto& st = self->state;
         if (generation != st.generation || !st.stats.is_running)
           return;
         run_cleanup(self, {});
-        arm_tick(self);
+        arm_sweep(self);
       },
   };
 }
@@ -134,8 +136,8 @@ void force(shutdown_ptr self, const char* why) {
   self->send(st.supervisor, force_atom_v);
 }
 
-shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor supervisor,
-                                            bool force_after_grace) {
+shutdown_actor::behavior_type shutdown_behavior(shutdown_ptr self, supervisor_actor supervisor,
+                                                bool force_after_grace) {
   self->state.supervisor = std::move(supervisor);
   self->state.force_after_grace = force_after_grace;
   install_exception_handler(self, [self](const std::string& what) {
@@ -164,7 +166,7 @@ shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor 
         log().info("shutdown: draining, grace period {} ms",
                    std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
         if (st.force_after_grace)
-          self->delayed_send(self, grace, timeout_atom_v, ++st.drain_id);
+          self->delayed_send(self, grace, grace_over_atom_v, ++st.drain_id);
         self->request(st.supervisor, caf::infinite, drain_atom_v)
             .then(
                 [self](shutdown_report& report) {
@@ -193,7 +195,7 @@ shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor 
         return rp;
       },
       [self](force_atom) { force(self, "forced"); },
-      [self](timeout_atom, std::uint64_t id) {
+      [self](grace_over_atom, std::uint64_t id) {
         if (id == self->state.drain_id && !self->state.report)
           force(self, "grace period over");
       },
@@ -204,12 +206,12 @@ shutdown_actor::behavior_type shutdown_impl(shutdown_ptr self, supervisor_actor 
 
 cleanup_actor spawn_cleanup(caf::actor_system& sys, supervisor_actor supervisor,
                             cleanup_config cfg) {
-  return sys.spawn(cleanup_impl, std::move(supervisor), cfg);
+  return sys.spawn(cleanup_behavior, std::move(supervisor), cfg);
 }
 
 shutdown_actor spawn_shutdown(caf::actor_system& sys, supervisor_actor supervisor,
                               bool force_after_grace) {
-  return sys.spawn(shutdown_impl, std::move(supervisor), force_after_grace);
+  return sys.spawn(shutdown_behavior, std::move(supervisor), force_after_grace);
 }
 
 } // namespace sshpool

@@ -1,7 +1,7 @@
 // The cleanup and shutdown actors of an engine.
 #pragma once
 
-#include "sshpool/messages.hpp"
+#include "internal_messages.hpp"
 
 namespace sshpool {
 

@@ -9,14 +9,17 @@
 //     │ idle_atom(user) ──► retiring(user) ──► retired or kept    shutting_down from draining)
 //     └──► (routes; calls for a retiring user wait until its pool answered)
 //
-// Permits:      permit_atom                 a token (max_handshakes_per_second)
-//   pool ─────────────────────► queued ─────────────────────────────────► granted
-//                  withdraw_atom │ pool down         below max_connections_total │ return_atom
-//                                ▼ (dropped, answered)       else refused        ▼ or pool down
-//                             (gone)                                          (given back)
+// Permits:      permit_atom                 a token (max_handshakes_per_second; token_atom
+//   pool ─────────────────────► queued ──────────────────────────────────────────► granted
+//                  withdraw_atom │ pool down  when the next one is due) and below        │
+//                                ▼            max_connections_total, else refused        │
+//                      (dropped, answered)                       return_atom or pool down ▼
+//                                                                               (given back)
 //
 // Pool retirement: a pool left with nothing sends idle_atom; the supervisor asks it to
 // retire and holds that user's calls meanwhile, so no call ever reaches a pool that quit.
+// Services see supervisor_actor (sshpool/messages.hpp); the pools' messages and the token
+// timer are supervisor_impl's (internal_messages.hpp).
 #include "supervisor.hpp"
 
 #include <algorithm>
@@ -65,7 +68,7 @@ struct supervisor_state {
   std::vector<caf::typed_response_promise<void>> stop_promises;
 };
 
-using self_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
+using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
 
 void maybe_finish_stop(self_ptr self) {
   auto& st = self->state;
@@ -91,7 +94,7 @@ expected<user_pool_actor> pool_for(self_ptr self, const std::string& user) {
   if (ep == st.endpoints.end())
     return error{errc::unknown_user, "no endpoint is set for user '" + user + "'"};
   auto handle =
-      spawn_user_pool(self, user, ep->second, caf::actor_cast<supervisor_actor>(self), st.ctx);
+      spawn_user_pool(self, user, ep->second, caf::actor_cast<supervisor_impl>(self), st.ctx);
   self->monitor(handle);
   st.pool_users.emplace(handle.address(), user);
   st.pools.emplace(user, handle);
@@ -231,12 +234,12 @@ void run_permit_queue(self_ptr self) {
     // Rounded up, so that the tick finds a whole token.
     self->delayed_send(
         self, std::chrono::duration_cast<caf::timespan>(wait) + std::chrono::microseconds(1),
-        tick_atom_v);
+        token_atom_v);
   }
 }
 
-supervisor_actor::behavior_type supervisor_impl(self_ptr self,
-                                                std::shared_ptr<const actor_context> ctx) {
+supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
+                                                   std::shared_ptr<const actor_context> ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.tokens = static_cast<double>(st.ctx->pool.max_handshakes_per_second);
@@ -413,7 +416,7 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
                 },
                 [flush](caf::error&) { flush(); });
       },
-      [self](tick_atom) {
+      [self](token_atom) {
         self->state.tick_armed = false;
         run_permit_queue(self);
       },
@@ -424,7 +427,7 @@ supervisor_actor::behavior_type supervisor_impl(self_ptr self,
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
                                   std::shared_ptr<const actor_context> ctx) {
-  return sys.spawn(supervisor_impl, std::move(ctx));
+  return sys.spawn(supervisor_behavior, std::move(ctx));
 }
 
 expected<void> validate_user(const std::string& user) {

@@ -4,11 +4,11 @@
 #include <memory>
 
 #include "context.hpp"
-#include "sshpool/messages.hpp"
+#include "internal_messages.hpp"
 
 namespace sshpool {
 
-/// Spawns the supervisor of one engine.
+/// Spawns the supervisor of one engine; services get it as a supervisor_actor.
 supervisor_actor spawn_supervisor(caf::actor_system& sys, std::shared_ptr<const actor_context> ctx);
 
 /// Checks that an endpoint names a server, a user, key files and a target.

@@ -13,9 +13,13 @@
 //   handshake failed ◄───┘                 ├── evict_atom ──► evicting ──► closing (evicted;
 //   (backoff, fast-fail)                   │                                  kept: ready)
 //                                          ├── past max_lifetime and idle, drain ──► draining
-//                                          └── close, conn_down ───────────────────► closing
+//                                          └── close_atom (disconnect_atom to it),
+//                                              conn_down ──────────────────────────► closing
 //   draining, closing ── actor down: removed, its permit given back to the supervisor.
 //   close, drain and stop withdraw the permits asked; a grant that comes late goes back.
+//   Drain, eviction, lifetime and stop: user_pool_drain.cpp. The pool is internal as a whole
+//   (user_pool_actor, internal_messages.hpp): only the supervisor and its connections talk
+//   to it; its timers are acquire_timeout_atom (one deadline_timer) and retry_atom.
 //
 // get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
 // unused for longer than validation_idle_threshold is probed first); else, while the user
@@ -28,13 +32,11 @@
 // per-user backoff with full jitter; until it ends, callers that nothing can serve (no
 // ready connection, no handshake in progress) get the failure at once instead of a new
 // handshake; the others keep waiting and the failed slot is retried at its end. A pool
-// left with nothing offers to retire, so memory does not grow with users ever seen. On
-// stop it closes its connections and quits once their actors are down.
+// left with nothing offers to retire, so memory does not grow with users ever seen.
 #include "user_pool.hpp"
 
 #include <algorithm>
 #include <random>
-#include <unordered_map>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -42,54 +44,14 @@
 #include "backoff.hpp"
 #include "connection.hpp"
 #include "handlers.hpp"
-#include "pool_book.hpp"
 #include "sshpool/ssh/log.hpp"
+#include "user_pool_state.hpp"
 
 namespace sshpool {
 
 namespace {
 
 using time_point = caf::actor_clock::time_point;
-
-struct user_pool_state {
-  static inline const char* name = "sshpool.user_pool";
-
-  std::string user;
-  endpoint ep;
-  supervisor_actor supervisor;
-  std::shared_ptr<const actor_context> ctx;
-  pool_book book;
-  /// The actors of the book's connections and the promises of its waiters, by their ids.
-  std::unordered_map<std::uint64_t, connection_actor> conns;
-  std::unordered_map<std::uint64_t, caf::typed_response_promise<lease>> promises;
-  /// Permit requests carry this generation; a withdrawal moves it on, so that a grant for a
-  /// withdrawn request is given back and its refusal ignored.
-  std::uint64_t permit_generation = 0;
-  std::uint64_t timer_generation = 0;
-  time_point timer_at = time_point::max();
-  /// Reconnection: consecutive handshake failures, the end of the backoff, the last
-  /// failure (given at once to callers nothing can serve until then) and the retry tick.
-  std::uint32_t failures = 0;
-  time_point failed_at;
-  time_point retry_at;
-  error last_failure;
-  std::uint64_t retry_generation = 0;
-  bool retry_armed = false;
-  /// Drain of this user: who waits for the report, and its counts.
-  bool draining = false;
-  std::vector<caf::typed_response_promise<shutdown_report>> drain_rps;
-  shutdown_report drain;
-  std::size_t drains_pending = 0;
-  time_point drain_started;
-  /// Evictions waiting for their connections' answers (answered on stop, too).
-  std::vector<caf::typed_response_promise<std::uint64_t>> evictions;
-  bool stopped = false;
-  bool retire_offered = false;
-  std::minstd_rand rng;
-  user_stats stats;
-};
-
-using self_ptr = user_pool_actor::stateful_pointer<user_pool_state>;
 
 // -- queries ----------------------------------------------------------------------------------
 
@@ -99,34 +61,20 @@ lease make_lease(const user_pool_state& st, pool_book::grant g) {
 
 // -- actions ----------------------------------------------------------------------------------
 
-void handshake_failed(self_ptr self, const error& err);
-void serve_waiters(self_ptr self);
+void handshake_failed(pool_ptr self, const error& err);
 
-/// Offers to retire once nothing is left: no connection (closing ones included), permit
-/// asked, lease, waiter or drain, and no failure remembered for backoff (a fresh pool would
-/// forget it: the backoff would never grow). Failures are remembered until one backoff cap
-/// after the last one.
-void maybe_offer_retirement(self_ptr self) {
+/// Arms the retry tick (the end of a backoff, or of the time a failure is remembered) in
+/// `delay`, unless one is armed.
+void arm_retry(pool_ptr self, caf::timespan delay) {
   auto& st = self->state;
-  if (st.retire_offered || st.stopped || !st.book.empty() || st.drains_pending > 0)
+  if (st.retry_armed)
     return;
-  auto now = self->clock().now();
-  auto hold = st.failures > 0
-                  ? std::max(st.retry_at, st.failed_at + st.ctx->pool.reconnect_backoff_cap)
-                  : st.retry_at;
-  if (now < hold) {
-    if (!st.retry_armed) {
-      st.retry_armed = true;
-      self->delayed_send(self, hold - now, retry_atom_v, ++st.retry_generation);
-    }
-    return;
-  }
-  st.retire_offered = true;
-  self->send(st.supervisor, idle_atom_v, st.user);
+  st.retry_armed = true;
+  self->delayed_send(self, delay, retry_atom_v, ++st.retry_generation);
 }
 
 /// Spawns the connection a permit was granted for, monitors it and starts its handshake.
-void open_connection(self_ptr self) {
+void open_connection(pool_ptr self) {
   auto& st = self->state;
   auto conn =
       spawn_connection(self, st.user, st.ep, caf::actor_cast<user_pool_actor>(self), st.ctx);
@@ -141,7 +89,7 @@ void open_connection(self_ptr self) {
 }
 
 /// Asks the supervisor for the permit the book just counted as asked.
-void ask_permit(self_ptr self) {
+void ask_permit(pool_ptr self) {
   auto& st = self->state;
   ++st.stats.handshakes;
   auto generation = st.permit_generation;
@@ -164,39 +112,16 @@ void ask_permit(self_ptr self) {
           });
 }
 
-/// Withdraws the permits asked and not granted yet (close, drain, stop).
-void withdraw_permits(self_ptr self) {
-  auto& st = self->state;
-  if (st.book.withdraw_permits() == 0)
-    return;
-  ++st.permit_generation;
-  self->send(st.supervisor, withdraw_atom_v);
+void arm_timer(pool_ptr self, time_point deadline) {
+  self->state.deadlines.arm(self, deadline, acquire_timeout_atom_v);
 }
 
-/// Moves every connection that counts against the cap to `to`; returns their ids.
-std::vector<std::uint64_t> move_counted(self_ptr self, conn_phase to) {
-  auto ids = self->state.book.ids_where(counts_against_cap);
-  for (auto id : ids)
-    self->state.book.transition(id, to);
-  return ids;
-}
-
-void arm_timer(self_ptr self, time_point deadline) {
-  auto& st = self->state;
-  if (deadline >= st.timer_at)
-    return;
-  st.timer_at = deadline;
-  auto delay = deadline - self->clock().now();
-  self->delayed_send(self, std::max(delay, decltype(delay){0}), timeout_atom_v,
-                     ++st.timer_generation);
-}
-
-void start_validation(self_ptr self, std::uint64_t id);
+void start_validation(pool_ptr self, std::uint64_t id);
 
 /// Carries out what the book decides for the waiters.
 class pool_effects final : public pool_book::effects {
 public:
-  explicit pool_effects(self_ptr self) : self_(self) {}
+  explicit pool_effects(pool_ptr self) : self_(self) {}
 
   void granted(std::uint64_t waiter, pool_book::grant g) override {
     auto& st = self_->state;
@@ -222,42 +147,21 @@ public:
   }
 
 private:
-  self_ptr self_;
+  pool_ptr self_;
 };
 
 /// Fails waiters whose acquire_timeout passed. The first waiters, as many as handshakes are
 /// in progress, are waiting for those: they are bounded by the handshake's own deadline
 /// (connect_timeout) and get its result, so a slow handshake does not turn into
 /// pool_exhausted. Arms the timer for the earliest remaining deadline.
-void expire_waiters(self_ptr self) {
+void expire_waiters(pool_ptr self) {
   pool_effects fx{self};
   auto next = self->state.book.expire(self->clock().now(), fx);
   if (next != time_point::max())
     arm_timer(self, next);
 }
 
-/// Answers the waiters (and forgets them) with `err`.
-void fail_waiters(self_ptr self, const caf::error& err) {
-  auto& st = self->state;
-  for (auto id : st.book.take_waiters())
-    st.promises.at(id).deliver(err);
-  st.promises.clear();
-}
-
-/// Drains idle connections past their lifetime: no longer leasable nor counted against the
-/// cap, but monitored until their actors are down, so a request still in flight on one (a
-/// stream whose lease was released early) finishes, and drains and stops include it.
-void retire_expired(self_ptr self, time_point now) {
-  auto& st = self->state;
-  for (auto id : st.book.expired_idle(now)) {
-    log().info("connection #{} of '{}' reached its max_lifetime: retired", id, st.user);
-    st.book.transition(id, conn_phase::draining);
-    self->request(st.conns.at(id), caf::infinite, drain_atom_v)
-        .then([](const shutdown_report&) {}, [](caf::error&) {});
-  }
-}
-
-void start_validation(self_ptr self, std::uint64_t id) {
+void start_validation(pool_ptr self, std::uint64_t id) {
   auto& st = self->state;
   // The connection answers within keepalive_timeout (or closes); the margin only guards
   // against a lost reply.
@@ -275,34 +179,14 @@ void start_validation(self_ptr self, std::uint64_t id) {
             // It closed itself (or its reply got lost: close it), and stops counting now.
             auto& st = self->state;
             if (auto* c = st.book.find(id); c && counts_against_cap(c->phase)) {
-              self->send(st.conns.at(id), close_atom_v);
+              self->send(st.conns.at(id), disconnect_atom_v);
               st.book.transition(id, conn_phase::closing);
             }
             serve_waiters(self);
           });
 }
 
-/// Serves waiters in FIFO order (see pool_book::serve); asks for new connections only for
-/// waiters no pending handshake (or validation) covers, never during a drain, and not
-/// during a reconnect backoff (the retry tick comes at its end).
-void serve_waiters(self_ptr self) {
-  auto& st = self->state;
-  auto now = self->clock().now();
-  retire_expired(self, now);
-  auto rule = st.draining          ? pool_book::connect_rule::never
-              : now >= st.retry_at ? pool_book::connect_rule::now
-                                   : pool_book::connect_rule::later;
-  pool_effects fx{self};
-  if (st.book.serve(now, rule, fx) && !st.retry_armed) {
-    st.retry_armed = true;
-    self->delayed_send(self, st.retry_at - now, retry_atom_v, ++st.retry_generation);
-  }
-  if (st.book.waiting() > 0)
-    expire_waiters(self); // coverage by handshakes may have shrunk
-  maybe_offer_retirement(self);
-}
-
-void handshake_failed(self_ptr self, const error& err) {
+void handshake_failed(pool_ptr self, const error& err) {
   auto& st = self->state;
   ++st.stats.handshake_failures;
   if (st.stopped)
@@ -332,7 +216,7 @@ void handshake_failed(self_ptr self, const error& err) {
 }
 
 /// A connection actor is down: it leaves the book and its permit goes back.
-void connection_down(self_ptr self, const caf::down_msg& dm) {
+void connection_down(pool_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
   auto id = dm.source.id();
   auto was = st.book.remove(id);
@@ -354,109 +238,9 @@ void connection_down(self_ptr self, const caf::down_msg& dm) {
     maybe_offer_retirement(self);
 }
 
-// -- drain ------------------------------------------------------------------------------------
-
-/// Answers everyone still waiting on this pool (stop, exception): no promise is dropped.
-void deliver_all(self_ptr self, const caf::error& err) {
-  auto& st = self->state;
-  fail_waiters(self, err);
-  for (auto& rp : st.drain_rps)
-    rp.deliver(st.drain);
-  st.drain_rps.clear();
-  for (auto& rp : st.evictions)
-    if (rp.pending())
-      rp.deliver(std::uint64_t{0});
-  st.evictions.clear();
-}
-
-void finish_drain_if_done(self_ptr self) {
-  auto& st = self->state;
-  if (!st.draining || st.drains_pending > 0 || st.drain_rps.empty())
-    return;
-  st.drain.duration =
-      std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - st.drain_started);
-  for (auto& rp : st.drain_rps)
-    rp.deliver(st.drain);
-  st.drain_rps.clear();
-  st.draining = false; // the user is admitted again
-  log().info("user '{}' drained: {} connections closed, {} of {} requests completed, {} cut",
-             st.user, st.drain.connections_closed, st.drain.completed_during_drain,
-             st.drain.in_flight_at_start, st.drain.cut);
-  maybe_offer_retirement(self);
-}
-
-/// Starts the drain of this user: every connection drains (those already draining past
-/// their lifetime join), waiters get shutting_down, permits asked are withdrawn.
-void start_drain(self_ptr self) {
-  auto& st = self->state;
-  st.draining = true;
-  st.drain = shutdown_report{};
-  st.drain_started = self->clock().now();
-  fail_waiters(self, make_caf_error(errc::shutting_down, "user '" + st.user + "' is draining"));
-  withdraw_permits(self);
-  move_counted(self, conn_phase::draining);
-  for (auto id : st.book.ids_where(is_draining)) {
-    ++st.drains_pending;
-    self->request(st.conns.at(id), caf::infinite, drain_atom_v)
-        .then(
-            [self](const shutdown_report& part) {
-              auto& st = self->state;
-              st.drain.connections_closed += part.connections_closed;
-              st.drain.in_flight_at_start += part.in_flight_at_start;
-              st.drain.completed_during_drain += part.completed_during_drain;
-              st.drain.cut += part.cut;
-              st.drain.forced = st.drain.forced || part.forced;
-              --st.drains_pending;
-              finish_drain_if_done(self);
-            },
-            [self](caf::error&) {
-              --self->state.drains_pending; // gone meanwhile: nothing was left to drain
-              finish_drain_if_done(self);
-            });
-  }
-}
-
-/// Asks the connections unused for `max_idle` whether they are idle enough to close;
-/// `rp` gets how many closed.
-void start_eviction(self_ptr self, const std::vector<std::uint64_t>& candidates,
-                    caf::timespan max_idle, caf::typed_response_promise<std::uint64_t> rp) {
-  auto& st = self->state;
-  auto remaining = std::make_shared<std::size_t>(candidates.size());
-  auto closed = std::make_shared<std::uint64_t>(0);
-  for (auto id : candidates) {
-    // Not leasable while the connection decides (it sees requests in flight that a
-    // released lease may have left behind).
-    st.book.transition(id, conn_phase::evicting);
-    auto done = [self, rp, remaining, closed]() mutable {
-      if (--*remaining == 0 && rp.pending()) {
-        rp.deliver(*closed);
-        serve_waiters(self);
-      }
-    };
-    // Back to ready unless it closed or a drain or close took it meanwhile.
-    auto back = [self, id](bool evicted) {
-      auto& book = self->state.book;
-      if (auto* c = book.find(id); c && c->phase == conn_phase::evicting)
-        book.transition(id, evicted ? conn_phase::closing : conn_phase::ready);
-    };
-    self->request(st.conns.at(id), std::chrono::seconds(10), evict_atom_v, max_idle)
-        .then(
-            [closed, done, back](bool evicted) mutable {
-              if (evicted)
-                ++*closed;
-              back(evicted);
-              done();
-            },
-            [done, back](caf::error&) mutable {
-              back(false);
-              done();
-            });
-  }
-}
-
-user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, endpoint ep,
-                                              supervisor_actor supervisor,
-                                              std::shared_ptr<const actor_context> ctx) {
+user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string user, endpoint ep,
+                                                  supervisor_impl supervisor,
+                                                  std::shared_ptr<const actor_context> ctx) {
   auto& st = self->state;
   st.user = std::move(user);
   st.ep = std::move(ep);
@@ -517,14 +301,10 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         return caf::unit;
       },
       [self](close_atom, const std::string&) -> std::uint64_t {
-        auto& st = self->state;
-        withdraw_permits(self);
-        auto closed = move_counted(self, conn_phase::closing);
-        for (auto id : closed)
-          self->send(st.conns.at(id), close_atom_v);
-        log().info("closed {} connections of '{}'", closed.size(), st.user);
+        auto closed = close_all(self);
+        log().info("closed {} connections of '{}'", closed, self->state.user);
         serve_waiters(self);
-        return closed.size();
+        return closed;
       },
       [self](stats_atom) {
         auto& st = self->state;
@@ -544,52 +324,10 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
         st.retry_at = time_point{};
         st.last_failure = error{};
       },
-      [self](stop_atom) {
-        auto& st = self->state;
-        st.stopped = true;
-        st.drain.forced = true; // a drain still running ends here
-        deliver_all(self, make_caf_error(errc::shutting_down, "the engine is stopping"));
-        withdraw_permits(self);
-        for (auto id : move_counted(self, conn_phase::closing))
-          self->send(st.conns.at(id), close_atom_v);
-        for (auto id : st.book.ids_where(is_draining))
-          self->send(st.conns.at(id), force_atom_v);
-        if (st.book.entries().empty())
-          self->quit(); // else once the last connection actor is down
-      },
-      [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
-        auto& st = self->state;
-        auto now = self->clock().now();
-        retire_expired(self, now);
-        auto candidates = st.book.unused_for(now, max_idle);
-        if (candidates.empty()) {
-          maybe_offer_retirement(self);
-          return std::uint64_t{0};
-        }
-        auto rp = self->make_response_promise<std::uint64_t>();
-        st.evictions.erase(std::remove_if(st.evictions.begin(), st.evictions.end(),
-                                          [](auto& e) { return !e.pending(); }),
-                           st.evictions.end());
-        st.evictions.push_back(rp);
-        start_eviction(self, candidates, max_idle, rp);
-        return rp;
-      },
-      [self](drain_atom) -> caf::result<shutdown_report> {
-        auto& st = self->state;
-        if (st.stopped)
-          return make_caf_error(errc::shutting_down, "the engine is stopping");
-        auto rp = self->make_response_promise<shutdown_report>();
-        st.drain_rps.push_back(rp);
-        if (!st.draining)
-          start_drain(self);
-        finish_drain_if_done(self);
-        return rp;
-      },
-      [self](force_atom) {
-        auto& st = self->state;
-        for (auto id : st.book.ids_where(is_draining))
-          self->send(st.conns.at(id), force_atom_v);
-      },
+      [self](stop_atom) { stop(self); },
+      [self](evict_atom, caf::timespan max_idle) { return evict(self, max_idle); },
+      [self](drain_atom) { return drain(self); },
+      [self](force_atom) { force(self); },
       [self](retire_atom) {
         auto& st = self->state;
         bool empty = st.book.empty() && st.drains_pending == 0;
@@ -625,12 +363,9 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
           serve_waiters(self);
         }
       },
-      [self](timeout_atom, std::uint64_t generation) {
-        auto& st = self->state;
-        if (generation != st.timer_generation)
-          return;
-        st.timer_at = time_point::max();
-        expire_waiters(self);
+      [self](acquire_timeout_atom, std::uint64_t generation) {
+        if (self->state.deadlines.fire(generation))
+          expire_waiters(self);
       },
       [self](retry_atom, std::uint64_t generation) {
         auto& st = self->state;
@@ -644,10 +379,65 @@ user_pool_actor::behavior_type user_pool_impl(self_ptr self, std::string user, e
 
 } // namespace
 
+/// Offers to retire once nothing is left: no connection (closing ones included), permit
+/// asked, lease, waiter or drain, and no failure remembered for backoff (a fresh pool would
+/// forget it: the backoff would never grow). Failures are remembered until one backoff cap
+/// after the last one.
+void maybe_offer_retirement(pool_ptr self) {
+  auto& st = self->state;
+  if (st.retire_offered || st.stopped || !st.book.empty() || st.drains_pending > 0)
+    return;
+  auto now = self->clock().now();
+  auto hold = st.failures > 0
+                  ? std::max(st.retry_at, st.failed_at + st.ctx->pool.reconnect_backoff_cap)
+                  : st.retry_at;
+  if (now < hold) {
+    arm_retry(self, hold - now);
+    return;
+  }
+  st.retire_offered = true;
+  self->send(st.supervisor, idle_atom_v, st.user);
+}
+
+/// Withdraws the permits asked and not granted yet (close, drain, stop).
+void withdraw_permits(pool_ptr self) {
+  auto& st = self->state;
+  if (st.book.withdraw_permits() == 0)
+    return;
+  ++st.permit_generation;
+  self->send(st.supervisor, withdraw_atom_v);
+}
+
+/// Answers the waiters (and forgets them) with `err`.
+void fail_waiters(pool_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  for (auto id : st.book.take_waiters())
+    st.promises.at(id).deliver(err);
+  st.promises.clear();
+}
+
+/// Serves waiters in FIFO order (see pool_book::serve); asks for new connections only for
+/// waiters no pending handshake (or validation) covers, never during a drain, and not
+/// during a reconnect backoff (the retry tick comes at its end).
+void serve_waiters(pool_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  retire_expired(self, now);
+  auto rule = st.draining          ? pool_book::connect_rule::never
+              : now >= st.retry_at ? pool_book::connect_rule::now
+                                   : pool_book::connect_rule::later;
+  pool_effects fx{self};
+  if (st.book.serve(now, rule, fx))
+    arm_retry(self, st.retry_at - now);
+  if (st.book.waiting() > 0)
+    expire_waiters(self); // coverage by handshakes may have shrunk
+  maybe_offer_retirement(self);
+}
+
 user_pool_actor spawn_user_pool(caf::local_actor* parent, std::string user, endpoint ep,
-                                supervisor_actor supervisor,
+                                supervisor_impl supervisor,
                                 std::shared_ptr<const actor_context> ctx) {
-  return parent->spawn(user_pool_impl, std::move(user), std::move(ep), std::move(supervisor),
+  return parent->spawn(user_pool_behavior, std::move(user), std::move(ep), std::move(supervisor),
                        std::move(ctx));
 }
 

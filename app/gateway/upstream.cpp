@@ -6,15 +6,17 @@
 //      │                              │                          │  to the listener;
 //      ▼                              ▼                          │  ack_atom (from the front
 //    done: on_end(error)           done: on_end(error),          │  end): to the connection
-//                                  release                       │ close_atom / connection down
+//                                  release                       │ cancel_atom / connection down
 //                                                                ▼
-//                                                    done: release (the connection abandons
-//                                                    the stream once this actor is gone)
+//                                                    done: release (a cancelled stream is
+//                                                    cancelled at the connection: cancel_atom)
 //
 // `done` always releases a held lease (release_atom to the supervisor) and quits. A
-// close_atom that arrives while leasing is remembered: the lease is released as soon as it
-// arrives (quitting earlier would lose it). The actor monitors its connection, so a
-// connection actor that dies without ending the stream still ends it here.
+// cancel_atom (the client went away) that arrives while leasing is remembered: the lease is
+// released as soon as it arrives (quitting earlier would lose it); one that arrives before
+// the stream's id is known leaves the stream to the connection, which abandons it once this
+// actor is gone. The actor monitors its connection, so a connection actor that dies without
+// ending the stream still ends it here.
 //
 // A response whose end the client can tell by itself (a body of Content-Length bytes, or
 // none: HEAD, 204, 304) has its lease released before its last bytes go to the listener,
@@ -41,7 +43,7 @@ namespace {
 
 /// The forwarder: a stream sink, plus the front end's acknowledgements and cancellation.
 using forwarder_actor =
-    stream_sink_actor::extend<caf::reacts_to<ack_atom, std::uint64_t>, caf::reacts_to<close_atom>>;
+    stream_sink_actor::extend<caf::reacts_to<ack_atom, std::uint64_t>, caf::reacts_to<cancel_atom>>;
 
 /// Where forwarders register while they run (so the bridge can stop them).
 struct registry {
@@ -193,11 +195,14 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
         if (st.connection && st.tag != 0 && !st.ended)
           caf::anon_send(st.connection, ack_atom_v, st.tag, bytes);
       },
-      [self](close_atom) {
+      [self](cancel_atom) {
         auto& st = self->state;
         st.cancelled = true;
-        if (st.connection)
-          release_and_quit(self); // else: released when the lease arrives
+        if (!st.connection)
+          return; // released when the lease arrives
+        if (st.tag != 0 && !st.ended)
+          self->send(st.connection, cancel_atom_v, st.tag); // its channel closes now
+        release_and_quit(self);
       },
   };
 }
@@ -211,7 +216,7 @@ public:
     caf::anon_send(handle_, ack_atom_v, static_cast<std::uint64_t>(bytes));
   }
 
-  void cancel() override { caf::anon_send(handle_, close_atom_v); }
+  void cancel() override { caf::anon_send(handle_, cancel_atom_v); }
 
 private:
   forwarder_actor handle_;

@@ -5,7 +5,7 @@
 
 namespace sshpool {
 
-void add_message_types(caf::actor_system_config& cfg) {
+void detail::add_public_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::sshpool>();
   cfg.add_error_category(caf::atom("sshpool"),
                          [](uint8_t code, caf::atom_value, const caf::message& ctx) {

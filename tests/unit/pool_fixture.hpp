@@ -8,9 +8,11 @@
 
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
+#include <catch2/catch.hpp>
 
 #include "fake_transport.hpp"
 #include "lifecycle.hpp"
+#include "sshpool/engine.hpp"
 #include "sshpool/ssh/log.hpp"
 #include "supervisor.hpp"
 
@@ -110,6 +112,22 @@ struct fixture {
 
   std::shared_ptr<reply<lease>> acquire(const std::string& user) {
     return ask<lease>(sup, acquire_atom_v, user);
+  }
+
+  /// Acquires through a new handshake: the call must make fake session number `sessions`
+  /// (counting from 1), whose handshake then completes. Returns the reply.
+  std::shared_ptr<reply<lease>> acquire_new(const std::string& user, std::size_t sessions) {
+    auto r = acquire(user);
+    REQUIRE(fakes->sessions.size() == sessions);
+    open(sessions - 1);
+    return r;
+  }
+
+  /// A lease on a new ready connection of `user`.
+  lease ready_lease(const std::string& user = "alice") {
+    auto r = acquire_new(user, fakes->sessions.size() + 1);
+    REQUIRE(r->value);
+    return *r->value;
   }
 
   reply<bool> release(const std::string& user, const lease& l) {

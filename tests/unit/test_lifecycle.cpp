@@ -8,7 +8,6 @@
 using namespace sshpool;
 using sshpool::test::fixture;
 using sshpool::test::get;
-using sshpool::test::reply;
 using namespace std::chrono_literals;
 
 namespace {
@@ -26,14 +25,6 @@ pool_config lifecycle_config() {
   return pc;
 }
 
-/// One ready connection of alice, leased: returns the lease.
-lease ready_lease(fixture& f) {
-  auto a = f.acquire("alice");
-  f.open(f.fakes->sessions.size() - 1);
-  REQUIRE(a->value);
-  return *a->value;
-}
-
 } // namespace
 
 TEST_CASE("cleanup evicts after max_idle_time, within one cleanup_interval, never earlier",
@@ -41,7 +32,7 @@ TEST_CASE("cleanup evicts after max_idle_time, within one cleanup_interval, neve
   fixture f{lifecycle_config()};
   caf::anon_send(f.cleanup, start_atom_v);
   f.sched->run();
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   REQUIRE(f.release("alice", l).value);
   auto released = f.sched->clock().now();
   auto& session = *f.fakes->sessions[0];
@@ -58,16 +49,14 @@ TEST_CASE("cleanup evicts after max_idle_time, within one cleanup_interval, neve
   // The pool left with nothing retired: memory does not grow with users ever seen.
   CHECK(f.stats().user_count == 0);
   // The user comes back: a fresh pool, a fresh connection.
-  auto again = f.acquire("alice");
-  f.open(1);
-  CHECK(again->value);
+  CHECK(f.acquire_new("alice", 2)->value);
 }
 
 TEST_CASE("a leased or streaming connection is never evicted", "[cleanup]") {
   fixture f{lifecycle_config()};
   caf::anon_send(f.cleanup, start_atom_v);
-  auto held = ready_lease(f);      // connection 0: stays leased
-  auto streaming = ready_lease(f); // connection 1: released mid-request
+  auto held = f.ready_lease();      // connection 0: stays leased
+  auto streaming = f.ready_lease(); // connection 1: released mid-request
   auto r = f.forward(streaming, get("stream"), 2h);
   REQUIRE(f.release("alice", streaming).value);
   f.advance(20min);
@@ -99,7 +88,7 @@ TEST_CASE("update_config reschedules at once and stale ticks are ignored", "[cle
   f.advance(15s); // t = 30 s: the old generation's tick fires and is ignored
   CHECK(f.cleanup_stats_now().runs == 4);
   CHECK(f.cleanup_stats_now().config.cleanup_interval == 5s);
-  caf::anon_send(f.cleanup, stop_atom_v);
+  caf::anon_send(f.cleanup, pause_atom_v);
   f.sched->run();
   f.advance(1min);
   CHECK(f.cleanup_stats_now().runs == 4);
@@ -113,7 +102,7 @@ TEST_CASE("trigger_cleanup closes exactly the idle connections and says how many
   fixture f{pc};
   std::vector<lease> leases;
   for (int i = 0; i < 4; ++i)
-    leases.push_back(ready_lease(f));
+    leases.push_back(f.ready_lease());
   for (int i = 0; i < 3; ++i)
     REQUIRE(f.release("alice", leases[static_cast<std::size_t>(i)]).value);
   f.advance(6min);
@@ -131,7 +120,7 @@ TEST_CASE("a missed keepalive marks the connection unhealthy and the pool replac
           "[health]") {
   fixture f{lifecycle_config()};
   f.fakes->auto_alive = false; // a hung (SIGSTOPped) server
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   auto& session = *f.fakes->sessions[0];
   auto healthy = f.ask<bool>(l.connection, health_atom_v);
   CHECK(*healthy->value);
@@ -146,15 +135,12 @@ TEST_CASE("a missed keepalive marks the connection unhealthy and the pool replac
   CHECK(session.closed);
   CHECK(f.stats().total_connections == 0);
   f.fakes->auto_alive = true;
-  auto next = f.acquire("alice");
-  REQUIRE(f.fakes->sessions.size() == 2);
-  f.open(1);
-  CHECK(next->value);
+  CHECK(f.acquire_new("alice", 2)->value);
 }
 
 TEST_CASE("an answered keepalive keeps the connection", "[health]") {
   fixture f{lifecycle_config()};
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   f.advance(10min);
   CHECK(f.fakes->sessions[0]->probes == 10);
   CHECK_FALSE(f.fakes->sessions[0]->closed);
@@ -168,7 +154,7 @@ TEST_CASE("a connection idle beyond the validation threshold is probed before it
   pc.keepalive_interval = 1h;
   fixture f{pc};
   f.fakes->auto_alive = false;
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   REQUIRE(f.release("alice", l).value);
   auto fresh = f.acquire("alice"); // used 0 s ago: no probe
   REQUIRE(fresh->value);
@@ -197,23 +183,17 @@ TEST_CASE("connections retire after max_lifetime, only when idle", "[health]") {
   auto pc = lifecycle_config();
   pc.max_lifetime = 30min;
   fixture f{pc};
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   f.advance(31min);
   CHECK_FALSE(f.fakes->sessions[0]->closed); // leased: never cut
   REQUIRE(f.release("alice", l).value);
   CHECK(f.fakes->sessions[0]->closed); // idle and past its lifetime: drained at once
-  auto next = f.acquire("alice");
-  REQUIRE(f.fakes->sessions.size() == 2);
-  f.open(1);
-  CHECK(next->value);
+  CHECK(f.acquire_new("alice", 2)->value);
 }
 
 TEST_CASE("failed handshakes back off with jitter; callers get the error meanwhile",
           "[reconnect]") {
-  auto pc = lifecycle_config();
-  pc.reconnect_backoff_base = 1s;
-  pc.reconnect_backoff_cap = 30s;
-  fixture f{pc};
+  fixture f{lifecycle_config()}; // backoff base 1 s, cap 30 s (the defaults)
   auto a = f.acquire("alice");
   f.open(0, error{errc::connect_failed, "connection refused"});
   REQUIRE(a->done);
@@ -227,10 +207,7 @@ TEST_CASE("failed handshakes back off with jitter; callers get the error meanwhi
     CHECK(fast->err.message().find("next attempt in") != std::string::npos);
     CHECK(f.fakes->sessions.size() == 1); // no new handshake
     f.advance(1s);
-    auto after = f.acquire("alice");
-    REQUIRE(f.fakes->sessions.size() == 2); // the backoff is over: one new attempt
-    f.open(1);
-    CHECK(after->value);
+    CHECK(f.acquire_new("alice", 2)->value); // the backoff is over: one new attempt
   }
 }
 
@@ -268,7 +245,7 @@ TEST_CASE("a stream on a connection past its lifetime is not cut", "[health]") {
   pc.max_lifetime = 30min;
   fixture f{pc};
   caf::anon_send(f.cleanup, start_atom_v);
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   f.advance(25min);
   auto stream = f.forward(l, get("ten-minute-stream"), 2h);
   REQUIRE(f.release("alice", l).value); // released early; the request goes on
@@ -284,14 +261,11 @@ TEST_CASE("a stream on a connection past its lifetime is not cut", "[health]") {
 
 TEST_CASE("after drain_user the user is admitted again, even with a lease held", "[shutdown]") {
   fixture f{lifecycle_config()};
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   auto report = f.ask<shutdown_report>(f.sup, drain_atom_v, std::string{"alice"});
   REQUIRE(report->value);
   CHECK(report->value->connections_closed == 1);
-  auto again = f.acquire("alice"); // the old lease is still held
-  REQUIRE(f.fakes->sessions.size() == 2);
-  f.open(1);
-  CHECK(again->value);
+  CHECK(f.acquire_new("alice", 2)->value); // the old lease is still held
   CHECK(f.release("alice", l).value);
   auto second = f.ask<shutdown_report>(f.sup, drain_atom_v, std::string{"alice"});
   REQUIRE(second->value);
@@ -300,7 +274,7 @@ TEST_CASE("after drain_user the user is admitted again, even with a lease held",
 
 TEST_CASE("an idle engine drains at once", "[shutdown]") {
   fixture f{lifecycle_config()};
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   REQUIRE(f.release("alice", l).value);
   auto report = f.ask<shutdown_report>(f.shutdown, drain_atom_v, caf::timespan{5s});
   REQUIRE(report->value);
@@ -316,7 +290,7 @@ TEST_CASE("an idle engine drains at once", "[shutdown]") {
 TEST_CASE("a drain lets requests finish, then cuts the rest at the end of the grace period",
           "[shutdown]") {
   fixture f{lifecycle_config()};
-  auto l = ready_lease(f);
+  auto l = f.ready_lease();
   auto& session = *f.fakes->sessions[0];
   auto r1 = f.forward(l, get("r1"), 2h);
   auto r2 = f.forward(l, get("r2"), 2h);
@@ -349,12 +323,9 @@ TEST_CASE("a drain lets requests finish, then cuts the rest at the end of the gr
 
 TEST_CASE("drain_user stops admitting one user and lets the others work", "[shutdown]") {
   fixture f{lifecycle_config()};
-  auto a = ready_lease(f);
+  auto a = f.ready_lease();
   auto r = f.forward(a, get("r"), 2h);
-  auto b = f.acquire("bob");
-  f.open(1);
-  REQUIRE(b->value);
-  REQUIRE(f.release("bob", *b->value).value);
+  REQUIRE(f.release("bob", f.ready_lease("bob")).value);
   auto report = f.ask<shutdown_report>(f.sup, drain_atom_v, std::string{"alice"});
   CHECK_FALSE(report->done);
   CHECK(f.acquire("alice")->err.code() == errc::shutting_down);
@@ -369,8 +340,5 @@ TEST_CASE("drain_user stops admitting one user and lets the others work", "[shut
   CHECK(f.fakes->sessions[0]->closed);
   REQUIRE(f.release("alice", a).value);
   // Drained, alice is admitted again (with a new connection).
-  auto back = f.acquire("alice");
-  REQUIRE(f.fakes->sessions.size() == 3);
-  f.open(2);
-  CHECK(back->value);
+  CHECK(f.acquire_new("alice", 3)->value);
 }

@@ -60,7 +60,7 @@ TEST_CASE("sshpool errors survive the trip through caf::error", "[messages]") {
 
 TEST_CASE("the error category renders through the actor system", "[messages]") {
   caf::actor_system_config cfg;
-  add_message_types(cfg);
+  detail::add_public_message_types(cfg);
   caf::actor_system sys{cfg};
   auto text = sys.render(make_caf_error(errc::pool_exhausted, "3/3 connections"));
   CHECK(text.find("pool_exhausted") != std::string::npos);

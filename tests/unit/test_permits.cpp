@@ -47,10 +47,7 @@ TEST_CASE("past max_connections_total a permit is refused; closed connections re
   auto closed = f.ask<std::uint64_t>(f.sup, close_atom_v, std::string{"alice"});
   CHECK(*closed->value == 2);
   f.advance(1s); // bob's backoff after one failure is at most 1 s
-  auto b = f.acquire("bob");
-  REQUIRE(f.fakes->sessions.size() == 3);
-  f.open(2);
-  CHECK(b->value);
+  CHECK(f.acquire_new("bob", 3)->value);
 }
 
 TEST_CASE("a permit granted as it is withdrawn is given back, and no connection appears",

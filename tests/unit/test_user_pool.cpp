@@ -12,6 +12,42 @@ using sshpool::test::get;
 using sshpool::test::reply;
 using namespace std::chrono_literals;
 
+namespace {
+
+using call_list = std::vector<std::shared_ptr<reply<lease>>>;
+
+/// `n` calls of alice's, made one after the other.
+call_list acquire_n(fixture& f, int n) {
+  call_list made;
+  for (int i = 0; i < n; ++i)
+    made.push_back(f.acquire("alice"));
+  return made;
+}
+
+/// Every lease alice's pool gives with fixture::small() (2 connections x 2 channels): the
+/// first two callers each wait for a handshake, the next two share those connections.
+std::vector<lease> fill_to_the_caps(fixture& f) {
+  std::vector<lease> held;
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto r = f.acquire("alice");
+    if (i < 2)
+      f.open(i);
+    REQUIRE(r->value);
+    held.push_back(*r->value);
+  }
+  return held;
+}
+
+/// The fixture with alice's first connection ready and leased, and its fake session.
+struct leased_fixture : fixture {
+  explicit leased_fixture(pool_config pc = small()) : fixture(pc) {}
+
+  lease l = ready_lease();
+  test::fake_session& session = *fakes->sessions.at(0);
+};
+
+} // namespace
+
 TEST_CASE("the first caller waits for one handshake, then gets a lease", "[pool]") {
   fixture f;
   auto a = f.acquire("alice");
@@ -30,15 +66,13 @@ TEST_CASE("the first caller waits for one handshake, then gets a lease", "[pool]
 
 TEST_CASE("concurrent first calls never exceed the cap nor orphan a connection", "[pool]") {
   fixture f; // cap 2 connections x 2 channels
-  std::vector<std::shared_ptr<reply<lease>>> calls;
-  for (int i = 0; i < 4; ++i)
-    calls.push_back(f.acquire("alice"));
+  auto four = acquire_n(f, 4);
   // One handshake per waiting caller, bounded by the cap: 2, not 4.
   REQUIRE(f.fakes->sessions.size() == 2);
   f.open(0);
   f.open(1);
   std::map<std::uint64_t, int> per_conn;
-  for (auto& c : calls) {
+  for (auto& c : four) {
     REQUIRE(c->done);
     REQUIRE(c->value);
     ++per_conn[c->value->connection_id];
@@ -56,14 +90,12 @@ TEST_CASE("concurrent first calls never exceed the cap nor orphan a connection",
 
 TEST_CASE("a single caller never starts a second handshake", "[pool]") {
   fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  REQUIRE(f.release("alice", *a->value).value);
+  auto a = f.ready_lease();
+  REQUIRE(f.release("alice", a).value);
   for (int i = 0; i < 5; ++i) {
     auto b = f.acquire("alice");
     REQUIRE(b->value);
-    CHECK(b->value->connection_id == a->value->connection_id);
+    CHECK(b->value->connection_id == a.connection_id);
     REQUIRE(f.release("alice", *b->value).value);
   }
   CHECK(f.fakes->sessions.size() == 1);
@@ -71,14 +103,7 @@ TEST_CASE("a single caller never starts a second handshake", "[pool]") {
 
 TEST_CASE("waiters are served in FIFO order as leases are released", "[pool]") {
   fixture f;
-  std::vector<lease> held;
-  for (int i = 0; i < 4; ++i) {
-    auto r = f.acquire("alice");
-    if (i < 2)
-      f.open(static_cast<std::size_t>(i));
-    REQUIRE(r->value);
-    held.push_back(*r->value);
-  }
+  auto held = fill_to_the_caps(f);
   auto w1 = f.acquire("alice");
   auto w2 = f.acquire("alice");
   auto w3 = f.acquire("alice");
@@ -96,12 +121,7 @@ TEST_CASE("waiters are served in FIFO order as leases are released", "[pool]") {
 
 TEST_CASE("a waiter gets pool_exhausted exactly at acquire_timeout", "[pool]") {
   fixture f;
-  for (int i = 0; i < 4; ++i) {
-    auto r = f.acquire("alice");
-    if (i < 2)
-      f.open(static_cast<std::size_t>(i));
-    REQUIRE(r->value);
-  }
+  fill_to_the_caps(f);
   auto w = f.acquire("alice");
   f.advance(4999ms);
   CHECK_FALSE(w->done);
@@ -114,14 +134,8 @@ TEST_CASE("a waiter gets pool_exhausted exactly at acquire_timeout", "[pool]") {
 
 TEST_CASE("beyond max_waiters_per_user callers are refused at once", "[pool]") {
   fixture f;
-  for (int i = 0; i < 4; ++i) {
-    auto r = f.acquire("alice");
-    if (i < 2)
-      f.open(static_cast<std::size_t>(i));
-  }
-  std::vector<std::shared_ptr<reply<lease>>> waiting;
-  for (int i = 0; i < 4; ++i)
-    waiting.push_back(f.acquire("alice"));
+  fill_to_the_caps(f);
+  auto waiting = acquire_n(f, 4);
   for (auto& w : waiting)
     CHECK_FALSE(w->done);
   auto refused = f.acquire("alice");
@@ -131,15 +145,13 @@ TEST_CASE("beyond max_waiters_per_user callers are refused at once", "[pool]") {
 
 TEST_CASE("double release and another user's lease are errors, not negative counts", "[pool]") {
   fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto wrong = f.release("bob", *a->value);
+  auto a = f.ready_lease();
+  auto wrong = f.release("bob", a);
   CHECK(wrong.err.code() == errc::wrong_user);
-  CHECK(f.release("alice", *a->value).value);
-  auto twice = f.release("alice", *a->value);
+  CHECK(f.release("alice", a).value);
+  auto twice = f.release("alice", a);
   CHECK(twice.err.code() == errc::not_leased);
-  auto forged = *a->value;
+  auto forged = a;
   forged.id += 1000;
   CHECK(f.release("alice", forged).err.code() == errc::not_leased);
   CHECK(f.stats().leases == 0);
@@ -147,14 +159,7 @@ TEST_CASE("double release and another user's lease are errors, not negative coun
 
 TEST_CASE("a dead connection leaves the count at once and waiters get a replacement", "[pool]") {
   fixture f;
-  std::vector<lease> held;
-  for (int i = 0; i < 4; ++i) {
-    auto r = f.acquire("alice");
-    if (i < 2)
-      f.open(static_cast<std::size_t>(i));
-    REQUIRE(r->value);
-    held.push_back(*r->value);
-  }
+  auto held = fill_to_the_caps(f);
   auto w1 = f.acquire("alice");
   auto w2 = f.acquire("alice");
   f.fakes->sessions[0]->lose();
@@ -204,18 +209,16 @@ pool_config report_config() {
   return pc;
 }
 
-std::size_t count_done(const std::vector<std::shared_ptr<reply<lease>>>& calls) {
+std::size_t count_done(const call_list& made) {
   return static_cast<std::size_t>(
-      std::count_if(calls.begin(), calls.end(), [](auto& c) { return c->done; }));
+      std::count_if(made.begin(), made.end(), [](auto& c) { return c->done; }));
 }
 
 } // namespace
 
 TEST_CASE("a failed handshake does not fail callers that other connections can serve", "[pool]") {
   fixture f{report_config()};
-  std::vector<std::shared_ptr<reply<lease>>> calls;
-  for (int i = 0; i < 30; ++i)
-    calls.push_back(f.acquire("alice"));
+  auto calls = acquire_n(f, 30);
   REQUIRE(f.fakes->sessions.size() == 3);
   // sshd drops one handshake (MaxStartups) while the two others are still in progress.
   f.open(0, error{errc::connect_failed, "connection reset by peer"});
@@ -252,9 +255,7 @@ TEST_CASE("a failed handshake does not fail callers that other connections can s
 
 TEST_CASE("when every handshake fails, the waiting callers get its error", "[pool]") {
   fixture f{report_config()};
-  std::vector<std::shared_ptr<reply<lease>>> calls;
-  for (int i = 0; i < 30; ++i)
-    calls.push_back(f.acquire("alice"));
+  auto calls = acquire_n(f, 30);
   f.open(0, error{errc::connect_failed, "connection refused"});
   f.open(1, error{errc::connect_failed, "connection refused"});
   CHECK(count_done(calls) == 0); // the third handshake may still serve them all
@@ -268,9 +269,7 @@ TEST_CASE("when every handshake fails, the waiting callers get its error", "[poo
 
 TEST_CASE("failed handshakes are retried after their backoff while a connection serves", "[pool]") {
   fixture f{report_config()};
-  std::vector<std::shared_ptr<reply<lease>>> calls;
-  for (int i = 0; i < 30; ++i)
-    calls.push_back(f.acquire("alice"));
+  auto calls = acquire_n(f, 30);
   f.open(0);
   REQUIRE(count_done(calls) == 10);
   f.open(1, error{errc::connect_failed, "connection reset by peer"});
@@ -314,85 +313,71 @@ TEST_CASE("failed handshakes are retried after their backoff while a connection 
 }
 
 TEST_CASE("requests beyond max_channels wait in FIFO order for a channel slot", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto& session = *f.fakes->sessions[0];
-  auto r1 = f.forward(*a->value, get("r1"), 30s);
-  auto r2 = f.forward(*a->value, get("r2"), 30s);
-  auto r3 = f.forward(*a->value, get("r3"), 30s);
-  REQUIRE(session.forwarded.size() == 2);
-  session.respond(session.forwarded[1], "second");
+  leased_fixture f;
+  auto r1 = f.forward(f.l, get("r1"), 30s);
+  auto r2 = f.forward(f.l, get("r2"), 30s);
+  auto r3 = f.forward(f.l, get("r3"), 30s);
+  REQUIRE(f.session.forwarded.size() == 2);
+  f.session.respond(f.session.forwarded[1], "second");
   f.sched->run();
   REQUIRE(r2->done);
   CHECK(r2->value->id == "r2");
   CHECK(r2->value->body == "second");
-  REQUIRE(session.forwarded.size() == 3); // r3 took the freed slot
-  session.respond(session.forwarded[0]);
-  session.respond(session.forwarded[2]);
+  REQUIRE(f.session.forwarded.size() == 3); // r3 took the freed slot
+  f.session.respond(f.session.forwarded[0]);
+  f.session.respond(f.session.forwarded[2]);
   f.sched->run();
   CHECK(r1->value->id == "r1");
   CHECK(r3->value->id == "r3");
 }
 
 TEST_CASE("a request past its deadline fails alone and its channel is cancelled", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto& session = *f.fakes->sessions[0];
-  auto slow = f.forward(*a->value, get("slow"), 1s);
-  auto other = f.forward(*a->value, get("other"), 10s);
-  auto queued = f.forward(*a->value, get("queued"), 2s);
+  leased_fixture f;
+  auto slow = f.forward(f.l, get("slow"), 1s);
+  auto other = f.forward(f.l, get("other"), 10s);
+  auto queued = f.forward(f.l, get("queued"), 2s);
   f.advance(999ms);
   CHECK_FALSE(slow->done);
   f.advance(1ms);
   REQUIRE(slow->done);
   CHECK(slow->err.code() == errc::request_timeout);
-  REQUIRE(session.cancelled.size() == 1);
-  CHECK(session.cancelled[0] == session.forwarded[0]);
+  REQUIRE(f.session.cancelled.size() == 1);
+  CHECK(f.session.cancelled[0] == f.session.forwarded[0]);
   CHECK_FALSE(other->done);
   // The freed slot went to the queued request.
-  REQUIRE(session.forwarded.size() == 3);
-  session.respond(session.forwarded[2]);
-  session.respond(session.forwarded[1]);
+  REQUIRE(f.session.forwarded.size() == 3);
+  f.session.respond(f.session.forwarded[2]);
+  f.session.respond(f.session.forwarded[1]);
   f.sched->run();
   CHECK(queued->value);
   CHECK(other->value);
   // A late answer for the expired request is ignored.
-  session.respond(session.forwarded[0]);
+  f.session.respond(f.session.forwarded[0]);
   f.sched->run();
-  CHECK(session.closed == false);
+  CHECK(f.session.closed == false);
 }
 
 TEST_CASE("a lost session fails requests in flight with connection_lost", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto r = f.forward(*a->value, get("r"), 30s);
-  f.fakes->sessions[0]->lose();
+  leased_fixture f;
+  auto r = f.forward(f.l, get("r"), 30s);
+  f.session.lose();
   f.sched->run();
   REQUIRE(r->done);
   CHECK(r->err.code() == errc::connection_lost);
   CHECK(f.stats().total_connections == 0);
-  auto late = f.forward(*a->value, get("late"), 30s);
+  auto late = f.forward(f.l, get("late"), 30s);
   REQUIRE(late->done);
   CHECK(late->err.code() == errc::connection_lost);
 }
 
 TEST_CASE("invalid requests never reach the transport", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
+  leased_fixture f;
   auto req = get("bad");
   req.headers = {{"x-a", "b\r\nc: d"}};
-  auto r = f.forward(*a->value, req, 30s);
+  auto r = f.forward(f.l, req, 30s);
   REQUIRE(r->done);
   CHECK(r->err.code() == errc::invalid_request);
-  CHECK(f.fakes->sessions[0]->forwarded.empty());
+  CHECK(f.session.forwarded.empty());
 }
 
 TEST_CASE("a caller waiting for its handshake is bounded by it, not by acquire_timeout", "[pool]") {
@@ -448,119 +433,148 @@ stream_sink_actor::behavior_type recording_sink(stream_sink_actor::pointer self,
   };
 }
 
+/// A stream asked of a connection, with its recording sink.
+struct stream_call {
+  std::shared_ptr<stream_log> log = std::make_shared<stream_log>();
+  stream_sink_actor sink;
+  /// The stream id (the transport's tag of the request).
+  std::uint64_t id = 0;
+};
+
+/// Asks `conn` for a stream of request `name` with the idle deadline `idle`.
+stream_call start_stream(fixture& f, const connection_actor& conn, const std::string& name,
+                         caf::timespan idle, bool acknowledge = true) {
+  stream_call s;
+  s.sink = f.sys->spawn(recording_sink, s.log, conn, acknowledge);
+  auto id = f.ask<std::uint64_t>(conn, stream_atom_v, get(name), idle, s.sink);
+  REQUIRE(id->value);
+  s.id = *id->value;
+  return s;
+}
+
 } // namespace
 
 TEST_CASE("a stream reaches its sink in order and acknowledgements reach the transport",
           "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto log = std::make_shared<stream_log>();
-  auto sink = f.sys->spawn(recording_sink, log, a->value->connection, true);
-  auto id =
-      f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("s"), caf::timespan{10s}, sink);
-  REQUIRE(id->value);
-  auto& session = *f.fakes->sessions[0];
-  REQUIRE(session.forwarded.size() == 1);
-  auto tag = session.forwarded[0];
-  session.stream_head(tag);
-  session.stream_chunk(tag, "one");
-  session.stream_chunk(tag, "two");
+  leased_fixture f;
+  auto s = start_stream(f, f.l.connection, "s", 10s);
+  REQUIRE(f.session.forwarded == std::vector<std::uint64_t>{s.id});
+  f.session.stream_head(s.id);
+  f.session.stream_chunk(s.id, "one");
+  f.session.stream_chunk(s.id, "two");
   f.sched->run();
-  CHECK(log->events == std::vector<std::string>{"head 200", "chunk one", "chunk two"});
-  REQUIRE(session.acked.size() == 2);
-  CHECK(session.acked[1] == std::make_pair(tag, std::uint64_t{3}));
+  CHECK(s.log->events == std::vector<std::string>{"head 200", "chunk one", "chunk two"});
+  REQUIRE(f.session.acked.size() == 2);
+  CHECK(f.session.acked[1] == std::make_pair(s.id, std::uint64_t{3}));
   // The deadline is an idle one: each chunk moves it.
   f.advance(9s);
-  session.stream_chunk(tag, "three");
+  f.session.stream_chunk(s.id, "three");
   f.sched->run();
   f.advance(9s);
-  CHECK_FALSE(log->ended);
-  session.stream_end(tag);
+  CHECK_FALSE(s.log->ended);
+  f.session.stream_end(s.id);
   f.sched->run();
-  CHECK(log->ended);
-  CHECK(log->err.code() == errc::none);
+  CHECK(s.log->ended);
+  CHECK(s.log->err.code() == errc::none);
 }
 
 TEST_CASE("a consumer holding a full window suspends the stream's idle deadline", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto& session = *f.fakes->sessions[0];
-  auto log = std::make_shared<stream_log>();
-  auto conn = a->value->connection;
-  auto sink = f.sys->spawn(recording_sink, log, conn, false);
-  f.ask<std::uint64_t>(conn, stream_atom_v, get("slow reader"), caf::timespan{2s}, sink);
-  auto tag = session.forwarded.at(0);
-  session.stream_head(tag);
-  session.stream_chunk(tag, std::string(pool_config{}.stream_window_bytes, 'x'));
+  leased_fixture f;
+  auto s = start_stream(f, f.l.connection, "slow reader", 2s, false);
+  f.session.stream_head(s.id);
+  f.session.stream_chunk(s.id, std::string(pool_config{}.stream_window_bytes, 'x'));
   f.sched->run();
   // The upstream is held back by the consumer, not idle: no timeout however long.
   f.advance(60s);
-  CHECK_FALSE(log->ended);
+  CHECK_FALSE(s.log->ended);
   // The consumer takes part of it: the window opens and the idle clock runs again.
-  caf::anon_send(conn, ack_atom_v, tag, std::uint64_t{1024});
+  caf::anon_send(f.l.connection, ack_atom_v, s.id, std::uint64_t{1024});
   f.sched->run();
   f.advance(1s);
-  CHECK_FALSE(log->ended);
+  CHECK_FALSE(s.log->ended);
   f.advance(1s);
-  CHECK(log->ended);
-  CHECK(log->err.code() == errc::request_timeout);
+  CHECK(s.log->ended);
+  CHECK(s.log->err.code() == errc::request_timeout);
 }
 
 TEST_CASE("stream_window_bytes is the reactor's pause and the deadline's suspension alike",
           "[connection]") {
   auto pc = fixture::small();
   pc.stream_window_bytes = 4096;
-  fixture f{pc};
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto& session = *f.fakes->sessions[0];
-  CHECK(session.opts.stream_window == 4096);
-  auto conn = a->value->connection;
-  auto below_log = std::make_shared<stream_log>();
-  auto full_log = std::make_shared<stream_log>();
-  auto below = f.sys->spawn(recording_sink, below_log, conn, false);
-  auto full = f.sys->spawn(recording_sink, full_log, conn, false);
-  f.ask<std::uint64_t>(conn, stream_atom_v, get("below"), caf::timespan{2s}, below);
-  f.ask<std::uint64_t>(conn, stream_atom_v, get("full"), caf::timespan{2s}, full);
-  REQUIRE(session.forwarded.size() == 2);
-  session.stream_head(session.forwarded[0]);
-  session.stream_chunk(session.forwarded[0], std::string(4095, 'x'));
-  session.stream_head(session.forwarded[1]);
-  session.stream_chunk(session.forwarded[1], std::string(4096, 'x'));
+  leased_fixture f{pc};
+  CHECK(f.session.opts.stream_window == 4096);
+  auto below = start_stream(f, f.l.connection, "below", 2s, false);
+  auto full = start_stream(f, f.l.connection, "full", 2s, false);
+  f.session.stream_head(below.id);
+  f.session.stream_chunk(below.id, std::string(4095, 'x'));
+  f.session.stream_head(full.id);
+  f.session.stream_chunk(full.id, std::string(4096, 'x'));
   f.sched->run();
   // One byte short of the window the idle deadline runs; a full window (far below the
   // default 256 KiB) suspends it.
   f.advance(60s);
-  CHECK(below_log->ended);
-  CHECK(below_log->err.code() == errc::request_timeout);
-  CHECK_FALSE(full_log->ended);
+  CHECK(below.log->ended);
+  CHECK(below.log->err.code() == errc::request_timeout);
+  CHECK_FALSE(full.log->ended);
 }
 
 TEST_CASE("a silent stream times out and a vanished sink abandons its stream", "[connection]") {
-  fixture f;
-  auto a = f.acquire("alice");
-  f.open(0);
-  REQUIRE(a->value);
-  auto& session = *f.fakes->sessions[0];
-  auto log = std::make_shared<stream_log>();
-  auto sink = f.sys->spawn(recording_sink, log, a->value->connection, true);
-  f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("quiet"), caf::timespan{2s}, sink);
+  leased_fixture f;
+  auto quiet = start_stream(f, f.l.connection, "quiet", 2s);
   f.advance(2s);
-  CHECK(log->ended);
-  CHECK(log->err.code() == errc::request_timeout);
-  CHECK(session.cancelled.size() == 1);
+  CHECK(quiet.log->ended);
+  CHECK(quiet.log->err.code() == errc::request_timeout);
+  CHECK(f.session.cancelled.size() == 1);
 
-  auto log2 = std::make_shared<stream_log>();
-  auto sink2 = f.sys->spawn(recording_sink, log2, a->value->connection, true);
-  f.ask<std::uint64_t>(a->value->connection, stream_atom_v, get("gone"), caf::timespan{30s}, sink2);
-  caf::anon_send_exit(sink2, caf::exit_reason::user_shutdown);
+  auto gone = start_stream(f, f.l.connection, "gone", 30s);
+  caf::anon_send_exit(gone.sink, caf::exit_reason::user_shutdown);
   f.sched->run();
-  CHECK(session.cancelled.size() == 2);
-  auto stats = f.ask<connection_stats>(a->value->connection, stats_atom_v);
+  CHECK(f.session.cancelled.size() == 2);
+  auto stats = f.ask<connection_stats>(f.l.connection, stats_atom_v);
   CHECK(stats->value->active_requests == 0);
+}
+
+TEST_CASE("a cancelled stream frees its channel at once and its sink hears nothing more",
+          "[connection]") {
+  leased_fixture f; // 2 channels per connection
+  auto cancelled = start_stream(f, f.l.connection, "cancelled", 30s);
+  auto kept = start_stream(f, f.l.connection, "kept", 30s);
+  auto queued = f.forward(f.l, get("queued"), 30s);
+  REQUIRE(f.session.forwarded.size() == 2); // both slots taken: the forward waits
+  f.session.stream_head(cancelled.id);
+  f.session.stream_chunk(cancelled.id, "before");
+  f.sched->run();
+  caf::anon_send(f.l.connection, cancel_atom_v, cancelled.id);
+  f.sched->run();
+  // The transport closed its channel, and the queued request took the slot.
+  CHECK(f.session.cancelled == std::vector<std::uint64_t>{cancelled.id});
+  REQUIRE(f.session.forwarded.size() == 3);
+  auto forward_tag = f.session.forwarded[2];
+  // What the transport reported meanwhile goes nowhere: no chunk, no end.
+  f.session.stream_chunk(cancelled.id, "after");
+  f.session.stream_end(cancelled.id);
+  f.sched->run();
+  CHECK(cancelled.log->events == std::vector<std::string>{"head 200", "chunk before"});
+  CHECK_FALSE(cancelled.log->ended);
+  // A cancel for a forward's tag, an unknown id, the same stream again: all ignored.
+  for (auto id : {forward_tag, std::uint64_t{999}, cancelled.id})
+    caf::anon_send(f.l.connection, cancel_atom_v, id);
+  f.sched->run();
+  CHECK(f.session.cancelled.size() == 1);
+  f.session.respond(forward_tag);
+  f.session.stream_end(kept.id);
+  f.sched->run();
+  CHECK(queued->value);
+  CHECK(kept.log->ended);
+  CHECK(kept.log->err.code() == errc::none);
+  // A finished stream too; the cancelled one counts as failed, the connection is fine.
+  caf::anon_send(f.l.connection, cancel_atom_v, kept.id);
+  f.sched->run();
+  CHECK(f.session.cancelled.size() == 1);
+  auto stats = f.ask<connection_stats>(f.l.connection, stats_atom_v)->value;
+  REQUIRE(stats);
+  CHECK(stats->failed_requests == 1);
+  CHECK(stats->requests == 2);
+  CHECK(stats->active_requests == 0);
+  CHECK(stats->healthy);
 }

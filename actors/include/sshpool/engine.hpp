@@ -22,6 +22,11 @@ namespace sshpool {
 
 class engine;
 
+/// Registers sshpool's message types (the public ones of sshpool/messages.hpp and the
+/// engine's internal ones) and its error category in a CAF configuration. Call it on the
+/// configuration of an actor system that you hand to `engine`.
+void add_message_types(caf::actor_system_config& cfg);
+
 namespace detail {
 struct engine_impl;
 struct lease_handle;

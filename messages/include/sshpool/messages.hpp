@@ -1,5 +1,8 @@
-// The CAF side of the data: atoms, the lease, the typed actor interfaces of the supervisor,
-// the user pools and the connections, the type-ID block, and the errc error category.
+// The CAF side of the data, as a service sees it: the atoms and typed actor interfaces a
+// client may send (the supervisor, a leased connection, a stream's sink), the lease, the
+// type-ID blocks and the errc error category. The engine's internal messages (transport
+// events, permits, timers) and the full interfaces of its actors are not here: they extend
+// these in actors/src/internal_messages.hpp, with a type-ID block of their own.
 // Include this only where CAF is used (never from ssh/).
 #pragma once
 
@@ -20,45 +23,26 @@
 
 CAF_ERROR_CODE_ENUM(sshpool::errc, "sshpool")
 
-// Atoms are at most 10 characters and equal text means the same atom: all ours start "sp_".
+// Atoms are at most 10 characters and equal text means the same atom: all ours start "sp_",
+// and each has one meaning wherever it is used.
 CAF_BEGIN_TYPE_ID_BLOCK(sshpool_atoms, caf::first_custom_type_id)
 CAF_ADD_ATOM(sshpool_atoms, sshpool, acquire_atom, "sp_acquire")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, release_atom, "sp_release")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, close_atom, "sp_close")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, stats_atom, "sp_stats")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, endpoint_atom, "sp_endpnt")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, permit_atom, "sp_permit")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, withdraw_atom, "sp_withdr")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, return_atom, "sp_return")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, connect_atom, "sp_connect")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, forward_atom, "sp_forward")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, health_atom, "sp_health")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, conn_up_atom, "sp_connup")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, conn_down_atom, "sp_conndn")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, opened_atom, "sp_opened")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, result_atom, "sp_result")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, lost_atom, "sp_lost")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, timeout_atom, "sp_timeout")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, stop_atom, "sp_stop")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, keepalive_atom, "sp_keepal")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, probe_atom, "sp_probe")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, alive_atom, "sp_alive")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, validate_atom, "sp_valid")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, evict_atom, "sp_evict")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, drain_atom, "sp_drain")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, force_atom, "sp_force")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, idle_atom, "sp_idle")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, retire_atom, "sp_retire")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, retry_atom, "sp_retry")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, tick_atom, "sp_tick")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, start_atom, "sp_start")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, trigger_atom, "sp_trigger")
-CAF_ADD_ATOM(sshpool_atoms, sshpool, config_atom, "sp_config")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, stream_atom, "sp_stream")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, head_atom, "sp_head")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, cancel_atom, "sp_cancel")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -71,37 +55,22 @@ using stream_sink_actor = caf::typed_actor<caf::reacts_to<head_atom, std::uint64
                                            caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
                                            caf::reacts_to<end_atom, std::uint64_t, caf::error>>;
 
-/// One SSH connection (internal events are marked; services use the first ones).
+/// One SSH connection, as its lessee uses it.
 using connection_actor = caf::typed_actor<
     // Forwards a request within the deadline; replies the whole response.
     caf::replies_to<forward_atom, request, caf::timespan>::with<response>,
     // Forwards a request and streams the response to the sink; replies the stream id that
     // tags the sink's messages. The deadline bounds the wait for the head and every gap
-    // between chunks. ack_atom: the sink took that many more bytes of stream N.
+    // between chunks.
     caf::replies_to<stream_atom, request, caf::timespan, stream_sink_actor>::with<std::uint64_t>,
+    // The sink took that many more bytes of stream N.
     caf::reacts_to<ack_atom, std::uint64_t, std::uint64_t>,
-    caf::replies_to<stats_atom>::with<connection_stats>, caf::replies_to<health_atom>::with<bool>,
-    // Closes the SSH connection (in-flight requests fail with connection_lost).
-    caf::reacts_to<close_atom>,
-    // Probes the server now; true once it answered, an error (and the connection closes)
-    // if it did not within keepalive_timeout.
-    caf::replies_to<validate_atom>::with<bool>,
-    // Closes the connection if nothing was in flight for at least the given time.
-    caf::replies_to<evict_atom, caf::timespan>::with<bool>,
-    // Stops taking requests, lets those in flight finish, then disconnects; replies what
-    // happened (connections_closed = 1). force_atom cuts what is still in flight.
-    caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
-    // internal: the pool starts the handshake.
-    caf::reacts_to<connect_atom>,
-    // internal: transport events (handshake done, request done/failed, session lost, proof
-    // of life), request deadlines, keepalive ticks and probe deadlines.
-    caf::reacts_to<opened_atom, caf::error>,
-    caf::reacts_to<result_atom, std::uint64_t, response, transfer_info>,
-    caf::reacts_to<result_atom, std::uint64_t, caf::error, transfer_info>,
-    caf::reacts_to<head_atom, std::uint64_t, response>,
-    caf::reacts_to<chunk_atom, std::uint64_t, std::string>, caf::reacts_to<lost_atom, caf::error>,
-    caf::reacts_to<alive_atom>, caf::reacts_to<timeout_atom, std::uint64_t>,
-    caf::reacts_to<keepalive_atom, std::uint64_t>, caf::reacts_to<probe_atom, std::uint64_t>>;
+    // The consumer abandons stream N: its channel is closed and its slot freed; the sink gets
+    // nothing more from the connection (no end either; what was sent before the cancel may
+    // still be in its mailbox). An unknown or finished stream id is ignored.
+    caf::reacts_to<cancel_atom, std::uint64_t>, caf::replies_to<stats_atom>::with<connection_stats>,
+    // True while the SSH session is up.
+    caf::replies_to<health_atom>::with<bool>>;
 
 /// A lease of a connection by a user; released with `release_atom`.
 struct lease {
@@ -112,33 +81,14 @@ struct lease {
   connection_actor connection;
 };
 
-/// The pool of one user.
-using user_pool_actor = caf::typed_actor<
+/// The root of an engine's actors, the service's entry point: leases per user (each user's
+/// pool is the supervisor's own business), statistics, endpoints, eviction, drains, stop.
+using supervisor_actor = caf::typed_actor<
     caf::replies_to<acquire_atom, std::string>::with<lease>,
     // Ends a lease: `not_leased` for a double release, `wrong_user` for another user's lease.
     caf::replies_to<release_atom, std::string, lease>::with<void>,
-    // Closes every connection of the user; replies how many.
-    caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
-    caf::replies_to<stats_atom>::with<user_stats>, caf::reacts_to<endpoint_atom, endpoint>,
-    // Fails waiters with shutting_down, withdraws its permits asked, closes every
-    // connection and quits once their actors are down.
-    caf::reacts_to<stop_atom>,
-    // Closes idle connections older than the given idle time; replies how many.
-    caf::replies_to<evict_atom, caf::timespan>::with<std::uint64_t>,
-    // Stops admitting the user, lets its requests finish, closes; replies what happened.
-    caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
-    // internal: the supervisor retires an empty pool (true: it quits).
-    caf::replies_to<retire_atom>::with<bool>,
-    // internal: connection events, waiter deadlines, the end of a reconnect backoff.
-    caf::reacts_to<conn_up_atom, std::uint64_t>,
-    caf::reacts_to<conn_down_atom, std::uint64_t, caf::error>,
-    caf::reacts_to<timeout_atom, std::uint64_t>, caf::reacts_to<retry_atom, std::uint64_t>>;
-
-/// The root of the hierarchy: routes per user, spawns and monitors the pools, and hands out
-/// the permits for new connections (each pool spawns and monitors its own).
-using supervisor_actor = caf::typed_actor<
-    caf::replies_to<acquire_atom, std::string>::with<lease>,
-    caf::replies_to<release_atom, std::string, lease>::with<void>,
+    // Closes every connection of the user (requests in flight fail with connection_lost);
+    // replies how many.
     caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
     caf::replies_to<stats_atom>::with<pool_stats>,
     caf::replies_to<endpoint_atom, std::string, endpoint>::with<void>,
@@ -148,37 +98,14 @@ using supervisor_actor = caf::typed_actor<
     caf::replies_to<evict_atom, caf::timespan>::with<std::uint64_t>,
     // Drains the whole engine (force_atom cuts what remains), or one user.
     caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
-    caf::replies_to<drain_atom, std::string>::with<shutdown_report>,
-    // internal: a pool asks for a permit to create one connection (answered, in FIFO order,
-    // as the handshake rate allows; refused at the global cap), withdraws the permits it
-    // asked for and no longer needs, and gives one back once that connection's actor is
-    // down; an empty pool offers to retire; handshake-rate ticks.
-    caf::replies_to<permit_atom>::with<void>, caf::reacts_to<withdraw_atom>,
-    caf::reacts_to<return_atom>, caf::reacts_to<idle_atom, std::string>, caf::reacts_to<tick_atom>>;
+    caf::replies_to<drain_atom, std::string>::with<shutdown_report>>;
 
-/// The cleanup actor: periodic idle eviction. Ticks carry a generation and stale ones are
-/// ignored, so update_config reschedules at once.
-using cleanup_actor =
-    caf::typed_actor<caf::reacts_to<start_atom>, caf::reacts_to<stop_atom>,
-                     // Runs a cleanup now; replies how many connections it closed.
-                     caf::replies_to<trigger_atom>::with<std::uint64_t>,
-                     caf::replies_to<config_atom, cleanup_config>::with<void>,
-                     caf::replies_to<stats_atom>::with<cleanup_stats>,
-                     // internal: the periodic tick.
-                     caf::reacts_to<tick_atom, std::uint64_t>>;
-
-/// The shutdown actor: one drain of the whole engine at a time.
-using shutdown_actor = caf::typed_actor<
-    // Drains within the grace period; every caller gets the same report.
-    caf::replies_to<drain_atom, caf::timespan>::with<shutdown_report>,
-    // Cuts what remains now (a second signal).
-    caf::reacts_to<force_atom>,
-    // internal: the end of the grace period of drain number N.
-    caf::reacts_to<timeout_atom, std::uint64_t>>;
-
-/// Registers sshpool's message types and error category in a CAF configuration. Call it on
-/// the configuration of an actor system that you hand to `sshpool::engine`.
-void add_message_types(caf::actor_system_config& cfg);
+namespace detail {
+/// Registers the type-ID block below and the errc error category. Services call
+/// `sshpool::add_message_types` (sshpool/engine.hpp), which adds the engine's internal
+/// messages.
+void add_public_message_types(caf::actor_system_config& cfg);
+} // namespace detail
 
 /// A CAF error of the sshpool category.
 caf::error make_caf_error(errc code, std::string message);
@@ -269,8 +196,5 @@ CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_stats))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_report))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::stream_sink_actor))
-CAF_ADD_TYPE_ID(sshpool, (sshpool::user_pool_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::supervisor_actor))
-CAF_ADD_TYPE_ID(sshpool, (sshpool::cleanup_actor))
-CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_actor))
 CAF_END_TYPE_ID_BLOCK(sshpool)
