@@ -2,19 +2,25 @@
 #include "disconnect.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 
 namespace sshpool::ssh {
 
 void disconnect(ssh_session s, const std::string& reason) {
-  long secs = 0;
-  long usecs = 50000;
-  ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &secs);
-  ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usecs);
-  if (int fd = ssh_get_fd(s); fd >= 0)
+  if (int fd = ssh_get_fd(s); fd >= 0) {
+    // Trap 12: a send() on a blocking descriptor would wait for a peer that does not read.
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  ssh_set_blocking(s, 1);
+    // Trap 14: closing with unread input makes the kernel send a reset, with which the
+    // peer may drop our message unread. A peer that keeps sending is cut off all the same.
+    char buf[16384];
+    for (int i = 0; i < 16 && ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; ++i) {
+    }
+  }
   if (!reason.empty())
     ssh_session_set_disconnect_message(s, reason.c_str());
+  // Trap 14: libssh writes only after a poll saw the socket writable since its last write;
+  // ssh_disconnect polls no more, so without this the message stays in its buffer.
+  ssh_set_fd_towrite(s);
   ssh_disconnect(s);
   ssh_free(s);
 }
