@@ -2,8 +2,6 @@
 // 100 agents dialing in at once, and a pre-auth flood while a real agent gets in.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,25 +33,6 @@ struct connected {
     transport = w.adopt(w.next_agent(), sink);
   }
 };
-
-/// A TCP connection to 127.0.0.1:`port` from `source` (blocking connect; -1 on failure).
-int connect_from(const char* source, std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in from{};
-  from.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &from.sin_addr);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
-    if (fd >= 0)
-      ::close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 } // namespace
 
@@ -140,7 +119,7 @@ TEST_CASE("a flood of 500 silent or stalled connections from one source keeps no
   // then nothing (a key exchange that stops).
   std::vector<int> flood;
   for (int i = 0; i < 500; ++i) {
-    int fd = connect_from("127.0.0.1", w.listener->port());
+    int fd = test::connect_from("127.0.0.1", w.listener->port());
     REQUIRE(fd >= 0);
     if (i % 2 == 0) {
       static const char banner[] = "SSH-2.0-flood\r\n";

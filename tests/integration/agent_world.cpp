@@ -3,6 +3,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "sshpool/ssh/http.hpp"
@@ -218,6 +226,50 @@ bool agent_world::wait_stats(const std::function<bool(const ssh::agent_listener_
 void agent_world::refuse_agents(std::string message) {
   std::lock_guard<std::mutex> guard{mx_};
   refuse_with_ = std::move(message);
+}
+
+ssh_ready::ssh_ready(const std::string& dir, const std::string& name)
+    : path_(dir + "/" + name + ".fifo") {
+  ::unlink(path_.c_str());
+  REQUIRE(::mkfifo(path_.c_str(), 0600) == 0);
+  // Open for reading first (without waiting for a writer), so the writer never blocks.
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  REQUIRE(fd_ >= 0);
+}
+
+ssh_ready::~ssh_ready() {
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+std::vector<std::string> ssh_ready::options() const {
+  return {"-o", "PermitLocalCommand=yes", "-o", "LocalCommand=echo ready > " + path_};
+}
+
+bool ssh_ready::wait(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0 || (p.revents & POLLIN) == 0)
+    return false;
+  char buf[16];
+  return ::read(fd_, buf, sizeof buf) > 0;
+}
+
+int connect_from(const char* source, std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    if (fd >= 0)
+      ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 ssh::outbound_request make_request(const std::string& method, const std::string& path,

@@ -120,6 +120,29 @@ private:
   std::string refuse_with_;
 };
 
+/// An event from an ssh client: its LocalCommand writes to a FIFO once the client is
+/// connected and its forwards are set up (local listeners bound, remote ones asked for).
+class ssh_ready {
+public:
+  /// Makes the FIFO `name` in `dir`.
+  ssh_ready(const std::string& dir, const std::string& name);
+  ~ssh_ready();
+  ssh_ready(const ssh_ready&) = delete;
+  ssh_ready& operator=(const ssh_ready&) = delete;
+
+  /// The ssh options that make the client signal.
+  std::vector<std::string> options() const;
+  /// Waits for the signal; false at the timeout.
+  bool wait(std::chrono::milliseconds timeout);
+
+private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+/// A TCP connection from `source` to 127.0.0.1:`port` (blocking connect); -1 on failure.
+int connect_from(const char* source, std::uint16_t port);
+
 /// A request ready for a transport.
 ssh::outbound_request make_request(const std::string& method, const std::string& path,
                                    std::string body = {}, bool stream = false);

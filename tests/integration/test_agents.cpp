@@ -82,6 +82,11 @@ TEST_CASE("an ssh -R agent carries GET and POST of 1 MiB both ways, reusing its 
   CHECK(w.backend.requests_received() == 3);
   CHECK(w.backend.connections_accepted() == 1);
   CHECK(w.runtime.stats().channels == 1);
+
+  // Closed with a reason: the agent's ssh prints it.
+  a.transport->disconnect("the gateway is draining");
+  CHECK(a.ssh->wait(10s) == 255);
+  CHECK(a.ssh->output().find("the gateway is draining") != std::string::npos);
 }
 
 TEST_CASE("a stream from an agent arrives token by token, paused and resumed by acks", "[agents]") {
