@@ -286,9 +286,12 @@ void agent_listener::impl::start_session(int fd, const std::string& address, std
                 ssh_get_error(bind));
     return;
   }
+  // Trap 15: the policy's callbacks first (packets after the key exchange are dispatched
+  // within it); the first call sends our banner and gives the session its poll context,
+  // which ssh_event_add_session needs; the key exchange goes on as the peer's packets
+  // arrive.
   p->agent->attach(p->s);
   ssh_set_blocking(p->s, 0);
-  // The first call sends our banner; the key exchange goes on as the peer's packets arrive.
   int rc = ssh_handle_key_exchange(p->s);
   p->event = ssh_event_new();
   epoll_event ev{};
@@ -354,12 +357,11 @@ void agent_listener::impl::end(pending& p, std::optional<agent_refusal> why,
     shared->refuse(*why, agent.describe() + " (session #" + std::to_string(p.id) + ")" +
                              (message.empty() ? std::string{} : ": " + message));
   auto& pen = shared->options().penalties;
-  auto penalty = why == agent_refusal::login_grace ? pen.grace_exceeded
-                 : agent.authenticated()           ? std::chrono::milliseconds{}
-                 : agent.auth_failures() > 0       ? pen.auth_failed
-                                                   : pen.no_auth;
-  if (!why)
-    penalty = {};
+  // An authenticated user's source is never penalized (other agents may share its address).
+  auto penalty = !why || agent.authenticated()       ? std::chrono::milliseconds{}
+                 : why == agent_refusal::login_grace ? pen.grace_exceeded
+                 : agent.auth_failures() > 0         ? pen.auth_failed
+                                                     : pen.no_auth;
   auto s = p.s;
   release(p, penalty, now);
   disconnect(s, message);

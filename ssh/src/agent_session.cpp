@@ -152,8 +152,9 @@ agent_session::agent_session(std::shared_ptr<agent_shared> shared, std::string s
 
 void agent_session::attach(ssh_session s) {
   ssh_set_auth_methods(s, SSH_AUTH_METHOD_PUBLICKEY);
+  // Trap 18: with this callback every message is ours to answer (no queue, no defaults).
   ssh_set_message_callback(s, &agent_session::on_message, this);
-  // libssh runs GSSAPI itself unless this callback exists: it refuses it.
+  // Trap 16: libssh runs GSSAPI itself unless this callback exists: it refuses it.
   server_callbacks_.userdata = this;
   server_callbacks_.gssapi_select_oid_function = &agent_session::on_gssapi;
   ssh_callbacks_init(&server_callbacks_);
@@ -194,6 +195,7 @@ ssh_string agent_session::on_gssapi(ssh_session, const char*, int, ssh_string*, 
 }
 
 void agent_session::on_service(ssh_message msg) {
+  // Trap 16: the default answer would accept any service.
   std::string service = ssh_message_service_service(msg);
   if (service == "ssh-userauth") {
     ssh_message_service_reply_success(msg);

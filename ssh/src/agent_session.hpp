@@ -21,8 +21,8 @@
 //
 // keepalive@openssh.com is answered by libssh itself, and so are global requests it does
 // not know (streamlocal-forward@openssh.com among them: refused before we see them; docs/
-// libssh.md, trap 15). GSSAPI, which libssh would run itself, is refused through the server
-// callbacks.
+// libssh.md, trap 16). GSSAPI, which libssh would run itself, is refused through the server
+// callbacks; this callback gets everything else (trap 18).
 //
 // The callbacks run on the thread that drives the session: the listener's, then a
 // reactor's (the hand-over between them is ordered by the reactor's command queue). Only

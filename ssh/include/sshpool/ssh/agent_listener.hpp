@@ -114,7 +114,8 @@ struct agent_penalties {
   bool enabled = true;
   /// A session that failed authentication at least once and never succeeded.
   std::chrono::milliseconds auth_failed{std::chrono::seconds(5)};
-  /// A session that missed its login grace deadline.
+  /// An unauthenticated session that missed its login grace deadline (an authenticated
+  /// user's source is never penalized).
   std::chrono::milliseconds grace_exceeded{std::chrono::seconds(10)};
   /// A session that ended before it attempted authentication (a scanner, a broken client).
   std::chrono::milliseconds no_auth{std::chrono::seconds(1)};
