@@ -24,7 +24,7 @@ using steady = std::chrono::steady_clock;
 
 /// The agent of `user`, dialed in with `extra` ssh options and adopted as a transport.
 struct connected {
-  std::unique_ptr<test::child_process> ssh;
+  std::unique_ptr<test::logged_process> ssh;
   std::shared_ptr<recording_sink> sink = std::make_shared<recording_sink>();
   std::unique_ptr<ssh::transport> transport;
 
@@ -77,7 +77,7 @@ TEST_CASE("a frozen agent answers no probe; thawed, it answers again", "[agents]
 
 TEST_CASE("100 agents dialing in at once all get in and serve", "[agents][faults]") {
   agent_world w;
-  std::vector<std::unique_ptr<test::child_process>> ssh;
+  std::vector<std::unique_ptr<test::logged_process>> ssh;
   for (int i = 0; i < 100; ++i) {
     auto user = "user" + std::to_string(i);
     w.allow(user, {"id"}, {w.backend.port()});

@@ -169,10 +169,10 @@ void agent_world::allow_text(const std::string& user, const std::string& authori
   users_[user] = std::move(policy);
 }
 
-std::unique_ptr<child_process> agent_world::dial(const std::string& user,
-                                                 const std::vector<std::string>& extra,
-                                                 const std::string& forward,
-                                                 const std::string& key_name) {
+std::unique_ptr<logged_process> agent_world::dial(const std::string& user,
+                                                  const std::vector<std::string>& extra,
+                                                  const std::string& forward,
+                                                  const std::string& key_name) {
   auto port = std::to_string(backend.port());
   std::vector<std::string> options{"-N",
                                    "-R",
@@ -182,16 +182,16 @@ std::unique_ptr<child_process> agent_world::dial(const std::string& user,
                                    "-o",
                                    "ExitOnForwardFailure=yes"};
   options.insert(options.end(), extra.begin(), extra.end());
-  return std::make_unique<child_process>(home.log_file("agent-" + user),
-                                         home.ssh(user, listener->port(), options, {}, key_name));
+  return std::make_unique<logged_process>(home.log_file("agent-" + user),
+                                          home.ssh(user, listener->port(), options, {}, key_name));
 }
 
 std::pair<int, std::string> agent_world::run(const std::string& user,
                                              const std::vector<std::string>& options,
                                              const std::vector<std::string>& command,
                                              const std::string& key_name) {
-  child_process ssh{home.log_file("run-" + user),
-                    home.ssh(user, listener->port(), options, command, key_name)};
+  logged_process ssh{home.log_file("run-" + user),
+                     home.ssh(user, listener->port(), options, command, key_name)};
   auto code = ssh.wait(std::chrono::seconds(20));
   REQUIRE(code.has_value());
   return {*code, ssh.output()};

@@ -83,10 +83,10 @@ public:
 
   /// Starts `ssh -N -R FORWARD -o ExitOnForwardFailure=yes ... user@listener` with `extra`
   /// options; FORWARD defaults to "B:127.0.0.1:B" (B: the backend's port).
-  std::unique_ptr<child_process> dial(const std::string& user,
-                                      const std::vector<std::string>& extra = {},
-                                      const std::string& forward = {},
-                                      const std::string& key_name = "id");
+  std::unique_ptr<logged_process> dial(const std::string& user,
+                                       const std::vector<std::string>& extra = {},
+                                       const std::string& forward = {},
+                                       const std::string& key_name = "id");
   /// Runs ssh with `options` and `command` to its end; its exit code and output.
   std::pair<int, std::string> run(const std::string& user, const std::vector<std::string>& options,
                                   const std::vector<std::string>& command = {},

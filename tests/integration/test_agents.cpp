@@ -24,7 +24,7 @@ namespace {
 
 /// The agent of `user` (who may forward the backend's port), adopted as a transport.
 struct connected {
-  std::unique_ptr<test::child_process> ssh;
+  std::unique_ptr<test::logged_process> ssh;
   std::shared_ptr<recording_sink> sink = std::make_shared<recording_sink>();
   std::unique_ptr<ssh::transport> transport;
 

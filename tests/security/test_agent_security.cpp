@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <libssh/libssh.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -125,7 +126,7 @@ TEST_CASE("the host key is made 0600, is ssh-keygen's fingerprint, and is refuse
     CHECK((st.st_mode & 0777) == 0600);
     fingerprint = (*listener)->fingerprint();
     CHECK(fingerprint.rfind("SHA256:", 0) == 0);
-    test::child_process keygen{w.dir + "/keygen.log", {"ssh-keygen", "-lf", key_file}};
+    test::logged_process keygen{w.dir + "/keygen.log", {"ssh-keygen", "-lf", key_file}};
     REQUIRE(keygen.wait(10s) == 0);
     CHECK(keygen.output().find(" " + fingerprint + " ") != std::string::npos);
     CHECK(keygen.output().find("(ED25519)") != std::string::npos);
@@ -149,8 +150,8 @@ TEST_CASE("the host key is made 0600, is ssh-keygen's fingerprint, and is refuse
 
     // Not ed25519: refused.
     auto rsa = w.dir + "/rsa_key";
-    test::child_process make{w.dir + "/keygen.log",
-                             {"ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa}};
+    test::logged_process make{w.dir + "/keygen.log",
+                              {"ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsa}};
     REQUIRE(make.wait(20s) == 0);
     opts.host_key_file = rsa;
     auto wrong_type = ssh::agent_listener::start(
@@ -158,6 +159,46 @@ TEST_CASE("the host key is made 0600, is ssh-keygen's fingerprint, and is refuse
     REQUIRE_FALSE(wrong_type);
     CHECK(wrong_type.error().message().find("not ed25519") != std::string::npos);
   }
+}
+
+TEST_CASE("the listener takes numeric IPv4 and IPv6 addresses only", "[agents][security]") {
+  agent_world w;
+  auto opts = agent_world::options();
+  opts.host_key_file = w.dir + "/other_host_key";
+  auto start = [&](const std::string& listen) {
+    opts.listen = listen;
+    return ssh::agent_listener::start(
+        opts, [](const std::string&) { return nullptr; }, [](ssh::agent_handle) {});
+  };
+  for (auto bad : {"localhost:2222", "127.0.0.1", "[::1]", "127.0.0.1:port", ":2222"}) {
+    auto refused = start(bad);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code() == errc::invalid_argument);
+  }
+  auto busy = start("127.0.0.1:" + std::to_string(w.listener->port()));
+  REQUIRE_FALSE(busy);
+  CHECK(busy.error().code() == errc::connect_failed);
+
+  auto v6 = start("[::1]:0");
+  if (!v6) {
+    WARN("no IPv6 loopback here: " << v6.error().message());
+    return;
+  }
+  int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 to{};
+  to.sin6_family = AF_INET6;
+  to.sin6_port = htons((*v6)->port());
+  to.sin6_addr = in6addr_loopback;
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  char banner[8];
+  REQUIRE(::recv(fd, banner, sizeof banner, MSG_WAITALL) == 8);
+  CHECK(std::string(banner, 8) == "SSH-2.0-");
+  ::close(fd);
+  CHECK((*v6)->wait_for(
+      [](const agent_listener_stats& s) {
+        return s.refused_for(agent_refusal::handshake_failed) == 1;
+      },
+      10s));
 }
 
 TEST_CASE("an agent gets no session: ssh gw true, -A and -X are refused", "[agents][security]") {
@@ -191,8 +232,8 @@ TEST_CASE("an agent never reaches into the gateway's network: -W, -L and -D are 
   test::ssh_ready ready{w.dir, "local"};
   auto options = ready.options();
   options.insert(options.end(), {"-N", "-L", std::to_string(local) + ":" + target});
-  test::child_process forward_l{w.home.log_file("L"),
-                                w.home.ssh("alice", w.listener->port(), options)};
+  test::logged_process forward_l{w.home.log_file("L"),
+                                 w.home.ssh("alice", w.listener->port(), options)};
   REQUIRE(ready.wait(10s));
   before = w.listener->stats();
   int fd = test::connect_from("127.0.0.1", local);
@@ -208,8 +249,8 @@ TEST_CASE("an agent never reaches into the gateway's network: -W, -L and -D are 
   options = ready_d.options();
   auto socks = test::free_port();
   options.insert(options.end(), {"-N", "-D", std::to_string(socks)});
-  test::child_process forward_d{w.home.log_file("D"),
-                                w.home.ssh("alice", w.listener->port(), options)};
+  test::logged_process forward_d{w.home.log_file("D"),
+                                 w.home.ssh("alice", w.listener->port(), options)};
   REQUIRE(ready_d.wait(10s));
   before = w.listener->stats();
   fd = test::connect_from("127.0.0.1", socks);

@@ -155,7 +155,7 @@ std::vector<int> wait_exits(std::vector<int> pidfds, std::chrono::milliseconds b
   return pidfds;
 }
 
-child_process::child_process(const std::string& log_file, const std::vector<std::string>& argv)
+logged_process::logged_process(const std::string& log_file, const std::vector<std::string>& argv)
     : log_file_(log_file) {
   int out = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0)
@@ -170,7 +170,7 @@ child_process::child_process(const std::string& log_file, const std::vector<std:
   pidfd_ = open_pidfd(pid_);
 }
 
-child_process::~child_process() {
+logged_process::~logged_process() {
   if (!status_) {
     signal(SIGKILL);
     wait(std::chrono::milliseconds{-1});
@@ -179,7 +179,7 @@ child_process::~child_process() {
     ::close(pidfd_);
 }
 
-std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
+std::optional<int> logged_process::wait(std::chrono::milliseconds timeout) {
   if (status_)
     return status_;
   if (timeout.count() >= 0) {
@@ -195,12 +195,12 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
-void child_process::signal(int sig) {
+void logged_process::signal(int sig) {
   if (!status_ && pidfd_ >= 0)
     send_signal(pidfd_, sig);
 }
 
-std::string child_process::output() const {
+std::string logged_process::output() const {
   return read_file(log_file_);
 }
 

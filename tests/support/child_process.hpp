@@ -46,13 +46,13 @@ std::vector<int> wait_exits(std::vector<int> pidfds, std::chrono::milliseconds b
 
 /// A child process whose stdout and stderr go to a file. The destructor kills it (SIGKILL)
 /// if it still runs and reaps it. Not thread-safe.
-class child_process {
+class logged_process {
 public:
   /// Spawns `argv` (see `spawn`) with its output appended to `log_file`.
-  child_process(const std::string& log_file, const std::vector<std::string>& argv);
-  ~child_process();
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
+  logged_process(const std::string& log_file, const std::vector<std::string>& argv);
+  ~logged_process();
+  logged_process(const logged_process&) = delete;
+  logged_process& operator=(const logged_process&) = delete;
 
   pid_t pid() const noexcept { return pid_; }
   /// Waits for the exit (an event: the pidfd): the exit code, 128 + the signal if a signal
