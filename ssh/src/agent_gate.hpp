@@ -38,7 +38,7 @@ public:
   /// debt.
   void finish(const std::string& source, std::chrono::milliseconds penalty, clock::time_point now);
 
-  /// Unauthenticated sessions now.
+  /// Startups now (sessions not yet handed on).
   std::size_t startups() const noexcept { return startups_; }
   /// Sources refused now.
   std::size_t penalized(clock::time_point now) const;

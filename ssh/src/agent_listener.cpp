@@ -136,8 +136,6 @@ std::uint16_t local_port(int fd) {
 struct agent_listener::impl {
   std::shared_ptr<agent_shared> shared;
   agent_fn on_agent;
-  std::string listen;
-  std::string host_key_file;
   std::string fingerprint;
   std::string public_key;
   ssh_bind bind = nullptr;
@@ -434,8 +432,6 @@ agent_listener::start(agent_listener_options opts, lookup_fn lookup, agent_fn on
   auto self = std::make_unique<impl>(
       std::make_shared<agent_shared>(std::move(opts), std::move(lookup)), std::move(on_agent));
   self->listen_fd = *fd;
-  self->listen = listen;
-  self->host_key_file = host_key_file;
   self->port = local_port(*fd);
   self->fingerprint = key_fingerprint(key->get());
   self->public_key = public_key_line(key->get());

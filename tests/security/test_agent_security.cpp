@@ -337,6 +337,29 @@ TEST_CASE("an unknown key and a known key with another user name are refused ali
   CHECK(log.find("PRIVATE KEY") == std::string::npos);
 }
 
+TEST_CASE("a key's from= and expiry-time hold at authentication", "[agents][security]") {
+  agent_world w;
+  w.allow_text("alice",
+               "from=\"127.0.0.9\" " + w.home.public_key("id") + "\n" +
+                   "expiry-time=\"20200101Z\" " + w.home.public_key("old") + "\n",
+               {w.backend.port()});
+  auto before = w.listener->stats();
+  auto elsewhere = w.run("alice", {"-N"});
+  auto expired = w.run("alice", {"-N", "-o", "BindAddress=127.0.0.9"}, {}, "old");
+  for (auto& [code, out] : {elsewhere, expired}) {
+    CHECK(code == 255);
+    CHECK(out.find("Permission denied (publickey)") != std::string::npos);
+  }
+  CHECK(counted(w, before, agent_refusal::auth_failed, 2));
+  auto log = captured_log().str();
+  CHECK(log.find("the key's from= does not allow this address") != std::string::npos);
+  CHECK(log.find("the key's expiry-time has passed") != std::string::npos);
+  auto allowed = w.dial("alice", {"-o", "BindAddress=127.0.0.9"});
+  auto agent = w.next_agent();
+  REQUIRE(agent);
+  CHECK(agent.source_address() == "127.0.0.9");
+}
+
 TEST_CASE("password, keyboard-interactive and none are refused; only publickey is offered",
           "[agents][security]") {
   agent_world w;

@@ -45,9 +45,9 @@ struct agent_policy {
 /// Why the listener refused something. Each is counted in `agent_listener_stats::refused`.
 enum class agent_refusal : std::uint8_t {
   // A TCP connection, closed at once before any SSH byte:
-  /// `max_startups` unauthenticated sessions already.
+  /// `max_startups` sessions not yet handed on already.
   max_startups,
-  /// `max_startups_per_source` unauthenticated sessions from the source already.
+  /// `max_startups_per_source` sessions not yet handed on from the source already.
   max_startups_per_source,
   /// The source's sessions kept failing (see `agent_penalties`).
   penalized_source,
@@ -136,7 +136,8 @@ struct agent_listener_options {
   std::string host_key_file;
   /// From the TCP connection to an allowed forward, at most (sshd's LoginGraceTime).
   std::chrono::milliseconds login_grace{std::chrono::seconds(20)};
-  /// Unauthenticated sessions at once, in total and per source; beyond them a new TCP
+  /// Sessions not yet handed on (in key exchange or authentication, or authenticated and
+  /// not yet forwarding) at once, in total and per source; beyond them a new TCP
   /// connection is closed at once.
   std::size_t max_startups = 100;
   std::size_t max_startups_per_source = 10;
