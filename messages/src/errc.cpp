@@ -9,7 +9,7 @@ namespace sshpool {
 
 namespace {
 
-constexpr std::array<const char*, 22> errc_names = {
+constexpr std::array<const char*, 23> errc_names = {
     "none",
     "invalid_request",
     "invalid_argument",
@@ -31,6 +31,7 @@ constexpr std::array<const char*, 22> errc_names = {
     "wrong_user",
     "host_key_revoked",
     "forwarding_prohibited",
+    "agent_offline",
     "internal",
 };
 

@@ -49,18 +49,8 @@ std::string host_key_fingerprint(ssh_session s) {
   ssh_key key = nullptr;
   if (ssh_get_server_publickey(s, &key) != SSH_OK)
     return "unknown";
-  unsigned char* hash = nullptr;
-  std::size_t hash_len = 0;
-  std::string result = "unknown";
-  if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hash_len) == 0) {
-    if (char* text = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hash_len)) {
-      result = text;
-      ssh_string_free_char(text);
-    }
-    ssh_clean_pubkey_hash(&hash);
-  }
-  ssh_key_free(key);
-  return result;
+  key_ptr owned{key};
+  return key_fingerprint(key);
 }
 
 /// What the server presented as its host key.

@@ -31,6 +31,20 @@ std::string read_failure(const std::string& path) {
 
 } // namespace
 
+std::string key_fingerprint(ssh_key key) {
+  unsigned char* hash = nullptr;
+  std::size_t hash_len = 0;
+  std::string result = "unknown";
+  if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hash_len) == 0) {
+    if (char* text = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hash_len)) {
+      result = text;
+      ssh_string_free_char(text);
+    }
+    ssh_clean_pubkey_hash(&hash);
+  }
+  return result;
+}
+
 expected<key_ptr> load_private_key(const std::string& path, const std::string& passphrase) {
   ssh_key raw = nullptr;
   bool asked = false;

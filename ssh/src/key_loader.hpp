@@ -20,6 +20,9 @@ struct key_deleter {
 /// An owned libssh key.
 using key_ptr = std::unique_ptr<std::remove_pointer_t<ssh_key>, key_deleter>;
 
+/// The SHA256 fingerprint of `key` as ssh-keygen -l prints it ("SHA256:..."), or "unknown".
+std::string key_fingerprint(ssh_key key);
+
 /// Loads the private key `path`, decrypted with `passphrase` (empty: none). Blocking.
 /// Errors as `check_private_key`'s.
 expected<key_ptr> load_private_key(const std::string& path, const std::string& passphrase);

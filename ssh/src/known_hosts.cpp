@@ -4,9 +4,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <cctype>
 #include <optional>
 #include <vector>
+
+#include "patterns.hpp"
 
 namespace sshpool::ssh {
 
@@ -14,13 +15,6 @@ namespace {
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
-std::string lower(std::string_view text) {
-  std::string out{text};
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 /// Decodes padded standard base64; nullopt if `text` is anything else.
@@ -55,46 +49,6 @@ std::optional<std::string> decode_base64(std::string_view text) {
       out.push_back(static_cast<char>(group & 0xff));
   }
   return out;
-}
-
-/// OpenSSH's match_pattern: `*` matches any run of characters, `?` any one.
-bool wildcard_match(std::string_view text, std::string_view pattern) {
-  std::size_t t = 0, p = 0, star = std::string_view::npos, resume = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
-      ++t;
-      ++p;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*')
-    ++p;
-  return p == pattern.size();
-}
-
-/// OpenSSH's match_hostname over a comma-separated list: a matching `!pattern` excludes the
-/// host whatever else matches.
-bool patterns_match(std::string_view name, std::string_view list) {
-  bool positive = false;
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto pattern = lower(list.substr(0, comma));
-    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
-    bool negated = !pattern.empty() && pattern[0] == '!';
-    if (wildcard_match(name, std::string_view{pattern}.substr(negated ? 1 : 0))) {
-      if (negated)
-        return false;
-      positive = true;
-    }
-  }
-  return positive;
 }
 
 /// A hashed name `|1|SALT|HASH`: HASH = HMAC-SHA1 keyed with SALT over the host's name.
@@ -139,7 +93,7 @@ std::vector<std::string_view> fields(std::string_view line, std::size_t max) {
 } // namespace
 
 std::string known_hosts_name(std::string_view host, std::uint16_t port) {
-  auto name = lower(host);
+  auto name = ascii_lower(host);
   return port == 22 ? name : "[" + name + "]:" + std::to_string(port);
 }
 

@@ -1,5 +1,7 @@
-// The reactor loop. See reactor.hpp for the model; the numbered traps below are those of
-// docs/libssh.md, each answered where it bites.
+// The reactor loop: commands, requests on channels, streams, probes and channel progress.
+// See reactor.hpp for the model and the channel phases; sessions are in
+// reactor_sessions.cpp, channel opens in reactor_open.cpp. The numbered traps below are
+// those of docs/libssh.md, each answered where it bites.
 #include "reactor.hpp"
 
 #include <algorithm>
@@ -13,7 +15,7 @@
 
 #include <libssh/server.h> // ssh_send_keepalive: exported, and works for a client
 
-#include "open_failure.hpp"
+#include "disconnect.hpp"
 
 #include "sshpool/ssh/log.hpp"
 
@@ -24,23 +26,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 constexpr auto idle_check_period = std::chrono::seconds(1);
-
-template <class T>
-void erase_value(std::vector<T*>& xs, T* x) {
-  xs.erase(std::remove(xs.begin(), xs.end(), x), xs.end());
-}
-
-/// Disconnects a session that is not (or no longer) in an event: blocking mode with a
-/// short timeout so a stalled peer cannot hold the reactor thread (trap 12).
-void disconnect(ssh_session s) {
-  long secs = 0;
-  long usecs = 50000;
-  ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &secs);
-  ssh_options_set(s, SSH_OPTIONS_TIMEOUT_USEC, &usecs);
-  ssh_set_blocking(s, 1);
-  ssh_disconnect(s);
-  ssh_free(s);
-}
 
 } // namespace
 
@@ -86,7 +71,7 @@ void reactor::stop() {
   inbox_.clear();
   for (auto& [id, ss] : sessions_)
     if (!ss->dead)
-      close_session(*ss);
+      close_session(*ss, "sshpool is stopping");
   sessions_.clear();
   touched_.clear();
   probing_.clear();
@@ -134,9 +119,10 @@ void reactor::ack(std::uint64_t session_id, std::uint64_t tag, std::uint64_t byt
   post(std::move(cmd));
 }
 
-void reactor::close(std::uint64_t session_id) {
+void reactor::close(std::uint64_t session_id, std::string reason) {
   command cmd{command::kind::close};
   cmd.session_id = session_id;
+  cmd.reason = std::move(reason);
   post(std::move(cmd));
 }
 
@@ -207,48 +193,6 @@ void reactor::poll_sessions(int timeout) {
   }
 }
 
-bool reactor::alive(const session_state& ss) {
-  return ssh_is_connected(ss.s) != 0 &&
-         (ssh_get_status(ss.s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0;
-}
-
-error reactor::session_error(const session_state& ss) {
-  std::string text = ssh_get_error(ss.s);
-  // Trap 10: the refused keepalive leaves this stale text behind; it says nothing here.
-  if (text.find("keepalive@openssh.com") != std::string::npos)
-    text.clear();
-  return error{errc::connection_lost, "SSH session to " + ss.ctl->ep.host + ":" +
-                                          std::to_string(ss.ctl->ep.port) + " lost" +
-                                          (text.empty() ? std::string{} : ": " + text)};
-}
-
-void reactor::touch(session_state& ss) {
-  if (!ss.touched) {
-    ss.touched = true;
-    touched_.push_back(&ss);
-  }
-}
-
-void reactor::update_interest() {
-  // libssh parks output it could not send; the session then needs EPOLLOUT to flush it.
-  for (auto* ss : touched_) {
-    ss->touched = false;
-    if (ss->dead)
-      continue;
-    std::uint32_t want = EPOLLIN;
-    if ((ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) != 0)
-      want |= EPOLLOUT;
-    if (want != ss->interest) {
-      epoll_event ev{};
-      ev.events = want;
-      ev.data.ptr = ss;
-      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, ss->fd, &ev);
-      ss->interest = want;
-    }
-  }
-  touched_.clear();
-}
-
 void reactor::drain_commands() {
   {
     std::lock_guard<std::mutex> guard{mx_};
@@ -271,7 +215,7 @@ void reactor::drain_commands() {
       do_cancel(*ss, cmd.tag);
       break;
     case command::kind::close:
-      close_session(*ss);
+      close_session(*ss, cmd.reason);
       break;
     case command::kind::probe:
       do_probe(*ss);
@@ -289,42 +233,6 @@ void reactor::drain_commands() {
 reactor::session_state* reactor::find(std::uint64_t session_id) {
   auto i = sessions_.find(session_id);
   return i == sessions_.end() || i->second->dead ? nullptr : i->second.get();
-}
-
-void reactor::do_adopt(std::shared_ptr<session_control> ctl, connected_session cs) {
-  auto s = cs.session;
-  if (ctl->closed.load()) {
-    disconnect(s);
-    return;
-  }
-  // Trap 2: libssh leaves the socket blocking after connect; a stalled peer would then
-  // block send() inside a "non-blocking" session. libssh sends only after POLLOUT.
-  int fd = ssh_get_fd(s);
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  ssh_set_blocking(s, 0);
-  auto ss = std::make_unique<session_state>();
-  ss->ctl = ctl;
-  ss->s = s;
-  ss->nudge = cs.nudge;
-  ss->fd = fd;
-  ssh_set_counters(s, &ss->bytes, &ss->packets);
-  ss->event = ssh_event_new();
-  epoll_event ev{};
-  ev.events = ss->interest;
-  ev.data.ptr = ss.get();
-  if (ss->event == nullptr || ssh_event_add_session(ss->event, s) != SSH_OK ||
-      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    if (ss->event != nullptr) {
-      ssh_event_remove_session(ss->event, s);
-      ssh_event_free(ss->event);
-    }
-    disconnect(s);
-    ctl->sink->on_open(error{errc::internal, "cannot add the session to the reactor"});
-    return;
-  }
-  sessions_.emplace(ctl->id, std::move(ss));
-  session_count_.fetch_add(1, std::memory_order_relaxed);
-  ctl->sink->on_open(error{});
 }
 
 void reactor::do_forward(session_state& ss, std::uint64_t tag, outbound_request req, bool fresh) {
@@ -413,8 +321,7 @@ void reactor::start_request(session_state& ss, std::uint64_t tag, outbound_reque
     c->state = channel_state::phase::opening;
     c->open_seen_packets = ss.packets.in_packets;
     c->open_started = clock::now();
-    rc = ssh_channel_open_forward(ch, ss.ctl->ep.target_host.c_str(), ss.ctl->ep.target_port,
-                                  "127.0.0.1", 0);
+    rc = open_channel(ch, *ss.ctl);
   }
   c->retried = fresh;
   c->tag = tag;
@@ -573,67 +480,6 @@ bool reactor::service() {
   return progressed;
 }
 
-void reactor::advance_open(channel_state& c, int rc) {
-  if (rc == SSH_OK || ssh_channel_is_open(c.ch)) {
-    c.session->ctl->counters->channel_open_seconds.observe(clock::now() - c.open_started);
-    c.state = channel_state::phase::busy;
-    write_some(c);
-  } else if (rc == SSH_AGAIN) {
-    opening_.push_back(&c);
-  } else {
-    // The server answered (refused): no open is pending, so the channel is freed directly.
-    c.state = channel_state::phase::busy;
-    open_refused(c);
-  }
-}
-
-void reactor::service_opening(channel_state& c) {
-  // Trap 3: no "channel opened" callback. Check the state after each poll; re-call the
-  // open (to learn about a refusal) only when packets arrived since the last check.
-  if (ssh_channel_is_open(c.ch)) {
-    advance_open(c, SSH_OK);
-    return;
-  }
-  auto seen = c.session->packets.in_packets;
-  if (seen == c.open_seen_packets) {
-    opening_.push_back(&c);
-    return;
-  }
-  c.open_seen_packets = seen;
-  touch(*c.session);
-  auto& ep = c.session->ctl->ep;
-  advance_open(
-      c, ssh_channel_open_forward(c.ch, ep.target_host.c_str(), ep.target_port, "127.0.0.1", 0));
-}
-
-void reactor::service_orphans() {
-  for (std::size_t i = 0; i < orphans_.size();) {
-    auto& o = orphans_[i];
-    bool done = false;
-    if (ssh_channel_is_open(o.ch)) {
-      ssh_channel_free(o.ch); // sends CLOSE
-      done = true;
-    } else if (o.session->packets.in_packets != o.seen_packets) {
-      touch(*o.session);
-      o.seen_packets = o.session->packets.in_packets;
-      auto& ep = o.session->ctl->ep;
-      auto rc =
-          ssh_channel_open_forward(o.ch, ep.target_host.c_str(), ep.target_port, "127.0.0.1", 0);
-      if (rc != SSH_AGAIN) {
-        ssh_channel_free(o.ch);
-        done = true;
-      }
-    }
-    if (done) {
-      --o.session->orphan_channels;
-      orphans_[i] = orphans_.back();
-      orphans_.pop_back();
-    } else {
-      ++i;
-    }
-  }
-}
-
 void reactor::write_some(channel_state& c) {
   // Trap 4: non-blocking writes are short (0 on a zero window) and nothing signals a
   // growing window, so write at most the window and look again after each poll.
@@ -733,16 +579,6 @@ void reactor::fail(channel_state& c, error err) {
   ss.ctl->sink->on_failure(tag, std::move(err), info);
 }
 
-void reactor::open_refused(channel_state& c) {
-  auto& ss = *c.session;
-  if (!alive(ss)) {
-    lose_session(ss, session_error(ss));
-    return;
-  }
-  fail(c, open_failure_error(ssh_get_error(ss.s), ss.ctl->ep.target_host + ":" +
-                                                      std::to_string(ss.ctl->ep.target_port)));
-}
-
 void reactor::kill_channel(channel_state& c) {
   using phase = channel_state::phase;
   if (c.state == phase::dead)
@@ -765,94 +601,6 @@ void reactor::kill_channel(channel_state& c) {
 
 transfer_info reactor::info_of(const channel_state& c) const {
   return {c.bytes_in, c.bytes_out, c.session->live_channels};
-}
-
-// -- sessions -------------------------------------------------------------------------------
-
-void reactor::check_sessions() {
-  for (auto& [id, ss] : sessions_)
-    if (!ss->dead && !alive(*ss))
-      lose_session(*ss, session_error(*ss));
-}
-
-void reactor::reap_nudges() {
-  for (auto& [id, ss] : sessions_)
-    if (!ss->dead && ss->nudge != nullptr &&
-        (ssh_channel_is_eof(ss->nudge) != 0 || ssh_channel_is_closed(ss->nudge) != 0)) {
-      touch(*ss);
-      ssh_channel_free(ss->nudge);
-      ss->nudge = nullptr;
-    }
-}
-
-void reactor::expire_idle_channels() {
-  auto now = clock::now();
-  for (auto& [id, ss] : sessions_) {
-    if (ss->dead)
-      continue;
-    for (auto& c : ss->channels)
-      if (c->state == channel_state::phase::idle &&
-          now - c->idle_since >= ss->ctl->opts.channel_idle_timeout)
-        kill_channel(*c);
-  }
-}
-
-void reactor::lose_session(session_state& ss, error reason) {
-  if (ss.dead)
-    return;
-  log().info("session #{} to {}:{} lost: {}", ss.ctl->id, ss.ctl->ep.host, ss.ctl->ep.port,
-             reason.message());
-  auto sink = ss.ctl->sink;
-  close_session(ss);
-  sink->on_lost(std::move(reason));
-}
-
-void reactor::close_session(session_state& ss) {
-  if (ss.dead)
-    return;
-  ss.dead = true;     // from here on, kill_channel leaves channels to ssh_free
-  ss.waiting.clear(); // like requests on channels, they get no event
-  orphans_.erase(std::remove_if(orphans_.begin(), orphans_.end(),
-                                [&ss](const orphan_open& o) { return o.session == &ss; }),
-                 orphans_.end());
-  for (auto& c : ss.channels) {
-    if (c->state != channel_state::phase::dead)
-      kill_channel(*c);
-  }
-  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, ss.fd, nullptr);
-  ssh_event_remove_session(ss.event, ss.s);
-  ssh_event_free(ss.event);
-  ss.event = nullptr;
-  disconnect(ss.s);
-  ss.s = nullptr;
-  dead_sessions_.push_back(ss.ctl->id);
-}
-
-void reactor::sweep() {
-  for (auto* c : dead_channels_) {
-    erase_value(dirty_, c);
-    erase_value(opening_, c);
-    erase_value(writing_, c);
-    auto& chans = c->session->channels;
-    chans.erase(
-        std::find_if(chans.begin(), chans.end(),
-                     [c](const std::unique_ptr<channel_state>& x) { return x.get() == c; }));
-    channel_count_.fetch_sub(1, std::memory_order_relaxed);
-  }
-  dead_channels_.clear();
-  if (!dead_sessions_.empty()) {
-    probing_.erase(std::remove_if(probing_.begin(), probing_.end(),
-                                  [](const session_state* ss) { return ss->dead; }),
-                   probing_.end());
-    waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(),
-                                  [](const session_state* ss) { return ss->dead; }),
-                   waiting_.end());
-  }
-  for (auto id : dead_sessions_) {
-    if (sessions_.erase(id) > 0)
-      session_count_.fetch_sub(1, std::memory_order_relaxed);
-  }
-  dead_sessions_.clear();
 }
 
 // -- libssh callbacks: record state only (trap 1) -------------------------------------------

@@ -1,12 +1,27 @@
 // A reactor: one thread driving many non-blocking SSH sessions: an epoll set over their
 // sockets and an eventfd for its command queue, and for each ready session
-// ssh_event_dopoll on that session's own ssh_event. It opens direct-tcpip channels, writes requests
-// as the remote window allows, feeds channel data into HTTP response parsers, keeps finished
-// channels for reuse (HTTP keep-alive), and reports results to each session's sink.
+// ssh_event_dopoll on that session's own ssh_event. It opens channels (direct-tcpip for
+// dialed sessions, forwarded-tcpip for agents that dialed in: reactor_open.cpp), writes
+// requests as the remote window allows, feeds channel data into HTTP response parsers, keeps
+// finished channels for reuse (HTTP keep-alive), and reports results to each session's sink.
+// An agent session's own requests are answered by its policy (agent_session.hpp) from
+// within the reactor's libssh calls, for as long as the session lives.
 //
 // Every libssh object of a session belongs to this thread. libssh runs callbacks inside
 // ordinary calls (a write can deliver another channel's data), so callbacks only record
 // state and mark channels dirty; the loop acts on dirty channels and polls again at once.
+//
+// A channel's phases (channel_state::phase):
+//
+//   opening ──confirmed──► busy ──response complete, reusable──► idle ──next request──► busy
+//      │                    │                                     │
+//      │ refused            │ failed, cancelled, not reusable     │ idle timeout, closed by
+//      ▼                    ▼                                     ▼ the peer, room needed
+//    dead ◄─────────────────┴─────────────────────────────────── dead
+//      (given up while opening: parked as an orphan until the server answers, then freed)
+//
+// A session lives from `adopt` until it is closed (command), lost (trap 8), or the reactor
+// stops; then its channels are dead and it is swept at the end of the pass.
 #pragma once
 
 #include <atomic>
@@ -49,7 +64,8 @@ public:
   void cancel(std::uint64_t session_id, std::uint64_t tag);
   void probe(std::uint64_t session_id);
   void ack(std::uint64_t session_id, std::uint64_t tag, std::uint64_t bytes);
-  void close(std::uint64_t session_id);
+  /// Disconnects with `reason` as the SSH disconnect message (empty: libssh's default).
+  void close(std::uint64_t session_id, std::string reason);
 
   std::size_t session_count() const noexcept { return session_count_.load(); }
   std::size_t channel_count() const noexcept { return channel_count_.load(); }
@@ -134,6 +150,8 @@ private:
     std::uint64_t session_id = 0;
     std::uint64_t tag = 0;
     std::uint64_t bytes = 0;
+    /// close: the disconnect message.
+    std::string reason;
     outbound_request req;
     std::shared_ptr<session_control> ctl;
     connected_session cs;
@@ -171,6 +189,9 @@ private:
 
   /// Acts on dirty, opening and writing channels; true if anything changed.
   bool service();
+  /// Opens `ch` (again, while pending): direct-tcpip to the endpoint's target, or for an
+  /// agent forwarded-tcpip to its bound forward.
+  static int open_channel(ssh_channel ch, const session_control& ctl);
   void advance_open(channel_state& c, int rc);
   void service_opening(channel_state& c);
   void service_dirty(channel_state& c);
@@ -188,10 +209,12 @@ private:
   void touch(session_state& ss);
   void update_interest();
   static bool alive(const session_state& ss);
+  /// "SSH session to HOST:PORT" or "agent session of USER from HOST:PORT".
+  static std::string peer(const session_state& ss);
   static error session_error(const session_state& ss);
   void expire_idle_channels();
   void lose_session(session_state& ss, error reason);
-  void close_session(session_state& ss);
+  void close_session(session_state& ss, const std::string& reason = {});
   void sweep();
   transfer_info info_of(const channel_state& c) const;
 

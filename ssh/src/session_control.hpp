@@ -1,6 +1,7 @@
-// State shared by a transport, the connector running its handshake and the reactor that
-// drives its session: identity, settings, the event sink, and the "closed" flag that stops
-// a handshake's result from being adopted after the owner gave up.
+// State shared by a transport, the connector running its handshake (or the listener that
+// authenticated its agent) and the reactor that drives its session: identity, settings,
+// the event sink, and the "closed" flag that stops a handshake's result from being adopted
+// after the owner gave up.
 #pragma once
 
 #include <atomic>
@@ -10,6 +11,7 @@
 
 #include <libssh/libssh.h>
 
+#include "agent_session.hpp"
 #include "sshpool/metrics.hpp"
 #include "sshpool/ssh/transport.hpp"
 
@@ -27,7 +29,12 @@ class reactor;
 
 struct session_control {
   std::uint64_t id = 0;
+  /// A dialed session's endpoint. For an agent: host and port are the agent's address,
+  /// username its user, target_host and target_port its bound forward.
   endpoint ep;
+  /// An agent session's policy (it answers the agent's requests in the reactor too), or
+  /// nullptr for a dialed session. Its channels are forwarded-tcpip.
+  std::shared_ptr<agent_session> agent;
   transport_options opts;
   std::shared_ptr<transport_sink> sink;
   /// Latest start of the handshake: `open()` + queue_timeout.
@@ -39,5 +46,8 @@ struct session_control {
   /// Set by the owner (close/destroy); checked before and after the handshake is handed on.
   std::atomic<bool> closed{false};
 };
+
+/// A new session id: unique among the runtime's sessions, dialed and agents alike.
+std::uint64_t next_session_id();
 
 } // namespace sshpool::ssh

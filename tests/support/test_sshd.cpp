@@ -3,18 +3,13 @@
 // so that no connection process survives the fixture.
 #include "support/test_sshd.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <strings.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +25,7 @@
 #include <system_error>
 #include <utility>
 
-extern char** environ;
+#include "support/child_process.hpp"
 
 namespace sshpool::test {
 
@@ -45,66 +40,11 @@ constexpr auto reader_bound = 2s;
 constexpr int port_attempts = 5;
 constexpr std::size_t tail_lines = 30;
 
-/// Throws std::system_error for the current errno.
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-/// A pidfd for `pid` (-1 on failure). Called through syscall(2): glibc 2.36 declares
-/// pidfd_open without C linkage in C++.
-int open_pidfd(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
-/// Sends `sig` to the process of `pidfd`, which cannot have been replaced by a reused pid.
-void send_signal(int pidfd, int sig) {
-  ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
-}
-
 /// Closes `fd` if it is open and marks it closed.
 void close_fd(int& fd) noexcept {
   if (fd >= 0)
     ::close(fd);
   fd = -1;
-}
-
-/// Writes `content` to `path` (created or truncated, with `mode`).
-void write_file(const std::string& path, const std::string& content, mode_t mode = 0644) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0)
-    throw_errno("open " + path);
-  std::size_t done = 0;
-  while (done < content.size()) {
-    auto n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      throw std::system_error(err, std::generic_category(), "write " + path);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-}
-
-/// The whole content of `path`.
-std::string read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw_errno("open " + path);
-  std::string content;
-  char buf[4096];
-  for (;;) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    content.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return content;
 }
 
 /// "ssh-ed25519 AAAA..." from an OpenSSH public key file (the comment dropped).
@@ -117,66 +57,6 @@ std::string public_key(const std::string& pub_file) {
   return type + ' ' + blob;
 }
 
-/// Spawns `argv` (looked up in PATH) with stdin from /dev/null, stdout and stderr to `out_fd`,
-/// no other fd inherited, default signal dispositions and an empty signal mask.
-pid_t spawn(const std::vector<std::string>& argv, int out_fd) {
-  std::vector<char*> args;
-  for (const auto& arg : argv)
-    args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t all;
-  sigset_t none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::system_error(rc, std::generic_category(), "posix_spawn " + argv[0]);
-  return pid;
-}
-
-/// Waits for the child `pid` and returns its wait status.
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR)
-      throw_errno("waitpid");
-  }
-  return status;
-}
-
-/// A free TCP port on 127.0.0.1 (bound to port 0 and released).
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    throw_errno("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
-    int err = errno;
-    ::close(fd);
-    throw std::system_error(err, std::generic_category(), "bind 127.0.0.1:0");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 /// The name of the effective user.
 std::string current_user() {
   passwd pw{};
@@ -185,16 +65,6 @@ std::string current_user() {
   if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
     throw std::runtime_error("test_sshd: no passwd entry for uid " + std::to_string(::geteuid()));
   return pw.pw_name;
-}
-
-/// A fresh private directory under $TMPDIR (or /tmp).
-std::string make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sshpool-sshd-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw_errno("mkdtemp " + pattern);
-  return pattern;
 }
 
 /// All processes below `root`, from the parent pids in /proc/*/stat.
@@ -233,28 +103,6 @@ std::vector<pid_t> descendants(pid_t root) {
   return result;
 }
 
-/// Waits up to `bound` until every process in `pidfds` has exited; returns those that have not.
-std::vector<int> wait_exits(std::vector<int> pidfds, std::chrono::milliseconds bound) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
-  while (!pidfds.empty()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      break;
-    std::vector<pollfd> fds;
-    for (int fd : pidfds)
-      fds.push_back({fd, POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), static_cast<int>(left.count()) + 1) < 0 && errno != EINTR)
-      break;
-    pidfds.clear();
-    for (const auto& p : fds) {
-      if (p.revents == 0)
-        pidfds.push_back(p.fd);
-    }
-  }
-  return pidfds;
-}
-
 /// Sends SIGTERM (and SIGCONT, for stopped ones) to the processes in `pidfds`, waits for them
 /// to exit, and kills those still alive after a bound.
 void terminate(const std::vector<int>& pidfds) {
@@ -276,7 +124,7 @@ test_sshd::test_sshd(sshd_options options) : options_(std::move(options)) {
       throw std::invalid_argument("test_sshd: LogLevel must be INFO or more verbose");
   }
   user_ = current_user();
-  dir_ = make_temp_dir();
+  dir_ = make_temp_dir("sshpool-sshd");
   try {
     if (::geteuid() == 0 && ::mkdir("/run/sshd", 0755) < 0 && errno != EEXIST)
       throw_errno("mkdir /run/sshd");

@@ -58,6 +58,10 @@ enum class errc : std::uint8_t {
   /// target...). Retrying does not help; the SSH connection itself stays usable. The
   /// message holds the SSH reason code and text.
   forwarding_prohibited,
+  /// The user's machine reaches the gateway by dialing in (reverse mode, an `ssh -R` agent)
+  /// and no agent of the user was connected within the wait (`acquire_timeout`): the engine
+  /// cannot dial such a machine. Retry once the agent is back.
+  agent_offline,
   /// A bug: an invariant did not hold. Reported instead of crashing.
   internal,
 };

@@ -2,7 +2,9 @@
 // part of new connections (TCP connect, key exchange, host key check, authentication),
 // each step under the connect deadline; a fixed number of reactor threads then drive many
 // non-blocking sessions each with ssh_event_dopoll, multiplexing direct-tcpip channels and
-// reusing them with HTTP keep-alive. Thread count does not grow with connections.
+// reusing them with HTTP keep-alive. Agents that dialed in (agent_listener.hpp) are adopted
+// by the same reactors and carry forwarded-tcpip channels. Thread count does not grow with
+// connections.
 #pragma once
 
 #include <cstddef>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "sshpool/metrics.hpp"
+#include "sshpool/ssh/agent_listener.hpp"
 #include "sshpool/ssh/transport.hpp"
 
 namespace sshpool::ssh {
@@ -42,6 +45,13 @@ public:
 
   std::unique_ptr<transport> make(const endpoint& ep, const transport_options& opts,
                                   std::shared_ptr<transport_sink> sink) override;
+
+  /// The transport of an agent (reverse mode): its session is already up, so `open()`
+  /// hands it to a reactor, which reports `on_open` with success at once. Its channels are
+  /// forwarded-tcpip to the agent's bound forward; the agent's requests are answered by
+  /// its policy for as long as the session lives. nullptr if `agent` is empty.
+  std::unique_ptr<transport> adopt(agent_handle agent, const transport_options& opts,
+                                   std::shared_ptr<transport_sink> sink);
 
   runtime_stats stats() const;
 

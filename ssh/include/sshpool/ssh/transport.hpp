@@ -100,6 +100,10 @@ public:
 
   /// Disconnects; no event follows.
   virtual void close() = 0;
+
+  /// Disconnects with `reason` as the SSH disconnect message, which the peer's user sees
+  /// (an agent's ssh prints it); no event follows. The default ignores the reason.
+  virtual void disconnect(std::string reason);
 };
 
 /// Makes transports.
