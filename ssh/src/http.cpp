@@ -12,6 +12,7 @@
 // parsing continues with the final response in the same byte stream.
 #include "sshpool/ssh/http.hpp"
 #include "sshpool/ssh/http_framing.hpp"
+#include "sshpool/text.hpp"
 
 #include <http_parser.h>
 
@@ -73,27 +74,6 @@ std::size_t first_bad_path_byte(std::string_view s) noexcept {
   return std::string_view::npos;
 }
 
-char ascii_lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view x, std::string_view y) noexcept {
-  if (x.size() != y.size())
-    return false;
-  for (std::size_t i = 0; i < x.size(); ++i)
-    if (ascii_lower(x[i]) != ascii_lower(y[i]))
-      return false;
-  return true;
-}
-
-std::string_view trim_ows(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 /// Names a byte for an error message: "CR", "LF", "NUL", "space", "'x'" or "byte 0xNN".
 std::string describe_byte(char ch) {
   auto c = static_cast<unsigned char>(ch);
@@ -145,16 +125,17 @@ enum class special_header { none, content_length, host, transfer_encoding, upgra
 special_header classify(std::string_view name) noexcept {
   switch (name.size()) {
   case 4:
-    return iequals(name, "host") ? special_header::host : special_header::none;
+    return text::iequals(name, "host") ? special_header::host : special_header::none;
   case 7:
-    return iequals(name, "upgrade") ? special_header::upgrade : special_header::none;
+    return text::iequals(name, "upgrade") ? special_header::upgrade : special_header::none;
   case 10:
-    return iequals(name, "connection") ? special_header::connection : special_header::none;
+    return text::iequals(name, "connection") ? special_header::connection : special_header::none;
   case 14:
-    return iequals(name, "content-length") ? special_header::content_length : special_header::none;
+    return text::iequals(name, "content-length") ? special_header::content_length
+                                                 : special_header::none;
   case 17:
-    return iequals(name, "transfer-encoding") ? special_header::transfer_encoding
-                                              : special_header::none;
+    return text::iequals(name, "transfer-encoding") ? special_header::transfer_encoding
+                                                    : special_header::none;
   default:
     return special_header::none;
   }
@@ -162,7 +143,7 @@ special_header classify(std::string_view name) noexcept {
 
 /// Whether a Content-Length value (1*DIGIT with optional surrounding OWS) equals `size`.
 bool content_length_equals(std::string_view value, std::size_t size) noexcept {
-  value = trim_ows(value);
+  value = text::trim(value);
   if (value.empty())
     return false;
   std::size_t parsed = 0;
@@ -181,7 +162,7 @@ bool content_length_equals(std::string_view value, std::size_t size) noexcept {
 bool has_close_token(std::string_view value) noexcept {
   while (!value.empty()) {
     auto comma = value.find(',');
-    if (iequals(trim_ows(value.substr(0, comma)), "close"))
+    if (text::iequals(text::trim(value.substr(0, comma)), "close"))
       return true;
     if (comma == std::string_view::npos)
       break;
@@ -215,7 +196,7 @@ expected<request_info> serialize_request(const request& req, std::string_view ho
   if (auto i = first_non_tchar(method); i != std::string_view::npos)
     return rejected("method is not a token (" + describe_byte(method[i]) + " at offset " +
                     std::to_string(i) + ")");
-  if (iequals(method, "CONNECT"))
+  if (text::iequals(method, "CONNECT"))
     return rejected("method CONNECT is not allowed");
   if (path.empty())
     return rejected("empty path");

@@ -4,9 +4,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <cctype>
 #include <optional>
 #include <vector>
+
+#include "sshpool/text.hpp"
 
 namespace sshpool::ssh {
 
@@ -14,13 +15,6 @@ namespace {
 
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
-}
-
-std::string lower(std::string_view text) {
-  std::string out{text};
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 /// Decodes padded standard base64; nullopt if `text` is anything else.
@@ -85,7 +79,7 @@ bool patterns_match(std::string_view name, std::string_view list) {
   bool positive = false;
   while (!list.empty()) {
     auto comma = list.find(',');
-    auto pattern = lower(list.substr(0, comma));
+    auto pattern = text::lower(list.substr(0, comma));
     list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
     bool negated = !pattern.empty() && pattern[0] == '!';
     if (wildcard_match(name, std::string_view{pattern}.substr(negated ? 1 : 0))) {
@@ -139,7 +133,7 @@ std::vector<std::string_view> fields(std::string_view line, std::size_t max) {
 } // namespace
 
 std::string known_hosts_name(std::string_view host, std::uint16_t port) {
-  auto name = lower(host);
+  auto name = text::lower(host);
   return port == 22 ? name : "[" + name + "]:" + std::to_string(port);
 }
 

@@ -23,8 +23,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
+#include "sshpool/text.hpp"
 
 extern char** environ;
 
@@ -252,7 +252,7 @@ running_gateway::running_gateway(const std::string& config_file,
 
 std::string http_response::header(const std::string& name) const {
   for (auto& [k, v] : headers)
-    if (net::iequals(k, name))
+    if (text::iequals(k, name))
       return v;
   return {};
 }
@@ -350,7 +350,7 @@ http_response http_client::read_head(std::chrono::milliseconds limit) {
       res.headers.emplace_back(line.substr(0, colon), value);
     }
   } while (res.status / 100 == 1);
-  res.chunked = net::iequals(res.header("Transfer-Encoding"), "chunked");
+  res.chunked = text::iequals(res.header("Transfer-Encoding"), "chunked");
   return res;
 }
 

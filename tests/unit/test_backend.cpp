@@ -27,10 +27,12 @@
 #include <vector>
 
 #include "backend/http_backend.hpp"
+#include "sshpool/text.hpp"
 
 namespace {
 
 using sshpool::demo::http_backend;
+using sshpool::text::lower;
 
 http_backend::options test_options() {
   http_backend::options opts;
@@ -45,13 +47,6 @@ std::string pattern(std::size_t n, std::size_t offset = 0) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i)
     s[i] = static_cast<char>('a' + (offset + i) % 26);
-  return s;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
   return s;
 }
 
