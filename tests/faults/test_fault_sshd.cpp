@@ -10,11 +10,15 @@
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/fault_sshd.hpp"
+#include "support/requests.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::describe;
 using sshpool::test::fault_sshd;
+using sshpool::test::make_request;
+using sshpool::test::pattern;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -40,15 +44,6 @@ struct world {
   }
 };
 
-request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
-  request req;
-  req.id = std::move(id);
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  return req;
-}
-
 /// The request on a channel of its own: the engine does not keep a channel whose request
 /// said `Connection: close`, so the next request has to open a new one.
 request on_new_channel(request req) {
@@ -56,19 +51,8 @@ request on_new_channel(request req) {
   return req;
 }
 
-std::string pattern(std::size_t n) {
-  std::string result(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    result[i] = static_cast<char>('a' + i % 26);
-  return result;
-}
-
 long long ms(steady::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-std::string describe(const expected<response>& res) {
-  return res ? "status " + std::to_string(res->status) : res.error().to_string();
 }
 
 } // namespace

@@ -20,12 +20,14 @@
 #include "sshpool/sshpool.hpp"
 #include "support/leak_check.hpp"
 #include "support/netns.hpp"
+#include "support/requests.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::get;
 using sshpool::test::leak_check;
 using sshpool::test::script_backend;
 using sshpool::test::test_sshd;
@@ -38,13 +40,6 @@ constexpr auto acquire_timeout = 3s;
 constexpr auto request_timeout = 3s;
 /// What a call may take beyond its own deadline (scheduling on 2 shared cores).
 constexpr auto slack = 1500ms;
-
-request get(std::string id, std::string path) {
-  request req;
-  req.id = std::move(id);
-  req.path = std::move(path);
-  return req;
-}
 
 /// Short deadlines everywhere, so faults show within seconds: keepalive probes every
 /// 500 ms, answered within 500 ms; handshakes within 2 s; reconnect backoff capped at 1 s.

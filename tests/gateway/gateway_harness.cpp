@@ -25,6 +25,7 @@
 
 #include "sshpool/ssh/http_framing.hpp"
 #include "sshpool/text.hpp"
+#include "support/os.hpp"
 
 extern char** environ;
 
@@ -191,13 +192,7 @@ std::size_t child_process::rss_bytes() const {
 
 // -- temp_dir -------------------------------------------------------------------------------
 
-temp_dir::temp_dir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string{base != nullptr ? base : "/tmp"} + "/sshpool-gw-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
+temp_dir::temp_dir() : path_(make_temp_dir("sshpool-gw")) {}
 
 temp_dir::~temp_dir() {
   std::string cmd = "rm -rf '" + path_ + "'";
@@ -207,8 +202,7 @@ temp_dir::~temp_dir() {
 
 std::string temp_dir::write(const std::string& name, const std::string& content) const {
   std::string full = path_ + "/" + name;
-  std::ofstream f{full, std::ios::binary};
-  f << content;
+  write_file(full, content);
   return full;
 }
 

@@ -5,21 +5,24 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <fstream>
 #include <future>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/os.hpp"
 #include "support/process_info.hpp"
+#include "support/requests.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::make_request;
+using sshpool::test::pattern;
+using sshpool::test::read_file;
 using sshpool::test::test_sshd;
 
 namespace {
@@ -43,29 +46,6 @@ struct world {
     return cfg;
   }
 };
-
-request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
-  request req;
-  req.id = std::move(id);
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  return req;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-std::string pattern(std::size_t n, std::size_t offset = 0) {
-  std::string result(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    result[i] = static_cast<char>('a' + (i + offset) % 26);
-  return result;
-}
 
 } // namespace
 

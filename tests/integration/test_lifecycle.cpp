@@ -22,11 +22,13 @@
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/leak_check.hpp"
+#include "support/requests.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
+using sshpool::test::get;
 using sshpool::test::leak_check;
 using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
@@ -34,13 +36,6 @@ using steady = std::chrono::steady_clock;
 extern char** environ;
 
 namespace {
-
-request get(std::string id, std::string path) {
-  request req;
-  req.id = std::move(id);
-  req.path = std::move(path);
-  return req;
-}
 
 engine_config quiet_config() {
   engine_config cfg;

@@ -18,13 +18,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
+
+#include "support/os.hpp"
+#include "support/server_endpoint.hpp"
 
 namespace sshpool::test {
 
@@ -41,15 +42,6 @@ constexpr int reads_per_turn = 8;
 
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), "fault_sshd: " + what);
-}
-
-std::string make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sshpool-fault-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw_errno("mkdtemp " + pattern);
-  return pattern;
 }
 
 ssh_key generate_ed25519() {
@@ -462,7 +454,7 @@ void fault_sshd::connection::on_close(ssh_session, ssh_channel, void* userdata) 
 
 fault_sshd::fault_sshd() {
   try {
-    dir_ = make_temp_dir();
+    dir_ = make_temp_dir("sshpool-fault");
     ssh_key host_key = generate_ed25519();
     std::string host_line;
     try {
@@ -488,7 +480,7 @@ fault_sshd::fault_sshd() {
         ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       throw_errno("listen on 127.0.0.1");
     port_ = ntohs(addr.sin_port);
-    std::ofstream{known_hosts_file()} << "[127.0.0.1]:" << port_ << ' ' << host_line << '\n';
+    write_file(known_hosts_file(), "[127.0.0.1]:" + std::to_string(port_) + ' ' + host_line + '\n');
 
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0)
@@ -551,16 +543,8 @@ std::string fault_sshd::known_hosts_file() const {
 }
 
 sshpool::endpoint fault_sshd::make_endpoint(std::uint16_t target_port) const {
-  sshpool::endpoint result;
-  result.host = "127.0.0.1";
-  result.port = port_;
-  result.username = "fault";
-  result.identity_file = identity_file();
-  result.known_hosts_file = known_hosts_file();
-  result.target_host = "127.0.0.1";
-  result.target_port = target_port;
-  result.server_nodelay = false;
-  return result;
+  return server_endpoint("127.0.0.1", port_, "fault", identity_file(), known_hosts_file(),
+                         target_port);
 }
 
 fault_sshd::counters fault_sshd::snapshot() const {

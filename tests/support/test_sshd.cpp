@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -20,7 +19,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -30,7 +28,8 @@
 #include <system_error>
 #include <utility>
 
-extern char** environ;
+#include "support/os.hpp"
+#include "support/server_endpoint.hpp"
 
 namespace sshpool::test {
 
@@ -68,45 +67,6 @@ void close_fd(int& fd) noexcept {
   fd = -1;
 }
 
-/// Writes `content` to `path` (created or truncated, with `mode`).
-void write_file(const std::string& path, const std::string& content, mode_t mode = 0644) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0)
-    throw_errno("open " + path);
-  std::size_t done = 0;
-  while (done < content.size()) {
-    auto n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      throw std::system_error(err, std::generic_category(), "write " + path);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-}
-
-/// The whole content of `path`.
-std::string read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw_errno("open " + path);
-  std::string content;
-  char buf[4096];
-  for (;;) {
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    content.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return content;
-}
-
 /// "ssh-ed25519 AAAA..." from an OpenSSH public key file (the comment dropped).
 std::string public_key(const std::string& pub_file) {
   std::istringstream in(read_file(pub_file));
@@ -115,47 +75,6 @@ std::string public_key(const std::string& pub_file) {
   if (!(in >> type >> blob))
     throw std::runtime_error("test_sshd: malformed public key " + pub_file);
   return type + ' ' + blob;
-}
-
-/// Spawns `argv` (looked up in PATH) with stdin from /dev/null, stdout and stderr to `out_fd`,
-/// no other fd inherited, default signal dispositions and an empty signal mask.
-pid_t spawn(const std::vector<std::string>& argv, int out_fd) {
-  std::vector<char*> args;
-  for (const auto& arg : argv)
-    args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t all;
-  sigset_t none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::system_error(rc, std::generic_category(), "posix_spawn " + argv[0]);
-  return pid;
-}
-
-/// Waits for the child `pid` and returns its wait status.
-int wait_child(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR)
-      throw_errno("waitpid");
-  }
-  return status;
 }
 
 /// A free TCP port on 127.0.0.1 (bound to port 0 and released).
@@ -185,16 +104,6 @@ std::string current_user() {
   if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
     throw std::runtime_error("test_sshd: no passwd entry for uid " + std::to_string(::geteuid()));
   return pw.pw_name;
-}
-
-/// A fresh private directory under $TMPDIR (or /tmp).
-std::string make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sshpool-sshd-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw_errno("mkdtemp " + pattern);
-  return pattern;
 }
 
 /// All processes below `root`, from the parent pids in /proc/*/stat.
@@ -276,7 +185,7 @@ test_sshd::test_sshd(sshd_options options) : options_(std::move(options)) {
       throw std::invalid_argument("test_sshd: LogLevel must be INFO or more verbose");
   }
   user_ = current_user();
-  dir_ = make_temp_dir();
+  dir_ = make_temp_dir("sshpool-sshd");
   try {
     if (::geteuid() == 0 && ::mkdir("/run/sshd", 0755) < 0 && errno != EEXIST)
       throw_errno("mkdir /run/sshd");
@@ -332,20 +241,8 @@ std::string test_sshd::log_file() const {
 }
 
 sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
-  sshpool::endpoint result;
-  result.host = options_.listen_address;
-  result.port = port_;
-  result.username = user_;
-  result.identity_file = identity_file();
-  result.known_hosts_file = known_hosts_file();
-  result.target_host = "127.0.0.1";
-  result.target_port = target_port;
-  // The TCP_NODELAY nudge execs a no-op through the login shell. Tests stop sshd abruptly,
-  // killing such shells mid-startup; on this image root's .bashrc runs `pyenv rehash`,
-  // whose lock then goes stale and stalls every later login for a minute. Tests that are
-  // about the nudge turn it back on.
-  result.server_nodelay = false;
-  return result;
+  return server_endpoint(options_.listen_address, port_, user_, identity_file(), known_hosts_file(),
+                         target_port);
 }
 
 std::vector<pid_t> test_sshd::connection_pids() const {

@@ -74,7 +74,7 @@ public:
   std::string log_file() const;
 
   /// An endpoint for user() at listen_address:port() with the right key and known_hosts, forwarding
-  /// to 127.0.0.1:target_port, with server_nodelay off (see the .cpp).
+  /// to 127.0.0.1:target_port, with server_nodelay off (see server_endpoint.hpp).
   sshpool::endpoint make_endpoint(std::uint16_t target_port) const;
 
   /// Every descendant of pid(): the processes serving client connections (a connection's
