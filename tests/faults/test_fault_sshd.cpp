@@ -7,18 +7,15 @@
 #include <future>
 #include <string>
 
-#include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/fault_sshd.hpp"
 #include "support/requests.hpp"
+#include "support/timing.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
-using sshpool::demo::http_backend;
-using sshpool::test::describe;
-using sshpool::test::fault_sshd;
-using sshpool::test::make_request;
-using sshpool::test::pattern;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -33,26 +30,42 @@ engine_config fault_config() {
 }
 
 /// A fault server, a backend behind it, and an engine whose user "alice" reaches the
-/// backend through the fault server. The server outlives the engine (declared first).
-struct world {
-  fault_sshd sshd;
-  http_backend backend{http_backend::options{"backend-a"}};
-  engine eng;
-
-  explicit world(engine_config cfg = fault_config()) : eng(std::move(cfg)) {
-    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  }
+/// backend through the fault server.
+struct world : basic_world<fault_sshd> {
+  explicit world(engine_config cfg = fault_config()) : basic_world(std::move(cfg)) {}
 };
+
+/// Checks that `res`, a forward started at `start`, failed with request_timeout at its
+/// `deadline`, not before and not more than 500 ms after.
+void check_timed_out_at(const expected<response>& res, steady::time_point start,
+                        std::chrono::milliseconds deadline) {
+  auto elapsed = steady::now() - start;
+  INFO(describe(res) << " after " << ms(elapsed) << " ms");
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::request_timeout);
+  CHECK(elapsed >= deadline);
+  CHECK(elapsed < deadline + 500ms);
+}
+
+/// Checks that alice's `conn` serves a GET, then releases it: the pool is left with one
+/// connection and no lease, the server having seen `connections` in all.
+void check_serves_then_release(world& w, connection& conn, std::uint64_t connections) {
+  auto ok = conn.forward(make_request("ok", "GET", "/echo"), 5s);
+  INFO(describe(ok));
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(w.eng.pool().release_connection("alice", conn));
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.leases == 0);
+  CHECK(stats.total_connections == 1);
+  CHECK(w.sshd.snapshot().connections == connections);
+}
 
 /// The request on a channel of its own: the engine does not keep a channel whose request
 /// said `Connection: close`, so the next request has to open a new one.
 request on_new_channel(request req) {
   req.headers.emplace_back("Connection", "close");
   return req;
-}
-
-long long ms(steady::duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
 } // namespace
@@ -107,15 +120,7 @@ TEST_CASE("a channel open refused by the server's policy fails the request alone
 
   // The SSH connection itself was never at fault: it serves once opens are accepted again.
   w.sshd.refuse_channel_open = false;
-  auto ok = conn->forward(make_request("ok", "GET", "/echo"), 5s);
-  INFO(describe(ok));
-  REQUIRE(ok);
-  CHECK(ok->status == 200);
-  CHECK(w.eng.pool().release_connection("alice", *conn));
-  auto stats = w.eng.pool().get_pool_stats();
-  CHECK(stats.leases == 0);
-  CHECK(stats.total_connections == 1);
-  CHECK(w.sshd.snapshot().connections == 1);
+  check_serves_then_release(w, *conn, 1);
   CHECK(w.eng.metrics().requests["forwarding_prohibited"] == 1);
 }
 
@@ -155,28 +160,16 @@ TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "
   auto next = w.eng.pool().get_connection("alice");
   REQUIRE(next);
   CHECK(next->id() != conn->id());
-  auto ok = next->forward(make_request("ok", "GET", "/echo"), 5s);
-  INFO(describe(ok));
-  REQUIRE(ok);
-  CHECK(ok->status == 200);
-  CHECK(w.eng.pool().release_connection("alice", *next));
-  auto stats = w.eng.pool().get_pool_stats();
-  CHECK(stats.leases == 0);
-  CHECK(stats.total_connections == 1);
-  CHECK(w.sshd.snapshot().connections == 2);
+  check_serves_then_release(w, *next, 2);
 }
 
 TEST_CASE("a zero window ends the request at its deadline and holds up nobody else", "[faults]") {
   auto cfg = fault_config();
   cfg.reactor_threads = 1; // alice's and bob's sessions share one reactor thread
   world w{cfg};
-  fault_sshd other_sshd;
-  http_backend other{http_backend::options{"backend-b"}};
-  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
-  auto alice = w.eng.pool().get_connection("alice");
-  REQUIRE(alice);
-  auto bob = w.eng.pool().get_connection("bob");
-  REQUIRE(bob);
+  neighbour<fault_sshd> other{w.eng, "bob", "backend-b"};
+  auto alice = w.lease("alice");
+  auto bob = w.lease("bob");
 
   w.sshd.zero_window = true;
   // The body is 8 windows' worth: the engine can send the first 32,000 bytes, then the
@@ -198,13 +191,7 @@ TEST_CASE("a zero window ends the request at its deadline and holds up nobody el
     CHECK(*res->header("x-backend") == "backend-b");
     CHECK(steady::now() - t0 < 500ms);
   }
-  auto res = stuck.get();
-  auto elapsed = steady::now() - start;
-  INFO(describe(res) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::request_timeout);
-  CHECK(elapsed >= deadline);
-  CHECK(elapsed < deadline + 500ms);
+  check_timed_out_at(stuck.get(), start, deadline);
 
   // A request that fits in the window is written whole, but the server reads none of it,
   // so no response can come either.
@@ -268,13 +255,7 @@ TEST_CASE("a slow channel-open confirmation: waited for within the deadline, cut
   INFO(describe(quick));
   REQUIRE(quick);
   CHECK(steady::now() - t1 < 400ms);
-  auto res = late.get();
-  auto elapsed = steady::now() - start;
-  INFO(describe(res) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::request_timeout);
-  CHECK(elapsed >= deadline);
-  CHECK(elapsed < deadline + 500ms);
+  check_timed_out_at(late.get(), start, deadline);
 
   // The confirmation comes after the engine gave up: the engine closes that channel, so
   // nothing stays open on either side.

@@ -17,6 +17,7 @@
 #include "gateway/gateway_harness.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool::test;
 using namespace std::chrono_literals;
@@ -33,10 +34,6 @@ http_backend::options backend_options(std::string name,
   opts.token_delay = token_delay;
   opts.tokens = tokens;
   return opts;
-}
-
-long long ms_between(steady::time_point a, steady::time_point b) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
 json body_json(const http_response& res) {
@@ -263,7 +260,7 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     auto busy = fetch(gw.port, "GET", "/u/alice/echo");
     check_error(busy, 503, "pool_exhausted");
     CHECK(busy.header("Retry-After") == "1");
-    CHECK(ms_between(started, steady::now()) >= 250); // waited acquire_timeout for a lease
+    CHECK(ms_since(started) >= 250); // waited acquire_timeout for a lease
     auto timed_out = holder.read_response(10s);
     check_error(timed_out, 504, "request_timeout");
     auto after = fetch(gw.port, "GET", "/u/alice/echo"); // the lease came back
@@ -340,8 +337,8 @@ TEST_CASE("a stream reaches the client chunk by chunk as the backend produces it
   std::size_t lines = std::count(res.body.begin(), res.body.end(), '\n');
   CHECK(lines == tokens + 1);
   REQUIRE(res.pieces.size() >= tokens);
-  auto first_ms = ms_between(sent, res.pieces.front().first);
-  auto last_ms = ms_between(sent, res.pieces.back().first);
+  auto first_ms = ms(res.pieces.front().first - sent);
+  auto last_ms = ms(res.pieces.back().first - sent);
   // The backend sends token i at i * delay; the first must not wait for the last.
   INFO("first piece after " << first_ms << " ms, last after " << last_ms << " ms");
   CHECK(first_ms < 150 * 3);

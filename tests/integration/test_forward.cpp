@@ -16,27 +16,19 @@
 #include "support/process_info.hpp"
 #include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::make_request;
-using sshpool::test::pattern;
-using sshpool::test::read_file;
-using sshpool::test::test_sshd;
 
 namespace {
 
 /// An sshd, one backend, and an engine whose user "alice" reaches that backend.
-struct world {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend-a"}};
-  engine eng;
-
-  explicit world(engine_config cfg = small_config(), test::sshd_options sshd_opts = {})
-      : sshd(std::move(sshd_opts)), eng(std::move(cfg)) {
-    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  }
+struct world : basic_world<test_sshd> {
+  explicit world(engine_config cfg = small_config(), sshd_options sshd_opts = {})
+      : basic_world(std::move(cfg), std::move(sshd_opts)) {}
 
   static engine_config small_config() {
     engine_config cfg;
@@ -403,13 +395,9 @@ TEST_CASE("a dying session does not disturb another user's session on the same r
   auto cfg = world::small_config();
   cfg.reactor_threads = 1; // both sessions on one reactor thread
   world w{cfg};
-  test_sshd other_sshd;
-  http_backend other{http_backend::options{"backend-b"}};
-  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
-  auto bob = w.eng.pool().get_connection("bob");
-  REQUIRE(bob);
-  auto alice = w.eng.pool().get_connection("alice");
-  REQUIRE(alice);
+  neighbour<test_sshd> other{w.eng, "bob", "backend-b"};
+  auto bob = w.lease("bob");
+  auto alice = w.lease("alice");
 
   // Alice opens and closes channels all along (Connection: close) while bob's sshd dies.
   std::mutex mx;
@@ -431,7 +419,7 @@ TEST_CASE("a dying session does not disturb another user's session on the same r
     std::unique_lock<std::mutex> guard{mx};
     REQUIRE(cv.wait_for(guard, 30s, [&] { return done >= 50; }));
   }
-  other_sshd.stop();
+  other.sshd.stop();
   load.join();
   CHECK(failed == 0);
   CHECK(alice->is_healthy());

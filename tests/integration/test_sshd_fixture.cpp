@@ -24,11 +24,8 @@
 
 namespace {
 
+using namespace sshpool::test;
 using namespace std::chrono_literals;
-using sshpool::test::read_file;
-using sshpool::test::spawn;
-using sshpool::test::test_sshd;
-using sshpool::test::wait_child;
 
 /// The result of a finished client process.
 struct run_result {

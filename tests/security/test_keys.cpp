@@ -15,13 +15,9 @@
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::quiet_config;
-using sshpool::test::read_file;
-using sshpool::test::sshd_options;
-using sshpool::test::test_sshd;
-using sshpool::test::write_file;
 
 namespace {
 

@@ -22,14 +22,12 @@
 #include "support/quiet_config.hpp"
 #include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::build_request;
-using sshpool::test::quiet_config;
-using sshpool::test::read_file;
-using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -43,14 +41,10 @@ std::size_t count_lines(const std::string& text) {
 TEST_CASE("request smuggling attempts are rejected with invalid_request and nothing reaches "
           "the backend",
           "[security]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend"}};
-  engine eng{quiet_config()};
-  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  auto conn = eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  basic_world<test_sshd> w{quiet_config()};
+  auto conn = w.lease("alice");
   REQUIRE(conn->forward(build_request("GET", "/echo"))); // the channel exists and is reusable
-  REQUIRE(backend.wait_for_requests(1, 5s));
+  REQUIRE(w.backend.wait_for_requests(1, 5s));
   const std::string nul{"\0", 1};
   const std::vector<std::pair<const char*, request>> attacks{
       {"CR in method", build_request("GET\r", "/echo")},
@@ -97,16 +91,16 @@ TEST_CASE("request smuggling attempts are rejected with invalid_request and noth
   auto ok = conn->forward(build_request("GET", "/echo", {{"X-A", "clean"}}));
   REQUIRE(ok);
   CHECK(ok->status == 200);
-  REQUIRE(backend.wait_for_requests(2, 5s));
-  CHECK(backend.requests_received() == 2);
-  auto seen = backend.received();
+  REQUIRE(w.backend.wait_for_requests(2, 5s));
+  CHECK(w.backend.requests_received() == 2);
+  auto seen = w.backend.received();
   REQUIRE(seen.size() == 2);
   CHECK(seen.back().path == "/echo");
   for (const auto& [name, value] : seen.back().headers) {
     CHECK(name != "X-Injected");
     CHECK(value.find('\r') == std::string::npos);
   }
-  CHECK(eng.pool().release_connection("alice", *conn));
+  CHECK(w.eng.pool().release_connection("alice", *conn));
 }
 
 TEST_CASE("user ids: empty, 1 MiB, control characters are refused; non-UTF-8, '/' and '..' "

@@ -9,11 +9,8 @@
 
 #include "support/requests.hpp"
 
-using sshpool::errc;
-using sshpool::header_list;
-using sshpool::request;
-using sshpool::ssh::request_info;
-using sshpool::ssh::serialize_request;
+using namespace sshpool;
+using namespace sshpool::ssh;
 using sshpool::test::build_request;
 
 namespace {

@@ -11,9 +11,7 @@
 #include "support/os.hpp"
 
 using namespace sshpool::ssh;
-using sshpool::test::make_temp_dir;
-using sshpool::test::read_file;
-using sshpool::test::write_file;
+using namespace sshpool::test;
 
 namespace {
 
