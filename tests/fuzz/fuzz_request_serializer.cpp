@@ -16,6 +16,7 @@
 // values as strings ended by a backslash and another character ("\\" is a backslash), the
 // remaining bytes being the body; the header count and whether to add a Content-Length
 // that matches the body come from the input's last byte.
+#include "fuzz_check.hpp"
 #include "sshpool/ssh/http.hpp"
 #include "sshpool/text.hpp"
 
@@ -31,18 +32,10 @@
 
 namespace {
 
-using sshpool::errc;
-using sshpool::header_list;
-using sshpool::request;
-using sshpool::ssh::request_info;
-using sshpool::ssh::serialize_request;
-using sshpool::text::iequals;
-using sshpool::text::trim;
-
-void check(bool ok) {
-  if (!ok)
-    __builtin_trap();
-}
+using namespace sshpool;
+using namespace sshpool::fuzz;
+using namespace sshpool::ssh;
+using namespace sshpool::text;
 
 bool is_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

@@ -16,6 +16,7 @@
 //   [2] max_body_bytes of the first response, [3] of the second:
 //       < 128 the default, else value - 128
 //   [4..7] piece sizes, used in turn (0: all remaining bytes)
+#include "fuzz_check.hpp"
 #include "sshpool/ssh/http.hpp"
 #include "sshpool/text.hpp"
 
@@ -28,18 +29,12 @@
 
 namespace {
 
-using sshpool::errc;
-using sshpool::header_list;
-using sshpool::ssh::response_limits;
-using sshpool::ssh::response_parser;
+using namespace sshpool;
+using namespace sshpool::fuzz;
+using namespace sshpool::ssh;
 using sshpool::text::iequals;
 
 constexpr std::size_t prefix_size = 8;
-
-void check(bool ok) {
-  if (!ok)
-    __builtin_trap();
-}
 
 struct options {
   bool head[2] = {false, false};

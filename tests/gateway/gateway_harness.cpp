@@ -19,10 +19,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 
+#include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
 #include "sshpool/text.hpp"
 #include "support/os.hpp"
@@ -38,14 +40,22 @@ int remaining_ms(steady::time_point deadline) {
   return static_cast<int>(std::max<long long>(0, left.count()));
 }
 
+/// `s` as a JSON string literal.
 std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
+  std::string out;
+  net::append_json_string(out, s);
+  return out;
+}
+
+/// Waits until `deadline` for bytes on `fd` and receives up to `size` of them into `buf`:
+/// how many, 0 at EOF or on an error, nullopt if nothing came in time.
+std::optional<std::size_t> receive(int fd, char* buf, std::size_t size,
+                                   steady::time_point deadline) {
+  pollfd pfd{fd, POLLIN, 0};
+  if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+    return std::nullopt;
+  auto n = ::recv(fd, buf, size, 0);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 } // namespace
@@ -298,14 +308,11 @@ void http_client::send_request(const std::string& method, const std::string& tar
 }
 
 bool http_client::fill(steady::time_point deadline) {
-  pollfd pfd{fd_, POLLIN, 0};
-  if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
-    return false;
   char buf[65536];
-  auto n = ::recv(fd_, buf, sizeof buf, 0);
-  if (n <= 0)
+  auto n = receive(fd_, buf, sizeof buf, deadline);
+  if (!n || *n == 0)
     return false;
-  buffer_.append(buf, static_cast<std::size_t>(n));
+  buffer_.append(buf, *n);
   return true;
 }
 
@@ -420,13 +427,12 @@ std::size_t http_client::pending_bytes() const {
 
 bool http_client::closed_by_server(std::chrono::milliseconds limit) {
   auto deadline = steady::now() + limit;
+  char buf[4096];
   for (;;) {
-    pollfd pfd{fd_, POLLIN, 0};
-    if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+    auto n = receive(fd_, buf, sizeof buf, deadline);
+    if (!n)
       return false;
-    char buf[4096];
-    auto n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0)
+    if (*n == 0)
       return true;
   }
 }

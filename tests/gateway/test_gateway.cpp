@@ -53,6 +53,14 @@ void check_error(const http_response& res, int status, const std::string& code) 
   CHECK(res.header("Content-Type") == "application/json");
 }
 
+/// A gateway serving "alice", whose service is backend-a, through a private sshd.
+struct alice_gateway {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  running_gateway gw{dir.write("config.json", make_config(sshd, {{"alice", a.port()}}))};
+};
+
 std::string fetch_metrics(std::uint16_t port) {
   auto res = fetch(port, "GET", "/metrics");
   REQUIRE(res.status == 200);
@@ -432,14 +440,10 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
 }
 
-TEST_CASE("one client's sequential requests keep using one SSH connection", "[gateway]") {
+TEST_CASE_METHOD(alice_gateway, "one client's sequential requests keep using one SSH connection",
+                 "[gateway]") {
   // The client sends each request as soon as it has the previous response. The lease must
   // be back in the pool by then, or the pool opens a second connection.
-  test_sshd sshd;
-  http_backend a{backend_options("backend-a")};
-  temp_dir dir;
-  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
-  running_gateway gw{cfg};
   http_client c{gw.port};
   for (int i = 0; i < 60; ++i) {
     c.send_request("GET", "/u/alice/bytes/" + std::to_string(i));
@@ -454,12 +458,8 @@ TEST_CASE("one client's sequential requests keep using one SSH connection", "[ga
   CHECK(metric_value(text, "sshpool_pool_connections") == "1");
 }
 
-TEST_CASE("/metrics passes promtool and counts the requests sent", "[gateway][metrics]") {
-  test_sshd sshd;
-  http_backend a{backend_options("backend-a")};
-  temp_dir dir;
-  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
-  running_gateway gw{cfg};
+TEST_CASE_METHOD(alice_gateway, "/metrics passes promtool and counts the requests sent",
+                 "[gateway][metrics]") {
   for (int i = 0; i < 3; ++i)
     CHECK(fetch(gw.port, "GET", "/u/alice/api/tags").status == 200);
   CHECK(fetch(gw.port, "GET", "/u/alice/status/500").status == 500);

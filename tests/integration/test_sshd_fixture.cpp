@@ -70,12 +70,7 @@ run_result run_ssh(const test_sshd& sshd, const std::string& identity,
   pid_t pid = spawn(argv, fds[1]);
   ::close(fds[1]);
   run_result result;
-  char buf[1024];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n > 0)
-      result.output.append(buf, static_cast<std::size_t>(n));
-    else if (errno != EINTR)
-      break;
+  while (read_some(fds[0], result.output)) {
   }
   ::close(fds[0]);
   result.status = wait_child(pid);

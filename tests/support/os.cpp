@@ -39,17 +39,23 @@ std::string read_file(const std::string& path) {
   if (fd < 0)
     throw_errno("open " + path);
   std::string content;
+  while (read_some(fd, content)) {
+  }
+  ::close(fd);
+  return content;
+}
+
+bool read_some(int fd, std::string& out) {
   char buf[4096];
   for (;;) {
     auto n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
-      break;
-    content.append(buf, static_cast<std::size_t>(n));
+      return false;
+    out.append(buf, static_cast<std::size_t>(n));
+    return true;
   }
-  ::close(fd);
-  return content;
 }
 
 void write_file(const std::string& path, const std::string& content, mode_t mode) {

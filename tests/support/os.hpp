@@ -1,5 +1,5 @@
 // The POSIX chores the test servers, fixtures and tests share: a private temporary directory,
-// whole-file reads and writes, and child processes with their output redirected.
+// reads and writes of files and pipes, and child processes with their output redirected.
 //
 // Thread-safety: reentrant; each call works on its own files and processes. Failures throw
 // std::system_error naming what failed.
@@ -17,6 +17,10 @@ std::string make_temp_dir(const std::string& prefix);
 
 /// The whole content of `path`, read as bytes.
 std::string read_file(const std::string& path);
+
+/// Reads what `fd` has (one read(2), retried on EINTR) and appends it to `out`; false at EOF
+/// or on an error.
+bool read_some(int fd, std::string& out);
 
 /// Writes `content` to `path`, created (with `mode`) or truncated.
 void write_file(const std::string& path, const std::string& content, mode_t mode = 0644);

@@ -437,7 +437,6 @@ test_sshd::launch_result test_sshd::launch(std::string& failure) {
 
 void test_sshd::read_log(int fd, int wake_fd) {
   std::string pending;
-  char buf[4096];
   for (;;) {
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -447,12 +446,8 @@ void test_sshd::read_log(int fd, int wake_fd) {
     }
     if (fds[1].revents != 0)
       break;
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
+    if (!read_some(fd, pending))
       break;
-    pending.append(buf, static_cast<std::size_t>(n));
     std::size_t begin = 0;
     for (auto end = pending.find('\n'); end != std::string::npos; end = pending.find('\n', begin)) {
       handle_line(pending.substr(begin, end - begin));

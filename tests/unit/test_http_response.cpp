@@ -78,6 +78,15 @@ void check_complete(const outcome& r, std::size_t consumed) {
   CHECK(r.keep_alive);
 }
 
+/// Checks that `r` failed with `code` and a message holding `fragment`.
+void check_failed(const outcome& r, errc code, const std::string& fragment = {}) {
+  INFO(r.message);
+  CHECK(r.failed);
+  CHECK_FALSE(r.complete);
+  CHECK(r.code == code);
+  CHECK_THAT(r.message, Catch::Contains(fragment));
+}
+
 void check_same(const outcome& x, const outcome& y) {
   CHECK(x.consumed == y.consumed);
   CHECK(x.head_complete == y.head_complete);
@@ -219,17 +228,14 @@ TEST_CASE("interim 1xx responses are skipped", "[http]") {
   }
   SECTION("EOF after an interim response") {
     auto r2 = parse("HTTP/1.1 100 Continue\r\n\r\n", false, {}, true);
-    CHECK(r2.failed);
-    CHECK(r2.code == errc::upstream_closed);
+    check_failed(r2, errc::upstream_closed);
   }
 }
 
 TEST_CASE("101 Switching Protocols is a bad response", "[http]") {
   auto r = parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\n\r\n");
-  CHECK(r.failed);
-  CHECK(r.code == errc::bad_response);
-  CHECK_THAT(r.message, Catch::Contains("101"));
+  check_failed(r, errc::bad_response, "101");
   CHECK_FALSE(r.complete);
 }
 
@@ -336,9 +342,7 @@ TEST_CASE("an oversize head is response_too_large", "[http]") {
   CHECK(parse(wire, false, limits).complete);
   limits.max_header_bytes = wire.size() - 1;
   auto r = parse(wire, false, limits);
-  CHECK(r.failed);
-  CHECK(r.code == errc::response_too_large);
-  CHECK_THAT(r.message, Catch::Contains("head too large"));
+  check_failed(r, errc::response_too_large, "head too large");
 
   SECTION("interim responses count against the limit") {
     limits.max_header_bytes = wire.size() + 10;
@@ -367,9 +371,7 @@ TEST_CASE("an oversize body is response_too_large", "[http]") {
                                 "5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n",
                                 "HTTP/1.1 200 OK\r\n\r\n0123456789a"}) {
     auto r = parse(wire, false, limits);
-    CHECK(r.failed);
-    CHECK(r.code == errc::response_too_large);
-    CHECK_THAT(r.message, Catch::Contains("body too large"));
+    check_failed(r, errc::response_too_large, "body too large");
     CHECK(r.body.size() <= 10);
   }
 }
@@ -378,9 +380,7 @@ TEST_CASE("an oversize body is response_too_large", "[http]") {
 
 TEST_CASE("malformed responses are bad_response", "[http]") {
   auto r = parse("HTTP/1.1 abc OK\r\n\r\n");
-  CHECK(r.failed);
-  CHECK(r.code == errc::bad_response);
-  CHECK_THAT(r.message, Catch::Contains("invalid HTTP status code"));
+  check_failed(r, errc::bad_response, "invalid HTTP status code");
 
   for (std::string_view wire :
        {"XTTP/1.1 200 OK\r\n\r\n", "HTTP/x.1 200 OK\r\n\r\n", "hello\r\n",
@@ -390,18 +390,15 @@ TEST_CASE("malformed responses are bad_response", "[http]") {
         "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"}) {
     INFO(wire);
     auto r2 = parse(wire);
-    CHECK(r2.failed);
-    CHECK(r2.code == errc::bad_response);
+    check_failed(r2, errc::bad_response);
     CHECK_FALSE(r2.complete);
   }
 
   // http_parser as built by Debian is lenient here; the parser checks these itself.
   auto spaced = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n");
-  CHECK(spaced.code == errc::bad_response);
-  CHECK_THAT(spaced.message, Catch::Contains("header name #1 is not a token"));
+  check_failed(spaced, errc::bad_response, "header name #1 is not a token");
   auto reason = parse("HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n");
-  CHECK(reason.code == errc::bad_response);
-  CHECK_THAT(reason.message, Catch::Contains("reason phrase"));
+  check_failed(reason, errc::bad_response, "reason phrase");
 
   // Found by fuzzing: http_parser reads "0", "42" or "099" (and "600", "999") as a status.
   for (std::string_view wire :
@@ -410,15 +407,12 @@ TEST_CASE("malformed responses are bad_response", "[http]") {
         "HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 999 Odd\r\n\r\n"}) {
     INFO(wire);
     auto low = parse(wire, false, {}, true);
-    CHECK(low.code == errc::bad_response);
-    CHECK_THAT(low.message, Catch::Contains("not in 100-599"));
+    check_failed(low, errc::bad_response, "not in 100-599");
     CHECK(low.status == 0);
   }
 
   auto chunk = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n");
-  CHECK(chunk.failed);
-  CHECK(chunk.code == errc::bad_response);
-  CHECK_THAT(chunk.message, Catch::Contains("chunk size"));
+  check_failed(chunk, errc::bad_response, "chunk size");
 }
 
 TEST_CASE("a CR without LF in the head is bad_response, in the body it is data", "[http]") {
@@ -433,9 +427,7 @@ TEST_CASE("a CR without LF in the head is bad_response, in the body it is data",
         "\r\rHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"}) {
     INFO(wire);
     auto r = check_split_invariant(wire);
-    CHECK(r.failed);
-    CHECK(r.code == errc::bad_response);
-    CHECK_THAT(r.message, Catch::Contains("CR not followed by LF"));
+    check_failed(r, errc::bad_response, "CR not followed by LF");
     CHECK_FALSE(r.head_complete);
     CHECK(r.headers.size() <= 1);
   }
@@ -452,9 +444,7 @@ TEST_CASE("a CR without LF in the head is bad_response, in the body it is data",
 
 TEST_CASE("EOF before the response ends is upstream_closed", "[http]") {
   auto none = parse("", false, {}, true);
-  CHECK(none.failed);
-  CHECK(none.code == errc::upstream_closed);
-  CHECK_THAT(none.message, Catch::Contains("before any response byte"));
+  check_failed(none, errc::upstream_closed, "before any response byte");
 
   for (std::string_view wire : {"HTTP/1.1 20", "HTTP/1.1 200 OK\r\nContent-Le",
                                 "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
@@ -464,8 +454,7 @@ TEST_CASE("EOF before the response ends is upstream_closed", "[http]") {
     auto r = parse(wire, false, {}, true);
     CHECK(r.failed);
     CHECK_FALSE(r.complete);
-    CHECK(r.code == errc::upstream_closed);
-    CHECK_THAT(r.message, Catch::Contains("mid-response"));
+    check_failed(r, errc::upstream_closed, "mid-response");
   }
 }
 
