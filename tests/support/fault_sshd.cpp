@@ -534,14 +534,6 @@ void fault_sshd::release() noexcept {
   }
 }
 
-std::string fault_sshd::identity_file() const {
-  return dir_ + "/id_ed25519";
-}
-
-std::string fault_sshd::known_hosts_file() const {
-  return dir_ + "/known_hosts";
-}
-
 sshpool::endpoint fault_sshd::make_endpoint(std::uint16_t target_port) const {
   return server_endpoint("127.0.0.1", port_, "fault", identity_file(), known_hosts_file(),
                          target_port);

@@ -216,30 +216,6 @@ test_sshd::~test_sshd() {
   cleanup();
 }
 
-std::string test_sshd::identity_file() const {
-  return dir_ + "/id_ed25519";
-}
-
-std::string test_sshd::wrong_identity_file() const {
-  return dir_ + "/wrong_id_ed25519";
-}
-
-std::string test_sshd::known_hosts_file() const {
-  return dir_ + "/known_hosts";
-}
-
-std::string test_sshd::wrong_known_hosts_file() const {
-  return dir_ + "/wrong_known_hosts";
-}
-
-std::string test_sshd::empty_known_hosts_file() const {
-  return dir_ + "/empty_known_hosts";
-}
-
-std::string test_sshd::log_file() const {
-  return dir_ + "/sshd.log";
-}
-
 sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
   return server_endpoint(options_.listen_address, port_, user_, identity_file(), known_hosts_file(),
                          target_port);
