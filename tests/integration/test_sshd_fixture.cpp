@@ -21,6 +21,7 @@
 #include "support/os.hpp"
 #include "support/process_info.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -93,18 +94,6 @@ bool logged_in(const test_sshd& sshd) {
   return read_file(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
              std::string::npos &&
          !sshd.connection_pids().empty();
-}
-
-/// Polls `condition` every 10 ms for up to 5 s (for changes made by external processes).
-template <class Condition>
-bool eventually(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 /// Whether `pid` is a live process (neither gone nor a zombie awaiting its reaper).

@@ -16,22 +16,24 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include "backend/http_backend.hpp"
 #include "sshpool/text.hpp"
+#include "support/requests.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
 using sshpool::demo::http_backend;
+using sshpool::test::eventually;
+using sshpool::test::pattern;
 using sshpool::text::lower;
 
 http_backend::options test_options() {
@@ -40,25 +42,6 @@ http_backend::options test_options() {
   opts.token_delay = std::chrono::milliseconds(1);
   opts.tokens = 12;
   return opts;
-}
-
-/// The backend's body pattern: byte i is 'a' + i % 26.
-std::string pattern(std::size_t n, std::size_t offset = 0) {
-  std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    s[i] = static_cast<char>('a' + (offset + i) % 26);
-  return s;
-}
-
-/// Waits (yielding, never sleeping) until `pred` holds; false after 10 s.
-bool wait_until(const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
 }
 
 /// A parsed response.
@@ -437,7 +420,7 @@ TEST_CASE("/slow does not block other connections", "[backend]") {
   client slow(backend.port());
   client fast(backend.port());
   slow.send(get("/slow/1000"));
-  REQUIRE(wait_until([&] { return backend.requests_received() == 1; }));
+  REQUIRE(eventually([&] { return backend.requests_received() == 1; }));
   fast.send(post("/echo", "fast"));
   CHECK(fast.read_response().body == "fast");
   // The fast answer is complete while the slow one has not started.
@@ -456,14 +439,14 @@ TEST_CASE("/hang never answers and the connection closes when the client leaves"
   {
     client c(backend.port());
     c.send(get("/hang"));
-    REQUIRE(wait_until([&] { return backend.requests_received() == 1; }));
+    REQUIRE(eventually([&] { return backend.requests_received() == 1; }));
     client other(backend.port());
     other.send(get("/bytes/1"));
     CHECK(other.read_response().body == "a");
     CHECK(c.nothing_pending());
     CHECK(backend.open_connections() == 2);
   }
-  CHECK(wait_until([&] { return backend.open_connections() == 0; }));
+  CHECK(eventually([&] { return backend.open_connections() == 0; }));
 }
 
 TEST_CASE_METHOD(connected, "received() records what arrived", "[backend]") {
@@ -554,8 +537,8 @@ TEST_CASE("the destructor stops while clients are connected", "[backend]") {
     clients[1]->send(get("/bytes/104857600")); // never read: the server's sends block
     clients[2]->send("GET /echo HTTP/1.1\r\nHost: partial");
     clients[3]->send(post("/api/chat", "{}"));
-    REQUIRE(wait_until([&] { return backend.open_connections() == 4; }));
-    REQUIRE(wait_until([&] { return backend.requests_received() == 3; }));
+    REQUIRE(eventually([&] { return backend.open_connections() == 4; }));
+    REQUIRE(eventually([&] { return backend.requests_received() == 3; }));
   }
   // The server is gone: every client sees its connection end.
   CHECK(clients[0]->read_to_eof().empty());
