@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "endpoint_flags.hpp"
 #include "engine_load.hpp"
 #include "http_load.hpp"
 #include "report.hpp"
@@ -90,17 +91,8 @@ const char* usage_text = R"(usage: sshpool-bench [options]
 
 const command_line cli{"sshpool-bench", usage_text};
 
-[[noreturn]] void usage_error(const std::string& what) {
-  cli.fail(what);
-}
-
-std::uint64_t parse_number(const std::string& flag, const std::string& text, std::uint64_t min,
-                           std::uint64_t max) {
-  return cli.number(flag, text, min, max);
-}
-
 std::uint16_t parse_port(const std::string& flag, const std::string& text) {
-  return static_cast<std::uint16_t>(parse_number(flag, text, 1, 65535));
+  return static_cast<std::uint16_t>(cli.number(flag, text, 1, 65535));
 }
 
 std::vector<std::string> split(const std::string& text, char sep) {
@@ -117,34 +109,31 @@ bool is_engine_path(const std::string& path) {
 
 options parse_options(int argc, char** argv) {
   options opts;
-  std::uint16_t target_port = 0;
+  opts.engine.ep = loopback_endpoint();
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::cout << usage_text;
-      std::exit(0);
-    }
+    if (flag == "--help" || flag == "-h")
+      cli.help();
     if (i + 1 >= argc)
-      usage_error("unknown option or missing value: " + flag);
+      cli.fail("unknown option or missing value: " + flag);
     std::string value = argv[++i];
+    if (endpoint_flag(cli, flag, value, opts.engine.ep))
+      continue;
     if (flag == "--duration") {
-      char* end = nullptr;
-      opts.duration_s = std::strtod(value.c_str(), &end);
-      if (end == value.c_str() || *end != '\0' || !(opts.duration_s > 0) || opts.duration_s > 3600)
-        usage_error("--duration wants seconds in (0, 3600], not '" + value + "'");
+      opts.duration_s = cli.seconds(flag, value, 3600);
     } else if (flag == "--rounds") {
-      opts.rounds = parse_number(flag, value, 1, 100);
+      opts.rounds = cli.number(flag, value, 1, 100);
     } else if (flag == "--concurrency") {
-      opts.load.concurrency = parse_number(flag, value, 1, 4096);
+      opts.load.concurrency = cli.number(flag, value, 1, 4096);
     } else if (flag == "--max-requests") {
-      opts.load.max_requests = parse_number(flag, value, 1, UINT64_MAX);
+      opts.load.max_requests = cli.number(flag, value, 1, UINT64_MAX);
     } else if (flag == "--paths") {
       opts.paths = split(value, ',');
       for (auto& p : opts.paths)
         if (std::find(known_paths.begin(), known_paths.end(), p) == known_paths.end())
-          usage_error("unknown path '" + p + "'");
+          cli.fail("unknown path '" + p + "'");
     } else if (flag == "--body-bytes") {
-      opts.load.body_bytes = parse_number(flag, value, 0, 1u << 30);
+      opts.load.body_bytes = cli.number(flag, value, 0, 1u << 30);
     } else if (flag == "--direct-port") {
       opts.direct_port = parse_port(flag, value);
     } else if (flag == "--ssh-n-port") {
@@ -154,55 +143,44 @@ options parse_options(int argc, char** argv) {
     } else if (flag == "--ssh-exec-port") {
       for (auto& port : split(value, ','))
         opts.ssh_exec_ports.push_back(parse_port(flag, port));
-    } else if (flag == "--sshd-port") {
-      opts.engine.sshd_port = parse_port(flag, value);
-    } else if (flag == "--sshd-user") {
-      opts.engine.username = value;
-    } else if (flag == "--identity") {
-      opts.engine.identity_file = value;
-    } else if (flag == "--known-hosts") {
-      opts.engine.known_hosts_file = value;
-    } else if (flag == "--target-port") {
-      target_port = parse_port(flag, value);
     } else if (flag == "--connections") {
-      opts.engine.connections = parse_number(flag, value, 1, 1000);
+      opts.engine.connections = cli.number(flag, value, 1, 1000);
     } else if (flag == "--channels") {
-      opts.engine.channels = parse_number(flag, value, 1, 1000);
+      opts.engine.channels = cli.number(flag, value, 1, 1000);
     } else if (flag == "--users") {
-      opts.engine.users = parse_number(flag, value, 1, 10000);
+      opts.engine.users = cli.number(flag, value, 1, 10000);
     } else if (flag == "--channel-reuse") {
       if (value != "on" && value != "off")
-        usage_error("--channel-reuse wants on or off, not '" + value + "'");
+        cli.fail("--channel-reuse wants on or off, not '" + value + "'");
       opts.engine.channel_reuse = value == "on";
       opts.load.connection_close = !opts.engine.channel_reuse;
     } else if (flag == "--reactors") {
-      opts.engine.reactors = parse_number(flag, value, 1, 64);
+      opts.engine.reactors = cli.number(flag, value, 1, 64);
     } else if (flag == "--csv") {
       opts.csv = value;
     } else if (flag == "--cdf") {
       opts.cdf = value;
     } else {
-      usage_error("unknown option: " + flag);
+      cli.fail("unknown option: " + flag);
     }
   }
   opts.load.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::duration<double>(opts.duration_s));
-  opts.engine.target_port = target_port != 0 ? target_port : opts.direct_port;
+  if (opts.engine.ep.target_port == 0)
+    opts.engine.ep.target_port = opts.direct_port;
   for (auto& p : opts.paths) {
     if (p == "direct" && opts.direct_port == 0)
-      usage_error("path direct needs --direct-port");
+      cli.fail("path direct needs --direct-port");
     if (p == "ssh-N-L" && opts.ssh_n_port == 0)
-      usage_error("path ssh-N-L needs --ssh-n-port");
+      cli.fail("path ssh-N-L needs --ssh-n-port");
     if (p == "node-ssh2" && opts.node_ssh2_port == 0)
-      usage_error("path node-ssh2 needs --node-ssh2-port");
+      cli.fail("path node-ssh2 needs --node-ssh2-port");
     if (p == "ssh-L-exec" && opts.ssh_exec_ports.empty())
-      usage_error("path ssh-L-exec needs --ssh-exec-port");
-    if (is_engine_path(p) && (opts.engine.sshd_port == 0 || opts.engine.username.empty() ||
-                              opts.engine.identity_file.empty() ||
-                              opts.engine.known_hosts_file.empty() || opts.engine.target_port == 0))
-      usage_error("path " + p +
-                  " needs --sshd-port, --sshd-user, --identity, --known-hosts and "
-                  "--direct-port or --target-port");
+      cli.fail("path ssh-L-exec needs --ssh-exec-port");
+    if (is_engine_path(p) && !endpoint_complete(opts.engine.ep))
+      cli.fail("path " + p +
+               " needs --sshd-port, --sshd-user, --identity, --known-hosts and "
+               "--direct-port or --target-port");
   }
   return opts;
 }

@@ -339,16 +339,8 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   cfg.reactor_threads = target.reactors;
   cfg.pool.max_handshakes_per_second = 1000;
   engine_ = std::make_unique<engine>(cfg);
-  endpoint ep;
-  ep.host = "127.0.0.1";
-  ep.port = target.sshd_port;
-  ep.username = target.username;
-  ep.identity_file = target.identity_file;
-  ep.known_hosts_file = target.known_hosts_file;
-  ep.target_host = "127.0.0.1";
-  ep.target_port = target.target_port;
   for (std::size_t i = 0; i < target.users; ++i)
-    if (auto ok = engine_->set_endpoint(user_name(i), ep); !ok)
+    if (auto ok = engine_->set_endpoint(user_name(i), target.ep); !ok)
       throw std::runtime_error{"set_endpoint: " + ok.error().to_string()};
 }
 
@@ -423,10 +415,7 @@ load_result engine_load::run_facade(const load_options& opts) {
     } else {
       bench_clock::time_point last = gate.start;
       for (auto& out : outs) {
-        result.ok += out.result.ok;
-        result.errors += out.result.errors;
-        if (result.first_error.empty())
-          result.first_error = out.result.first_error;
+        result.add(out.result);
         result.latencies.insert(result.latencies.end(), out.result.latencies.begin(),
                                 out.result.latencies.end());
         last = std::max(last, out.last_completion);

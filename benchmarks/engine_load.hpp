@@ -9,6 +9,7 @@
 #include <string>
 
 #include "load.hpp"
+#include "sshpool/types.hpp"
 
 namespace sshpool {
 class engine;
@@ -18,12 +19,8 @@ namespace sshpool::bench {
 
 /// How the engine reaches nginx and how its pool is sized.
 struct engine_target {
-  std::uint16_t sshd_port = 0;
-  std::string username;
-  std::string identity_file;
-  std::string known_hosts_file;
-  /// nginx, as seen from the sshd (on 127.0.0.1).
-  std::uint16_t target_port = 0;
+  /// The sshd, its user and keys, and nginx as the sshd sees it; every user's endpoint.
+  endpoint ep;
   /// Per user.
   std::size_t connections = 1;
   std::size_t channels = 32;

@@ -35,13 +35,10 @@ using fleet_actor = caf::stateful_actor<fleet_state>;
 
 void answered(fleet_actor* self, std::string failure) {
   auto& st = self->state;
-  if (failure.empty()) {
+  if (failure.empty())
     ++st.result.ok;
-  } else {
-    ++st.result.errors;
-    if (st.result.first_error.empty())
-      st.result.first_error = std::move(failure);
-  }
+  else
+    st.result.fail(std::move(failure));
   if (st.progress != nullptr)
     st.progress->fetch_add(1, std::memory_order_relaxed);
   if (--st.pending > 0)

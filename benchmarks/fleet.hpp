@@ -8,24 +8,21 @@
 #include <string>
 #include <vector>
 
+#include "report.hpp"
+
 namespace sshpool {
 class engine;
 } // namespace sshpool
 
 namespace sshpool::bench {
 
-/// What one wave of first requests measured.
-struct fleet_result {
-  /// From sending every acquire to the last answer.
-  std::chrono::nanoseconds elapsed{0};
-  std::uint64_t ok = 0;
-  std::uint64_t errors = 0;
+/// What one wave of first requests measured (`elapsed`: from sending every acquire to the
+/// last answer).
+struct fleet_result : run_counts {
   /// Per successful user: from its acquire to its lease (the handshake, queueing included),
   /// and from its acquire to its response, in nanoseconds.
   std::vector<std::int64_t> lease_latencies;
   std::vector<std::int64_t> request_latencies;
-  /// The first failure (empty if none).
-  std::string first_error;
 };
 
 /// A driver actor sends acquire_atom for every user in `users` at once; each lease gets one

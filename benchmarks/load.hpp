@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "report.hpp"
+
 namespace sshpool::bench {
 
 using bench_clock = std::chrono::steady_clock;
@@ -31,29 +33,16 @@ struct load_options {
   std::atomic<std::uint64_t>* completed = nullptr;
 };
 
-/// What a run measured. The warm-up (one request per slot, which opens connections and
-/// channels) is not counted.
-struct load_result {
-  std::uint64_t ok = 0;
-  std::uint64_t errors = 0;
-  /// From the end of the warm-up to the last completion.
-  std::chrono::nanoseconds elapsed{0};
+/// What a run measured (`elapsed`: from the end of the warm-up to the last completion). The
+/// warm-up (one request per slot, which opens connections and channels) is not counted.
+struct load_result : run_counts {
   /// Latency of every successful request, in nanoseconds.
   std::vector<std::int64_t> latencies;
-  /// The first failure, for the report (empty if none).
-  std::string first_error;
   /// The run could not be carried out (set-up or warm-up failed); the numbers are void.
   bool aborted = false;
   /// Engine paths: the channels open on each connection used, at the end of the run (busy
   /// plus kept for reuse).
   std::vector<std::uint32_t> channels_per_connection;
-
-  /// Counts a failed request and keeps the first description.
-  void fail(std::string what) {
-    ++errors;
-    if (first_error.empty())
-      first_error = std::move(what);
-  }
 
   /// Marks the run as not carried out.
   void abort(std::string what) {

@@ -38,13 +38,10 @@ template <class Next>
 void completed(ops_actor* self, const std::string& failure, const Next& next) {
   auto& st = self->state;
   --st.in_flight;
-  if (failure.empty()) {
-    ++st.result.ops;
-  } else {
-    ++st.result.errors;
-    if (st.result.first_error.empty())
-      st.result.first_error = failure;
-  }
+  if (failure.empty())
+    ++st.result.ok;
+  else
+    st.result.fail(failure);
   if (st.limits.completed != nullptr)
     st.limits.completed->fetch_add(1, std::memory_order_relaxed);
   if (clock_type::now() < st.deadline && st.issued < st.limits.max_ops && st.result.errors == 0) {
@@ -120,8 +117,7 @@ ops_result wait_for(std::future<ops_result> future, const caf::actor& driver,
   if (future.wait_for(limits.duration + 3 * reply_timeout) != std::future_status::ready) {
     caf::anon_send_exit(driver, caf::exit_reason::kill);
     ops_result failed;
-    failed.errors = 1;
-    failed.first_error = "the driver actor did not finish in time";
+    failed.fail("the driver actor did not finish in time");
     return failed;
   }
   return future.get();
@@ -165,7 +161,7 @@ ops_result run_scoped_round_trips(engine& e, bool scoped_actor_per_call, const o
   if (!scoped_actor_per_call)
     kept = std::make_unique<caf::scoped_actor>(e.system());
   result.latencies.reserve(std::min<std::uint64_t>(limits.max_ops, 1u << 20));
-  while (clock_type::now() < deadline && result.ops + result.errors < limits.max_ops &&
+  while (clock_type::now() < deadline && result.ok + result.errors < limits.max_ops &&
          result.errors == 0) {
     auto sent_at = clock_type::now();
     std::unique_ptr<caf::scoped_actor> fresh;
@@ -173,11 +169,8 @@ ops_result run_scoped_round_trips(engine& e, bool scoped_actor_per_call, const o
       fresh = std::make_unique<caf::scoped_actor>(e.system());
     auto& self = scoped_actor_per_call ? *fresh : *kept;
     self->request(echo, caf::timespan{reply_timeout}, std::int32_t{1})
-        .receive([&](std::int32_t) { ++result.ops; },
-                 [&](caf::error& err) {
-                   ++result.errors;
-                   result.first_error = describe(err);
-                 });
+        .receive([&](std::int32_t) { ++result.ok; },
+                 [&](caf::error& err) { result.fail(describe(err)); });
     result.latencies.push_back((clock_type::now() - sent_at).count());
     if (limits.completed != nullptr)
       limits.completed->fetch_add(1, std::memory_order_relaxed);

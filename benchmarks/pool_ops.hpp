@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "report.hpp"
+
 namespace sshpool {
 class engine;
 } // namespace sshpool
@@ -16,13 +18,9 @@ class engine;
 namespace sshpool::bench {
 
 /// Operations (pairs or round trips) of one timed run.
-struct ops_result {
-  std::uint64_t ops = 0;
-  std::uint64_t errors = 0;
-  std::chrono::nanoseconds elapsed{0};
+struct ops_result : run_counts {
   /// Latency of each operation (nanoseconds); empty where not recorded.
   std::vector<std::int64_t> latencies;
-  std::string first_error;
 };
 
 /// What a timed run is allowed to do.

@@ -19,6 +19,11 @@ void command_line::fail(const std::string& what) const {
   std::exit(2);
 }
 
+void command_line::help() const {
+  std::cout << usage_text;
+  std::exit(0);
+}
+
 std::uint64_t command_line::number(const std::string& flag, const std::string& text,
                                    std::uint64_t min, std::uint64_t max) const {
   std::size_t used = 0;
@@ -31,6 +36,14 @@ std::uint64_t command_line::number(const std::string& flag, const std::string& t
   if (used == 0 || used != text.size() || value < min || value > max)
     fail(flag + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) +
          "], not '" + text + "'");
+  return value;
+}
+
+double command_line::seconds(const std::string& flag, const std::string& text, double max) const {
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !(value > 0) || value > max)
+    fail(flag + " wants seconds in (0, " + fixed(max, 0) + "], not '" + text + "'");
   return value;
 }
 

@@ -1,6 +1,6 @@
 // What every sshpool benchmark program shares: its command line's usage errors and bounded
-// numbers, the machine it ran on, number formatting, percentiles, CSV quoting and appending,
-// and the live progress line on stderr. No CAF here.
+// numbers, what a timed run counted, the machine it ran on, number formatting, percentiles, CSV
+// quoting and appending, and the live progress line on stderr. No CAF here.
 #pragma once
 
 #include <atomic>
@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace sshpool::bench {
@@ -21,9 +22,40 @@ struct command_line {
   /// Prints "program: what" and the usage text to stderr, then exits with 2.
   [[noreturn]] void fail(const std::string& what) const;
 
+  /// Prints the usage text to stdout, then exits with 0 (the answer to --help).
+  [[noreturn]] void help() const;
+
   /// `text` as a whole decimal number in [min, max]; else `fail`s naming `flag`.
   std::uint64_t number(const std::string& flag, const std::string& text, std::uint64_t min,
                        std::uint64_t max) const;
+
+  /// `text` as a number of seconds in (0, max]; else `fail`s naming `flag`.
+  double seconds(const std::string& flag, const std::string& text, double max) const;
+};
+
+/// What a timed run counted: the operations that succeeded, those that failed (the first
+/// failure described) and how long the run took.
+struct run_counts {
+  std::uint64_t ok = 0;
+  std::uint64_t errors = 0;
+  std::chrono::nanoseconds elapsed{0};
+  /// The first failure, for the report (empty if none).
+  std::string first_error;
+
+  /// Counts a failed operation and keeps the first description.
+  void fail(std::string what) {
+    ++errors;
+    if (first_error.empty())
+      first_error = std::move(what);
+  }
+
+  /// Adds the counts of `part` (one thread's share of this run); keeps the first failure.
+  void add(const run_counts& part) {
+    ok += part.ok;
+    errors += part.errors;
+    if (first_error.empty())
+      first_error = part.first_error;
+  }
 };
 
 /// Opens `file` for appending; `header` is written first if the file is new or empty.

@@ -6,10 +6,10 @@
 //
 // Prints "holding N" once all N connections were opened (or exits 1 after 60 s), and at
 // the end how many the server closed.
-#include <csignal>
 #include <cstdio>
 #include <string>
 
+#include "net/stop_signals.hpp"
 #include "report.hpp"
 #include "support/slow_flood.hpp"
 
@@ -47,12 +47,8 @@ int main(int argc, char** argv) {
                  opts.connections);
     return 1;
   }
-  // SIGTERM and SIGINT are taken by sigwait, on this thread, once the flood holds.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // SIGTERM and SIGINT are taken on this thread, once the flood holds.
+  const sshpool::net::stop_signals stop;
   sshpool::test::slow_flood flood{opts};
   if (!flood.wait_established(std::chrono::seconds(60))) {
     std::fprintf(stderr, "sshpool-bench-slow: not all %zu connections opened within 60 s\n",
@@ -61,8 +57,7 @@ int main(int argc, char** argv) {
   }
   std::printf("holding %zu\n", opts.connections);
   std::fflush(stdout);
-  int sig = 0;
-  sigwait(&stop, &sig);
+  stop.wait();
   std::printf("closed by the server: %llu\n",
               static_cast<unsigned long long>(flood.closed_by_server()));
   return 0;

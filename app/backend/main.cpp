@@ -6,8 +6,6 @@
 // socket listens (scripts wait for it and read the port from it), then serves until SIGINT
 // or SIGTERM and exits 0. The signals are blocked in every thread and taken with sigwait, so
 // no work happens in a signal handler.
-#include <signal.h>
-
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -16,6 +14,7 @@
 #include <string_view>
 
 #include "backend/http_backend.hpp"
+#include "net/stop_signals.hpp"
 #include "net/text.hpp"
 
 namespace {
@@ -93,21 +92,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Blocked before the server thread exists, so it inherits the mask and only sigwait
+  // Blocked before the server thread exists, so it inherits the mask and only the wait
   // below receives the signals.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sshpool::net::stop_signals stop;
 
   try {
     sshpool::demo::http_backend backend(opts);
     std::cout << "sshpool-backend " << opts.name << " listening on " << opts.bind << ":"
               << backend.port() << std::endl;
-    int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0) {
-    }
+    stop.wait();
   } catch (const std::exception& e) {
     std::cerr << "sshpool-backend: " << e.what() << "\n";
     return 1;

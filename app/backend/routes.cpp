@@ -14,6 +14,7 @@
 #include "backend/server.hpp"
 #include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::demo::detail {
 
@@ -247,7 +248,7 @@ void server::info(connection& c, const request& r) {
   std::vector<std::pair<std::string, std::string>> merged;
   for (const auto& header : r.headers) {
     auto it = std::find_if(merged.begin(), merged.end(),
-                           [&](const auto& m) { return net::iequals(m.first, header.first); });
+                           [&](const auto& m) { return text::iequals(m.first, header.first); });
     if (it == merged.end())
       merged.push_back(header);
     else

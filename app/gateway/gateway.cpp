@@ -25,6 +25,7 @@
 #include "gateway/logging.hpp"
 #include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
 
@@ -189,7 +190,7 @@ void gateway::impl::on_request(http_request req) {
   if (user_header == nullptr && serve_operational(id, req, ex))
     return;
   if (std::count_if(req.headers.begin(), req.headers.end(),
-                    [](const auto& h) { return net::iequals(h.first, "X-User-Id"); }) > 1) {
+                    [](const auto& h) { return text::iequals(h.first, "X-User-Id"); }) > 1) {
     fail(id, std::move(ex), 400, "invalid_request", "more than one X-User-Id header");
     return;
   }
@@ -217,7 +218,7 @@ void gateway::impl::on_request(http_request req) {
     }
   }
   if (user_header != nullptr) {
-    std::string named{net::trim(*user_header)};
+    std::string named{text::trim(*user_header)};
     if (named.empty()) {
       fail(id, std::move(ex), 400, "invalid_request", "empty X-User-Id header");
       return;
@@ -327,7 +328,7 @@ void gateway::impl::upstream_head(std::uint64_t id, response res) {
   head.reason = res.reason;
   head.no_body = has_no_body(ex.head_request, res.status);
   for (auto& [name, value] : res.headers)
-    if (!head.content_length && net::iequals(name, "content-length"))
+    if (!head.content_length && text::iequals(name, "content-length"))
       head.content_length = net::parse_unsigned(value);
   head.headers = end_to_end(std::move(res.headers), {"content-length", "x-request-id"});
   head.headers.emplace_back("X-Request-Id", ex.request_id);

@@ -2,6 +2,7 @@
 #include "gateway/gateway_metrics.hpp"
 
 #include <cstdio>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -114,6 +115,177 @@ std::uint64_t leased_connections(const pool_stats& p) {
   return p.total_connections > free ? p.total_connections - free : 0;
 }
 
+/// Where a figure is shown: `metric`, a family of its own described by `help`, in /metrics;
+/// `key` in the object `section` of /stats (at the top level if `section` is empty).
+struct placement {
+  const char* metric;
+  const char* help;
+  const char* section;
+  const char* key;
+};
+
+/// A figure with a single sample (a boolean is 1 or 0 in /metrics).
+struct single_figure {
+  placement where;
+  const char* type;
+  json value;
+};
+
+/// Every single-sample figure of `v`; the last drain's only once one finished.
+std::vector<single_figure> single_figures(const metrics_view& v) {
+  const auto& p = v.pool.pool;
+  const auto& f = v.front;
+  const auto& m = v.engine;
+  const auto& c = v.pool.cleanup;
+  std::vector<single_figure> out = {
+      {{"sshpool_ready", "1 while new requests are accepted, 0 once a drain started.", "", "ready"},
+       "gauge",
+       !v.draining},
+      {{"sshpool_pool_connections",
+        "SSH connections counted against the caps (connecting + ready).", "pool", "connections"},
+       "gauge",
+       p.total_connections},
+      {{"sshpool_pool_users", "Users with a pool.", "pool", "users"}, "gauge", p.user_count},
+      {{"sshpool_pool_leases", "Leases held right now.", "pool", "leases"}, "gauge", p.leases},
+      {{"sshpool_pool_waiters", "Requests waiting for a lease.", "pool", "waiters"},
+       "gauge",
+       p.waiters},
+      {{"sshpool_gateway_forwards_in_flight", "Requests being forwarded right now.", "gateway",
+        "forwards_in_flight"},
+       "gauge",
+       f.forwards_in_flight},
+      {{"sshpool_gateway_client_connections", "Open client connections.", "gateway",
+        "client_connections"},
+       "gauge",
+       f.open_connections},
+      {{"sshpool_gateway_client_connections_accepted_total", "Client connections accepted.",
+        "gateway", "client_connections_accepted"},
+       "counter",
+       f.connections_accepted},
+      {{"sshpool_gateway_client_connections_shed_total",
+        "Client connections closed to make room for a new client (all slots, or its source's, "
+        "taken).",
+        "gateway", "client_connections_shed"},
+       "counter",
+       f.shed_connections},
+      {{"sshpool_gateway_client_connections_refused_total",
+        "New clients answered 503 at once: every slot carried a request.", "gateway",
+        "client_connections_refused"},
+       "counter",
+       f.refused_connections},
+      {{"sshpool_gateway_client_header_timeouts_total",
+        "Client connections that did not send a complete request head in time.", "gateway",
+        "client_header_timeouts"},
+       "counter",
+       f.header_timeouts},
+      {{"sshpool_gateway_received_bytes_total", "Bytes received from clients.", "gateway",
+        "bytes_received"},
+       "counter",
+       f.bytes_received},
+      {{"sshpool_gateway_sent_bytes_total", "Bytes sent to clients.", "gateway", "bytes_sent"},
+       "counter",
+       f.bytes_sent},
+      {{"sshpool_upstream_received_bytes_total",
+        "Bytes received from the users' services through SSH.", "upstream", "bytes_received"},
+       "counter",
+       m.bytes_in},
+      {{"sshpool_upstream_sent_bytes_total", "Bytes sent to the users' services through SSH.",
+        "upstream", "bytes_sent"},
+       "counter",
+       m.bytes_out},
+      {{"sshpool_ssh_handshakes_total", "SSH handshakes started.", "ssh", "handshakes"},
+       "counter",
+       m.handshakes_started},
+      {{"sshpool_ssh_handshake_failures_total", "SSH handshakes that failed.", "ssh",
+        "handshake_failures"},
+       "counter",
+       m.handshakes_failed},
+      {{"sshpool_ssh_keepalive_failures_total",
+        "Connections closed because a keepalive probe got no answer in time.", "ssh",
+        "keepalive_failures"},
+       "counter",
+       m.keepalive_failures},
+      {{"sshpool_ssh_connections_opened_total", "SSH connections established.", "ssh",
+        "connections_opened"},
+       "counter",
+       m.connections_opened},
+      {{"sshpool_ssh_connections_closed_total", "SSH connections closed.", "ssh",
+        "connections_closed"},
+       "counter",
+       m.connections_closed},
+      {{"sshpool_cleanup_running", "1 while the idle cleanup runs periodically.", "cleanup",
+        "running"},
+       "gauge",
+       c.is_running},
+      {{"sshpool_cleanup_runs_total", "Idle cleanup runs.", "cleanup", "runs"}, "counter", c.runs},
+      {{"sshpool_cleanup_closed_connections_total", "Idle connections closed by the cleanup.",
+        "cleanup", "closed_connections"},
+       "counter",
+       c.cleanup_count},
+  };
+  if (v.last_shutdown) {
+    const auto& r = *v.last_shutdown;
+    out.insert(
+        out.end(),
+        {{{"sshpool_shutdown_duration_seconds", "Duration of the last drain.", "shutdown",
+           "duration_seconds"},
+          "gauge",
+          seconds(r.duration)},
+         {{"sshpool_shutdown_connections_closed", "SSH connections closed by the last drain.",
+           "shutdown", "connections_closed"},
+          "gauge",
+          r.connections_closed},
+         {{"sshpool_shutdown_in_flight_requests", "Requests in flight when the last drain started.",
+           "shutdown", "in_flight_at_start"},
+          "gauge",
+          r.in_flight_at_start},
+         {{"sshpool_shutdown_completed_requests",
+           "Of those, requests that completed during the drain.", "shutdown",
+           "completed_during_drain"},
+          "gauge",
+          r.completed_during_drain},
+         {{"sshpool_shutdown_cut_requests",
+           "Of those, requests cut at the end of the grace period.", "shutdown", "cut"},
+          "gauge",
+          r.cut},
+         {{"sshpool_shutdown_forced", "1 if the last drain cut what remained.", "shutdown",
+           "forced"},
+          "gauge",
+          r.forced}});
+  }
+  return out;
+}
+
+/// A latency histogram: its buckets in /metrics, a summary (histogram_json) in /stats.
+struct histogram_figure {
+  placement where;
+  histogram_snapshot value;
+};
+
+/// Every histogram of `v`.
+std::vector<histogram_figure> histograms(const metrics_view& v) {
+  return {{{"sshpool_gateway_request_duration_seconds",
+            "Time from a complete request to the last response byte taken by the socket.",
+            "gateway", "request_duration_seconds"},
+           v.gateway.latency()},
+          {{"sshpool_upstream_request_duration_seconds",
+            "Duration of forwards in the engine, from arrival to the end of the response.",
+            "upstream", "request_duration_seconds"},
+           v.engine.request_seconds},
+          {{"sshpool_ssh_channel_open_duration_seconds", "Time to open a direct-tcpip channel.",
+            "ssh", "channel_open_duration_seconds"},
+           v.engine.channel_open_seconds},
+          {{"sshpool_ssh_handshake_duration_seconds",
+            "Time of SSH handshakes (TCP connect, key exchange, host key, authentication).", "ssh",
+            "handshake_duration_seconds"},
+           v.engine.handshake_seconds}};
+}
+
+/// Where `where` puts its figure in the /stats object `out`.
+json& stats_entry(json& out, const placement& where) {
+  return where.section[0] == '\0' ? out[where.key] : out[where.section][where.key];
+}
+
 } // namespace
 
 void gateway_metrics::count(int status, const std::string& code, std::chrono::nanoseconds latency) {
@@ -123,12 +295,10 @@ void gateway_metrics::count(int status, const std::string& code, std::chrono::na
 
 std::string render_prometheus(const metrics_view& v) {
   exposition e;
+  for (const auto& f : single_figures(v))
+    e.single(f.where.metric, f.type, f.where.help,
+             f.value.is_boolean() ? (f.value.get<bool>() ? 1 : 0) : f.value.get<double>());
   const auto& p = v.pool.pool;
-  e.single("sshpool_ready", "gauge", "1 while new requests are accepted, 0 once a drain started.",
-           v.draining ? 0 : 1);
-  e.single("sshpool_pool_connections", "gauge",
-           "SSH connections counted against the caps (connecting + ready).",
-           static_cast<double>(p.total_connections));
   e.family("sshpool_pool_connections_by_state", "gauge",
            "SSH connections by state: connecting, idle (ready, no lease), leased.");
   e.sample("sshpool_pool_connections_by_state", static_cast<double>(p.connecting),
@@ -136,11 +306,6 @@ std::string render_prometheus(const metrics_view& v) {
   e.sample("sshpool_pool_connections_by_state", static_cast<double>(p.idle), "state=\"idle\"");
   e.sample("sshpool_pool_connections_by_state", static_cast<double>(leased_connections(p)),
            "state=\"leased\"");
-  e.single("sshpool_pool_users", "gauge", "Users with a pool.", static_cast<double>(p.user_count));
-  e.single("sshpool_pool_leases", "gauge", "Leases held right now.", static_cast<double>(p.leases));
-  e.single("sshpool_pool_waiters", "gauge", "Requests waiting for a lease.",
-           static_cast<double>(p.waiters));
-
   e.family("sshpool_gateway_requests_total", "counter",
            "Requests answered by the gateway (operational endpoints excluded), by HTTP status "
            "and result code (ok, an sshpool error code, or client_closed).");
@@ -148,87 +313,13 @@ std::string render_prometheus(const metrics_view& v) {
     e.sample("sshpool_gateway_requests_total", static_cast<double>(count),
              "status=\"" + std::to_string(key.first) + "\",code=\"" + label_value(key.second) +
                  "\"");
-  e.histogram("sshpool_gateway_request_duration_seconds",
-              "Time from a complete request to the last response byte taken by the socket.",
-              v.gateway.latency());
-  e.single("sshpool_gateway_forwards_in_flight", "gauge", "Requests being forwarded right now.",
-           static_cast<double>(v.front.forwards_in_flight));
-  e.single("sshpool_gateway_client_connections", "gauge", "Open client connections.",
-           static_cast<double>(v.front.open_connections));
-  e.single("sshpool_gateway_client_connections_accepted_total", "counter",
-           "Client connections accepted.", static_cast<double>(v.front.connections_accepted));
-  e.single("sshpool_gateway_client_connections_shed_total", "counter",
-           "Client connections closed to make room for a new client (all slots, or its "
-           "source's, taken).",
-           static_cast<double>(v.front.shed_connections));
-  e.single("sshpool_gateway_client_connections_refused_total", "counter",
-           "New clients answered 503 at once: every slot carried a request.",
-           static_cast<double>(v.front.refused_connections));
-  e.single("sshpool_gateway_client_header_timeouts_total", "counter",
-           "Client connections that did not send a complete request head in time.",
-           static_cast<double>(v.front.header_timeouts));
-  e.single("sshpool_gateway_received_bytes_total", "counter", "Bytes received from clients.",
-           static_cast<double>(v.front.bytes_received));
-  e.single("sshpool_gateway_sent_bytes_total", "counter", "Bytes sent to clients.",
-           static_cast<double>(v.front.bytes_sent));
-
   e.family("sshpool_upstream_requests_total", "counter",
            "Forwards finished by the engine, by result (ok or an sshpool error code).");
   for (auto& [result, count] : v.engine.requests)
     e.sample("sshpool_upstream_requests_total", static_cast<double>(count),
              "result=\"" + label_value(result) + "\"");
-  e.histogram("sshpool_upstream_request_duration_seconds",
-              "Duration of forwards in the engine, from arrival to the end of the response.",
-              v.engine.request_seconds);
-  e.single("sshpool_upstream_received_bytes_total", "counter",
-           "Bytes received from the users' services through SSH.",
-           static_cast<double>(v.engine.bytes_in));
-  e.single("sshpool_upstream_sent_bytes_total", "counter",
-           "Bytes sent to the users' services through SSH.",
-           static_cast<double>(v.engine.bytes_out));
-  e.histogram("sshpool_ssh_channel_open_duration_seconds", "Time to open a direct-tcpip channel.",
-              v.engine.channel_open_seconds);
-  e.histogram("sshpool_ssh_handshake_duration_seconds",
-              "Time of SSH handshakes (TCP connect, key exchange, host key, authentication).",
-              v.engine.handshake_seconds);
-  e.single("sshpool_ssh_handshakes_total", "counter", "SSH handshakes started.",
-           static_cast<double>(v.engine.handshakes_started));
-  e.single("sshpool_ssh_handshake_failures_total", "counter", "SSH handshakes that failed.",
-           static_cast<double>(v.engine.handshakes_failed));
-  e.single("sshpool_ssh_keepalive_failures_total", "counter",
-           "Connections closed because a keepalive probe got no answer in time.",
-           static_cast<double>(v.engine.keepalive_failures));
-  e.single("sshpool_ssh_connections_opened_total", "counter", "SSH connections established.",
-           static_cast<double>(v.engine.connections_opened));
-  e.single("sshpool_ssh_connections_closed_total", "counter", "SSH connections closed.",
-           static_cast<double>(v.engine.connections_closed));
-
-  const auto& c = v.pool.cleanup;
-  e.single("sshpool_cleanup_running", "gauge", "1 while the idle cleanup runs periodically.",
-           c.is_running ? 1 : 0);
-  e.single("sshpool_cleanup_runs_total", "counter", "Idle cleanup runs.",
-           static_cast<double>(c.runs));
-  e.single("sshpool_cleanup_closed_connections_total", "counter",
-           "Idle connections closed by the cleanup.", static_cast<double>(c.cleanup_count));
-
-  if (v.last_shutdown) {
-    const auto& r = *v.last_shutdown;
-    e.single("sshpool_shutdown_duration_seconds", "gauge", "Duration of the last drain.",
-             seconds(r.duration));
-    e.single("sshpool_shutdown_connections_closed", "gauge",
-             "SSH connections closed by the last drain.",
-             static_cast<double>(r.connections_closed));
-    e.single("sshpool_shutdown_in_flight_requests", "gauge",
-             "Requests in flight when the last drain started.",
-             static_cast<double>(r.in_flight_at_start));
-    e.single("sshpool_shutdown_completed_requests", "gauge",
-             "Of those, requests that completed during the drain.",
-             static_cast<double>(r.completed_during_drain));
-    e.single("sshpool_shutdown_cut_requests", "gauge",
-             "Of those, requests cut at the end of the grace period.", static_cast<double>(r.cut));
-    e.single("sshpool_shutdown_forced", "gauge", "1 if the last drain cut what remained.",
-             r.forced ? 1 : 0);
-  }
+  for (const auto& h : histograms(v))
+    e.histogram(h.where.metric, h.where.help, h.value);
   return e.take();
 }
 
@@ -252,58 +343,19 @@ std::string render_json(const metrics_view& v) {
   for (auto& [result, count] : v.engine.requests)
     upstream_requests[result] = count;
   const auto& c = v.pool.cleanup;
-  json out = {
-      {"ready", !v.draining},
-      {"pool",
-       {{"connections", p.total_connections},
-        {"connecting", p.connecting},
-        {"idle", p.idle},
-        {"leased", leased_connections(p)},
-        {"users", p.user_count},
-        {"leases", p.leases},
-        {"waiters", p.waiters},
-        {"per_user", std::move(users)}}},
-      {"gateway",
-       {{"requests", std::move(requests)},
-        {"request_duration_seconds", histogram_json(v.gateway.latency())},
-        {"forwards_in_flight", v.front.forwards_in_flight},
-        {"client_connections", v.front.open_connections},
-        {"client_connections_accepted", v.front.connections_accepted},
-        {"client_connections_shed", v.front.shed_connections},
-        {"client_connections_refused", v.front.refused_connections},
-        {"client_header_timeouts", v.front.header_timeouts},
-        {"bytes_received", v.front.bytes_received},
-        {"bytes_sent", v.front.bytes_sent}}},
-      {"upstream",
-       {{"requests", std::move(upstream_requests)},
-        {"request_duration_seconds", histogram_json(v.engine.request_seconds)},
-        {"bytes_received", v.engine.bytes_in},
-        {"bytes_sent", v.engine.bytes_out}}},
-      {"ssh",
-       {{"handshakes", v.engine.handshakes_started},
-        {"handshake_failures", v.engine.handshakes_failed},
-        {"handshake_duration_seconds", histogram_json(v.engine.handshake_seconds)},
-        {"channel_open_duration_seconds", histogram_json(v.engine.channel_open_seconds)},
-        {"keepalive_failures", v.engine.keepalive_failures},
-        {"connections_opened", v.engine.connections_opened},
-        {"connections_closed", v.engine.connections_closed}}},
-      {"cleanup",
-       {{"running", c.is_running},
-        {"runs", c.runs},
-        {"closed_connections", c.cleanup_count},
-        {"interval_seconds", seconds(c.config.cleanup_interval)},
-        {"max_idle_seconds", seconds(c.config.max_idle_time)}}},
-      {"shutdown", nullptr},
-  };
-  if (v.last_shutdown) {
-    const auto& r = *v.last_shutdown;
-    out["shutdown"] = {{"duration_seconds", seconds(r.duration)},
-                       {"connections_closed", r.connections_closed},
-                       {"in_flight_at_start", r.in_flight_at_start},
-                       {"completed_during_drain", r.completed_during_drain},
-                       {"cut", r.cut},
-                       {"forced", r.forced}};
-  }
+  json out = {{"shutdown", nullptr}};
+  for (const auto& f : single_figures(v))
+    stats_entry(out, f.where) = f.value;
+  for (const auto& h : histograms(v))
+    stats_entry(out, h.where) = histogram_json(h.value);
+  out["pool"]["connecting"] = p.connecting;
+  out["pool"]["idle"] = p.idle;
+  out["pool"]["leased"] = leased_connections(p);
+  out["pool"]["per_user"] = std::move(users);
+  out["gateway"]["requests"] = std::move(requests);
+  out["upstream"]["requests"] = std::move(upstream_requests);
+  out["cleanup"]["interval_seconds"] = seconds(c.config.cleanup_interval);
+  out["cleanup"]["max_idle_seconds"] = seconds(c.config.max_idle_time);
   return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <unordered_set>
 
-#include "net/text.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
 
@@ -18,14 +18,14 @@ std::unordered_set<std::string> hop_by_hop(const header_list& headers) {
   std::unordered_set<std::string> names = {"connection", "keep-alive", "transfer-encoding",
                                            "te",         "trailer",    "upgrade"};
   for (auto& [name, value] : headers) {
-    if (!net::iequals(name, "connection"))
+    if (!text::iequals(name, "connection"))
       continue;
     std::string_view rest = value;
     while (!rest.empty()) {
       auto comma = rest.find(',');
-      auto token = net::trim(rest.substr(0, comma));
+      auto token = text::trim(rest.substr(0, comma));
       if (!token.empty())
-        names.insert(net::lower(token));
+        names.insert(text::lower(token));
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     }
   }
@@ -39,7 +39,7 @@ header_list end_to_end(header_list headers, std::initializer_list<std::string_vi
   for (auto name : also_drop)
     drop.emplace(name);
   auto hop = [&](const auto& header) {
-    auto key = net::lower(header.first);
+    auto key = text::lower(header.first);
     return drop.count(key) != 0 || key.rfind("proxy-", 0) == 0;
   };
   headers.erase(std::remove_if(headers.begin(), headers.end(), hop), headers.end());

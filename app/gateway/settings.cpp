@@ -16,6 +16,7 @@
 
 #include "net/text.hpp"
 #include "sshpool/ssh/key_check.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
 
@@ -129,7 +130,7 @@ const std::vector<setting>& settings() {
        }},
       {"log_level", "LOG_LEVEL", "LEVEL", "", "error, warn, info, debug or trace",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto level = net::lower(v);
+         auto level = text::lower(v);
          for (const char* ok : {"error", "warn", "info", "debug", "trace"})
            if (level == ok) {
              c.log_level = level;
@@ -140,7 +141,7 @@ const std::vector<setting>& settings() {
        [](const gateway_config& c) { return c.log_level; }},
       {"log_format", "LOG_FORMAT", "FORMAT", "", "text or json (one JSON object per line)",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto f = net::lower(v);
+         auto f = text::lower(v);
          if (f != "text" && f != "json")
            return "'" + std::string{v} + "' is not text or json";
          c.format = f == "json" ? log_format::json : log_format::text;
@@ -189,7 +190,7 @@ const std::vector<setting>& settings() {
       {"shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE", "BOOL", "",
        "true: cut what remains at the end of the grace period; false: wait for it",
        [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = net::lower(v);
+         auto b = text::lower(v);
          if (b != "true" && b != "false")
            return "'" + std::string{v} + "' is not true or false";
          c.engine.pool.force_after_grace_period = b == "true";

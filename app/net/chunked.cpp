@@ -11,7 +11,8 @@
 #include "net/chunked.hpp"
 
 #include <algorithm>
-#include <cstring>
+
+#include "sshpool/ssh/http_framing.hpp"
 
 namespace sshpool::net {
 
@@ -25,20 +26,6 @@ int hex_value(char c) {
   if (c >= 'A' && c <= 'F')
     return c - 'A' + 10;
   return -1;
-}
-
-/// A byte allowed in a chunk extension or a trailer field line: visible ASCII, SP, HTAB or
-/// obs-text; never CR, LF, NUL or another control character.
-bool line_byte(char c) {
-  auto u = static_cast<unsigned char>(c);
-  return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
-
-/// A byte of a field name (RFC 9110 tchar).
-bool token_byte(char c) {
-  auto u = static_cast<unsigned char>(c);
-  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-         (u != 0 && std::strchr("!#$%&'*+-.^_`|~", u) != nullptr);
 }
 
 } // namespace
@@ -85,7 +72,7 @@ chunked_decoder::status chunked_decoder::feed(std::string_view data, std::string
     case state::ext:
       if (c == '\r')
         st_ = state::size_lf;
-      else if (!line_byte(c))
+      else if (!is_field_value_byte(c))
         return fail(status::bad, "control character (a bare LF?) in a chunk extension");
       ++i;
       break;
@@ -137,12 +124,12 @@ chunked_decoder::status chunked_decoder::feed(std::string_view data, std::string
         ++i;
         break;
       }
-      if (!line_byte(c)) {
+      if (!is_field_value_byte(c)) {
         return fail(status::bad, "control character (a bare LF?) in the trailer section");
       } else if (!in_value_) {
         if (c == ':' && line_bytes_ > 0)
           in_value_ = true;
-        else if (!token_byte(c))
+        else if (!is_tchar(c))
           return fail(status::bad, "invalid trailer field name");
       }
       ++line_bytes_;

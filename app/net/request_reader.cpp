@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "net/text.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::net {
 
@@ -23,7 +23,7 @@ const char* reason_phrase(int status) noexcept {
 
 const std::string* request::header(std::string_view name) const {
   for (const auto& [key, value] : headers)
-    if (iequals(key, name))
+    if (text::iequals(key, name))
       return &value;
   return nullptr;
 }
@@ -162,7 +162,7 @@ int request_reader::on_headers_complete(http_parser* p) {
     value.erase(last == std::string::npos ? 0 : last + 1);
   }
   auto hosts = std::count_if(req.headers.begin(), req.headers.end(),
-                             [](const auto& h) { return iequals(h.first, "Host"); });
+                             [](const auto& h) { return text::iequals(h.first, "Host"); });
   if (hosts > 1 || (hosts == 0 && !req.http10))
     return r.refuse(400,
                     hosts > 1 ? "more than one Host header" : "an HTTP/1.1 request without Host");
@@ -172,7 +172,7 @@ int request_reader::on_headers_complete(http_parser* p) {
   if (!chunked && has_length && p->content_length > r.max_body_)
     return r.refuse(413, "request body over " + std::to_string(r.max_body_) + " bytes");
   const std::string* expect = req.header("Expect");
-  r.expect_continue_ = expect != nullptr && iequals(*expect, "100-continue") && !req.http10 &&
+  r.expect_continue_ = expect != nullptr && text::iequals(*expect, "100-continue") && !req.http10 &&
                        (chunked || (has_length && p->content_length > 0));
   if (!chunked)
     return 0;

@@ -1,7 +1,8 @@
-// The small text helpers of the demo's HTTP code (both epoll servers, the gateway's routing,
-// settings and logs), written once: case-insensitive comparison, lower-casing, trimming,
-// strict number parsing, decimal/hex formatting and JSON string escaping (for the places
-// that write JSON by hand instead of through nlohmann, which costs an allocation per value).
+// The number and JSON helpers of the demo's HTTP code (both epoll servers, the gateway's
+// routing, settings and logs), written once: strict number parsing, decimal/hex formatting
+// and JSON string escaping (for the places that write JSON by hand instead of through
+// nlohmann, which costs an allocation per value). Case-insensitive comparison, lower-casing
+// and trimming are sshpool/text.hpp's, shared with the engine.
 //
 // Thread-safety: pure functions, reentrant.
 #pragma once
@@ -12,15 +13,6 @@
 #include <string_view>
 
 namespace sshpool::net {
-
-/// ASCII case-insensitive equality (header names, tokens).
-bool iequals(std::string_view a, std::string_view b) noexcept;
-
-/// An ASCII lower-case copy of `s`.
-std::string lower(std::string_view s);
-
-/// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
-std::string_view trim(std::string_view s) noexcept;
 
 /// A whole decimal number without sign; nullopt if empty, not all digits, or over 2^64-1.
 std::optional<std::uint64_t> parse_unsigned(std::string_view s) noexcept;

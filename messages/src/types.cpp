@@ -1,16 +1,11 @@
 #include "sshpool/types.hpp"
 
-#include <strings.h>
-
 #include "sshpool/config.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool {
 
 namespace {
-
-bool iequals(std::string_view x, std::string_view y) noexcept {
-  return x.size() == y.size() && strncasecmp(x.data(), y.data(), x.size()) == 0;
-}
 
 expected<void> positive(std::size_t value, const char* name) {
   if (value == 0)
@@ -28,7 +23,7 @@ expected<void> positive(std::chrono::milliseconds value, const char* name) {
 
 const std::string* response::header(std::string_view name) const noexcept {
   for (auto& [key, value] : headers)
-    if (iequals(key, name))
+    if (text::iequals(key, name))
       return &value;
   return nullptr;
 }

@@ -13,6 +13,7 @@
 
 #include "key_loader.hpp"
 #include "patterns.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::ssh {
 
@@ -155,7 +156,7 @@ std::optional<listen_permission> parse_listen(std::string_view value) {
     if (host.empty())
       return std::nullopt;
     if (host != "*")
-      p.host = ascii_lower(host);
+      p.host = text::lower(host);
   }
   if (port == "*")
     return p;
@@ -187,7 +188,7 @@ std::optional<std::string> apply_options(std::string_view field, authorized_key&
     auto option = field.substr(0, end);
     field.remove_prefix(std::min(end + 1, field.size()));
     auto eq = option.find('=');
-    auto name = ascii_lower(option.substr(0, eq));
+    auto name = text::lower(option.substr(0, eq));
     std::optional<std::string> value;
     if (eq != std::string_view::npos) {
       auto raw = option.substr(eq + 1);
@@ -322,7 +323,7 @@ bool source_allowed(const authorized_key& key, std::string_view source) {
     return true;
   // OpenSSH's addr_match_list: CIDR entries compare numerically, others as wildcards.
   auto address = address_bytes(source);
-  auto name = ascii_lower(source);
+  auto name = text::lower(source);
   bool positive = false;
   std::string_view list = key.from;
   while (!list.empty()) {
@@ -340,7 +341,7 @@ bool source_allowed(const authorized_key& key, std::string_view source) {
         return false;
       match = in_network(address, network, bits);
     } else {
-      match = wildcard_match(name, ascii_lower(entry));
+      match = wildcard_match(name, text::lower(entry));
     }
     if (match && negated)
       return false;
@@ -354,7 +355,7 @@ bool listen_allowed(const authorized_key& key, std::string_view address, std::ui
     return false;
   if (key.permit_listen.empty())
     return true;
-  auto host = ascii_lower(address);
+  auto host = text::lower(address);
   return std::any_of(key.permit_listen.begin(), key.permit_listen.end(),
                      [&](const listen_permission& p) {
                        return (!p.port || *p.port == port) && (p.host.empty() || p.host == host);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "patterns.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool::ssh {
 
@@ -93,7 +94,7 @@ std::vector<std::string_view> fields(std::string_view line, std::size_t max) {
 } // namespace
 
 std::string known_hosts_name(std::string_view host, std::uint16_t port) {
-  auto name = ascii_lower(host);
+  auto name = text::lower(host);
   return port == 22 ? name : "[" + name + "]:" + std::to_string(port);
 }
 

@@ -1,16 +1,9 @@
 // OpenSSH's host patterns (see patterns.hpp).
 #include "patterns.hpp"
 
-#include <cctype>
+#include "sshpool/text.hpp"
 
 namespace sshpool::ssh {
-
-std::string ascii_lower(std::string_view text) {
-  std::string out{text};
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool wildcard_match(std::string_view text, std::string_view pattern) {
   std::size_t t = 0, p = 0, star = std::string_view::npos, resume = 0;
@@ -37,7 +30,7 @@ bool patterns_match(std::string_view name, std::string_view list) {
   bool positive = false;
   while (!list.empty()) {
     auto comma = list.find(',');
-    auto pattern = ascii_lower(list.substr(0, comma));
+    auto pattern = text::lower(list.substr(0, comma));
     list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
     bool negated = !pattern.empty() && pattern[0] == '!';
     if (wildcard_match(name, std::string_view{pattern}.substr(negated ? 1 : 0))) {

@@ -8,9 +8,6 @@
 
 namespace sshpool::ssh {
 
-/// `text` in ASCII lower case.
-std::string ascii_lower(std::string_view text);
-
 /// OpenSSH's match_pattern: `*` matches any run of characters, `?` any one.
 bool wildcard_match(std::string_view text, std::string_view pattern);
 

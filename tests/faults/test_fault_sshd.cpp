@@ -7,14 +7,15 @@
 #include <future>
 #include <string>
 
-#include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/fault_sshd.hpp"
+#include "support/requests.hpp"
+#include "support/timing.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
-using sshpool::demo::http_backend;
-using sshpool::test::fault_sshd;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -29,24 +30,56 @@ engine_config fault_config() {
 }
 
 /// A fault server, a backend behind it, and an engine whose user "alice" reaches the
-/// backend through the fault server. The server outlives the engine (declared first).
-struct world {
-  fault_sshd sshd;
-  http_backend backend{http_backend::options{"backend-a"}};
-  engine eng;
-
-  explicit world(engine_config cfg = fault_config()) : eng(std::move(cfg)) {
-    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  }
+/// backend through the fault server.
+struct world : basic_world<fault_sshd> {
+  explicit world(engine_config cfg = fault_config()) : basic_world(std::move(cfg)) {}
 };
 
-request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
-  request req;
-  req.id = std::move(id);
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  return req;
+/// A forward's result and how long the call took.
+struct timed_result {
+  expected<response> res;
+  steady::duration elapsed;
+};
+
+/// Forwards `req` on `conn` with `deadline`, timing the call.
+timed_result timed_forward(const connection& conn, const request& req,
+                           std::chrono::milliseconds deadline) {
+  auto start = steady::now();
+  auto res = conn.forward(req, deadline);
+  return {std::move(res), steady::now() - start};
+}
+
+/// Checks that `t` failed with `code`; a failure shows what came back and when.
+void check_failed(const timed_result& t, errc code) {
+  INFO(describe(t.res) << " after " << ms(t.elapsed) << " ms");
+  REQUIRE_FALSE(t.res);
+  CHECK(t.res.error().code() == code);
+}
+
+/// Checks that `t` failed with request_timeout at its `deadline`, not before and not more
+/// than 500 ms after.
+void check_timed_out_at(const timed_result& t, std::chrono::milliseconds deadline) {
+  check_failed(t, errc::request_timeout);
+  CHECK(t.elapsed >= deadline);
+  CHECK(t.elapsed < deadline + 500ms);
+}
+
+/// Checks that `t` succeeded with status 200; a failure shows what came back and when.
+void check_ok(const timed_result& t) {
+  INFO(describe(t.res) << " after " << ms(t.elapsed) << " ms");
+  REQUIRE(t.res);
+  CHECK(t.res->status == 200);
+}
+
+/// Checks that alice's `conn` serves a GET, then releases it: the pool is left with one
+/// connection and no lease, the server having seen `connections` in all.
+void check_serves_then_release(world& w, connection& conn, std::uint64_t connections) {
+  check_ok(timed_forward(conn, make_request("ok", "GET", "/echo"), 5s));
+  CHECK(w.eng.pool().release_connection("alice", conn));
+  auto stats = w.eng.pool().get_pool_stats();
+  CHECK(stats.leases == 0);
+  CHECK(stats.total_connections == 1);
+  CHECK(w.sshd.snapshot().connections == connections);
 }
 
 /// The request on a channel of its own: the engine does not keep a channel whose request
@@ -56,27 +89,11 @@ request on_new_channel(request req) {
   return req;
 }
 
-std::string pattern(std::size_t n) {
-  std::string result(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    result[i] = static_cast<char>('a' + i % 26);
-  return result;
-}
-
-long long ms(steady::duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-std::string describe(const expected<response>& res) {
-  return res ? "status " + std::to_string(res->status) : res.error().to_string();
-}
-
 } // namespace
 
 TEST_CASE("the fault server relays requests both ways while it behaves", "[faults]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto get = conn->forward(make_request("g", "GET", "/echo"));
   INFO(describe(get));
   REQUIRE(get);
@@ -106,32 +123,20 @@ TEST_CASE("a channel open refused by the server's policy fails the request alone
           "forwarding_prohibited",
           "[faults]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   w.sshd.refuse_channel_open = true;
-  auto start = steady::now();
-  auto res = conn->forward(make_request("r", "GET", "/echo"), 5s);
-  auto elapsed = steady::now() - start;
-  INFO(describe(res) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::forwarding_prohibited);
-  CHECK_THAT(res.error().message(), Catch::Contains("SSH reason 1 (administratively prohibited)"));
-  CHECK(elapsed < 1s); // the refusal is an answer: no waiting for the deadline
+  auto refused = timed_forward(*conn, make_request("r", "GET", "/echo"), 5s);
+  check_failed(refused, errc::forwarding_prohibited);
+  CHECK_THAT(refused.res.error().message(),
+             Catch::Contains("SSH reason 1 (administratively prohibited)"));
+  CHECK(refused.elapsed < 1s); // the refusal is an answer: no waiting for the deadline
   CHECK(w.sshd.snapshot().channels_refused == 1);
   CHECK(w.backend.requests_received() == 0);
   CHECK(conn->is_healthy());
 
   // The SSH connection itself was never at fault: it serves once opens are accepted again.
   w.sshd.refuse_channel_open = false;
-  auto ok = conn->forward(make_request("ok", "GET", "/echo"), 5s);
-  INFO(describe(ok));
-  REQUIRE(ok);
-  CHECK(ok->status == 200);
-  CHECK(w.eng.pool().release_connection("alice", *conn));
-  auto stats = w.eng.pool().get_pool_stats();
-  CHECK(stats.leases == 0);
-  CHECK(stats.total_connections == 1);
-  CHECK(w.sshd.snapshot().connections == 1);
+  check_serves_then_release(w, *conn, 1);
   CHECK(w.eng.metrics().requests["forwarding_prohibited"] == 1);
 }
 
@@ -140,8 +145,7 @@ TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "
   cfg.pool.keepalive_interval = 200ms;
   cfg.pool.keepalive_timeout = 400ms;
   world w{cfg};
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   REQUIRE(conn->forward(make_request("first", "GET", "/echo")));
   // While the server answers, probes come and the connection stays healthy.
   REQUIRE(w.sshd.wait_until([](const fault_sshd::counters& c) { return c.keepalives >= 2; }, 5s));
@@ -150,17 +154,13 @@ TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "
   // Now the server stays connected but answers nothing, like a hung sshd. A request on the
   // wire (to a backend that never answers either) must end with an error, not a hang.
   w.sshd.ignore_keepalives = true;
-  auto start = steady::now();
-  auto hung = conn->forward(make_request("hung", "GET", "/hang"), 10s);
-  auto elapsed = steady::now() - start;
-  INFO(describe(hung) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(hung);
-  CHECK(hung.error().code() == errc::connection_lost);
+  auto hung = timed_forward(*conn, make_request("hung", "GET", "/hang"), 10s);
+  check_failed(hung, errc::connection_lost);
   // The failing probe went out at most one interval after the switch, or one more if a
   // packet of the request (a window adjust) happened to answer the first; it fails one
   // timeout later. One second of slack for a loaded machine; far below the 10 s deadline.
-  CHECK(elapsed >= cfg.pool.keepalive_timeout - 50ms);
-  CHECK(elapsed < 2 * cfg.pool.keepalive_interval + cfg.pool.keepalive_timeout + 1s);
+  CHECK(hung.elapsed >= cfg.pool.keepalive_timeout - 50ms);
+  CHECK(hung.elapsed < 2 * cfg.pool.keepalive_interval + cfg.pool.keepalive_timeout + 1s);
   CHECK_FALSE(conn->is_healthy());
   CHECK(w.sshd.snapshot().keepalives_ignored >= 1);
   CHECK(w.eng.metrics().keepalive_failures >= 1);
@@ -168,69 +168,43 @@ TEST_CASE("a peer that stops answering keepalives is found dead and replaced", "
   // The pool dropped it at once: the next lease is a new connection that works.
   w.sshd.ignore_keepalives = false;
   w.eng.pool().release_connection("alice", *conn); // its connection is gone; nothing to check
-  auto next = w.eng.pool().get_connection("alice");
-  REQUIRE(next);
+  auto next = w.lease("alice");
   CHECK(next->id() != conn->id());
-  auto ok = next->forward(make_request("ok", "GET", "/echo"), 5s);
-  INFO(describe(ok));
-  REQUIRE(ok);
-  CHECK(ok->status == 200);
-  CHECK(w.eng.pool().release_connection("alice", *next));
-  auto stats = w.eng.pool().get_pool_stats();
-  CHECK(stats.leases == 0);
-  CHECK(stats.total_connections == 1);
-  CHECK(w.sshd.snapshot().connections == 2);
+  check_serves_then_release(w, *next, 2);
 }
 
 TEST_CASE("a zero window ends the request at its deadline and holds up nobody else", "[faults]") {
   auto cfg = fault_config();
   cfg.reactor_threads = 1; // alice's and bob's sessions share one reactor thread
   world w{cfg};
-  fault_sshd other_sshd;
-  http_backend other{http_backend::options{"backend-b"}};
-  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
-  auto alice = w.eng.pool().get_connection("alice");
-  REQUIRE(alice);
-  auto bob = w.eng.pool().get_connection("bob");
-  REQUIRE(bob);
+  neighbour<fault_sshd> other{w.eng, "bob", "backend-b"};
+  auto alice = w.lease("alice");
+  auto bob = w.lease("bob");
 
   w.sshd.zero_window = true;
   // The body is 8 windows' worth: the engine can send the first 32,000 bytes, then the
   // window stays at zero and the rest can never be written.
   auto body = pattern(256 << 10);
   constexpr auto deadline = 1s;
-  auto start = steady::now();
   auto stuck = std::async(std::launch::async, [&] {
-    return alice->forward(make_request("stuck", "POST", "/echo", body), deadline);
+    return timed_forward(*alice, make_request("stuck", "POST", "/echo", body), deadline);
   });
   REQUIRE(
       w.sshd.wait_until([](const fault_sshd::counters& c) { return c.open_channels >= 1; }, 5s));
   // Meanwhile bob, on the same reactor thread, is served as usual.
   for (int i = 0; i < 5; ++i) {
-    auto t0 = steady::now();
-    auto res = bob->forward(make_request("b" + std::to_string(i), "GET", "/echo"), 5s);
-    INFO(describe(res));
-    REQUIRE(res);
-    CHECK(*res->header("x-backend") == "backend-b");
-    CHECK(steady::now() - t0 < 500ms);
+    auto served = timed_forward(*bob, make_request("b" + std::to_string(i), "GET", "/echo"), 5s);
+    check_ok(served);
+    CHECK(*served.res->header("x-backend") == "backend-b");
+    CHECK(served.elapsed < 500ms);
   }
-  auto res = stuck.get();
-  auto elapsed = steady::now() - start;
-  INFO(describe(res) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::request_timeout);
-  CHECK(elapsed >= deadline);
-  CHECK(elapsed < deadline + 500ms);
+  check_timed_out_at(stuck.get(), deadline);
 
   // A request that fits in the window is written whole, but the server reads none of it,
   // so no response can come either.
-  auto small_start = steady::now();
-  auto small = alice->forward(make_request("small", "GET", "/echo"), 500ms);
-  auto small_elapsed = steady::now() - small_start;
-  INFO(describe(small) << " after " << ms(small_elapsed) << " ms");
-  REQUIRE_FALSE(small);
-  CHECK(small.error().code() == errc::request_timeout);
-  CHECK(small_elapsed < 1s);
+  auto small = timed_forward(*alice, make_request("small", "GET", "/echo"), 500ms);
+  check_failed(small, errc::request_timeout);
+  CHECK(small.elapsed < 1s);
   CHECK(w.backend.requests_received() == 0);
   CHECK(alice->is_healthy());
 
@@ -254,43 +228,29 @@ TEST_CASE("a zero window ends the request at its deadline and holds up nobody el
 TEST_CASE("a slow channel-open confirmation: waited for within the deadline, cut after it",
           "[faults]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   using counters = fault_sshd::counters;
 
   // Below the deadline: the request waits for the confirmation and succeeds.
   w.sshd.delay_channel_open = 300ms;
-  auto t0 = steady::now();
-  auto slow = conn->forward(on_new_channel(make_request("slow", "GET", "/echo")), 2s);
-  auto latency = steady::now() - t0;
-  INFO(describe(slow) << " after " << ms(latency) << " ms");
-  REQUIRE(slow);
-  CHECK(slow->status == 200);
-  CHECK(latency >= 300ms);
-  CHECK(latency < 2s);
+  auto slow = timed_forward(*conn, on_new_channel(make_request("slow", "GET", "/echo")), 2s);
+  check_ok(slow);
+  CHECK(slow.elapsed >= 300ms);
+  CHECK(slow.elapsed < 2s);
 
   // Above the deadline: request_timeout at the deadline, not when the server answers.
   w.sshd.delay_channel_open = 1500ms;
   constexpr auto deadline = 500ms;
-  auto start = steady::now();
   auto late = std::async(std::launch::async, [&] {
-    return conn->forward(on_new_channel(make_request("late", "GET", "/echo")), deadline);
+    return timed_forward(*conn, on_new_channel(make_request("late", "GET", "/echo")), deadline);
   });
   REQUIRE(w.sshd.wait_until([](const counters& c) { return c.channel_opens >= 2; }, 5s));
   // While that open is pending, another channel of the same connection opens at once.
   w.sshd.delay_channel_open = 0ms;
-  auto t1 = steady::now();
-  auto quick = conn->forward(on_new_channel(make_request("quick", "GET", "/echo")), 2s);
-  INFO(describe(quick));
-  REQUIRE(quick);
-  CHECK(steady::now() - t1 < 400ms);
-  auto res = late.get();
-  auto elapsed = steady::now() - start;
-  INFO(describe(res) << " after " << ms(elapsed) << " ms");
-  REQUIRE_FALSE(res);
-  CHECK(res.error().code() == errc::request_timeout);
-  CHECK(elapsed >= deadline);
-  CHECK(elapsed < deadline + 500ms);
+  auto quick = timed_forward(*conn, on_new_channel(make_request("quick", "GET", "/echo")), 2s);
+  check_ok(quick);
+  CHECK(quick.elapsed < 400ms);
+  check_timed_out_at(late.get(), deadline);
 
   // The confirmation comes after the engine gave up: the engine closes that channel, so
   // nothing stays open on either side.
@@ -310,27 +270,21 @@ TEST_CASE("max_channels_per_connection holds on the wire, channels abandoned whi
   auto cfg = fault_config();
   cfg.pool.max_channels_per_connection = 1;
   world w{cfg};
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
 
   // The open of "late" is answered long after its deadline: the engine abandons the
   // channel while it is still opening.
   w.sshd.delay_channel_open = 1000ms;
-  auto late = conn->forward(make_request("late", "GET", "/echo"), 200ms);
-  REQUIRE_FALSE(late);
-  CHECK(late.error().code() == errc::request_timeout);
+  check_failed(timed_forward(*conn, make_request("late", "GET", "/echo"), 200ms),
+               errc::request_timeout);
   REQUIRE(w.sshd.snapshot().channel_opens == 1);
 
   // The next request may not open a second channel meanwhile: it waits until the server
   // answered the abandoned open and the engine closed that channel.
   w.sshd.delay_channel_open = 0ms;
-  auto t0 = steady::now();
-  auto next = conn->forward(make_request("next", "GET", "/echo"), 3s);
-  auto latency = steady::now() - t0;
-  INFO(describe(next) << " after " << ms(latency) << " ms");
-  REQUIRE(next);
-  CHECK(next->status == 200);
-  CHECK(latency >= 500ms);
+  auto next = timed_forward(*conn, make_request("next", "GET", "/echo"), 3s);
+  check_ok(next);
+  CHECK(next.elapsed >= 500ms);
   auto seen = w.sshd.snapshot();
   CHECK(seen.channel_opens == 2);
   CHECK(seen.peak_channels == 1);

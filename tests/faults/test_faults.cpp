@@ -20,15 +20,15 @@
 #include "sshpool/sshpool.hpp"
 #include "support/leak_check.hpp"
 #include "support/netns.hpp"
+#include "support/requests.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::leak_check;
-using sshpool::test::script_backend;
-using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -38,13 +38,6 @@ constexpr auto acquire_timeout = 3s;
 constexpr auto request_timeout = 3s;
 /// What a call may take beyond its own deadline (scheduling on 2 shared cores).
 constexpr auto slack = 1500ms;
-
-request get(std::string id, std::string path) {
-  request req;
-  req.id = std::move(id);
-  req.path = std::move(path);
-  return req;
-}
 
 /// Short deadlines everywhere, so faults show within seconds: keepalive probes every
 /// 500 ms, answered within 500 ms; handshakes within 2 s; reconnect backoff capped at 1 s.
@@ -59,10 +52,6 @@ engine_config fault_config() {
   cfg.pool.reconnect_backoff_base = 100ms;
   cfg.pool.reconnect_backoff_cap = 1s;
   return cfg;
-}
-
-long long ms(steady::duration d) {
-  return std::chrono::duration_cast<milliseconds>(d).count();
 }
 
 /// Callers that keep every user busy (lease, forward a /slow/100, release, again) and
@@ -272,36 +261,30 @@ void survive_outage(const endpoint& ep, const std::function<void()>& outage, con
 
 } // namespace
 
-TEST_CASE("sshd killed (-9) under load and restarted 2 s later: calls end in time, service "
-          "returns, nothing leaks",
+TEST_CASE("sshd killed or frozen under load: calls end in time, service returns, nothing leaks",
           "[faults]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{"backend"}};
-  survive_outage(
-      sshd.make_endpoint(backend.port()),
-      [&] {
-        sshd.signal_all(SIGKILL);
-        std::this_thread::sleep_for(2s); // the outage the scenario asks for
-        sshd.stop();                     // reaps the killed processes
-        sshd.start();
-      },
-      "sshd returned");
-}
-
-TEST_CASE("sshd frozen (SIGSTOP) for 3 s, then resumed: calls end in time, service returns",
-          "[faults]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend"}};
-  survive_outage(
-      sshd.make_endpoint(backend.port()),
-      [&] {
-        // The listener and every connection process freeze; the kernel still completes TCP
-        // handshakes into the listen backlog, so new connections hang in the SSH banner.
-        sshd.signal_all(SIGSTOP);
-        std::this_thread::sleep_for(3s); // the outage the scenario asks for
-        sshd.signal_all(SIGCONT);
-      },
-      "sshd resumed");
+  const auto ep = sshd.make_endpoint(backend.port());
+  SECTION("killed (-9), restarted 2 s later") {
+    auto kill_and_restart = [&] {
+      sshd.signal_all(SIGKILL);
+      std::this_thread::sleep_for(2s); // the outage the scenario asks for
+      sshd.stop();                     // reaps the killed processes
+      sshd.start();
+    };
+    survive_outage(ep, kill_and_restart, "sshd returned");
+  }
+  SECTION("frozen (SIGSTOP) for 3 s, then resumed") {
+    // The listener and every connection process freeze; the kernel still completes TCP
+    // handshakes into the listen backlog, so new connections hang in the SSH banner.
+    auto freeze = [&] {
+      sshd.signal_all(SIGSTOP);
+      std::this_thread::sleep_for(3s); // the outage the scenario asks for
+      sshd.signal_all(SIGCONT);
+    };
+    survive_outage(ep, freeze, "sshd resumed");
+  }
 }
 
 TEST_CASE("the network drops every packet for 3 s (network namespace): calls end in time, "

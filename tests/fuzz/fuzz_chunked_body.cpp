@@ -8,14 +8,15 @@
 #include <http_parser.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "fuzz_check.hpp"
 #include "net/chunked.hpp"
 
 namespace {
 
+using sshpool::fuzz::check;
 using sshpool::net::chunked_decoder;
 
 struct result {
@@ -51,11 +52,6 @@ int on_complete(http_parser* p) {
   static_cast<parsed*>(p->data)->complete = true;
   http_parser_pause(p, 1);
   return 0;
-}
-
-void check(bool ok) {
-  if (!ok)
-    std::abort();
 }
 
 } // namespace

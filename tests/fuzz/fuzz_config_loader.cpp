@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.hpp"
+
 // Name resolution stays numeric: `listen` resolves its host with getaddrinfo, and a fuzzer
 // must neither send DNS queries nor wait for them. This definition takes precedence over
 // libc's (and the sanitizers' weak interceptor) for the whole process.
@@ -44,16 +46,9 @@ extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo
 
 namespace {
 
-using sshpool::errc;
-using sshpool::gateway::config_action;
-using sshpool::gateway::describe;
-using sshpool::gateway::gateway_config;
-using sshpool::gateway::load_config;
-
-void check(bool ok) {
-  if (!ok)
-    __builtin_trap();
-}
+using namespace sshpool;
+using namespace sshpool::fuzz;
+using namespace sshpool::gateway;
 
 /// A per-process directory ($TMPDIR or /tmp), removed at exit.
 struct temp_dir {

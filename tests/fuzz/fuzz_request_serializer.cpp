@@ -16,7 +16,9 @@
 // values as strings ended by a backslash and another character ("\\" is a backslash), the
 // remaining bytes being the body; the header count and whether to add a Content-Length
 // that matches the body come from the input's last byte.
+#include "fuzz_check.hpp"
 #include "sshpool/ssh/http.hpp"
+#include "sshpool/text.hpp"
 
 #include <fuzzer/FuzzedDataProvider.h>
 #include <http_parser.h>
@@ -30,16 +32,10 @@
 
 namespace {
 
-using sshpool::errc;
-using sshpool::header_list;
-using sshpool::request;
-using sshpool::ssh::request_info;
-using sshpool::ssh::serialize_request;
-
-void check(bool ok) {
-  if (!ok)
-    __builtin_trap();
-}
+using namespace sshpool;
+using namespace sshpool::fuzz;
+using namespace sshpool::ssh;
+using namespace sshpool::text;
 
 bool is_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -56,20 +52,6 @@ bool is_field_value(std::string_view s) {
     auto c = static_cast<unsigned char>(ch);
     return (c < 0x20 && c != '\t') || c == 0x7f;
   });
-}
-
-bool iequals(std::string_view x, std::string_view y) {
-  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-  return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin(),
-                                            [&](char a, char b) { return lower(a) == lower(b); });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
 }
 
 /// 1*DIGIT surrounded by optional whitespace, equal to `size`.

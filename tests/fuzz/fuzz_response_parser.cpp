@@ -16,7 +16,9 @@
 //   [2] max_body_bytes of the first response, [3] of the second:
 //       < 128 the default, else value - 128
 //   [4..7] piece sizes, used in turn (0: all remaining bytes)
+#include "fuzz_check.hpp"
 #include "sshpool/ssh/http.hpp"
+#include "sshpool/text.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -27,17 +29,12 @@
 
 namespace {
 
-using sshpool::errc;
-using sshpool::header_list;
-using sshpool::ssh::response_limits;
-using sshpool::ssh::response_parser;
+using namespace sshpool;
+using namespace sshpool::fuzz;
+using namespace sshpool::ssh;
+using sshpool::text::iequals;
 
 constexpr std::size_t prefix_size = 8;
-
-void check(bool ok) {
-  if (!ok)
-    __builtin_trap();
-}
 
 struct options {
   bool head[2] = {false, false};
@@ -64,17 +61,6 @@ options read_options(const std::uint8_t* p) {
   for (int i = 0; i < 4; ++i)
     o.pieces[i] = p[4 + i];
   return o;
-}
-
-bool iequals(std::string_view x, std::string_view y) {
-  if (x.size() != y.size())
-    return false;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(x[i]) != lower(y[i]))
-      return false;
-  }
-  return true;
 }
 
 /// What a parser made of a response, in the terms the engine uses.

@@ -19,12 +19,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 
 #include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
+#include "sshpool/text.hpp"
+#include "support/os.hpp"
 
 extern char** environ;
 
@@ -37,14 +40,22 @@ int remaining_ms(steady::time_point deadline) {
   return static_cast<int>(std::max<long long>(0, left.count()));
 }
 
+/// `s` as a JSON string literal.
 std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
+  std::string out;
+  net::append_json_string(out, s);
+  return out;
+}
+
+/// Waits until `deadline` for bytes on `fd` and receives up to `size` of them into `buf`:
+/// how many, 0 at EOF or on an error, nullopt if nothing came in time.
+std::optional<std::size_t> receive(int fd, char* buf, std::size_t size,
+                                   steady::time_point deadline) {
+  pollfd pfd{fd, POLLIN, 0};
+  if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+    return std::nullopt;
+  auto n = ::recv(fd, buf, size, 0);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 } // namespace
@@ -191,13 +202,7 @@ std::size_t child_process::rss_bytes() const {
 
 // -- temp_dir -------------------------------------------------------------------------------
 
-temp_dir::temp_dir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string{base != nullptr ? base : "/tmp"} + "/sshpool-gw-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
+temp_dir::temp_dir() : path_(make_temp_dir("sshpool-gw")) {}
 
 temp_dir::~temp_dir() {
   std::string cmd = "rm -rf '" + path_ + "'";
@@ -207,8 +212,7 @@ temp_dir::~temp_dir() {
 
 std::string temp_dir::write(const std::string& name, const std::string& content) const {
   std::string full = path_ + "/" + name;
-  std::ofstream f{full, std::ios::binary};
-  f << content;
+  write_file(full, content);
   return full;
 }
 
@@ -252,7 +256,7 @@ running_gateway::running_gateway(const std::string& config_file,
 
 std::string http_response::header(const std::string& name) const {
   for (auto& [k, v] : headers)
-    if (net::iequals(k, name))
+    if (text::iequals(k, name))
       return v;
   return {};
 }
@@ -304,14 +308,11 @@ void http_client::send_request(const std::string& method, const std::string& tar
 }
 
 bool http_client::fill(steady::time_point deadline) {
-  pollfd pfd{fd_, POLLIN, 0};
-  if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
-    return false;
   char buf[65536];
-  auto n = ::recv(fd_, buf, sizeof buf, 0);
-  if (n <= 0)
+  auto n = receive(fd_, buf, sizeof buf, deadline);
+  if (!n || *n == 0)
     return false;
-  buffer_.append(buf, static_cast<std::size_t>(n));
+  buffer_.append(buf, *n);
   return true;
 }
 
@@ -350,7 +351,7 @@ http_response http_client::read_head(std::chrono::milliseconds limit) {
       res.headers.emplace_back(line.substr(0, colon), value);
     }
   } while (res.status / 100 == 1);
-  res.chunked = net::iequals(res.header("Transfer-Encoding"), "chunked");
+  res.chunked = text::iequals(res.header("Transfer-Encoding"), "chunked");
   return res;
 }
 
@@ -426,13 +427,12 @@ std::size_t http_client::pending_bytes() const {
 
 bool http_client::closed_by_server(std::chrono::milliseconds limit) {
   auto deadline = steady::now() + limit;
+  char buf[4096];
   for (;;) {
-    pollfd pfd{fd_, POLLIN, 0};
-    if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0)
+    auto n = receive(fd_, buf, sizeof buf, deadline);
+    if (!n)
       return false;
-    char buf[4096];
-    auto n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0)
+    if (*n == 0)
       return true;
   }
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 namespace sshpool::test {
 
@@ -168,19 +169,6 @@ private:
 http_response fetch(std::uint16_t port, const std::string& method, const std::string& target,
                     const std::vector<std::pair<std::string, std::string>>& headers = {},
                     const std::string& body = {});
-
-/// Polls `probe` until it returns true (bounded); for conditions that no event announces
-/// to an outside process, such as a counter in another process reaching a value.
-template <class Probe>
-bool eventually(Probe probe, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  auto deadline = steady::now() + limit;
-  while (!probe()) {
-    if (steady::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 /// The value of the Prometheus sample `name{labels}` ("" if absent) in `text`.
 std::string metric_value(const std::string& text, const std::string& name_and_labels);

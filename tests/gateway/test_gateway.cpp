@@ -17,6 +17,7 @@
 #include "gateway/gateway_harness.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool::test;
 using namespace std::chrono_literals;
@@ -35,10 +36,6 @@ http_backend::options backend_options(std::string name,
   return opts;
 }
 
-long long ms_between(steady::time_point a, steady::time_point b) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
-}
-
 json body_json(const http_response& res) {
   return json::parse(res.body, nullptr, false);
 }
@@ -55,6 +52,14 @@ void check_error(const http_response& res, int status, const std::string& code) 
   CHECK(body["request_id"] == res.header("X-Request-Id"));
   CHECK(res.header("Content-Type") == "application/json");
 }
+
+/// A gateway serving "alice", whose service is backend-a, through a private sshd.
+struct alice_gateway {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  running_gateway gw{dir.write("config.json", make_config(sshd, {{"alice", a.port()}}))};
+};
 
 std::string fetch_metrics(std::uint16_t port) {
   auto res = fetch(port, "GET", "/metrics");
@@ -263,7 +268,7 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     auto busy = fetch(gw.port, "GET", "/u/alice/echo");
     check_error(busy, 503, "pool_exhausted");
     CHECK(busy.header("Retry-After") == "1");
-    CHECK(ms_between(started, steady::now()) >= 250); // waited acquire_timeout for a lease
+    CHECK(ms_since(started) >= 250); // waited acquire_timeout for a lease
     auto timed_out = holder.read_response(10s);
     check_error(timed_out, 504, "request_timeout");
     auto after = fetch(gw.port, "GET", "/u/alice/echo"); // the lease came back
@@ -340,8 +345,8 @@ TEST_CASE("a stream reaches the client chunk by chunk as the backend produces it
   std::size_t lines = std::count(res.body.begin(), res.body.end(), '\n');
   CHECK(lines == tokens + 1);
   REQUIRE(res.pieces.size() >= tokens);
-  auto first_ms = ms_between(sent, res.pieces.front().first);
-  auto last_ms = ms_between(sent, res.pieces.back().first);
+  auto first_ms = ms(res.pieces.front().first - sent);
+  auto last_ms = ms(res.pieces.back().first - sent);
   // The backend sends token i at i * delay; the first must not wait for the last.
   INFO("first piece after " << first_ms << " ms, last after " << last_ms << " ms");
   CHECK(first_ms < 150 * 3);
@@ -435,14 +440,10 @@ TEST_CASE("a client that stops reading does not make the gateway buffer the stre
   CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
 }
 
-TEST_CASE("one client's sequential requests keep using one SSH connection", "[gateway]") {
+TEST_CASE_METHOD(alice_gateway, "one client's sequential requests keep using one SSH connection",
+                 "[gateway]") {
   // The client sends each request as soon as it has the previous response. The lease must
   // be back in the pool by then, or the pool opens a second connection.
-  test_sshd sshd;
-  http_backend a{backend_options("backend-a")};
-  temp_dir dir;
-  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
-  running_gateway gw{cfg};
   http_client c{gw.port};
   for (int i = 0; i < 60; ++i) {
     c.send_request("GET", "/u/alice/bytes/" + std::to_string(i));
@@ -457,12 +458,8 @@ TEST_CASE("one client's sequential requests keep using one SSH connection", "[ga
   CHECK(metric_value(text, "sshpool_pool_connections") == "1");
 }
 
-TEST_CASE("/metrics passes promtool and counts the requests sent", "[gateway][metrics]") {
-  test_sshd sshd;
-  http_backend a{backend_options("backend-a")};
-  temp_dir dir;
-  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", a.port()}}));
-  running_gateway gw{cfg};
+TEST_CASE_METHOD(alice_gateway, "/metrics passes promtool and counts the requests sent",
+                 "[gateway][metrics]") {
   for (int i = 0; i < 3; ++i)
     CHECK(fetch(gw.port, "GET", "/u/alice/api/tags").status == 200);
   CHECK(fetch(gw.port, "GET", "/u/alice/status/500").status == 500);

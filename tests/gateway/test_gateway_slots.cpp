@@ -18,16 +18,13 @@
 #include "gateway/gateway_harness.hpp"
 #include "support/slow_flood.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
 
 namespace {
-
-long long ms_since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count();
-}
 
 double metric(std::uint16_t port, const std::string& name) {
   auto res = fetch(port, "GET", "/metrics");

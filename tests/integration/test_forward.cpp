@@ -5,35 +5,30 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <fstream>
 #include <future>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/os.hpp"
 #include "support/process_info.hpp"
+#include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::test_sshd;
 
 namespace {
 
 /// An sshd, one backend, and an engine whose user "alice" reaches that backend.
-struct world {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend-a"}};
-  engine eng;
-
-  explicit world(engine_config cfg = small_config(), test::sshd_options sshd_opts = {})
-      : sshd(std::move(sshd_opts)), eng(std::move(cfg)) {
-    REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  }
+struct world : basic_world<test_sshd> {
+  explicit world(engine_config cfg = small_config(), sshd_options sshd_opts = {})
+      : basic_world(std::move(cfg), std::move(sshd_opts)) {}
 
   static engine_config small_config() {
     engine_config cfg;
@@ -44,35 +39,20 @@ struct world {
   }
 };
 
-request make_request(std::string id, std::string method, std::string path, std::string body = {}) {
-  request req;
-  req.id = std::move(id);
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  return req;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-std::string pattern(std::size_t n, std::size_t offset = 0) {
-  std::string result(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    result[i] = static_cast<char>('a' + (i + offset) % 26);
-  return result;
+/// Sets `ep` as `user`'s endpoint, which must be accepted, and returns the error a lease of
+/// `user` must fail with.
+errc lease_error(world& w, const std::string& user, const endpoint& ep) {
+  REQUIRE(w.eng.set_endpoint(user, ep));
+  auto conn = w.eng.pool().get_connection(user);
+  REQUIRE_FALSE(conn);
+  return conn.error().code();
 }
 
 } // namespace
 
 TEST_CASE("GET and POST reach the backend and come back whole", "[forward]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   CHECK(conn->is_healthy());
 
   auto get = conn->forward(make_request("g1", "GET", "/info?x=1"));
@@ -156,8 +136,7 @@ TEST_CASE("with the TCP_NODELAY nudge on, connections work and the nudge channel
   auto ep = w.sshd.make_endpoint(w.backend.port());
   ep.server_nodelay = true;
   REQUIRE(w.eng.set_endpoint("nudged", ep));
-  auto conn = w.eng.pool().get_connection("nudged");
-  REQUIRE(conn);
+  auto conn = w.lease("nudged");
   for (int i = 0; i < 20; ++i) {
     auto res = conn->forward(make_request("n" + std::to_string(i), "GET", "/echo"));
     REQUIRE(res);
@@ -168,8 +147,7 @@ TEST_CASE("with the TCP_NODELAY nudge on, connections work and the nudge channel
 
 TEST_CASE("1 MiB bodies travel both ways intact", "[forward]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto big = pattern(1 << 20, 7);
   auto up = conn->forward(make_request("up", "POST", "/echo", big));
   REQUIRE(up);
@@ -184,8 +162,7 @@ TEST_CASE("1 MiB bodies travel both ways intact", "[forward]") {
 
 TEST_CASE("chunked and close-delimited responses are decoded", "[forward]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto chunked = conn->forward(make_request("c", "GET", "/chunked/50/1000"));
   REQUIRE(chunked);
   CHECK(chunked->status == 200);
@@ -270,8 +247,7 @@ TEST_CASE("lease 31 waits for acquire_timeout, then gets pool_exhausted", "[pool
   world w{cfg};
   std::vector<connection> held;
   for (int i = 0; i < 30; ++i) {
-    auto conn = w.eng.pool().get_connection("alice");
-    REQUIRE(conn);
+    auto conn = w.lease("alice");
     held.push_back(*conn);
   }
   std::set<std::uint64_t> ids;
@@ -288,8 +264,7 @@ TEST_CASE("lease 31 waits for acquire_timeout, then gets pool_exhausted", "[pool
   // Releasing one lease makes room again.
   CHECK(w.eng.pool().release_connection("alice", held.back()));
   held.pop_back();
-  auto again = w.eng.pool().get_connection("alice");
-  REQUIRE(again);
+  auto again = w.lease("alice");
   for (auto& c : held)
     CHECK(w.eng.pool().release_connection("alice", c));
   CHECK(w.eng.pool().release_connection("alice", *again));
@@ -297,8 +272,7 @@ TEST_CASE("lease 31 waits for acquire_timeout, then gets pool_exhausted", "[pool
 
 TEST_CASE("releases are checked", "[pool]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto wrong = w.eng.pool().release_connection("bob", *conn);
   REQUIRE_FALSE(wrong);
   CHECK(wrong.error().code() == errc::wrong_user);
@@ -326,19 +300,13 @@ TEST_CASE("a changed host key is refused before authentication", "[security]") {
   world w{world::small_config(), opts};
   auto ep = w.sshd.make_endpoint(w.backend.port());
   ep.known_hosts_file = w.sshd.wrong_known_hosts_file();
-  REQUIRE(w.eng.set_endpoint("mallory", ep));
-  auto conn = w.eng.pool().get_connection("mallory");
-  REQUIRE_FALSE(conn);
-  CHECK(conn.error().code() == errc::host_key_mismatch);
+  CHECK(lease_error(w, "mallory", ep) == errc::host_key_mismatch);
   // sshd saw no authentication attempt at all.
   auto log = read_file(w.sshd.log_file());
   CHECK(log.find("publickey") == std::string::npos);
 
   ep.known_hosts_file = w.sshd.empty_known_hosts_file();
-  REQUIRE(w.eng.set_endpoint("mallory", ep));
-  auto unknown = w.eng.pool().get_connection("mallory");
-  REQUIRE_FALSE(unknown);
-  CHECK(unknown.error().code() == errc::host_key_unknown);
+  CHECK(lease_error(w, "mallory", ep) == errc::host_key_unknown);
   CHECK(read_file(w.sshd.log_file()).find("publickey") == std::string::npos);
 }
 
@@ -346,10 +314,7 @@ TEST_CASE("a key the server does not accept gives auth_failed", "[security]") {
   world w;
   auto ep = w.sshd.make_endpoint(w.backend.port());
   ep.identity_file = w.sshd.wrong_identity_file();
-  REQUIRE(w.eng.set_endpoint("eve", ep));
-  auto conn = w.eng.pool().get_connection("eve");
-  REQUIRE_FALSE(conn);
-  CHECK(conn.error().code() == errc::auth_failed);
+  CHECK(lease_error(w, "eve", ep) == errc::auth_failed);
   auto stats = w.eng.pool().get_pool_stats();
   CHECK(stats.total_connections == 0); // the failed handshake does not count
 }
@@ -363,8 +328,7 @@ TEST_CASE("a closed backend port fails the request, not the connection", "[forwa
   }
   auto ep = w.sshd.make_endpoint(closed_port);
   REQUIRE(w.eng.set_endpoint("carol", ep));
-  auto conn = w.eng.pool().get_connection("carol");
-  REQUIRE(conn);
+  auto conn = w.lease("carol");
   auto res = conn->forward(make_request("x", "GET", "/echo"));
   REQUIRE_FALSE(res);
   CHECK(res.error().code() == errc::channel_open_failed);
@@ -375,15 +339,13 @@ TEST_CASE("a closed backend port fails the request, not the connection", "[forwa
   CHECK(conn->is_healthy());
   CHECK(w.eng.pool().release_connection("carol", *conn));
   // The same connection id serves the next lease: it never left the pool.
-  auto next = w.eng.pool().get_connection("carol");
-  REQUIRE(next);
+  auto next = w.lease("carol");
   CHECK(next->id() == conn->id());
 }
 
 TEST_CASE("CR/LF in a header is rejected and nothing is sent", "[security]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto req = make_request("bad", "GET", "/echo");
   req.headers = {{"X-Evil", "a\r\nTransfer-Encoding: chunked"}};
   auto res = conn->forward(req);
@@ -402,8 +364,7 @@ TEST_CASE("CR/LF in a header is rejected and nothing is sent", "[security]") {
 
 TEST_CASE("a request over its deadline fails alone with request_timeout", "[forward]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   auto slow = std::async(std::launch::async, [&] {
     return conn->forward(make_request("hang", "GET", "/hang"), 300ms);
   });
@@ -423,13 +384,9 @@ TEST_CASE("a dying session does not disturb another user's session on the same r
   auto cfg = world::small_config();
   cfg.reactor_threads = 1; // both sessions on one reactor thread
   world w{cfg};
-  test_sshd other_sshd;
-  http_backend other{http_backend::options{"backend-b"}};
-  REQUIRE(w.eng.set_endpoint("bob", other_sshd.make_endpoint(other.port())));
-  auto bob = w.eng.pool().get_connection("bob");
-  REQUIRE(bob);
-  auto alice = w.eng.pool().get_connection("alice");
-  REQUIRE(alice);
+  neighbour<test_sshd> other{w.eng, "bob", "backend-b"};
+  auto bob = w.lease("bob");
+  auto alice = w.lease("alice");
 
   // Alice opens and closes channels all along (Connection: close) while bob's sshd dies.
   std::mutex mx;
@@ -451,7 +408,7 @@ TEST_CASE("a dying session does not disturb another user's session on the same r
     std::unique_lock<std::mutex> guard{mx};
     REQUIRE(cv.wait_for(guard, 30s, [&] { return done >= 50; }));
   }
-  other_sshd.stop();
+  other.sshd.stop();
   load.join();
   CHECK(failed == 0);
   CHECK(alice->is_healthy());
@@ -468,13 +425,11 @@ TEST_CASE("threads do not grow with connections", "[threads]") {
   world w{cfg};
   // Warm up: one connection, so lazily created threads exist before the baseline.
   std::vector<connection> held;
-  auto first = w.eng.pool().get_connection("alice");
-  REQUIRE(first);
+  auto first = w.lease("alice");
   held.push_back(*first);
   auto baseline = test::thread_count();
   for (int i = 1; i < 50; ++i) {
-    auto conn = w.eng.pool().get_connection("alice");
-    REQUIRE(conn);
+    auto conn = w.lease("alice");
     held.push_back(*conn);
   }
   CHECK(w.eng.pool().get_pool_stats().total_connections == 50);
@@ -581,8 +536,7 @@ TEST_CASE("a slow stream consumer does not make the engine buffer without bound"
 
 TEST_CASE("a stream abandoned by its consumer closes its channel, not the connection", "[stream]") {
   world w;
-  auto conn = w.eng.pool().get_connection("alice");
-  REQUIRE(conn);
+  auto conn = w.lease("alice");
   stream_handlers handlers;
   std::size_t got = 0;
   handlers.on_chunk = [&](std::string_view chunk) {

@@ -22,25 +22,20 @@
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/leak_check.hpp"
+#include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::leak_check;
-using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 
 extern char** environ;
 
 namespace {
-
-request get(std::string id, std::string path) {
-  request req;
-  req.id = std::move(id);
-  req.path = std::move(path);
-  return req;
-}
 
 engine_config quiet_config() {
   engine_config cfg;
@@ -53,10 +48,6 @@ engine_config quiet_config() {
 void signal_all(const std::vector<pid_t>& pids, int sig) {
   for (auto pid : pids)
     ::kill(pid, sig);
-}
-
-long long ms_since(steady::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t).count();
 }
 
 } // namespace
@@ -230,22 +221,17 @@ TEST_CASE("30 first calls of one user are all served although sshd drops paralle
 }
 
 TEST_CASE("an idle engine shuts down at once", "[shutdown]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend"}};
-  engine eng{quiet_config()};
-  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  auto conn = eng.pool().get_connection("alice");
-  REQUIRE(conn);
-  REQUIRE(eng.pool().release_connection("alice", *conn));
+  basic_world<test_sshd> w{quiet_config()};
+  REQUIRE(w.eng.pool().release_connection("alice", *w.lease("alice")));
   auto start = steady::now();
-  auto report = eng.shutdown(30s);
+  auto report = w.eng.shutdown(30s);
   WARN("idle shutdown took " << ms_since(start) << " ms (report: " << report.duration.count()
                              << " ms)");
   CHECK(report.duration < 100ms);
   CHECK(report.connections_closed == 1);
   CHECK(report.in_flight_at_start == 0);
   CHECK_FALSE(report.forced);
-  auto refused = eng.pool().get_connection("alice");
+  auto refused = w.eng.pool().get_connection("alice");
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code() == errc::shutting_down);
 }

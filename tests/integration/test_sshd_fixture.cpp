@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,21 +14,19 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/os.hpp"
 #include "support/process_info.hpp"
 #include "support/test_sshd.hpp"
-
-extern char** environ;
+#include "support/timing.hpp"
 
 namespace {
 
+using namespace sshpool::test;
 using namespace std::chrono_literals;
-using sshpool::test::test_sshd;
 
 /// The result of a finished client process.
 struct run_result {
@@ -38,33 +35,6 @@ struct run_result {
 
   bool succeeded() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 };
-
-/// Spawns `argv` with stdin from /dev/null and stdout/stderr to `out_fd`.
-pid_t spawn(const std::vector<std::string>& argv, int out_fd) {
-  std::vector<char*> args;
-  for (const auto& arg : argv)
-    args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::runtime_error("posix_spawn " + argv[0] + " failed");
-  return pid;
-}
-
-int wait_for(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
-}
 
 /// The OpenSSH client command line for `sshd`, non-interactive and hermetic.
 std::vector<std::string> ssh_command(const test_sshd& sshd, const std::string& identity,
@@ -101,15 +71,10 @@ run_result run_ssh(const test_sshd& sshd, const std::string& identity,
   pid_t pid = spawn(argv, fds[1]);
   ::close(fds[1]);
   run_result result;
-  char buf[1024];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
-    if (n > 0)
-      result.output.append(buf, static_cast<std::size_t>(n));
-    else if (errno != EINTR)
-      break;
+  while (read_some(fds[0], result.output)) {
   }
   ::close(fds[0]);
-  result.status = wait_for(pid);
+  result.status = wait_child(pid);
   return result;
 }
 
@@ -123,31 +88,12 @@ pid_t open_connection(const test_sshd& sshd) {
   return pid;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 /// Whether sshd has authenticated a client and serves it: once the log says so, the
 /// connection's processes stay until the client disconnects.
 bool logged_in(const test_sshd& sshd) {
-  return read_text(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
+  return read_file(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
              std::string::npos &&
          !sshd.connection_pids().empty();
-}
-
-/// Polls `condition` every 10 ms for up to 5 s (for changes made by external processes).
-template <class Condition>
-bool eventually(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 /// Whether `pid` is a live process (neither gone nor a zombie awaiting its reaper).
@@ -167,15 +113,15 @@ TEST_CASE("test_sshd accepts the OpenSSH client with its generated keys", "[sshd
   test_sshd sshd;
   REQUIRE(sshd.running());
   REQUIRE(sshd.port() != 0);
-  REQUIRE(read_text(sshd.known_hosts_file())
+  REQUIRE(read_file(sshd.known_hosts_file())
               .rfind("[127.0.0.1]:" + std::to_string(sshd.port()) + " ssh-ed25519 ", 0) == 0);
-  REQUIRE(read_text(sshd.empty_known_hosts_file()).empty());
+  REQUIRE(read_file(sshd.empty_known_hosts_file()).empty());
 
   SECTION("the right key and known host log in") {
     auto result = run_ssh(sshd, sshd.identity_file(), sshd.known_hosts_file());
     INFO(result.output);
     CHECK(result.succeeded());
-    CHECK(read_text(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
+    CHECK(read_file(sshd.log_file()).find("Accepted publickey for " + sshd.user()) !=
           std::string::npos);
   }
   SECTION("an unauthorised key is refused") {
@@ -218,7 +164,7 @@ TEST_CASE("test_sshd shows the processes of an open connection", "[sshd]") {
   for (pid_t pid : sshd.connection_pids())
     CHECK(pid != sshd.pid());
   ::kill(client, SIGTERM);
-  wait_for(client);
+  wait_child(client);
   CHECK(eventually([&] { return sshd.connection_pids().empty(); }));
 }
 
@@ -283,7 +229,7 @@ TEST_CASE("test_sshd leaves no process, thread, fd or file behind", "[sshd]") {
     CHECK_FALSE(process_alive(pid));
   CHECK_FALSE(std::filesystem::exists(dir));
   ::kill(client, SIGTERM);
-  wait_for(client);
+  wait_child(client);
   CHECK(sshpool::test::thread_count() == threads);
   CHECK(sshpool::test::open_fd_count() == fds);
 }

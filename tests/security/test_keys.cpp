@@ -5,34 +5,21 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <string>
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/os.hpp"
 #include "support/quiet_config.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::quiet_config;
-using sshpool::test::sshd_options;
-using sshpool::test::test_sshd;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-void spit(const std::string& path, const std::string& content) {
-  std::ofstream{path, std::ios::binary | std::ios::trunc} << content;
-}
 
 void shell(const std::string& command) {
   INFO(command);
@@ -58,7 +45,7 @@ struct world {
   /// "ssh-ed25519 BASE64": the sshd's host key, from the fixture's files, without the
   /// comment (as ssh and ssh-keyscan write known_hosts lines: the key ends the line).
   std::string host_key = [this] {
-    std::istringstream pub{slurp(sshd.dir() + "/ssh_host_ed25519_key.pub")};
+    std::istringstream pub{read_file(sshd.dir() + "/ssh_host_ed25519_key.pub")};
     std::string type, blob;
     pub >> type >> blob;
     return type + " " + blob;
@@ -69,7 +56,7 @@ struct world {
   /// Writes a known_hosts file for the endpoint; returns its path.
   std::string known_hosts(const std::string& name, const std::string& content) {
     ep.known_hosts_file = sshd.dir() + "/" + name;
-    spit(ep.known_hosts_file, content);
+    write_file(ep.known_hosts_file, content);
     return ep.known_hosts_file;
   }
 
@@ -77,7 +64,7 @@ struct world {
   void hash_known_hosts() {
     shell("ssh-keygen -H -f '" + ep.known_hosts_file + "'");
     std::remove((ep.known_hosts_file + ".old").c_str());
-    REQUIRE(slurp(ep.known_hosts_file).find("127.0.0.1") == std::string::npos);
+    REQUIRE(read_file(ep.known_hosts_file).find("127.0.0.1") == std::string::npos);
   }
 
   /// A connection and one request through it, or the error of either.
@@ -98,7 +85,7 @@ struct world {
     return {};
   }
 
-  bool sshd_saw_authentication() { return slurp(sshd.log_file()).find("publickey") != npos; }
+  bool sshd_saw_authentication() { return read_file(sshd.log_file()).find("publickey") != npos; }
   static constexpr auto npos = std::string::npos;
 };
 
@@ -119,18 +106,19 @@ TEST_CASE("known_hosts: a @revoked host key is refused whatever other lines say,
   SECTION("@revoked for every host, plain line hashed by ssh-keygen -H") {
     w.known_hosts("kh", w.line + "\n");
     w.hash_known_hosts();
-    spit(w.ep.known_hosts_file, slurp(w.ep.known_hosts_file) + "@revoked * " + w.host_key + "\n");
+    write_file(w.ep.known_hosts_file,
+               read_file(w.ep.known_hosts_file) + "@revoked * " + w.host_key + "\n");
   }
   SECTION("accept_new: a revoked key is not recorded") {
     w.ep.host_keys = host_key_policy::accept_new;
     w.known_hosts("kh", revoked);
   }
-  const auto before = slurp(w.ep.known_hosts_file);
+  const auto before = read_file(w.ep.known_hosts_file);
   auto used = w.use(eng, "alice");
   REQUIRE_FALSE(used);
   CHECK(used.error().code() == errc::host_key_revoked);
   CHECK(used.error().message().find("@revoked") != std::string::npos);
-  CHECK(slurp(w.ep.known_hosts_file) == before);
+  CHECK(read_file(w.ep.known_hosts_file) == before);
   CHECK_FALSE(w.sshd_saw_authentication());
 }
 
@@ -145,7 +133,7 @@ TEST_CASE("known_hosts: @cert-authority lines are not plain keys", "[security][k
   // accept_new records the key on a line of its own; the key is then known.
   w.ep.host_keys = host_key_policy::accept_new;
   REQUIRE(w.use(eng, "bob"));
-  CHECK(slurp(w.ep.known_hosts_file)
+  CHECK(read_file(w.ep.known_hosts_file)
             .find("\n[127.0.0.1]:" + std::to_string(w.sshd.port()) + " ssh-ed25519 ") !=
         std::string::npos);
   w.ep.host_keys = host_key_policy::strict;
@@ -169,10 +157,10 @@ TEST_CASE("known_hosts: CRLF line ends and trailing white space are read as Open
   SECTION("hashed by ssh-keygen -H, then CRLF") {
     w.known_hosts("kh", "other.example " + w.host_key + "\n" + w.line + "\n");
     w.hash_known_hosts();
-    spit(w.ep.known_hosts_file, with_crlf(slurp(w.ep.known_hosts_file)));
+    write_file(w.ep.known_hosts_file, with_crlf(read_file(w.ep.known_hosts_file)));
   }
   SECTION("a changed key in a CRLF file is still a mismatch") {
-    auto wrong = slurp(w.sshd.wrong_known_hosts_file());
+    auto wrong = read_file(w.sshd.wrong_known_hosts_file());
     w.known_hosts("kh", with_crlf(wrong));
     auto used = w.use(eng, "alice");
     REQUIRE_FALSE(used);
@@ -193,7 +181,7 @@ TEST_CASE("known_hosts: accept_new never glues its line to a last line without a
   REQUIRE(w.use(eng, "alice"));
   w.ep.host_keys = host_key_policy::strict;
   auto used = w.use(eng, "bob");
-  INFO(slurp(w.ep.known_hosts_file));
+  INFO(read_file(w.ep.known_hosts_file));
   CHECK(used);
 }
 
@@ -209,7 +197,7 @@ TEST_CASE("private keys: set_endpoint loads the key and tells why it cannot be u
         "' && ssh-keygen -p -q -P '' -N '" + passphrase + "' -f '" + encrypted + "'");
   const auto pem = dir + "/pem_key";
   shell("ssh-keygen -q -t ecdsa -m PEM -N '" + passphrase + "' -f '" + pem + "'");
-  spit(dir + "/text", "hello, not a key\n");
+  write_file(dir + "/text", "hello, not a key\n");
   struct bad_key {
     std::string file;
     std::string passphrase;

@@ -18,35 +18,19 @@
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
+#include "support/os.hpp"
 #include "support/quiet_config.hpp"
+#include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
+using namespace sshpool::test;
 using namespace std::chrono_literals;
 using sshpool::demo::http_backend;
-using sshpool::test::quiet_config;
-using sshpool::test::test_sshd;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-request make(std::string method, std::string path, header_list headers = {},
-             std::string body = {}) {
-  request req;
-  req.id = "r";
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.headers = std::move(headers);
-  req.body = std::move(body);
-  return req;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 std::size_t count_lines(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -57,47 +41,44 @@ std::size_t count_lines(const std::string& text) {
 TEST_CASE("request smuggling attempts are rejected with invalid_request and nothing reaches "
           "the backend",
           "[security]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{"backend"}};
-  engine eng{quiet_config()};
-  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
-  auto conn = eng.pool().get_connection("alice");
-  REQUIRE(conn);
-  REQUIRE(conn->forward(make("GET", "/echo"))); // the channel exists and is reusable
-  REQUIRE(backend.wait_for_requests(1, 5s));
+  basic_world<test_sshd> w{quiet_config()};
+  auto conn = w.lease("alice");
+  REQUIRE(conn->forward(build_request("GET", "/echo"))); // the channel exists and is reusable
+  REQUIRE(w.backend.wait_for_requests(1, 5s));
   const std::string nul{"\0", 1};
   const std::vector<std::pair<const char*, request>> attacks{
-      {"CR in method", make("GET\r", "/echo")},
-      {"LF in method", make("GET\nX", "/echo")},
-      {"space in method", make("GET /evil HTTP/1.1\r\n\r\nGET", "/echo")},
-      {"NUL in method", make("GE" + nul + "T", "/echo")},
-      {"CRLF in path", make("GET", "/echo HTTP/1.1\r\nHost: x\r\n\r\nGET /admin")},
-      {"LF in path", make("GET", "/echo\nX")},
-      {"NUL in path", make("GET", "/echo" + nul)},
-      {"space in path", make("GET", "/echo /admin")},
-      {"CRLF in header value", make("GET", "/echo", {{"X-A", "v\r\nX-Injected: 1"}})},
-      {"bare LF in header value", make("GET", "/echo", {{"X-A", "v\nX-Injected: 1"}})},
-      {"bare CR in header value", make("GET", "/echo", {{"X-A", "v\rX"}})},
-      {"NUL in header value", make("GET", "/echo", {{"X-A", "v" + nul}})},
-      {"CRLF in header name", make("GET", "/echo", {{"X-A\r\nX-B", "v"}})},
-      {"space in header name", make("GET", "/echo", {{"X A", "v"}})},
-      {"colon in header name", make("GET", "/echo", {{"X:A", "v"}})},
-      {"empty header name", make("GET", "/echo", {{"", "v"}})},
-      {"NUL in header name", make("GET", "/echo", {{"X" + nul, "v"}})},
+      {"CR in method", build_request("GET\r", "/echo")},
+      {"LF in method", build_request("GET\nX", "/echo")},
+      {"space in method", build_request("GET /evil HTTP/1.1\r\n\r\nGET", "/echo")},
+      {"NUL in method", build_request("GE" + nul + "T", "/echo")},
+      {"CRLF in path", build_request("GET", "/echo HTTP/1.1\r\nHost: x\r\n\r\nGET /admin")},
+      {"LF in path", build_request("GET", "/echo\nX")},
+      {"NUL in path", build_request("GET", "/echo" + nul)},
+      {"space in path", build_request("GET", "/echo /admin")},
+      {"CRLF in header value", build_request("GET", "/echo", {{"X-A", "v\r\nX-Injected: 1"}})},
+      {"bare LF in header value", build_request("GET", "/echo", {{"X-A", "v\nX-Injected: 1"}})},
+      {"bare CR in header value", build_request("GET", "/echo", {{"X-A", "v\rX"}})},
+      {"NUL in header value", build_request("GET", "/echo", {{"X-A", "v" + nul}})},
+      {"CRLF in header name", build_request("GET", "/echo", {{"X-A\r\nX-B", "v"}})},
+      {"space in header name", build_request("GET", "/echo", {{"X A", "v"}})},
+      {"colon in header name", build_request("GET", "/echo", {{"X:A", "v"}})},
+      {"empty header name", build_request("GET", "/echo", {{"", "v"}})},
+      {"NUL in header name", build_request("GET", "/echo", {{"X" + nul, "v"}})},
       {"duplicate Content-Length",
-       make("POST", "/echo", {{"Content-Length", "4"}, {"Content-Length", "4"}}, "body")},
+       build_request("POST", "/echo", {{"Content-Length", "4"}, {"Content-Length", "4"}}, "body")},
       {"Content-Length not the body size",
-       make("POST", "/echo", {{"Content-Length", "2"}}, "body")},
+       build_request("POST", "/echo", {{"Content-Length", "2"}}, "body")},
       {"caller's Transfer-Encoding",
-       make("POST", "/echo", {{"Transfer-Encoding", "chunked"}}, "4\r\nbody\r\n0\r\n\r\n")},
+       build_request("POST", "/echo", {{"Transfer-Encoding", "chunked"}},
+                     "4\r\nbody\r\n0\r\n\r\n")},
       {"caller's transfer-encoding (lower case)",
-       make("POST", "/echo", {{"transfer-encoding", "chunked"}}, "0\r\n\r\n")},
-      {"duplicate Host", make("GET", "/echo", {{"Host", "a"}, {"Host", "b"}})},
-      {"Upgrade", make("GET", "/echo", {{"Upgrade", "h2c"}})},
-      {"CONNECT", make("CONNECT", "/echo")},
-      {"absolute-form path", make("GET", "http://evil.example/")},
-      {"empty method", make("", "/echo")},
-      {"empty path", make("GET", "")},
+       build_request("POST", "/echo", {{"transfer-encoding", "chunked"}}, "0\r\n\r\n")},
+      {"duplicate Host", build_request("GET", "/echo", {{"Host", "a"}, {"Host", "b"}})},
+      {"Upgrade", build_request("GET", "/echo", {{"Upgrade", "h2c"}})},
+      {"CONNECT", build_request("CONNECT", "/echo")},
+      {"absolute-form path", build_request("GET", "http://evil.example/")},
+      {"empty method", build_request("", "/echo")},
+      {"empty path", build_request("GET", "")},
   };
   for (const auto& [what, req] : attacks) {
     INFO(what);
@@ -107,19 +88,19 @@ TEST_CASE("request smuggling attempts are rejected with invalid_request and noth
   }
   // Nothing was written: the next request on the same (reused) channel is parsed by the
   // backend as exactly one clean request, and the backend saw no other.
-  auto ok = conn->forward(make("GET", "/echo", {{"X-A", "clean"}}));
+  auto ok = conn->forward(build_request("GET", "/echo", {{"X-A", "clean"}}));
   REQUIRE(ok);
   CHECK(ok->status == 200);
-  REQUIRE(backend.wait_for_requests(2, 5s));
-  CHECK(backend.requests_received() == 2);
-  auto seen = backend.received();
+  REQUIRE(w.backend.wait_for_requests(2, 5s));
+  CHECK(w.backend.requests_received() == 2);
+  auto seen = w.backend.received();
   REQUIRE(seen.size() == 2);
   CHECK(seen.back().path == "/echo");
   for (const auto& [name, value] : seen.back().headers) {
     CHECK(name != "X-Injected");
     CHECK(value.find('\r') == std::string::npos);
   }
-  CHECK(eng.pool().release_connection("alice", *conn));
+  CHECK(w.eng.pool().release_connection("alice", *conn));
 }
 
 TEST_CASE("user ids: empty, 1 MiB, control characters are refused; non-UTF-8, '/' and '..' "
@@ -141,7 +122,7 @@ TEST_CASE("user ids: empty, 1 MiB, control characters are refused; non-UTF-8, '/
     INFO("user #" << i);
     auto conn = eng.pool().get_connection(users[i]);
     REQUIRE(conn);
-    auto res = conn->forward(make("GET", "/echo"));
+    auto res = conn->forward(build_request("GET", "/echo"));
     REQUIRE(res);
     REQUIRE(res->header("X-Backend"));
     CHECK(*res->header("X-Backend") == "token-" + std::to_string(i));
@@ -190,7 +171,7 @@ TEST_CASE("host keys: strict refuses an unknown host untouched; accept_new recor
     auto conn = eng.pool().get_connection("alice");
     REQUIRE_FALSE(conn);
     CHECK(conn.error().code() == errc::host_key_unknown);
-    CHECK(slurp(known_hosts).empty());
+    CHECK(read_file(known_hosts).empty());
   }
   SECTION("accept_new: three racing handshakes record the key once; strict then accepts it") {
     {
@@ -203,14 +184,14 @@ TEST_CASE("host keys: strict refuses an unknown host untouched; accept_new recor
         REQUIRE(eng.set_endpoint(user, ep));
         racing.push_back(std::async(std::launch::async, [&eng, user] {
           auto conn = eng.pool().get_connection(user);
-          return conn && conn->forward(make("GET", "/echo")) &&
+          return conn && conn->forward(build_request("GET", "/echo")) &&
                  eng.pool().release_connection(user, *conn);
         }));
       }
       for (auto& r : racing)
         CHECK(r.get());
     }
-    const auto recorded = slurp(known_hosts);
+    const auto recorded = read_file(known_hosts);
     CHECK(count_lines(recorded) == 1);
     CHECK(recorded.find("[127.0.0.1]:" + std::to_string(sshd.port())) != std::string::npos);
     engine strict{quiet_config()};
@@ -223,13 +204,13 @@ TEST_CASE("host keys: strict refuses an unknown host untouched; accept_new recor
   SECTION("accept_new: a changed key is still refused, and the file is not touched") {
     ep.known_hosts_file = sshd.wrong_known_hosts_file();
     ep.host_keys = host_key_policy::accept_new;
-    const auto before = slurp(ep.known_hosts_file);
+    const auto before = read_file(ep.known_hosts_file);
     engine eng{quiet_config()};
     REQUIRE(eng.set_endpoint("alice", ep));
     auto conn = eng.pool().get_connection("alice");
     REQUIRE_FALSE(conn);
     CHECK(conn.error().code() == errc::host_key_mismatch);
-    CHECK(slurp(ep.known_hosts_file) == before);
+    CHECK(read_file(ep.known_hosts_file) == before);
   }
 }
 
@@ -284,7 +265,7 @@ TEST_CASE("isolation property: under concurrent random get/forward/release/close
       } else if (roll < 85) { // forward on a held lease, checked against its user's token
         auto& [user, conn] = held[pick(held.size())];
         const auto body = user + "/" + std::to_string(seed) + "/" + std::to_string(op);
-        auto res = conn.forward(make("POST", "/echo", {}, body));
+        auto res = conn.forward(build_request("POST", "/echo", {}, body));
         if (!res) {
           // A close by another thread may cut it; nothing else is expected.
           if (res.error().code() != errc::connection_lost)

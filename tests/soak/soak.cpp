@@ -27,6 +27,7 @@
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/process_info.hpp"
+#include "support/requests.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
 
@@ -57,15 +58,6 @@ figures sample(engine& eng, steady::time_point start) {
   f.threads = test::thread_count();
   f.connections = eng.pool().get_pool_stats().total_connections;
   return f;
-}
-
-request make(std::string id, std::string method, std::string path, std::string body = {}) {
-  request req;
-  req.id = std::move(id);
-  req.method = std::move(method);
-  req.path = std::move(path);
-  req.body = std::move(body);
-  return req;
 }
 
 class soak {
@@ -192,11 +184,12 @@ private:
       }
       const auto id = std::to_string(seed) + '-' + std::to_string(n);
       if (faulty(user)) {
-        count(static_cast<bool>(conn->forward(make(id, "GET", broken_paths[pick(9)]))));
+        count(
+            static_cast<bool>(conn->forward(test::make_request(id, "GET", broken_paths[pick(9)]))));
       } else {
         switch (pick(4)) {
         case 0:
-          count(static_cast<bool>(conn->forward(make(id, "POST", "/echo", big))));
+          count(static_cast<bool>(conn->forward(test::make_request(id, "POST", "/echo", big))));
           break;
         case 1: {
           std::size_t bytes = 0;
@@ -206,11 +199,11 @@ private:
             return true;
           };
           count(static_cast<bool>(conn->forward_stream(
-              make(id, "POST", "/api/chat", R"({"model":"m","messages":[]})"), h)));
+              test::make_request(id, "POST", "/api/chat", R"({"model":"m","messages":[]})"), h)));
           break;
         }
         default:
-          count(static_cast<bool>(conn->forward(make(id, "GET", "/echo"))));
+          count(static_cast<bool>(conn->forward(test::make_request(id, "GET", "/echo"))));
         }
       }
       eng_->pool().release_connection(user, *conn);
@@ -233,7 +226,7 @@ private:
         auto temp = "temp" + std::to_string(n % 10);
         add_user(temp, false);
         if (auto conn = eng_->pool().get_connection(temp)) {
-          count(static_cast<bool>(conn->forward(make("t", "GET", "/echo"))));
+          count(static_cast<bool>(conn->forward(test::make_request("t", "GET", "/echo"))));
           eng_->pool().release_connection(temp, *conn);
         }
         eng_->pool().drain_user(temp);

@@ -1,5 +1,6 @@
-// Child processes and files for the test fixtures: spawning with inherited output, pidfds,
-// temporary directories and whole-file reads and writes. Errors throw std::system_error.
+// Child processes for the test fixtures: pidfds, signals, free ports, waiting for exits and
+// processes whose output goes to a file (spawning itself and files: os.hpp). Errors throw
+// std::system_error.
 #pragma once
 
 #include <sys/types.h>
@@ -10,10 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace sshpool::test {
+#include "support/os.hpp"
 
-/// Throws std::system_error for the current errno.
-[[noreturn]] void throw_errno(const std::string& what);
+namespace sshpool::test {
 
 /// A pidfd for `pid` (-1 on failure). Called through syscall(2): glibc 2.36 declares
 /// pidfd_open without C linkage in C++.
@@ -22,24 +22,8 @@ int open_pidfd(pid_t pid);
 /// Sends `sig` to the process of `pidfd`, which cannot have been replaced by a reused pid.
 void send_signal(int pidfd, int sig);
 
-/// Writes `content` to `path` (created or truncated, with `mode`).
-void write_file(const std::string& path, const std::string& content, mode_t mode = 0644);
-
-/// The whole content of `path`.
-std::string read_file(const std::string& path);
-
-/// Spawns `argv` (looked up in PATH) with stdin from /dev/null, stdout and stderr to `out_fd`,
-/// no other fd inherited, default signal dispositions and an empty signal mask.
-pid_t spawn(const std::vector<std::string>& argv, int out_fd);
-
-/// Waits for the child `pid` and returns its wait status.
-int wait_child(pid_t pid);
-
 /// A free TCP port on 127.0.0.1 (bound to port 0 and released).
 std::uint16_t free_port();
-
-/// A fresh private directory "PREFIX-XXXXXX" under $TMPDIR (or /tmp).
-std::string make_temp_dir(const std::string& prefix);
 
 /// Waits up to `bound` until every process in `pidfds` has exited; returns those that have not.
 std::vector<int> wait_exits(std::vector<int> pidfds, std::chrono::milliseconds bound);

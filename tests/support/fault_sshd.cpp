@@ -18,13 +18,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
+
+#include "support/os.hpp"
+#include "support/server_endpoint.hpp"
 
 namespace sshpool::test {
 
@@ -39,19 +40,6 @@ constexpr std::size_t relay_chunk = 32 * 1024;
 /// Reads per channel and direction in one turn, so one busy channel cannot starve the rest.
 constexpr int reads_per_turn = 8;
 
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), "fault_sshd: " + what);
-}
-
-std::string make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sshpool-fault-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw_errno("mkdtemp " + pattern);
-  return pattern;
-}
-
 ssh_key generate_ed25519() {
   ssh_key key = nullptr;
   if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK)
@@ -64,7 +52,7 @@ ssh_key generate_ed25519() {
 void write_private_key(ssh_key key, const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0)
-    throw_errno("open " + path);
+    throw_errno("fault_sshd: open " + path);
   ::close(fd);
   if (ssh_pki_export_privkey_file(key, nullptr, nullptr, nullptr, path.c_str()) != SSH_OK)
     throw std::runtime_error("fault_sshd: cannot write " + path);
@@ -462,7 +450,7 @@ void fault_sshd::connection::on_close(ssh_session, ssh_channel, void* userdata) 
 
 fault_sshd::fault_sshd() {
   try {
-    dir_ = make_temp_dir();
+    dir_ = make_temp_dir("sshpool-fault");
     ssh_key host_key = generate_ed25519();
     std::string host_line;
     try {
@@ -478,7 +466,7 @@ fault_sshd::fault_sshd() {
 
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (listen_fd_ < 0)
-      throw_errno("socket");
+      throw_errno("fault_sshd: socket");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -486,13 +474,13 @@ fault_sshd::fault_sshd() {
     if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 ||
         ::listen(listen_fd_, 64) != 0 ||
         ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-      throw_errno("listen on 127.0.0.1");
+      throw_errno("fault_sshd: listen on 127.0.0.1");
     port_ = ntohs(addr.sin_port);
-    std::ofstream{known_hosts_file()} << "[127.0.0.1]:" << port_ << ' ' << host_line << '\n';
+    write_file(known_hosts_file(), "[127.0.0.1]:" + std::to_string(port_) + ' ' + host_line + '\n');
 
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0)
-      throw_errno("eventfd");
+      throw_errno("fault_sshd: eventfd");
     bind_ = ssh_bind_new();
     if (bind_ == nullptr)
       throw std::runtime_error("fault_sshd: ssh_bind_new failed");
@@ -542,25 +530,9 @@ void fault_sshd::release() noexcept {
   }
 }
 
-std::string fault_sshd::identity_file() const {
-  return dir_ + "/id_ed25519";
-}
-
-std::string fault_sshd::known_hosts_file() const {
-  return dir_ + "/known_hosts";
-}
-
 sshpool::endpoint fault_sshd::make_endpoint(std::uint16_t target_port) const {
-  sshpool::endpoint result;
-  result.host = "127.0.0.1";
-  result.port = port_;
-  result.username = "fault";
-  result.identity_file = identity_file();
-  result.known_hosts_file = known_hosts_file();
-  result.target_host = "127.0.0.1";
-  result.target_port = target_port;
-  result.server_nodelay = false;
-  return result;
+  return server_endpoint("127.0.0.1", port_, "fault", identity_file(), known_hosts_file(),
+                         target_port);
 }
 
 fault_sshd::counters fault_sshd::snapshot() const {

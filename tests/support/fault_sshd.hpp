@@ -75,9 +75,9 @@ public:
 
   std::uint16_t port() const { return port_; }
   /// The authorised ed25519 private key (mode 0600).
-  std::string identity_file() const;
+  std::string identity_file() const { return dir_ + "/id_ed25519"; }
   /// "[127.0.0.1]:PORT ssh-ed25519 ..." with this server's host key.
-  std::string known_hosts_file() const;
+  std::string known_hosts_file() const { return dir_ + "/known_hosts"; }
 
   /// An endpoint at 127.0.0.1:port() with the right key and known_hosts, forwarding to
   /// 127.0.0.1:target_port, with server_nodelay off (this server has no shell to exec).

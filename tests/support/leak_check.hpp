@@ -3,11 +3,10 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <cstddef>
-#include <thread>
 
 #include "support/process_info.hpp"
+#include "support/timing.hpp"
 
 namespace sshpool::test {
 
@@ -20,10 +19,7 @@ struct leak_check {
   std::size_t fds = open_fd_count();
   std::size_t threads = thread_count();
   void check() const {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while ((open_fd_count() != fds || thread_count() != threads) &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    eventually([this] { return open_fd_count() == fds && thread_count() == threads; });
     CHECK(open_fd_count() == fds);
     CHECK(thread_count() == threads);
   }

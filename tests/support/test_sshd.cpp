@@ -15,7 +15,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -26,6 +25,7 @@
 #include <utility>
 
 #include "support/child_process.hpp"
+#include "support/server_endpoint.hpp"
 
 namespace sshpool::test {
 
@@ -155,45 +155,9 @@ test_sshd::~test_sshd() {
   cleanup();
 }
 
-std::string test_sshd::identity_file() const {
-  return dir_ + "/id_ed25519";
-}
-
-std::string test_sshd::wrong_identity_file() const {
-  return dir_ + "/wrong_id_ed25519";
-}
-
-std::string test_sshd::known_hosts_file() const {
-  return dir_ + "/known_hosts";
-}
-
-std::string test_sshd::wrong_known_hosts_file() const {
-  return dir_ + "/wrong_known_hosts";
-}
-
-std::string test_sshd::empty_known_hosts_file() const {
-  return dir_ + "/empty_known_hosts";
-}
-
-std::string test_sshd::log_file() const {
-  return dir_ + "/sshd.log";
-}
-
 sshpool::endpoint test_sshd::make_endpoint(std::uint16_t target_port) const {
-  sshpool::endpoint result;
-  result.host = options_.listen_address;
-  result.port = port_;
-  result.username = user_;
-  result.identity_file = identity_file();
-  result.known_hosts_file = known_hosts_file();
-  result.target_host = "127.0.0.1";
-  result.target_port = target_port;
-  // The TCP_NODELAY nudge execs a no-op through the login shell. Tests stop sshd abruptly,
-  // killing such shells mid-startup; on this image root's .bashrc runs `pyenv rehash`,
-  // whose lock then goes stale and stalls every later login for a minute. Tests that are
-  // about the nudge turn it back on.
-  result.server_nodelay = false;
-  return result;
+  return server_endpoint(options_.listen_address, port_, user_, identity_file(), known_hosts_file(),
+                         target_port);
 }
 
 std::vector<pid_t> test_sshd::connection_pids() const {
@@ -388,7 +352,6 @@ test_sshd::launch_result test_sshd::launch(std::string& failure) {
 
 void test_sshd::read_log(int fd, int wake_fd) {
   std::string pending;
-  char buf[4096];
   for (;;) {
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
@@ -398,12 +361,8 @@ void test_sshd::read_log(int fd, int wake_fd) {
     }
     if (fds[1].revents != 0)
       break;
-    auto n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
+    if (!read_some(fd, pending))
       break;
-    pending.append(buf, static_cast<std::size_t>(n));
     std::size_t begin = 0;
     for (auto end = pending.find('\n'); end != std::string::npos; end = pending.find('\n', begin)) {
       handle_line(pending.substr(begin, end - begin));

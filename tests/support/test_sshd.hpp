@@ -61,20 +61,20 @@ public:
   const std::string& user() const { return user_; }
 
   /// ed25519 private key authorised for user().
-  std::string identity_file() const;
+  std::string identity_file() const { return dir_ + "/id_ed25519"; }
   /// Another ed25519 private key, not authorised.
-  std::string wrong_identity_file() const;
+  std::string wrong_identity_file() const { return dir_ + "/wrong_id_ed25519"; }
   /// "[127.0.0.1]:PORT ssh-ed25519 ..." with sshd's host key.
-  std::string known_hosts_file() const;
+  std::string known_hosts_file() const { return dir_ + "/known_hosts"; }
   /// The same host with a different ed25519 key (as if the host key had changed).
-  std::string wrong_known_hosts_file() const;
+  std::string wrong_known_hosts_file() const { return dir_ + "/wrong_known_hosts"; }
   /// An existing, empty known_hosts file (host unknown).
-  std::string empty_known_hosts_file() const;
+  std::string empty_known_hosts_file() const { return dir_ + "/empty_known_hosts"; }
   /// Everything sshd and its connection processes write to stderr, one line per line.
-  std::string log_file() const;
+  std::string log_file() const { return dir_ + "/sshd.log"; }
 
   /// An endpoint for user() at listen_address:port() with the right key and known_hosts, forwarding
-  /// to 127.0.0.1:target_port, with server_nodelay off (see the .cpp).
+  /// to 127.0.0.1:target_port, with server_nodelay off (see server_endpoint.hpp).
   sshpool::endpoint make_endpoint(std::uint16_t target_port) const;
 
   /// Every descendant of pid(): the processes serving client connections (a connection's

@@ -16,21 +16,25 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include "backend/http_backend.hpp"
+#include "sshpool/text.hpp"
+#include "support/requests.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
 using sshpool::demo::http_backend;
+using sshpool::test::eventually;
+using sshpool::test::pattern;
+using sshpool::text::lower;
 
 http_backend::options test_options() {
   http_backend::options opts;
@@ -38,32 +42,6 @@ http_backend::options test_options() {
   opts.token_delay = std::chrono::milliseconds(1);
   opts.tokens = 12;
   return opts;
-}
-
-/// The backend's body pattern: byte i is 'a' + i % 26.
-std::string pattern(std::size_t n, std::size_t offset = 0) {
-  std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i)
-    s[i] = static_cast<char>('a' + (offset + i) % 26);
-  return s;
-}
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
-/// Waits (yielding, never sleeping) until `pred` holds; false after 10 s.
-bool wait_until(const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::yield();
-  }
-  return true;
 }
 
 /// A parsed response.
@@ -152,6 +130,12 @@ public:
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
 
+  /// Sends `request` and reads its response.
+  response exchange(std::string_view request) {
+    send(request);
+    return read_response();
+  }
+
   /// Reads one response; `head_request` says the body is absent whatever the headers say.
   response read_response(bool head_request = false) {
     response r;
@@ -236,15 +220,20 @@ std::string post(std::string_view target, std::string_view body,
          std::string(extra_headers) + "\r\n" + std::string(body);
 }
 
+/// A backend with the test options and a client connected to it.
+struct connected {
+  http_backend backend{test_options()};
+  client c{backend.port()};
+};
+
 } // namespace
 
 TEST_CASE("echo returns the body and describes the request", "[backend]") {
   http_backend backend(test_options());
   REQUIRE(backend.port() != 0);
   client c(backend.port());
-  c.send(
+  response r = c.exchange(
       post("/echo?x=1&y=2", "hello world", "Content-Type: text/plain\r\nX-Request-Id: req-42\r\n"));
-  response r = c.read_response();
   CHECK(r.status == 200);
   CHECK(r.status_line == "HTTP/1.1 200 OK");
   CHECK(r.body == "hello world");
@@ -255,32 +244,25 @@ TEST_CASE("echo returns the body and describes the request", "[backend]") {
   CHECK(r.header("x-path") == "/echo?x=1&y=2");
   CHECK(r.header("x-request-id") == "req-42");
 
-  c.send(get("/echo"));
-  response empty = c.read_response();
+  response empty = c.exchange(get("/echo"));
   CHECK(empty.body.empty());
   CHECK(empty.header("content-type") == "application/octet-stream");
   CHECK_FALSE(empty.has("x-request-id"));
 }
 
-TEST_CASE("keep-alive serves several requests on one connection", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(post("/echo", "first"));
-  CHECK(c.read_response().body == "first");
-  c.send(post("/echo", "second"));
-  response r = c.read_response();
+TEST_CASE_METHOD(connected, "keep-alive serves several requests on one connection", "[backend]") {
+  CHECK(c.exchange(post("/echo", "first")).body == "first");
+  response r = c.exchange(post("/echo", "second"));
   CHECK(r.body == "second");
   CHECK_FALSE(r.has("connection"));
   CHECK(backend.connections_accepted() == 1);
   CHECK(backend.requests_received() == 2);
 }
 
-TEST_CASE("pipelined requests are answered in order", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
+TEST_CASE_METHOD(connected, "pipelined requests are answered in order", "[backend]") {
   // The delayed answer comes first: the later ones must wait for it.
-  c.send(get("/slow/20") + post("/echo", "one") + get("/status/503") + post("/echo", "two"));
-  response slow = c.read_response();
+  response slow = c.exchange(get("/slow/20") + post("/echo", "one") + get("/status/503") +
+                             post("/echo", "two"));
   CHECK(slow.status == 200);
   CHECK(slow.body == "slow");
   CHECK(c.read_response().body == "one");
@@ -289,39 +271,31 @@ TEST_CASE("pipelined requests are answered in order", "[backend]") {
   CHECK(c.nothing_pending());
 }
 
-TEST_CASE("/bytes/N sends exactly N pattern bytes", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/bytes/1048576"));
-  response r = c.read_response();
+TEST_CASE_METHOD(connected, "/bytes/N sends exactly N pattern bytes", "[backend]") {
+  response r = c.exchange(get("/bytes/1048576"));
   CHECK(r.status == 200);
   CHECK(r.header("content-length") == "1048576");
   REQUIRE(r.body.size() == 1048576);
   CHECK(r.body == pattern(1048576));
 
-  c.send(get("/bytes/0"));
-  response none = c.read_response();
+  response none = c.exchange(get("/bytes/0"));
   CHECK(none.header("content-length") == "0");
   CHECK(none.body.empty());
 
   c.send("HEAD /bytes/500 HTTP/1.1\r\nHost: test\r\n\r\n");
   response head = c.read_response(true);
   CHECK(head.header("content-length") == "500");
-  c.send(get("/bytes/3?ignored=1"));
-  CHECK(c.read_response().body == "abc"); // the HEAD answer had no body
+  CHECK(c.exchange(get("/bytes/3?ignored=1")).body == "abc"); // the HEAD answer had no body
 }
 
-TEST_CASE("/chunked/N/K frames N chunks of K bytes", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
+TEST_CASE_METHOD(connected, "/chunked/N/K frames N chunks of K bytes", "[backend]") {
   c.send(get("/chunked/3/5"));
   std::string head = c.read_until("\r\n\r\n");
   CHECK(head.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
   CHECK(head.find("Content-Length") == std::string::npos);
   CHECK(c.read_until("0\r\n\r\n") == "5\r\nabcde\r\n5\r\nfghij\r\n5\r\nklmno\r\n0\r\n\r\n");
 
-  c.send(get("/chunked/4/100000"));
-  response r = c.read_response();
+  response r = c.exchange(get("/chunked/4/100000"));
   REQUIRE(r.chunks.size() == 4);
   for (const auto& chunk : r.chunks)
     CHECK(chunk.size() == 100000);
@@ -329,11 +303,8 @@ TEST_CASE("/chunked/N/K frames N chunks of K bytes", "[backend]") {
   CHECK(c.nothing_pending());
 }
 
-TEST_CASE("/close/N is delimited by the server closing", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/close/100000"));
-  response r = c.read_response(); // no length, not chunked: reads until EOF
+TEST_CASE_METHOD(connected, "/close/N is delimited by the server closing", "[backend]") {
+  response r = c.exchange(get("/close/100000")); // no length, not chunked: reads until EOF
   CHECK(r.status == 200);
   CHECK_FALSE(r.has("content-length"));
   CHECK_FALSE(r.has("transfer-encoding"));
@@ -341,58 +312,46 @@ TEST_CASE("/close/N is delimited by the server closing", "[backend]") {
   CHECK(r.body == pattern(100000));
 }
 
-TEST_CASE("/status/CODE answers that status", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/status/503"));
-  response r = c.read_response();
+TEST_CASE_METHOD(connected, "/status/CODE answers that status", "[backend]") {
+  response r = c.exchange(get("/status/503"));
   CHECK(r.status_line == "HTTP/1.1 503 Service Unavailable");
   CHECK(r.body == "503 Service Unavailable\n");
   CHECK(r.header("x-backend") == "test-backend");
 
-  c.send(get("/status/204"));
-  response no_content = c.read_response();
+  response no_content = c.exchange(get("/status/204"));
   CHECK(no_content.status == 204);
   CHECK_FALSE(no_content.has("content-length"));
 
-  c.send(get("/status/404"));
-  CHECK(c.read_response().status_line == "HTTP/1.1 404 Not Found");
-  c.send(get("/status/99"));
-  CHECK(c.read_response().status == 400);
-  c.send(get("/status/abc"));
-  CHECK(c.read_response().status == 400);
+  CHECK(c.exchange(get("/status/404")).status_line == "HTTP/1.1 404 Not Found");
+  CHECK(c.exchange(get("/status/99")).status == 400);
+  CHECK(c.exchange(get("/status/abc")).status == 400);
 }
 
 TEST_CASE("Connection: close and HTTP/1.0 close after the response", "[backend]") {
   http_backend backend(test_options());
   SECTION("Connection: close") {
     client c(backend.port());
-    c.send(get("/echo", "Connection: close\r\n") + get("/echo"));
-    response r = c.read_response();
+    response r = c.exchange(get("/echo", "Connection: close\r\n") + get("/echo"));
     CHECK(r.status == 200);
     CHECK(r.header("connection") == "close");
     CHECK(c.read_to_eof().empty()); // the pipelined second request is not answered
   }
   SECTION("HTTP/1.0 without keep-alive") {
     client c(backend.port());
-    c.send("GET /echo HTTP/1.0\r\n\r\n");
-    response r = c.read_response();
+    response r = c.exchange("GET /echo HTTP/1.0\r\n\r\n");
     CHECK(r.header("connection") == "close");
     CHECK(c.read_to_eof().empty());
   }
   SECTION("HTTP/1.0 with keep-alive") {
     client c(backend.port());
-    c.send("GET /bytes/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    response r = c.read_response();
+    response r = c.exchange("GET /bytes/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     CHECK(r.header("connection") == "keep-alive");
     CHECK(r.body == "abc");
-    c.send("GET /bytes/2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    CHECK(c.read_response().body == "ab");
+    CHECK(c.exchange("GET /bytes/2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").body == "ab");
   }
   SECTION("HTTP/1.0 gets a close-delimited stream instead of chunks") {
     client c(backend.port());
-    c.send("GET /chunked/2/3 HTTP/1.0\r\n\r\n");
-    response r = c.read_response();
+    response r = c.exchange("GET /chunked/2/3 HTTP/1.0\r\n\r\n");
     CHECK_FALSE(r.has("transfer-encoding"));
     CHECK(r.body == "abcdef");
   }
@@ -406,37 +365,30 @@ TEST_CASE("Connection: close and HTTP/1.0 close after the response", "[backend]"
   }
 }
 
-TEST_CASE("a 1 MiB request body is echoed", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
+TEST_CASE_METHOD(connected, "a 1 MiB request body is echoed", "[backend]") {
   std::string body = pattern(1 << 20, 7);
-  c.send(post("/echo", body));
-  response r = c.read_response();
+  response r = c.exchange(post("/echo", body));
   CHECK(r.status == 200);
   CHECK(r.body == body);
 
   // Chunked request bodies are decoded.
-  c.send("POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
-         "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
-  CHECK(c.read_response().body == "abcdefg");
+  CHECK(c.exchange("POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+            .body == "abcdefg");
 }
 
-TEST_CASE("Expect: 100-continue gets an interim response", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
+TEST_CASE_METHOD(connected, "Expect: 100-continue gets an interim response", "[backend]") {
   c.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n"
          "Expect: 100-continue\r\n\r\n");
   CHECK(c.read_until("\r\n\r\n") == "HTTP/1.1 100 Continue\r\n\r\n");
-  c.send("data");
-  CHECK(c.read_response().body == "data");
+  CHECK(c.exchange("data").body == "data");
 }
 
 TEST_CASE("malformed and oversized requests are rejected and closed", "[backend]") {
   http_backend backend(test_options());
   SECTION("garbage") {
     client c(backend.port());
-    c.send("THIS IS NOT HTTP\r\n\r\n");
-    response r = c.read_response();
+    response r = c.exchange("THIS IS NOT HTTP\r\n\r\n");
     CHECK(r.status == 400);
     CHECK(r.header("connection") == "close");
     CHECK(r.header("x-backend") == "test-backend");
@@ -444,21 +396,19 @@ TEST_CASE("malformed and oversized requests are rejected and closed", "[backend]
   }
   SECTION("garbage after a good request: the good one is answered first") {
     client c(backend.port());
-    c.send(post("/echo", "ok") + "\x01\x02 nonsense\r\n\r\n");
-    CHECK(c.read_response().body == "ok");
+    CHECK(c.exchange(post("/echo", "ok") + "\x01\x02 nonsense\r\n\r\n").body == "ok");
     CHECK(c.read_response().status == 400);
     CHECK(c.read_to_eof().empty());
   }
   SECTION("declared body over 64 MiB") {
     client c(backend.port());
-    c.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000000\r\n\r\n");
-    CHECK(c.read_response().status == 413);
+    CHECK(c.exchange("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 100000000\r\n\r\n")
+              .status == 413);
     CHECK(c.read_to_eof().empty());
   }
   SECTION("head over 64 KiB") {
     client c(backend.port());
-    c.send("GET /echo HTTP/1.1\r\nX-Big: " + std::string(70000, 'x') + "\r\n\r\n");
-    response r = c.read_response();
+    response r = c.exchange("GET /echo HTTP/1.1\r\nX-Big: " + std::string(70000, 'x') + "\r\n\r\n");
     CHECK((r.status == 431 || r.status == 400));
     CHECK(c.read_to_eof().empty());
   }
@@ -470,7 +420,7 @@ TEST_CASE("/slow does not block other connections", "[backend]") {
   client slow(backend.port());
   client fast(backend.port());
   slow.send(get("/slow/1000"));
-  REQUIRE(wait_until([&] { return backend.requests_received() == 1; }));
+  REQUIRE(eventually([&] { return backend.requests_received() == 1; }));
   fast.send(post("/echo", "fast"));
   CHECK(fast.read_response().body == "fast");
   // The fast answer is complete while the slow one has not started.
@@ -489,22 +439,20 @@ TEST_CASE("/hang never answers and the connection closes when the client leaves"
   {
     client c(backend.port());
     c.send(get("/hang"));
-    REQUIRE(wait_until([&] { return backend.requests_received() == 1; }));
+    REQUIRE(eventually([&] { return backend.requests_received() == 1; }));
     client other(backend.port());
     other.send(get("/bytes/1"));
     CHECK(other.read_response().body == "a");
     CHECK(c.nothing_pending());
     CHECK(backend.open_connections() == 2);
   }
-  CHECK(wait_until([&] { return backend.open_connections() == 0; }));
+  CHECK(eventually([&] { return backend.open_connections() == 0; }));
 }
 
-TEST_CASE("received() records what arrived", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
+TEST_CASE_METHOD(connected, "received() records what arrived", "[backend]") {
   std::string big(100000, 'z');
-  c.send(get("/info?a=b", "X-Test: 1\r\n") + post("/echo", big, "X-Other: two\r\n"));
-  response info = c.read_response();
+  response info =
+      c.exchange(get("/info?a=b", "X-Test: 1\r\n") + post("/echo", big, "X-Other: two\r\n"));
   CHECK(info.header("content-type") == "application/json");
   CHECK(info.body == R"({"backend":"test-backend","method":"GET","path":"/info?a=b",)"
                      R"("body_bytes":0,"headers":{"Host":"test","X-Test":"1"}})");
@@ -523,36 +471,26 @@ TEST_CASE("received() records what arrived", "[backend]") {
   CHECK(got[1].body == std::string(65536, 'z'));
 }
 
-TEST_CASE("/info escapes JSON strings", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/info", "X-Q: a\"b\\c\tz\r\nx-q: second\r\n"));
-  response r = c.read_response();
+TEST_CASE_METHOD(connected, "/info escapes JSON strings", "[backend]") {
+  response r = c.exchange(get("/info", "X-Q: a\"b\\c\tz\r\nx-q: second\r\n"));
   CHECK(r.body.find(R"("X-Q":"a\"b\\c\tz, second")") != std::string::npos);
 }
 
-TEST_CASE("unknown routes get a 404 JSON body", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/nowhere?q=1"));
-  response r = c.read_response();
+TEST_CASE_METHOD(connected, "unknown routes get a 404 JSON body", "[backend]") {
+  response r = c.exchange(get("/nowhere?q=1"));
   CHECK(r.status == 404);
   CHECK(r.header("content-type") == "application/json");
   CHECK(r.body == R"({"error":"not found","path":"/nowhere"})");
-  c.send(get("/api/chat"));
-  CHECK(c.read_response().status == 404);
+  CHECK(c.exchange(get("/api/chat")).status == 404);
 }
 
-TEST_CASE("the Ollama-like API lists a model and streams tokens", "[backend]") {
-  http_backend backend(test_options());
-  client c(backend.port());
-  c.send(get("/api/tags"));
-  response tags = c.read_response();
+TEST_CASE_METHOD(connected, "the Ollama-like API lists a model and streams tokens", "[backend]") {
+  response tags = c.exchange(get("/api/tags"));
   CHECK(tags.status == 200);
   CHECK(tags.body.find(R"({"models":[{"name":"demo-llm:latest")") == 0);
 
-  c.send(post("/api/chat", R"({"model":"demo-llm","messages":[{"role":"user","content":"hi"}]})"));
-  response chat = c.read_response();
+  response chat = c.exchange(
+      post("/api/chat", R"({"model":"demo-llm","messages":[{"role":"user","content":"hi"}]})"));
   CHECK(chat.status == 200);
   CHECK(chat.header("content-type") == "application/x-ndjson");
   REQUIRE(chat.chunks.size() == 13); // one chunk per line
@@ -570,8 +508,8 @@ TEST_CASE("the Ollama-like API lists a model and streams tokens", "[backend]") {
     }
   }
 
-  c.send(post("/api/chat", R"({"model":"demo-llm","stream": false,"messages":[]})"));
-  response single = c.read_response();
+  response single =
+      c.exchange(post("/api/chat", R"({"model":"demo-llm","stream": false,"messages":[]})"));
   CHECK(single.header("content-type") == "application/json");
   CHECK(single.chunks.empty());
   CHECK(single.body.find(R"("message":{"role":"assistant","content":"Hello from )") !=
@@ -584,8 +522,7 @@ TEST_CASE("a chat stream with no tokens only sends the summary", "[backend]") {
   opts.tokens = 0;
   http_backend backend(opts);
   client c(backend.port());
-  c.send(post("/api/chat", "{}"));
-  response r = c.read_response();
+  response r = c.exchange(post("/api/chat", "{}"));
   REQUIRE(r.chunks.size() == 1);
   CHECK(r.chunks[0].find(R"("eval_count":0})") != std::string::npos);
 }
@@ -600,8 +537,8 @@ TEST_CASE("the destructor stops while clients are connected", "[backend]") {
     clients[1]->send(get("/bytes/104857600")); // never read: the server's sends block
     clients[2]->send("GET /echo HTTP/1.1\r\nHost: partial");
     clients[3]->send(post("/api/chat", "{}"));
-    REQUIRE(wait_until([&] { return backend.open_connections() == 4; }));
-    REQUIRE(wait_until([&] { return backend.requests_received() == 3; }));
+    REQUIRE(eventually([&] { return backend.open_connections() == 4; }));
+    REQUIRE(eventually([&] { return backend.requests_received() == 3; }));
   }
   // The server is gone: every client sees its connection end.
   CHECK(clients[0]->read_to_eof().empty());

@@ -2,17 +2,16 @@
 // hashed files come from the real ssh-keygen.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include "known_hosts.hpp"
+#include "support/os.hpp"
 
 using namespace sshpool::ssh;
+using namespace sshpool::test;
 
 namespace {
 
@@ -22,10 +21,7 @@ struct keys {
   std::string a; ///< "ssh-ed25519 BASE64"
   std::string b;
 
-  keys() {
-    const char* tmp = std::getenv("TMPDIR");
-    dir = std::string{tmp != nullptr && *tmp != '\0' ? tmp : "/tmp"} + "/sshpool-kh.XXXXXX";
-    REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  keys() : dir(make_temp_dir("sshpool-kh")) {
     a = make("a");
     b = make("b");
   }
@@ -47,13 +43,10 @@ struct keys {
   /// `text` after `ssh-keygen -H` (every host name hashed).
   std::string hashed(const std::string& text) const {
     auto path = dir + "/known_hosts";
-    std::ofstream{path} << text;
+    write_file(path, text);
     auto cmd = "ssh-keygen -H -f '" + path + "' >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
-    std::ifstream in{path};
-    std::stringstream out;
-    out << in.rdbuf();
-    return out.str();
+    return read_file(path);
   }
 };
 

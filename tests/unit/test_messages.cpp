@@ -1,9 +1,10 @@
-// errc names, configuration validation and the CAF error mapping.
+// errc names, configuration validation, the CAF error mapping and the ASCII text helpers.
 #include <catch2/catch.hpp>
 
 #include <caf/all.hpp>
 
 #include "sshpool/messages.hpp"
+#include "sshpool/text.hpp"
 
 using namespace sshpool;
 
@@ -65,4 +66,20 @@ TEST_CASE("the error category renders through the actor system", "[messages]") {
   auto text = sys.render(make_caf_error(errc::pool_exhausted, "3/3 connections"));
   CHECK(text.find("pool_exhausted") != std::string::npos);
   CHECK(text.find("3/3 connections") != std::string::npos);
+}
+
+TEST_CASE("the text helpers fold ASCII case only and trim spaces and tabs", "[messages]") {
+  CHECK(text::iequals("Content-Length", "content-LENGTH"));
+  CHECK_FALSE(text::iequals("Host", "Hosts"));
+  CHECK_FALSE(text::iequals("[", "{"));       // '[' + 32 is '{': only A-Z fold
+  CHECK_FALSE(text::iequals("\xC4", "\xE4")); // bytes above ASCII are compared as they are
+  CHECK(text::lower("Keep-Alive \xC4Z") == "keep-alive \xC4z");
+  CHECK(text::trim(" \t close \t") == "close");
+  CHECK(text::trim("\r\n x") == "\r\n x"); // OWS is SP and HTAB, nothing else
+  CHECK(text::trim(" \t ").empty());
+  auto res = response{};
+  res.headers = {{"X-A", "1"}, {"x-a", "2"}};
+  REQUIRE(res.header("X-a") != nullptr);
+  CHECK(*res.header("X-a") == "1");
+  CHECK(res.header("X-") == nullptr);
 }
