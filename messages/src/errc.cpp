@@ -78,4 +78,14 @@ const char* to_string(connection_state x) noexcept {
   return "unknown";
 }
 
+const char* to_string(endpoint_mode x) noexcept {
+  switch (x) {
+  case endpoint_mode::dial:
+    return "dial";
+  case endpoint_mode::agent:
+    return "agent";
+  }
+  return "unknown";
+}
+
 } // namespace sshpool

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,7 @@
 #include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
 #include "sshpool/metrics.hpp"
+#include "sshpool/ssh/agent_listener.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool {
@@ -137,6 +139,14 @@ private:
   std::shared_ptr<detail::engine_impl> impl_;
 };
 
+/// What `engine::agent_listener` reports.
+struct agent_listener_status {
+  std::uint16_t port = 0;
+  std::string fingerprint;
+  std::string public_key;
+  ssh::agent_listener_stats stats;
+};
+
 /// An sshpool engine: its actor tree, its SSH I/O threads and, unless given one, its own
 /// caf::actor_system. The destructor closes every connection and stops everything.
 class engine {
@@ -185,6 +195,12 @@ public:
 
   /// A drain has started.
   bool is_shutting_down() const noexcept;
+
+  /// Reverse mode: the agent listener's port (the one bound when `agents.listen` asked for
+  /// port 0), its host key's fingerprint ("SHA256:...", as `ssh-keygen -lf` prints it) and
+  /// public key ("ssh-ed25519 BASE64"), and its counters (refusals by reason); nullopt if the
+  /// engine has no listener.
+  std::optional<agent_listener_status> agent_listener() const;
 
   /// The engine's counters and latency histograms (handshakes, channel opens, requests by
   /// result, bytes, keepalive failures, connections opened and closed).

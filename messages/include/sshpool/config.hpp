@@ -73,6 +73,22 @@ enum class scheduler_policy {
   stealing,
 };
 
+/// Reverse mode: the SSH server that users' machines dial into (see `endpoint_mode::agent`).
+struct agent_listener_config {
+  /// "IPv4:port" or "[IPv6]:port"; empty: no listener (agent users then stay offline).
+  std::string listen;
+  /// The listener's ed25519 host key; created (mode 0600) if missing.
+  std::string host_key_file;
+  /// From the TCP connection to an allowed forward, at most (sshd's LoginGraceTime).
+  std::chrono::milliseconds login_grace{std::chrono::seconds(20)};
+  /// Sessions not yet authenticated and forwarding, in total and per source address;
+  /// beyond them a new TCP connection is closed at once (sshd's MaxStartups).
+  std::size_t max_startups = 100;
+  std::size_t max_startups_per_source = 10;
+  /// Failed authentication attempts per session (sshd's MaxAuthTries).
+  std::size_t max_auth_tries = 6;
+};
+
 /// Settings of an engine.
 struct engine_config {
   pool_config pool;
@@ -89,6 +105,8 @@ struct engine_config {
   std::string log_level = "info";
   /// Start the cleanup actor with the engine (the seed needed cleanupService.start()).
   bool start_cleanup = true;
+  /// Reverse mode's agent listener (off unless `agents.listen` is set).
+  agent_listener_config agents;
 };
 
 /// Checks every setting; the error names the offending one.

@@ -48,9 +48,25 @@ enum class host_key_policy : std::uint8_t {
   accept_new,
 };
 
+/// Which side opens a user's SSH connections.
+enum class endpoint_mode : std::uint8_t {
+  /// The engine dials the user's sshd (`host`, `port`, `username`, `identity_file`,
+  /// `known_hosts_file`) and opens direct-tcpip channels to `target_host:target_port`.
+  dial,
+  /// Reverse mode: the user's machine dials in to the engine's agent listener with
+  /// `ssh -N -R target_port:localhost:PORT user@gateway`, authenticated by a key of
+  /// `authorized_keys_file` (the SSH user name is the user id); the engine opens
+  /// forwarded-tcpip channels to the forward the agent holds. It cannot dial: with no agent
+  /// connected, a lease waits up to `acquire_timeout` for one (then `agent_offline`).
+  agent,
+};
+
+const char* to_string(endpoint_mode x) noexcept;
+
 /// How a user's machine is reached: the SSH server, the credentials, and the service
 /// behind it that requests are forwarded to.
 struct endpoint {
+  endpoint_mode mode = endpoint_mode::dial;
   std::string host;
   std::uint16_t port = 22;
   std::string username;
@@ -62,7 +78,10 @@ struct endpoint {
   /// (unless `host_keys` is accept_new).
   std::string known_hosts_file;
   host_key_policy host_keys = host_key_policy::strict;
-  /// The service on the user's side, as seen from the SSH server.
+  /// Agent mode: the user's public keys (OpenSSH authorized_keys format).
+  std::string authorized_keys_file;
+  /// The service on the user's side, as seen from the SSH server. Agent mode: the port the
+  /// agent gives to `-R` (the only forward it may hold); `target_host` is not used.
   std::string target_host = "127.0.0.1";
   std::uint16_t target_port = 0;
   /// Exec a no-op command once per connection so that OpenSSH's sshd turns on TCP_NODELAY
@@ -114,6 +133,10 @@ struct user_stats {
   std::uint64_t handshakes = 0;
   std::uint64_t handshake_failures = 0;
   std::uint64_t acquire_timeouts = 0;
+  /// Agent mode: agent sessions connected now (they count in `connections`), and those
+  /// refused because the user had `max_connections_per_user` already.
+  std::uint32_t agents = 0;
+  std::uint64_t agents_refused = 0;
 };
 
 /// Statistics of the whole engine.
