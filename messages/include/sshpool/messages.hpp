@@ -129,9 +129,9 @@ typename Inspector::result_type inspect(Inspector& f, response& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, endpoint& x) {
-  return f(caf::meta::type_name("sshpool.endpoint"), x.host, x.port, x.username, x.identity_file,
-           x.known_hosts_file, x.host_keys, x.target_host, x.target_port, x.server_nodelay,
-           x.ciphers, x.max_response_bytes);
+  return f(caf::meta::type_name("sshpool.endpoint"), x.mode, x.host, x.port, x.username,
+           x.identity_file, x.known_hosts_file, x.host_keys, x.authorized_keys_file, x.target_host,
+           x.target_port, x.server_nodelay, x.ciphers, x.max_response_bytes);
 }
 
 template <class Inspector>
@@ -149,7 +149,8 @@ typename Inspector::result_type inspect(Inspector& f, connection_stats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_stats& x) {
   return f(caf::meta::type_name("sshpool.user_stats"), x.user, x.connections, x.connecting, x.idle,
-           x.leases, x.waiters, x.handshakes, x.handshake_failures, x.acquire_timeouts);
+           x.leases, x.waiters, x.handshakes, x.handshake_failures, x.acquire_timeouts, x.agents,
+           x.agents_refused);
 }
 
 template <class Inspector>
