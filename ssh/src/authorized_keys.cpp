@@ -13,6 +13,7 @@
 
 #include "key_loader.hpp"
 #include "patterns.hpp"
+#include "small_file.hpp"
 #include "sshpool/text.hpp"
 
 namespace sshpool::ssh {
@@ -296,26 +297,14 @@ authorized_keys parse_authorized_keys(std::string_view text) {
 }
 
 expected<authorized_keys> load_authorized_keys(const std::string& path) {
-  // O_NONBLOCK: a FIFO would otherwise wait for a writer.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0)
+  auto file = read_small_file(path, max_file_bytes);
+  if (file.error != 0)
     return error{errc::invalid_argument,
-                 "cannot read authorized keys '" + path + "': " + std::strerror(errno)};
-  std::string text;
-  char buf[8192];
-  ssize_t n = 0;
-  while (text.size() <= max_file_bytes &&
-         ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
-    text.append(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-  int saved = errno;
-  ::close(fd);
-  if (n < 0)
-    return error{errc::invalid_argument,
-                 "cannot read authorized keys '" + path + "': " + std::strerror(saved)};
-  if (text.size() > max_file_bytes)
+                 "cannot read authorized keys '" + path + "': " + std::strerror(file.error)};
+  if (file.over_limit)
     return error{errc::invalid_argument,
                  "authorized keys '" + path + "' is over 1 MiB; not an authorized_keys file"};
-  return parse_authorized_keys(text);
+  return parse_authorized_keys(file.text);
 }
 
 bool source_allowed(const authorized_key& key, std::string_view source) {

@@ -18,6 +18,7 @@
 #include "key_loader.hpp"
 #include "known_hosts.hpp"
 #include "reactor.hpp"
+#include "small_file.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool::ssh {
@@ -78,28 +79,15 @@ expected<server_key> server_key_of(ssh_session s) {
 
 /// The content of a known_hosts file; a missing file reads as an empty one (no host known).
 expected<std::string> read_known_hosts(const std::string& path) {
-  constexpr std::size_t limit = std::size_t{16} << 20;
-  // O_NONBLOCK: a FIFO would otherwise wait for a writer.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0 && errno == ENOENT)
+  auto file = read_small_file(path, std::size_t{16} << 20);
+  if (file.error == ENOENT)
     return std::string{};
-  if (fd < 0)
+  if (file.error != 0)
     return error{errc::host_key_unknown,
-                 "cannot read '" + path + "' to check the host key: " + std::strerror(errno)};
-  std::string text;
-  char buf[8192];
-  ssize_t n = 0;
-  while (text.size() <= limit &&
-         ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
-    text.append(buf, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-  int saved = errno;
-  ::close(fd);
-  if (n < 0)
-    return error{errc::host_key_unknown,
-                 "cannot read '" + path + "' to check the host key: " + std::strerror(saved)};
-  if (text.size() > limit)
+                 "cannot read '" + path + "' to check the host key: " + std::strerror(file.error)};
+  if (file.over_limit)
     return error{errc::host_key_unknown, "'" + path + "' is over 16 MiB; not a known_hosts file"};
-  return text;
+  return std::move(file.text);
 }
 
 /// Appends `entry` to the known_hosts file `path` (created if missing); the errno text of

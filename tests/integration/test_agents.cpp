@@ -15,10 +15,7 @@
 
 using namespace sshpool;
 using namespace std::chrono_literals;
-using sshpool::test::agent_world;
-using sshpool::test::make_request;
-using sshpool::test::pattern;
-using sshpool::test::recording_sink;
+using namespace sshpool::test;
 
 namespace {
 

@@ -22,9 +22,7 @@ using namespace sshpool;
 using namespace std::chrono_literals;
 using sshpool::ssh::agent_listener_stats;
 using sshpool::ssh::agent_refusal;
-using sshpool::test::agent_world;
-using sshpool::test::make_request;
-using sshpool::test::recording_sink;
+using namespace sshpool::test;
 
 namespace {
 
