@@ -50,22 +50,37 @@ expected<void> agent_intake::start(const agent_listener_config& cfg, supervisor_
   opts.max_startups = cfg.max_startups;
   opts.max_startups_per_source = cfg.max_startups_per_source;
   opts.max_auth_tries = cfg.max_auth_tries;
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    supervisor_ = std::move(supervisor);
+  }
   auto started = ssh::agent_listener::start(
       std::move(opts), [this](const std::string& user) { return lookup(user); },
-      [supervisor](ssh::agent_handle agent) {
-        // The listener's thread: hand it on, never wait.
-        auto user = agent.user();
-        caf::anon_send(supervisor, agent_atom_v, agent_offer{std::move(user), std::move(agent)});
-      });
+      [this](ssh::agent_handle agent) { hand_on(std::move(agent)); });
   if (!started)
     return started.error();
   listener_ = std::move(*started);
   return {};
 }
 
+void agent_intake::hand_on(ssh::agent_handle agent) {
+  supervisor_impl supervisor;
+  {
+    std::lock_guard<std::mutex> guard{mx_};
+    supervisor = supervisor_;
+  }
+  if (!supervisor)
+    return agent.refuse(agent_goodbye);
+  auto user = agent.user();
+  caf::anon_send(supervisor, agent_atom_v, agent_offer{std::move(user), std::move(agent)});
+}
+
 void agent_intake::stop() {
   if (listener_)
     listener_->stop();
+  // No handle of an actor outlives the engine's actor system in here.
+  std::lock_guard<std::mutex> guard{mx_};
+  supervisor_ = nullptr;
 }
 
 std::optional<agent_listener_status> agent_intake::status() const {

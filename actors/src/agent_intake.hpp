@@ -50,9 +50,13 @@ public:
 
 private:
   std::shared_ptr<const ssh::agent_policy> lookup(const std::string& user) const;
+  /// The listener's thread: the agent goes to the supervisor (refused once stopped).
+  void hand_on(ssh::agent_handle agent);
 
   mutable std::mutex mx_;
   std::unordered_map<std::string, std::shared_ptr<const ssh::agent_policy>> policies_;
+  /// Where agents go; cleared by stop().
+  supervisor_impl supervisor_;
   /// Last: destroyed (stopped) first, while the policies it looks up still exist.
   std::unique_ptr<ssh::agent_listener> listener_;
 };
