@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (loaded->action == config_action::check) {
-    std::cout << describe(loaded->config) << "\n";
+    // The agent listener's host key is created now if missing, so that the operator can
+    // give its fingerprint to the users before the first start.
+    std::optional<sshpool::ssh::host_key_identity> host_key;
+    if (const auto& agents = loaded->config.engine.agents; !agents.listen.empty()) {
+      auto identity = sshpool::ssh::load_host_key_identity(agents.host_key_file);
+      if (!identity) {
+        std::cerr << "sshpool-demo: agent_host_key: " << identity.error().message() << "\n";
+        return 2;
+      }
+      host_key = *identity;
+    }
+    std::cout << describe(loaded->config, host_key ? &*host_key : nullptr) << "\n";
     return 0;
   }
   auto& cfg = loaded->config;

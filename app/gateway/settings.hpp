@@ -9,8 +9,11 @@
 // Any invalid value (not a number, negative, zero where it cannot be, an unknown key, an
 // unreadable key file, a private key that cannot be loaded, malformed JSON) is an error
 // whose message names the setting and its source; main() prints it and exits with code 2.
-// Each user's private key is loaded (with its passphrase) to check it: encrypted with no
-// passphrase_file, a wrong passphrase and a file that is not a private key are told apart.
+// Each dial user's private key is loaded (with its passphrase) to check it: encrypted with no
+// passphrase_file, a wrong passphrase and a file that is not a private key are told apart;
+// each agent user's authorized_keys file must hold a usable key (see user_settings.hpp).
+// The agent listener's host key is left to the engine, which creates it if missing; only
+// --check-config loads (or creates) it here, to show its fingerprint (see main.cpp).
 // No secret is ever part of a message: key files and passphrase files are read to check
 // them, never echoed.
 //
@@ -26,6 +29,7 @@
 
 #include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
+#include "sshpool/ssh/key_check.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool::gateway {
@@ -39,6 +43,8 @@ struct user_config {
   /// The passphrase (if any) is loaded from `passphrase_file` into `ep.passphrase`.
   endpoint ep;
   std::string passphrase_file;
+  /// Agent mode: the usable keys `ep.authorized_keys_file` held when it was checked.
+  std::size_t authorized_keys = 0;
 };
 
 /// Everything sshpool-demo needs to run.
@@ -95,7 +101,8 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
 /// The --help text: every flag with its variable, file key, unit and default.
 std::string usage_text();
 
-/// The effective configuration as JSON (for --check-config); passphrases are left out.
-std::string describe(const gateway_config& cfg);
+/// The effective configuration as JSON (for --check-config); passphrases are left out. With
+/// an agent listener, `host_key` (if given) is shown as its fingerprint and public key.
+std::string describe(const gateway_config& cfg, const ssh::host_key_identity* host_key = nullptr);
 
 } // namespace sshpool::gateway
