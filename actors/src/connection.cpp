@@ -1,4 +1,6 @@
-// The connection actor: one SSH connection (one transport) of one user.
+// The connection actor: one SSH connection (one transport) of one user: dialed, or an
+// agent that dialed in (reverse mode: its transport is adopted, its open succeeds at once,
+// and it is told why the gateway ends it: transport::disconnect with the reason).
 //
 //            connect_atom            opened_atom(ok)
 //   created ─────────────► connecting ─────────────► ready ◄──┐ forward, stream / result
@@ -81,6 +83,8 @@ struct connection_actor_state {
   std::shared_ptr<const actor_context> ctx;
   std::string host_header;
   std::unique_ptr<ssh::transport> transport;
+  /// An agent's session: closed with a reason its ssh prints.
+  bool agent = false;
   phase state = phase::created;
   phase state_before_close = phase::created;
   request_map requests;
@@ -201,7 +205,10 @@ void shut_down(self_ptr self, const error& reason, bool tell_pool) {
   st.state = phase::closed;
   st.stats.state = connection_state::closed;
   st.stats.healthy = false;
-  if (st.transport)
+  if (st.transport && st.agent)
+    st.transport->disconnect(reason.code() == errc::shutting_down ? agent_goodbye
+                                                                  : reason.message());
+  else if (st.transport)
     st.transport->close();
   auto cut = fail_all(self, error{errc::connection_lost, reason.message()});
   for (auto& v : st.validators)
@@ -295,7 +302,8 @@ void schedule_keepalive(self_ptr self) {
 
 connection_impl::behavior_type connection_behavior(self_ptr self, std::string user, endpoint ep,
                                                    user_pool_actor pool,
-                                                   std::shared_ptr<const actor_context> ctx) {
+                                                   std::shared_ptr<const actor_context> ctx,
+                                                   agent_offer agent) {
   auto& st = self->state;
   st.user = std::move(user);
   st.ep = std::move(ep);
@@ -316,8 +324,10 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
                                    : st.ctx->pool.max_response_bytes;
   opts.limits.max_header_bytes = st.ctx->pool.max_header_bytes;
   opts.stream_window = st.ctx->pool.stream_window_bytes;
-  st.transport = st.ctx->transports->make(
-      st.ep, opts, std::make_shared<actor_sink>(caf::actor_cast<connection_impl>(self)));
+  auto sink = std::make_shared<actor_sink>(caf::actor_cast<connection_impl>(self));
+  st.agent = static_cast<bool>(agent);
+  st.transport = st.agent ? st.ctx->transports->adopt(agent.take(), opts, std::move(sink))
+                          : st.ctx->transports->make(st.ep, opts, std::move(sink));
   // Its pool spawned it and owns it: it does not outlive the pool.
   self->monitor(st.pool);
   self->set_down_handler([self](const caf::down_msg& dm) {
@@ -408,8 +418,8 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
         maybe_finish_drain(self);
       },
       [self](health_atom) { return self->state.stats.healthy; },
-      [self](disconnect_atom) {
-        shut_down(self, error{errc::connection_lost, "closed"}, false);
+      [self](disconnect_atom, const std::string& reason) {
+        shut_down(self, error{errc::connection_lost, reason}, false);
       },
       [self](validate_atom) -> caf::result<bool> {
         auto& st = self->state;
@@ -466,6 +476,8 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
           return;
         st.state = phase::connecting;
         st.stats.state = connection_state::connecting;
+        if (!st.transport) // an agent whose session was gone before its adoption
+          return shut_down(self, error{errc::connection_lost, "the agent is gone"}, true);
         st.transport->open();
       },
       [self](opened_atom, const caf::error& err) {
@@ -578,9 +590,10 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
 } // namespace
 
 connection_impl spawn_connection(caf::local_actor* parent, std::string user, endpoint ep,
-                                 user_pool_actor pool, std::shared_ptr<const actor_context> ctx) {
+                                 user_pool_actor pool, std::shared_ptr<const actor_context> ctx,
+                                 agent_offer agent) {
   return parent->spawn(connection_behavior, std::move(user), std::move(ep), std::move(pool),
-                       std::move(ctx));
+                       std::move(ctx), std::move(agent));
 }
 
 } // namespace sshpool

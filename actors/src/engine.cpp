@@ -2,9 +2,10 @@
 // connection actor, bounded by a deadline. The engine keeps the scoped_actors of finished
 // calls for the next ones (creating one costs about as much as a round trip), and waits for
 // a reply with a timed wait on the actor's own mailbox instead of a CAF request timeout
-// (which would wake CAF's clock thread on every call). The engine owns the SSH runtime
-// and, unless given one, the actor system; its destructor stops the actor tree first (so
-// every transport is closed), then the I/O threads, then the actor system.
+// (which would wake CAF's clock thread on every call). The engine owns the SSH runtime, the
+// agent listener (reverse mode, agent_intake.hpp) and, unless given one, the actor system;
+// its destructor stops the listener first, then the actor tree (so every transport is
+// closed), then the I/O threads, then the actor system.
 #include "sshpool/engine.hpp"
 
 #include <atomic>
@@ -19,6 +20,8 @@
 
 #include <caf/all.hpp>
 
+#include "agent_intake.hpp"
+#include "call_traits.hpp"
 #include "context.hpp"
 #include "lifecycle.hpp"
 #include "signals.hpp"
@@ -43,6 +46,7 @@ struct engine_impl {
   std::shared_ptr<sshpool::metrics> counters = std::make_shared<sshpool::metrics>();
   std::shared_ptr<ssh::ssh_runtime> runtime;
   supervisor_actor supervisor;
+  agent_intake agents;
   cleanup_actor cleanup;
   shutdown_actor shutdown_coordinator;
   std::unique_ptr<signal_watcher> signals;
@@ -84,6 +88,12 @@ struct engine_impl {
     if (cfg.start_cleanup)
       caf::anon_send(cleanup, start_atom_v);
     shutdown_coordinator = spawn_shutdown(system, supervisor, cfg.pool.force_after_grace_period);
+    if (cfg.agents.listen.empty())
+      return;
+    if (auto ok = agents.start(cfg.agents, caf::actor_cast<supervisor_impl>(supervisor)); !ok) {
+      shutdown(); // the engine is not made: its actors and threads end here
+      throw std::invalid_argument{"agents: " + ok.error().to_string()};
+    }
   }
 
   void request_drain() {
@@ -94,6 +104,7 @@ struct engine_impl {
 
   void shutdown() {
     signals.reset();
+    agents.stop(); // no agent arrives while the actors stop
     if (stopped.exchange(true))
       return;
     request_drain(); // releases wait_for_shutdown callers (they get shutting_down)
@@ -185,35 +196,6 @@ private:
   std::unique_ptr<caf::scoped_actor> actor_;
 };
 
-/// The types of a typed blocking request's reply, as a tuple (empty: a reply of no value,
-/// which CAF lists as `void`).
-template <class Handle>
-struct reply_of;
-
-template <class Self, template <class...> class List, class... Ts>
-struct reply_of<caf::response_handle<Self, List<Ts...>, true>> {
-  using type = std::tuple<Ts...>;
-};
-
-template <class Self, template <class...> class List>
-struct reply_of<caf::response_handle<Self, List<void>, true>> {
-  using type = std::tuple<>;
-};
-
-/// The parameter types of a handler (a lambda), decayed, as a tuple.
-template <class F>
-struct params_of : params_of<decltype(&F::operator())> {};
-
-template <class C, class R, class... As>
-struct params_of<R (C::*)(As...) const> {
-  using type = std::tuple<std::decay_t<As>...>;
-};
-
-template <class C, class R, class... As>
-struct params_of<R (C::*)(As...)> {
-  using type = std::tuple<std::decay_t<As>...>;
-};
-
 /// One blocking request; `on_value` takes the reply. Returns the failure, if any.
 template <class Handle, class OnValue, class... Ts>
 error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
@@ -227,9 +209,9 @@ error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, e
   auto reply = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
   // A handler that does not match the reply would never be called: the wait would end in a
   // timeout instead of failing to compile.
-  static_assert(
-      std::is_same_v<typename reply_of<decltype(reply)>::type, typename params_of<OnValue>::type>,
-      "on_value does not take the reply's types");
+  static_assert(std::is_same_v<typename detail::reply_of<decltype(reply)>::type,
+                               typename detail::params_of<OnValue>::type>,
+                "on_value does not take the reply's types");
   // CAF times a blocking receive with the wall clock: a step of the system time ends the
   // wait early, so the deadline is checked on the steady clock and the wait resumed.
   for (auto left = deadline - clock::now(); left > clock::duration::zero();
@@ -513,15 +495,30 @@ engine::~engine() {
 }
 
 expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
-  // The key is loaded here, on the caller's thread: a blocking read of a small file (and an
-  // encrypted key's key derivation) that must not run in the supervisor's handler.
+  // The key (an agent user's authorized keys) is loaded here, on the caller's thread: a
+  // blocking read of a small file (and an encrypted key's key derivation) that must not run
+  // in the supervisor's handler.
   if (auto ok = validate(ep); !ok)
     return ok;
-  if (auto ok = ssh::check_private_key(ep.identity_file, ep.passphrase); !ok)
+  std::shared_ptr<const ssh::agent_policy> policy;
+  if (ep.mode == endpoint_mode::agent) {
+    auto loaded = agent_intake::load_policy(ep);
+    if (!loaded)
+      return loaded.error();
+    policy = std::move(*loaded);
+  } else if (auto ok = ssh::check_private_key(ep.identity_file, ep.passphrase); !ok) {
     return ok;
-  return call(
+  } else {
+    impl_->agents.set(user, nullptr); // a dial user's agents no longer get in
+  }
+  auto err = call(
       *impl_, impl_->supervisor, std::chrono::seconds(10), errc::shutting_down, [] {},
       endpoint_atom_v, user, std::move(ep));
+  if (failed(err))
+    return err;
+  if (policy) // once the supervisor knows the user as an agent user
+    impl_->agents.set(user, std::move(policy));
+  return {};
 }
 
 shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
@@ -570,6 +567,10 @@ shutdown_report engine::wait_for_shutdown() {
     impl_->drain_cv.wait(guard, [this] { return impl_->drain_requested; });
   }
   return shutdown();
+}
+
+std::optional<agent_listener_status> engine::agent_listener() const {
+  return impl_->agents.status();
 }
 
 metrics_snapshot engine::metrics() const {

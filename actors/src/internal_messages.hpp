@@ -11,7 +11,11 @@
 // connections.
 #pragma once
 
+#include <memory>
+#include <string>
+
 #include "sshpool/messages.hpp"
+#include "sshpool/ssh/agent_listener.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(sshpool_internal_atoms, caf::first_custom_type_id + 200)
 // connection ← pool
@@ -31,6 +35,8 @@ CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, probe_atom, "sp_probe")
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, conn_up_atom, "sp_connup")
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, conn_down_atom, "sp_conndn")
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, retire_atom, "sp_retire")
+// supervisor ← agent listener (reverse mode), pool ← supervisor
+CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, agent_atom, "sp_agent")
 // pool's timers
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, acquire_timeout_atom, "sp_acqtime")
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, retry_atom, "sp_retry")
@@ -52,13 +58,52 @@ CAF_END_TYPE_ID_BLOCK(sshpool_internal_atoms)
 
 namespace sshpool {
 
+/// What an agent (reverse mode) is told when the gateway drains or stops.
+inline constexpr const char* agent_goodbye = "gateway shutting down";
+
+/// An agent (reverse mode) on its way from the listener to its user's pool. A CAF message
+/// is copied, the handle is move-only: copies share one handle, which the first `take`
+/// gets. Dropping the last copy of one neither taken nor refused refuses it (the handle's
+/// destructor). Used by one actor at a time (the message passes it on).
+class agent_offer {
+public:
+  agent_offer() = default;
+  agent_offer(std::string user, ssh::agent_handle handle);
+
+  /// Whether it carries an agent (one made from a handle).
+  explicit operator bool() const noexcept { return shared_ != nullptr; }
+  /// The SSH user name: the user id.
+  const std::string& user() const { return user_; }
+  /// The handle, once; empty afterwards (and for a default-constructed offer).
+  ssh::agent_handle take();
+  /// Disconnects the agent with `reason` (its ssh prints it), unless taken.
+  void refuse(const std::string& reason);
+  /// What `refuse` said; empty if it was not refused.
+  const std::string& refusal() const;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, agent_offer& x) {
+    // Only the user: the handle never leaves the process.
+    return f(caf::meta::type_name("sshpool.agent_offer"), x.user_);
+  }
+
+private:
+  struct shared {
+    ssh::agent_handle handle;
+    std::string refusal;
+  };
+  std::string user_;
+  std::shared_ptr<shared> shared_;
+};
+
 /// A connection actor in full: its lessee's interface, plus what its pool, its transport
 /// and its own timers send.
 using connection_impl = connection_actor::extend<
     // The pool starts the handshake.
     caf::reacts_to<connect_atom>,
-    // The pool closes the SSH connection (in-flight requests fail with connection_lost).
-    caf::reacts_to<disconnect_atom>,
+    // The pool closes the SSH connection with a reason (in-flight requests fail with
+    // connection_lost; an agent's ssh prints it).
+    caf::reacts_to<disconnect_atom, std::string>,
     // Probes the server now; true once it answered, an error (and the connection closes)
     // if it did not within keepalive_timeout.
     caf::replies_to<validate_atom>::with<bool>,
@@ -95,6 +140,9 @@ using user_pool_actor = caf::typed_actor<
     caf::replies_to<drain_atom>::with<shutdown_report>, caf::reacts_to<force_atom>,
     // The supervisor retires an empty pool (true: it quits).
     caf::replies_to<retire_atom>::with<bool>,
+    // An agent of the user dialed in, with a permit the supervisor took for it: it becomes
+    // a connection, or is refused (the permit then goes back).
+    caf::reacts_to<agent_atom, agent_offer>,
     // Its connections: up, or down (lost, failed handshake, probe missed).
     caf::reacts_to<conn_up_atom, std::uint64_t>,
     caf::reacts_to<conn_down_atom, std::uint64_t, caf::error>,
@@ -110,6 +158,8 @@ using supervisor_impl = supervisor_actor::extend<
     caf::reacts_to<return_atom>,
     // An empty pool offers to retire.
     caf::reacts_to<idle_atom, std::string>,
+    // An agent dialed in (from the agent listener's thread): routed to its user's pool.
+    caf::reacts_to<agent_atom, agent_offer>,
     // The next handshake token is due.
     caf::reacts_to<token_atom>>;
 
@@ -141,4 +191,5 @@ CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::user_pool_actor))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::supervisor_impl))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::cleanup_actor))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::shutdown_actor))
+CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::agent_offer))
 CAF_END_TYPE_ID_BLOCK(sshpool_internal)

@@ -62,6 +62,18 @@ void pool_book::permit_granted(std::uint64_t id, time_point now, time_point expi
   account(entries_.back(), +1);
 }
 
+void pool_book::adopt(std::uint64_t id, time_point now) {
+  if (find(id) != nullptr)
+    throw std::logic_error("pool_book: connection " + std::to_string(id) + " exists");
+  entry c;
+  c.id = id;
+  c.agent = true;
+  c.expires = time_point::max();
+  c.last_used = now;
+  entries_.push_back(c);
+  account(entries_.back(), +1);
+}
+
 void pool_book::permit_refused() {
   if (asked_ == 0)
     throw std::logic_error("pool_book: a refusal came for a permit not asked for");
@@ -127,7 +139,7 @@ std::vector<std::uint64_t> pool_book::ids_where(bool (*pred)(conn_phase)) const 
 std::vector<std::uint64_t> pool_book::expired_idle(time_point now) const {
   std::vector<std::uint64_t> ids;
   for (auto& c : entries_)
-    if (c.phase == conn_phase::ready && c.leases == 0 && now >= c.expires)
+    if (c.phase == conn_phase::ready && !c.agent && c.leases == 0 && now >= c.expires)
       ids.push_back(c.id);
   return ids;
 }
@@ -135,7 +147,7 @@ std::vector<std::uint64_t> pool_book::expired_idle(time_point now) const {
 std::vector<std::uint64_t> pool_book::unused_for(time_point now, duration idle) const {
   std::vector<std::uint64_t> ids;
   for (auto& c : entries_)
-    if (c.phase == conn_phase::ready && c.leases == 0 && now - c.last_used >= idle)
+    if (c.phase == conn_phase::ready && !c.agent && c.leases == 0 && now - c.last_used >= idle)
       ids.push_back(c.id);
   return ids;
 }
@@ -158,6 +170,7 @@ void pool_book::account(const entry& c, int sign) {
   add(in_phase_[index(c.phase)], 1);
   if (counts_against_cap(c.phase)) {
     add(counted_, 1);
+    add(agents_, c.agent ? 1 : 0);
     add(active_leases_, c.leases);
   }
   if (is_pending(c.phase))

@@ -13,6 +13,11 @@
 //    (no entry)      connecting, ready, validating, evicting ──► draining or closing
 //                    draining, closing (any phase, for a crash) ── remove(): the actor is down
 //
+// An agent (reverse mode: the user's machine dialed in) enters as connecting without a
+// permit asked (adopt()), and moves like any other connection, except that it never
+// expires and is never proposed for eviction (expired_idle() and unused_for() skip it): it
+// could not come back by itself.
+//
 // Counted against max_connections: permits asked + connecting + ready + validating +
 // evicting. A lease is only ever made on a ready connection that has not expired.
 #pragma once
@@ -83,6 +88,8 @@ public:
   struct entry {
     std::uint64_t id = 0;
     conn_phase phase = conn_phase::connecting;
+    /// An agent that dialed in (see adopt()).
+    bool agent = false;
     std::uint32_t leases = 0;
     /// Not leasable from here on.
     time_point expires;
@@ -135,6 +142,8 @@ public:
 
   /// A permit asked by serve() came: connection `id` enters as connecting.
   void permit_granted(std::uint64_t id, time_point now, time_point expires);
+  /// Agent `id` dialed in: it enters as connecting, never expires and is never evicted.
+  void adopt(std::uint64_t id, time_point now);
   /// A permit asked by serve() was refused.
   void permit_refused();
   /// Forgets every permit asked and not answered yet; returns how many.
@@ -152,9 +161,9 @@ public:
 
   /// The connections in phases for which `pred` holds.
   std::vector<std::uint64_t> ids_where(bool (*pred)(conn_phase)) const;
-  /// The ready connections without a lease that expired by `now`.
+  /// The ready connections without a lease that expired by `now` (never an agent).
   std::vector<std::uint64_t> expired_idle(time_point now) const;
-  /// The ready connections without a lease unused for at least `idle`.
+  /// The ready connections without a lease unused for at least `idle` (never an agent).
   std::vector<std::uint64_t> unused_for(time_point now, duration idle) const;
   /// Every connection, in the order they came.
   const std::vector<entry>& entries() const { return entries_; }
@@ -199,6 +208,8 @@ public:
   std::size_t count(conn_phase p) const { return in_phase_[index(p)]; }
   /// Permits asked + connections counted against the cap.
   std::size_t counted() const { return counted_; }
+  /// Agents counted against the cap.
+  std::size_t agents() const { return agents_; }
   /// Permits asked + connections connecting or validating.
   std::size_t pending() const { return pending_; }
   /// Leases on connections counted against the cap.
@@ -247,6 +258,7 @@ private:
   std::size_t asked_ = 0;
   std::array<std::size_t, conn_phase_count> in_phase_{};
   std::size_t counted_ = 0;
+  std::size_t agents_ = 0;
   std::size_t pending_ = 0;
   std::size_t active_leases_ = 0;
   std::size_t idle_ = 0;

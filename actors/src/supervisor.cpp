@@ -16,6 +16,16 @@
 //                      (dropped, answered)                       return_atom or pool down ▼
 //                                                                               (given back)
 //
+// Agents (reverse mode): the listener's thread sends agent_atom; the supervisor refuses the
+// agent (told why) if the user has no agent endpoint, the engine drains or stops, or
+// max_connections_total permits are held; else it takes a permit for it at once (its
+// handshake is done: no token of the handshake rate, which paces the engine's own dialing;
+// the listener bounds its handshakes with max_startups) and routes it to the user's pool,
+// spawned if needed, which makes it a connection or refuses it and gives the permit back.
+//
+//   agent_atom ──► refused ─ or ─► permit held ──► pool: connection ─ or ─► refused,
+//                                                        return_atom
+//
 // Pool retirement: a pool left with nothing sends idle_atom; the supervisor asks it to
 // retire and holds that user's calls meanwhile, so no call ever reaches a pool that quit.
 // Services see supervisor_actor (sshpool/messages.hpp); the pools' messages and the token
@@ -153,6 +163,33 @@ caf::result<Result> fan_out(self_ptr self, Timeout timeout, Result init, Fold fo
             },
             [done](caf::error&) mutable { done(); });
   return rp;
+}
+
+/// Tells an agent why it is not taken.
+void refuse_agent(agent_offer& offer, const std::string& why) {
+  log().warn("agent of '{}' refused: {}", offer.user(), why);
+  offer.refuse(why);
+}
+
+/// An agent of `offer.user()` dialed in: a permit for it and its pool, or a refusal.
+void admit_agent(self_ptr self, agent_offer& offer) {
+  auto& st = self->state;
+  auto& user = offer.user();
+  auto ep = st.endpoints.find(user);
+  if (st.draining || st.stopping)
+    return refuse_agent(offer, agent_goodbye);
+  if (ep == st.endpoints.end() || ep->second.mode != endpoint_mode::agent)
+    return refuse_agent(offer, "user " + user + " is not an agent user");
+  if (st.permits_held >= st.ctx->pool.max_connections_total)
+    return refuse_agent(offer, "the gateway holds its maximum of " +
+                                   std::to_string(st.ctx->pool.max_connections_total) +
+                                   " connections");
+  auto pool = pool_for(self, user);
+  if (!pool)
+    return refuse_agent(offer, pool.error().message());
+  ++st.permits[pool->address()];
+  ++st.permits_held;
+  self->send(*pool, agent_atom_v, std::move(offer));
 }
 
 void add_report(shutdown_report& acc, const shutdown_report& part) {
@@ -416,6 +453,13 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
                 },
                 [flush](caf::error&) { flush(); });
       },
+      [self](agent_atom, agent_offer& offer) {
+        // As the calls: held while the user's pool is asked to retire.
+        if (auto held = self->state.retiring.find(offer.user()); held != self->state.retiring.end())
+          held->second.push_back([self, offer]() mutable { admit_agent(self, offer); });
+        else
+          admit_agent(self, offer);
+      },
       [self](token_atom) {
         self->state.tick_armed = false;
         run_permit_queue(self);
@@ -450,6 +494,14 @@ expected<void> validate(const endpoint& ep) {
   auto missing = [](const char* what) {
     return expected<void>{errc::invalid_argument, std::string{"endpoint: "} + what + " is missing"};
   };
+  if (ep.mode == endpoint_mode::agent) {
+    // The agent dials in: no server, credentials or target host of the engine's own.
+    if (ep.authorized_keys_file.empty())
+      return missing("authorized_keys_file");
+    if (ep.target_port == 0)
+      return missing("target_port");
+    return {};
+  }
   if (ep.host.empty())
     return missing("host");
   if (ep.port == 0)

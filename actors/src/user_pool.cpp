@@ -17,6 +17,17 @@
 //                                              conn_down ──────────────────────────► closing
 //   draining, closing ── actor down: removed, its permit given back to the supervisor.
 //   close, drain and stop withdraw the permits asked; a grant that comes late goes back.
+//
+// Agent mode (reverse: the user's machine dials in; endpoint_mode::agent): nothing is
+// asked nor dialed, no backoff. An agent comes with a permit the supervisor took for it:
+//
+//   agent_atom ──► below max_connections_per_user: a connection actor adopts its session
+//                  ──► connecting ──► ready (conn_up, at once) ... as above, but never
+//                  evicted nor retired for its lifetime (it could not come back by itself);
+//              └─► at the cap, draining or stopped: refused (told why), permit given back
+//
+// With no agent, waiters wait up to acquire_timeout for one, then get agent_offline; an
+// agent arriving serves them at once in FIFO order. Probes still close dead agents.
 //   Drain, eviction, lifetime and stop: user_pool_drain.cpp. The pool is internal as a whole
 //   (user_pool_actor, internal_messages.hpp): only the supervisor and its connections talk
 //   to it; its timers are acquire_timeout_atom (one deadline_timer) and retry_atom.
@@ -57,6 +68,10 @@ using time_point = caf::actor_clock::time_point;
 
 lease make_lease(const user_pool_state& st, pool_book::grant g) {
   return lease{st.user, g.lease, g.connection, st.conns.at(g.connection)};
+}
+
+bool agent_mode(const user_pool_state& st) {
+  return st.ep.mode == endpoint_mode::agent;
 }
 
 // -- actions ----------------------------------------------------------------------------------
@@ -139,10 +154,14 @@ public:
     auto& st = self_->state;
     ++st.stats.acquire_timeouts;
     auto i = st.promises.find(waiter);
-    i->second.deliver(make_caf_error(errc::pool_exhausted,
-                                     "no connection for user '" + st.user + "' within " +
-                                         std::to_string(st.ctx->pool.acquire_timeout.count()) +
-                                         " ms: " + st.book.describe()));
+    auto waited = std::to_string(st.ctx->pool.acquire_timeout.count()) + " ms";
+    if (agent_mode(st) && st.book.agents() == 0)
+      i->second.deliver(make_caf_error(errc::agent_offline, "no agent of user '" + st.user +
+                                                                "' dialed in within " + waited));
+    else
+      i->second.deliver(make_caf_error(errc::pool_exhausted, "no connection for user '" + st.user +
+                                                                 "' within " + waited + ": " +
+                                                                 st.book.describe()));
     st.promises.erase(i);
   }
 
@@ -179,7 +198,7 @@ void start_validation(pool_ptr self, std::uint64_t id) {
             // It closed itself (or its reply got lost: close it), and stops counting now.
             auto& st = self->state;
             if (auto* c = st.book.find(id); c && counts_against_cap(c->phase)) {
-              self->send(st.conns.at(id), disconnect_atom_v);
+              self->send(st.conns.at(id), disconnect_atom_v, std::string{"no answer to a probe"});
               st.book.transition(id, conn_phase::closing);
             }
             serve_waiters(self);
@@ -215,10 +234,44 @@ void handshake_failed(pool_ptr self, const error& err) {
   serve_waiters(self);
 }
 
+/// An agent dialed in with a permit the supervisor took for it: it becomes a connection,
+/// unless the user is at max_connections_per_user, draining, stopped or no longer an agent
+/// user (then it is told why and the permit goes back).
+void admit_agent(pool_ptr self, agent_offer& offer) {
+  auto& st = self->state;
+  std::string refusal;
+  if (st.stopped || st.draining)
+    refusal = agent_goodbye;
+  else if (!agent_mode(st))
+    refusal = "user " + st.user + " is not an agent user";
+  else if (st.book.counted() >= st.ctx->pool.max_connections_per_user) {
+    ++st.stats.agents_refused;
+    refusal = "user " + st.user + " has " + std::to_string(st.book.counted()) +
+              " agents connected already";
+  }
+  if (!refusal.empty()) {
+    log().warn("agent of '{}' refused: {}", st.user, refusal);
+    offer.refuse(refusal);
+    self->send(st.supervisor, return_atom_v);
+    maybe_offer_retirement(self);
+    return;
+  }
+  auto conn = spawn_connection(self, st.user, st.ep, caf::actor_cast<user_pool_actor>(self), st.ctx,
+                               std::move(offer));
+  self->monitor(conn);
+  st.book.adopt(conn.id(), self->clock().now());
+  st.conns.emplace(conn.id(), conn);
+  st.retire_offered = false;
+  log().info("agent of '{}' is connection #{}", st.user, conn.id());
+  self->send(conn, connect_atom_v);
+}
+
 /// A connection actor is down: it leaves the book and its permit goes back.
 void connection_down(pool_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
   auto id = dm.source.id();
+  auto* entry = st.book.find(id);
+  bool agent = entry != nullptr && entry->agent;
   auto was = st.book.remove(id);
   if (!was)
     return;
@@ -230,7 +283,7 @@ void connection_down(pool_ptr self, const caf::down_msg& dm) {
     return;
   }
   // One that ended without conn_down (e.g. it crashed) stops counting here.
-  if (*was == conn_phase::connecting)
+  if (*was == conn_phase::connecting && !agent)
     handshake_failed(self, from_caf_error(dm.reason, errc::connection_lost));
   else if (counts_against_cap(*was))
     serve_waiters(self);
@@ -301,7 +354,7 @@ user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string use
         return caf::unit;
       },
       [self](close_atom, const std::string&) -> std::uint64_t {
-        auto closed = close_all(self);
+        auto closed = close_all(self, "closed");
         log().info("closed {} connections of '{}'", closed, self->state.user);
         serve_waiters(self);
         return closed;
@@ -314,6 +367,7 @@ user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string use
         result.idle = static_cast<std::uint32_t>(st.book.idle());
         result.leases = static_cast<std::uint32_t>(st.book.active_leases());
         result.waiters = static_cast<std::uint32_t>(st.book.waiting());
+        result.agents = static_cast<std::uint32_t>(st.book.agents());
         return result;
       },
       [self](endpoint_atom, endpoint& ep) {
@@ -353,7 +407,7 @@ user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string use
         auto* c = st.book.find(id);
         if (c == nullptr || !counts_against_cap(c->phase))
           return; // draining or closing: its actor's down ends it
-        bool connecting = c->phase == conn_phase::connecting;
+        bool connecting = c->phase == conn_phase::connecting && !c->agent;
         st.book.transition(id, conn_phase::closing); // stops counting against the cap at once
         auto err = from_caf_error(reason, errc::connection_lost);
         if (connecting) {
@@ -367,6 +421,7 @@ user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string use
         if (self->state.deadlines.fire(generation))
           expire_waiters(self);
       },
+      [self](agent_atom, agent_offer& offer) { admit_agent(self, offer); },
       [self](retry_atom, std::uint64_t generation) {
         auto& st = self->state;
         if (generation != st.retry_generation)
@@ -417,15 +472,15 @@ void fail_waiters(pool_ptr self, const caf::error& err) {
 }
 
 /// Serves waiters in FIFO order (see pool_book::serve); asks for new connections only for
-/// waiters no pending handshake (or validation) covers, never during a drain, and not
-/// during a reconnect backoff (the retry tick comes at its end).
+/// waiters no pending handshake (or validation) covers, never during a drain nor in agent
+/// mode, and not during a reconnect backoff (the retry tick comes at its end).
 void serve_waiters(pool_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
   retire_expired(self, now);
-  auto rule = st.draining          ? pool_book::connect_rule::never
-              : now >= st.retry_at ? pool_book::connect_rule::now
-                                   : pool_book::connect_rule::later;
+  auto rule = st.draining || agent_mode(st) ? pool_book::connect_rule::never
+              : now >= st.retry_at          ? pool_book::connect_rule::now
+                                            : pool_book::connect_rule::later;
   pool_effects fx{self};
   if (st.book.serve(now, rule, fx))
     arm_retry(self, st.retry_at - now);

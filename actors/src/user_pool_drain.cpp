@@ -120,12 +120,12 @@ void start_eviction(pool_ptr self, const std::vector<std::uint64_t>& candidates,
 
 } // namespace
 
-std::size_t close_all(pool_ptr self) {
+std::size_t close_all(pool_ptr self, const std::string& reason) {
   auto& st = self->state;
   withdraw_permits(self);
   auto closed = move_counted(self, conn_phase::closing);
   for (auto id : closed)
-    self->send(st.conns.at(id), disconnect_atom_v);
+    self->send(st.conns.at(id), disconnect_atom_v, reason);
   return closed.size();
 }
 
@@ -195,7 +195,7 @@ void stop(pool_ptr self) {
   st.stopped = true;
   st.drain.forced = true; // a drain still running ends here
   deliver_all(self, make_caf_error(errc::shutting_down, "the engine is stopping"));
-  close_all(self);
+  close_all(self, agent_goodbye);
   force(self);
   if (st.book.entries().empty())
     self->quit(); // else once the last connection actor is down

@@ -80,8 +80,9 @@ void withdraw_permits(pool_ptr self);
 
 // -- user_pool_drain.cpp ----------------------------------------------------------------------
 
-/// Closes every connection that counts against the cap; returns how many.
-std::size_t close_all(pool_ptr self);
+/// Closes every connection that counts against the cap with `reason` (an agent's ssh prints
+/// it); returns how many.
+std::size_t close_all(pool_ptr self, const std::string& reason);
 
 /// Drains idle connections past their lifetime.
 void retire_expired(pool_ptr self, caf::actor_clock::time_point now);

@@ -56,6 +56,19 @@ expected<void> validate(const engine_config& cfg) {
                              std::pair{p.shutdown_grace_period, "shutdown_grace_period"}})
     if (auto res = positive(value, name); !res)
       return res;
+  if (auto& a = cfg.agents; !a.listen.empty()) {
+    // The listener's address and host key file themselves are checked when it starts.
+    if (a.host_key_file.empty())
+      return {errc::invalid_argument, "agents.host_key_file is missing (agents.listen is set)"};
+    for (auto [value, name] :
+         {std::pair{a.max_startups, "agents.max_startups"},
+          std::pair{a.max_startups_per_source, "agents.max_startups_per_source"},
+          std::pair{a.max_auth_tries, "agents.max_auth_tries"}})
+      if (auto res = positive(value, name); !res)
+        return res;
+    if (auto res = positive(a.login_grace, "agents.login_grace"); !res)
+      return res;
+  }
   static constexpr const char* levels[] = {"trace", "debug", "info",     "warn", "warning",
                                            "error", "err",   "critical", "off"};
   for (auto level : levels)

@@ -15,8 +15,12 @@ struct fake_session {
   endpoint ep;
   ssh::transport_options opts;
   std::shared_ptr<ssh::transport_sink> sink;
+  /// Made by `adopt` (an agent): `open()` reports success at once, as the runtime's does.
+  bool agent = false;
   bool opened = false;
   bool closed = false;
+  /// The reason given to `disconnect` (empty: closed without one, or still open).
+  std::string disconnect_reason;
   std::vector<std::uint64_t> forwarded;
   std::vector<std::uint64_t> cancelled;
   std::size_t probes = 0;
@@ -48,6 +52,9 @@ class fake_transport_factory final : public ssh::transport_factory {
 public:
   std::unique_ptr<ssh::transport> make(const endpoint& ep, const ssh::transport_options& opts,
                                        std::shared_ptr<ssh::transport_sink> sink) override;
+  /// A fake agent session (the handle, empty in unit tests, is not used).
+  std::unique_ptr<ssh::transport> adopt(ssh::agent_handle agent, const ssh::transport_options& opts,
+                                        std::shared_ptr<ssh::transport_sink> sink) override;
 
   /// Every transport made so far, in order.
   std::vector<std::shared_ptr<fake_session>> sessions;

@@ -84,6 +84,25 @@ struct fixture {
     sched->run();
   }
 
+  /// Makes `user` an agent user (reverse mode): its machine dials in.
+  void set_agent_endpoint(const std::string& user) {
+    endpoint ep;
+    ep.mode = endpoint_mode::agent;
+    ep.authorized_keys_file = "/dev/null";
+    ep.target_port = 8080;
+    caf::anon_send(sup, endpoint_atom_v, user, ep);
+    sched->run();
+  }
+
+  /// An agent of `user` dials in (as the listener hands it on); the offer tells whether it
+  /// was refused (`refusal`). Its fake session, if taken, is the last one made.
+  agent_offer agent_arrives(const std::string& user) {
+    agent_offer offer{user, ssh::agent_handle{}};
+    caf::anon_send(caf::actor_cast<supervisor_impl>(sup), agent_atom_v, offer);
+    sched->run();
+    return offer;
+  }
+
   /// Sends a request from a client actor; the reply lands in the returned object. A failure
   /// of CAF's own (e.g. the receiver is gone) becomes `when_gone`.
   template <class T, class Handle, class... Ts>

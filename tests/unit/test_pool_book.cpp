@@ -256,6 +256,30 @@ TEST_CASE("lifetime and idleness select ready connections without a lease", "[bo
   CHECK_FALSE(book.any_leasable(t0 + 1h));
 }
 
+TEST_CASE("an agent enters without a permit, counts, and is never expired nor evicted", "[book]") {
+  auto book = with_ready(small_limits(), {1});
+  book.adopt(2, t0);
+  CHECK(book.permits_asked() == 0);
+  CHECK(book.counted() == 2);
+  CHECK(book.pending() == 1);
+  CHECK(book.agents() == 1);
+  CHECK_THROWS_AS(book.adopt(2, t0), std::logic_error);
+  book.transition(2, conn_phase::ready);
+  CHECK(book.idle() == 2);
+  // Long past the dialed one's lifetime and idle limit, only the dialed one is proposed.
+  CHECK(book.unused_for(t0 + 10h, 5min) == std::vector<std::uint64_t>{1});
+  CHECK(book.expired_idle(t0 + 10h) == std::vector<std::uint64_t>{1});
+  CHECK(book.any_leasable(t0 + 10h)); // the agent, still
+  book.touch(2, t0 + 10h);            // found alive (else it is validated first)
+  auto a = book.lease_now(t0 + 10h);
+  REQUIRE(a.has_value());
+  CHECK(a->connection == 2);
+  // Leaving the cap's count, it leaves the agents'.
+  book.transition(2, conn_phase::draining);
+  CHECK(book.agents() == 0);
+  CHECK(book.counted() == 1);
+}
+
 TEST_CASE("backoff: full jitter below a doubling ceiling; refusals wait cap / 2 to cap",
           "[backoff]") {
   auto base = std::chrono::milliseconds{1000};

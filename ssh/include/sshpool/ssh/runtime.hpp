@@ -51,7 +51,7 @@ public:
   /// forwarded-tcpip to the agent's bound forward; the agent's requests are answered by
   /// its policy for as long as the session lives. nullptr if `agent` is empty.
   std::unique_ptr<transport> adopt(agent_handle agent, const transport_options& opts,
-                                   std::shared_ptr<transport_sink> sink);
+                                   std::shared_ptr<transport_sink> sink) override;
 
   runtime_stats stats() const;
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "sshpool/error.hpp"
+#include "sshpool/ssh/agent_listener.hpp"
 #include "sshpool/ssh/http.hpp"
 #include "sshpool/types.hpp"
 
@@ -113,6 +114,12 @@ public:
 
   virtual std::unique_ptr<transport> make(const endpoint& ep, const transport_options& opts,
                                           std::shared_ptr<transport_sink> sink) = 0;
+
+  /// The transport of an agent that dialed in (reverse mode): `open()` reports `on_open`
+  /// with success at once (its session is up). nullptr if the factory cannot take `agent`
+  /// (e.g. it is empty).
+  virtual std::unique_ptr<transport> adopt(agent_handle agent, const transport_options& opts,
+                                           std::shared_ptr<transport_sink> sink) = 0;
 };
 
 } // namespace sshpool::ssh
