@@ -3,8 +3,9 @@
 // Reads its configuration (file < environment < flags; exit code 2 and a message naming the
 // setting if anything is invalid), sets up logging before the engine exists (so the
 // engine's lines share the format), starts the gateway and prints one line to stdout once
-// it listens:
+// it listens (preceded, in reverse mode, by one for the agent listener):
 //
+//   sshpool-demo agents dial in on port 2222 (host key SHA256:...)
 //   sshpool-demo listening on 127.0.0.1:8080
 //
 // Then it serves until SIGTERM/SIGINT: /readyz turns 503, new requests get 503, streams in
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   try {
     gateway gw{cfg};
     gw.handle_signals();
+    if (auto agents = gw.agent_listener())
+      std::cout << "sshpool-demo agents dial in on port " << agents->port << " (host key "
+                << agents->fingerprint << ")" << std::endl;
     bool v6 = cfg.listen_host.find(':') != std::string::npos;
     std::cout << "sshpool-demo listening on "
               << (v6 ? "[" + cfg.listen_host + "]" : cfg.listen_host) << ":" << gw.port()
