@@ -433,13 +433,11 @@ std::string describe(const gateway_config& cfg, const ssh::host_key_identity* ho
   json out = json::object();
   for (auto& s : settings())
     out[s.key] = s.show(cfg);
-  if (!cfg.engine.agents.listen.empty()) {
+  if (!cfg.engine.agents.listen.empty() && host_key != nullptr) {
     json listener = {{"listen", cfg.engine.agents.listen},
-                     {"host_key_file", cfg.engine.agents.host_key_file}};
-    if (host_key != nullptr) {
-      listener["host_key_fingerprint"] = host_key->fingerprint;
-      listener["host_public_key"] = host_key->public_key;
-    }
+                     {"host_key_file", cfg.engine.agents.host_key_file},
+                     {"host_key_fingerprint", host_key->fingerprint},
+                     {"host_public_key", host_key->public_key}};
     out["agent_listener"] = std::move(listener);
   }
   out["users"] = describe_users(cfg);

@@ -43,8 +43,6 @@ struct user_config {
   /// The passphrase (if any) is loaded from `passphrase_file` into `ep.passphrase`.
   endpoint ep;
   std::string passphrase_file;
-  /// Agent mode: the usable keys `ep.authorized_keys_file` held when it was checked.
-  std::size_t authorized_keys = 0;
 };
 
 /// Everything sshpool-demo needs to run.
@@ -101,8 +99,10 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
 /// The --help text: every flag with its variable, file key, unit and default.
 std::string usage_text();
 
-/// The effective configuration as JSON (for --check-config); passphrases are left out. With
-/// an agent listener, `host_key` (if given) is shown as its fingerprint and public key.
+/// The effective configuration as JSON (for --check-config); passphrases are left out. It
+/// loads back, as a config file, into the same configuration; with an agent listener and
+/// `host_key`, it also has an `agent_listener` section (the address, the host key file, its
+/// fingerprint and public key), which is a report for the operator, not a setting.
 std::string describe(const gateway_config& cfg, const ssh::host_key_identity* host_key = nullptr);
 
 } // namespace sshpool::gateway

@@ -138,7 +138,6 @@ expected<void> finish_agent_user(const std::string& at, const json& spec, user_c
     return fail(at + ".authorized_keys_file: '" + u.ep.authorized_keys_file +
                 "' holds no usable key (" + std::to_string(keys->skipped.size()) +
                 " lines skipped)");
-  u.authorized_keys = keys->keys.size();
   return {};
 }
 
@@ -229,7 +228,6 @@ json describe_users(const gateway_config& cfg) {
     if (u.ep.mode == endpoint_mode::agent) {
       ep = {{"mode", to_string(u.ep.mode)},
             {"authorized_keys_file", u.ep.authorized_keys_file},
-            {"authorized_keys", u.authorized_keys},
             {"target_port", u.ep.target_port}};
     } else {
       ep = {{"mode", to_string(u.ep.mode)},
