@@ -17,6 +17,9 @@
 //                                              conn_down ──────────────────────────► closing
 //   draining, closing ── actor down: removed, its permit given back to the supervisor.
 //   close, drain and stop withdraw the permits asked; a grant that comes late goes back.
+//   Drain, eviction, lifetime and stop: user_pool_drain.cpp. The pool is internal as a whole
+//   (user_pool_actor, internal_messages.hpp): only the supervisor and its connections talk
+//   to it; its timers are acquire_timeout_atom (one deadline_timer) and retry_atom.
 //
 // Agent mode (reverse: the user's machine dials in; endpoint_mode::agent): nothing is
 // asked nor dialed, no backoff. An agent comes with a permit the supervisor took for it:
@@ -28,9 +31,6 @@
 //
 // With no agent, waiters wait up to acquire_timeout for one, then get agent_offline; an
 // agent arriving serves them at once in FIFO order. Probes still close dead agents.
-//   Drain, eviction, lifetime and stop: user_pool_drain.cpp. The pool is internal as a whole
-//   (user_pool_actor, internal_messages.hpp): only the supervisor and its connections talk
-//   to it; its timers are acquire_timeout_atom (one deadline_timer) and retry_atom.
 //
 // get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
 // unused for longer than validation_idle_threshold is probed first); else, while the user

@@ -93,7 +93,9 @@ private:
 class connection_pool {
 public:
   /// Leases a connection of `user`: an idle one, a new one (waiting for its handshake), or
-  /// a shared one; else waits up to `acquire_timeout` (then `pool_exhausted`).
+  /// a shared one; else waits up to `acquire_timeout` (then `pool_exhausted`). An agent
+  /// user's connections are its agents: with none connected, the call waits up to
+  /// `acquire_timeout` for one to dial in (then `agent_offline`).
   expected<connection> get_connection(const std::string& user);
 
   /// Ends a lease. `not_leased` if released twice (through any copy of the handle),
@@ -169,6 +171,8 @@ public:
   /// used fails here with `invalid_argument` and the reason: unreadable, encrypted with no
   /// `passphrase`, wrong passphrase, not a private key. (`endpoint_atom` sent to the
   /// supervisor directly does not load it: its first handshake reports the same errors.)
+  /// An agent endpoint's authorized_keys_file is read instead (`invalid_argument`:
+  /// unreadable, or no usable key); from then on its keys authenticate the user's agents.
   expected<void> set_endpoint(const std::string& user, endpoint ep);
 
   connection_pool& pool() noexcept { return pool_; }
