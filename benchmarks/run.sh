@@ -10,6 +10,10 @@
 #               users, and with channel reuse off
 #   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
 #               --latency` load, keep-alive and with `Connection: close`
+#   reverse     reverse mode: sshpool-demo with one agent user whose `ssh -N -R` dialed in to
+#               its agent listener, versus the OpenSSH equivalent (the same `ssh -N -R` to the
+#               scenario's sshd, wrk against the port sshd then listens on), `wrk --latency`
+#               with 32 connections on each
 #   slow-clients  a normal client's latency through sshpool-demo (wrk, a new connection per
 #               request) alone, while 2,000 connections drip a head byte every 3 s, and while
 #               5,000 idle connections are held
@@ -40,7 +44,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
-all_scenarios=(forward gateway slow-clients cold-start footprint pool-ops bulk)
+all_scenarios=(forward gateway reverse slow-clients cold-start footprint pool-ops bulk)
 duration=10
 smoke=0
 baseline=""
@@ -567,6 +571,106 @@ scenario_gateway() {
       "$g_p99" "$g_err" "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
       "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
   done
+  echo "csv: $csv"
+  return "$status"
+}
+
+# -- reverse -------------------------------------------------------------------------------
+
+# start_agent_gateway KEY_FILE: sshpool-demo with an agent listener and one agent user, r0,
+# whose authorized key is KEY_FILE.pub and whose -R port is 8000 (32 channels per connection:
+# its one agent carries the whole load); sets gw_port, agent_port and agent_host_key (the
+# listener's public key, for known_hosts).
+start_agent_gateway() {
+  local config=$work/reverse-gateway.json line fd
+  cp "$1.pub" "$work/r0.keys"
+  cat >"$config" <<EOF
+{"listen": "127.0.0.1:0", "log_level": "warn", "agent_listen": "127.0.0.1:0",
+ "agent_host_key": "reverse-host-key", "ssh_max_channels": 32,
+ "users": {"r0": {"mode": "agent", "authorized_keys_file": "r0.keys", "target_port": 8000}}}
+EOF
+  agent_host_key=$("$demo" --config "$config" --check-config 2>/dev/null |
+    sed -n 's/.*"host_public_key": "\(.*\)".*/\1/p')
+  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo.log")
+  pids+=($!)
+  if ! read -r -t 30 line <&"$fd" || [[ $line != *"agents dial in on port "* ]]; then
+    echo "run.sh: sshpool-demo did not start its agent listener" >&2
+    return 1
+  fi
+  agent_port=${line##*on port }
+  agent_port=${agent_port%% *}
+  if ! read -r -t 30 line <&"$fd"; then
+    echo "run.sh: sshpool-demo did not start" >&2
+    return 1
+  fi
+  gw_port=${line##*:}
+}
+
+scenario_reverse() {
+  local csv=$results/reverse-$stamp.csv gw_port agent_port agent_host_key fwd_port deadline
+  local -a wrk_args opts
+  start_sshd reverse || return 1
+  start_nginx reverse || return 1
+  ssh-keygen -q -t ed25519 -N '' -f "$work/reverse-agent-key"
+  start_agent_gateway "$work/reverse-agent-key" || return 1
+  echo "[127.0.0.1]:$agent_port $agent_host_key" >"$work/reverse-known-hosts"
+  # The user's machine: nginx is its service, exposed by ssh -R to the gateway ...
+  ssh -F /dev/null -o BatchMode=yes -o UserKnownHostsFile="$work/reverse-known-hosts" \
+    -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes \
+    -i "$work/reverse-agent-key" -p "$agent_port" -n -N -R "8000:127.0.0.1:$nginx_port" \
+    r0@127.0.0.1 >"$work/reverse-agent.log" 2>&1 &
+  pids+=($!)
+  deadline=$((SECONDS + 10))
+  until curl -s "http://127.0.0.1:$gw_port/metrics" |
+    grep -q '^sshpool_agent_sessions{user="r0"} 1$'; do
+    if ((SECONDS >= deadline)) || ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "run.sh: the ssh -R agent did not connect to sshpool-demo" >&2
+      cat "$work/reverse-agent.log" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+  # ... and, the OpenSSH equivalent, by the same ssh -R to a real sshd (which listens on it).
+  mapfile -t opts < <(ssh_opts)
+  fwd_port=$(free_port)
+  ssh "${opts[@]}" -n -N -R "127.0.0.1:$fwd_port:127.0.0.1:$nginx_port" \
+    "$SSHD_USER@127.0.0.1" >"$work/reverse-ssh-R.log" 2>&1 &
+  pids+=($!)
+  wait_accepting "$fwd_port" "${pids[-1]}" "sshd's -R port" || return 1
+  if ((smoke)); then
+    wrk_args=(-t1 -c4 -d1s)
+  else
+    wrk_args=(-t2 -c32 "-d${duration%.*}s")
+  fi
+  echo "== reverse: sshpool-demo on :$gw_port, its agent (ssh -N -R) on :$agent_port; sshd's" \
+    "-R port :$fwd_port; nginx (the user's service) on :$nginx_port; wrk ${wrk_args[*]}"
+  export WRK_USERS=r0
+  # Warm-up: the agent's channels.
+  wrk -t1 -c8 -d1s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$gw_port/" \
+    >/dev/null || return 1
+  [[ -s $csv ]] || echo "date,path,wrk,req_per_s,p50_ms,p99_ms,errors" >"$csv"
+  local path port result status=0 errors
+  declare -A figures
+  for path in gateway ssh-R; do
+    port=$gw_port
+    [[ $path == gateway ]] || port=$fwd_port
+    result=$(run_wrk "$port" "${wrk_args[@]}") || return 1
+    figures[$path]=$result
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$path,${wrk_args[*]},${result// /,}" >>"$csv"
+    read -r _ _ _ errors <<<"$result"
+    ((errors == 0)) || status=1
+  done
+  echo
+  echo "reverse (wrk ${wrk_args[*]} --latency; ratio gateway through its agent / ssh -R to sshd)"
+  printf '  %-8s %10s %9s %9s %7s   %-8s %s\n' path "req/s" "p50 ms" "p99 ms" errors ratio \
+    "p99 ratio"
+  read -r g_rps g_p50 g_p99 g_err <<<"${figures[gateway]}"
+  read -r s_rps s_p50 s_p99 s_err <<<"${figures[ssh-R]}"
+  printf '  %-8s %10d %9.2f %9.2f %7d\n' ssh-R "$s_rps" "$s_p50" "$s_p99" "$s_err"
+  printf '  %-8s %10d %9.2f %9.2f %7d   %-8s %s\n' gateway "$g_rps" "$g_p50" "$g_p99" "$g_err" \
+    "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
+    "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+  echo "  targets: gateway / ssh -R >= 1.0x, p99 ratio <= 1.0x"
   echo "csv: $csv"
   return "$status"
 }

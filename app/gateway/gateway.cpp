@@ -35,6 +35,9 @@ using spdlog::level::level_enum;
 
 /// Seconds a client is asked to wait after pool_exhausted.
 constexpr const char* retry_after_seconds = "1";
+/// ... and after agent_offline: an agent that lost its network reconnects within a few
+/// seconds (ssh's ServerAliveInterval and a restart loop on the user's side).
+constexpr const char* agent_retry_after_seconds = "5";
 /// Upper bound of the front end's final flush after the drain.
 constexpr std::chrono::milliseconds max_final_flush{5000};
 
@@ -55,6 +58,9 @@ std::string client_message(const error& e) {
     return e.message();
   case errc::pool_exhausted:
     return "no connection to this user's machine became free in time";
+  case errc::agent_offline:
+    return "the user's machine is not connected to the gateway (no ssh -R agent dialed in "
+           "in time)";
   case errc::shutting_down:
     return "the gateway is draining";
   case errc::timeout:
@@ -98,6 +104,7 @@ int status_of(errc code) noexcept {
   case errc::invalid_request:
     return 400;
   case errc::pool_exhausted:
+  case errc::agent_offline:
   case errc::shutting_down:
     return 503;
   case errc::request_timeout:
@@ -112,6 +119,8 @@ gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
   engine_ = std::make_unique<engine>(cfg_.engine);
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
+    if (u.ep.mode == endpoint_mode::agent)
+      agent_users_.push_back(u.name);
     if (auto ok = engine_->set_endpoint(u.name, u.ep); !ok)
       throw std::invalid_argument{"user " + u.name + ": " + ok.error().message()};
   }
@@ -371,6 +380,8 @@ void gateway::impl::upstream_end(std::uint64_t id, error result) {
   response_head head = error_head(ex, status);
   if (result.code() == errc::pool_exhausted)
     head.headers.emplace_back("Retry-After", retry_after_seconds);
+  else if (result.code() == errc::agent_offline)
+    head.headers.emplace_back("Retry-After", agent_retry_after_seconds);
   server_->respond(id, std::move(head), error_body(code, client_message(result), ex.request_id));
 }
 
@@ -417,6 +428,10 @@ gateway::~gateway() = default;
 
 std::uint16_t gateway::port() const {
   return impl_->port();
+}
+
+std::optional<agent_listener_status> gateway::agent_listener() const {
+  return impl_->agent_listener();
 }
 
 void gateway::handle_signals() {

@@ -21,15 +21,18 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "gateway/settings.hpp"
+#include "sshpool/engine.hpp"
 #include "sshpool/errc.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool::gateway {
 
 /// The HTTP status for an engine error: 404 unknown_user, 400 invalid_request, 503
-/// pool_exhausted / shutting_down, 504 request_timeout / timeout, 502 for the rest.
+/// pool_exhausted / agent_offline / shutting_down, 504 request_timeout / timeout, 502 for the
+/// rest.
 int status_of(errc code) noexcept;
 
 class gateway {
@@ -47,6 +50,9 @@ public:
 
   /// The port the front end listens on.
   std::uint16_t port() const;
+
+  /// Reverse mode: the agent listener's port, host key and counters (nullopt: none).
+  std::optional<agent_listener_status> agent_listener() const;
 
   /// SIGTERM and SIGINT start a drain (a second one cuts what remains).
   void handle_signals();

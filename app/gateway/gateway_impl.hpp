@@ -39,6 +39,7 @@ public:
   ~impl() override;
 
   std::uint16_t port() const { return server_->port(); }
+  std::optional<agent_listener_status> agent_listener() const { return engine_->agent_listener(); }
   void handle_signals() { engine_->handle_signals(); }
   shutdown_report wait();
 
@@ -133,6 +134,8 @@ private:
   std::unique_ptr<engine> engine_;
   std::unique_ptr<upstream_bridge> bridge_;
   std::unordered_set<std::string> known_users_;
+  /// The users in agent mode, in the config's order.
+  std::vector<std::string> agent_users_;
 
   // Loop thread only.
   std::unordered_map<std::uint64_t, exchange> exchanges_;

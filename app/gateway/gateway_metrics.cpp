@@ -223,6 +223,35 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
        "counter",
        c.cleanup_count},
   };
+  if (v.pool.agents) {
+    const auto& a = v.pool.agents->stats;
+    out.insert(
+        out.end(),
+        {{{"sshpool_agent_connections_total",
+           "TCP connections to the agent listener (refused ones included).", "agents",
+           "connections"},
+          "counter",
+          a.connections},
+         {{"sshpool_agent_authenticated_total", "Agent connections that authenticated.", "agents",
+           "authenticated"},
+          "counter",
+          a.authenticated},
+         {{"sshpool_agent_sessions_started_total",
+           "Agent sessions that held an allowed forward and were handed to the pool.", "agents",
+           "agents"},
+          "counter",
+          a.agents},
+         {{"sshpool_agent_pre_auth_connections",
+           "Agent connections not yet forwarding (key exchange, authentication), now.", "agents",
+           "pre_auth"},
+          "gauge",
+          a.pre_auth},
+         {{"sshpool_agent_penalized_sources",
+           "Source addresses refused for their failures (like sshd's PerSourcePenalties), now.",
+           "agents", "penalized_sources"},
+          "gauge",
+          a.penalized_sources}});
+  }
   if (v.last_shutdown) {
     const auto& r = *v.last_shutdown;
     out.insert(
@@ -281,6 +310,38 @@ std::vector<histogram_figure> histograms(const metrics_view& v) {
            v.engine.handshake_seconds}};
 }
 
+/// The statistics of `user` (zero if the user has no pool yet).
+user_stats stats_of(const pool_stats& p, const std::string& user) {
+  for (auto& u : p.users)
+    if (u.user == user)
+      return u;
+  return {};
+}
+
+/// The agent listener's refusals and the agent users' sessions, for /metrics.
+void agent_families(exposition& e, const metrics_view& v) {
+  if (!v.pool.agents)
+    return;
+  const auto& a = v.pool.agents->stats;
+  e.family("sshpool_agent_refused_total", "counter",
+           "What the agent listener refused, by reason (a connection before SSH, a session "
+           "before it forwarded, or a request such as direct_tcpip).");
+  for (std::size_t i = 0; i < ssh::agent_refusal_count; ++i)
+    e.sample("sshpool_agent_refused_total", static_cast<double>(a.refused[i]),
+             std::string{"reason=\""} + ssh::to_string(static_cast<ssh::agent_refusal>(i)) + "\"");
+  e.family("sshpool_agent_sessions", "gauge",
+           "Agent sessions (ssh -R) of each agent-mode user connected now.");
+  for (auto& user : v.agent_users)
+    e.sample("sshpool_agent_sessions", static_cast<double>(stats_of(v.pool.pool, user).agents),
+             "user=\"" + label_value(user) + "\"");
+  e.family("sshpool_agent_sessions_refused_total", "counter",
+           "Agent sessions refused because their user had max_connections_per_user already.");
+  for (auto& user : v.agent_users)
+    e.sample("sshpool_agent_sessions_refused_total",
+             static_cast<double>(stats_of(v.pool.pool, user).agents_refused),
+             "user=\"" + label_value(user) + "\"");
+}
+
 /// Where `where` puts its figure in the /stats object `out`.
 json& stats_entry(json& out, const placement& where) {
   return where.section[0] == '\0' ? out[where.key] : out[where.section][where.key];
@@ -318,6 +379,7 @@ std::string render_prometheus(const metrics_view& v) {
   for (auto& [result, count] : v.engine.requests)
     e.sample("sshpool_upstream_requests_total", static_cast<double>(count),
              "result=\"" + label_value(result) + "\"");
+  agent_families(e, v);
   for (const auto& h : histograms(v))
     e.histogram(h.where.metric, h.where.help, h.value);
   return e.take();
@@ -335,7 +397,9 @@ std::string render_json(const metrics_view& v) {
                      {"waiters", u.waiters},
                      {"handshakes", u.handshakes},
                      {"handshake_failures", u.handshake_failures},
-                     {"acquire_timeouts", u.acquire_timeouts}});
+                     {"acquire_timeouts", u.acquire_timeouts},
+                     {"agents", u.agents},
+                     {"agents_refused", u.agents_refused}});
   json requests = json::array();
   for (auto& [key, count] : v.gateway.requests())
     requests.push_back({{"status", key.first}, {"code", key.second}, {"count", count}});
@@ -343,7 +407,7 @@ std::string render_json(const metrics_view& v) {
   for (auto& [result, count] : v.engine.requests)
     upstream_requests[result] = count;
   const auto& c = v.pool.cleanup;
-  json out = {{"shutdown", nullptr}};
+  json out = {{"shutdown", nullptr}, {"agents", nullptr}};
   for (const auto& f : single_figures(v))
     stats_entry(out, f.where) = f.value;
   for (const auto& h : histograms(v))
@@ -356,6 +420,16 @@ std::string render_json(const metrics_view& v) {
   out["upstream"]["requests"] = std::move(upstream_requests);
   out["cleanup"]["interval_seconds"] = seconds(c.config.cleanup_interval);
   out["cleanup"]["max_idle_seconds"] = seconds(c.config.max_idle_time);
+  if (v.pool.agents) {
+    const auto& a = *v.pool.agents;
+    json refused = json::object();
+    for (std::size_t i = 0; i < ssh::agent_refusal_count; ++i)
+      refused[ssh::to_string(static_cast<ssh::agent_refusal>(i))] = a.stats.refused[i];
+    out["agents"]["port"] = a.port;
+    out["agents"]["host_key_fingerprint"] = a.fingerprint;
+    out["agents"]["host_public_key"] = a.public_key;
+    out["agents"]["refused"] = std::move(refused);
+  }
   return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

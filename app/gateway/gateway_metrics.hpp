@@ -1,7 +1,8 @@
 // The figures behind /metrics and /stats: the gateway's own counters (requests by HTTP
 // status and result code, request latency), the front end's connection and byte counts,
-// the engine's metrics (lock-free, read live), and the pool and cleanup statistics (read
-// for each rendering by the gateway's stats thread, because reading them blocks). Rendered
+// the engine's metrics (lock-free, read live), and the pool and cleanup statistics and the
+// agent listener's counters (read for each rendering by the gateway's stats thread, because
+// reading the pool's blocks). Rendered
 // as Prometheus text exposition format 0.0.4 (names `sshpool_...`, base units, HELP and
 // TYPE for each family; checked with `promtool check metrics` in the tests) or as JSON.
 //
@@ -15,7 +16,9 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "sshpool/engine.hpp"
 #include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
 
@@ -41,6 +44,8 @@ private:
 struct pool_snapshot {
   pool_stats pool;
   cleanup_stats cleanup;
+  /// Reverse mode: the agent listener (nullopt: none).
+  std::optional<agent_listener_status> agents;
 };
 
 /// The front end's own figures.
@@ -68,6 +73,8 @@ struct metrics_view {
   bool draining = false;
   /// The report of the engine's drain once it finished.
   std::optional<shutdown_report> last_shutdown;
+  /// The users in agent mode (their agent sessions are shown per user in /metrics too).
+  std::vector<std::string> agent_users;
 };
 
 /// Prometheus text exposition format 0.0.4.

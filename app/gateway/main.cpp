@@ -3,8 +3,9 @@
 // Reads its configuration (file < environment < flags; exit code 2 and a message naming the
 // setting if anything is invalid), sets up logging before the engine exists (so the
 // engine's lines share the format), starts the gateway and prints one line to stdout once
-// it listens:
+// it listens (preceded, in reverse mode, by one for the agent listener):
 //
+//   sshpool-demo agents dial in on port 2222 (host key SHA256:...)
 //   sshpool-demo listening on 127.0.0.1:8080
 //
 // Then it serves until SIGTERM/SIGINT: /readyz turns 503, new requests get 503, streams in
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +37,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (loaded->action == config_action::check) {
-    std::cout << describe(loaded->config) << "\n";
+    // The agent listener's host key is created now if missing, so that the operator can
+    // give its fingerprint to the users before the first start.
+    std::optional<sshpool::ssh::host_key_identity> host_key;
+    if (const auto& agents = loaded->config.engine.agents; !agents.listen.empty()) {
+      auto identity = sshpool::ssh::load_host_key_identity(agents.host_key_file);
+      if (!identity) {
+        std::cerr << "sshpool-demo: agent_host_key: " << identity.error().message() << "\n";
+        return 2;
+      }
+      host_key = *identity;
+    }
+    std::cout << describe(loaded->config, host_key ? &*host_key : nullptr) << "\n";
     return 0;
   }
   auto& cfg = loaded->config;
@@ -46,6 +59,9 @@ int main(int argc, char** argv) {
   try {
     gateway gw{cfg};
     gw.handle_signals();
+    if (auto agents = gw.agent_listener())
+      std::cout << "sshpool-demo agents dial in on port " << agents->port << " (host key "
+                << agents->fingerprint << ")" << std::endl;
     bool v6 = cfg.listen_host.find(':') != std::string::npos;
     std::cout << "sshpool-demo listening on "
               << (v6 ? "[" + cfg.listen_host + "]" : cfg.listen_host) << ":" << gw.port()

@@ -1,9 +1,9 @@
 // The gateway's operational endpoints, answered by the gateway itself and not counted as
 // requests: /healthz (alive), /readyz (503 while draining), /metrics (Prometheus text) and
 // /stats (JSON). The last two need the pool and cleanup figures, which only the engine's
-// blocking facade gives: the stats thread reads them (never the loop, where it would stall
-// every client, nor a CAF thread) and posts the answers back; scrapes that arrive meanwhile
-// share one reading.
+// blocking facade gives, and the agent listener's: the stats thread reads them (never the loop,
+// where it would stall every client, nor a CAF thread) and posts the answers back; scrapes that
+// arrive meanwhile share one reading.
 //
 // Thread-safety: `stats_loop` runs on the stats thread and touches only the waiters (under
 // `stats_mutex_`) and the engine; everything else runs on the loop thread.
@@ -55,7 +55,8 @@ response_head gateway::impl::ops_head(const exchange& ex, const char* type) {
 void gateway::impl::answer_stats(const pool_snapshot& snap,
                                  const std::vector<stats_waiter>& waiters) {
   metrics_view view{metrics_,        engine_->metrics(),          snap,
-                    front_figures(), engine_->is_shutting_down(), {}};
+                    front_figures(), engine_->is_shutting_down(), {},
+                    agent_users_};
   {
     std::lock_guard<std::mutex> guard{report_mutex_};
     view.last_shutdown = last_report_;
@@ -98,6 +99,7 @@ void gateway::impl::stats_loop() {
     pool_snapshot snap;
     snap.pool = engine_->pool().get_pool_stats();
     snap.cleanup = engine_->cleanup().get_stats();
+    snap.agents = engine_->agent_listener();
     server_->queue()->post([this, snap = std::move(snap), waiters = std::move(waiters)] {
       answer_stats(snap, waiters);
     });

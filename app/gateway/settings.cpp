@@ -1,21 +1,19 @@
 // sshpool-demo's settings: one table, three sources (file < environment < flags).
 #include "gateway/settings.hpp"
 
-#include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/user_settings.hpp"
 #include "net/text.hpp"
-#include "sshpool/ssh/key_check.hpp"
 #include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
@@ -26,8 +24,6 @@ using json = nlohmann::json;
 
 /// Durations are bounded so that conversions to nanoseconds (caf::timespan) never overflow.
 constexpr std::uint64_t max_millis = 30ULL * 24 * 3600 * 1000;
-/// Counts and sizes are bounded for the same reason and to catch typos.
-constexpr std::uint64_t max_count = std::uint64_t{1} << 40;
 /// http-parser stops any head beyond HTTP_MAX_HEADER_SIZE (80 KiB) by itself; a larger
 /// setting would not be honoured, so it is refused.
 constexpr std::uint64_t max_request_header_cap = 80 * 1024;
@@ -54,7 +50,7 @@ struct setting {
 
 template <class Ref>
 setting count_setting(const char* key, const char* env, const char* help, Ref ref,
-                      std::uint64_t max = max_count, bool zero_allowed = false) {
+                      std::uint64_t max = max_config_count, bool zero_allowed = false) {
   return {key,
           env,
           "N",
@@ -62,7 +58,7 @@ setting count_setting(const char* key, const char* env, const char* help, Ref re
           help,
           [ref, max, zero_allowed](gateway_config& c, std::string_view v) -> std::string {
             auto n = net::parse_unsigned(v);
-            if (!n || *n > max_count)
+            if (!n || *n > max_config_count)
               return "'" + std::string{v} + "' is not a positive whole number";
             if (*n == 0 && !zero_allowed)
               return "must be greater than 0";
@@ -116,6 +112,29 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
   ::freeaddrinfo(found);
   c.listen_host = std::string{host};
   c.listen_port = static_cast<std::uint16_t>(*port);
+  return {};
+}
+
+/// The agent listener's address: numeric "IPv4:port" or "[IPv6]:port" as it takes it (port
+/// 0: an ephemeral one); empty: no listener.
+std::string apply_agent_listen(gateway_config& c, std::string_view v) {
+  std::string text{v};
+  auto colon = v.rfind(':');
+  if (v.empty()) {
+    c.engine.agents.listen.clear();
+    return {};
+  }
+  if (colon == std::string_view::npos)
+    return "'" + text + "' is not IPv4:port or [IPv6]:port";
+  std::string host{v.substr(0, colon)};
+  bool v6 = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (v6)
+    host = host.substr(1, host.size() - 2);
+  auto port = net::parse_unsigned(v.substr(colon + 1));
+  in6_addr addr{};
+  if (!port || *port > 65535 || ::inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), &addr) != 1)
+    return "'" + text + "' is not a numeric IPv4:port or [IPv6]:port (port 0-65535)";
+  c.engine.agents.listen = text;
   return {};
 }
 
@@ -221,7 +240,7 @@ const std::vector<setting>& settings() {
       count_setting(
           "max_clients_per_source", "MAX_CLIENTS_PER_SOURCE",
           "client connections from one address (0: no limit, e.g. behind a proxy)",
-          [](auto& c) -> auto& { return c.max_clients_per_source; }, max_count, true),
+          [](auto& c) -> auto& { return c.max_clients_per_source; }, max_config_count, true),
       millis_setting(
           "client_timeout", "CLIENT_TIMEOUT",
           "a client idle, or not reading its response, this long is disconnected",
@@ -230,6 +249,34 @@ const std::vector<setting>& settings() {
           "header_timeout", "HEADER_TIMEOUT",
           "a request head not complete this long after the connection (or its first byte): 408",
           [](auto& c) -> auto& { return c.header_timeout; }),
+      {"agent_listen", "AGENT_LISTEN", "ADDR:PORT", "",
+       "reverse mode: numeric address and port users' machines dial in to with ssh -R (port 0: "
+       "ephemeral; empty: no agent listener)",
+       apply_agent_listen, [](const gateway_config& c) { return c.engine.agents.listen; }},
+      {"agent_host_key", "AGENT_HOST_KEY", "FILE", "",
+       "the agent listener's ed25519 host key (created, mode 0600, if missing; relative to the "
+       "config file)",
+       [](gateway_config& c, std::string_view v) -> std::string {
+         c.engine.agents.host_key_file = std::string{v};
+         return {};
+       },
+       [](const gateway_config& c) { return c.engine.agents.host_key_file; }},
+      millis_setting(
+          "agent_login_grace", "AGENT_LOGIN_GRACE",
+          "an agent's connection must be authenticated and forwarding within this",
+          [](auto& c) -> auto& { return c.engine.agents.login_grace; }),
+      count_setting(
+          "agent_max_startups", "AGENT_MAX_STARTUPS",
+          "agent connections not yet forwarding, at most (beyond: closed at once)",
+          [](auto& c) -> auto& { return c.engine.agents.max_startups; }),
+      count_setting(
+          "agent_max_startups_per_source", "AGENT_MAX_STARTUPS_PER_SOURCE",
+          "agent connections not yet forwarding from one address, at most",
+          [](auto& c) -> auto& { return c.engine.agents.max_startups_per_source; }),
+      count_setting(
+          "agent_max_auth_tries", "AGENT_MAX_AUTH_TRIES",
+          "failed authentication attempts per agent connection, then it is closed",
+          [](auto& c) -> auto& { return c.engine.agents.max_auth_tries; }),
   };
   return table;
 }
@@ -243,126 +290,6 @@ const setting* find_by_key(std::string_view key) {
 
 expected<void> fail(std::string message) {
   return {errc::invalid_argument, std::move(message)};
-}
-
-/// The text form of a JSON scalar (numbers, booleans, strings); false for anything else.
-bool scalar_text(const json& v, std::string& out) {
-  if (v.is_string())
-    out = v.get<std::string>();
-  else if (v.is_boolean())
-    out = v.get<bool>() ? "true" : "false";
-  else if (v.is_number())
-    out = v.dump();
-  else
-    return false;
-  return true;
-}
-
-/// Checks that `path` is a regular file that can be opened for reading (the content is
-/// not read).
-std::string check_readable(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0)
-    return "cannot read '" + path + "': " + std::strerror(errno);
-  struct stat st {};
-  bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  ::close(fd);
-  if (!regular)
-    return "'" + path + "' is not a regular file";
-  return {};
-}
-
-std::string resolve(const std::string& path, const std::string& base_dir) {
-  if (path.empty() || path.front() == '/' || base_dir.empty())
-    return path;
-  return base_dir + "/" + path;
-}
-
-/// Parses the "users" object of the config file into `cfg.users`.
-expected<void> load_users(const json& users, const std::string& where, const std::string& base_dir,
-                          gateway_config& cfg) {
-  if (!users.is_object())
-    return fail(where + ": users must be an object of user name -> endpoint");
-  for (auto& [name, spec] : users.items()) {
-    std::string at = where + ": users." + name;
-    if (name.empty() || name.size() > 1024)
-      return fail(at + ": a user name must have 1 to 1024 characters");
-    for (unsigned char ch : name)
-      if (ch <= 0x20 || ch == 0x7f || ch == '/')
-        return fail(at + ": a user name cannot hold spaces, control characters or '/'");
-    if (!spec.is_object())
-      return fail(at + ": must be an object");
-    user_config u;
-    u.name = name;
-    u.ep.port = 22;
-    u.ep.target_host = "127.0.0.1";
-    for (auto& [key, value] : spec.items()) {
-      std::string text;
-      if (!scalar_text(value, text))
-        return fail(at + "." + key + ": must be a string, number or boolean");
-      if (key == "host" || key == "username" || key == "target_host" || key == "ciphers") {
-        if (!value.is_string() || text.empty())
-          return fail(at + "." + key + ": must be a non-empty string");
-        (key == "host"          ? u.ep.host
-         : key == "username"    ? u.ep.username
-         : key == "target_host" ? u.ep.target_host
-                                : u.ep.ciphers) = text;
-      } else if (key == "identity_file" || key == "known_hosts_file" || key == "passphrase_file") {
-        if (!value.is_string() || text.empty())
-          return fail(at + "." + key + ": must be a non-empty string");
-        auto path = resolve(text, base_dir);
-        if (auto why = check_readable(path); !why.empty())
-          return fail(at + "." + key + ": " + why);
-        (key == "identity_file"      ? u.ep.identity_file
-         : key == "known_hosts_file" ? u.ep.known_hosts_file
-                                     : u.passphrase_file) = path;
-      } else if (key == "port" || key == "target_port") {
-        auto n = net::parse_unsigned(text);
-        if (!n || *n == 0 || *n > 65535)
-          return fail(at + "." + key + ": '" + text + "' is not a port (1-65535)");
-        (key == "port" ? u.ep.port : u.ep.target_port) = static_cast<std::uint16_t>(*n);
-      } else if (key == "host_keys") {
-        if (text != "strict" && text != "accept-new")
-          return fail(at + ".host_keys: '" + text + "' is not strict or accept-new");
-        u.ep.host_keys = text == "strict" ? host_key_policy::strict : host_key_policy::accept_new;
-      } else if (key == "max_response_bytes") {
-        auto n = net::parse_unsigned(text);
-        if (!n || *n == 0 || *n > max_count)
-          return fail(at + ".max_response_bytes: '" + text + "' is not a positive whole number" +
-                      " (at most " + std::to_string(max_count) + ")");
-        u.ep.max_response_bytes = *n;
-      } else if (key == "server_nodelay") {
-        if (!value.is_boolean())
-          return fail(at + ".server_nodelay: must be true or false");
-        u.ep.server_nodelay = value.get<bool>();
-      } else {
-        return fail(at + ": unknown key '" + key + "'");
-      }
-    }
-    for (auto [value, key] : {std::pair{&u.ep.host, "host"}, std::pair{&u.ep.username, "username"},
-                              std::pair{&u.ep.identity_file, "identity_file"},
-                              std::pair{&u.ep.known_hosts_file, "known_hosts_file"}})
-      if (value->empty())
-        return fail(at + ": missing " + key);
-    if (u.ep.target_port == 0)
-      return fail(at + ": missing target_port");
-    if (!u.passphrase_file.empty()) {
-      std::ifstream in{u.passphrase_file, std::ios::binary};
-      std::stringstream buf;
-      buf << in.rdbuf();
-      u.ep.passphrase = buf.str();
-      while (!u.ep.passphrase.empty() &&
-             (u.ep.passphrase.back() == '\n' || u.ep.passphrase.back() == '\r'))
-        u.ep.passphrase.pop_back();
-    }
-    // The key is loaded now, so that a key that cannot be used stops start-up (and
-    // --check-config) instead of failing every request with 502.
-    if (auto ok = ssh::check_private_key(u.ep.identity_file, u.ep.passphrase); !ok)
-      return fail(at + ".identity_file: " + ok.error().message());
-    cfg.users.push_back(std::move(u));
-  }
-  return {};
 }
 
 expected<void> load_file(const std::string& path, gateway_config& cfg) {
@@ -392,6 +319,8 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
     std::string text;
     if (!scalar_text(value, text))
       return fail(where + ": " + key + ": must be a string, number or boolean");
+    if (key == "agent_host_key")
+      text = resolve_path(text, base_dir);
     if (auto why = s->apply(cfg, text); !why.empty())
       return fail(where + ": " + key + ": " + why);
   }
@@ -455,6 +384,11 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   for (auto& [s, value] : flags)
     if (auto why = s->apply(cfg, value); !why.empty())
       return error{errc::invalid_argument, "flag " + s->flag() + ": " + why};
+  if (!cfg.engine.agents.listen.empty() && cfg.engine.agents.host_key_file.empty())
+    return error{errc::invalid_argument,
+                 "agent_listen: needs agent_host_key (the agent listener's host key file)"};
+  if (auto ok = check_agent_users(cfg); !ok)
+    return ok.error();
   cfg.engine.log_level = cfg.log_level;
   if (auto ok = validate(cfg.engine); !ok)
     return error{errc::invalid_argument, "invalid engine setting: " + ok.error().message()};
@@ -479,6 +413,10 @@ std::string usage_text() {
       "   \"target_port\": 11434, \"server_nodelay\": true, \"passphrase_file\": \"pass\"}}}\n"
       "Relative paths are relative to the file's directory. A user may have its own\n"
       "\"max_response_bytes\" (e.g. for long LLM streams) instead of the global one.\n"
+      "A user whose machine dials in (reverse mode, needs agent_listen and agent_host_key):\n"
+      "  \"bob\": {\"mode\": \"agent\", \"authorized_keys_file\": \"bob.keys\",\n"
+      "          \"target_port\": 11434}\n"
+      "and bob's machine runs: ssh -N -R 11434:localhost:11434 -p 2222 bob@gateway\n"
       "\n"
       "  --config FILE\n      the JSON config file\n"
       "  --check-config\n      print the effective configuration (no secrets) and exit\n"
@@ -491,30 +429,18 @@ std::string usage_text() {
   return out;
 }
 
-std::string describe(const gateway_config& cfg) {
+std::string describe(const gateway_config& cfg, const ssh::host_key_identity* host_key) {
   json out = json::object();
   for (auto& s : settings())
     out[s.key] = s.show(cfg);
-  json users = json::object();
-  for (auto& u : cfg.users) {
-    json ep = {{"host", u.ep.host},
-               {"port", u.ep.port},
-               {"username", u.ep.username},
-               {"identity_file", u.ep.identity_file},
-               {"known_hosts_file", u.ep.known_hosts_file},
-               {"target_host", u.ep.target_host},
-               {"target_port", u.ep.target_port},
-               {"host_keys", u.ep.host_keys == host_key_policy::strict ? "strict" : "accept-new"},
-               {"server_nodelay", u.ep.server_nodelay}};
-    if (!u.passphrase_file.empty())
-      ep["passphrase_file"] = u.passphrase_file;
-    if (!u.ep.ciphers.empty())
-      ep["ciphers"] = u.ep.ciphers;
-    if (u.ep.max_response_bytes != 0)
-      ep["max_response_bytes"] = u.ep.max_response_bytes;
-    users[u.name] = std::move(ep);
+  if (!cfg.engine.agents.listen.empty() && host_key != nullptr) {
+    json listener = {{"listen", cfg.engine.agents.listen},
+                     {"host_key_file", cfg.engine.agents.host_key_file},
+                     {"host_key_fingerprint", host_key->fingerprint},
+                     {"host_public_key", host_key->public_key}};
+    out["agent_listener"] = std::move(listener);
   }
-  out["users"] = std::move(users);
+  out["users"] = describe_users(cfg);
   return out.dump(2);
 }
 

@@ -9,8 +9,11 @@
 // Any invalid value (not a number, negative, zero where it cannot be, an unknown key, an
 // unreadable key file, a private key that cannot be loaded, malformed JSON) is an error
 // whose message names the setting and its source; main() prints it and exits with code 2.
-// Each user's private key is loaded (with its passphrase) to check it: encrypted with no
-// passphrase_file, a wrong passphrase and a file that is not a private key are told apart.
+// Each dial user's private key is loaded (with its passphrase) to check it: encrypted with no
+// passphrase_file, a wrong passphrase and a file that is not a private key are told apart;
+// each agent user's authorized_keys file must hold a usable key (see user_settings.hpp).
+// The agent listener's host key is left to the engine, which creates it if missing; only
+// --check-config loads (or creates) it here, to show its fingerprint (see main.cpp).
 // No secret is ever part of a message: key files and passphrase files are read to check
 // them, never echoed.
 //
@@ -26,6 +29,7 @@
 
 #include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
+#include "sshpool/ssh/key_check.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool::gateway {
@@ -95,7 +99,10 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
 /// The --help text: every flag with its variable, file key, unit and default.
 std::string usage_text();
 
-/// The effective configuration as JSON (for --check-config); passphrases are left out.
-std::string describe(const gateway_config& cfg);
+/// The effective configuration as JSON (for --check-config); passphrases are left out. It
+/// loads back, as a config file, into the same configuration; with an agent listener and
+/// `host_key`, it also has an `agent_listener` section (the address, the host key file, its
+/// fingerprint and public key), which is a report for the operator, not a setting.
+std::string describe(const gateway_config& cfg, const ssh::host_key_identity* host_key = nullptr);
 
 } // namespace sshpool::gateway

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "sshpool/ssh/key_check.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool::ssh {
@@ -81,6 +82,13 @@ std::string public_key_line(ssh_key key) {
   std::string line = std::string{ssh_key_type_to_char(ssh_key_type(key))} + ' ' + blob;
   ssh_string_free_char(blob);
   return line;
+}
+
+expected<host_key_identity> load_host_key_identity(const std::string& path) {
+  auto key = load_or_create_host_key(path);
+  if (!key)
+    return key.error();
+  return host_key_identity{key_fingerprint(key->get()), public_key_line(key->get())};
 }
 
 } // namespace sshpool::ssh

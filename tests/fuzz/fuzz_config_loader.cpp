@@ -12,7 +12,8 @@
 // command-line argument. An empty file part means no --config. The loader only reads
 // files by name, so the file lives in a per-process directory ($TMPDIR or /tmp) beside
 // the key files the users can name (id_ed25519, a real private key generated at start, for
-// the loader loads it; known_hosts; passphrase) and is rewritten in place for each input.
+// the loader loads it; known_hosts; passphrase; authorized_keys, its public key, for agent
+// users) and is rewritten in place for each input.
 #include "gateway/settings.hpp"
 
 #include <libssh/libssh.h>
@@ -86,22 +87,32 @@ struct scratch_file {
   }
 };
 
-/// A new unencrypted ed25519 private key in OpenSSH format.
-std::string generated_key() {
-  ssh_key key = nullptr;
-  char* text = nullptr;
-  check(ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) == SSH_OK);
-  check(ssh_pki_export_privkey_base64(key, nullptr, nullptr, nullptr, &text) == SSH_OK);
-  std::string result{text};
-  ssh_string_free_char(text);
-  ssh_key_free(key);
-  return result;
-}
+/// A new unencrypted ed25519 key: the private key in OpenSSH format, and its public key as
+/// an authorized_keys line.
+struct generated_key {
+  std::string private_key;
+  std::string authorized_line;
+
+  generated_key() {
+    ssh_key key = nullptr;
+    char* text = nullptr;
+    check(ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) == SSH_OK);
+    check(ssh_pki_export_privkey_base64(key, nullptr, nullptr, nullptr, &text) == SSH_OK);
+    private_key = text;
+    ssh_string_free_char(text);
+    check(ssh_pki_export_pubkey_base64(key, &text) == SSH_OK);
+    authorized_line = std::string{"ssh-ed25519 "} + text + " fuzz\n";
+    ssh_string_free_char(text);
+    ssh_key_free(key);
+  }
+};
 
 /// The config file, the file describe() is written to, and the key files.
 struct workspace {
   temp_dir dir;
-  scratch_file key{dir.path + "/id_ed25519", generated_key()};
+  generated_key generated;
+  scratch_file key{dir.path + "/id_ed25519", generated.private_key};
+  scratch_file authorized_keys{dir.path + "/authorized_keys", generated.authorized_line};
   scratch_file known_hosts{dir.path + "/known_hosts", "\n"};
   scratch_file passphrase{dir.path + "/passphrase", "secret\n"};
   scratch_file config{dir.path + "/config.json", "{}"};
@@ -124,7 +135,8 @@ bool same_users(const gateway_config& x, const gateway_config& y) {
         p.passphrase != q.passphrase || p.known_hosts_file != q.known_hosts_file ||
         p.target_host != q.target_host || p.target_port != q.target_port ||
         p.server_nodelay != q.server_nodelay || p.ciphers != q.ciphers ||
-        p.max_response_bytes != q.max_response_bytes)
+        p.max_response_bytes != q.max_response_bytes || p.mode != q.mode ||
+        p.authorized_keys_file != q.authorized_keys_file)
       return false;
   }
   return true;
@@ -134,10 +146,16 @@ bool same_users(const gateway_config& x, const gateway_config& y) {
 void check_accepted(const gateway_config& cfg) {
   check(validate(cfg.engine).has_value());
   check(!cfg.listen_host.empty() && cfg.max_request_header_bytes <= 80 * 1024);
-  for (auto& u : cfg.users)
-    check(!u.name.empty() && !u.ep.host.empty() && !u.ep.username.empty() &&
-          !u.ep.identity_file.empty() && !u.ep.known_hosts_file.empty() && u.ep.port != 0 &&
-          u.ep.target_port != 0);
+  for (auto& u : cfg.users) {
+    check(!u.name.empty() && u.ep.target_port != 0);
+    if (u.ep.mode == endpoint_mode::agent)
+      check(!u.ep.authorized_keys_file.empty() && !cfg.engine.agents.listen.empty() &&
+            !cfg.engine.agents.host_key_file.empty() && u.ep.host.empty() &&
+            u.ep.identity_file.empty() && u.ep.known_hosts_file.empty());
+    else
+      check(!u.ep.host.empty() && !u.ep.username.empty() && !u.ep.identity_file.empty() &&
+            !u.ep.known_hosts_file.empty() && u.ep.port != 0 && u.ep.authorized_keys_file.empty());
+  }
   const std::string shown = describe(cfg);
   work().again.write(shown);
   auto reloaded = load_config({"--config", work().again.path}, [](const char*) { return nullptr; });

@@ -454,4 +454,18 @@ std::string metric_value(const std::string& text, const std::string& name_and_la
   return {};
 }
 
+void check_promtool(const temp_dir& dir, const std::string& text) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    WARN("promtool not found (Debian package prometheus): the exposition format is not checked");
+    return;
+  }
+  auto file = dir.write("metrics.txt", text);
+  auto out = dir.path() + "/promtool.out";
+  int rc = std::system(("promtool check metrics < '" + file + "' > '" + out + "' 2>&1").c_str());
+  auto problems = read_file(out);
+  INFO("promtool: " << problems);
+  CHECK(rc == 0);
+  CHECK(problems.empty());
+}
+
 } // namespace sshpool::test

@@ -6,9 +6,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -500,18 +497,7 @@ TEST_CASE_METHOD(alice_gateway, "/metrics passes promtool and counts the request
   CHECK(stats["upstream"]["requests"]["ok"] == 4);
   CHECK(stats["ready"] == true);
 
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    WARN("promtool not found (Debian package prometheus): the exposition format is not checked");
-    return;
-  }
-  auto file = dir.write("metrics.txt", text);
-  auto out = dir.path() + "/promtool.out";
-  int rc = std::system(("promtool check metrics < '" + file + "' > '" + out + "' 2>&1").c_str());
-  std::ifstream report{out};
-  std::string problems{std::istreambuf_iterator<char>(report), {}};
-  INFO("promtool: " << problems);
-  CHECK(rc == 0);
-  CHECK(problems.empty());
+  check_promtool(dir, text);
 }
 
 TEST_CASE("SIGTERM: /readyz turns 503 and new requests are refused while streams in flight "

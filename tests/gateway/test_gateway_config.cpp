@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
+#include "support/os.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool::test;
@@ -48,7 +50,13 @@ std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
                                   "MAX_CLIENTS",
                                   "MAX_CLIENTS_PER_SOURCE",
                                   "CLIENT_TIMEOUT",
-                                  "HEADER_TIMEOUT"};
+                                  "HEADER_TIMEOUT",
+                                  "AGENT_LISTEN",
+                                  "AGENT_HOST_KEY",
+                                  "AGENT_LOGIN_GRACE",
+                                  "AGENT_MAX_STARTUPS",
+                                  "AGENT_MAX_STARTUPS_PER_SOURCE",
+                                  "AGENT_MAX_AUTH_TRIES"};
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
@@ -91,6 +99,11 @@ struct config_dir {
                        user_extra + "}";
     return dir.write("config" + std::to_string(++files) + ".json",
                      "{" + members + (members.empty() ? "" : ",") + "\"users\":{" + user + "}}");
+  }
+  /// The same with an agent listener (`listener`, e.g. agent_listen and agent_host_key) and
+  /// a second user bob, reached in agent mode: `bob` is his object's members.
+  std::string agent_file(const std::string& listener, const std::string& bob) {
+    return file(listener, "},\"bob\":{" + bob);
   }
 };
 
@@ -237,6 +250,135 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
     CHECK(r.err.find("hunter2") == std::string::npos); // file content is never echoed
     CHECK(r.out.find("listening") == std::string::npos);
   }
+}
+
+TEST_CASE("reverse mode: --check-config shows the agent listener, its host key (created 0600) "
+          "and each agent user's key file and port, never a key",
+          "[gateway][config][agent]") {
+  config_dir cd;
+  const auto dir = cd.dir.path();
+  shell("ssh-keygen -q -t ed25519 -N '' -C bob@laptop -f '" + dir + "/bob_key'");
+  shell("cp '" + dir + "/bob_key.pub' '" + dir + "/bob.keys'");
+  auto cfg =
+      cd.agent_file(R"("agent_listen":"127.0.0.1:2222","agent_host_key":"host_key",)"
+                    R"("agent_login_grace":3000,"agent_max_startups":7)",
+                    R"("mode":"agent","authorized_keys_file":"bob.keys","target_port":8000)");
+  REQUIRE(::access((dir + "/host_key").c_str(), F_OK) != 0);
+  auto r = run_demo({"--config", cfg, "--check-config"},
+                    {"AGENT_MAX_STARTUPS_PER_SOURCE=3", "AGENT_MAX_AUTH_TRIES=2"});
+  auto shown = effective(r);
+  struct stat st {};
+  REQUIRE(::stat((dir + "/host_key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(shown["agent_listen"] == "127.0.0.1:2222");
+  CHECK(shown["agent_login_grace"] == "3000");
+  CHECK(shown["agent_max_startups"] == "7");
+  CHECK(shown["agent_max_startups_per_source"] == "3");
+  CHECK(shown["agent_max_auth_tries"] == "2");
+  auto listener = shown["agent_listener"];
+  CHECK(listener["listen"] == "127.0.0.1:2222");
+  CHECK(listener["host_key_file"] == dir + "/host_key");
+  // The fingerprint is the one ssh-keygen computes, the public key the file's public half.
+  shell("ssh-keygen -lf '" + dir + "/host_key' > '" + dir + "/fp'");
+  shell("ssh-keygen -yf '" + dir + "/host_key' > '" + dir + "/host_key.pub'");
+  std::string fp_line = read_file(dir + "/fp");
+  std::string pub_line = read_file(dir + "/host_key.pub");
+  auto fingerprint = listener["host_key_fingerprint"].get<std::string>();
+  CHECK(fingerprint.rfind("SHA256:", 0) == 0);
+  CHECK(fp_line.find(fingerprint) != std::string::npos);
+  CHECK(pub_line.rfind(listener["host_public_key"].get<std::string>(), 0) == 0);
+  // A second run loads the same key.
+  auto again = effective(run_demo({"--config", cfg, "--check-config"}));
+  CHECK(again["agent_listener"]["host_key_fingerprint"] == fingerprint);
+
+  auto bob = shown["users"]["bob"];
+  CHECK(bob["mode"] == "agent");
+  CHECK(bob["authorized_keys_file"] == dir + "/bob.keys");
+  CHECK(bob["target_port"] == 8000);
+  CHECK_FALSE(bob.contains("host"));
+  CHECK_FALSE(bob.contains("identity_file"));
+  CHECK(shown["users"]["alice"]["mode"] == "dial");
+  // No key's content: neither the private host key nor bob's public key.
+  auto bob_pub = read_file(dir + "/bob_key.pub");
+  auto bob_blob = bob_pub.substr(bob_pub.find(' ') + 1, 40);
+  CHECK(r.out.find(bob_blob) == std::string::npos);
+  CHECK(r.out.find("PRIVATE KEY") == std::string::npos);
+  CHECK(r.err.find("PRIVATE KEY") == std::string::npos);
+
+  // A host key others may read stops --check-config, naming agent_host_key.
+  REQUIRE(::chmod((dir + "/host_key").c_str(), 0644) == 0);
+  auto open_key = run_demo({"--config", cfg, "--check-config"});
+  INFO("stderr: " << open_key.err);
+  CHECK(open_key.code == 2);
+  CHECK(open_key.err.find("agent_host_key") != std::string::npos);
+  CHECK(open_key.err.find("chmod 600") != std::string::npos);
+}
+
+TEST_CASE("reverse mode: an invalid agent setting stops start-up with exit code 2, naming it",
+          "[gateway][config][agent]") {
+  config_dir cd;
+  const auto dir = cd.dir.path();
+  shell("ssh-keygen -q -t ed25519 -N '' -f '" + dir + "/bob_key'");
+  shell("cp '" + dir + "/bob_key.pub' '" + dir + "/bob.keys'");
+  cd.dir.write("no_keys", "# nothing yet\ncommand=\"/bin/sh\" ssh-ed25519 AAAA junk\n");
+  const std::string listener = R"("agent_listen":"127.0.0.1:0","agent_host_key":"host_key")";
+  const std::string bob = R"("mode":"agent","authorized_keys_file":"bob.keys","target_port":80)";
+  auto with = [&](const std::string& members, const std::string& bob_spec) {
+    return std::vector<std::string>{"--config", cd.agent_file(members, bob_spec)};
+  };
+  struct bad_case {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string named;
+  };
+  std::vector<bad_case> cases = {
+      {with("", bob), {}, "users.bob.mode: agent mode needs agent_listen"},
+      {with(listener, bob), {"AGENT_LISTEN="}, "users.bob.mode"},
+      {with(R"("agent_listen":"127.0.0.1:0")", bob), {}, "agent_listen: needs agent_host_key"},
+      {with(listener, bob), {"AGENT_LISTEN=localhost:2222"}, "AGENT_LISTEN"},
+      {with(listener, bob), {"AGENT_LISTEN=127.0.0.1"}, "AGENT_LISTEN"},
+      {with(listener, bob), {"AGENT_LISTEN=127.0.0.1:65536"}, "AGENT_LISTEN"},
+      {with(listener, bob), {"AGENT_LOGIN_GRACE=0"}, "AGENT_LOGIN_GRACE"},
+      {with(listener, bob), {"AGENT_MAX_STARTUPS=0"}, "AGENT_MAX_STARTUPS"},
+      {with(listener, bob), {"AGENT_MAX_STARTUPS_PER_SOURCE=x"}, "AGENT_MAX_STARTUPS_PER_SOURCE"},
+      {with(listener, bob), {"AGENT_MAX_AUTH_TRIES=-1"}, "AGENT_MAX_AUTH_TRIES"},
+      {with(R"("agent_listen":"[::1]:x","agent_host_key":"k")", bob), {}, "agent_listen"},
+      {with(listener, R"("mode":"reverse","authorized_keys_file":"bob.keys","target_port":80)"),
+       {},
+       "users.bob.mode"},
+      {with(listener, R"("mode":"agent","target_port":80)"), {}, "missing authorized_keys_file"},
+      {with(listener, R"("mode":"agent","authorized_keys_file":"bob.keys")"),
+       {},
+       "missing target_port"},
+      {with(listener, R"("mode":"agent","authorized_keys_file":"absent","target_port":80)"),
+       {},
+       "users.bob.authorized_keys_file"},
+      {with(listener, R"("mode":"agent","authorized_keys_file":"no_keys","target_port":80)"),
+       {},
+       "holds no usable key"},
+      {with(listener, bob + R"(,"host":"10.0.0.5")"), {}, "users.bob.host: not used in agent mode"},
+      {with(listener, bob + R"(,"identity_file":"id_test")"), {}, "users.bob.identity_file"},
+      {with(listener, bob + R"(,"known_hosts_file":"known_hosts")"),
+       {},
+       "users.bob.known_hosts_file"},
+      {with(listener, bob + R"(,"target_host":"10.0.0.5")"), {}, "users.bob.target_host"},
+      {{"--config", cd.file(listener, R"(,"authorized_keys_file":"bob.keys")")},
+       {},
+       "users.alice.authorized_keys_file"},
+  };
+  for (auto& c : cases) {
+    auto r = run_demo(c.args, c.env);
+    std::string shown;
+    for (auto& e : c.env)
+      shown += e + " ";
+    INFO(read_file(c.args[1]) << " " << shown << "\n  exit " << r.code << ", stderr: " << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.find(c.named) != std::string::npos);
+    CHECK(r.err.find("junk") == std::string::npos); // the key file is not echoed
+    CHECK(r.out.find("listening") == std::string::npos);
+  }
+  // The same user object with its listener is fine.
+  effective(run_demo({"--config", cd.agent_file(listener, bob), "--check-config"}));
 }
 
 TEST_CASE("a private key that cannot be used stops --check-config and start-up with exit "
