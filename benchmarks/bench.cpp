@@ -9,6 +9,11 @@
 //   node-ssh2     same client -> the original's stack: Node http + the ssh2 package, a
 //                 forwardOut channel per request (benchmarks/peers/ssh2-forward.js);
 //                 only when named in --paths
+//   ssh-R         same client -> the port sshd listens on for an OpenSSH `ssh -N -R` (reverse
+//                 mode's OpenSSH equivalent); only when named in --paths
+//   engine-agent  a CAF driver actor -> a second engine in reverse mode -> the agent (the
+//                 stock `ssh -N -R`, started here, dialed in to its agent listener) -> nginx;
+//                 only when named in --paths
 // The engine's requests go round robin to --users users (each with its own pool and SSH
 // connections, all to the same sshd and nginx); --channel-reuse off makes every request open
 // its own channel. Each round runs every path for --duration; the report shows every round and, per
@@ -25,6 +30,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "endpoint_flags.hpp"
@@ -40,7 +46,8 @@ namespace {
 const std::vector<std::string> all_paths = {"direct", "ssh-N-L", "ssh-L-exec", "engine",
                                             "engine-facade"};
 const std::vector<std::string> known_paths = {"direct", "ssh-N-L",       "ssh-L-exec",
-                                              "engine", "engine-facade", "node-ssh2"};
+                                              "engine", "engine-facade", "node-ssh2",
+                                              "ssh-R",  "engine-agent"};
 
 struct options {
   double duration_s = 10;
@@ -50,6 +57,7 @@ struct options {
   std::uint16_t direct_port = 0;
   std::uint16_t ssh_n_port = 0;
   std::uint16_t node_ssh2_port = 0;
+  std::uint16_t ssh_r_port = 0;
   /// One tunnel per user being simulated; the client's connections are spread over them.
   std::vector<std::uint16_t> ssh_exec_ports;
   engine_target engine;
@@ -63,22 +71,25 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --concurrency N     requests in flight (default 32)
   --max-requests N    cap on the requests of one path and round (default 10000000)
   --paths LIST        comma-separated, of direct,ssh-N-L,ssh-L-exec,engine,engine-facade
-                      (the default) and node-ssh2
+                      (the default), node-ssh2, ssh-R and engine-agent
   --body-bytes N      expected body size of every response (default 100)
   --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
   --ssh-n-port P      the `ssh -N -L` forwarded port
   --node-ssh2-port P  the port of benchmarks/peers/ssh2-forward.js (path node-ssh2)
+  --ssh-r-port P      the port sshd listens on for an `ssh -N -R` to nginx (path ssh-R)
   --ssh-exec-port P[,P...]  the `ssh -L ... sleep` forwarded port(s); with several (one
                       tunnel per user), the client's connections are spread over them
   --sshd-port P       the sshd the engine connects to (127.0.0.1)
   --sshd-user U       its user
   --identity FILE     private key for that user
   --known-hosts FILE  known_hosts holding the sshd's host key
-  --target-port P     nginx as the sshd sees it (default: --direct-port)
+  --target-port P     nginx as the sshd sees it (default: --direct-port); engine-agent:
+                      nginx as its agent sees it, and the port the agent gives to -R
   --connections N     engine: max_connections_per_user (default 1)
   --channels N        engine: max_channels_per_connection (default 32)
   --users N           engine: requests spread round robin over N users (default 1), each
-                      with its own pool, all on the same sshd and nginx
+                      with its own pool, all on the same sshd and nginx (engine-agent: each
+                      with its own agent)
   --channel-reuse on|off  off: every request says `Connection: close`, so each engine
                       request opens (and closes) its own direct-tcpip channel, and each
                       client request its own TCP connection (and, through ssh -L, its own
@@ -103,6 +114,7 @@ std::vector<std::string> split(const std::string& text, char sep) {
   return parts;
 }
 
+/// The paths of the dial-mode engine (engine-agent has an engine of its own).
 bool is_engine_path(const std::string& path) {
   return path == "engine" || path == "engine-facade";
 }
@@ -140,6 +152,8 @@ options parse_options(int argc, char** argv) {
       opts.ssh_n_port = parse_port(flag, value);
     } else if (flag == "--node-ssh2-port") {
       opts.node_ssh2_port = parse_port(flag, value);
+    } else if (flag == "--ssh-r-port") {
+      opts.ssh_r_port = parse_port(flag, value);
     } else if (flag == "--ssh-exec-port") {
       for (auto& port : split(value, ','))
         opts.ssh_exec_ports.push_back(parse_port(flag, port));
@@ -175,6 +189,10 @@ options parse_options(int argc, char** argv) {
       cli.fail("path ssh-N-L needs --ssh-n-port");
     if (p == "node-ssh2" && opts.node_ssh2_port == 0)
       cli.fail("path node-ssh2 needs --node-ssh2-port");
+    if (p == "ssh-R" && opts.ssh_r_port == 0)
+      cli.fail("path ssh-R needs --ssh-r-port");
+    if (p == "engine-agent" && opts.engine.ep.target_port == 0)
+      cli.fail("path engine-agent needs --direct-port or --target-port");
     if (p == "ssh-L-exec" && opts.ssh_exec_ports.empty())
       cli.fail("path ssh-L-exec needs --ssh-exec-port");
     if (is_engine_path(p) && !endpoint_complete(opts.engine.ep))
@@ -257,12 +275,17 @@ const run_summary* find_run(const std::vector<run_summary>& runs, const std::str
 
 void print_ratios(const std::vector<run_summary>& medians) {
   std::cout << "\nratios (median rounds):\n";
+  const std::vector<std::string> forward_refs = {"ssh-N-L", "ssh-L-exec", "node-ssh2", "direct"};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> comparisons = {
+      {"engine", forward_refs},
+      {"engine-facade", forward_refs},
+      {"engine-agent", {"ssh-R", "engine", "direct"}}};
   bool any = false;
-  for (const std::string subject : {"engine", "engine-facade"}) {
+  for (const auto& [subject, refs] : comparisons) {
     auto* x = find_run(medians, subject);
     if (x == nullptr || x->aborted)
       continue;
-    for (const std::string ref : {"ssh-N-L", "ssh-L-exec", "node-ssh2", "direct"}) {
+    for (const auto& ref : refs) {
       auto* y = find_run(medians, ref);
       if (y == nullptr || y->aborted || y->rps <= 0)
         continue;
@@ -325,13 +348,17 @@ bool write_cdf(const std::string& file, const std::vector<run_summary>& medians)
 // -- running --------------------------------------------------------------------------------
 
 load_result run_path(const std::string& path, const options& opts, engine_load* engine,
-                     const load_options& load) {
+                     engine_load* agent_engine, const load_options& load) {
   if (path == "direct")
     return run_http_load({opts.direct_port}, load);
   if (path == "ssh-N-L")
     return run_http_load({opts.ssh_n_port}, load);
   if (path == "node-ssh2")
     return run_http_load({opts.node_ssh2_port}, load);
+  if (path == "ssh-R")
+    return run_http_load({opts.ssh_r_port}, load);
+  if (path == "engine-agent")
+    return agent_engine->run_actor(load);
   if (path == "ssh-L-exec")
     return run_http_load(opts.ssh_exec_ports, load);
   if (path == "engine")
@@ -357,6 +384,18 @@ int run(int argc, char** argv) {
       return 1;
     }
   }
+  std::unique_ptr<engine_load> agent_engine;
+  if (std::find(opts.paths.begin(), opts.paths.end(), "engine-agent") != opts.paths.end()) {
+    auto target = opts.engine;
+    target.agents = true;
+    try {
+      agent_engine = std::make_unique<engine_load>(target);
+    } catch (const std::exception& ex) {
+      std::cerr << "sshpool-bench: cannot build the reverse-mode engine and its agents: "
+                << ex.what() << "\n";
+      return 1;
+    }
+  }
   std::vector<run_summary> runs;
   for (std::size_t round = 1; round <= opts.rounds; ++round) {
     for (auto& path : opts.paths) {
@@ -368,7 +407,7 @@ int run(int argc, char** argv) {
       load_result result;
       {
         progress_line progress{label, completed};
-        result = run_path(path, opts, engine.get(), load);
+        result = run_path(path, opts, engine.get(), agent_engine.get(), load);
       }
       auto s = summarize(path, round, std::move(result));
       std::cerr << "  " << label << "  "
@@ -380,6 +419,7 @@ int run(int argc, char** argv) {
     }
   }
   engine.reset();
+  agent_engine.reset();
 
   std::vector<run_summary> medians;
   for (auto& path : opts.paths) {

@@ -27,6 +27,9 @@
 #include <caf/all.hpp>
 
 #include "sshpool/actors.hpp"
+#include "support/agent_home.hpp"
+#include "support/child_process.hpp"
+#include "support/os.hpp"
 
 namespace sshpool::bench {
 
@@ -44,6 +47,8 @@ constexpr auto acquire_timeout = std::chrono::seconds(120);
 constexpr auto connect_timeout = std::chrono::seconds(90);
 /// Added to the engine's own deadlines for reply timeouts, so the engine's errors win.
 constexpr auto reply_slack = std::chrono::seconds(5);
+/// Reverse mode: how long the agents have to dial in and hold their forward.
+constexpr auto agent_connect_timeout = std::chrono::seconds(30);
 
 request make_request(bool channel_reuse) {
   request req;
@@ -338,10 +343,57 @@ engine_load::engine_load(const engine_target& target) : target_(target) {
   cfg.connector_threads = 8;
   cfg.reactor_threads = target.reactors;
   cfg.pool.max_handshakes_per_second = 1000;
+  if (target.agents) {
+    home_ = std::make_unique<test::agent_home>();
+    cfg.agents.listen = "127.0.0.1:0";
+    cfg.agents.host_key_file = home_->dir() + "/listener_host_ed25519";
+  }
   engine_ = std::make_unique<engine>(cfg);
-  for (std::size_t i = 0; i < target.users; ++i)
-    if (auto ok = engine_->set_endpoint(user_name(i), target.ep); !ok)
+  for (std::size_t i = 0; i < target.users; ++i) {
+    auto ep = target.ep;
+    if (target.agents) {
+      ep = endpoint{};
+      ep.mode = endpoint_mode::agent;
+      ep.authorized_keys_file = home_->dir() + "/" + user_name(i) + ".keys";
+      ep.target_port = target.ep.target_port;
+      test::write_file(ep.authorized_keys_file, home_->public_key(user_name(i)) + "\n");
+    }
+    if (auto ok = engine_->set_endpoint(user_name(i), ep); !ok)
       throw std::runtime_error{"set_endpoint: " + ok.error().to_string()};
+  }
+  if (target.agents)
+    start_agents();
+}
+
+void engine_load::start_agents() {
+  auto listener = engine_->agent_listener();
+  if (!listener)
+    throw std::runtime_error{"the engine has no agent listener"};
+  home_->trust(listener->port, listener->public_key);
+  auto port = std::to_string(target_.ep.target_port);
+  for (std::size_t i = 0; i < target_.users; ++i)
+    agents_.push_back(std::make_unique<test::logged_process>(
+        home_->log_file("agent-" + user_name(i)),
+        home_->ssh(user_name(i), listener->port,
+                   {"-N", "-R", port + ":127.0.0.1:" + port, "-o", "ExitOnForwardFailure=yes"}, {},
+                   user_name(i))));
+  auto deadline = bench_clock::now() + agent_connect_timeout;
+  for (;;) {
+    std::size_t connected = 0;
+    for (const auto& u : engine_->pool().get_pool_stats().users)
+      connected += u.agents > 0 ? 1 : 0;
+    if (connected == target_.users)
+      return;
+    for (auto& agent : agents_)
+      if (auto code = agent->wait(std::chrono::milliseconds(0)))
+        throw std::runtime_error{"an agent (ssh -N -R) exited with " + std::to_string(*code) +
+                                 " before it connected: " + agent->output()};
+    if (bench_clock::now() >= deadline)
+      throw std::runtime_error{"the agents did not connect within 30 s; the first one says: " +
+                               agents_.front()->output()};
+    // The pause between two looks at the pool ends early if the first agent exits.
+    agents_.front()->wait(std::chrono::milliseconds(20));
+  }
 }
 
 std::size_t engine_load::leases_per_user(const load_options& opts) const {

@@ -1,18 +1,25 @@
 // The engine paths of sshpool-bench: one sshpool engine whose users (all alike, each with
 // its own pool) reach nginx through the private sshd, driven either by a CAF driver actor (as a
 // CAF-based service would: leases through the supervisor, forward_atom to the leased connections)
-// or by threads calling the blocking facade (as an embedding service would).
+// or by threads calling the blocking facade (as an embedding service would). In reverse mode
+// (engine_target::agents) the users' machines dial in instead: the engine has an agent
+// listener, and each user's machine is the stock OpenSSH client `ssh -N -R` exposing nginx.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "load.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool {
 class engine;
+namespace test {
+class agent_home;
+class logged_process;
+} // namespace test
 } // namespace sshpool
 
 namespace sshpool::bench {
@@ -30,6 +37,11 @@ struct engine_target {
   bool channel_reuse = true;
   /// engine_config::reactor_threads (0: the engine's default).
   std::size_t reactors = 0;
+  /// Reverse mode: the users are agent users (endpoint_mode::agent, `ep.target_port` the
+  /// port their agents give to `-R`), and each user's machine is one `ssh -N -R
+  /// target_port:127.0.0.1:target_port` dialing in to the engine's agent listener (nginx is
+  /// its service); only `ep.target_port` of `ep` is used.
+  bool agents = false;
 };
 
 /// One engine kept for every run of the benchmark, so that its SSH handshakes happen once,
@@ -39,8 +51,11 @@ struct engine_target {
 /// users, and each stays on its connection like a wrk connection on its tunnel).
 class engine_load {
 public:
-  /// Builds the engine (log level warn, request and acquire timeouts 30 s). Throws
-  /// std::exception if the configuration or the endpoint is refused.
+  /// Builds the engine (log level warn, request and acquire timeouts 30 s). Reverse mode:
+  /// also its agent listener (127.0.0.1, a port of its own, a host key in a temporary
+  /// directory), and starts one `ssh -N -R` per user, returning once every user has its
+  /// agent connected. Throws std::exception if the configuration or the endpoint is refused,
+  /// or an agent did not connect within 30 s (with the agent's output).
   explicit engine_load(const engine_target& target);
   ~engine_load();
 
@@ -61,7 +76,14 @@ private:
   /// Leases per user of one run.
   std::size_t leases_per_user(const load_options& opts) const;
 
+  /// Reverse mode: starts the users' agents and waits until they are connected.
+  void start_agents();
+
   engine_target target_;
+  /// Reverse mode: the machines' keys and known_hosts, the listener's host key, and the
+  /// agents (destroyed after the engine, which disconnects them first).
+  std::unique_ptr<test::agent_home> home_;
+  std::vector<std::unique_ptr<test::logged_process>> agents_;
   std::unique_ptr<sshpool::engine> engine_;
 };
 

@@ -10,10 +10,12 @@
 #               users, and with channel reuse off
 #   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
 #               --latency` load, keep-alive and with `Connection: close`
-#   reverse     reverse mode: sshpool-demo with one agent user whose `ssh -N -R` dialed in to
-#               its agent listener, versus the OpenSSH equivalent (the same `ssh -N -R` to the
-#               scenario's sshd, wrk against the port sshd then listens on), `wrk --latency`
-#               with 32 connections on each
+#   reverse     reverse mode: the engine (sshpool-bench's engine-agent path) through one
+#               `ssh -N -R` agent dialed in to its agent listener, versus the OpenSSH
+#               equivalent (the same `ssh -N -R` to the scenario's sshd, the bench's client
+#               against the port sshd then listens on: path ssh-R) and versus dial mode (path
+#               engine, the same nginx through the sshd), interleaved, 32 in flight; then
+#               sshpool-demo with an agent user against ssh -R under the same `wrk --latency`
 #   slow-clients  a normal client's latency through sshpool-demo (wrk, a new connection per
 #               request) alone, while 2,000 connections drip a head byte every 3 s, and while
 #               5,000 idle connections are held
@@ -607,14 +609,37 @@ EOF
 }
 
 scenario_reverse() {
-  local csv=$results/reverse-$stamp.csv gw_port agent_port agent_host_key fwd_port deadline
-  local -a wrk_args opts
+  local csv=$results/reverse-$stamp.csv gw_csv=$results/reverse-gateway-$stamp.csv
+  local gw_port agent_port agent_host_key fwd_port deadline sizing
+  local -a wrk_args opts eargs
   start_sshd reverse || return 1
   start_nginx reverse || return 1
+  # The OpenSSH equivalent: the user's machine (nginx is its service) exposes it by ssh -R to
+  # a real sshd, which listens on the port.
+  mapfile -t opts < <(ssh_opts)
+  fwd_port=$(free_port)
+  ssh "${opts[@]}" -n -N -R "127.0.0.1:$fwd_port:127.0.0.1:$nginx_port" \
+    "$SSHD_USER@127.0.0.1" >"$work/reverse-ssh-R.log" 2>&1 &
+  pids+=($!)
+  wait_accepting "$fwd_port" "${pids[-1]}" "sshd's -R port" || return 1
+  mapfile -t eargs < <(engine_args)
+  if ((smoke)); then
+    sizing=(--duration 1 --rounds 1 --max-requests 5000)
+  else
+    sizing=(--duration "$duration" --rounds 3)
+  fi
+  echo "== reverse: the engine through its ssh -N -R agent (engine-agent), ssh -N -R to sshd" \
+    "(ssh-R, on :$fwd_port) and the engine dialing the sshd (engine), nginx (the user's" \
+    "service) on :$nginx_port"
+  "$bench" "${sizing[@]}" --paths ssh-R,engine-agent,engine --ssh-r-port "$fwd_port" \
+    --direct-port "$nginx_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
+    "${extra[@]}" || return 1
+  echo "  targets: engine-agent / ssh-R >= 1.0x req/s, p99 no worse"
+
+  # The gateway through an agent against the same ssh -R, both under wrk.
   ssh-keygen -q -t ed25519 -N '' -f "$work/reverse-agent-key"
   start_agent_gateway "$work/reverse-agent-key" || return 1
   echo "[127.0.0.1]:$agent_port $agent_host_key" >"$work/reverse-known-hosts"
-  # The user's machine: nginx is its service, exposed by ssh -R to the gateway ...
   ssh -F /dev/null -o BatchMode=yes -o UserKnownHostsFile="$work/reverse-known-hosts" \
     -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes \
     -i "$work/reverse-agent-key" -p "$agent_port" -n -N -R "8000:127.0.0.1:$nginx_port" \
@@ -630,25 +655,19 @@ scenario_reverse() {
     fi
     sleep 0.05
   done
-  # ... and, the OpenSSH equivalent, by the same ssh -R to a real sshd (which listens on it).
-  mapfile -t opts < <(ssh_opts)
-  fwd_port=$(free_port)
-  ssh "${opts[@]}" -n -N -R "127.0.0.1:$fwd_port:127.0.0.1:$nginx_port" \
-    "$SSHD_USER@127.0.0.1" >"$work/reverse-ssh-R.log" 2>&1 &
-  pids+=($!)
-  wait_accepting "$fwd_port" "${pids[-1]}" "sshd's -R port" || return 1
   if ((smoke)); then
     wrk_args=(-t1 -c4 -d1s)
   else
     wrk_args=(-t2 -c32 "-d${duration%.*}s")
   fi
-  echo "== reverse: sshpool-demo on :$gw_port, its agent (ssh -N -R) on :$agent_port; sshd's" \
-    "-R port :$fwd_port; nginx (the user's service) on :$nginx_port; wrk ${wrk_args[*]}"
+  echo
+  echo "== reverse, gateway: sshpool-demo on :$gw_port, its agent (ssh -N -R) on :$agent_port;" \
+    "sshd's -R port :$fwd_port; wrk ${wrk_args[*]}"
   export WRK_USERS=r0
   # Warm-up: the agent's channels.
   wrk -t1 -c8 -d1s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$gw_port/" \
     >/dev/null || return 1
-  [[ -s $csv ]] || echo "date,path,wrk,req_per_s,p50_ms,p99_ms,errors" >"$csv"
+  [[ -s $gw_csv ]] || echo "date,path,wrk,req_per_s,p50_ms,p99_ms,errors" >"$gw_csv"
   local path port result status=0 errors
   declare -A figures
   for path in gateway ssh-R; do
@@ -656,12 +675,13 @@ scenario_reverse() {
     [[ $path == gateway ]] || port=$fwd_port
     result=$(run_wrk "$port" "${wrk_args[@]}") || return 1
     figures[$path]=$result
-    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$path,${wrk_args[*]},${result// /,}" >>"$csv"
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$path,${wrk_args[*]},${result// /,}" >>"$gw_csv"
     read -r _ _ _ errors <<<"$result"
     ((errors == 0)) || status=1
   done
   echo
-  echo "reverse (wrk ${wrk_args[*]} --latency; ratio gateway through its agent / ssh -R to sshd)"
+  echo "reverse, gateway (wrk ${wrk_args[*]} --latency; ratio gateway through its agent / ssh -R" \
+    "to sshd)"
   printf '  %-8s %10s %9s %9s %7s   %-8s %s\n' path "req/s" "p50 ms" "p99 ms" errors ratio \
     "p99 ratio"
   read -r g_rps g_p50 g_p99 g_err <<<"${figures[gateway]}"
@@ -670,8 +690,7 @@ scenario_reverse() {
   printf '  %-8s %10d %9.2f %9.2f %7d   %-8s %s\n' gateway "$g_rps" "$g_p50" "$g_p99" "$g_err" \
     "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
     "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
-  echo "  targets: gateway / ssh -R >= 1.0x, p99 ratio <= 1.0x"
-  echo "csv: $csv"
+  echo "csv: $gw_csv"
   return "$status"
 }
 

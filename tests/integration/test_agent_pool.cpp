@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -244,6 +245,96 @@ TEST_CASE("an engine shut down with an agent connected tells its ssh why", "[age
   auto ssh = g.dial("alice");
   REQUIRE(g.agents("alice", 1));
   g.eng.reset();
+  CHECK(ssh->wait(10s) == 255);
+  CHECK(ssh->output().find("gateway shutting down") != std::string::npos);
+}
+
+TEST_CASE("an agent's ssh SIGSTOPped mid-stream is found by the keepalive; then agent_offline",
+          "[agent_pool]") {
+  http_backend::options slow;
+  slow.token_delay = 100ms;
+  slow.tokens = 100;
+  auto cfg = gateway::config();
+  cfg.pool.keepalive_interval = 300ms;
+  cfg.pool.keepalive_timeout = 300ms;
+  cfg.pool.acquire_timeout = 500ms;
+  gateway g{cfg, slow};
+  g.add_agent_user("alice");
+  auto ssh = g.dial("alice");
+  REQUIRE(g.agents("alice", 1));
+  auto conn = g.eng->pool().get_connection("alice");
+  REQUIRE(conn);
+  std::chrono::steady_clock::time_point stopped;
+  stream_handlers h;
+  h.on_chunk = [&](std::string_view) {
+    if (stopped == std::chrono::steady_clock::time_point{}) {
+      stopped = std::chrono::steady_clock::now();
+      ssh->signal(SIGSTOP); // hung: its TCP connection stays up, nothing answers
+    }
+    return true;
+  };
+  auto res = conn->forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+  auto found_ms = ms_since(stopped);
+  REQUIRE_FALSE(res);
+  CHECK(res.error().code() == errc::connection_lost);
+  // The failing probe goes out within an interval (or two, if a packet of the stream
+  // answered the first) and fails a timeout later; a second of slack for a loaded machine,
+  // far below the 10 s idle deadline of the stream.
+  CHECK(found_ms < 2 * 300 + 300 + 1000);
+  CHECK_FALSE(conn->is_healthy());
+  CHECK(g.eng->metrics().keepalive_failures >= 1);
+  g.eng->pool().release_connection("alice", *conn); // its connection is gone
+  REQUIRE(g.agents("alice", 0));
+
+  // The engine cannot dial the machine back: the next lease waits for an agent, then fails.
+  auto start = std::chrono::steady_clock::now();
+  auto next = g.eng->pool().get_connection("alice");
+  REQUIRE_FALSE(next);
+  CHECK(next.error().code() == errc::agent_offline);
+  CHECK(ms_since(start) >= 500);
+
+  // Woken up, the stopped ssh finds its session closed and exits.
+  ssh->signal(SIGCONT);
+  CHECK(ssh->wait(10s) == 255);
+}
+
+TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells the agent why",
+          "[agent_pool]") {
+  http_backend::options slow;
+  slow.token_delay = 100ms;
+  slow.tokens = 20;
+  gateway g{gateway::config(), slow};
+  g.add_agent_user("alice");
+  auto ssh = g.dial("alice");
+  auto conn = g.eng->pool().get_connection("alice");
+  REQUIRE(conn);
+  std::promise<void> first_chunk;
+  bool started = false;
+  std::string streamed;
+  stream_handlers h;
+  h.on_chunk = [&](std::string_view c) {
+    streamed += c;
+    if (!started) {
+      started = true;
+      first_chunk.set_value();
+    }
+    return true;
+  };
+  auto stream = std::async(std::launch::async, [&] {
+    return conn->forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+  });
+  REQUIRE(first_chunk.get_future().wait_for(10s) == std::future_status::ready);
+  auto report = g.eng->shutdown(10s);
+  REQUIRE(stream.wait_for(10s) == std::future_status::ready);
+  auto res = stream.get();
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(streamed.find("\"done\":true") != std::string::npos); // every token, to the end
+  CHECK(report.in_flight_at_start == 1);
+  CHECK(report.completed_during_drain == 1);
+  CHECK(report.cut == 0);
+  CHECK_FALSE(report.forced);
+  CHECK(report.connections_closed == 1);
   CHECK(ssh->wait(10s) == 255);
   CHECK(ssh->output().find("gateway shutting down") != std::string::npos);
 }
