@@ -82,6 +82,15 @@ struct gateway {
                  {}, user));
   }
 
+  /// An agent user `user` whose machine has dialed in, and a lease of its connection.
+  std::pair<std::unique_ptr<logged_process>, connection> lease_agent(const std::string& user) {
+    add_agent_user(user);
+    auto ssh = dial(user);
+    auto conn = eng->pool().get_connection(user);
+    REQUIRE(conn);
+    return {std::move(ssh), *conn};
+  }
+
   user_stats stats(const std::string& user) {
     for (auto& u : eng->pool().get_pool_stats().users)
       if (u.user == user)
@@ -94,6 +103,14 @@ struct gateway {
     return eventually([&] { return stats(user).agents == n; });
   }
 };
+
+/// A backend whose streams send `tokens` tokens, one every `delay`.
+http_backend::options slow_stream(std::chrono::milliseconds delay, std::size_t tokens) {
+  http_backend::options o;
+  o.token_delay = delay;
+  o.tokens = tokens;
+  return o;
+}
 
 } // namespace
 
@@ -187,14 +204,10 @@ TEST_CASE("with no agent connected a lease fails with agent_offline", "[agent_po
 
 TEST_CASE("an agent killed mid-stream fails it at once; the next agent serves again",
           "[agent_pool]") {
-  http_backend::options slow;
-  slow.token_delay = 100ms;
-  slow.tokens = 100;
-  gateway g{gateway::config(), slow};
-  g.add_agent_user("alice");
-  auto ssh = g.dial("alice");
-  auto conn = g.eng->pool().get_connection("alice");
-  REQUIRE(conn);
+  gateway g{gateway::config(), slow_stream(100ms, 100)};
+  auto leased = g.lease_agent("alice");
+  auto& ssh = leased.first;
+  auto& conn = leased.second;
   std::chrono::steady_clock::time_point killed;
   stream_handlers h;
   h.on_chunk = [&](std::string_view) {
@@ -204,17 +217,17 @@ TEST_CASE("an agent killed mid-stream fails it at once; the next agent serves ag
     }
     return true;
   };
-  auto res = conn->forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+  auto res = conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   REQUIRE_FALSE(res);
   CHECK(res.error().code() == errc::connection_lost);
   CHECK(ms_since(killed) < 3000); // not the 10 s idle deadline
-  g.eng->pool().release_connection("alice", *conn);
+  g.eng->pool().release_connection("alice", conn);
   REQUIRE(g.agents("alice", 0));
 
   auto again = g.dial("alice"); // the machine reconnects
   auto next = g.eng->pool().get_connection("alice");
   REQUIRE(next);
-  CHECK(next->id() != conn->id());
+  CHECK(next->id() != conn.id());
   auto get = next->forward(make_request("g", "GET", "/info"));
   REQUIRE(get);
   CHECK(get->status == 200);
@@ -251,14 +264,11 @@ TEST_CASE("an engine shut down with an agent connected tells its ssh why", "[age
 
 TEST_CASE("an agent's ssh SIGSTOPped mid-stream is found by the keepalive; then agent_offline",
           "[agent_pool]") {
-  http_backend::options slow;
-  slow.token_delay = 100ms;
-  slow.tokens = 100;
   auto cfg = gateway::config();
   cfg.pool.keepalive_interval = 300ms;
   cfg.pool.keepalive_timeout = 300ms;
   cfg.pool.acquire_timeout = 500ms;
-  gateway g{cfg, slow};
+  gateway g{cfg, slow_stream(100ms, 100)};
   g.add_agent_user("alice");
   auto ssh = g.dial("alice");
   REQUIRE(g.agents("alice", 1));
@@ -300,14 +310,10 @@ TEST_CASE("an agent's ssh SIGSTOPped mid-stream is found by the keepalive; then 
 
 TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells the agent why",
           "[agent_pool]") {
-  http_backend::options slow;
-  slow.token_delay = 100ms;
-  slow.tokens = 20;
-  gateway g{gateway::config(), slow};
-  g.add_agent_user("alice");
-  auto ssh = g.dial("alice");
-  auto conn = g.eng->pool().get_connection("alice");
-  REQUIRE(conn);
+  gateway g{gateway::config(), slow_stream(100ms, 20)};
+  auto leased = g.lease_agent("alice");
+  auto& ssh = leased.first;
+  auto& conn = leased.second;
   std::promise<void> first_chunk;
   bool started = false;
   std::string streamed;
@@ -321,7 +327,7 @@ TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells
     return true;
   };
   auto stream = std::async(std::launch::async, [&] {
-    return conn->forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+    return conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   });
   REQUIRE(first_chunk.get_future().wait_for(10s) == std::future_status::ready);
   auto report = g.eng->shutdown(10s);
