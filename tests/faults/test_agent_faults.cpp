@@ -10,6 +10,7 @@
 
 #include "integration/agent_world.hpp"
 #include "support/process_info.hpp"
+#include "support/slow_backend.hpp"
 #include "support/slow_flood.hpp"
 
 using namespace sshpool;
@@ -35,10 +36,7 @@ struct connected {
 } // namespace
 
 TEST_CASE("an agent killed mid-stream is lost at once", "[agents][faults]") {
-  demo::http_backend::options slow;
-  slow.token_delay = 50ms;
-  slow.tokens = 200;
-  agent_world w{agent_world::options(), slow};
+  agent_world w{agent_world::options(), slow_stream(50ms, 200)};
   w.allow("alice", {"id"}, {w.backend.port()});
   connected a{w, "alice"};
   a.transport->forward(1, make_request("POST", "/api/chat", "{}", true));

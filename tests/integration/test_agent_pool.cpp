@@ -16,6 +16,7 @@
 #include "support/child_process.hpp"
 #include "support/os.hpp"
 #include "support/requests.hpp"
+#include "support/slow_backend.hpp"
 #include "support/test_sshd.hpp"
 #include "support/timing.hpp"
 
@@ -104,20 +105,10 @@ struct gateway {
   }
 };
 
-/// A backend whose streams send `tokens` tokens, one every `delay`.
-http_backend::options slow_stream(std::chrono::milliseconds delay, std::size_t tokens) {
-  http_backend::options o;
-  o.token_delay = delay;
-  o.tokens = tokens;
-  return o;
-}
-
 } // namespace
 
 TEST_CASE("a leased agent carries a GET, a POST and a streamed response", "[agent_pool]") {
-  http_backend::options slow;
-  slow.token_delay = 10ms;
-  gateway g{gateway::config(), slow};
+  gateway g{gateway::config(), slow_stream(10ms, http_backend::options{}.tokens)};
   g.add_agent_user("alice");
   auto ssh = g.dial("alice");
   // No agent yet: the lease waits for it to dial in.

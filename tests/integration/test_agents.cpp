@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "integration/agent_world.hpp"
+#include "support/slow_backend.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
@@ -87,10 +88,7 @@ TEST_CASE("an ssh -R agent carries GET and POST of 1 MiB both ways, reusing its 
 }
 
 TEST_CASE("a stream from an agent arrives token by token, paused and resumed by acks", "[agents]") {
-  demo::http_backend::options slow;
-  slow.token_delay = 20ms;
-  slow.tokens = 10;
-  agent_world w{agent_world::options(), slow};
+  agent_world w{agent_world::options(), slow_stream(20ms, 10)};
   w.allow("alice", {"id"}, {w.backend.port()});
   ssh::transport_options opts;
   opts.stream_window = 64; // smaller than two tokens: every chunk waits for its ack
