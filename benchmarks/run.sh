@@ -29,14 +29,14 @@
 # --baseline REV compares this tree with another revision in the same run: REV's benchmark
 # programs are built once (Release, into build-bench-<sha>/ from `git archive`), and forward
 # and pool-ops then alternate REV's programs and this tree's against the same sshd and nginx,
-# three times each, and print the medians before and after with their ratio (no other scenario
-# takes it).
+# --turns N times each (default 3), and print the medians before and after with their ratio
+# (no other scenario takes it).
 # Each prints a live progress line on stderr (on a terminal) and a table with its reference
 # from the same run and the ratio; results go to benchmarks/results/<scenario>-<date>.csv,
 # plots (gnuplot) to benchmarks/results/*-<date>.png. --smoke runs every scenario with tiny
 # counts in seconds (CI) and writes into a temp dir instead.
 #
-# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [--baseline REV] [scenario...]
+# usage: benchmarks/run.sh [--duration SECONDS] [--smoke] [--baseline REV [--turns N]] [scenario...]
 #                          [-- sshpool-bench options]
 #   e.g. benchmarks/run.sh forward -- --connections 3 --channels 11 --paths ssh-N-L,engine
 #        benchmarks/run.sh --baseline cb83475 forward pool-ops
@@ -50,6 +50,7 @@ all_scenarios=(forward gateway reverse slow-clients cold-start footprint pool-op
 duration=10
 smoke=0
 baseline=""
+turns=3
 scenarios=()
 extra=()
 while (($# > 0)); do
@@ -70,6 +71,14 @@ while (($# > 0)); do
     baseline=${2:-}
     if ! git -C "$root" rev-parse -q --verify "$baseline^{commit}" >/dev/null; then
       echo "run.sh: --baseline wants a revision of this repository, not '$baseline'" >&2
+      exit 2
+    fi
+    shift 2
+    ;;
+  --turns)
+    turns=${2:-}
+    if [[ ! $turns =~ ^[1-9][0-9]?$ ]]; then
+      echo "run.sh: --turns wants a count from 1 to 99, not '$turns'" >&2
       exit 2
     fi
     shift 2
@@ -362,7 +371,7 @@ print_before_after() {
 }
 
 # forward with --baseline: ssh -L (exec'd), the engine and the facade, 1 user, 32 in flight,
-# REV's sshpool-bench and this tree's alternately, three times each.
+# REV's sshpool-bench and this tree's alternately, --turns times each.
 scenario_forward_vs_baseline() {
   local before=$results/forward-before-$baseline_sha-$stamp.csv
   local after=$results/forward-after-$stamp.csv sizing turn bin out
@@ -373,11 +382,11 @@ scenario_forward_vs_baseline() {
   mapfile -t eargs < <(engine_args)
   sizing=(--duration "$duration" --rounds 1)
   ((smoke == 0)) || sizing=(--duration 1 --rounds 1 --max-requests 5000)
-  for turn in 1 2 3 4 5 6; do
+  for ((turn = 1; turn <= 2 * turns; turn++)); do
     if ((turn % 2)); then bin=$baseline_build/benchmarks/sshpool-bench out=$before; else
       bin=$bench out=$after
     fi
-    echo "== forward, run $(((turn + 1) / 2))/3 of $([[ $out == "$before" ]] && echo "the baseline $baseline_sha" || echo "this tree")"
+    echo "== forward, run $(((turn + 1) / 2))/$turns of $([[ $out == "$before" ]] && echo "the baseline $baseline_sha" || echo "this tree")"
     "$bin" "${sizing[@]}" --paths ssh-L-exec,engine,engine-facade --ssh-exec-port "$tunnel_port" \
       --direct-port "$nginx_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$out" |
       only_medians || return 1
@@ -812,7 +821,7 @@ scenario_pool_ops() {
     return
   fi
   local before=$results/pool-ops-before-$baseline_sha-$stamp.csv turn bin out
-  for turn in 1 2 3 4 5 6; do
+  for ((turn = 1; turn <= 2 * turns; turn++)); do
     if ((turn % 2)); then bin=$baseline_build/benchmarks/sshpool-bench-engine out=$before; else
       bin=$bench_engine out=$csv
     fi
