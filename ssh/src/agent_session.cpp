@@ -6,6 +6,7 @@
 
 #include "disconnect.hpp"
 #include "key_loader.hpp"
+#include "offered_key.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool::ssh {
@@ -31,17 +32,6 @@ constexpr const char* refusal_names[agent_refusal_count] = {
     "x11_channel",      "agent_channel",
     "other_channel",    "forward_not_allowed",
 };
-
-/// The key a publickey request offers and the state of its signature. libssh 0.10 marks
-/// these getters deprecated in favour of server callbacks, but those answer the messages
-/// they do not handle themselves; one message callback keeps every answer here.
-ssh_key offered_key(ssh_message msg, ssh_publickey_state_e& state) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  state = ssh_message_auth_publickey_state(msg);
-  return ssh_message_auth_pubkey(msg);
-#pragma GCC diagnostic pop
-}
 
 bool valid_user(const std::string& user) {
   return !user.empty() && user.size() <= max_user_bytes &&

@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "offered_key.hpp"
 #include "support/os.hpp"
 #include "support/server_endpoint.hpp"
 
@@ -90,18 +91,6 @@ int connect_loopback(std::uint16_t port) {
   set_nodelay(fd);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   return fd;
-}
-
-/// The key a publickey request offers, and the state of its signature. libssh 0.10 marks
-/// these getters deprecated in favour of server callbacks, but once server callbacks are
-/// set libssh answers every message they do not handle at once, and a delayed channel-open
-/// confirmation needs the message to stay ours until it is due.
-ssh_key offered_key(ssh_message msg, ssh_publickey_state_e& state) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  state = ssh_message_auth_publickey_state(msg);
-  return ssh_message_auth_pubkey(msg);
-#pragma GCC diagnostic pop
 }
 
 } // namespace
@@ -282,7 +271,7 @@ void fault_sshd::connection::handle(ssh_message msg) {
 void fault_sshd::connection::handle_auth(ssh_message msg) {
   if (ssh_message_subtype(msg) == SSH_AUTH_METHOD_PUBLICKEY) {
     ssh_publickey_state_e state = SSH_PUBLICKEY_STATE_NONE;
-    ssh_key key = offered_key(msg, state);
+    ssh_key key = ssh::offered_key(msg, state);
     if (key != nullptr && ssh_key_cmp(key, server_.user_key_, SSH_KEY_CMP_PUBLIC) == 0) {
       if (state == SSH_PUBLICKEY_STATE_VALID) {
         ssh_message_auth_reply_success(msg, 0);
