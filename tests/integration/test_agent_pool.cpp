@@ -19,6 +19,7 @@
 #include "support/slow_backend.hpp"
 #include "support/test_sshd.hpp"
 #include "support/timing.hpp"
+#include "support/world.hpp"
 
 using namespace sshpool;
 using namespace sshpool::test;
@@ -53,13 +54,7 @@ struct gateway {
     std::filesystem::remove_all(dir, ec);
   }
 
-  static engine_config config() {
-    engine_config cfg;
-    cfg.pool.acquire_timeout = 10s;
-    cfg.pool.request_timeout = 10s;
-    cfg.log_level = "warn";
-    return cfg;
-  }
+  static engine_config config() { return quiet_config(10s, 10s); }
 
   /// Makes `user` an agent user whose machine forwards the backend's port.
   void add_agent_user(const std::string& user) {

@@ -30,13 +30,7 @@ struct world : basic_world<test_sshd> {
   explicit world(engine_config cfg = small_config(), sshd_options sshd_opts = {})
       : basic_world(std::move(cfg), std::move(sshd_opts)) {}
 
-  static engine_config small_config() {
-    engine_config cfg;
-    cfg.pool.acquire_timeout = 10s;
-    cfg.pool.request_timeout = 20s;
-    cfg.log_level = "warn";
-    return cfg;
-  }
+  static engine_config small_config() { return quiet_config(10s, 20s); }
 };
 
 /// Sets `ep` as `user`'s endpoint, which must be accepted, and returns the error a lease of

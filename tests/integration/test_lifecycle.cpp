@@ -37,14 +37,6 @@ extern char** environ;
 
 namespace {
 
-engine_config quiet_config() {
-  engine_config cfg;
-  cfg.log_level = "warn";
-  cfg.pool.acquire_timeout = 20s;
-  cfg.pool.request_timeout = 20s;
-  return cfg;
-}
-
 void signal_all(const std::vector<pid_t>& pids, int sig) {
   for (auto pid : pids)
     ::kill(pid, sig);
@@ -58,7 +50,7 @@ TEST_CASE("a hung sshd (SIGSTOP) is found by the keepalive; callers get errors, 
   http_backend backend{http_backend::options{"backend"}};
   leak_check leaks;
   {
-    auto cfg = quiet_config();
+    auto cfg = quiet_config(20s, 20s);
     cfg.pool.keepalive_interval = 300ms;
     cfg.pool.keepalive_timeout = 300ms;
     engine eng{cfg};
@@ -100,7 +92,7 @@ TEST_CASE("kill -9 of the connection's sshd process: in-flight requests fail in 
   http_backend backend{http_backend::options{"backend"}};
   leak_check leaks;
   {
-    engine eng{quiet_config()};
+    engine eng{quiet_config(20s, 20s)};
     REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
     auto conn = eng.pool().get_connection("alice");
     REQUIRE(conn);
@@ -136,7 +128,7 @@ TEST_CASE("200 users start cold at once against sshd's default MaxStartups", "[s
   opts.max_startups = "10:30:100"; // sshd's default: drops parallel handshakes beyond 10
   test_sshd sshd{opts};
   http_backend backend{http_backend::options{"backend"}};
-  auto cfg = quiet_config();
+  auto cfg = quiet_config(20s, 20s);
   cfg.pool.acquire_timeout = 60s;
   cfg.pool.connect_timeout = 20s;
   engine eng{cfg};
@@ -174,7 +166,7 @@ TEST_CASE("30 first calls of one user are all served although sshd drops paralle
   opts.max_startups = "1:100:1"; // one unauthenticated connection at a time: drops the others
   test_sshd sshd{opts};
   http_backend backend{http_backend::options{"backend"}};
-  auto cfg = quiet_config();
+  auto cfg = quiet_config(20s, 20s);
   cfg.pool.acquire_timeout = 30s; // the defaults: 3 connections x 10 channels
   engine eng{cfg};
   auto ep = sshd.make_endpoint(backend.port());
@@ -221,7 +213,7 @@ TEST_CASE("30 first calls of one user are all served although sshd drops paralle
 }
 
 TEST_CASE("an idle engine shuts down at once", "[shutdown]") {
-  basic_world<test_sshd> w{quiet_config()};
+  basic_world<test_sshd> w{quiet_config(20s, 20s)};
   REQUIRE(w.eng.pool().release_connection("alice", *w.lease("alice")));
   auto start = steady::now();
   auto report = w.eng.shutdown(30s);
@@ -244,7 +236,7 @@ namespace {
 shutdown_report drain_100(std::chrono::milliseconds grace, int& ok, int& cut) {
   test_sshd sshd;
   http_backend backend{http_backend::options{"slow-backend"}};
-  auto cfg = quiet_config();
+  auto cfg = quiet_config(20s, 20s);
   cfg.pool.max_connections_per_user = 4;
   cfg.pool.max_channels_per_connection = 25;
   engine eng{cfg};

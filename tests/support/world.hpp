@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -13,6 +14,17 @@
 #include "sshpool/sshpool.hpp"
 
 namespace sshpool::test {
+
+/// An engine configuration for tests: warnings and errors only in the log, and the given
+/// acquire and request timeouts.
+inline engine_config quiet_config(std::chrono::milliseconds acquire_timeout,
+                                  std::chrono::milliseconds request_timeout) {
+  engine_config cfg;
+  cfg.log_level = "warn";
+  cfg.pool.acquire_timeout = acquire_timeout;
+  cfg.pool.request_timeout = request_timeout;
+  return cfg;
+}
 
 /// A server, the backend "backend-a" behind it and an engine whose user "alice" reaches that
 /// backend. The server and the backend outlive the engine (declared first).
