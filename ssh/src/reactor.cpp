@@ -27,6 +27,16 @@ using clock = std::chrono::steady_clock;
 
 constexpr auto idle_check_period = std::chrono::seconds(1);
 
+/// What libssh 0.10 reads from a session's socket per poll (its MAX_BUF_SIZE): a read that
+/// got this much may have left more in the socket (trap 19).
+constexpr std::uint64_t libssh_read_size = 4096;
+
+/// Polls of one ready session in a row at most (trap 19): 64 KiB of reads, so that a bulk
+/// transfer lets the other sessions of the reactor have their turn, and a stream's piece
+/// stays well below its window (a piece of a whole window would leave nothing in flight
+/// while the consumer acknowledges it).
+constexpr int max_polls_in_a_row = 16;
+
 } // namespace
 
 reactor::reactor() {
@@ -188,8 +198,22 @@ void reactor::poll_sessions(int timeout) {
     if (ss->dead)
       continue;
     touch(*ss);
-    if (ssh_event_dopoll(ss->event, 0) == SSH_ERROR || !alive(*ss))
-      lose_session(*ss, session_error(*ss)); // trap 8: session death fires no channel callback
+    read_session(*ss);
+  }
+}
+
+void reactor::read_session(session_state& ss) {
+  // Trap 19: libssh reads 4 KiB per poll. A read that got all of it may have left more in
+  // the socket: poll the session again at once (its poll() answers at once) instead of
+  // going round the loop and through epoll_wait for every 4 KiB.
+  for (int polls = 0; polls < max_polls_in_a_row; ++polls) {
+    auto before = ss.bytes.in_bytes;
+    if (ssh_event_dopoll(ss.event, 0) == SSH_ERROR || !alive(ss)) {
+      lose_session(ss, session_error(ss)); // trap 8: session death fires no channel callback
+      return;
+    }
+    if (ss.bytes.in_bytes - before < libssh_read_size)
+      return;
   }
 }
 

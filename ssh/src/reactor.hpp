@@ -205,10 +205,16 @@ private:
   void kill_channel(channel_state& c);
   void check_sessions();
   void poll_sessions(int timeout);
+  /// Lets libssh read a ready session's socket, for as long as it finds more (trap 19).
+  void read_session(session_state& ss);
   /// Records that libssh was called on `ss` (its write interest may have changed).
   void touch(session_state& ss);
+  /// Flushes what libssh queued for the sessions touched in this pass (trap 19), and
+  /// watches for EPOLLOUT those whose output is still pending.
   void update_interest();
   static bool alive(const session_state& ss);
+  /// libssh wants a poll for POLLOUT: output queued, or a send since its last poll.
+  static bool write_pending(const session_state& ss);
   /// "SSH session to HOST:PORT" or "agent session of USER from HOST:PORT".
   static std::string peer(const session_state& ss);
   static error session_error(const session_state& ss);
@@ -248,6 +254,7 @@ private:
   std::vector<std::uint64_t> dead_sessions_;
   std::vector<command> batch_;
   std::vector<channel_state*> scratch_;
+  std::vector<session_state*> scratch_sessions_;
   std::chrono::steady_clock::time_point next_idle_check_;
   std::thread thread_;
 };

@@ -56,14 +56,28 @@ void reactor::touch(session_state& ss) {
   }
 }
 
+bool reactor::write_pending(const session_state& ss) {
+  // libssh's POLLOUT interest: output queued, or a send since the last poll (trap 19).
+  return (ssh_get_poll_flags(ss.s) & SSH_WRITE_PENDING) != 0;
+}
+
 void reactor::update_interest() {
-  // libssh parks output it could not send; the session then needs EPOLLOUT to flush it.
-  for (auto* ss : touched_) {
+  // Trap 19: libssh sends only after a poll saw POLLOUT, and every send (the window adjusts
+  // inside reads included) takes that back until the next poll. Flush what this pass queued
+  // with a poll of the session now: the first sends, the second finds the socket writable
+  // again and leaves nothing pending. What is still pending then (a full socket buffer)
+  // waits for EPOLLOUT. Polls may read and run callbacks (trap 1): a session lost here is
+  // swept at the end of the pass, and dirty channels make the loop poll again at once.
+  scratch_sessions_.swap(touched_);
+  for (auto* ss : scratch_sessions_) {
     ss->touched = false;
+    for (int polls = 0; polls < 2 && !ss->dead && write_pending(*ss); ++polls)
+      if (ssh_event_dopoll(ss->event, 0) == SSH_ERROR || !alive(*ss))
+        lose_session(*ss, session_error(*ss));
     if (ss->dead)
       continue;
     std::uint32_t want = EPOLLIN;
-    if ((ssh_get_poll_flags(ss->s) & SSH_WRITE_PENDING) != 0)
+    if (write_pending(*ss))
       want |= EPOLLOUT;
     if (want != ss->interest) {
       epoll_event ev{};
@@ -73,7 +87,7 @@ void reactor::update_interest() {
       ss->interest = want;
     }
   }
-  touched_.clear();
+  scratch_sessions_.clear();
 }
 
 void reactor::do_adopt(std::shared_ptr<session_control> ctl, connected_session cs) {
@@ -185,6 +199,10 @@ void reactor::sweep() {
   }
   dead_channels_.clear();
   if (!dead_sessions_.empty()) {
+    // A session lost while its write interest was updated is touched again as it closes.
+    touched_.erase(std::remove_if(touched_.begin(), touched_.end(),
+                                  [](const session_state* ss) { return ss->dead; }),
+                   touched_.end());
     probing_.erase(std::remove_if(probing_.begin(), probing_.end(),
                                   [](const session_state* ss) { return ss->dead; }),
                    probing_.end());
