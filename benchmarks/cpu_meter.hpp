@@ -44,8 +44,8 @@ public:
   /// The timed phase starts; never blocks. Only the first call counts.
   void mark_start();
 
-  /// The timed phase has ended after `requests` completed requests: the figures, or none if
-  /// no start was marked.
+  /// The timed phase has ended after `requests` completed requests (called once): the
+  /// figures, or none if no start was marked.
   std::optional<cpu_figures> stop(std::uint64_t requests);
 
 private:
