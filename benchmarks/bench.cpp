@@ -19,7 +19,12 @@
 // its own channel. Each round runs every path for --duration; the report shows every round and, per
 // path, the median round (by req/s; the lower one of two), with ratios against the OpenSSH paths.
 // Every response must be a 200 with the expected body; any failure makes the run say so
-// loudly and exit 1. ./benchmarks/run.sh sets up nginx, sshd and the tunnels.
+// loudly and exit 1. Beside req/s and latency, each run reports the CPU it cost: this
+// process's per request (the load driver runs in-process, see cpu_meter.hpp) and, with
+// --sshd-pid, the sshd's share of a core. ./benchmarks/run.sh sets up nginx, sshd and the
+// tunnels.
+#include <sys/types.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -27,12 +32,14 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cpu_meter.hpp"
 #include "endpoint_flags.hpp"
 #include "engine_load.hpp"
 #include "http_load.hpp"
@@ -58,6 +65,8 @@ struct options {
   std::uint16_t ssh_n_port = 0;
   std::uint16_t node_ssh2_port = 0;
   std::uint16_t ssh_r_port = 0;
+  /// The private sshd's listener (0: its CPU share is not reported).
+  pid_t sshd_pid = 0;
   /// One tunnel per user being simulated; the client's connections are spread over them.
   std::vector<std::uint16_t> ssh_exec_ports;
   engine_target engine;
@@ -80,6 +89,8 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --ssh-exec-port P[,P...]  the `ssh -L ... sleep` forwarded port(s); with several (one
                       tunnel per user), the client's connections are spread over them
   --sshd-port P       the sshd the engine connects to (127.0.0.1)
+  --sshd-pid PID      that sshd's listener: report the CPU of it and every process below it
+                      (the connections' processes) during each run, in % of a core
   --sshd-user U       its user
   --identity FILE     private key for that user
   --known-hosts FILE  known_hosts holding the sshd's host key
@@ -157,6 +168,8 @@ options parse_options(int argc, char** argv) {
     } else if (flag == "--ssh-exec-port") {
       for (auto& port : split(value, ','))
         opts.ssh_exec_ports.push_back(parse_port(flag, port));
+    } else if (flag == "--sshd-pid") {
+      opts.sshd_pid = static_cast<pid_t>(cli.number(flag, value, 1, INT32_MAX));
     } else if (flag == "--connections") {
       opts.engine.connections = cli.number(flag, value, 1, 1000);
     } else if (flag == "--channels") {
@@ -225,10 +238,14 @@ struct run_summary {
   std::uint32_t channels_min = 0;
   double channels_mean = 0;
   std::uint32_t channels_max = 0;
+  /// What the timed phase cost (none if it never started).
+  std::optional<cpu_figures> cpu;
 };
 
-run_summary summarize(const std::string& path, std::size_t round, load_result r) {
+run_summary summarize(const std::string& path, std::size_t round, load_result r,
+                      std::optional<cpu_figures> cpu) {
   run_summary s;
+  s.cpu = cpu;
   s.path = path;
   s.round = round;
   s.ok = r.ok;
@@ -256,13 +273,15 @@ run_summary summarize(const std::string& path, std::size_t round, load_result r)
 void print_table(const std::vector<run_summary>& runs, bool with_round) {
   std::cout << pad("path", 15, true) << (with_round ? pad("round", 6) : "") << pad("req/s", 10)
             << pad("p50 ms", 9) << pad("p99 ms", 9) << pad("max ms", 9) << pad("requests", 12)
-            << pad("errors", 8) << "\n";
+            << pad("errors", 8) << pad("cpu us/req", 12) << pad("sshd %", 8) << "\n";
   for (auto& s : runs) {
     std::cout << pad(s.path, 15, true) << (with_round ? pad(std::to_string(s.round), 6) : "")
               << pad(s.aborted ? "ABORTED" : with_commas(static_cast<std::uint64_t>(s.rps)), 10)
               << pad(fixed(s.p50_ms, 2), 9) << pad(fixed(s.p99_ms, 2), 9)
               << pad(fixed(s.max_ms, 2), 9) << pad(with_commas(s.ok + s.errors), 12)
-              << pad(with_commas(s.errors), 8) << "\n";
+              << pad(with_commas(s.errors), 8)
+              << pad(s.cpu ? fixed(s.cpu->us_per_request, 1) : "-", 12)
+              << pad(s.cpu && s.cpu->sshd_watched ? fixed(s.cpu->sshd_percent, 0) : "-", 8) << "\n";
   }
 }
 
@@ -302,13 +321,38 @@ void print_ratios(const std::vector<run_summary>& medians) {
     std::cout << "  (needs an engine path and a reference path)\n";
 }
 
+/// The reading of the sshd's CPU share for each dial-mode engine path (engine-agent's peers are
+/// its agents, not the sshd): sshd serves a connection in one single-threaded process, so at
+/// ~100 % of a core per connection no client gets more through that connection.
+void print_sshd_reading(const std::vector<run_summary>& medians) {
+  bool header = false;
+  for (auto& s : medians) {
+    if (s.path.rfind("engine", 0) != 0 || s.path == "engine-agent" || s.aborted || !s.cpu ||
+        !s.cpu->sshd_watched || s.connections == 0)
+      continue;
+    if (!header)
+      std::cout << "\nsshd's CPU share (a connection is one single-threaded sshd process: at "
+                   "~100 % of a core\nper connection, the engine is at the ceiling of its "
+                   "connections):\n";
+    header = true;
+    auto per_connection = s.cpu->sshd_percent / static_cast<double>(s.connections);
+    std::cout << "  " << pad(s.path, 14, true) << " sshd at " << fixed(s.cpu->sshd_percent, 0)
+              << " % of a core over " << s.connections << " connection(s), "
+              << fixed(per_connection, 0) << " % each: "
+              << (per_connection >= 90 ? "at the ceiling of one connection"
+                                       : "below the ceiling of one connection")
+              << "\n";
+  }
+}
+
 bool write_csv(const std::string& file, const machine_context& ctx, const options& opts,
                const std::vector<run_summary>& runs, const std::vector<run_summary>& medians) {
   auto header =
       std::string{context_csv_header} +
       ",path,round,median_round,concurrency,connections,channels,users,"
       "ssh_exec_tunnels,channel_reuse,duration_s,requests,errors,aborted,seconds,req_per_s,p50_ms,"
-      "p99_ms,max_ms,engine_connections,channels_min,channels_mean,channels_max";
+      "p99_ms,max_ms,engine_connections,channels_min,channels_mean,channels_max,cpu_us_per_req,"
+      "sshd_cpu_pct";
   auto out = open_append(file, header);
   for (auto& s : runs) {
     auto* m = find_run(medians, s.path);
@@ -325,6 +369,9 @@ bool write_csv(const std::string& file, const machine_context& ctx, const option
           << s.channels_max;
     else
       out << ",,,";
+    out << ',' << (s.cpu ? fixed(s.cpu->us_per_request, 2) : "") << ',';
+    if (s.cpu && s.cpu->sshd_watched)
+      out << fixed(s.cpu->sshd_percent, 1);
     out << '\n';
   }
   out.close();
@@ -374,7 +421,12 @@ int run(int argc, char** argv) {
             << opts.duration_s << " s per path and round, " << opts.rounds
             << " rounds; engine: " << opts.engine.users << " user(s), " << opts.engine.connections
             << " connection(s) per user x " << opts.engine.channels << " channels, channel reuse "
-            << (opts.engine.channel_reuse ? "on" : "off") << "\n\n";
+            << (opts.engine.channel_reuse ? "on" : "off") << "\n"
+            << "cpu us/req: this process's CPU (user + system) per request over the timed phase; "
+               "the load\ndriver runs in it (engine paths: driver and engine; the others: the "
+               "HTTP client alone,\nnot the ssh client or nginx). sshd %: the sshd's processes' "
+               "CPU over the same time,\nin % of one core"
+            << (opts.sshd_pid > 0 ? "" : " (not measured: no --sshd-pid)") << ".\n\n";
   std::unique_ptr<engine_load> engine;
   if (std::any_of(opts.paths.begin(), opts.paths.end(), is_engine_path)) {
     try {
@@ -402,6 +454,8 @@ int run(int argc, char** argv) {
       std::atomic<std::uint64_t> completed{0};
       auto load = opts.load;
       load.completed = &completed;
+      cpu_meter meter{opts.sshd_pid};
+      load.started = [&meter] { meter.mark_start(); };
       auto label = "round " + std::to_string(round) + "/" + std::to_string(opts.rounds) + "  " +
                    pad(path, 13, true);
       load_result result;
@@ -409,7 +463,8 @@ int run(int argc, char** argv) {
         progress_line progress{label, completed};
         result = run_path(path, opts, engine.get(), agent_engine.get(), load);
       }
-      auto s = summarize(path, round, std::move(result));
+      auto cpu = meter.stop(result.ok + result.errors);
+      auto s = summarize(path, round, std::move(result), cpu);
       std::cerr << "  " << label << "  "
                 << (s.aborted ? "ABORTED"
                               : with_commas(static_cast<std::uint64_t>(s.rps)) + " req/s")
@@ -437,6 +492,7 @@ int run(int argc, char** argv) {
   std::cout << "\nmedian round per path (lower middle by req/s):\n";
   print_table(medians, false);
   print_ratios(medians);
+  print_sshd_reading(medians);
   for (auto& m : medians)
     if (m.connections > 0)
       std::cout << "  " << m.path

@@ -204,6 +204,8 @@ void on_reply(driver_actor* self, std::size_t slot, bench_clock::time_point sent
     st.warming = false;
     st.start = now;
     st.deadline = now + st.opts.duration;
+    if (st.opts.started)
+      st.opts.started();
     for (std::size_t i = 0; i < st.opts.concurrency; ++i)
       issue(self, i);
     return;
@@ -457,6 +459,8 @@ load_result engine_load::run_facade(const load_options& opts) {
       gate.cv.wait(guard, [&] { return gate.warmed == opts.concurrency; });
       gate.start = bench_clock::now();
       gate.deadline = gate.start + opts.duration;
+      if (opts.started)
+        opts.started();
       gate.open = true;
       gate.cv.notify_all();
     }

@@ -106,6 +106,8 @@ public:
         warming_ = false;
         start_ = now;
         deadline_ = now + opts_.duration;
+        if (opts_.started)
+          opts_.started();
         for (auto& c : clients_)
           issue(c);
       }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct load_options {
   bool connection_close = false;
   /// Completed requests (successes and failures) of the timed phase, for the progress line.
   std::atomic<std::uint64_t>* completed = nullptr;
+  /// Called once when the timed phase starts (the warm-up done), on the thread that runs the
+  /// load (a CAF driver actor's among them: it must not block); may be empty.
+  std::function<void()> started;
 };
 
 /// What a run measured (`elapsed`: from the end of the warm-up to the last completion). The

@@ -8,8 +8,11 @@
 #               plus the original's stack (Node + ssh2, benchmarks/peers/) where Node.js and
 #               npm are installed (not in --smoke); then the engine at 10, 100 and 1000
 #               users, and with channel reuse off
-#   gateway     sshpool-demo (3 users) versus `ssh -L` (exec'd) under the same `wrk
-#               --latency` load, keep-alive and with `Connection: close`
+#   gateway     under the same `wrk -t2 -c32 --latency` load, keep-alive and with `Connection:
+#               close`: `ssh -L` (exec'd), nginx as a keep-alive reverse proxy to an `ssh -L`
+#               (benchmarks/nginx-proxy.conf.in) and sshpool-demo with 1, 3 and 100 users
+#               round robin; CPU per request of each path's own processes and sshd's share of
+#               a core (forward reports both for the engine too)
 #   reverse     reverse mode: the engine (sshpool-bench's engine-agent path) through one
 #               `ssh -N -R` agent dialed in to its agent listener, versus the OpenSSH
 #               equivalent (the same `ssh -N -R` to the scenario's sshd, the bench's client
@@ -232,11 +235,26 @@ start_sshd() {
   sshpool_sshd_start "$work/$1-sshd" "${2:-}"
 }
 
+# launch_nginx DIR TEMPLATE [sed options...]: nginx in DIR, its configuration
+# benchmarks/TEMPLATE with @DIR@ and @PORT@ (a free port) filled in and the sed options
+# applied; sets launched_port.
+launch_nginx() {
+  local dir=$1 template=$2
+  shift 2
+  mkdir -p "$dir"
+  launched_port=$(free_port)
+  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$launched_port|g" "$@" "$root/benchmarks/$template" \
+    >"$dir/nginx.conf"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" </dev/null >"$dir/nginx.out" 2>&1 &
+  pids+=($!)
+  wait_accepting "$launched_port" "${pids[-1]}" nginx
+}
+
 # start_nginx NAME [FILE_BYTES]: nginx answering a 100-byte body on / and serving
 # /files/bulk (FILE_BYTES random bytes, if given); sets nginx_port.
 body_bytes=100
 start_nginx() {
-  local dir=$work/$1-nginx body
+  local dir=$work/$1-nginx body launched_port
   body=$(printf '%*s' "$body_bytes" '' | tr ' ' x)
   mkdir -p "$dir/files"
   if [[ -n ${2:-} ]]; then
@@ -245,12 +263,8 @@ start_nginx() {
   # nginx's worker runs as another user when started as root: let it reach the files.
   chmod 0711 "$work"
   chmod -R a+rX "$dir/files"
-  nginx_port=$(free_port)
-  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$nginx_port|g" -e "s|@BODY@|$body|g" \
-    "$root/benchmarks/nginx.conf.in" >"$dir/nginx.conf"
-  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" </dev/null >"$dir/nginx.out" 2>&1 &
-  pids+=($!)
-  wait_accepting "$nginx_port" "${pids[-1]}" nginx
+  launch_nginx "$dir" nginx.conf.in -e "s|@BODY@|$body|g" || return 1
+  nginx_port=$launched_port
 }
 
 ssh_opts() {
@@ -314,10 +328,11 @@ start_node_peer() {
   fi
 }
 
-# Keeps the median-round table, the engine's channels and the failures of sshpool-bench's
-# report.
+# Keeps the median-round table, the reading of sshd's CPU share, the engine's channels and the
+# failures of sshpool-bench's report.
 only_medians() {
-  awk '/^median round/ { on = 1 } /^ratios/ { on = 0 } on || /^!!!/ || /channels open per/'
+  awk '/^median round/ || /^sshd.s CPU share/ { on = 1 } /^ratios/ || /^csv:/ { on = 0 }
+    on || /^!!!/ || /channels open per/'
 }
 
 # print_before_after KEY VALUE... -- CSV_BEFORE CSV_AFTER: per KEY column value, the median of
@@ -428,8 +443,9 @@ scenario_forward() {
     "$SSHD_PORT, nginx on $nginx_port, ssh -N -L on $ssh_n_port, ssh -L (exec'd) on" \
     "$ssh_exec_port"
   "$bench" "${sizing[@]}" --direct-port "$nginx_port" --ssh-n-port "$ssh_n_port" \
-    --ssh-exec-port "$ssh_exec_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
-    --cdf "$cdf" "${node_args[@]}" "${extra[@]}" || return 1
+    --ssh-exec-port "$ssh_exec_port" "${eargs[@]}" --sshd-pid "$SSHD_PID" \
+    --body-bytes "$body_bytes" --csv "$csv" --cdf "$cdf" "${node_args[@]}" "${extra[@]}" ||
+    return 1
   # One `ssh -L` (exec'd) per user as the reference for many users; the client's 32
   # connections can use at most 32 of them.
   local tunnels=() n k
@@ -443,13 +459,14 @@ scenario_forward() {
     echo "== forward: the engine (actor interface) at $n users, and $k ssh -L (exec'd) tunnels"
     "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --users "$n" \
       --ssh-exec-port "$(IFS=,; echo "${tunnels[*]:0:k}")" --direct-port "$nginx_port" \
-      "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
+      "${eargs[@]}" --sshd-pid "$SSHD_PID" --body-bytes "$body_bytes" --csv "$csv" |
+      only_medians || return 1
   done
   echo
   echo "== forward: channel reuse off (Connection: close on every request: a channel each)"
   "$bench" "${sizing[@]}" --paths ssh-L-exec,engine --channel-reuse off \
     --ssh-exec-port "$ssh_exec_port" --direct-port "$nginx_port" "${eargs[@]}" \
-    --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
+    --sshd-pid "$SSHD_PID" --body-bytes "$body_bytes" --csv "$csv" | only_medians || return 1
   echo
   echo "forward: engine (actor interface) against ssh -L (exec'd; one tunnel per user, at most"
   echo "32), median rounds, by users and channel reuse"
@@ -459,23 +476,28 @@ scenario_forward() {
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
       rps[key, $col["path"]] = $col["req_per_s"]; p99[key, $col["path"]] = $col["p99_ms"]
       tunnels[key] = $col["ssh_exec_tunnels"]
-      if ($col["path"] == "engine") channels[key] = $col["channels_mean"]
+      if ($col["path"] == "engine") {
+        channels[key] = $col["channels_mean"]; cpu[key] = $col["cpu_us_per_req"]
+        sshd[key] = $col["sshd_cpu_pct"]
+      }
     }
     function ratio(x, y) { return y > 0 ? sprintf("%.2fx", x / y) : "-" }
     END {
-      printf "  %-6s %-6s %10s %8s %8s  %8s %10s %8s  %-12s %-12s %s\n", "users", "reuse",
-        "engine", "p99 ms", "ch/conn", "tunnels", "ssh -L", "p99 ms", "engine/ssh", "p99 ratio",
-        "engine vs 10 users"
+      printf "  %-6s %-6s %10s %8s %8s %8s %7s  %8s %10s %8s  %-12s %-12s %s\n", "users",
+        "reuse", "engine", "p99 ms", "ch/conn", "us/req", "sshd %", "tunnels", "ssh -L", "p99 ms",
+        "engine/ssh", "p99 ratio", "engine vs 10 users"
       for (i = 1; i <= n; ++i) {
         k = order[i]; split(k, u, " ")
         e = rps[k, "engine"]; s = rps[k, "ssh-L-exec"]
         vs10 = (u[2] == "on" && u[1] != 10) ? ratio(e, rps["10 on", "engine"]) : ""
-        printf "  %-6s %-6s %10d %8.2f %8s  %8s %10d %8.2f  %-12s %-12s %s\n", u[1], u[2], e,
-          p99[k, "engine"], channels[k], tunnels[k], s, p99[k, "ssh-L-exec"], ratio(e, s),
-          ratio(p99[k, "engine"], p99[k, "ssh-L-exec"]), vs10
+        printf "  %-6s %-6s %10d %8.2f %8s %8s %7s  %8s %10d %8.2f  %-12s %-12s %s\n", u[1],
+          u[2], e, p99[k, "engine"], channels[k], cpu[k] == "" ? "-" : sprintf("%.1f", cpu[k]),
+          sshd[k] == "" ? "-" : sprintf("%.0f", sshd[k]), tunnels[k], s, p99[k, "ssh-L-exec"],
+          ratio(e, s), ratio(p99[k, "engine"], p99[k, "ssh-L-exec"]), vs10
       }
       print "  ch/conn: channels open per engine connection at the end (mean); ssh -L opens one"
-      print "  per client connection, here 32 / tunnels"
+      print "  per client connection, here 32 / tunnels; us/req: the CPU of the bench process"
+      print "  per request (driver and engine in-process); sshd %: the sshd processes, % of a core"
       print "  targets: engine/ssh -L >= 1.0x, p99 ratio <= 1.0x; 1000 users >= 0.80x of 10 users"
     }' "$csv"
   echo "csv: $csv"
@@ -513,7 +535,7 @@ run_wrk() {
 }
 
 # start_gateway USER...: starts sshpool-demo with USERs on the scenario's sshd, each forwarding
-# to its nginx; sets gw_port.
+# to its nginx; sets gw_port and gw_pid.
 start_gateway() {
   local config=$work/gateway.json line fd entries="" u
   for u in "$@"; do
@@ -526,6 +548,7 @@ start_gateway() {
     >"$config"
   exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo.log")
   pids+=($!)
+  gw_pid=${pids[-1]}
   if ! read -r -t 30 line <&"$fd"; then
     echo "run.sh: sshpool-demo did not start" >&2
     return 1
@@ -533,54 +556,177 @@ start_gateway() {
   gw_port=${line##*:}
 }
 
+# gateway_metric NAME: the value of sshpool-demo's metric NAME (0 if absent).
+gateway_metric() {
+  curl -s "http://127.0.0.1:$gw_port/metrics" |
+    awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
+# cpu_ticks PID...: the CPU clock ticks (user + system, with the children each has waited
+# for) of every PID and every process below it, summed: the shell twin of tree_cpu_seconds
+# (tests/support/process_info.cpp). Its difference over a run is the CPU the trees used.
+cpu_ticks() {
+  local root pid line total=0
+  local -a field
+  for root in "$@"; do
+    for pid in "$root" $(_sshpool_descendants "$root"); do
+      { read -r line <"/proc/$pid/stat"; } 2>/dev/null || continue
+      # After "pid (comm) ": state is field 3, utime stime cutime cstime fields 14 to 17.
+      read -ra field <<<"${line##*) }"
+      total=$((total + field[11] + field[12] + field[13] + field[14]))
+    done
+  done
+  echo "$total"
+}
+
+# measure_wrk PORT PIDS [wrk args...]: run_wrk, and what the run cost: the CPU of the
+# processes PIDS (space-separated, with the processes below them) per request and the sshd's
+# processes' CPU over wrk's duration in % of one core (both idle outside it); prints
+# "req_per_s p50_ms p99_ms errors requests cpu_us_per_req sshd_pct".
+measure_wrk() {
+  local port=$1 cpu_pids=$2 result c0 c1 s0 s1 hz
+  shift 2
+  hz=$(getconf CLK_TCK)
+  # shellcheck disable=SC2086  # PIDS is a list
+  c0=$(cpu_ticks $cpu_pids)
+  s0=$(cpu_ticks "$SSHD_PID")
+  result=$(run_wrk "$port" "$@") || return 1
+  # shellcheck disable=SC2086
+  c1=$(cpu_ticks $cpu_pids)
+  s1=$(cpu_ticks "$SSHD_PID")
+  awk -v result="$result" -v cpu=$((c1 - c0)) -v sshd=$((s1 - s0)) -v hz="$hz" '
+    function to_s(v) {
+      sub(/,$/, "", v)
+      if (v ~ /ms$/) return v / 1000; if (v ~ /m$/) return v * 60; if (v ~ /s$/) return v + 0
+      return v + 0
+    }
+    $2 == "requests" && $3 == "in" { requests = $1; seconds = to_s($4) }
+    END {
+      printf "%s %d %.1f %.0f\n", result, requests, requests ? cpu / hz * 1e6 / requests : 0,
+        seconds ? sshd / hz * 100 / seconds : 0
+    }' "$work/wrk.out"
+}
+
+# warm_up PORT: one second of `wrk -t1 -c32` on PORT (users: $WRK_USERS), answers unchecked.
+warm_up() {
+  wrk -t1 -c32 -d1s --timeout 10s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$1/" \
+    >/dev/null
+}
+
+# ratio FIGURES_A FIGURES_B FIELD: field FIELD (0-based) of the space-separated FIGURES_A over
+# that of FIGURES_B, as "1.23x".
+ratio() {
+  local -a x y
+  read -r -a x <<<"$1"
+  read -r -a y <<<"$2"
+  awk -v a="${x[$3]}" -v b="${y[$3]}" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'
+}
+
+# The gateway scenario: `wrk -t2 -c32` (keep-alive, then the same with `Connection: close`)
+# on every path to the same nginx, interleaved within each mode: bare `ssh -L` (exec'd),
+# nginx as a reverse proxy with a keep-alive upstream to its own `ssh -L` (the pair a user
+# would otherwise deploy), and sshpool-demo with its default pool settings, one process
+# holding every user, requests round robin over 1, 3 and 100 users (--smoke: 5). Each path's
+# CPU is that of its own processes (the gateway; nginx and its ssh client; the ssh client);
+# wrk, the scenario's nginx and sshd are shared by all and not in it; sshd's share is shown
+# apart.
 scenario_gateway() {
-  local csv=$results/gateway-$stamp.csv gw_port
-  local -a wrk_args
+  local csv=$results/gateway-$stamp.csv gw_port gw_pid launched_port many=100 k
+  local -a wrk_args users f
   start_sshd gateway || return 1
   start_nginx gateway || return 1
   start_tunnel gateway-ssh-L exec || return 1
-  local ssh_port=$tunnel_port
-  local -a users=(g0 g1 g2)
-  start_gateway "${users[@]}" || return 1
+  local ssh_port=$tunnel_port ssh_pid=${pids[-1]}
+  start_tunnel gateway-nginx-ssh-L exec || return 1
+  local proxy_ssh_pid=${pids[-1]}
+  launch_nginx "$work/gateway-proxy" nginx-proxy.conf.in -e "s|@UPSTREAM@|$tunnel_port|g" ||
+    return 1
+  local proxy_port=$launched_port proxy_pid=${pids[-1]}
   if ((smoke)); then
     wrk_args=(-t1 -c4 -d1s)
+    many=5
   else
     wrk_args=(-t2 -c32 "-d${duration%.*}s")
   fi
-  echo "== gateway: sshpool-demo on :$gw_port (users ${users[*]}, requests round robin by" \
-    "/u/USER/), ssh -L (exec'd) on :$ssh_port, nginx on :$nginx_port; wrk ${wrk_args[*]}"
+  for ((k = 0; k < many; ++k)); do
+    users+=("g$k")
+  done
+  start_gateway "${users[@]}" || return 1
+  echo "== gateway: sshpool-demo on :$gw_port ($many users g0..g$((many - 1)), default pool" \
+    "settings, requests round robin by /u/USER/), ssh -L (exec'd) on :$ssh_port, nginx ->" \
+    "ssh -L on :$proxy_port, nginx on :$nginx_port; wrk ${wrk_args[*]}"
+  # Warm-up: every user's first connection (at the gateway's handshake rate, 100/s by
+  # default) until each user has a pool and there are as many connections as users; the
+  # first user's and the first three's connections at 32 in flight; the proxy's upstream
+  # connections and the tunnels' channels.
+  local deadline=$((SECONDS + 60)) warm
   export WRK_USERS="${users[*]}"
-  # Warm-up: each user's first connection and channels.
-  wrk -t1 -c8 -d1s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$gw_port/" \
-    >/dev/null || return 1
-  [[ -s $csv ]] || echo "date,mode,path,wrk,req_per_s,p50_ms,p99_ms,errors" >"$csv"
-  local mode path port result status=0 date
+  until (($(gateway_metric sshpool_pool_users) >= many &&
+    $(gateway_metric sshpool_ssh_connections_opened_total) >= many)); do
+    if ((SECONDS >= deadline)); then
+      echo "run.sh: sshpool-demo did not connect its $many users within 60 s" >&2
+      return 1
+    fi
+    warm_up "$gw_port"
+  done
+  for warm in "g0" "g0 g1 g2"; do
+    WRK_USERS=$warm warm_up "$gw_port"
+  done
+  warm_up "$proxy_port"
+  warm_up "$ssh_port"
+  local header=date,mode,path,users,wrk,req_per_s,p50_ms,p99_ms,errors,requests,cpu_us_per_req
+  [[ -s $csv ]] || echo "$header,cpu_of,sshd_cpu_pct" >"$csv"
+  local mode path port n cpu_pids cpu_of result status=0
+  local -a paths=(ssh-L nginx-ssh-L gateway-1u gateway-3u "gateway-${many}u")
   declare -A figures
   for mode in keep-alive close; do
     local hdr=()
     [[ $mode == keep-alive ]] || hdr=(-H 'Connection: close')
-    for path in gateway ssh-L; do
-      port=$gw_port
-      [[ $path == gateway ]] || port=$ssh_port
-      result=$(run_wrk "$port" "${wrk_args[@]}" "${hdr[@]}") || return 1
-      figures[$mode/$path]=$result
-      date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-      echo "$date,$mode,$path,${wrk_args[*]},${result// /,}" >>"$csv"
-      read -r _ _ _ errors <<<"$result"
-      ((errors == 0)) || status=1
+    for path in "${paths[@]}"; do
+      n=""
+      case $path in
+      ssh-L) port=$ssh_port cpu_pids=$ssh_pid cpu_of="ssh" ;;
+      nginx-ssh-L) port=$proxy_port cpu_pids="$proxy_pid $proxy_ssh_pid" cpu_of="nginx+ssh" ;;
+      *)
+        port=$gw_port cpu_pids=$gw_pid cpu_of="sshpool-demo" n=${path#gateway-}
+        n=${n%u}
+        ;;
+      esac
+      export WRK_USERS="${users[*]:0:${n:-1}}"
+      result=$(measure_wrk "$port" "$cpu_pids" "${wrk_args[@]}" "${hdr[@]}") || return 1
+      figures[$mode/$path]="$result $cpu_of"
+      read -r -a f <<<"$result"
+      echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$mode,$path,$n,${wrk_args[*]},$(IFS=,
+        echo "${f[*]:0:6}"),$cpu_of,${f[6]}" >>"$csv"
+      ((f[3] == 0)) || status=1
     done
   done
   echo
-  echo "gateway (wrk ${wrk_args[*]} --latency; ratio gateway / ssh -L)"
-  printf '  %-11s %-8s %10s %9s %9s %7s   %-8s %s\n' mode path "req/s" "p50 ms" "p99 ms" \
-    errors ratio "p99 ratio"
+  echo "gateway (wrk ${wrk_args[*]} --latency, 100-byte bodies; cpu us/req: user + system of" \
+    "the path's own processes (cpu of) per request; sshd %: its processes' CPU over the run," \
+    "in % of one core)"
+  printf '  %-11s %-13s %9s %8s %8s %7s %11s %-13s %7s\n' mode path "req/s" "p50 ms" "p99 ms" \
+    errors "cpu us/req" "cpu of" "sshd %"
   for mode in keep-alive close; do
-    read -r g_rps g_p50 g_p99 g_err <<<"${figures[$mode/gateway]}"
-    read -r s_rps s_p50 s_p99 s_err <<<"${figures[$mode/ssh-L]}"
-    printf '  %-11s %-8s %10d %9.2f %9.2f %7d\n' "$mode" ssh-L "$s_rps" "$s_p50" "$s_p99" "$s_err"
-    printf '  %-11s %-8s %10d %9.2f %9.2f %7d   %-8s %s\n' "$mode" gateway "$g_rps" "$g_p50" \
-      "$g_p99" "$g_err" "$(awk -v a="$g_rps" -v b="$s_rps" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
-      "$(awk -v a="$g_p99" -v b="$s_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')"
+    for path in "${paths[@]}"; do
+      read -r -a f <<<"${figures[$mode/$path]}"
+      printf '  %-11s %-13s %9d %8.2f %8.2f %7d %11.1f %-13s %7.0f\n' "$mode" "$path" "${f[0]}" \
+        "${f[1]}" "${f[2]}" "${f[3]}" "${f[5]}" "${f[7]}" "${f[6]}"
+    done
+  done
+  echo "ratios (the gateway: 1 user):"
+  local spec label x y field target
+  for spec in \
+    "keep-alive: gateway / nginx -> ssh -L, req/s|keep-alive/gateway-1u|keep-alive/nginx-ssh-L|0|>= 1.0x" \
+    "keep-alive: gateway / ssh -L, req/s|keep-alive/gateway-1u|keep-alive/ssh-L|0|>= 0.8x" \
+    "keep-alive: gateway p99 / ssh -L p99|keep-alive/gateway-1u|keep-alive/ssh-L|2|<= 2.0x" \
+    "keep-alive: 3 users / 1 user, req/s|keep-alive/gateway-3u|keep-alive/gateway-1u|0|>= 1.0x" \
+    "keep-alive: $many users / 1 user, req/s|keep-alive/gateway-${many}u|keep-alive/gateway-1u|0|>= 0.8x" \
+    "close: gateway / ssh -L, req/s|close/gateway-1u|close/ssh-L|0|>= 1.2x" \
+    "close: gateway / nginx -> ssh -L, req/s|close/gateway-1u|close/nginx-ssh-L|0|"; do
+    IFS='|' read -r label x y field target <<<"$spec"
+    printf '  %-46s %-7s %s\n' "$label" "$(ratio "${figures[$x]}" "${figures[$y]}" "$field")" \
+      "${target:+(target $target)}"
   done
   echo "csv: $csv"
   return "$status"
@@ -641,8 +787,8 @@ scenario_reverse() {
     "(ssh-R, on :$fwd_port) and the engine dialing the sshd (engine), nginx (the user's" \
     "service) on :$nginx_port"
   "$bench" "${sizing[@]}" --paths ssh-R,engine-agent,engine --ssh-r-port "$fwd_port" \
-    --direct-port "$nginx_port" "${eargs[@]}" --body-bytes "$body_bytes" --csv "$csv" \
-    "${extra[@]}" || return 1
+    --direct-port "$nginx_port" "${eargs[@]}" --sshd-pid "$SSHD_PID" \
+    --body-bytes "$body_bytes" --csv "$csv" "${extra[@]}" || return 1
   echo "  targets: engine-agent / ssh-R >= 1.0x req/s, p99 no worse"
 
   # The gateway through an agent against the same ssh -R, both under wrk.
@@ -855,7 +1001,7 @@ scenario_bulk() {
 
 make_plots() {
   local cdf=$results/forward-cdf-$stamp.csv fwd=$results/forward-$stamp.csv
-  local fp=$results/footprint-$stamp.csv dat=$work/plot
+  local fp=$results/footprint-$stamp.csv gw=$results/gateway-$stamp.csv dat=$work/plot
   mkdir -p "$dat"
   local term="set terminal pngcairo size 900,560 noenhanced font ',10'; set datafile separator ','"
   if ! gnuplot -e 'set terminal pngcairo' -e 'exit' 2>/dev/null; then
@@ -896,6 +1042,26 @@ plot '$dat/users.csv' using 1:2 with linespoints lw 2 pt 7 title 'engine (actor 
 EOF
       echo "plot: $results/forward-users-$stamp.png"
     fi
+  fi
+  if [[ -s $gw ]]; then
+    # One line per path: keep-alive and close req/s, in the order the paths ran.
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
+      { p = $c["path"]; if (!(p in seen)) { seen[p] = 1; order[++n] = p }
+        rps[p, $c["mode"]] = $c["req_per_s"] }
+      END { for (i = 1; i <= n; ++i) print order[i] "," rps[order[i], "keep-alive"] "," \
+        rps[order[i], "close"] }' "$gw" >"$dat/gateway.csv"
+    local gw_wrk
+    gw_wrk=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }
+      { print $c["wrk"]; exit }' "$gw")
+    gnuplot <<EOF
+$term; set output '$results/gateway-$stamp.png'
+set title 'gateway: req/s per path (wrk $gw_wrk, 100-byte bodies)'
+set ylabel 'req/s'; set grid ytics; set yrange [0:*]; set key top right
+set style data histograms; set style histogram clustered gap 1
+set style fill solid 0.8 border -1; set boxwidth 0.9
+plot '$dat/gateway.csv' using 2:xtic(1) title 'keep-alive', '' using 3 title 'Connection: close'
+EOF
+    echo "plot: $results/gateway-$stamp.png"
   fi
   if [[ -s $fp ]]; then
     awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) c[$i] = i; next }

@@ -1,6 +1,7 @@
 // Tests of the private test sshd fixture, driven by the real OpenSSH client: the generated keys
 // and known_hosts files work (and the wrong ones fail the right way), connection processes are
-// visible, stop/start keeps the port, and nothing (process, thread, fd, dir) outlives it.
+// visible, stop/start keeps the port, and nothing (process, thread, fd, dir) outlives it; and
+// the /proc readers beside it (support/process_info).
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -11,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -244,4 +247,46 @@ TEST_CASE("process_info reports sane figures", "[sshd]") {
   std::thread worker([&] { CHECK(sshpool::test::thread_count() >= 2); });
   worker.join();
   CHECK(sshpool::test::rss_bytes() > 1024 * 1024);
+}
+
+namespace {
+
+/// Spins until this process has used `seconds` more CPU (async-signal-safe: fit for a child
+/// forked from a threaded process).
+void burn_cpu(double seconds) {
+  timespec start{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);
+  for (timespec now = start; static_cast<double>(now.tv_sec - start.tv_sec) +
+                                 static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9 <
+                             seconds;)
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+}
+
+} // namespace
+
+TEST_CASE("process_info sees a process tree and its CPU, reaped children included", "[sshd]") {
+  const pid_t self = ::getpid();
+  const double before = sshpool::test::cpu_seconds(self);
+  int go[2];
+  REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    char byte = 0;
+    ::close(go[1]);
+    if (::read(go[0], &byte, 1) == 1)
+      burn_cpu(0.2);
+    ::_exit(0);
+  }
+  ::close(go[0]);
+  auto below = sshpool::test::descendants(self);
+  CHECK(std::find(below.begin(), below.end(), child) != below.end());
+  burn_cpu(0.1);
+  CHECK(::write(go[1], "x", 1) == 1);
+  ::close(go[1]);
+  wait_child(child);
+  // 0.1 s here and 0.2 s in the reaped child, counted in whole clock ticks.
+  CHECK(sshpool::test::cpu_seconds(self) - before >= 0.25);
+  CHECK(sshpool::test::cpu_seconds(child) == 0); // gone
+  CHECK(sshpool::test::tree_cpu_seconds(self) >= sshpool::test::cpu_seconds(self));
 }

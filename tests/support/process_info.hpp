@@ -1,8 +1,13 @@
-// Resource figures of the test process itself, read from /proc, so that tests and benchmarks
-// can check that threads, file descriptors and memory do not leak.
+// Resource figures read from /proc: of the test process itself, so that tests and benchmarks
+// can check that threads, file descriptors and memory do not leak; and of other processes (a
+// process tree, the CPU it used), so that fixtures can stop an sshd's connection processes and
+// benchmarks can say how busy sshd was.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
+#include <vector>
 
 namespace sshpool::test {
 
@@ -15,5 +20,17 @@ std::size_t open_fd_count();
 
 /// Resident set size of this process in bytes (from /proc/self/statm).
 std::size_t rss_bytes();
+
+/// All processes below `root`, from the parent pids in /proc/*/stat.
+std::vector<pid_t> descendants(pid_t root);
+
+/// CPU seconds (user + system) used by `pid` and by its children it has waited for, from
+/// /proc/PID/stat; 0 if it is gone. Summed over a tree at two moments, the difference is the
+/// tree's CPU in between, processes that exited meanwhile included once their parent reaped
+/// them.
+double cpu_seconds(pid_t pid);
+
+/// cpu_seconds() of `root` and of every process below it.
+double tree_cpu_seconds(pid_t root);
 
 } // namespace sshpool::test

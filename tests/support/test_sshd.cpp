@@ -17,7 +17,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -25,6 +24,7 @@
 #include <utility>
 
 #include "support/child_process.hpp"
+#include "support/process_info.hpp"
 #include "support/server_endpoint.hpp"
 
 namespace sshpool::test {
@@ -65,42 +65,6 @@ std::string current_user() {
   if (::getpwuid_r(::geteuid(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr)
     throw std::runtime_error("test_sshd: no passwd entry for uid " + std::to_string(::geteuid()));
   return pw.pw_name;
-}
-
-/// All processes below `root`, from the parent pids in /proc/*/stat.
-std::vector<pid_t> descendants(pid_t root) {
-  std::multimap<pid_t, pid_t> children;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const auto name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
-      continue;
-    std::ifstream in(entry.path() / "stat");
-    std::string stat;
-    if (!std::getline(in, stat))
-      continue; // the process has exited
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    auto close_paren = stat.rfind(')');
-    if (close_paren == std::string::npos)
-      continue;
-    std::istringstream rest(stat.substr(close_paren + 1));
-    char state = 0;
-    pid_t ppid = 0;
-    if (rest >> state >> ppid)
-      children.emplace(ppid, static_cast<pid_t>(std::stol(name)));
-  }
-  std::vector<pid_t> result;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty()) {
-    auto parent = todo.back();
-    todo.pop_back();
-    auto [first, last] = children.equal_range(parent);
-    for (auto i = first; i != last; ++i) {
-      result.push_back(i->second);
-      todo.push_back(i->second);
-    }
-  }
-  return result;
 }
 
 /// Sends SIGTERM (and SIGCONT, for stopped ones) to the processes in `pidfds`, waits for them
