@@ -45,6 +45,7 @@
 #include "actor_sink.hpp"
 #include "deadline_timer.hpp"
 #include "handlers.hpp"
+#include "sink_monitors.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool {
@@ -88,6 +89,7 @@ struct connection_actor_state {
   phase state = phase::created;
   phase state_before_close = phase::created;
   request_map requests;
+  sink_monitors sinks;
   std::deque<std::uint64_t> queue;
   std::size_t on_wire = 0;
   std::uint64_t next_tag = 0;
@@ -192,6 +194,7 @@ request_map::iterator drop(self_ptr self, request_map::iterator i) {
     --st.on_wire;
   }
   ++st.stats.failed_requests;
+  st.sinks.remove(self, i->second.sink);
   return st.requests.erase(i);
 }
 
@@ -242,7 +245,9 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   st.stats.last_used = wall_now();
   st.last_activity = self->clock().now();
   --st.on_wire;
-  st.requests.erase(tag);
+  auto i = st.requests.find(tag);
+  st.sinks.remove(self, i->second.sink);
+  st.requests.erase(i);
   if (st.state == phase::draining)
     ++st.drain.completed_during_drain;
   dispatch(self);
@@ -367,7 +372,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
           return err;
         p.sink = sink;
         p.timeout = timeout;
-        self->monitor(sink);
+        self->state.sinks.add(self, sink);
         return enqueue(self, std::move(p));
       },
       [self](ack_atom, std::uint64_t tag, std::uint64_t bytes) {

@@ -1,5 +1,5 @@
 // The gateway: routing, error mapping and the per-exchange state machine between the front
-// end and the forwarder actors (see gateway.hpp). Header hygiene is in headers.cpp, the
+// end and the bridge actor (see gateway.hpp). Header hygiene is in headers.cpp, the
 // operational endpoints and the stats thread in ops.cpp (the shared state: gateway_impl.hpp).
 //
 // An exchange, on the loop thread:
