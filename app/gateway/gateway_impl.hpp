@@ -141,7 +141,8 @@ private:
   std::unordered_map<std::uint64_t, exchange> exchanges_;
   gateway_metrics metrics_;
   std::uint64_t forwards_in_flight_ = 0;
-  std::uint64_t id_prefix_ = 0;
+  /// Generated request ids: 16 random hex digits and '-', then the counter.
+  std::string id_prefix_;
   std::uint64_t id_counter_ = 0;
 
   /// The drain's report (set by `wait`, read by the loop thread).
