@@ -409,17 +409,12 @@ void take(self_ptr self, work& w) {
   }
 }
 
-/// The call of the stream that sent the current message, if it still runs.
-call* current_call(self_ptr self, std::uint64_t tag) {
-  auto& st = self->state;
+/// The id of the call whose stream sent the current message (0: none, it ended).
+std::uint64_t current_call(self_ptr self, std::uint64_t tag) {
   auto& sender = self->current_sender();
-  if (!sender)
-    return nullptr;
-  auto it = st.streams.find(stream_key{sender->id(), tag});
-  if (it == st.streams.end())
-    return nullptr;
-  auto c = st.calls.find(it->second);
-  return c == st.calls.end() ? nullptr : &c->second;
+  auto it =
+      sender ? self->state.streams.find(stream_key{sender->id(), tag}) : self->state.streams.end();
+  return it == self->state.streams.end() ? 0 : it->second;
 }
 
 /// Returns every kept lease unused for keep_idle or held for max_hold; ticks on while some
@@ -452,6 +447,7 @@ void fail_all(self_ptr self, const error& result) {
       c.listener->on_end(result);
   }
   st.calls.clear();
+  st.streams.clear();
   for (auto& [user, u] : st.users)
     for (auto& k : u.kept)
       release(self, k.held.granted);
@@ -513,35 +509,30 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
       },
       [self](keep_tick_atom) { look_at_kept(self); },
       [self](head_atom, std::uint64_t tag, response& head) {
-        call* c = current_call(self, tag);
-        if (c == nullptr)
+        auto id = current_call(self, tag);
+        if (id == 0)
           return;
-        c->body_left = content_length(head);
-        bool whole = has_no_body(c->head_request, head.status) || c->body_left == 0u;
-        if (!c->cancelled)
-          c->listener->on_head(std::move(head));
+        auto& c = self->state.calls.at(id);
+        c.body_left = content_length(head);
+        bool whole = has_no_body(c.head_request, head.status) || c.body_left == 0u;
+        c.listener->on_head(std::move(head));
         if (whole)
-          body_complete(self, *c); // the head is the whole response
+          body_complete(self, c); // the head is the whole response
       },
       [self](chunk_atom, std::uint64_t tag, std::string& data) {
-        call* c = current_call(self, tag);
-        if (c == nullptr)
+        auto id = current_call(self, tag);
+        if (id == 0)
           return;
-        if (c->body_left)
-          *c->body_left -= std::min<std::uint64_t>(*c->body_left, data.size());
-        if (!c->cancelled)
-          c->listener->on_chunk(std::move(data));
-        if (c->body_left == 0u)
-          body_complete(self, *c); // the client has the whole body with this chunk
+        auto& c = self->state.calls.at(id);
+        if (c.body_left)
+          *c.body_left -= std::min<std::uint64_t>(*c.body_left, data.size());
+        c.listener->on_chunk(std::move(data));
+        if (c.body_left == 0u)
+          body_complete(self, c); // the client has the whole body with this chunk
       },
       [self](end_atom, std::uint64_t tag, caf::error& err) {
-        auto& st = self->state;
-        auto& sender = self->current_sender();
-        if (!sender)
-          return;
-        auto it = st.streams.find(stream_key{sender->id(), tag});
-        if (it != st.streams.end())
-          end_call(self, it->second, err ? from_caf_error(err, errc::connection_lost) : error{});
+        if (auto id = current_call(self, tag); id != 0)
+          end_call(self, id, err ? from_caf_error(err, errc::connection_lost) : error{});
       },
   };
 }
