@@ -16,12 +16,14 @@
 //                                                                   done
 //
 // A lease:
-//                acquire_atom                 the call ends, or has its whole body
-//   the pool ────────────────► held by a call ──────────────────────────────► the user's next
-//      ▲                          ▲      │                                    queued call, or kept
-//      │                          └──────┼──── a new call of the user takes it ◄──┘ │
-//      │  release_atom: kept unused for keep_idle, or held since its grant for      │
-//      └─ max_hold, or its connection refused a stream or went down ◄───────────────┘
+//               acquire_atom                   its call ends, or has its whole body: to the
+//   the pool ─────────────────► held by a call ─► user's first queued call (held again),
+//      ▲                            ▲             else kept
+//      │                            │                  │
+//      │                            └── a new call of ─┤
+//      │                                the user       │
+//      └─ release_atom: kept and unused for keep_idle ─┘ (or, as its call ends, held since
+//         its grant for max_hold; or its connection refused a stream or went down)
 //
 // Leases are kept per user, not per client connection: a lease freed by one request serves
 // the user's next one, whichever client sent it, so no acquire and no release per request
