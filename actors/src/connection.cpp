@@ -235,7 +235,7 @@ void maybe_finish_drain(self_ptr self) {
     shut_down(self, error{errc::shutting_down, "drained"}, false);
 }
 
-void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
+void finish(self_ptr self, request_map::iterator i, const transfer_info& info) {
   auto& st = self->state;
   st.stats.bytes_in += info.bytes_in;
   st.stats.bytes_out += info.bytes_out;
@@ -245,7 +245,6 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   st.stats.last_used = wall_now();
   st.last_activity = self->clock().now();
   --st.on_wire;
-  auto i = st.requests.find(tag);
   st.sinks.remove(self, i->second.sink);
   st.requests.erase(i);
   if (st.state == phase::draining)
@@ -516,7 +515,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
           res.id = std::move(i->second.request_id);
           i->second.rp.deliver(std::move(res));
         }
-        finish(self, tag, info);
+        finish(self, i, info);
       },
       [self](result_atom, std::uint64_t tag, const caf::error& err, transfer_info info) {
         auto& st = self->state;
@@ -532,7 +531,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
                   "request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
                   self->id(), st.user, elapsed_us(self, i->second), failure.to_string());
         end_request(self, i->second, tag, err);
-        finish(self, tag, info);
+        finish(self, i, info);
       },
       [self](lost_atom, const caf::error& reason) {
         shut_down(self, from_caf_error(reason, errc::connection_lost), true);
