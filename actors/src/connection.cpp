@@ -45,6 +45,7 @@
 #include "actor_sink.hpp"
 #include "deadline_timer.hpp"
 #include "handlers.hpp"
+#include "sink_monitors.hpp"
 #include "sshpool/ssh/log.hpp"
 
 namespace sshpool {
@@ -88,6 +89,7 @@ struct connection_actor_state {
   phase state = phase::created;
   phase state_before_close = phase::created;
   request_map requests;
+  sink_monitors sinks;
   std::deque<std::uint64_t> queue;
   std::size_t on_wire = 0;
   std::uint64_t next_tag = 0;
@@ -192,6 +194,7 @@ request_map::iterator drop(self_ptr self, request_map::iterator i) {
     --st.on_wire;
   }
   ++st.stats.failed_requests;
+  st.sinks.remove(self, i->second.sink);
   return st.requests.erase(i);
 }
 
@@ -232,7 +235,7 @@ void maybe_finish_drain(self_ptr self) {
     shut_down(self, error{errc::shutting_down, "drained"}, false);
 }
 
-void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
+void finish(self_ptr self, request_map::iterator i, const transfer_info& info) {
   auto& st = self->state;
   st.stats.bytes_in += info.bytes_in;
   st.stats.bytes_out += info.bytes_out;
@@ -242,7 +245,8 @@ void finish(self_ptr self, std::uint64_t tag, const transfer_info& info) {
   st.stats.last_used = wall_now();
   st.last_activity = self->clock().now();
   --st.on_wire;
-  st.requests.erase(tag);
+  st.sinks.remove(self, i->second.sink);
+  st.requests.erase(i);
   if (st.state == phase::draining)
     ++st.drain.completed_during_drain;
   dispatch(self);
@@ -367,7 +371,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
           return err;
         p.sink = sink;
         p.timeout = timeout;
-        self->monitor(sink);
+        self->state.sinks.add(self, sink);
         return enqueue(self, std::move(p));
       },
       [self](ack_atom, std::uint64_t tag, std::uint64_t bytes) {
@@ -511,7 +515,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
           res.id = std::move(i->second.request_id);
           i->second.rp.deliver(std::move(res));
         }
-        finish(self, tag, info);
+        finish(self, i, info);
       },
       [self](result_atom, std::uint64_t tag, const caf::error& err, transfer_info info) {
         auto& st = self->state;
@@ -527,7 +531,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
                   "request '{}' on #{} of '{}' failed after {} us: {}", i->second.request_id,
                   self->id(), st.user, elapsed_us(self, i->second), failure.to_string());
         end_request(self, i->second, tag, err);
-        finish(self, tag, info);
+        finish(self, i, info);
       },
       [self](lost_atom, const caf::error& reason) {
         shut_down(self, from_caf_error(reason, errc::connection_lost), true);

@@ -1,5 +1,5 @@
 // The gateway: routing, error mapping and the per-exchange state machine between the front
-// end and the forwarder actors (see gateway.hpp). Header hygiene is in headers.cpp, the
+// end and the bridge actor (see gateway.hpp). Header hygiene is in headers.cpp, the
 // operational endpoints and the stats thread in ops.cpp (the shared state: gateway_impl.hpp).
 //
 // An exchange, on the loop thread:
@@ -14,6 +14,7 @@
 #include "gateway/gateway.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <stdexcept>
 #include <system_error>
@@ -126,7 +127,10 @@ gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
   }
   bridge_ = std::make_unique<upstream_bridge>(*engine_);
   std::random_device rd;
-  id_prefix_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  char prefix[24];
+  std::snprintf(prefix, sizeof prefix, "%016llx-",
+                static_cast<unsigned long long>((static_cast<std::uint64_t>(rd()) << 32) ^ rd()));
+  id_prefix_ = prefix;
   http_server::options opts;
   opts.bind = cfg_.listen_host;
   opts.port = cfg_.listen_port;
@@ -262,9 +266,10 @@ void gateway::impl::on_request(http_request req) {
   out.headers = end_to_end(std::move(req.headers),
                            {"host", "content-length", "expect", "x-user-id", "x-request-id"});
   out.headers.emplace_back("X-Request-Id", ex.request_id);
-  log_event(level_enum::debug, "forwarding",
-            {field("request_id", ex.request_id), field("user", ex.user), field("method", ex.method),
-             field("path", ex.path)});
+  if (log_enabled(level_enum::debug))
+    log_event(level_enum::debug, "forwarding",
+              {field("request_id", ex.request_id), field("user", ex.user),
+               field("method", ex.method), field("path", ex.path)});
   auto listener = std::make_shared<exchange_listener>(server_->queue(), this, id);
   ex.call = bridge_->start(user, std::move(out), std::move(listener));
   ex.forwarding = true;
@@ -312,18 +317,13 @@ void gateway::impl::on_done(std::uint64_t id, bool complete, std::uint64_t bytes
   if (ex.counted)
     metrics_.count(ex.status, ex.code, latency);
   bool failed = ex.status >= 500 || (ex.code != "ok" && ex.status < 400);
-  std::initializer_list<log_field> fields = {field("request_id", ex.request_id),
-                                             field("user", ex.user.empty() ? "-" : ex.user),
-                                             field("method", ex.method),
-                                             field("path", ex.path),
-                                             field("status", ex.status),
-                                             field("code", ex.code),
-                                             field_fixed3("latency_ms", millis(latency)),
-                                             field("bytes", bytes_sent)};
-  log_event(!ex.counted ? level_enum::debug
-            : failed    ? level_enum::warn
-                        : level_enum::info,
-            "request", fields);
+  auto level = !ex.counted ? level_enum::debug : failed ? level_enum::warn : level_enum::info;
+  if (log_enabled(level)) // the fields cost more than the rest of this function
+    log_event(level, "request",
+              {field("request_id", ex.request_id), field("user", ex.user.empty() ? "-" : ex.user),
+               field("method", ex.method), field("path", ex.path), field("status", ex.status),
+               field("code", ex.code), field_fixed3("latency_ms", millis(latency)),
+               field("bytes", bytes_sent)});
   exchanges_.erase(it);
 }
 
@@ -394,10 +394,9 @@ void gateway::impl::end_forwarding(exchange& ex) {
 }
 
 std::string gateway::impl::new_request_id() {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%016llx-%llu", static_cast<unsigned long long>(id_prefix_),
-                static_cast<unsigned long long>(++id_counter_));
-  return buf;
+  std::string id = id_prefix_;
+  net::append_number(id, ++id_counter_);
+  return id;
 }
 
 response_head gateway::impl::error_head(const exchange& ex, int status) {

@@ -6,7 +6,7 @@
 // /healthz, /readyz, /metrics and /stats are answered by the gateway itself.
 //
 // Threads: the front end's loop thread runs all routing and exchange state; the engine's
-// CAF threads run the forwarder actors, which post their events to the loop; a small
+// CAF threads run the bridge actor, which posts each request's events to the loop; a small
 // stats thread reads the pool and cleanup figures when /metrics or /stats asks (those
 // engine calls block, so they must not run on the loop, where they would stall every
 // client, nor on a CAF thread) and posts the answer back; concurrent scrapes share one

@@ -1,7 +1,7 @@
 // The gateway's implementation (private to gateway/): the state of every exchange and the
 // handler of the front end's events. Its parts:
 //   gateway.cpp   construction and shutdown, routing (user, path, errors), the exchanges'
-//                 state machine between the front end and the forwarders;
+//                 state machine between the front end and the bridge actor;
 //   headers.cpp   header hygiene (hop-by-hop fields, request ids);
 //   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread.
 //
@@ -49,7 +49,7 @@ public:
   void on_body_sent(std::uint64_t id, std::size_t bytes) override;
   void on_done(std::uint64_t id, bool complete, std::uint64_t bytes_sent) override;
 
-  // -- upstream events (loop thread, posted by the forwarders) --------------------------------
+  // -- upstream events (loop thread, posted by the bridge) ------------------------------------
   void upstream_head(std::uint64_t id, response res);
   void upstream_chunk(std::uint64_t id, std::string data);
   void upstream_end(std::uint64_t id, error result);
@@ -74,12 +74,12 @@ private:
     /// Counted in sshpool_gateway_requests_total (operational endpoints are not).
     bool counted = true;
     std::unique_ptr<upstream_call> call;
-    /// The forwarder runs (acks and cancellation go to it).
+    /// The request is with the bridge (acks and cancellation go to it).
     bool forwarding = false;
     bool head_sent = false;
   };
 
-  /// Posts a forwarder's events to the loop thread.
+  /// Posts the bridge's events of one exchange to the loop thread.
   class exchange_listener final : public upstream_listener {
   public:
     exchange_listener(std::shared_ptr<loop_queue> queue, impl* gw, std::uint64_t id)
@@ -141,7 +141,8 @@ private:
   std::unordered_map<std::uint64_t, exchange> exchanges_;
   gateway_metrics metrics_;
   std::uint64_t forwards_in_flight_ = 0;
-  std::uint64_t id_prefix_ = 0;
+  /// Generated request ids: 16 random hex digits and '-', then the counter.
+  std::string id_prefix_;
   std::uint64_t id_counter_ = 0;
 
   /// The drain's report (set by `wait`, read by the loop thread).

@@ -2,7 +2,8 @@
 #include "gateway/headers.hpp"
 
 #include <algorithm>
-#include <unordered_set>
+#include <iterator>
+#include <vector>
 
 #include "sshpool/text.hpp"
 
@@ -13,10 +14,13 @@ namespace {
 /// Longest accepted X-Request-Id.
 constexpr std::size_t max_request_id = 128;
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) plus those named in `Connection`, lower-case.
-std::unordered_set<std::string> hop_by_hop(const header_list& headers) {
-  std::unordered_set<std::string> names = {"connection", "keep-alive", "transfer-encoding",
+/// Hop-by-hop headers (RFC 9110 7.6.1), besides Proxy-* and those Connection names.
+constexpr std::string_view hop_by_hop[] = {"connection", "keep-alive", "transfer-encoding",
                                            "te",         "trailer",    "upgrade"};
+
+/// The field names that the Connection fields of `headers` list (none: no allocation).
+std::vector<std::string> named_by_connection(const header_list& headers) {
+  std::vector<std::string> names;
   for (auto& [name, value] : headers) {
     if (!text::iequals(name, "connection"))
       continue;
@@ -25,22 +29,30 @@ std::unordered_set<std::string> hop_by_hop(const header_list& headers) {
       auto comma = rest.find(',');
       auto token = text::trim(rest.substr(0, comma));
       if (!token.empty())
-        names.insert(text::lower(token));
+        names.emplace_back(token);
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     }
   }
   return names;
 }
 
+/// Whether `name` is one of `names`, ignoring ASCII case.
+template <class Names>
+bool listed(std::string_view name, const Names& names) {
+  return std::any_of(std::begin(names), std::end(names),
+                     [name](std::string_view n) { return text::iequals(name, n); });
+}
+
 } // namespace
 
+// Called twice per forwarded request (request and response): names are compared in place,
+// ignoring case, with nothing allocated unless a Connection field names others.
 header_list end_to_end(header_list headers, std::initializer_list<std::string_view> also_drop) {
-  auto drop = hop_by_hop(headers);
-  for (auto name : also_drop)
-    drop.emplace(name);
+  auto named = named_by_connection(headers);
   auto hop = [&](const auto& header) {
-    auto key = text::lower(header.first);
-    return drop.count(key) != 0 || key.rfind("proxy-", 0) == 0;
+    std::string_view name = header.first;
+    return listed(name, hop_by_hop) || listed(name, also_drop) || listed(name, named) ||
+           (name.size() >= 6 && text::iequals(name.substr(0, 6), "proxy-"));
   };
   headers.erase(std::remove_if(headers.begin(), headers.end(), hop), headers.end());
   return headers;

@@ -1,34 +1,57 @@
-// The forwarder actor: one per forwarded request, event-based, never blocking.
+// The bridge actor: every request the gateway forwards goes through this one event-based
+// actor (no actor per request), which never blocks.
 //
-//            acquire_atom → lease        stream_atom → tag
-//   leasing ─────────────────────► opening ─────────────────► streaming ── end_atom ──► done
-//      │ error                        │ error                    │  head_atom, chunk_atom:
-//      │                              │                          │  to the listener;
-//      ▼                              ▼                          │  ack_atom (from the front
-//    done: on_end(error)           done: on_end(error),          │  end): to the connection
-//                                  release                       │ cancel_atom / connection down
-//                                                                ▼
-//                                                    done: release (a cancelled stream is
-//                                                    cancelled at the connection: cancel_atom)
+// A request (a `call`):
 //
-// `done` always releases a held lease (release_atom to the supervisor) and quits. A
-// cancel_atom (the client went away) that arrives while leasing is remembered: the lease is
-// released as soon as it arrives (quitting earlier would lose it); one that arrives before
-// the stream's id is known leaves the stream to the connection, which abandons it once this
-// actor is gone. The actor monitors its connection, so a connection actor that dies without
-// ending the stream still ends it here.
+//            a kept lease of its user,                stream_atom
+//            or one the pool granted                  → stream id
+//   queued ───────────────────────────────► opening ─────────────► streaming ── end_atom ──► done
+//     │ acquire_atom fails                    │ refused               │ head_atom, chunk_atom: to
+//     ▼                                       ▼                       │ the listener; acks from the
+//   done: on_end(error)                     done: on_end(error),      │ front end: ack_atom
+//                                           lease back to the pool    │ connection down: on_end
+//                                                                     │ (connection_lost)
+//   cancel (the client left): queued: forgotten; opening: cancelled   │ cancel: cancel_atom, the
+//   once its stream id arrives; streaming: cancel_atom at once        ▼ lease to the next call
+//                                                                   done
+//
+// A lease:
+//               acquire_atom                   its call ends, or has its whole body: to the
+//   the pool ─────────────────► held by a call ─► user's first queued call (held again),
+//      ▲                            ▲             else kept
+//      │                            │                  │
+//      │                            └── a new call of ─┤
+//      │                                the user       │
+//      └─ release_atom: kept and unused for keep_idle ─┘ (or, as its call ends, held since
+//         its grant for max_hold; or its connection refused a stream or went down)
+//
+// Leases are kept per user, not per client connection: a lease freed by one request serves
+// the user's next one, whichever client sent it, so no acquire and no release per request
+// (the pool's FIFO would otherwise see them all), and an idle keep-alive client holds
+// nothing. Calls that wait for a lease wait here, in order, and take the first one freed or
+// granted; an acquire is asked only for a waiting call that no acquire in flight covers.
+// Kept leases go back within keep_idle + keep_tick once the user's requests stop, and every
+// lease at least once per max_hold, so that the pool still balances connections, ends them
+// at their lifetime and evicts idle ones; the pool's metrics count kept leases as leases.
 //
 // A response whose end the client can tell by itself (a body of Content-Length bytes, or
-// none: HEAD, 204, 304) has its lease released before its last bytes go to the listener,
-// not at end_atom: a client that sends its next request as soon as it has the response
-// would otherwise find the lease still held and the pool would open another connection.
-// The stream itself still ends with end_atom.
+// none: HEAD, 204, 304) frees its lease when the bridge has it all, not at end_atom: the
+// client's next request would otherwise find no lease free and ask the pool for another.
+//
+// The connection monitors this actor as the sink of its streams, and the bridge monitors
+// each connection it streams from, so a connection actor that dies without ending its
+// streams still ends them here. Work from the front end (new requests, acknowledgements,
+// cancellations) comes through `intake`, a queue that wakes the bridge once per batch.
 #include "gateway/upstream.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -41,46 +64,142 @@ namespace sshpool::gateway {
 
 namespace {
 
-/// The forwarder: a stream sink, plus the front end's acknowledgements and cancellation.
-using forwarder_actor =
-    stream_sink_actor::extend<caf::reacts_to<ack_atom, std::uint64_t>, caf::reacts_to<cancel_atom>>;
+/// The front end queued work for the bridge (see `intake`).
+using intake_atom = caf::atom_constant<caf::atom("sp_gwtake")>;
+constexpr intake_atom intake_atom_v{};
+/// The bridge's periodic look at its kept leases.
+using keep_tick_atom = caf::atom_constant<caf::atom("sp_gwkeep")>;
+constexpr keep_tick_atom keep_tick_atom_v{};
 
-/// Where forwarders register while they run (so the bridge can stop them).
-struct registry {
-  std::mutex mutex;
-  std::unordered_map<caf::actor_id, caf::actor> live;
+using time_point = caf::actor_clock::time_point;
+
+/// A kept lease goes back to the pool once unused for this long,
+constexpr caf::timespan keep_idle = std::chrono::milliseconds(100);
+/// and, at the latest, at the first end after it was held this long since its grant.
+constexpr caf::timespan max_hold = std::chrono::seconds(1);
+/// Period of the look at the kept leases, while there are some.
+constexpr caf::timespan keep_tick = std::chrono::milliseconds(50);
+
+/// The bridge: the sink of every stream, woken by its intake and its tick.
+using bridge_actor =
+    stream_sink_actor::extend<caf::reacts_to<intake_atom>, caf::reacts_to<keep_tick_atom>>;
+
+/// What the front end asks of the bridge.
+struct work {
+  enum class kind { start, ack, cancel };
+  kind what = kind::start;
+  std::uint64_t call = 0;
+  std::uint64_t bytes = 0;
+  std::string user;
+  request req;
+  std::shared_ptr<upstream_listener> listener;
 };
 
-struct forwarder_state {
-  static inline const char* name = "sshpool.gateway.forwarder";
-  supervisor_actor supervisor;
-  std::string user;
+/// Work from the front end's thread, taken by the bridge in batches: one intake_atom wakes
+/// it when the queue turns non-empty.
+struct intake {
+  std::mutex mutex;
+  std::vector<work> items;
+  bridge_actor bridge;
+  /// The bridge is gone: nothing more is taken.
+  bool closed = false;
+
+  /// Queues `w`; false if the bridge is gone.
+  bool post(work w) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> guard{mutex};
+      if (closed)
+        return false;
+      items.push_back(std::move(w));
+      wake = items.size() == 1;
+    }
+    if (wake)
+      caf::anon_send(bridge, intake_atom_v);
+    return true;
+  }
+};
+
+/// A lease and when the pool granted it.
+struct held_lease {
+  lease granted;
+  time_point since;
+};
+
+/// A lease kept for the next request of its user.
+struct kept_lease {
+  held_lease held;
+  time_point unused_since;
+};
+
+/// One forwarded request. Queued: no lease and no stream id; opening: a lease, no stream
+/// id; streaming: a stream id (its lease freed once the whole body is here).
+struct call {
+  /// The request, until sent.
+  request req;
   std::shared_ptr<upstream_listener> listener;
-  std::optional<lease> held;
-  /// The leased connection (kept after an early release, for acks and its down_msg).
+  std::optional<held_lease> held;
   connection_actor connection;
+  std::uint64_t tag = 0;
   bool head_request = false;
   /// Body bytes still to come when the head gave a Content-Length.
   std::optional<std::uint64_t> body_left;
-  /// The stream's tag (from the stream_atom reply or its first event).
-  std::uint64_t tag = 0;
-  bool ended = false;
+  /// The client left while the stream was being opened: cancelled as its id arrives.
   bool cancelled = false;
 };
 
-using self_ptr = forwarder_actor::stateful_pointer<forwarder_state>;
+/// A call waiting for a lease, and since when.
+struct queued_call {
+  std::uint64_t id;
+  time_point since;
+};
 
-void release(self_ptr self) {
-  auto& st = self->state;
-  if (st.held) {
-    caf::anon_send(st.supervisor, release_atom_v, st.user, *st.held);
-    st.held.reset();
+/// A user's calls waiting for a lease (in order; cancelled ones are skipped), the acquires
+/// in flight, the kept leases.
+struct user_leases {
+  std::deque<queued_call> queued;
+  std::size_t asked = 0;
+  std::vector<kept_lease> kept;
+};
+
+/// A stream: its connection's actor id and the connection's stream id.
+struct stream_key {
+  caf::actor_id connection;
+  std::uint64_t tag;
+  bool operator==(const stream_key& other) const noexcept {
+    return connection == other.connection && tag == other.tag;
   }
-}
+};
 
-void release_and_quit(self_ptr self) {
-  release(self);
-  self->quit();
+struct stream_key_hash {
+  std::size_t operator()(const stream_key& k) const noexcept {
+    return std::hash<std::uint64_t>{}(k.connection * 0x9e3779b97f4a7c15ull ^ k.tag);
+  }
+};
+
+struct bridge_state {
+  static inline const char* name = "sshpool.gateway.bridge";
+  supervisor_actor supervisor;
+  caf::timespan idle_timeout{0};
+  caf::timespan acquire_timeout{0};
+  std::shared_ptr<intake> in;
+  /// The intake's batch being handled (its capacity is reused).
+  std::vector<work> batch;
+  std::unordered_map<std::uint64_t, call> calls;
+  std::unordered_map<stream_key, std::uint64_t, stream_key_hash> streams;
+  std::unordered_map<std::string, user_leases> users;
+  /// Connections monitored: those that carried a stream.
+  std::unordered_set<caf::actor_id> monitored;
+  bool tick_armed = false;
+};
+
+using self_ptr = bridge_actor::stateful_pointer<bridge_state>;
+
+void open_stream(self_ptr self, std::uint64_t id, held_lease held);
+void acquire(self_ptr self, const std::string& user);
+
+void release(self_ptr self, const lease& l) {
+  caf::anon_send(self->state.supervisor, release_atom_v, l.user, l);
 }
 
 /// The Content-Length of `head`, if it has one plain decimal value.
@@ -89,39 +208,284 @@ std::optional<std::uint64_t> content_length(const response& head) {
   return value == nullptr ? std::nullopt : net::parse_unsigned(*value);
 }
 
-/// Releases, reports the end (unless cancelled: nobody listens then), quits. The release
-/// goes first: the supervisor's mailbox is FIFO, so a request that the client sends once it
-/// has seen the end finds the lease back in the pool (instead of opening a new connection).
-void finish(self_ptr self, error result) {
+void arm_tick(self_ptr self) {
   auto& st = self->state;
-  release(self);
-  if (!st.ended && !st.cancelled)
-    st.listener->on_end(std::move(result));
-  st.ended = true;
-  self->quit();
+  if (st.tick_armed)
+    return;
+  st.tick_armed = true;
+  self->delayed_send(self, keep_tick, keep_tick_atom_v);
 }
 
-forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, std::string user,
-                                         request req, caf::timespan idle_timeout,
-                                         std::shared_ptr<upstream_listener> listener,
-                                         std::shared_ptr<registry> reg) {
-  auto& st = self->state;
-  st.supervisor = sup;
-  st.user = user;
-  st.listener = std::move(listener);
-  st.head_request = req.method == "HEAD";
-  {
-    std::lock_guard<std::mutex> guard{reg->mutex};
-    reg->live.emplace(self->id(), caf::actor_cast<caf::actor>(self));
+/// Drops the cancelled calls at the head of `u`'s queue; false if none is left.
+bool first_queued(self_ptr self, user_leases& u) {
+  while (!u.queued.empty() && self->state.calls.count(u.queued.front().id) == 0)
+    u.queued.pop_front();
+  return !u.queued.empty();
+}
+
+/// A lease no call uses any more: back to the pool once held for max_hold (an acquire then
+/// covers each queued call), else to the user's first queued call, else kept.
+void free_lease(self_ptr self, held_lease held) {
+  auto& u = self->state.users[held.granted.user];
+  auto now = self->clock().now();
+  if (now - held.since >= max_hold) {
+    release(self, held.granted);
+    if (first_queued(self, u) && u.asked < u.queued.size())
+      acquire(self, held.granted.user);
+    return;
   }
-  self->attach_functor([reg, id = self->id()] {
-    std::lock_guard<std::mutex> guard{reg->mutex};
-    reg->live.erase(id);
+  if (first_queued(self, u)) {
+    auto id = u.queued.front().id;
+    u.queued.pop_front();
+    open_stream(self, id, std::move(held));
+    return;
+  }
+  u.kept.push_back(kept_lease{std::move(held), now});
+  arm_tick(self);
+}
+
+/// Returns the kept leases of connection `cid` to the pool (it refused a stream or is gone).
+void drop_kept(self_ptr self, caf::actor_id cid) {
+  for (auto& [user, u] : self->state.users) {
+    auto gone = std::stable_partition(u.kept.begin(), u.kept.end(), [cid](const kept_lease& k) {
+      return k.held.granted.connection.id() != cid;
+    });
+    for (auto i = gone; i != u.kept.end(); ++i)
+      release(self, i->held.granted);
+    u.kept.erase(gone, u.kept.end());
+  }
+}
+
+/// Ends call `id` and forgets it: its lease is freed first, then its listener hears the end
+/// (unless the client left).
+void end_call(self_ptr self, std::uint64_t id, error result) {
+  auto& st = self->state;
+  auto it = st.calls.find(id);
+  if (it == st.calls.end())
+    return;
+  call c = std::move(it->second);
+  st.calls.erase(it);
+  if (c.tag != 0)
+    st.streams.erase(stream_key{c.connection.id(), c.tag});
+  if (c.held)
+    free_lease(self, std::move(*c.held));
+  if (!c.cancelled)
+    c.listener->on_end(std::move(result));
+}
+
+/// The call's whole body is here: its lease serves the next call.
+void body_complete(self_ptr self, call& c) {
+  if (!c.held)
+    return;
+  auto held = std::move(*c.held);
+  c.held.reset();
+  free_lease(self, std::move(held));
+}
+
+/// The call's stream was refused (the connection is draining, closing or gone): its lease
+/// goes back to the pool, with the other kept leases of that connection.
+void stream_refused(self_ptr self, std::uint64_t id, const caf::error& err) {
+  auto& st = self->state;
+  auto it = st.calls.find(id);
+  if (it == st.calls.end())
+    return;
+  auto& c = it->second;
+  if (c.held) {
+    release(self, c.held->granted);
+    drop_kept(self, c.connection.id());
+    c.held.reset();
+  }
+  end_call(self, id, from_caf_error(err, errc::connection_lost));
+}
+
+void stream_opened(self_ptr self, std::uint64_t id, std::uint64_t tag) {
+  auto& st = self->state;
+  auto it = st.calls.find(id);
+  if (it == st.calls.end())
+    return; // its connection went down meanwhile
+  auto& c = it->second;
+  c.tag = tag;
+  st.streams.emplace(stream_key{c.connection.id(), tag}, id);
+  if (c.cancelled) {
+    self->send(c.connection, cancel_atom_v, tag); // its channel closes now
+    end_call(self, id, error{});
+  }
+}
+
+/// Sends call `id`'s request on the leased connection.
+void open_stream(self_ptr self, std::uint64_t id, held_lease held) {
+  auto& st = self->state;
+  auto& c = st.calls.at(id);
+  c.connection = held.granted.connection;
+  c.held = std::move(held);
+  if (st.monitored.insert(c.connection.id()).second)
+    self->monitor(c.connection);
+  self->request(c.connection, caf::infinite, stream_atom_v, std::move(c.req), st.idle_timeout,
+                caf::actor_cast<stream_sink_actor>(self))
+      .then([self, id](std::uint64_t tag) { stream_opened(self, id, tag); },
+            [self, id](caf::error& err) { stream_refused(self, id, err); });
+}
+
+/// An acquire failed: the first queued call fails with its error, unless the acquire timed
+/// out (pool_exhausted after acquire_timeout) while that call has waited for less: the
+/// acquire was asked for an earlier call, which a freed lease served meanwhile; one is
+/// asked again for this call.
+void acquire_failed(self_ptr self, const std::string& user, const caf::error& err,
+                    time_point asked_at) {
+  auto& st = self->state;
+  auto& u = st.users[user];
+  --u.asked;
+  if (!first_queued(self, u))
+    return;
+  auto failure = from_caf_error(err, errc::shutting_down);
+  auto now = self->clock().now();
+  if (failure.code() == errc::pool_exhausted && now - asked_at >= st.acquire_timeout &&
+      now - u.queued.front().since < st.acquire_timeout) {
+    acquire(self, user);
+    return;
+  }
+  auto id = u.queued.front().id;
+  u.queued.pop_front();
+  end_call(self, id, std::move(failure));
+}
+
+/// Asks the pool for one more lease of `user`; it goes to the first queued call then.
+void acquire(self_ptr self, const std::string& user) {
+  ++self->state.users[user].asked;
+  // No CAF timeout (each would wake CAF's clock thread): the pool answers an acquire within
+  // acquire_timeout + connect_timeout.
+  self->request(self->state.supervisor, caf::infinite, acquire_atom_v, user)
+      .then(
+          [self, user](lease& l) {
+            --self->state.users[user].asked;
+            free_lease(self, held_lease{std::move(l), self->clock().now()});
+          },
+          [self, user, asked_at = self->clock().now()](caf::error& err) {
+            acquire_failed(self, user, err, asked_at);
+          });
+}
+
+/// A new call: a kept lease of its user (the most recently used), else in the queue.
+void route(self_ptr self, std::uint64_t id, const std::string& user) {
+  auto& u = self->state.users[user];
+  if (!u.kept.empty()) {
+    auto held = std::move(u.kept.back().held);
+    u.kept.pop_back();
+    open_stream(self, id, std::move(held));
+    return;
+  }
+  u.queued.push_back(queued_call{id, self->clock().now()});
+  if (u.asked < u.queued.size())
+    acquire(self, user);
+}
+
+void take(self_ptr self, work& w) {
+  auto& st = self->state;
+  auto it = st.calls.find(w.call);
+  switch (w.what) {
+  case work::kind::start: {
+    call c;
+    c.head_request = w.req.method == "HEAD";
+    c.req = std::move(w.req);
+    c.listener = std::move(w.listener);
+    st.calls.emplace(w.call, std::move(c));
+    route(self, w.call, w.user);
+    break;
+  }
+  case work::kind::ack:
+    // Nothing to acknowledge once the whole body is here: the stream ends by itself.
+    if (it != st.calls.end() && it->second.tag != 0 && it->second.body_left != 0u)
+      self->send(it->second.connection, ack_atom_v, it->second.tag, w.bytes);
+    break;
+  case work::kind::cancel:
+    if (it == st.calls.end())
+      break;
+    it->second.cancelled = true;
+    if (!it->second.held && it->second.tag == 0)
+      st.calls.erase(it); // queued: skipped when its turn comes
+    else if (it->second.tag != 0) {
+      self->send(it->second.connection, cancel_atom_v, it->second.tag);
+      end_call(self, w.call, error{});
+    }
+    break;
+  }
+}
+
+/// The id of the call whose stream sent the current message (0: none, it ended).
+std::uint64_t current_call(self_ptr self, std::uint64_t tag) {
+  auto& sender = self->current_sender();
+  auto it =
+      sender ? self->state.streams.find(stream_key{sender->id(), tag}) : self->state.streams.end();
+  return it == self->state.streams.end() ? 0 : it->second;
+}
+
+/// Returns every kept lease unused for keep_idle or held for max_hold; ticks on while some
+/// are kept.
+void look_at_kept(self_ptr self) {
+  auto& st = self->state;
+  st.tick_armed = false;
+  auto now = self->clock().now();
+  bool any = false;
+  for (auto& [user, u] : st.users) {
+    auto gone = std::stable_partition(u.kept.begin(), u.kept.end(), [now](const kept_lease& k) {
+      return now - k.unused_since < keep_idle && now - k.held.since < max_hold;
+    });
+    for (auto i = gone; i != u.kept.end(); ++i)
+      release(self, i->held.granted);
+    u.kept.erase(gone, u.kept.end());
+    any = any || !u.kept.empty();
+  }
+  if (any)
+    arm_tick(self);
+}
+
+/// Ends every call with `result` and returns every lease (the bridge fails).
+void fail_all(self_ptr self, const error& result) {
+  auto& st = self->state;
+  for (auto& [id, c] : st.calls) {
+    if (c.held)
+      release(self, c.held->granted);
+    if (!c.cancelled)
+      c.listener->on_end(result);
+  }
+  st.calls.clear();
+  st.streams.clear();
+  for (auto& [user, u] : st.users)
+    for (auto& k : u.kept)
+      release(self, k.held.granted);
+  st.users.clear();
+}
+
+bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::timespan idle_timeout,
+                                   caf::timespan acquire_timeout, std::shared_ptr<intake> in) {
+  auto& st = self->state;
+  st.supervisor = std::move(sup);
+  st.idle_timeout = idle_timeout;
+  st.acquire_timeout = acquire_timeout;
+  st.in = std::move(in);
+  self->attach_functor([in = st.in] {
+    std::lock_guard<std::mutex> guard{in->mutex};
+    in->closed = true;
+    in->items.clear();
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
-    if (st.connection && dm.source == st.connection.address())
-      finish(self, error{errc::connection_lost, "the SSH connection ended during the stream"});
+    auto cid = dm.source.id();
+    st.monitored.erase(cid);
+    drop_kept(self, cid);
+    std::vector<std::uint64_t> lost;
+    for (auto& [id, c] : st.calls)
+      if (c.connection && c.connection.id() == cid)
+        lost.push_back(id);
+    for (auto id : lost) {
+      auto& c = st.calls.at(id);
+      if (c.held) {
+        release(self, c.held->granted);
+        c.held.reset();
+      }
+      end_call(self, id,
+               error{errc::connection_lost, "the SSH connection ended during the stream"});
+    }
   });
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     std::string what = "unknown exception";
@@ -131,132 +495,104 @@ forwarder_actor::behavior_type forwarder(self_ptr self, supervisor_actor sup, st
       what = e.what();
     } catch (...) {
     }
-    auto& st = self->state;
-    if (!st.ended && !st.cancelled)
-      st.listener->on_end(error{errc::internal, "forwarder failed: " + what});
-    st.ended = true;
-    if (st.held)
-      caf::anon_send(st.supervisor, release_atom_v, st.user, *st.held);
-    st.held.reset();
+    fail_all(self, error{errc::internal, "the gateway's bridge failed: " + what});
     return caf::exit_reason::unhandled_exception;
   });
-  // No CAF timeouts (each would wake CAF's clock thread): the pool answers an acquire within
-  // acquire_timeout + connect_timeout, the connection answers the stream request at once and
-  // ends the stream by its idle deadline, and a connection that dies is seen as a down_msg.
-  self->request(sup, caf::infinite, acquire_atom_v, user)
-      .then(
-          [self, req = std::move(req), idle_timeout](lease& l) mutable {
-            auto& st = self->state;
-            st.held = l;
-            st.connection = l.connection;
-            if (st.cancelled) {
-              release_and_quit(self);
-              return;
-            }
-            self->monitor(l.connection);
-            self->request(l.connection, caf::infinite, stream_atom_v, std::move(req), idle_timeout,
-                          caf::actor_cast<stream_sink_actor>(self))
-                .then(
-                    [self](std::uint64_t tag) {
-                      if (self->state.tag == 0)
-                        self->state.tag = tag;
-                    },
-                    [self](caf::error& err) {
-                      finish(self, from_caf_error(err, errc::connection_lost));
-                    });
-          },
-          [self](caf::error& err) { finish(self, from_caf_error(err, errc::shutting_down)); });
   return {
-      [self](head_atom, std::uint64_t tag, response& head) {
+      [self](intake_atom) {
         auto& st = self->state;
-        st.tag = tag;
-        st.body_left = content_length(head);
-        if (has_no_body(st.head_request, head.status) || st.body_left == 0u)
-          release(self); // the head is the whole response
-        if (!st.ended && !st.cancelled)
-          st.listener->on_head(std::move(head));
+        {
+          std::lock_guard<std::mutex> guard{st.in->mutex};
+          st.batch.swap(st.in->items);
+        }
+        for (auto& w : st.batch)
+          take(self, w);
+        st.batch.clear();
+      },
+      [self](keep_tick_atom) { look_at_kept(self); },
+      [self](head_atom, std::uint64_t tag, response& head) {
+        auto id = current_call(self, tag);
+        if (id == 0)
+          return;
+        auto& c = self->state.calls.at(id);
+        c.body_left = content_length(head);
+        bool whole = has_no_body(c.head_request, head.status) || c.body_left == 0u;
+        c.listener->on_head(std::move(head));
+        if (whole)
+          body_complete(self, c); // the head is the whole response
       },
       [self](chunk_atom, std::uint64_t tag, std::string& data) {
-        auto& st = self->state;
-        st.tag = tag;
-        if (st.body_left) {
-          *st.body_left -= std::min<std::uint64_t>(*st.body_left, data.size());
-          if (*st.body_left == 0)
-            release(self); // the client has the whole body with this chunk
-        }
-        if (!st.ended && !st.cancelled)
-          st.listener->on_chunk(std::move(data));
+        auto id = current_call(self, tag);
+        if (id == 0)
+          return;
+        auto& c = self->state.calls.at(id);
+        if (c.body_left)
+          *c.body_left -= std::min<std::uint64_t>(*c.body_left, data.size());
+        c.listener->on_chunk(std::move(data));
+        if (c.body_left == 0u)
+          body_complete(self, c); // the client has the whole body with this chunk
       },
-      [self](end_atom, std::uint64_t, caf::error& err) {
-        finish(self, err ? from_caf_error(err, errc::connection_lost) : error{});
-      },
-      [self](ack_atom, std::uint64_t bytes) {
-        auto& st = self->state;
-        if (st.connection && st.tag != 0 && !st.ended)
-          caf::anon_send(st.connection, ack_atom_v, st.tag, bytes);
-      },
-      [self](cancel_atom) {
-        auto& st = self->state;
-        st.cancelled = true;
-        if (!st.connection)
-          return; // released when the lease arrives
-        if (st.tag != 0 && !st.ended)
-          self->send(st.connection, cancel_atom_v, st.tag); // its channel closes now
-        release_and_quit(self);
+      [self](end_atom, std::uint64_t tag, caf::error& err) {
+        if (auto id = current_call(self, tag); id != 0)
+          end_call(self, id, err ? from_caf_error(err, errc::connection_lost) : error{});
       },
   };
 }
 
-/// The front end's handle: messages to the forwarder.
-class actor_call final : public upstream_call {
+/// The front end's handle: work for the bridge.
+class bridge_call final : public upstream_call {
 public:
-  explicit actor_call(forwarder_actor handle) : handle_(std::move(handle)) {}
+  bridge_call(std::shared_ptr<intake> in, std::uint64_t id) : in_(std::move(in)), id_(id) {}
 
   void ack(std::size_t bytes) override {
-    caf::anon_send(handle_, ack_atom_v, static_cast<std::uint64_t>(bytes));
+    work w;
+    w.what = work::kind::ack;
+    w.call = id_;
+    w.bytes = bytes;
+    in_->post(std::move(w));
   }
 
-  void cancel() override { caf::anon_send(handle_, cancel_atom_v); }
+  void cancel() override {
+    work w;
+    w.what = work::kind::cancel;
+    w.call = id_;
+    in_->post(std::move(w));
+  }
 
 private:
-  forwarder_actor handle_;
+  std::shared_ptr<intake> in_;
+  std::uint64_t id_;
 };
 
 } // namespace
 
 struct upstream_bridge::impl {
-  caf::actor_system& sys;
-  supervisor_actor supervisor;
-  caf::timespan idle_timeout;
-  std::shared_ptr<registry> reg = std::make_shared<registry>();
+  std::shared_ptr<intake> in = std::make_shared<intake>();
+  std::atomic<std::uint64_t> next_call{0};
 };
 
-upstream_bridge::upstream_bridge(engine& eng) {
-  impl_ = std::make_shared<impl>(
-      impl{eng.system(), supervisor_of(eng), caf::timespan{eng.config().pool.request_timeout}});
+upstream_bridge::upstream_bridge(engine& eng) : impl_(std::make_shared<impl>()) {
+  impl_->in->bridge = eng.system().spawn(
+      bridge, supervisor_of(eng), caf::timespan{eng.config().pool.request_timeout},
+      caf::timespan{eng.config().pool.acquire_timeout}, impl_->in);
 }
 
 upstream_bridge::~upstream_bridge() {
-  std::vector<caf::actor> running;
-  {
-    std::lock_guard<std::mutex> guard{impl_->reg->mutex};
-    for (auto& [id, handle] : impl_->reg->live)
-      running.push_back(handle);
-  }
-  for (auto& handle : running)
-    caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(impl_->in->bridge, caf::exit_reason::user_shutdown);
 }
 
 std::unique_ptr<upstream_call> upstream_bridge::start(std::string user, request req,
                                                       std::shared_ptr<upstream_listener> listener) {
-  auto handle = impl_->sys.spawn(forwarder, impl_->supervisor, std::move(user), std::move(req),
-                                 impl_->idle_timeout, std::move(listener), impl_->reg);
-  return std::make_unique<actor_call>(std::move(handle));
-}
-
-std::size_t upstream_bridge::running() const {
-  std::lock_guard<std::mutex> guard{impl_->reg->mutex};
-  return impl_->reg->live.size();
+  auto id = impl_->next_call.fetch_add(1, std::memory_order_relaxed) + 1;
+  work w;
+  w.what = work::kind::start;
+  w.call = id;
+  w.user = std::move(user);
+  w.req = std::move(req);
+  w.listener = listener;
+  if (!impl_->in->post(std::move(w)))
+    listener->on_end(error{errc::internal, "the gateway's bridge to the engine is gone"});
+  return std::make_unique<bridge_call>(impl_->in, id);
 }
 
 } // namespace sshpool::gateway

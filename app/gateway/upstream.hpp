@@ -1,16 +1,17 @@
-// The gateway's way into the engine: each forwarded request becomes one event-based CAF
-// actor (see upstream.cpp) that leases a connection of the user from the supervisor,
-// streams the response from the leased connection actor, hands head, chunks and end to an
-// `upstream_listener`, acknowledges body bytes only when told the client took them, and
-// releases the lease at the end. Nothing here blocks: the front end's thread only spawns
-// actors and sends them messages.
+// The gateway's way into the engine: one event-based CAF actor, the bridge (see
+// upstream.cpp), forwards every request of the gateway. It leases connections of each user
+// from the supervisor and keeps them across requests (a lease freed by one request serves
+// the next one of that user; leases unused for a moment, or held for long, go back to the
+// pool), streams each response from the leased connection actor, hands head, chunks and end
+// to an `upstream_listener`, and acknowledges body bytes only when told the client took
+// them. Nothing here blocks: the front end's thread only queues work for the bridge.
 //
 // This header is CAF-free so that the front end and the gateway compile without CAF; the
 // actor lives in upstream.cpp.
 //
 // Thread-safety: `upstream_bridge::start` and the `upstream_call` methods may be called
 // from any thread (the gateway calls them from the front end's loop thread). Listener
-// callbacks run on CAF scheduler threads, one at a time per request, in order.
+// callbacks run on CAF scheduler threads, one at a time, in order for each request.
 #pragma once
 
 #include <cstddef>
@@ -47,16 +48,16 @@ public:
   virtual ~upstream_call() = default;
   /// The client took `bytes` more body bytes: the engine may send that many more.
   virtual void ack(std::size_t bytes) = 0;
-  /// The client went away: the actor releases its lease and quits, and the engine abandons
-  /// the stream (its channel closes). No listener callback follows.
+  /// The client went away: the engine abandons the stream (its channel closes) and the
+  /// lease serves other requests. No listener callback follows.
   virtual void cancel() = 0;
 };
 
-/// Starts forwards through an engine, one actor per request.
+/// Forwards requests through an engine, all of them through one actor.
 class upstream_bridge {
 public:
   explicit upstream_bridge(engine& eng);
-  /// Stops the actors still running (their streams are abandoned).
+  /// Stops the bridge (the streams still running are abandoned).
   ~upstream_bridge();
 
   upstream_bridge(const upstream_bridge&) = delete;
@@ -65,9 +66,6 @@ public:
   /// Forwards `req` to `user`'s service; events go to `listener`.
   std::unique_ptr<upstream_call> start(std::string user, request req,
                                        std::shared_ptr<upstream_listener> listener);
-
-  /// Actors running right now.
-  std::size_t running() const;
 
 private:
   struct impl;

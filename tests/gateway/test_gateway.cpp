@@ -271,6 +271,22 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
     auto after = fetch(gw.port, "GET", "/u/alice/echo"); // the lease came back
     CHECK(after.status == 200);
   }
+
+  SECTION("the one lease serves every client; an idle keep-alive client holds none") {
+    // The gateway keeps a freed lease for the user's next request, whichever client sends
+    // it, and gives it back to the pool once the requests stop.
+    http_client idle{gw.port};
+    idle.send_request("GET", "/u/alice/echo");
+    CHECK(idle.read_response().status == 200); // connected, idle from now on
+    for (int i = 0; i < 5; ++i)
+      CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200); // not 503 pool_exhausted
+    CHECK(eventually([&] {
+      auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+      return stats["pool"]["leases"] == 0;
+    }));
+    idle.send_request("GET", "/u/alice/echo");
+    CHECK(idle.read_response().status == 200);
+  }
 }
 
 TEST_CASE("hostile upstreams: a refusal by sshd's policy, a refused connect, a bare CR and an "
@@ -464,6 +480,11 @@ TEST_CASE_METHOD(alice_gateway, "/metrics passes promtool and counts the request
   CHECK(fetch(gw.port, "GET", "/no-user").status == 400);
   CHECK(fetch(gw.port, "GET", "/healthz").status == 200); // operational: not counted
   CHECK(fetch(gw.port, "GET", "/readyz").status == 200);
+  // The lease the gateway kept for alice's next request goes back to the pool.
+  CHECK(eventually([&] {
+    auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+    return stats["pool"]["leases"] == 0;
+  }));
 
   auto res = fetch(gw.port, "GET", "/metrics");
   REQUIRE(res.status == 200);

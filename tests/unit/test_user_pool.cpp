@@ -578,3 +578,37 @@ TEST_CASE("a cancelled stream frees its channel at once and its sink hears nothi
   CHECK(stats->active_requests == 0);
   CHECK(stats->healthy);
 }
+
+TEST_CASE("a sink of many streams still abandons the one in flight when it goes", "[connection]") {
+  // The gateway's bridge is the sink of all its streams: the connection monitors a sink
+  // once while it has streams there, and again after they all ended (sink_monitors.hpp).
+  leased_fixture f; // 2 channels per connection
+  auto ends = std::make_shared<int>(0);
+  stream_sink_actor sink = f.sys->spawn([ends]() -> stream_sink_actor::behavior_type {
+    return {
+        [](head_atom, std::uint64_t, const response&) {},
+        [](chunk_atom, std::uint64_t, const std::string&) {},
+        [ends](end_atom, std::uint64_t, const caf::error&) { ++*ends; },
+    };
+  });
+  auto stream = [&](const std::string& name) {
+    auto id =
+        f.ask<std::uint64_t>(f.l.connection, stream_atom_v, get(name), caf::timespan{30s}, sink);
+    REQUIRE(id->value);
+    return *id->value;
+  };
+  for (const char* name : {"one", "two", "three"}) {
+    f.session.stream_end(stream(name));
+    f.sched->run();
+  }
+  CHECK(*ends == 3);
+  auto ending = stream("ending");
+  auto left = stream("left");
+  f.session.stream_end(ending);
+  f.sched->run();
+  CHECK(*ends == 4);
+  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  f.sched->run();
+  CHECK(f.session.cancelled == std::vector<std::uint64_t>{left});
+  CHECK(f.ask<connection_stats>(f.l.connection, stats_atom_v)->value->active_requests == 0);
+}
