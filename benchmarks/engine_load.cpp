@@ -503,8 +503,8 @@ load_result engine_load::run_async(const load_options& opts) {
     return result;
   }
   auto req = make_request(target_.channel_reuse);
-  // Slot s always sends on lease s % leases; the thread waits for the oldest slot's reply,
-  // then sends that slot's next request.
+  // Slot s always sends on lease s % leases; the thread takes every reply that is ready
+  // (sending each slot's next request at once) and sleeps only when none is.
   struct slot {
     std::future<expected<response>> reply;
     bench_clock::time_point sent_at;
@@ -536,9 +536,8 @@ load_result engine_load::run_async(const load_options& opts) {
     std::size_t in_flight = 0;
     for (std::size_t s = 0; s < slots.size() && more(); ++s, ++issued, ++in_flight)
       send(s);
-    for (std::size_t s = 0; in_flight > 0; s = (s + 1) % slots.size()) {
-      if (!slots[s].reply.valid())
-        continue;
+    // Takes slot s's reply (waiting for it if need be) and sends the slot's next request.
+    auto take = [&](std::size_t s) {
       auto reply = slots[s].reply.get();
       --in_flight;
       last = bench_clock::now();
@@ -555,6 +554,23 @@ load_result engine_load::run_async(const load_options& opts) {
         ++issued;
         ++in_flight;
       }
+    };
+    // Every reply that is ready, then (if none was) a wait for the oldest request's.
+    while (in_flight > 0) {
+      std::size_t taken = 0;
+      std::size_t oldest = slots.size();
+      for (std::size_t s = 0; s < slots.size(); ++s) {
+        if (!slots[s].reply.valid())
+          continue;
+        if (slots[s].reply.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+          take(s);
+          ++taken;
+        } else if (oldest == slots.size() || slots[s].sent_at < slots[oldest].sent_at) {
+          oldest = s;
+        }
+      }
+      if (taken == 0 && oldest < slots.size())
+        take(oldest);
     }
     result.elapsed = last - start;
   }

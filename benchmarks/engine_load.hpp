@@ -75,8 +75,9 @@ public:
   load_result run_facade(const load_options& opts);
 
   /// One thread keeping `concurrency` connection::forward_async requests in flight (slot s
-  /// on lease s % leases, leased and released through the facade): it waits for the oldest
-  /// slot's future and sends that slot's next request.
+  /// on lease s % leases, leased and released through the facade): it takes every future
+  /// that is ready, sending that slot's next request at once, and waits (for the oldest
+  /// request) only when none is.
   load_result run_async(const load_options& opts);
 
 private:
