@@ -6,6 +6,8 @@
 //   ssh-L-exec    same client -> OpenSSH `ssh -L` whose session exec'd (sshd sets NODELAY)
 //   engine        a CAF driver actor -> sshpool engine (typed actor handles) -> sshd -> nginx
 //   engine-facade threads calling the blocking connection::forward -> same engine
+//   engine-async  one thread keeping requests in flight with connection::forward_async ->
+//                 same engine
 //   node-ssh2     same client -> the original's stack: Node http + the ssh2 package, a
 //                 forwardOut channel per request (benchmarks/peers/ssh2-forward.js);
 //                 only when named in --paths
@@ -50,11 +52,11 @@ namespace sshpool::bench {
 namespace {
 
 /// The default paths; `node-ssh2` runs only when asked for.
-const std::vector<std::string> all_paths = {"direct", "ssh-N-L", "ssh-L-exec", "engine",
-                                            "engine-facade"};
-const std::vector<std::string> known_paths = {"direct", "ssh-N-L",       "ssh-L-exec",
-                                              "engine", "engine-facade", "node-ssh2",
-                                              "ssh-R",  "engine-agent"};
+const std::vector<std::string> all_paths = {"direct", "ssh-N-L",       "ssh-L-exec",
+                                            "engine", "engine-facade", "engine-async"};
+const std::vector<std::string> known_paths = {"direct",    "ssh-N-L",       "ssh-L-exec",
+                                              "engine",    "engine-facade", "engine-async",
+                                              "node-ssh2", "ssh-R",         "engine-agent"};
 
 struct options {
   double duration_s = 10;
@@ -79,8 +81,8 @@ const char* usage_text = R"(usage: sshpool-bench [options]
   --rounds N          rounds of all paths (default 2); the median round is reported
   --concurrency N     requests in flight (default 32)
   --max-requests N    cap on the requests of one path and round (default 10000000)
-  --paths LIST        comma-separated, of direct,ssh-N-L,ssh-L-exec,engine,engine-facade
-                      (the default), node-ssh2, ssh-R and engine-agent
+  --paths LIST        comma-separated, of direct,ssh-N-L,ssh-L-exec,engine,engine-facade,
+                      engine-async (the default), node-ssh2, ssh-R and engine-agent
   --body-bytes N      expected body size of every response (default 100)
   --direct-port P     nginx on 127.0.0.1 (also the engine's target unless --target-port)
   --ssh-n-port P      the `ssh -N -L` forwarded port
@@ -127,7 +129,7 @@ std::vector<std::string> split(const std::string& text, char sep) {
 
 /// The paths of the dial-mode engine (engine-agent has an engine of its own).
 bool is_engine_path(const std::string& path) {
-  return path == "engine" || path == "engine-facade";
+  return path == "engine" || path == "engine-facade" || path == "engine-async";
 }
 
 options parse_options(int argc, char** argv) {
@@ -295,9 +297,13 @@ const run_summary* find_run(const std::vector<run_summary>& runs, const std::str
 void print_ratios(const std::vector<run_summary>& medians) {
   std::cout << "\nratios (median rounds):\n";
   const std::vector<std::string> forward_refs = {"ssh-N-L", "ssh-L-exec", "node-ssh2", "direct"};
+  // The facade paths also against the actor interface (target: 0.95x).
+  const std::vector<std::string> facade_refs = {"engine", "ssh-N-L", "ssh-L-exec", "node-ssh2",
+                                                "direct"};
   const std::vector<std::pair<std::string, std::vector<std::string>>> comparisons = {
       {"engine", forward_refs},
-      {"engine-facade", forward_refs},
+      {"engine-facade", facade_refs},
+      {"engine-async", facade_refs},
       {"engine-agent", {"ssh-R", "engine", "direct"}}};
   bool any = false;
   for (const auto& [subject, refs] : comparisons) {
@@ -410,6 +416,8 @@ load_result run_path(const std::string& path, const options& opts, engine_load* 
     return run_http_load(opts.ssh_exec_ports, load);
   if (path == "engine")
     return engine->run_actor(load);
+  if (path == "engine-async")
+    return engine->run_async(load);
   return engine->run_facade(load);
 }
 

@@ -423,19 +423,35 @@ load_result engine_load::run_actor(const load_options& opts) {
   return result.get();
 }
 
-load_result engine_load::run_facade(const load_options& opts) {
-  load_result result;
-  auto& pool = engine_->pool();
-  auto lease_count = leases_per_user(opts) * target_.users;
+std::vector<connection> engine_load::lease_connections(const load_options& opts,
+                                                       load_result& result) {
   std::vector<connection> conns;
+  auto lease_count = leases_per_user(opts) * target_.users;
   for (std::size_t i = 0; i < lease_count; ++i) {
-    auto conn = pool.get_connection(user_name(i % target_.users));
+    auto conn = engine_->pool().get_connection(user_name(i % target_.users));
     if (!conn) {
       result.abort("get_connection: " + conn.error().to_string());
       break;
     }
     conns.push_back(std::move(*conn));
   }
+  return conns;
+}
+
+void engine_load::release_connections(const std::vector<connection>& conns, load_result& result) {
+  std::map<std::uint64_t, std::uint32_t> channels;
+  for (const auto& conn : conns)
+    channels.emplace(conn.id(), conn.get_stats().channel_count);
+  for (auto& [id, count] : channels)
+    result.channels_per_connection.push_back(count);
+  for (const auto& conn : conns)
+    if (auto ok = engine_->pool().release_connection(conn.user(), conn); !ok)
+      result.fail("release: " + ok.error().to_string());
+}
+
+load_result engine_load::run_facade(const load_options& opts) {
+  load_result result;
+  auto conns = lease_connections(opts, result);
   if (!result.aborted) {
     start_gate gate;
     std::atomic<std::uint64_t> issued{0};
@@ -479,14 +495,90 @@ load_result engine_load::run_facade(const load_options& opts) {
       result.elapsed = last - gate.start;
     }
   }
-  std::map<std::uint64_t, std::uint32_t> channels;
-  for (const auto& conn : conns)
-    channels.emplace(conn.id(), conn.get_stats().channel_count);
-  for (auto& [id, count] : channels)
-    result.channels_per_connection.push_back(count);
-  for (const auto& conn : conns)
-    if (auto ok = pool.release_connection(conn.user(), conn); !ok)
-      result.fail("release: " + ok.error().to_string());
+  release_connections(conns, result);
+  return result;
+}
+
+load_result engine_load::run_async(const load_options& opts) {
+  load_result result;
+  auto conns = lease_connections(opts, result);
+  if (result.aborted) {
+    release_connections(conns, result);
+    return result;
+  }
+  auto req = make_request(target_.channel_reuse);
+  // Slot s always sends on lease s % leases; the thread takes every reply that is ready
+  // (sending each slot's next request at once) and sleeps only when none is.
+  struct slot {
+    std::future<expected<response>> reply;
+    bench_clock::time_point sent_at;
+  };
+  std::vector<slot> slots(std::max(opts.concurrency, conns.size()));
+  auto send = [&](std::size_t s) {
+    slots[s].sent_at = bench_clock::now();
+    slots[s].reply = conns[s % conns.size()].forward_async(req);
+  };
+  for (std::size_t s = 0; s < slots.size(); ++s) // the warm-up: one request per slot
+    send(s);
+  for (auto& sl : slots) {
+    auto warm = sl.reply.get();
+    auto failure = warm ? check(*warm, opts.body_bytes) : warm.error().to_string();
+    if (!failure.empty() && !result.aborted)
+      result.abort("warm-up: " + failure);
+  }
+  if (!result.aborted) {
+    slots.resize(opts.concurrency);
+    result.latencies.reserve(std::min<std::uint64_t>(opts.max_requests, 1u << 20));
+    auto start = bench_clock::now();
+    auto deadline = start + opts.duration;
+    auto last = start;
+    std::uint64_t issued = 0;
+    auto more = [&] {
+      return bench_clock::now() < deadline && issued < opts.max_requests &&
+             result.errors < opts.max_errors;
+    };
+    std::size_t in_flight = 0;
+    for (std::size_t s = 0; s < slots.size() && more(); ++s, ++issued, ++in_flight)
+      send(s);
+    // Takes slot s's reply (waiting for it if need be) and sends the slot's next request.
+    auto take = [&](std::size_t s) {
+      auto reply = slots[s].reply.get();
+      --in_flight;
+      last = bench_clock::now();
+      opts.completed->fetch_add(1, std::memory_order_relaxed);
+      auto failure = reply ? check(*reply, opts.body_bytes) : reply.error().to_string();
+      if (failure.empty()) {
+        ++result.ok;
+        result.latencies.push_back((last - slots[s].sent_at).count());
+      } else {
+        result.fail(std::move(failure));
+      }
+      if (more()) {
+        send(s);
+        ++issued;
+        ++in_flight;
+      }
+    };
+    // Every reply that is ready, then (if none was) a wait for the oldest request's.
+    while (in_flight > 0) {
+      std::size_t taken = 0;
+      std::size_t oldest = slots.size();
+      for (std::size_t s = 0; s < slots.size(); ++s) {
+        if (!slots[s].reply.valid())
+          continue;
+        if (slots[s].reply.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+          take(s);
+          ++taken;
+        } else if (oldest == slots.size() || slots[s].sent_at < slots[oldest].sent_at) {
+          oldest = s;
+        }
+      }
+      if (taken == 0 && oldest < slots.size())
+        take(oldest);
+    }
+    result.elapsed = last - start;
+  }
+  release_connections(conns, result);
   return result;
 }
 

@@ -1,7 +1,8 @@
 // The engine paths of sshpool-bench: one sshpool engine whose users (all alike, each with
 // its own pool) reach nginx through the private sshd, driven either by a CAF driver actor (as a
 // CAF-based service would: leases through the supervisor, forward_atom to the leased connections)
-// or by threads calling the blocking facade (as an embedding service would). In reverse mode
+// or by threads calling the blocking facade (as an embedding service would), or by one thread
+// keeping requests in flight through the facade's forward_async. In reverse mode
 // (engine_target::agents) the users' machines dial in instead: the engine has an agent
 // listener, and each user's machine is the stock OpenSSH client `ssh -N -R` exposing nginx.
 #pragma once
@@ -15,6 +16,7 @@
 #include "sshpool/types.hpp"
 
 namespace sshpool {
+class connection;
 class engine;
 namespace test {
 class agent_home;
@@ -72,9 +74,22 @@ public:
   /// facade).
   load_result run_facade(const load_options& opts);
 
+  /// One thread keeping `concurrency` connection::forward_async requests in flight (slot s
+  /// on lease s % leases, leased and released through the facade): it takes every future
+  /// that is ready, sending that slot's next request at once, and waits (for the oldest
+  /// request) only when none is.
+  load_result run_async(const load_options& opts);
+
 private:
   /// Leases per user of one run.
   std::size_t leases_per_user(const load_options& opts) const;
+
+  /// Leases the connections of one facade run (see above); on failure, `result` is aborted
+  /// and the leases taken so far are returned.
+  std::vector<connection> lease_connections(const load_options& opts, load_result& result);
+
+  /// Counts the channels of each connection used into `result`, then releases the leases.
+  void release_connections(const std::vector<connection>& conns, load_result& result);
 
   /// Reverse mode: starts the users' agents and waits until they are connected.
   void start_agents();

@@ -4,7 +4,7 @@
 # runs each scenario named (default: all, in this order) against its own private sshd and
 # nginx on 127.0.0.1, stopping everything it started on exit:
 #   forward     nginx directly, OpenSSH `ssh -N -L`, `ssh -L` with an exec'd session and the
-#               engine (actor interface and facade), interleaved (see benchmarks/bench.cpp),
+#               engine (actor interface, facade, async facade), interleaved (benchmarks/bench.cpp),
 #               plus the original's stack (Node + ssh2, benchmarks/peers/) where Node.js and
 #               npm are installed (not in --smoke); then the engine at 10, 100 and 1000
 #               users, and with channel reuse off
@@ -428,7 +428,7 @@ scenario_forward() {
   local -a node_args=()
   start_node_peer
   [[ -z $node_port ]] ||
-    node_args=(--paths direct,ssh-N-L,ssh-L-exec,engine,engine-facade,node-ssh2
+    node_args=(--paths direct,ssh-N-L,ssh-L-exec,engine,engine-facade,engine-async,node-ssh2
       --node-ssh2-port "$node_port")
   mapfile -t eargs < <(engine_args)
   if ((smoke)); then
@@ -1009,7 +1009,7 @@ make_plots() {
   fi
   if [[ -s $cdf ]]; then
     local plots=() path
-    for path in direct ssh-N-L ssh-L-exec engine engine-facade; do
+    for path in direct ssh-N-L ssh-L-exec engine engine-facade engine-async; do
       awk -F, -v p="$path" '$1 == p { print $3 "," $2 }' "$cdf" >"$dat/cdf-$path.csv"
       [[ ! -s $dat/cdf-$path.csv ]] ||
         plots+=("'$dat/cdf-$path.csv' using 1:2 with lines lw 2 title '$path'")

@@ -1,150 +1,20 @@
-// The blocking facade: each call is one request from a scoped_actor to the supervisor or a
-// connection actor, bounded by a deadline. The engine keeps the scoped_actors of finished
-// calls for the next ones (creating one costs about as much as a round trip), and waits for
-// a reply with a timed wait on the actor's own mailbox instead of a CAF request timeout
-// (which would wake CAF's clock thread on every call). The engine owns the SSH runtime, the
-// agent listener (reverse mode, agent_intake.hpp) and, unless given one, the actor system;
-// its destructor stops the listener first, then the actor tree (so every transport is
-// closed), then the I/O threads, then the actor system.
-#include "sshpool/engine.hpp"
-
-#include <atomic>
-#include <condition_variable>
+// The blocking facade: each call is one request to the supervisor or a connection actor,
+// bounded by a deadline, whose reply the answering actor hands straight to the calling
+// thread (handoff.hpp; engine_impl.hpp's `call`): no scoped_actor, no mailbox of the caller.
+// A stream (forward_stream) still takes a scoped_actor: its chunks come to the caller's
+// thread one by one. The engine's internals are in engine_impl.hpp, the async forwards in
+// forward_async.cpp.
 #include <memory>
-#include <mutex>
-#include <stdexcept>
 #include <thread>
-#include <tuple>
-#include <type_traits>
-#include <vector>
 
 #include <caf/all.hpp>
 
-#include "agent_intake.hpp"
-#include "call_traits.hpp"
-#include "context.hpp"
-#include "lifecycle.hpp"
-#include "signals.hpp"
-#include "sshpool/actors.hpp"
+#include "engine_impl.hpp"
 #include "sshpool/ssh/key_check.hpp"
-#include "sshpool/ssh/log.hpp"
-#include "sshpool/ssh/runtime.hpp"
-#include "supervisor.hpp"
 
 namespace sshpool {
 
 namespace detail {
-
-/// Slack added to the actors' own deadlines for the facade's reply timeout.
-constexpr auto reply_slack = std::chrono::seconds(5);
-
-struct engine_impl {
-  engine_config cfg;
-  std::unique_ptr<caf::actor_system_config> own_cfg;
-  std::unique_ptr<caf::actor_system> own_sys;
-  caf::actor_system* sys = nullptr;
-  std::shared_ptr<sshpool::metrics> counters = std::make_shared<sshpool::metrics>();
-  std::shared_ptr<ssh::ssh_runtime> runtime;
-  supervisor_actor supervisor;
-  agent_intake agents;
-  cleanup_actor cleanup;
-  shutdown_actor shutdown_coordinator;
-  std::unique_ptr<signal_watcher> signals;
-  std::atomic<bool> stopped{false};
-  /// A drain was started (signal or shutdown()); wait_for_shutdown waits for this.
-  std::mutex drain_mx;
-  std::condition_variable drain_cv;
-  bool drain_requested = false;
-
-  /// The scoped_actors that facade calls borrow (see borrowed_actor); more threads than
-  /// max_idle_actors calling at once create and destroy the extra ones.
-  static constexpr std::size_t max_idle_actors = 64;
-  std::mutex actors_mx;
-  std::vector<std::unique_ptr<caf::scoped_actor>> idle_actors;
-  bool actors_closed = false;
-
-  explicit engine_impl(engine_config config) : cfg(std::move(config)) {
-    if (auto ok = validate(cfg); !ok)
-      throw std::invalid_argument{ok.error().to_string()};
-    idle_actors.reserve(max_idle_actors); // returning an actor never allocates
-  }
-
-  void start(caf::actor_system& system) {
-    sys = &system;
-    log().set_level(spdlog::level::from_str(cfg.log_level));
-    auto cores = std::max(1u, std::thread::hardware_concurrency());
-    ssh::ssh_runtime::options opts;
-    opts.reactor_threads = cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max(1u, cores / 2);
-    opts.connector_threads = cfg.connector_threads;
-    opts.counters = counters;
-    runtime = std::make_shared<ssh::ssh_runtime>(opts);
-    auto ctx = std::make_shared<actor_context>();
-    ctx->pool = cfg.pool;
-    ctx->transports = runtime;
-    ctx->counters = counters;
-    supervisor = spawn_supervisor(system, std::move(ctx));
-    cleanup = spawn_cleanup(system, supervisor,
-                            cleanup_config{cfg.pool.cleanup_interval, cfg.pool.max_idle_time});
-    if (cfg.start_cleanup)
-      caf::anon_send(cleanup, start_atom_v);
-    shutdown_coordinator = spawn_shutdown(system, supervisor, cfg.pool.force_after_grace_period);
-    if (cfg.agents.listen.empty())
-      return;
-    if (auto ok = agents.start(cfg.agents, caf::actor_cast<supervisor_impl>(supervisor)); !ok) {
-      shutdown(); // the engine is not made: its actors and threads end here
-      throw std::invalid_argument{"agents: " + ok.error().to_string()};
-    }
-  }
-
-  void request_drain() {
-    std::lock_guard<std::mutex> guard{drain_mx};
-    drain_requested = true;
-    drain_cv.notify_all();
-  }
-
-  void shutdown() {
-    signals.reset();
-    agents.stop(); // no agent arrives while the actors stop
-    if (stopped.exchange(true))
-      return;
-    request_drain(); // releases wait_for_shutdown callers (they get shutting_down)
-    {
-      std::vector<std::unique_ptr<caf::scoped_actor>> idle;
-      {
-        std::lock_guard<std::mutex> guard{actors_mx};
-        actors_closed = true;
-        idle.swap(idle_actors);
-      }
-    }
-    {
-      caf::scoped_actor self{*sys};
-      self->send_exit(cleanup, caf::exit_reason::user_shutdown);
-      self->send_exit(shutdown_coordinator, caf::exit_reason::user_shutdown);
-      self->wait_for(cleanup, shutdown_coordinator);
-      self->request(supervisor, std::chrono::seconds(30), stop_atom_v)
-          .receive([] {},
-                   [](caf::error& err) {
-                     log().warn("engine stop: {}", from_caf_error(err, errc::internal).to_string());
-                   });
-      self->send_exit(supervisor, caf::exit_reason::user_shutdown);
-      self->wait_for(supervisor);
-    }
-    supervisor = nullptr;
-    cleanup = nullptr;
-    shutdown_coordinator = nullptr;
-    runtime.reset();
-    own_sys.reset();
-    own_cfg.reset();
-  }
-};
-
-struct lease_handle {
-  lease_handle(std::shared_ptr<engine_impl> i, lease l) : impl(std::move(i)), value(std::move(l)) {}
-  std::shared_ptr<engine_impl> impl;
-  lease value;
-  /// Set by the first release through any copy of the handle.
-  mutable std::atomic<bool> released{false};
-};
 
 engine_impl& impl_of(const engine& e) {
   return *e.impl_;
@@ -152,112 +22,11 @@ engine_impl& impl_of(const engine& e) {
 
 } // namespace detail
 
-namespace {
-
-error stopped_error() {
-  return {errc::shutting_down, "the engine is stopped"};
-}
-
-/// A scoped_actor taken from the engine's idle ones (or a new one) for one call. It goes
-/// back unless `discard()` was called (a call that timed out may still get its late reply)
-/// or a message other than the reply is left in its mailbox.
-class borrowed_actor {
-public:
-  explicit borrowed_actor(detail::engine_impl& im) : im_(im) {
-    {
-      std::lock_guard<std::mutex> guard{im_.actors_mx};
-      if (!im_.idle_actors.empty()) {
-        actor_ = std::move(im_.idle_actors.back());
-        im_.idle_actors.pop_back();
-      }
-    }
-    if (!actor_)
-      actor_ = std::make_unique<caf::scoped_actor>(*im_.sys);
-  }
-  borrowed_actor(const borrowed_actor&) = delete;
-  borrowed_actor& operator=(const borrowed_actor&) = delete;
-  ~borrowed_actor() {
-    if (!actor_)
-      return;
-    auto& mailbox = actor_->ptr()->mailbox();
-    mailbox.flush_cache();
-    if (!mailbox.empty())
-      return;
-    std::lock_guard<std::mutex> guard{im_.actors_mx};
-    if (!im_.actors_closed && im_.idle_actors.size() < detail::engine_impl::max_idle_actors)
-      im_.idle_actors.push_back(std::move(actor_));
-  }
-
-  caf::blocking_actor* operator->() const { return actor_->ptr(); }
-  void discard() { actor_.reset(); }
-
-private:
-  detail::engine_impl& im_;
-  std::unique_ptr<caf::scoped_actor> actor_;
-};
-
-/// One blocking request; `on_value` takes the reply. Returns the failure, if any.
-template <class Handle, class OnValue, class... Ts>
-error call(detail::engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
-           OnValue on_value, Ts&&... xs) {
-  if (im.stopped.load())
-    return stopped_error();
-  using clock = std::chrono::steady_clock;
-  auto deadline = clock::now() + timeout;
-  error failure;
-  borrowed_actor self{im};
-  auto reply = self->request(dest, caf::infinite, std::forward<Ts>(xs)...);
-  // A handler that does not match the reply would never be called: the wait would end in a
-  // timeout instead of failing to compile.
-  static_assert(std::is_same_v<typename detail::reply_of<decltype(reply)>::type,
-                               typename detail::params_of<OnValue>::type>,
-                "on_value does not take the reply's types");
-  // CAF times a blocking receive with the wall clock: a step of the system time ends the
-  // wait early, so the deadline is checked on the steady clock and the wait resumed.
-  for (auto left = deadline - clock::now(); left > clock::duration::zero();
-       left = deadline - clock::now()) {
-    bool expired = false;
-    caf::blocking_actor::accept_one_cond one;
-    self->varargs_receive(
-        one, reply.id(), OnValue{on_value},
-        [&](caf::error& err) { failure = from_caf_error(err, when_gone); },
-        caf::after(left) >> [&] { expired = true; });
-    if (!expired)
-      return failure;
-  }
-  self.discard();
-  return error{errc::timeout, "no reply within the deadline"};
-}
-
-bool failed(const error& err) {
-  return err.code() != errc::none;
-}
-
-} // namespace
+using detail::call;
+using detail::failed;
+using detail::stopped_error;
 
 // -- connection -----------------------------------------------------------------------------
-
-expected<response> connection::forward(const request& req) const {
-  if (!lease_)
-    return error{errc::invalid_argument, "empty connection handle"};
-  return forward(req, lease_->impl->cfg.pool.request_timeout);
-}
-
-expected<response> connection::forward(const request& req,
-                                       std::chrono::milliseconds deadline) const {
-  if (!lease_)
-    return error{errc::invalid_argument, "empty connection handle"};
-  if (deadline.count() <= 0)
-    return error{errc::invalid_argument, "the deadline must be positive"};
-  response result;
-  auto err = call(
-      *lease_->impl, lease_->value.connection, caf::timespan{deadline} + detail::reply_slack,
-      errc::connection_lost, [&](response& res) { result = std::move(res); }, forward_atom_v, req,
-      caf::timespan{deadline});
-  if (failed(err))
-    return err;
-  return result;
-}
 
 expected<response> connection::forward_stream(const request& req,
                                               const stream_handlers& handlers) const {

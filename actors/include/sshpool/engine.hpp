@@ -1,12 +1,14 @@
 // The blocking facade of sshpool: engine, connection_pool and connection, mirroring the
 // seed's ConnectionPool API in C++. Every call blocks its calling thread until the actors
 // answer (each with a deadline), so it must NEVER be made from inside a CAF actor handler:
-// a CAF-based service talks to the typed actor handles instead (sshpool/actors.hpp).
+// a CAF-based service talks to the typed actor handles instead (sshpool/actors.hpp). The one
+// exception is connection::forward_async, which never blocks.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +49,9 @@ struct stream_handlers {
   std::function<bool(std::string_view chunk)> on_chunk;
 };
 
+/// Takes the result of a `connection::forward_async`.
+using response_callback = std::function<void(expected<response>)>;
+
 /// A leased SSH connection of one user. A cheap copyable handle, usable from several
 /// threads at once (e.g. many concurrent `forward` calls on one connection). It must not
 /// outlive its engine.
@@ -55,11 +60,38 @@ public:
   connection() = default;
 
   /// Forwards `req` through a direct-tcpip channel of this connection and returns the
-  /// whole response, within the engine's `request_timeout`.
+  /// whole response, within the engine's `request_timeout`. `not_leased` once the lease was
+  /// released (through any copy of the handle).
   expected<response> forward(const request& req) const;
 
   /// Same, with an explicit deadline for this request.
   expected<response> forward(const request& req, std::chrono::milliseconds deadline) const;
+
+  /// `forward` without blocking: sends `req` and returns at once; the future becomes ready
+  /// with what `forward` would have returned (same deadline, same errors). It always
+  /// becomes ready: by the deadline with `request_timeout`, with `connection_lost` (or
+  /// `shutting_down`) if the connection closes or the engine stops first. A call on a
+  /// released lease fails with `not_leased`; requests sent before the release complete as
+  /// usual. Usable from any thread (a CAF actor included, as long as it does not wait on
+  /// the future); many may be in flight on one connection (a batch: the seed's
+  /// Promise.all), up to max_channels_per_connection on the wire, the rest queued.
+  std::future<expected<response>> forward_async(const request& req) const;
+
+  /// Same, with an explicit deadline for this request.
+  std::future<expected<response>> forward_async(const request& req,
+                                                std::chrono::milliseconds deadline) const;
+
+  /// The callback form: `on_done` gets the result, exactly once. It runs on a CAF scheduler
+  /// thread (the connection actor's, which waits for it), or on the calling thread before
+  /// this returns if the request is refused before it is sent (empty or released handle,
+  /// stopped engine): it must be short and must not block (no blocking facade call, no
+  /// wait on another request); hand the result to your own thread or event loop. An
+  /// exception it throws is logged and dropped.
+  void forward_async(const request& req, response_callback on_done) const;
+
+  /// Same, with an explicit deadline for this request.
+  void forward_async(const request& req, response_callback on_done,
+                     std::chrono::milliseconds deadline) const;
 
   /// Forwards `req` and streams the response to `handlers` as it arrives (LLM token
   /// streams). Returns the head (no body) once the stream ended, or the error that ended it
