@@ -530,6 +530,8 @@ load_result engine_load::run_async(const load_options& opts) {
     slots.resize(opts.concurrency);
     result.latencies.reserve(std::min<std::uint64_t>(opts.max_requests, 1u << 20));
     auto start = bench_clock::now();
+    if (opts.started)
+      opts.started();
     auto deadline = start + opts.duration;
     auto last = start;
     std::uint64_t issued = 0;
