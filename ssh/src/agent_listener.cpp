@@ -23,6 +23,12 @@
 //
 // Each end is counted and logged (rate-limited) with its reason, the peer is sent a
 // disconnect message, and the source's startup ends with its penalty (agent_gate.hpp).
+//
+// An epoll event names its session by id (never reused), not by address: a session ended
+// and freed in an earlier pass may still have an event queued (libssh closes a socket it
+// finds broken, and the descriptor's number may then be reused by the next accept), and such
+// an event finds no live session and is dropped. For the same reason the epoll set is
+// changed for a session only while libssh still holds its descriptor.
 #include "sshpool/ssh/agent_listener.hpp"
 
 #include <arpa/inet.h>
@@ -59,7 +65,12 @@ constexpr auto accept_pause = std::chrono::milliseconds(100);
 constexpr auto housekeeping_period = std::chrono::seconds(1);
 
 /// A session not yet handed on.
+/// The epoll tags of the listening socket and the stop eventfd; sessions' tags are their ids.
+constexpr std::uint64_t listen_tag = ~std::uint64_t{0};
+constexpr std::uint64_t wake_tag = listen_tag - 1;
+
 struct pending {
+  /// Also its epoll tag: ids count up from 1, far below the two tags above.
   std::uint64_t id = 0;
   ssh_session s = nullptr;
   ssh_event event = nullptr;
@@ -71,6 +82,12 @@ struct pending {
   std::uint32_t interest = EPOLLIN;
   std::shared_ptr<agent_session> agent;
 };
+
+/// Whether libssh still holds the session's descriptor (it closes one it finds broken, and
+/// the number may then belong to another session's socket).
+bool holds_fd(const pending& p) {
+  return p.s != nullptr && ssh_get_fd(p.s) == p.fd;
+}
 
 bool alive(ssh_session s) {
   return ssh_is_connected(s) != 0 && (ssh_get_status(s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) == 0;
@@ -170,6 +187,13 @@ struct agent_listener::impl {
 
   void run();
   int wait_ms(clock::time_point now) const;
+  /// The session not yet ended whose id is `id`, if any (at most max_startups to look at).
+  pending* live(std::uint64_t id) {
+    for (auto& p : sessions)
+      if (p->id == id)
+        return p->done ? nullptr : p.get();
+    return nullptr;
+  }
   void accept_all(clock::time_point now);
   void start_session(int fd, const std::string& address, std::uint16_t port, clock::time_point now);
   void drive(pending& p, clock::time_point now);
@@ -191,12 +215,12 @@ void agent_listener::impl::run() {
     int n = ::epoll_wait(epoll_fd, events, 64, wait_ms(clock::now()));
     auto now = clock::now();
     for (int i = 0; i < n; ++i) {
-      auto* tag = events[i].data.ptr;
-      if (tag == &wake_fd)
+      auto tag = events[i].data.u64;
+      if (tag == wake_tag)
         continue; // stopping: the loop condition ends it
-      if (tag == &listen_fd)
+      if (tag == listen_tag)
         accept_all(now);
-      else if (auto* p = static_cast<pending*>(tag); !p->done)
+      else if (auto* p = live(tag))
         drive(*p, now);
     }
     for (auto& p : sessions)
@@ -294,7 +318,7 @@ void agent_listener::impl::start_session(int fd, const std::string& address, std
   p->event = ssh_event_new();
   epoll_event ev{};
   ev.events = p->interest;
-  ev.data.ptr = p.get();
+  ev.data.u64 = p->id;
   auto& ref = *p;
   sessions.push_back(std::move(p));
   if (rc == SSH_ERROR || ref.event == nullptr ||
@@ -338,10 +362,10 @@ void agent_listener::impl::settle(pending& p, clock::time_point now) {
     std::uint32_t want = EPOLLIN;
     if ((ssh_get_poll_flags(p.s) & SSH_WRITE_PENDING) != 0)
       want |= EPOLLOUT;
-    if (want != p.interest) {
+    if (want != p.interest && holds_fd(p)) {
       epoll_event ev{};
       ev.events = want;
-      ev.data.ptr = &p;
+      ev.data.u64 = p.id;
       ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, p.fd, &ev);
       p.interest = want;
     }
@@ -367,7 +391,8 @@ void agent_listener::impl::end(pending& p, std::optional<agent_refusal> why,
 
 void agent_listener::impl::release(pending& p, std::chrono::milliseconds penalty,
                                    clock::time_point now) {
-  ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, p.fd, nullptr);
+  if (holds_fd(p))
+    ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, p.fd, nullptr);
   if (p.event != nullptr) {
     ssh_event_remove_session(p.event, p.s);
     ssh_event_free(p.event);
@@ -401,7 +426,7 @@ void agent_listener::impl::set_accepting(bool on) {
   accepting = on;
   epoll_event ev{};
   ev.events = on ? std::uint32_t{EPOLLIN} : 0;
-  ev.data.ptr = &listen_fd;
+  ev.data.u64 = listen_tag;
   ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &ev);
 }
 
@@ -449,10 +474,10 @@ agent_listener::start(agent_listener_options opts, lookup_fn lookup, agent_fn on
   self->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.ptr = &self->listen_fd;
+  ev.data.u64 = listen_tag;
   epoll_event wake{};
   wake.events = EPOLLIN;
-  wake.data.ptr = &self->wake_fd;
+  wake.data.u64 = wake_tag;
   if (self->epoll_fd < 0 || self->wake_fd < 0 ||
       ::epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, self->listen_fd, &ev) != 0 ||
       ::epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, self->wake_fd, &wake) != 0)
