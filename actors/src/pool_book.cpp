@@ -165,6 +165,17 @@ std::string pool_book::describe() const {
          std::to_string(waiters_.size()) + " waiting";
 }
 
+void pool_book::add_leases(entry& c, int by) {
+  // Only the lease counts move: the phase stays (see account()).
+  if (counts_against_cap(c.phase))
+    active_leases_ = by > 0 ? active_leases_ + 1 : active_leases_ - 1;
+  bool was_idle = c.phase == conn_phase::ready && c.leases == 0;
+  c.leases = by > 0 ? c.leases + 1 : c.leases - 1;
+  bool is_idle = c.phase == conn_phase::ready && c.leases == 0;
+  if (was_idle != is_idle)
+    idle_ = is_idle ? idle_ + 1 : idle_ - 1;
+}
+
 void pool_book::account(const entry& c, int sign) {
   auto add = [sign](std::size_t& n, std::size_t by) { n = sign > 0 ? n + by : n - by; };
   add(in_phase_[index(c.phase)], 1);
@@ -182,6 +193,8 @@ void pool_book::account(const entry& c, int sign) {
 // -- selection and leases -------------------------------------------------------------------
 
 pool_book::entry* pool_book::idle_ready(time_point now) {
+  if (idle_ == 0)
+    return nullptr;
   for (auto& c : entries_)
     if (leasable(c, now) && c.leases == 0 && !stale(c, now))
       return &c;
@@ -205,9 +218,7 @@ pool_book::entry* pool_book::least_leased(time_point now) {
 }
 
 pool_book::grant pool_book::lease(entry& c, time_point now) {
-  account(c, -1);
-  ++c.leases;
-  account(c, +1);
+  add_leases(c, +1);
   c.last_used = now;
   auto id = ++next_lease_;
   leases_.emplace(id, c.id);
@@ -230,9 +241,7 @@ bool pool_book::release(std::uint64_t lease, std::uint64_t connection, time_poin
   if (i == leases_.end() || i->second != connection)
     return false;
   if (auto* c = find_mutable(connection)) {
-    account(*c, -1);
-    --c->leases;
-    account(*c, +1);
+    add_leases(*c, -1);
     c->last_used = now;
   }
   leases_.erase(i);

@@ -131,6 +131,11 @@ void acquire_into(self_ptr self, const std::string& user, caf::typed_response_pr
     rp.deliver(make_caf_error(not_admitting(st)));
     return;
   }
+  // The common case first: the pool exists (no handle copied, no expected built).
+  if (auto known = st.pools.find(user); known != st.pools.end()) {
+    rp.delegate(known->second, acquire_atom_v, user);
+    return;
+  }
   auto pool = pool_for(self, user);
   if (!pool) {
     rp.deliver(make_caf_error(pool.error()));

@@ -478,14 +478,16 @@ void serve_waiters(pool_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
   retire_expired(self, now);
-  auto rule = st.draining || agent_mode(st) ? pool_book::connect_rule::never
-              : now >= st.retry_at          ? pool_book::connect_rule::now
-                                            : pool_book::connect_rule::later;
-  pool_effects fx{self};
-  if (st.book.serve(now, rule, fx))
-    arm_retry(self, st.retry_at - now);
-  if (st.book.waiting() > 0)
-    expire_waiters(self); // coverage by handshakes may have shrunk
+  if (st.book.waiting() > 0) { // else serve() has nothing to do (every release comes here)
+    auto rule = st.draining || agent_mode(st) ? pool_book::connect_rule::never
+                : now >= st.retry_at          ? pool_book::connect_rule::now
+                                              : pool_book::connect_rule::later;
+    pool_effects fx{self};
+    if (st.book.serve(now, rule, fx))
+      arm_retry(self, st.retry_at - now);
+    if (st.book.waiting() > 0)
+      expire_waiters(self); // coverage by handshakes may have shrunk
+  }
   maybe_offer_retirement(self);
 }
 

@@ -134,6 +134,8 @@ std::size_t close_all(pool_ptr self, const std::string& reason) {
 /// stream whose lease was released early) finishes, and drains and stops include it.
 void retire_expired(pool_ptr self, time_point now) {
   auto& st = self->state;
+  if (st.book.idle() == 0)
+    return; // only an idle connection retires (the usual case under load: no scan)
   for (auto id : st.book.expired_idle(now)) {
     log().info("connection #{} of '{}' reached its max_lifetime: retired", id, st.user);
     st.book.transition(id, conn_phase::draining);
