@@ -6,9 +6,11 @@
 // supervisor's delegation, the supervisor) calls the receiver's enqueue on its own scheduler
 // thread, and the receiver hands the reply to its completion right there: the waiter of a
 // blocking call (which wakes the calling thread through a futex), a future's promise, or a
-// callback. A request dropped unanswered (its actor ended before handling it, the actor
-// system went down) releases the last reference to its receiver, which then completes with
-// no reply: every completion runs exactly once.
+// callback. A request to an actor that already ended comes back at once as an error reply
+// (CAF's sec::request_receiver_down, on the sending thread: the caller's, for a facade
+// call); a request dropped unanswered (a promise never delivered, the actor system went
+// down) releases the last reference to its receiver, which then completes with no reply:
+// every completion runs exactly once.
 //
 //               the reply enqueued (on the answering actor's thread)
 //   waiting ──────────────────────────────────────────────────────► completed(reply)
