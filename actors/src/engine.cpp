@@ -2,8 +2,8 @@
 // bounded by a deadline, whose reply the answering actor hands straight to the calling
 // thread (handoff.hpp; engine_impl.hpp's `call`): no scoped_actor, no mailbox of the caller.
 // A stream (forward_stream) still takes a scoped_actor: its chunks come to the caller's
-// thread one by one. The engine's internals are in engine_impl.hpp, the async forwards in
-// forward_async.cpp.
+// thread one by one. The engine's internals are in engine_impl.hpp, the forwards in
+// forward.cpp.
 #include <memory>
 #include <thread>
 
@@ -134,10 +134,17 @@ expected<connection> connection_pool::get_connection(const std::string& user) {
   auto& p = impl_->cfg.pool;
   auto timeout = caf::timespan{p.acquire_timeout + p.connect_timeout} + detail::reply_slack;
   connection result;
-  auto err = call(
+  // A lease granted after this call gave up (its deadline passed while the pool still
+  // waited, e.g. for a handshake permit) is nobody's: it goes back to the pool.
+  auto supervisor = caf::actor_cast<caf::actor_addr>(impl_->supervisor);
+  auto err = detail::call_or_hand_back(
       *impl_, impl_->supervisor, timeout, errc::shutting_down,
       [&](lease& l) {
         result.lease_ = std::make_shared<const detail::lease_handle>(impl_, std::move(l));
+      },
+      [supervisor](lease& l) {
+        if (auto sup = caf::actor_cast<supervisor_actor>(supervisor))
+          caf::anon_send(sup, release_atom_v, l.user, l);
       },
       acquire_atom_v, user);
   if (failed(err))

@@ -1,4 +1,4 @@
-// The engine's internals behind the facade (engine.cpp, forward_async.cpp): what an engine
+// The engine's internals behind the facade (engine.cpp, forward.cpp): what an engine
 // owns (its settings, actor system, SSH runtime and actor tree), a lease handle, and `call`,
 // one blocking request of the facade through the hand-off of handoff.hpp. The engine owns the
 // SSH runtime, the agent listener (reverse mode, agent_intake.hpp) and, unless given one,
@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 
 #include <caf/all.hpp>
@@ -135,18 +136,23 @@ inline bool failed(const error& err) {
   return err.code() != errc::none;
 }
 
-/// One blocking request of the facade: `xs` to `dest`, whose reply `on_value` takes on the
-/// calling thread. The reply is handed over by the answering actor (handoff.hpp), and the
-/// calling thread sleeps on a futex until then or until `timeout` (on the steady clock).
-/// Returns the failure, if any: the actor's error, `when_gone` if the request was dropped
-/// unanswered, `timeout` if no reply came in time (a late one is then discarded).
-template <class Handle, class OnValue, class... Ts>
-error call(engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
-           OnValue on_value, Ts&&... xs) {
+/// One blocking request of the facade, whose reply carries something the caller must hand
+/// back if it no longer wants it (a lease): `xs` to `dest`, whose reply `on_value` takes on
+/// the calling thread. The reply is handed over by the answering actor (handoff.hpp), and
+/// the calling thread sleeps on a futex until then or until `timeout` (on the steady
+/// clock). A reply that comes after the caller gave up goes to `hand_back` instead (the
+/// same values, on the answering actor's thread; it must not block). Returns the failure,
+/// if any: the actor's error, `when_gone` if the request was dropped unanswered, `timeout`
+/// if no reply came in time.
+template <class Handle, class OnValue, class HandBack, class... Ts>
+error call_or_hand_back(engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
+                        OnValue on_value, HandBack hand_back, Ts&&... xs) {
   // A handler that does not match the reply would never be called: the call would end in
   // an error instead of failing to compile.
   static_assert(std::is_same_v<reply_tuple_t<Handle, Ts...>, typename params_of<OnValue>::type>,
                 "on_value does not take the reply's types");
+  static_assert(std::is_same_v<reply_tuple_t<Handle, Ts...>, typename params_of<HandBack>::type>,
+                "hand_back does not take the reply's types");
   if (im.stopped.load())
     return stopped_error();
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -157,14 +163,34 @@ error call(engine_impl& im, const Handle& dest, caf::timespan timeout, errc when
   auto w = std::make_shared<waiter>();
   send_request(
       *im.sys, dest,
-      [w](caf::mailbox_element_ptr reply) {
+      [w, when_gone, hand_back = std::move(hand_back)](caf::mailbox_element_ptr reply) mutable {
         w->reply = std::move(reply);
-        w->flag.set();
+        if (!w->flag.set() && w->reply) // the caller gave up: the reply is ours
+          take_reply(w->reply.get(), when_gone, hand_back);
       },
       std::forward<Ts>(xs)...);
-  if (!w->flag.wait_until(deadline))
+  // A reply that comes as the deadline passes is the caller's if it came first.
+  if (!w->flag.wait_until(deadline) && w->flag.abandon())
     return error{errc::timeout, "no reply within the deadline"};
   return take_reply(w->reply.get(), when_gone, on_value);
+}
+
+/// A `hand_back` for replies of the types `Tuple` that nothing needs handing back of.
+template <class Tuple>
+struct discard_reply;
+
+template <class... As>
+struct discard_reply<std::tuple<As...>> {
+  void operator()(As&...) const {}
+};
+
+/// One blocking request of the facade (call_or_hand_back) whose late reply, if any, is
+/// discarded.
+template <class Handle, class OnValue, class... Ts>
+error call(engine_impl& im, const Handle& dest, caf::timespan timeout, errc when_gone,
+           OnValue on_value, Ts&&... xs) {
+  return call_or_hand_back(im, dest, timeout, when_gone, std::move(on_value),
+                           discard_reply<reply_tuple_t<Handle, Ts...>>{}, std::forward<Ts>(xs)...);
 }
 
 } // namespace sshpool::detail

@@ -7,8 +7,9 @@
 // (with reply_slack beyond the deadline, in case the actors are stalled).
 //
 // An async forward's completion runs on the thread that hands the reply over: the
-// connection actor's scheduler thread, or the caller's when the request is refused before
-// it is sent (an empty or released handle, a stopped engine).
+// connection actor's scheduler thread, or the caller's when the request is refused at once
+// (an empty or released handle, a stopped engine; a connection actor that has ended, whose
+// closed mailbox CAF answers with request_receiver_down on the sending thread).
 #include <exception>
 #include <future>
 #include <memory>

@@ -22,9 +22,15 @@ long futex(std::atomic<std::uint32_t>& word, int op, std::uint32_t value, const 
 
 } // namespace
 
-void completion_flag::set() noexcept {
-  if (state_.exchange(done) == sleeping)
+bool completion_flag::set() noexcept {
+  auto before = state_.exchange(done);
+  if (before == sleeping)
     futex(state_, FUTEX_WAKE_PRIVATE, 1, nullptr);
+  return before != abandoned;
+}
+
+bool completion_flag::abandon() noexcept {
+  return state_.exchange(abandoned) != done;
 }
 
 bool completion_flag::wait_until(std::chrono::steady_clock::time_point deadline) noexcept {

@@ -1,4 +1,4 @@
-// The facade's hand-off (engine.cpp, forward_async.cpp): how a thread that is not an actor
+// The facade's hand-off (engine.cpp, forward.cpp): how a thread that is not an actor
 // sends a request to the engine's actors and gets the reply without a scoped_actor.
 //
 // The request names as its sender a reply receiver: a minimal actor with no mailbox, no
@@ -6,14 +6,25 @@
 // supervisor's delegation, the supervisor) calls the receiver's enqueue on its own scheduler
 // thread, and the receiver hands the reply to its completion right there: the waiter of a
 // blocking call (which wakes the calling thread through a futex), a future's promise, or a
-// callback. A request dropped unanswered (its actor ended before handling it, the actor
-// system went down) releases the last reference to its receiver, which then completes with
-// no reply: every completion runs exactly once.
+// callback. A request to an actor that already ended comes back at once as an error reply
+// (CAF's sec::request_receiver_down, on the sending thread: the caller's, for a facade
+// call); a request dropped unanswered (a promise never delivered, the actor system went
+// down) releases the last reference to its receiver, which then completes with no reply:
+// every completion runs exactly once.
 //
 //               the reply enqueued (on the answering actor's thread)
 //   waiting ──────────────────────────────────────────────────────► completed(reply)
 //      │ the last reference dropped unanswered (on the thread that drops it)
 //      └──────────────────────────────────────────────────────────► completed(nullptr)
+//
+// A blocking caller waits on a completion_flag, which settles who owns the reply when the
+// reply and the caller's deadline meet:
+//
+//   idle ── wait_until ──► sleeping (until set, the deadline, or a spurious wake-up)
+//    │ set                   │ set (one FUTEX_WAKE)    │ (from either) the deadline passed:
+//    ▼                       ▼                         ▼ abandon
+//   done: the reply is the caller's         abandoned: set returns false, the reply is the
+//                                           completion's (a late lease goes back)
 #pragma once
 
 #include <atomic>
@@ -40,20 +51,27 @@
 namespace sshpool::detail {
 
 /// A one-shot event between two threads: one sets it once, the other waits for it with a
-/// deadline. A futex word, no lock: `set` makes a system call only if the waiter sleeps.
+/// deadline and may then give up. A futex word, no lock: `set` makes a system call only if
+/// the waiter sleeps.
 class completion_flag {
 public:
   /// Marks the event; wakes the waiter if it sleeps. Everything written before is visible
-  /// to the waiter once its wait returned true.
-  void set() noexcept;
+  /// to the waiter once its wait returned true (or its `abandon` false). False if the
+  /// waiter gave up first: what the event brings is then the setter's to dispose of.
+  bool set() noexcept;
 
   /// Waits until the event is set (true) or `deadline` passed (false), on the steady clock.
   bool wait_until(std::chrono::steady_clock::time_point deadline) noexcept;
+
+  /// The waiter gives up after `wait_until` returned false. True if the event had not come
+  /// (`set` will return false); false if it came meanwhile: it is the waiter's after all.
+  bool abandon() noexcept;
 
 private:
   static constexpr std::uint32_t idle = 0;
   static constexpr std::uint32_t sleeping = 1;
   static constexpr std::uint32_t done = 2;
+  static constexpr std::uint32_t abandoned = 3;
   std::atomic<std::uint32_t> state_{idle};
 };
 

@@ -11,6 +11,7 @@
 #include "sshpool/actors.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
@@ -124,7 +125,61 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
   go.set_value();
   released.get_future().wait();
   caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
-  // The late reply went to a discarded actor; the next calls are answered.
+  // The late reply (an error: alice has no endpoint) is dropped; the next calls are answered.
   CHECK(eng.set_endpoint("bob", endpoint{}).error().code() == errc::invalid_argument);
   CHECK(eng.pool().get_pool_stats().leases == 0);
+}
+
+TEST_CASE("a lease granted after get_connection gave up goes back to the pool", "[pool]") {
+  test::test_sshd sshd;
+  demo::http_backend backend{demo::http_backend::options{"late-backend"}};
+  engine_config cfg;
+  cfg.scheduler_threads = 1;
+  cfg.pool.acquire_timeout = 100ms;
+  cfg.pool.connect_timeout = 2s;
+  cfg.log_level = "warn";
+  engine eng{cfg};
+  REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
+  // The fault: an actor holds the only scheduler thread until get_connection's deadline
+  // (acquire + connect timeout + 5 s of slack) has passed. The pool then takes the request,
+  // which waits for the handshake it starts, and grants the lease to a caller long gone.
+  std::promise<void> holding;
+  std::promise<void> go;
+  std::promise<void> released;
+  auto blocker = eng.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
+    return {[&](std::int32_t) {
+      holding.set_value();
+      go.get_future().wait();
+      released.set_value();
+    }};
+  });
+  caf::anon_send(blocker, std::int32_t{1});
+  holding.get_future().wait();
+  auto conn = eng.pool().get_connection("alice");
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().code() == errc::timeout);
+  go.set_value();
+  released.get_future().wait();
+  caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
+  auto alice = [&] {
+    for (auto& u : eng.pool().get_pool_stats().users)
+      if (u.user == "alice")
+        return u;
+    return user_stats{};
+  };
+  // The late grant: the connection is up (and was leased as it came up).
+  REQUIRE(test::eventually([&] {
+    auto u = alice();
+    return u.connections == 1 && u.connecting == 0;
+  }));
+  // The lease went back as it was granted, before the pool answered the reading above: a
+  // lease nobody holds would count here for good.
+  auto u = alice();
+  CHECK(u.leases == 0);
+  CHECK(u.idle == 1);
+  // The next caller gets that connection.
+  auto next = eng.pool().get_connection("alice");
+  REQUIRE(next);
+  CHECK(alice().connections == 1);
+  CHECK(eng.pool().release_connection("alice", *next));
 }

@@ -83,10 +83,11 @@ public:
 
   /// The callback form: `on_done` gets the result, exactly once. It runs on a CAF scheduler
   /// thread (the connection actor's, which waits for it), or on the calling thread before
-  /// this returns if the request is refused before it is sent (empty or released handle,
-  /// stopped engine): it must be short and must not block (no blocking facade call, no
-  /// wait on another request); hand the result to your own thread or event loop. An
-  /// exception it throws is logged and dropped.
+  /// this returns if the request is refused at once (empty or released handle, stopped
+  /// engine, a connection whose actor has ended: closed or lost): it must be short and must
+  /// not block (no blocking facade call, no wait on another request, no lock the caller may
+  /// hold); hand the result to your own thread or event loop. An exception it throws is
+  /// logged and dropped.
   void forward_async(const request& req, response_callback on_done) const;
 
   /// Same, with an explicit deadline for this request.
