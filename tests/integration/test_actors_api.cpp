@@ -18,6 +18,42 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// The fault: an actor that holds one of the engine's scheduler threads (with
+/// `scheduler_threads = 1`, the only one) from its construction until `let_go`.
+class thread_holder {
+public:
+  explicit thread_holder(engine& eng) {
+    blocker_ = eng.system().spawn([this](caf::event_based_actor*) -> caf::behavior {
+      return {[this](std::int32_t) {
+        holding_.set_value();
+        go_.get_future().wait();
+        released_.set_value();
+      }};
+    });
+    caf::anon_send(blocker_, std::int32_t{1});
+    holding_.get_future().wait();
+  }
+  ~thread_holder() { let_go(); }
+  thread_holder(const thread_holder&) = delete;
+  thread_holder& operator=(const thread_holder&) = delete;
+
+  /// Frees the thread and waits until the actor has let it go.
+  void let_go() {
+    if (!blocker_)
+      return;
+    go_.set_value();
+    released_.get_future().wait();
+    caf::anon_send_exit(blocker_, caf::exit_reason::user_shutdown);
+    blocker_ = nullptr;
+  }
+
+private:
+  std::promise<void> holding_;
+  std::promise<void> go_;
+  std::promise<void> released_;
+  caf::actor blocker_;
+};
+
 struct outcome {
   std::vector<std::string> bodies;
   error err;
@@ -103,18 +139,7 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
   // The fault: an actor that holds the only scheduler thread until the test lets it go, so
   // the supervisor cannot answer. get_connection's deadline is acquire + connect timeout +
   // 5 s of slack.
-  std::promise<void> holding;
-  std::promise<void> go;
-  std::promise<void> released;
-  auto blocker = eng.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
-    return {[&](std::int32_t) {
-      holding.set_value();
-      go.get_future().wait();
-      released.set_value();
-    }};
-  });
-  caf::anon_send(blocker, std::int32_t{1});
-  holding.get_future().wait();
+  thread_holder holder{eng};
   auto start = std::chrono::steady_clock::now();
   auto conn = eng.pool().get_connection("alice");
   auto took = std::chrono::steady_clock::now() - start;
@@ -122,9 +147,7 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
   CHECK(conn.error().code() == errc::timeout);
   CHECK(took >= 5s);
   CHECK(took < 7s);
-  go.set_value();
-  released.get_future().wait();
-  caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
+  holder.let_go();
   // The late reply (an error: alice has no endpoint) is dropped; the next calls are answered.
   CHECK(eng.set_endpoint("bob", endpoint{}).error().code() == errc::invalid_argument);
   CHECK(eng.pool().get_pool_stats().leases == 0);
@@ -143,24 +166,11 @@ TEST_CASE("a lease granted after get_connection gave up goes back to the pool", 
   // The fault: an actor holds the only scheduler thread until get_connection's deadline
   // (acquire + connect timeout + 5 s of slack) has passed. The pool then takes the request,
   // which waits for the handshake it starts, and grants the lease to a caller long gone.
-  std::promise<void> holding;
-  std::promise<void> go;
-  std::promise<void> released;
-  auto blocker = eng.system().spawn([&](caf::event_based_actor*) -> caf::behavior {
-    return {[&](std::int32_t) {
-      holding.set_value();
-      go.get_future().wait();
-      released.set_value();
-    }};
-  });
-  caf::anon_send(blocker, std::int32_t{1});
-  holding.get_future().wait();
+  thread_holder holder{eng};
   auto conn = eng.pool().get_connection("alice");
   REQUIRE_FALSE(conn);
   CHECK(conn.error().code() == errc::timeout);
-  go.set_value();
-  released.get_future().wait();
-  caf::anon_send_exit(blocker, caf::exit_reason::user_shutdown);
+  holder.let_go();
   auto alice = [&] {
     for (auto& u : eng.pool().get_pool_stats().users)
       if (u.user == "alice")
