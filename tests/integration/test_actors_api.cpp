@@ -18,6 +18,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// An engine on one scheduler thread (which a thread_holder can take), acquire_timeout 100 ms.
+engine_config one_thread_config(std::chrono::milliseconds connect_timeout) {
+  engine_config cfg;
+  cfg.scheduler_threads = 1;
+  cfg.pool.acquire_timeout = 100ms;
+  cfg.pool.connect_timeout = connect_timeout;
+  cfg.log_level = "warn";
+  return cfg;
+}
+
 /// The fault: an actor that holds one of the engine's scheduler threads (with
 /// `scheduler_threads = 1`, the only one) from its construction until `let_go`.
 class thread_holder {
@@ -130,12 +140,7 @@ TEST_CASE("a CAF service drives the engine in its own actor system", "[actors]")
 
 TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call is served",
           "[forward]") {
-  engine_config cfg;
-  cfg.scheduler_threads = 1;
-  cfg.pool.acquire_timeout = 100ms;
-  cfg.pool.connect_timeout = 100ms;
-  cfg.log_level = "warn";
-  engine eng{cfg};
+  engine eng{one_thread_config(100ms)};
   // The fault: an actor that holds the only scheduler thread until the test lets it go, so
   // the supervisor cannot answer. get_connection's deadline is acquire + connect timeout +
   // 5 s of slack.
@@ -156,12 +161,7 @@ TEST_CASE("a facade call to a stalled engine ends at its deadline; the next call
 TEST_CASE("a lease granted after get_connection gave up goes back to the pool", "[pool]") {
   test::test_sshd sshd;
   demo::http_backend backend{demo::http_backend::options{"late-backend"}};
-  engine_config cfg;
-  cfg.scheduler_threads = 1;
-  cfg.pool.acquire_timeout = 100ms;
-  cfg.pool.connect_timeout = 2s;
-  cfg.log_level = "warn";
-  engine eng{cfg};
+  engine eng{one_thread_config(2s)};
   REQUIRE(eng.set_endpoint("alice", sshd.make_endpoint(backend.port())));
   // The fault: an actor holds the only scheduler thread until get_connection's deadline
   // (acquire + connect timeout + 5 s of slack) has passed. The pool then takes the request,
