@@ -244,16 +244,20 @@ void free_lease(self_ptr self, held_lease held) {
   arm_tick(self);
 }
 
+/// Returns to the pool the kept leases of `u` that `stays` does not keep (in their order).
+template <class Stays>
+void return_kept(self_ptr self, user_leases& u, Stays stays) {
+  auto gone = std::stable_partition(u.kept.begin(), u.kept.end(), stays);
+  for (auto i = gone; i != u.kept.end(); ++i)
+    release(self, i->held.granted);
+  u.kept.erase(gone, u.kept.end());
+}
+
 /// Returns the kept leases of connection `cid` to the pool (it refused a stream or is gone).
 void drop_kept(self_ptr self, caf::actor_id cid) {
-  for (auto& [user, u] : self->state.users) {
-    auto gone = std::stable_partition(u.kept.begin(), u.kept.end(), [cid](const kept_lease& k) {
-      return k.held.granted.connection.id() != cid;
-    });
-    for (auto i = gone; i != u.kept.end(); ++i)
-      release(self, i->held.granted);
-    u.kept.erase(gone, u.kept.end());
-  }
+  for (auto& [user, u] : self->state.users)
+    return_kept(self, u,
+                [cid](const kept_lease& k) { return k.held.granted.connection.id() != cid; });
 }
 
 /// Ends call `id` and forgets it: its lease is freed first, then its listener hears the end
@@ -427,12 +431,9 @@ void look_at_kept(self_ptr self) {
   auto now = self->clock().now();
   bool any = false;
   for (auto& [user, u] : st.users) {
-    auto gone = std::stable_partition(u.kept.begin(), u.kept.end(), [now](const kept_lease& k) {
+    return_kept(self, u, [now](const kept_lease& k) {
       return now - k.unused_since < keep_idle && now - k.held.since < max_hold;
     });
-    for (auto i = gone; i != u.kept.end(); ++i)
-      release(self, i->held.granted);
-    u.kept.erase(gone, u.kept.end());
     any = any || !u.kept.empty();
   }
   if (any)
