@@ -208,13 +208,16 @@ void reactor::read_session(session_state& ss) {
   // going round the loop and through epoll_wait for every 4 KiB.
   for (int polls = 0; polls < max_polls_in_a_row; ++polls) {
     auto before = ss.bytes.in_bytes;
-    if (ssh_event_dopoll(ss.event, 0) == SSH_ERROR || !alive(ss)) {
-      lose_session(ss, session_error(ss)); // trap 8: session death fires no channel callback
-      return;
-    }
-    if (ss.bytes.in_bytes - before < libssh_read_size)
+    if (!poll_session(ss) || ss.bytes.in_bytes - before < libssh_read_size)
       return;
   }
+}
+
+bool reactor::poll_session(session_state& ss) {
+  if (ssh_event_dopoll(ss.event, 0) != SSH_ERROR && alive(ss))
+    return true;
+  lose_session(ss, session_error(ss)); // trap 8: session death fires no channel callback
+  return false;
 }
 
 void reactor::drain_commands() {

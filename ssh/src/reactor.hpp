@@ -207,6 +207,9 @@ private:
   void poll_sessions(int timeout);
   /// Lets libssh read a ready session's socket, for as long as it finds more (trap 19).
   void read_session(session_state& ss);
+  /// One poll of `ss` by libssh (it reads, sends and runs callbacks); loses the session if
+  /// it failed. Whether the session is still alive.
+  bool poll_session(session_state& ss);
   /// Records that libssh was called on `ss` (its write interest may have changed).
   void touch(session_state& ss);
   /// Flushes what libssh queued for the sessions touched in this pass (trap 19), and

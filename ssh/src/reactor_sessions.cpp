@@ -72,8 +72,7 @@ void reactor::update_interest() {
   for (auto* ss : scratch_sessions_) {
     ss->touched = false;
     for (int polls = 0; polls < 2 && !ss->dead && write_pending(*ss); ++polls)
-      if (ssh_event_dopoll(ss->event, 0) == SSH_ERROR || !alive(*ss))
-        lose_session(*ss, session_error(*ss));
+      poll_session(*ss);
     if (ss->dead)
       continue;
     std::uint32_t want = EPOLLIN;
