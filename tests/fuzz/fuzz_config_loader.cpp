@@ -136,7 +136,9 @@ bool same_users(const gateway_config& x, const gateway_config& y) {
         p.target_host != q.target_host || p.target_port != q.target_port ||
         p.server_nodelay != q.server_nodelay || p.ciphers != q.ciphers ||
         p.max_response_bytes != q.max_response_bytes || p.mode != q.mode ||
-        p.authorized_keys_file != q.authorized_keys_file)
+        p.authorized_keys_file != q.authorized_keys_file ||
+        a.api_keys_sha256 != b.api_keys_sha256 ||
+        a.forward_authorization != b.forward_authorization)
       return false;
   }
   return true;
@@ -156,6 +158,7 @@ void check_accepted(const gateway_config& cfg) {
       check(!u.ep.host.empty() && !u.ep.username.empty() && !u.ep.identity_file.empty() &&
             !u.ep.known_hosts_file.empty() && u.ep.port != 0 && u.ep.authorized_keys_file.empty());
   }
+  check(!cfg.jwt || (cfg.jwt->keys != nullptr && !cfg.jwt->keys->keys().empty()));
   const std::string shown = describe(cfg);
   work().again.write(shown);
   auto reloaded = load_config({"--config", work().again.path}, [](const char*) { return nullptr; });
