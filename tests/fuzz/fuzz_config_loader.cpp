@@ -13,7 +13,8 @@
 // files by name, so the file lives in a per-process directory ($TMPDIR or /tmp) beside
 // the key files the users can name (id_ed25519, a real private key generated at start, for
 // the loader loads it; known_hosts; passphrase; authorized_keys, its public key, for agent
-// users) and is rewritten in place for each input.
+// users; jwt.pem, an Ed25519 public key, for the `jwt` object) and is rewritten in place for
+// each input.
 #include "gateway/settings.hpp"
 
 #include <libssh/libssh.h>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
+#include "support/jwt_mint.hpp"
 
 // Name resolution stays numeric: `listen` resolves its host with getaddrinfo, and a fuzzer
 // must neither send DNS queries nor wait for them. This definition takes precedence over
@@ -115,6 +117,8 @@ struct workspace {
   scratch_file authorized_keys{dir.path + "/authorized_keys", generated.authorized_line};
   scratch_file known_hosts{dir.path + "/known_hosts", "\n"};
   scratch_file passphrase{dir.path + "/passphrase", "secret\n"};
+  scratch_file jwt_key{dir.path + "/jwt.pem",
+                       test::signing_key{test::signing_key::kind::ed25519}.public_pem()};
   scratch_file config{dir.path + "/config.json", "{}"};
   scratch_file again{dir.path + "/again.json", "{}"};
 };
