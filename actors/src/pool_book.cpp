@@ -1,6 +1,7 @@
 #include "pool_book.hpp"
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
 
 namespace sshpool {
@@ -25,21 +26,10 @@ bool allowed(conn_phase from, conn_phase to) {
 }
 
 const char* name(conn_phase p) {
-  switch (p) {
-  case conn_phase::connecting:
-    return "connecting";
-  case conn_phase::ready:
-    return "ready";
-  case conn_phase::validating:
-    return "validating";
-  case conn_phase::evicting:
-    return "evicting";
-  case conn_phase::draining:
-    return "draining";
-  case conn_phase::closing:
-    return "closing";
-  }
-  return "?";
+  static constexpr std::array<const char*, 6> names = {"connecting", "ready",    "validating",
+                                                       "evicting",   "draining", "closing"};
+  auto i = static_cast<std::size_t>(p);
+  return i < names.size() ? names[i] : "?";
 }
 
 } // namespace

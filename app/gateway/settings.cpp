@@ -92,6 +92,23 @@ setting millis_setting(const char* key, const char* env, const char* help, Ref r
           [ref](const gateway_config& c) { return std::to_string(ref(c).count()); }};
 }
 
+template <class Ref>
+setting bool_setting(const char* key, const char* env, const char* help, Ref ref) {
+  return {key,
+          env,
+          "BOOL",
+          "",
+          help,
+          [ref](gateway_config& c, std::string_view v) -> std::string {
+            auto b = text::lower(v);
+            if (b != "true" && b != "false")
+              return "'" + std::string{v} + "' is not true or false";
+            ref(c) = b == "true";
+            return {};
+          },
+          [ref](const gateway_config& c) { return std::string{ref(c) ? "true" : "false"}; }};
+}
+
 std::string apply_listen(gateway_config& c, std::string_view v) {
   auto colon = v.rfind(':');
   if (colon == std::string_view::npos || colon == 0)
@@ -213,18 +230,10 @@ const std::vector<setting>& settings() {
           "shutdown_grace_period", "SHUTDOWN_GRACE_PERIOD",
           "on SIGTERM, how long requests in flight may finish",
           [](auto& c) -> auto& { return c.engine.pool.shutdown_grace_period; }),
-      {"shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE", "BOOL", "",
-       "true: cut what remains at the end of the grace period; false: wait for it",
-       [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = text::lower(v);
-         if (b != "true" && b != "false")
-           return "'" + std::string{v} + "' is not true or false";
-         c.engine.pool.force_after_grace_period = b == "true";
-         return {};
-       },
-       [](const gateway_config& c) {
-         return std::string{c.engine.pool.force_after_grace_period ? "true" : "false"};
-       }},
+      bool_setting(
+          "shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE",
+          "true: cut what remains at the end of the grace period; false: wait for it",
+          [](auto& c) -> auto& { return c.engine.pool.force_after_grace_period; }),
       count_setting(
           "max_response_bytes", "MAX_RESPONSE_BYTES",
           "largest upstream response body, streams included (a user's own max_response_bytes "
@@ -284,18 +293,10 @@ const std::vector<setting>& settings() {
           "agent_max_auth_tries", "AGENT_MAX_AUTH_TRIES",
           "failed authentication attempts per agent connection, then it is closed",
           [](auto& c) -> auto& { return c.engine.agents.max_auth_tries; }),
-      {"allow_unauthenticated", "ALLOW_UNAUTHENTICATED", "BOOL", "",
-       "true: serve a listen address that is not loopback without client authentication",
-       [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = text::lower(v);
-         if (b != "true" && b != "false")
-           return "'" + std::string{v} + "' is not true or false";
-         c.allow_unauthenticated = b == "true";
-         return {};
-       },
-       [](const gateway_config& c) {
-         return std::string{c.allow_unauthenticated ? "true" : "false"};
-       }},
+      bool_setting(
+          "allow_unauthenticated", "ALLOW_UNAUTHENTICATED",
+          "true: serve a listen address that is not loopback without client authentication",
+          [](auto& c) -> auto& { return c.allow_unauthenticated; }),
       count_setting(
           "auth_max_failures", "AUTH_MAX_FAILURES",
           "failed authentications of one source address per auth_failure_window; beyond: 429",
