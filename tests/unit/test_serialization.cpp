@@ -16,6 +16,7 @@
 #include <caf/all.hpp>
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "sshpool/engine.hpp"
 #include "sshpool/messages.hpp"
@@ -158,15 +159,17 @@ bool no_default_field(const T& x) {
   return all_differ(a, b, std::make_index_sequence<std::tuple_size_v<decltype(a)>>{});
 }
 
-caf::actor_system_config& registered(caf::actor_system_config& cfg) {
+caf::actor_system_config& cluster_node(caf::actor_system_config& cfg) {
   add_message_types(cfg);
+  cfg.load<caf::io::middleman>();
   return cfg;
 }
 
-/// One node's actor system, with the engine's types registered as a cluster node would.
+/// One node's actor system as a cluster node will have it: the engine's types registered
+/// and the middleman loaded (without it, CAF 0.17.6 gives the system no valid node id).
 struct wire {
   caf::actor_system_config cfg;
-  caf::actor_system sys{registered(cfg)};
+  caf::actor_system sys{cluster_node(cfg)};
   /// A live actor for the handles: only its identity (actor id and node) crosses the wire.
   caf::scoped_actor self{sys};
 
@@ -347,13 +350,13 @@ TEST_CASE("a lease crosses with its connection handle", "[serialization]") {
   w.check(x);
   auto back = w.round_trip(x);
   // The handle names the same actor on the same node: sends through it reach the lessee's
-  // connection (a remote node resolves it to a proxy of that actor).
+  // connection.
+  REQUIRE(w.sys.node() != caf::node_id{});
   CHECK(back.connection.address() == x.connection.address());
   CHECK(back.connection->node() == w.sys.node());
-  // A lease without a connection stays without one.
-  lease empty;
-  empty.user = "bob";
-  CHECK_FALSE(w.round_trip(empty).connection);
+  CHECK(back.connection->id() == x.connection_id);
+  // A handle of another node loads as a proxy from the receiving middleman's registry
+  // (CAF's load_actor); that needs a second node, in the cluster's multi-process tests.
 }
 
 TEST_CASE("an endpoint crosses without its passphrase", "[serialization]") {
