@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
-#include <filesystem>
 #include <future>
 #include <mutex>
 #include <set>
@@ -31,7 +30,8 @@ namespace {
 /// An engine with an agent listener, a backend on the agents' side and their machines'
 /// home (keys, known_hosts pinning the listener's host key).
 struct gateway {
-  std::string dir = make_temp_dir("sshpool-agent-pool");
+  temp_dir tmp{"sshpool-agent-pool"};
+  const std::string& dir = tmp.path();
   agent_home home;
   http_backend backend;
   std::unique_ptr<engine> eng;
@@ -46,12 +46,6 @@ struct gateway {
     REQUIRE(status);
     port = status->port;
     home.trust(port, status->public_key);
-  }
-
-  ~gateway() {
-    eng.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
   }
 
   static engine_config config() { return quiet_config(10s, 10s); }
@@ -79,7 +73,13 @@ struct gateway {
   }
 
   /// An agent user `user` whose machine has dialed in, and a lease of its connection.
-  std::pair<std::unique_ptr<logged_process>, connection> lease_agent(const std::string& user) {
+  /// An agent dialed in for `user` and a lease on its connection.
+  struct leased_agent {
+    std::unique_ptr<logged_process> ssh;
+    connection conn;
+  };
+
+  leased_agent lease_agent(const std::string& user) {
     add_agent_user(user);
     auto ssh = dial(user);
     auto conn = eng->pool().get_connection(user);
@@ -191,29 +191,27 @@ TEST_CASE("with no agent connected a lease fails with agent_offline", "[agent_po
 TEST_CASE("an agent killed mid-stream fails it at once; the next agent serves again",
           "[agent_pool]") {
   gateway g{gateway::config(), slow_stream(100ms, 100)};
-  auto leased = g.lease_agent("alice");
-  auto& ssh = leased.first;
-  auto& conn = leased.second;
+  auto agent = g.lease_agent("alice");
   std::chrono::steady_clock::time_point killed;
   stream_handlers h;
   h.on_chunk = [&](std::string_view) {
     if (killed == std::chrono::steady_clock::time_point{}) {
       killed = std::chrono::steady_clock::now();
-      ssh->signal(SIGKILL);
+      agent.ssh->signal(SIGKILL);
     }
     return true;
   };
-  auto res = conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+  auto res = agent.conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   REQUIRE_FALSE(res);
   CHECK(res.error().code() == errc::connection_lost);
   CHECK(ms_since(killed) < 3000); // not the 10 s idle deadline
-  g.eng->pool().release_connection("alice", conn);
+  g.eng->pool().release_connection("alice", agent.conn);
   REQUIRE(g.agents("alice", 0));
 
   auto again = g.dial("alice"); // the machine reconnects
   auto next = g.eng->pool().get_connection("alice");
   REQUIRE(next);
-  CHECK(next->id() != conn.id());
+  CHECK(next->id() != agent.conn.id());
   auto get = next->forward(make_request("g", "GET", "/info"));
   REQUIRE(get);
   CHECK(get->status == 200);
@@ -297,9 +295,7 @@ TEST_CASE("an agent's ssh SIGSTOPped mid-stream is found by the keepalive; then 
 TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells the agent why",
           "[agent_pool]") {
   gateway g{gateway::config(), slow_stream(100ms, 20)};
-  auto leased = g.lease_agent("alice");
-  auto& ssh = leased.first;
-  auto& conn = leased.second;
+  auto agent = g.lease_agent("alice");
   std::promise<void> first_chunk;
   bool started = false;
   std::string streamed;
@@ -313,7 +309,7 @@ TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells
     return true;
   };
   auto stream = std::async(std::launch::async, [&] {
-    return conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+    return agent.conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   });
   REQUIRE(first_chunk.get_future().wait_for(10s) == std::future_status::ready);
   auto report = g.eng->shutdown(10s);
@@ -327,8 +323,8 @@ TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells
   CHECK(report.cut == 0);
   CHECK_FALSE(report.forced);
   CHECK(report.connections_closed == 1);
-  CHECK(ssh->wait(10s) == 255);
-  CHECK(ssh->output().find("gateway shutting down") != std::string::npos);
+  CHECK(agent.ssh->wait(10s) == 255);
+  CHECK(agent.ssh->output().find("gateway shutting down") != std::string::npos);
 }
 
 TEST_CASE("dial and agent users live side by side in one engine", "[agent_pool]") {
