@@ -225,7 +225,7 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
   };
   out.insert(
       out.end(),
-      {{{"sshpool_gateway_max_in_flight_total",
+      {{{"sshpool_gateway_fair_share_budget",
          "The budget of requests in flight across all users (0: none).", "fair_share",
          "max_in_flight_total"},
         "gauge",

@@ -86,7 +86,7 @@ void gateway::impl::reload(const gateway_config& next) {
     auto old = old_users.find(u.name);
     bool is_new = old == old_users.end();
     if (!is_new && old->second->ep == u.ep) {
-      applied.push_back(*old->second);
+      applied.push_back(u); // the same endpoint: its connections stay
       old_users.erase(old);
       continue;
     }

@@ -223,6 +223,8 @@ TEST_CASE("fair share: a flooding user gets 429, another user's latency stays lo
   CHECK(retry_after == alice_429.load());
   CHECK(alice_other == 0);
   auto metrics = fetch(gw.port, "GET", "/metrics").body;
+  check_promtool(dir, metrics);
+  CHECK(metric_value(metrics, "sshpool_gateway_fair_share_budget") == "8");
   auto refused = metric_value(metrics, "sshpool_gateway_fair_share_refusals_total");
   REQUIRE_FALSE(refused.empty());
   CHECK(std::stoll(refused) >= alice_429.load());
