@@ -6,6 +6,7 @@
 //
 //   on_request ── ops path ──────────────────────────► respond ─┐
 //       │ ── bad / unknown user / draining ───────────► respond ─┤
+//       │ ── not authenticated, another user ─────────► respond ─┤  (auth_gate.cpp)
 //       │ ── over its fair share (429) ───────────────► respond ─┤
 //       ▼ bridge.start                                           │
 //   forwarding ── upstream_head ──► streaming ── upstream_end ──►│ finish
@@ -119,7 +120,9 @@ int status_of(errc code) noexcept {
   }
 }
 
-gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
+gateway::impl::impl(gateway_config cfg)
+    : cfg_(std::move(cfg)), auth_(cfg_),
+      auth_limiter_({cfg_.auth_max_failures, cfg_.auth_failure_window, cfg_.auth_max_sources}) {
   engine_ = std::make_unique<engine>(cfg_.engine);
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
@@ -248,6 +251,8 @@ void gateway::impl::on_request(http_request req) {
     }
     user = std::move(named);
   }
+  if (auth_.enabled() && !authenticate(id, ex, req, user))
+    return;
   if (user.empty()) {
     fail(id, std::move(ex), 400, "invalid_request",
          "no user: send an X-User-Id header or use a /u/<user>/ path prefix");
@@ -266,7 +271,8 @@ void gateway::impl::on_request(http_request req) {
   if (!within_fair_share(user)) {
     ++fair_share_refusals_;
     fail(id, std::move(ex), 429, "over_fair_share",
-         "the gateway is at its budget of requests in flight and this user holds its share");
+         "the gateway is at its budget of requests in flight and this user holds its share",
+         {{"Retry-After", fair_share_retry_after_seconds}});
     return;
   }
   request out;
@@ -276,6 +282,7 @@ void gateway::impl::on_request(http_request req) {
   out.body = std::move(req.body);
   out.headers = end_to_end(std::move(req.headers),
                            {"host", "content-length", "expect", "x-user-id", "x-request-id"});
+  strip_credentials(user, out.headers);
   out.headers.emplace_back("X-Request-Id", ex.request_id);
   if (log_enabled(level_enum::debug))
     log_event(level_enum::debug, "forwarding",
@@ -437,7 +444,7 @@ response_head gateway::impl::error_head(const exchange& ex, int status) {
 }
 
 void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::string& code,
-                         const std::string& message) {
+                         const std::string& message, header_list extra) {
   ex.status = status;
   ex.code = code;
   auto head = error_head(ex, status);
@@ -445,8 +452,8 @@ void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::s
     head.headers.emplace_back("Allow", "GET, HEAD");
   if (code == "too_many_clients")
     head.headers.emplace_back("Retry-After", "1");
-  else if (code == "over_fair_share")
-    head.headers.emplace_back("Retry-After", fair_share_retry_after_seconds);
+  for (auto& h : extra)
+    head.headers.push_back(std::move(h));
   auto body = error_body(code, message, ex.request_id);
   exchanges_.insert_or_assign(id, std::move(ex));
   server_->respond(id, std::move(head), std::move(body));

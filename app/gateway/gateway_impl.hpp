@@ -3,6 +3,7 @@
 //   gateway.cpp   construction and shutdown, routing (user, path, errors), the exchanges'
 //                 state machine between the front end and the bridge actor;
 //   headers.cpp   header hygiene (hop-by-hop fields, request ids);
+//   auth_gate.cpp client authentication (the credential decides the user);
 //   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread;
 //   reload.cpp    SIGHUP's reload thread and what a new configuration changes.
 //
@@ -25,6 +26,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "gateway/auth.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/http_server.hpp"
@@ -120,9 +122,17 @@ private:
   void end_forwarding(exchange& ex);
   std::string new_request_id();
   response_head error_head(const exchange& ex, int status);
-  /// Answers with an error body; the exchange is kept until on_done.
+  /// Answers with an error body (and `extra` headers); the exchange is kept until on_done.
   void fail(std::uint64_t id, exchange ex, int status, const std::string& code,
-            const std::string& message);
+            const std::string& message, header_list extra = {});
+
+  // -- client authentication (auth_gate.cpp) --------------------------------------------------
+  /// With authentication configured: the credential's user becomes `user` (which holds the
+  /// user the request names, or is empty); false if the request was answered (429, 401, 403).
+  bool authenticate(std::uint64_t id, exchange& ex, const http_request& req, std::string& user);
+  /// Drops the client's Authorization header unless `user`'s entry forwards it (with
+  /// authentication configured; without, it is the upstream's business and travels).
+  void strip_credentials(const std::string& user, header_list& headers) const;
 
   /// Fair share under max_in_flight_total: whether `user` may start one more forward.
   bool within_fair_share(const std::string& user) const;
@@ -149,6 +159,9 @@ private:
   std::unordered_set<std::string> known_users_;
   /// The users in agent mode, in the config's order.
   std::vector<std::string> agent_users_;
+  /// Client authentication; the limiter is the loop thread's.
+  authenticator auth_;
+  auth_rate_limiter auth_limiter_;
 
   // Loop thread only.
   std::unordered_map<std::uint64_t, exchange> exchanges_;

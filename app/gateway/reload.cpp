@@ -9,7 +9,9 @@
 //   reload: settings that cannot change at run time ──► warning naming them, old values kept
 //           users added or changed ─► engine.set_endpoint (changed: new connections use the
 //                                     new endpoint, idle old ones close, leased ones on release)
-//           user sets ─────────────► posted to the loop (routing: known users, agent users)
+//           user sets, credentials ► posted to the loop in one step (routing: known users,
+//                                     agent users; client authentication: the applied
+//                                     users' API keys and the new jwt settings)
 //           users removed ─────────► engine.remove_endpoint, one thread each (new requests:
 //                                    404 unknown_user; in flight: finish within the grace)
 //
@@ -111,7 +113,11 @@ void gateway::impl::reload(const gateway_config& next) {
   std::sort(removed.begin(), removed.end());
 
   // The routing: requests for added users are forwarded, removed ones get 404 (a request
-  // that passed the check just before gets unknown_user from the engine: the same 404).
+  // that passed the check just before gets unknown_user from the engine: the same 404); a
+  // removed user's API key no longer authenticates, an added one's does.
+  gateway_config auth_view = next;
+  auth_view.users = applied;
+  authenticator auth{auth_view};
   std::unordered_set<std::string> known;
   std::vector<std::string> agents;
   for (auto& u : applied) {
@@ -119,9 +125,11 @@ void gateway::impl::reload(const gateway_config& next) {
     if (u.ep.mode == endpoint_mode::agent)
       agents.push_back(u.name);
   }
-  server_->queue()->post([this, known = std::move(known), agents = std::move(agents)]() mutable {
+  server_->queue()->post([this, known = std::move(known), agents = std::move(agents),
+                          auth = std::move(auth)]() mutable {
     known_users_ = std::move(known);
     agent_users_ = std::move(agents);
+    auth_ = std::move(auth);
   });
   cfg_.users = std::move(applied);
 

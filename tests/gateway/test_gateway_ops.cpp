@@ -173,6 +173,40 @@ TEST_CASE("SIGHUP: users added, changed and removed; another user's stream is un
   CHECK(err.find("user_removed", first + 1) == std::string::npos); // dave's, only
 }
 
+TEST_CASE("SIGHUP with API keys: an added user's key authenticates, a removed user's no more",
+          "[reload][auth]") {
+  test_sshd sshd;
+  http_backend a{http_backend::options{"backend-a"}};
+  http_backend c{http_backend::options{"backend-c"}};
+  temp_dir dir;
+  // printf '<key>' | sha256sum
+  const std::string alice_key = "alice-key-0123456789";
+  const std::string carol_key = "carol-key-0123456789";
+  auto with_keys = [&](std::vector<test_user> users) {
+    auto cfg = json::parse(make_config(sshd, users));
+    if (cfg["users"].contains("alice"))
+      cfg["users"]["alice"]["api_keys_sha256"] = {
+          "7bafaa96aa2351e6b7fbc258246b08ee66ade6196c76850108303b1dd6d6eb62"};
+    if (cfg["users"].contains("carol"))
+      cfg["users"]["carol"]["api_keys_sha256"] = {
+          "14bcf0f9adb27c0ed9ccef2466ec8f5de89fe791ca3ca0e7675ea0561f656696"};
+    return cfg.dump();
+  };
+  auto config = dir.write("config.json", with_keys({{"alice", a.port()}}));
+  running_gateway gw{config};
+  auto as = [&](const std::string& key) {
+    return fetch(gw.port, "GET", "/echo", {{"Authorization", "Bearer " + key}});
+  };
+  CHECK(as(alice_key).header("X-Backend") == "backend-a");
+  CHECK(as(carol_key).status == 401);
+
+  dir.write("config.json", with_keys({{"carol", c.port()}}));
+  gw.proc.signal(SIGHUP);
+  REQUIRE(gw.proc.wait_for_output("reloaded", 20s, true));
+  CHECK(eventually([&] { return as(carol_key).header("X-Backend") == "backend-c"; }));
+  CHECK(as(alice_key).status == 401);
+}
+
 TEST_CASE("fair share: a flooding user gets 429, another user's latency stays low",
           "[fair_share]") {
   test_sshd sshd;
