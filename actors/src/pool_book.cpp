@@ -126,6 +126,12 @@ std::vector<std::uint64_t> pool_book::ids_where(bool (*pred)(conn_phase)) const 
   return ids;
 }
 
+void pool_book::expire_all(time_point now) {
+  for (auto& c : entries_)
+    if (!c.agent)
+      c.expires = std::min(c.expires, now);
+}
+
 std::vector<std::uint64_t> pool_book::expired_idle(time_point now) const {
   std::vector<std::uint64_t> ids;
   for (auto& c : entries_)

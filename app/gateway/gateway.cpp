@@ -7,6 +7,7 @@
 //   on_request ── ops path ──────────────────────────► respond ─┐
 //       │ ── bad / unknown user / draining ───────────► respond ─┤
 //       │ ── not authenticated, another user ─────────► respond ─┤  (auth_gate.cpp)
+//       │ ── over its fair share (429) ───────────────► respond ─┤
 //       ▼ bridge.start                                           │
 //   forwarding ── upstream_head ──► streaming ── upstream_end ──►│ finish
 //       │ upstream_end(error) before the head: error response ──┤
@@ -41,6 +42,8 @@ constexpr const char* retry_after_seconds = "1";
 /// ... and after agent_offline: an agent that lost its network reconnects within a few
 /// seconds (ssh's ServerAliveInterval and a restart loop on the user's side).
 constexpr const char* agent_retry_after_seconds = "5";
+/// ... and after over_fair_share: the flood that filled the budget is short-lived or refused.
+constexpr const char* fair_share_retry_after_seconds = "1";
 /// Upper bound of the front end's final flush after the drain.
 constexpr std::chrono::milliseconds max_final_flush{5000};
 
@@ -173,6 +176,7 @@ gateway::impl::impl(gateway_config cfg)
 }
 
 gateway::impl::~impl() {
+  stop_reload();
   // Cuts what is in flight (exchanges end, upstream calls are cancelled); the server
   // object stays until the stats thread, which posts to its queue, is gone.
   server_->shutdown(std::chrono::milliseconds(0));
@@ -184,6 +188,7 @@ gateway::impl::~impl() {
 
 shutdown_report gateway::impl::wait() {
   auto report = engine_->wait_for_shutdown();
+  stop_reload();
   {
     std::lock_guard<std::mutex> guard{report_mutex_};
     last_report_ = report;
@@ -280,6 +285,13 @@ void gateway::impl::on_request(http_request req) {
     fail(id, std::move(ex), 404, "unknown_user", "no endpoint is configured for this user");
     return;
   }
+  if (!within_fair_share(user)) {
+    ++fair_share_refusals_;
+    fail(id, std::move(ex), 429, "over_fair_share",
+         "the gateway is at its budget of requests in flight and this user holds its share",
+         {{"Retry-After", fair_share_retry_after_seconds}});
+    return;
+  }
   request out;
   out.id = ex.request_id;
   out.method = req.method;
@@ -297,6 +309,7 @@ void gateway::impl::on_request(http_request req) {
   ex.call = bridge_->start(user, std::move(out), std::move(listener));
   ex.forwarding = true;
   ++forwards_in_flight_;
+  ++user_in_flight_[ex.user];
   exchanges_.emplace(id, std::move(ex));
 }
 
@@ -414,6 +427,23 @@ void gateway::impl::end_forwarding(exchange& ex) {
   ex.forwarding = false;
   ex.call.reset();
   --forwards_in_flight_;
+  if (auto mine = user_in_flight_.find(ex.user);
+      mine != user_in_flight_.end() && --mine->second == 0)
+    user_in_flight_.erase(mine);
+}
+
+bool gateway::impl::within_fair_share(const std::string& user) const {
+  // Below the budget everyone is admitted. At it, a user is admitted while it holds fewer
+  // than budget / active users (itself counted as active), so a user with nothing in flight
+  // always is: the total may pass the budget by the small users' shares, at most the budget
+  // again, and the users above their share get 429 until the total is below it.
+  auto budget = cfg_.max_in_flight_total;
+  if (budget == 0 || forwards_in_flight_ < budget)
+    return true;
+  auto mine = user_in_flight_.find(user);
+  std::size_t held = mine == user_in_flight_.end() ? 0 : mine->second;
+  std::size_t active = user_in_flight_.size() + (held == 0 ? 1 : 0);
+  return held * active < budget;
 }
 
 std::string gateway::impl::new_request_id() {
@@ -460,6 +490,14 @@ std::optional<agent_listener_status> gateway::agent_listener() const {
 
 void gateway::handle_signals() {
   impl_->handle_signals();
+}
+
+void gateway::handle_reload(config_source load) {
+  impl_->handle_reload(std::move(load));
+}
+
+void gateway::reload(const gateway_config& next) {
+  impl_->reload(next);
 }
 
 shutdown_report gateway::wait() {

@@ -265,6 +265,11 @@ const std::vector<setting>& settings() {
           "header_timeout", "HEADER_TIMEOUT",
           "a request head not complete this long after the connection (or its first byte): 408",
           [](auto& c) -> auto& { return c.header_timeout; }),
+      count_setting(
+          "max_in_flight_total", "MAX_IN_FLIGHT_TOTAL",
+          "requests in flight across all users before fair share: then a user above budget / "
+          "active users gets 429 over_fair_share (0: no budget)",
+          [](auto& c) -> auto& { return c.max_in_flight_total; }, max_config_count, true),
       {"agent_listen", "AGENT_LISTEN", "ADDR:PORT", "",
        "reverse mode: numeric address and port users' machines dial in to with ssh -R (port 0: "
        "ephemeral; empty: no agent listener)",
@@ -432,6 +437,14 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   if (auto ok = validate(cfg.engine); !ok)
     return error{errc::invalid_argument, "invalid engine setting: " + ok.error().message()};
   return result;
+}
+
+std::vector<std::string> changed_settings(const gateway_config& a, const gateway_config& b) {
+  std::vector<std::string> keys;
+  for (auto& s : settings())
+    if (s.show(a) != s.show(b))
+      keys.emplace_back(s.key);
+  return keys;
 }
 
 std::string usage_text() {
