@@ -414,6 +414,7 @@ TEST_CASE("every message of the public interfaces, and every reply, crosses as a
       caf::make_message(close_atom_v, user),
       caf::make_message(stats_atom_v),
       caf::make_message(endpoint_atom_v, user, sample_endpoint()),
+      caf::make_message(remove_atom_v, user),
       caf::make_message(stop_atom_v),
       caf::make_message(evict_atom_v, deadline),
       caf::make_message(drain_atom_v),
