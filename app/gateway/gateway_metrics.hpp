@@ -59,6 +59,10 @@ struct front_end_figures {
   std::uint64_t shed_connections = 0;
   std::uint64_t refused_connections = 0;
   std::uint64_t header_timeouts = 0;
+  /// TLS on the front end: handshakes completed, failed, not complete within header_timeout.
+  std::uint64_t tls_handshakes = 0;
+  std::uint64_t tls_handshake_failures = 0;
+  std::uint64_t tls_handshake_timeouts = 0;
   /// Requests forwarded right now (from the request to the end of its response).
   std::uint64_t forwards_in_flight = 0;
 };
