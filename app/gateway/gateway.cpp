@@ -13,6 +13,9 @@
 //       └── on_done(incomplete) : call->cancel ─────────────► on_done: count, log, forget
 #include "gateway/gateway.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -117,6 +120,14 @@ int status_of(errc code) noexcept {
 }
 
 gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
+  if (!cfg_.tls_cert_file.empty()) {
+    // SIGHUP re-reads the certificate (handle_signals): blocked before any thread starts,
+    // so that every thread inherits the mask and only the reload thread takes it.
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  }
   engine_ = std::make_unique<engine>(cfg_.engine);
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
@@ -140,23 +151,56 @@ gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
   opts.max_clients_per_source = cfg_.max_clients_per_source;
   opts.client_timeout = cfg_.client_timeout;
   opts.header_timeout = cfg_.header_timeout;
+  opts.tls_cert_file = cfg_.tls_cert_file;
+  opts.tls_key_file = cfg_.tls_key_file;
   try {
     server_ = std::make_unique<http_server>(opts, *this);
   } catch (const std::system_error& e) {
     throw std::invalid_argument{std::string{"listen: "} + e.what()};
   }
+  if (!cfg_.admin_listen_host.empty()) {
+    // Plain HTTP for scrapers on a private address: few clients, short requests.
+    http_server::options admin;
+    admin.bind = cfg_.admin_listen_host;
+    admin.port = cfg_.admin_listen_port;
+    admin.max_body_bytes = 0;
+    admin.max_clients = 64;
+    admin.client_timeout = cfg_.client_timeout;
+    admin.header_timeout = cfg_.header_timeout;
+    try {
+      admin_server_ = std::make_unique<http_server>(admin, admin_handler_);
+    } catch (const std::system_error& e) {
+      throw std::invalid_argument{std::string{"admin_listen: "} + e.what()};
+    }
+  }
   stats_thread_ = std::thread([this] { stats_loop(); });
   server_->start();
+  if (admin_server_) {
+    admin_server_->start();
+    log_event(
+        level_enum::info, "admin_listening",
+        {field("address", cfg_.admin_listen_host), field("port", int{admin_server_->port()})});
+  }
   log_event(level_enum::info, "listening",
             {field("address", cfg_.listen_host), field("port", int{server_->port()}),
-             field("users", std::uint64_t{cfg_.users.size()})});
+             field("users", std::uint64_t{cfg_.users.size()}),
+             field("tls", std::string{cfg_.tls_cert_file.empty() ? "off" : "on"})});
 }
 
 gateway::impl::~impl() {
-  // Cuts what is in flight (exchanges end, upstream calls are cancelled); the server
-  // object stays until the stats thread, which posts to its queue, is gone.
+  if (reload_thread_.joinable()) {
+    reload_stop_ = true;
+    pthread_kill(reload_thread_.native_handle(), SIGHUP);
+    reload_thread_.join();
+  }
+  // Cuts what is in flight (exchanges end, upstream calls are cancelled); the servers stay
+  // until the stats thread, which posts to their queues, is gone. The admin listener goes
+  // first: it posts to the front end's loop.
+  if (admin_server_)
+    admin_server_->shutdown(std::chrono::milliseconds(0));
   server_->shutdown(std::chrono::milliseconds(0));
   stop_stats();
+  admin_server_.reset();
   server_.reset();
   bridge_.reset();
   engine_.reset();
@@ -168,6 +212,8 @@ shutdown_report gateway::impl::wait() {
     std::lock_guard<std::mutex> guard{report_mutex_};
     last_report_ = report;
   }
+  if (admin_server_)
+    admin_server_->shutdown(std::chrono::milliseconds(0));
   server_->shutdown(std::min(cfg_.client_timeout, max_final_flush));
   stop_stats();
   log_event(level_enum::info, "shutdown_report",
@@ -200,7 +246,9 @@ void gateway::impl::on_request(http_request req) {
                field("body_bytes", std::uint64_t{req.body.size()})});
   }
   const std::string* user_header = req.header("X-User-Id");
-  if (user_header == nullptr && serve_operational(id, req, ex))
+  // With an admin listener the operational paths are answered there only; here they are
+  // paths like any other (a user's, or an error without one).
+  if (user_header == nullptr && !admin_server_ && serve_operational(id, req, ex))
     return;
   if (std::count_if(req.headers.begin(), req.headers.end(),
                     [](const auto& h) { return text::iequals(h.first, "X-User-Id"); }) > 1) {
@@ -278,7 +326,13 @@ void gateway::impl::on_request(http_request req) {
 }
 
 void gateway::impl::on_bad_request(http_request req, int status, std::string why) {
+  refuse(std::move(req), status, std::move(why), false);
+}
+
+void gateway::impl::refuse(http_request req, int status, std::string why, bool admin) {
   exchange ex;
+  ex.admin = admin;
+  ex.counted = !admin;
   ex.started = steady::now();
   ex.method = req.method.empty() ? "-" : req.method;
   ex.path = req.target.empty() ? "-" : path_only(req.target);
@@ -417,8 +471,25 @@ void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::s
   if (code == "too_many_clients")
     head.headers.emplace_back("Retry-After", "1");
   auto body = error_body(code, message, ex.request_id);
-  exchanges_.insert_or_assign(id, std::move(ex));
-  server_->respond(id, std::move(head), std::move(body));
+  send_answer(id, std::move(ex), std::move(head), std::move(body));
+}
+
+void gateway::impl::handle_signals() {
+  engine_->handle_signals();
+  if (cfg_.tls_cert_file.empty() || reload_thread_.joinable())
+    return;
+  reload_thread_ = std::thread([this] {
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&hup, &sig) != 0 || reload_stop_)
+        return;
+      log_event(level_enum::info, "sighup", {field("action", "reloading the TLS certificate")});
+      static_cast<void>(server_->reload_tls()); // a failure is logged and changes nothing
+    }
+  });
 }
 
 gateway::gateway(gateway_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -427,6 +498,10 @@ gateway::~gateway() = default;
 
 std::uint16_t gateway::port() const {
   return impl_->port();
+}
+
+std::optional<std::uint16_t> gateway::admin_port() const {
+  return impl_->admin_port();
 }
 
 std::optional<agent_listener_status> gateway::agent_listener() const {

@@ -3,7 +3,9 @@
 // that user's service through the engine (upstream_bridge), chunk by chunk, each chunk
 // acknowledged upstream only once the client's socket took it. Errors become JSON bodies
 // {"code": <errc name>, "message", "request_id"} with the status of `status_of`.
-// /healthz, /readyz, /metrics and /stats are answered by the gateway itself.
+// /healthz, /readyz, /metrics and /stats are answered by the gateway itself: on the front
+// end, or only on the admin listener when `admin_listen` is set. With `tls` the front end
+// speaks TLS only; SIGHUP re-reads its certificate and key.
 //
 // Threads: the front end's loop thread runs all routing and exchange state; the engine's
 // CAF threads run the bridge actor, which posts each request's events to the loop; a small
@@ -51,10 +53,14 @@ public:
   /// The port the front end listens on.
   std::uint16_t port() const;
 
+  /// The admin listener's port (nullopt: none).
+  std::optional<std::uint16_t> admin_port() const;
+
   /// Reverse mode: the agent listener's port, host key and counters (nullopt: none).
   std::optional<agent_listener_status> agent_listener() const;
 
-  /// SIGTERM and SIGINT start a drain (a second one cuts what remains).
+  /// SIGTERM and SIGINT start a drain (a second one cuts what remains); with TLS, SIGHUP
+  /// re-reads the certificate and key (http_server::reload_tls).
   void handle_signals();
 
   /// Blocks until a drain was started and has finished, then stops the front end once it
