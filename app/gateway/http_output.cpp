@@ -212,7 +212,9 @@ void http_server::loop::begin_linger(connection& c) {
 
 void http_server::loop::update_interest(connection& c) {
   std::uint32_t want = EPOLLRDHUP;
-  if (wants_input(c) || c.tls_wants_read)
+  // A handshake reads whatever else the connection waits for (a refusal's 503 goes out
+  // once it completes).
+  if (wants_input(c) || c.tls_wants_read || c.handshaking())
     want |= EPOLLIN;
   if ((c.unsent() > 0 && c.ph != phase::lingering && !c.handshaking()) || c.tls_wants_write)
     want |= EPOLLOUT;

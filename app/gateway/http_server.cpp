@@ -171,7 +171,9 @@ void http_server::loop::on_event(connection& c, std::uint32_t events) {
       mark(c);
     return;
   }
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0)
+  // A TLS read may have waited for the socket to become writable.
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0 ||
+      (c.tls_wants_write && (events & EPOLLOUT) != 0))
     on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP)) != 0);
   if (c.fd)
     mark(c);

@@ -158,11 +158,15 @@ public:
     return name == nullptr ? "" : std::string(reinterpret_cast<const char*>(name), len);
   }
 
+  /// Sends raw bytes.
+  void send(const std::string& bytes) {
+    REQUIRE(SSL_write(ssl_.get(), bytes.data(), static_cast<int>(bytes.size())) ==
+            static_cast<int>(bytes.size()));
+  }
+
   /// GET `target` (keep-alive) and its response (Content-Length bodies only): status, body.
   std::pair<int, std::string> get(const std::string& target) {
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    REQUIRE(SSL_write(ssl_.get(), req.data(), static_cast<int>(req.size())) ==
-            static_cast<int>(req.size()));
+    send("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
     std::string in;
     std::size_t head_end = std::string::npos;
     while ((head_end = in.find("\r\n\r\n")) == std::string::npos)
@@ -401,6 +405,36 @@ TEST_CASE("TLS: connections that never finish a handshake do not keep a normal c
     CHECK(::recv(fd, &byte, 1, 0) == 0); // closed by the gateway
     ::close(fd);
   }
+}
+
+TEST_CASE("TLS: with every slot carrying a request, a newcomer's 503 comes after its handshake",
+          "[gateway][tls][slots]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{}};
+  temp_dir dir;
+  test_pki pki{dir};
+  pki.issue("one", "localhost");
+  pki.install("one", "one");
+  auto cfg =
+      dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
+                                           pki.config_member() +
+                                               R"(,"max_clients":2,"admin_listen":"127.0.0.1:0")"));
+  running_gateway gw{cfg};
+  int why = 0;
+  std::vector<std::unique_ptr<tls_client>> busy;
+  for (int i = 0; i < 2; ++i) {
+    busy.push_back(std::make_unique<tls_client>(gw.port, pki.ca));
+    REQUIRE(busy.back()->handshake(why));
+    REQUIRE(busy.back()->get("/u/alice/echo").first == 200);
+    busy.back()->send("GET /u/alice/hang HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  }
+  auto admin = admin_port(gw.proc);
+  REQUIRE(eventually([&] { return metric(admin, "sshpool_gateway_forwards_in_flight") == 2; }));
+  tls_client late{gw.port, pki.ca};
+  REQUIRE(late.handshake(why));
+  auto [status, body] = late.get("/u/alice/echo");
+  CHECK(status == 503);
+  CHECK(body.find("too_many_clients") != std::string::npos);
 }
 
 TEST_CASE("admin_listen: the operational endpoints are served there and nowhere else",
