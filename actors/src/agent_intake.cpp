@@ -44,12 +44,7 @@ std::shared_ptr<const ssh::agent_policy> agent_intake::lookup(const std::string&
 
 expected<void> agent_intake::start(const agent_listener_config& cfg, supervisor_impl supervisor) {
   ssh::agent_listener_options opts;
-  opts.listen = cfg.listen;
-  opts.host_key_file = cfg.host_key_file;
-  opts.login_grace = cfg.login_grace;
-  opts.max_startups = cfg.max_startups;
-  opts.max_startups_per_source = cfg.max_startups_per_source;
-  opts.max_auth_tries = cfg.max_auth_tries;
+  static_cast<agent_listener_config&>(opts) = cfg;
   {
     std::lock_guard<std::mutex> guard{mx_};
     supervisor_ = std::move(supervisor);

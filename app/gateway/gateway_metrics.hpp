@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/http_server.hpp"
 #include "sshpool/engine.hpp"
 #include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
@@ -48,22 +49,9 @@ struct pool_snapshot {
   std::optional<agent_listener_status> agents;
 };
 
-/// The front end's own figures.
-struct front_end_figures {
-  std::uint64_t open_connections = 0;
-  std::uint64_t connections_accepted = 0;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t bytes_sent = 0;
-  /// Admission (see http_server): connections closed for a newcomer, newcomers answered 503,
-  /// heads not complete within header_timeout.
-  std::uint64_t shed_connections = 0;
-  std::uint64_t refused_connections = 0;
-  std::uint64_t header_timeouts = 0;
-  /// TLS on the front end: handshakes completed, failed, not complete within header_timeout.
-  std::uint64_t tls_handshakes = 0;
-  std::uint64_t tls_handshake_failures = 0;
-  std::uint64_t tls_handshake_timeouts = 0;
-  /// Requests forwarded right now (from the request to the end of its response).
+/// The front end's own figures: its counters (see http_server) and the requests forwarded
+/// right now (from the request to the end of its response).
+struct front_end_figures : front_end_counts {
   std::uint64_t forwards_in_flight = 0;
 };
 

@@ -56,12 +56,12 @@ void http_server::loop::admit(net::unique_fd fd, const sockaddr_storage& addr) {
   bool admitted = make_room(c->source);
   if (!attach_tls(*c) || !loop_.add(c->fd.get(), c->events, key))
     return;
-  owner_.accepted_.fetch_add(1);
-  owner_.open_.fetch_add(1);
+  owner_.counters_.connections_accepted.fetch_add(1);
+  owner_.counters_.open_connections.fetch_add(1);
   ++per_source_[c->source];
   connection& added = connections_.insert(key, std::move(c));
   if (!admitted) {
-    owner_.refused_.fetch_add(1);
+    owner_.counters_.refused_connections.fetch_add(1);
     reject(added, 503, "too many client connections; try again later");
     mark(added);
   }
@@ -91,7 +91,7 @@ bool http_server::loop::make_room(const std::string& source) {
   }
   if (victim == nullptr)
     return false;
-  owner_.shed_.fetch_add(1);
+  owner_.counters_.shed_connections.fetch_add(1);
   log_event(spdlog::level::debug, "client_shed",
             {field("peer", victim->peer), field("reason", source_full ? "source_full" : "full")});
   drop(*victim);
@@ -112,8 +112,8 @@ void http_server::loop::sweep(steady::time_point now) {
       // A TLS handshake is part of the first head's deadline (even for a refusal waiting
       // to be sent): a stuck one is a slow client.
       if (now - c->accepted > opts_.header_timeout) {
-        owner_.header_timeouts_.fetch_add(1);
-        owner_.tls_handshake_timeouts_.fetch_add(1);
+        owner_.counters_.header_timeouts.fetch_add(1);
+        owner_.counters_.tls_handshake_timeouts.fetch_add(1);
         expired.push_back(c.get());
       }
     } else if (c->ph == phase::lingering) {
@@ -129,7 +129,7 @@ void http_server::loop::sweep(steady::time_point now) {
       bool head_due = begun ? !c->reader.head_done() : c->requests == 0;
       auto head_since = begun ? c->reader.started() : c->accepted;
       if (head_due && now - head_since > opts_.header_timeout) {
-        owner_.header_timeouts_.fetch_add(1);
+        owner_.counters_.header_timeouts.fetch_add(1);
         (begun ? late_heads : expired).push_back(c.get());
       } else if (begun && now - c->reader.started() > opts_.client_timeout) {
         slow.push_back(c.get());
@@ -161,8 +161,9 @@ void http_server::loop::sweep(steady::time_point now) {
 void http_server::loop::warn_about_admission(steady::time_point now) {
   if (now < next_admission_warn_)
     return;
-  std::array<std::uint64_t, 3> counts{owner_.shed_.load(), owner_.refused_.load(),
-                                      owner_.header_timeouts_.load()};
+  auto now_counts = owner_.counters();
+  std::array<std::uint64_t, 3> counts{now_counts.shed_connections, now_counts.refused_connections,
+                                      now_counts.header_timeouts};
   if (counts == warned_counts_)
     return;
   log_event(spdlog::level::warn, "client_slots_contended",

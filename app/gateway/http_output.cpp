@@ -166,7 +166,7 @@ void http_server::loop::pump(connection& c) {
   bool alive = transmit(c, sent);
   if (sent > 0) {
     c.sent_total += sent;
-    owner_.bytes_out_.fetch_add(sent);
+    owner_.counters_.bytes_sent.fetch_add(sent);
     c.last_write_progress = steady::now();
   }
   if (!alive) {
@@ -236,7 +236,7 @@ void http_server::loop::drop(connection& c) {
   loop_.remove(c.fd.get());
   c.tls.reset();
   c.fd.reset();
-  owner_.open_.fetch_sub(1);
+  owner_.counters_.open_connections.fetch_sub(1);
   if (auto source = per_source_.find(c.source);
       source != per_source_.end() && --source->second == 0)
     per_source_.erase(source);

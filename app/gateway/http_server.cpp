@@ -200,7 +200,7 @@ void http_server::loop::on_readable(connection& c, bool hung_up) {
       drop(c);
       return;
     }
-    owner_.bytes_in_.fetch_add(n);
+    owner_.counters_.bytes_received.fetch_add(n);
     c.last_input = steady::now();
     if (c.ph != phase::lingering && !c.input_closed)
       c.in.append(read_buffer_.data(), n);

@@ -38,6 +38,7 @@
 
 #include "net/request_reader.hpp"
 #include "sshpool/error.hpp"
+#include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
 
 namespace sshpool::gateway {
@@ -101,6 +102,35 @@ private:
   int wake_fd_ = -1;
   bool closed_ = false;
 };
+
+/// The front end's counters (monotonic, but for `open_connections`; see `load_all`).
+template <class Counter>
+struct front_end_counters {
+  /// Client connections open now, and accepted so far.
+  Counter open_connections{};
+  Counter connections_accepted{};
+  Counter bytes_received{};
+  Counter bytes_sent{};
+  /// Connections closed to make room for a new client (full, or its source at its limit).
+  Counter shed_connections{};
+  /// New clients answered 503 at once: full, and every slot carried an exchange.
+  Counter refused_connections{};
+  /// Connections closed (or answered 408) for not completing a head within header_timeout.
+  Counter header_timeouts{};
+  /// TLS handshakes completed / failed (a protocol error, plain HTTP, the peer gone) / not
+  /// complete within header_timeout (also counted in header_timeouts).
+  Counter tls_handshakes{};
+  Counter tls_handshake_failures{};
+  Counter tls_handshake_timeouts{};
+
+  template <class Self, class F>
+  static void each(Self& x, F&& f) {
+    f(x.open_connections, x.connections_accepted, x.bytes_received, x.bytes_sent,
+      x.shed_connections, x.refused_connections, x.header_timeouts, x.tls_handshakes,
+      x.tls_handshake_failures, x.tls_handshake_timeouts);
+  }
+};
+using front_end_counts = front_end_counters<std::uint64_t>;
 
 class http_server {
 public:
@@ -177,37 +207,15 @@ public:
 
   // -- any thread: counters -----------------------------------------------------------------
 
-  std::size_t open_connections() const noexcept { return open_.load(); }
-  std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
-  std::uint64_t bytes_received() const noexcept { return bytes_in_.load(); }
-  std::uint64_t bytes_sent() const noexcept { return bytes_out_.load(); }
-  /// Connections closed to make room for a new client (full, or its source at its limit).
-  std::uint64_t shed_connections() const noexcept { return shed_.load(); }
-  /// New clients answered 503 at once: full, and every slot carried an exchange.
-  std::uint64_t refused_connections() const noexcept { return refused_.load(); }
-  /// Connections closed (or answered 408) for not completing a head within header_timeout.
-  std::uint64_t header_timeouts() const noexcept { return header_timeouts_.load(); }
-  /// TLS handshakes completed / failed (a protocol error, plain HTTP, the peer gone) /
-  /// not complete within header_timeout (also counted in header_timeouts).
-  std::uint64_t tls_handshakes() const noexcept { return tls_handshakes_.load(); }
-  std::uint64_t tls_handshake_failures() const noexcept { return tls_handshake_failures_.load(); }
-  std::uint64_t tls_handshake_timeouts() const noexcept { return tls_handshake_timeouts_.load(); }
+  /// The counters, read now.
+  front_end_counts counters() const noexcept { return load_all<front_end_counters>(counters_); }
 
 private:
   class loop;
   std::shared_ptr<loop_queue> queue_;
   std::unique_ptr<loop> loop_;
   std::uint16_t port_ = 0;
-  std::atomic<std::size_t> open_{0};
-  std::atomic<std::uint64_t> accepted_{0};
-  std::atomic<std::uint64_t> bytes_in_{0};
-  std::atomic<std::uint64_t> bytes_out_{0};
-  std::atomic<std::uint64_t> shed_{0};
-  std::atomic<std::uint64_t> refused_{0};
-  std::atomic<std::uint64_t> header_timeouts_{0};
-  std::atomic<std::uint64_t> tls_handshakes_{0};
-  std::atomic<std::uint64_t> tls_handshake_failures_{0};
-  std::atomic<std::uint64_t> tls_handshake_timeouts_{0};
+  front_end_counters<std::atomic<std::uint64_t>> counters_;
 };
 
 } // namespace sshpool::gateway

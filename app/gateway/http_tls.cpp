@@ -81,7 +81,7 @@ bool http_server::loop::continue_handshake(connection& c) {
   c.tls_wants_write = step == tls_io::want_write;
   switch (step) {
   case tls_io::done:
-    owner_.tls_handshakes_.fetch_add(1);
+    owner_.counters_.tls_handshakes.fetch_add(1);
     if (log_enabled(spdlog::level::trace))
       log_event(spdlog::level::trace, "tls_established",
                 {field("peer", c.peer), field("alpn", c.tls->alpn())});
@@ -93,7 +93,7 @@ bool http_server::loop::continue_handshake(connection& c) {
   case tls_io::failed:
     break;
   }
-  owner_.tls_handshake_failures_.fetch_add(1);
+  owner_.counters_.tls_handshake_failures.fetch_add(1);
   if (log_enabled(spdlog::level::debug))
     log_event(spdlog::level::debug, "tls_handshake_failed",
               {field("peer", c.peer), field("error", c.tls->failure())});

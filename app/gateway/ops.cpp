@@ -126,19 +126,7 @@ void gateway::impl::answer_stats(const pool_snapshot& snap,
 }
 
 front_end_figures gateway::impl::front_figures() const {
-  front_end_figures f;
-  f.open_connections = server_->open_connections();
-  f.connections_accepted = server_->connections_accepted();
-  f.bytes_received = server_->bytes_received();
-  f.bytes_sent = server_->bytes_sent();
-  f.shed_connections = server_->shed_connections();
-  f.refused_connections = server_->refused_connections();
-  f.header_timeouts = server_->header_timeouts();
-  f.tls_handshakes = server_->tls_handshakes();
-  f.tls_handshake_failures = server_->tls_handshake_failures();
-  f.tls_handshake_timeouts = server_->tls_handshake_timeouts();
-  f.forwards_in_flight = forwards_in_flight_;
-  return f;
+  return {server_->counters(), forwards_in_flight_};
 }
 
 void gateway::impl::stats_loop() {

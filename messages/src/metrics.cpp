@@ -31,19 +31,13 @@ void metrics::count_request(errc result) noexcept {
 
 metrics_snapshot metrics::snapshot() const {
   metrics_snapshot result;
+  static_cast<engine_counters<std::uint64_t>&>(result) = load_all<engine_counters>(*this);
   result.handshake_seconds = handshake_seconds.snapshot();
   result.channel_open_seconds = channel_open_seconds.snapshot();
   result.request_seconds = request_seconds.snapshot();
-  result.handshakes_started = handshakes_started.load();
-  result.handshakes_failed = handshakes_failed.load();
   for (std::size_t i = 0; i < requests_.size(); ++i)
     if (auto n = requests_[i].load(); n > 0)
       result.requests[i == 0 ? "ok" : to_string(static_cast<errc>(i))] = n;
-  result.bytes_in = bytes_in.load();
-  result.bytes_out = bytes_out.load();
-  result.keepalive_failures = keepalive_failures.load();
-  result.connections_opened = connections_opened.load();
-  result.connections_closed = connections_closed.load();
   return result;
 }
 

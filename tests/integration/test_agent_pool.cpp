@@ -79,7 +79,13 @@ struct gateway {
   }
 
   /// An agent user `user` whose machine has dialed in, and a lease of its connection.
-  std::pair<std::unique_ptr<logged_process>, connection> lease_agent(const std::string& user) {
+  /// An agent dialed in for `user` and a lease on its connection.
+  struct leased_agent {
+    std::unique_ptr<logged_process> ssh;
+    connection conn;
+  };
+
+  leased_agent lease_agent(const std::string& user) {
     add_agent_user(user);
     auto ssh = dial(user);
     auto conn = eng->pool().get_connection(user);
@@ -191,29 +197,27 @@ TEST_CASE("with no agent connected a lease fails with agent_offline", "[agent_po
 TEST_CASE("an agent killed mid-stream fails it at once; the next agent serves again",
           "[agent_pool]") {
   gateway g{gateway::config(), slow_stream(100ms, 100)};
-  auto leased = g.lease_agent("alice");
-  auto& ssh = leased.first;
-  auto& conn = leased.second;
+  auto agent = g.lease_agent("alice");
   std::chrono::steady_clock::time_point killed;
   stream_handlers h;
   h.on_chunk = [&](std::string_view) {
     if (killed == std::chrono::steady_clock::time_point{}) {
       killed = std::chrono::steady_clock::now();
-      ssh->signal(SIGKILL);
+      agent.ssh->signal(SIGKILL);
     }
     return true;
   };
-  auto res = conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+  auto res = agent.conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   REQUIRE_FALSE(res);
   CHECK(res.error().code() == errc::connection_lost);
   CHECK(ms_since(killed) < 3000); // not the 10 s idle deadline
-  g.eng->pool().release_connection("alice", conn);
+  g.eng->pool().release_connection("alice", agent.conn);
   REQUIRE(g.agents("alice", 0));
 
   auto again = g.dial("alice"); // the machine reconnects
   auto next = g.eng->pool().get_connection("alice");
   REQUIRE(next);
-  CHECK(next->id() != conn.id());
+  CHECK(next->id() != agent.conn.id());
   auto get = next->forward(make_request("g", "GET", "/info"));
   REQUIRE(get);
   CHECK(get->status == 200);
@@ -297,9 +301,7 @@ TEST_CASE("an agent's ssh SIGSTOPped mid-stream is found by the keepalive; then 
 TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells the agent why",
           "[agent_pool]") {
   gateway g{gateway::config(), slow_stream(100ms, 20)};
-  auto leased = g.lease_agent("alice");
-  auto& ssh = leased.first;
-  auto& conn = leased.second;
+  auto agent = g.lease_agent("alice");
   std::promise<void> first_chunk;
   bool started = false;
   std::string streamed;
@@ -313,7 +315,7 @@ TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells
     return true;
   };
   auto stream = std::async(std::launch::async, [&] {
-    return conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
+    return agent.conn.forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   });
   REQUIRE(first_chunk.get_future().wait_for(10s) == std::future_status::ready);
   auto report = g.eng->shutdown(10s);
@@ -327,8 +329,8 @@ TEST_CASE("an engine shut down mid-stream through an agent drains it, then tells
   CHECK(report.cut == 0);
   CHECK_FALSE(report.forced);
   CHECK(report.connections_closed == 1);
-  CHECK(ssh->wait(10s) == 255);
-  CHECK(ssh->output().find("gateway shutting down") != std::string::npos);
+  CHECK(agent.ssh->wait(10s) == 255);
+  CHECK(agent.ssh->output().find("gateway shutting down") != std::string::npos);
 }
 
 TEST_CASE("dial and agent users live side by side in one engine", "[agent_pool]") {

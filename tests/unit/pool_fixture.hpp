@@ -188,6 +188,15 @@ struct fixture {
     sched->run();
   }
 
+  /// Checks that `r` is answered exactly `after` from now: still pending 1 ms before, done then.
+  template <class Reply>
+  void expect_done_after(const Reply& r, caf::timespan after) {
+    advance(after - std::chrono::milliseconds(1));
+    CHECK_FALSE(r->done);
+    advance(std::chrono::milliseconds(1));
+    REQUIRE(r->done);
+  }
+
   /// Advances virtual time in steps of at most 1 s, running everything due at each step
   /// (periodic timers re-armed during a step fire in later steps, as in real time).
   void advance(caf::timespan t) {

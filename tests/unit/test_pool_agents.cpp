@@ -30,10 +30,7 @@ TEST_CASE("with no agent connected, a caller waits acquire_timeout, then agent_o
           "[agents]") {
   agent_fixture f;
   auto r = f.acquire("carol");
-  f.advance(4999ms);
-  CHECK_FALSE(r->done);
-  f.advance(1ms);
-  REQUIRE(r->done);
+  f.expect_done_after(r, 5s);
   CHECK(r->err.code() == errc::agent_offline);
   CHECK(r->err.message().find("carol") != std::string::npos);
   CHECK(f.fakes->sessions.empty()); // nothing was dialed

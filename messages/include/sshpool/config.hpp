@@ -75,14 +75,17 @@ enum class scheduler_policy {
 
 /// Reverse mode: the SSH server that users' machines dial into (see `endpoint_mode::agent`).
 struct agent_listener_config {
-  /// "IPv4:port" or "[IPv6]:port"; empty: no listener (agent users then stay offline).
+  /// "IPv4:port" or "[IPv6]:port", numeric; port 0 picks a free port. Empty: no listener
+  /// (agent users then stay offline).
   std::string listen;
-  /// The listener's ed25519 host key; created (mode 0600) if missing.
+  /// The listener's ed25519 host key; created (mode 0600) if missing, refused if group or
+  /// others may access it.
   std::string host_key_file;
   /// From the TCP connection to an allowed forward, at most (sshd's LoginGraceTime).
   std::chrono::milliseconds login_grace{std::chrono::seconds(20)};
-  /// Sessions not yet authenticated and forwarding, in total and per source address;
-  /// beyond them a new TCP connection is closed at once (sshd's MaxStartups).
+  /// Sessions not yet handed on (in key exchange or authentication, or authenticated and
+  /// not yet forwarding) at once, in total and per source address; beyond them a new TCP
+  /// connection is closed at once (sshd's MaxStartups).
   std::size_t max_startups = 100;
   std::size_t max_startups_per_source = 10;
   /// Failed authentication attempts per session (sshd's MaxAuthTries).

@@ -23,20 +23,44 @@ struct histogram_snapshot {
   double sum = 0;
 };
 
+/// Plain counters kept live as atomics and read as values at one moment: a struct template
+/// `C<Counter>` that lists its counters once and names them, in order, in a static `each`.
+/// `load_all` reads the live form into the value form, field by field.
+template <template <class> class C>
+C<std::uint64_t> load_all(const C<std::atomic<std::uint64_t>>& live) noexcept {
+  C<std::uint64_t> out;
+  C<std::atomic<std::uint64_t>>::each(live, [&out](const auto&... in) {
+    C<std::uint64_t>::each(
+        out, [&in...](auto&... value) { ((value = in.load(std::memory_order_relaxed)), ...); });
+  });
+  return out;
+}
+
+/// The engine's plain counters (see `load_all`).
+template <class Counter>
+struct engine_counters {
+  Counter handshakes_started{};
+  Counter handshakes_failed{};
+  Counter bytes_in{};
+  Counter bytes_out{};
+  Counter keepalive_failures{};
+  Counter connections_opened{};
+  Counter connections_closed{};
+
+  template <class Self, class F>
+  static void each(Self& x, F&& f) {
+    f(x.handshakes_started, x.handshakes_failed, x.bytes_in, x.bytes_out, x.keepalive_failures,
+      x.connections_opened, x.connections_closed);
+  }
+};
+
 /// Everything the engine counts, at one moment.
-struct metrics_snapshot {
+struct metrics_snapshot : engine_counters<std::uint64_t> {
   histogram_snapshot handshake_seconds;
   histogram_snapshot channel_open_seconds;
   histogram_snapshot request_seconds;
-  std::uint64_t handshakes_started = 0;
-  std::uint64_t handshakes_failed = 0;
   /// Finished forwards and streams by result: "ok" or an errc name.
   std::map<std::string, std::uint64_t> requests;
-  std::uint64_t bytes_in = 0;
-  std::uint64_t bytes_out = 0;
-  std::uint64_t keepalive_failures = 0;
-  std::uint64_t connections_opened = 0;
-  std::uint64_t connections_closed = 0;
 };
 
 /// A histogram with fixed bucket bounds (seconds). Thread-safe, lock-free.
@@ -55,18 +79,11 @@ private:
 };
 
 /// The engine's counters. Thread-safe; shared by every layer of one engine.
-class metrics {
+class metrics : public engine_counters<std::atomic<std::uint64_t>> {
 public:
   histogram handshake_seconds;
   histogram channel_open_seconds;
   histogram request_seconds;
-  std::atomic<std::uint64_t> handshakes_started{0};
-  std::atomic<std::uint64_t> handshakes_failed{0};
-  std::atomic<std::uint64_t> bytes_in{0};
-  std::atomic<std::uint64_t> bytes_out{0};
-  std::atomic<std::uint64_t> keepalive_failures{0};
-  std::atomic<std::uint64_t> connections_opened{0};
-  std::atomic<std::uint64_t> connections_closed{0};
 
   /// Counts a finished request by its result (errc::none = ok).
   void count_request(errc result) noexcept;

@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
 #include "sshpool/ssh/authorized_keys.hpp"
 
@@ -127,22 +128,9 @@ struct agent_penalties {
   std::size_t max_sources = 4096;
 };
 
-/// Settings of an agent listener.
-struct agent_listener_options {
-  /// "IPv4:port" or "[IPv6]:port", numeric; port 0 picks a free port (see `port()`).
-  std::string listen = "127.0.0.1:2222";
-  /// The ed25519 host key (created, mode 0600, if missing; refused if group or others may
-  /// access it).
-  std::string host_key_file;
-  /// From the TCP connection to an allowed forward, at most (sshd's LoginGraceTime).
-  std::chrono::milliseconds login_grace{std::chrono::seconds(20)};
-  /// Sessions not yet handed on (in key exchange or authentication, or authenticated and
-  /// not yet forwarding) at once, in total and per source; beyond them a new TCP
-  /// connection is closed at once.
-  std::size_t max_startups = 100;
-  std::size_t max_startups_per_source = 10;
-  /// Failed authentication attempts per session; then it is disconnected.
-  std::size_t max_auth_tries = 6;
+/// The listener's settings: the engine's (address, host key, LoginGraceTime, MaxStartups,
+/// MaxAuthTries; see agent_listener_config) and its per-source penalties.
+struct agent_listener_options : agent_listener_config {
   agent_penalties penalties;
 };
 
