@@ -6,6 +6,7 @@
 //
 //   on_request ── ops path ──────────────────────────► respond ─┐
 //       │ ── bad / unknown user / draining ───────────► respond ─┤
+//       │ ── not authenticated, another user ─────────► respond ─┤  (auth_gate.cpp)
 //       ▼ bridge.start                                           │
 //   forwarding ── upstream_head ──► streaming ── upstream_end ──►│ finish
 //       │ upstream_end(error) before the head: error response ──┤
@@ -119,7 +120,9 @@ int status_of(errc code) noexcept {
   }
 }
 
-gateway::impl::impl(gateway_config cfg) : cfg_(std::move(cfg)) {
+gateway::impl::impl(gateway_config cfg)
+    : cfg_(std::move(cfg)), auth_(cfg_),
+      auth_limiter_({cfg_.auth_max_failures, cfg_.auth_failure_window, cfg_.auth_max_sources}) {
   if (!cfg_.tls_cert_file.empty()) {
     // SIGHUP re-reads the certificate (handle_signals): blocked before any thread starts,
     // so that every thread inherits the mask and only the reload thread takes it.
@@ -291,6 +294,8 @@ void gateway::impl::on_request(http_request req) {
     }
     user = std::move(named);
   }
+  if (auth_.enabled() && !authenticate(id, ex, req, user))
+    return;
   if (user.empty()) {
     fail(id, std::move(ex), 400, "invalid_request",
          "no user: send an X-User-Id header or use a /u/<user>/ path prefix");
@@ -313,6 +318,7 @@ void gateway::impl::on_request(http_request req) {
   out.body = std::move(req.body);
   out.headers = end_to_end(std::move(req.headers),
                            {"host", "content-length", "expect", "x-user-id", "x-request-id"});
+  strip_credentials(user, out.headers);
   out.headers.emplace_back("X-Request-Id", ex.request_id);
   if (log_enabled(level_enum::debug))
     log_event(level_enum::debug, "forwarding",
@@ -462,7 +468,7 @@ response_head gateway::impl::error_head(const exchange& ex, int status) {
 }
 
 void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::string& code,
-                         const std::string& message) {
+                         const std::string& message, header_list extra) {
   ex.status = status;
   ex.code = code;
   auto head = error_head(ex, status);
@@ -470,6 +476,8 @@ void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::s
     head.headers.emplace_back("Allow", "GET, HEAD");
   if (code == "too_many_clients")
     head.headers.emplace_back("Retry-After", "1");
+  for (auto& h : extra)
+    head.headers.push_back(std::move(h));
   auto body = error_body(code, message, ex.request_id);
   send_answer(id, std::move(ex), std::move(head), std::move(body));
 }

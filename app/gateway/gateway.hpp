@@ -1,5 +1,6 @@
 // sshpool-demo's gateway: an HTTP front end (http_server) in front of an sshpool engine.
-// Each request names its user (X-User-Id header or /u/<user>/ prefix) and is streamed to
+// Each request names its user (X-User-Id header or /u/<user>/ prefix), or with client
+// authentication configured its credential decides the user (see auth.hpp), and is streamed to
 // that user's service through the engine (upstream_bridge), chunk by chunk, each chunk
 // acknowledged upstream only once the client's socket took it. Errors become JSON bodies
 // {"code": <errc name>, "message", "request_id"} with the status of `status_of`.

@@ -3,6 +3,7 @@
 //   gateway.cpp   construction and shutdown, routing (user, path, errors), the exchanges'
 //                 state machine between the front end and the bridge actor;
 //   headers.cpp   header hygiene (hop-by-hop fields, request ids);
+//   auth_gate.cpp client authentication (the credential decides the user);
 //   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread, and the admin
 //                 listener that serves them alone when `admin_listen` is set.
 //
@@ -24,6 +25,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "gateway/auth.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/http_server.hpp"
@@ -137,15 +139,23 @@ private:
   void end_forwarding(exchange& ex);
   std::string new_request_id();
   response_head error_head(const exchange& ex, int status);
-  /// Answers with an error body; the exchange is kept until on_done.
+  /// Answers with an error body (and `extra` headers); the exchange is kept until on_done.
   void fail(std::uint64_t id, exchange ex, int status, const std::string& code,
-            const std::string& message);
+            const std::string& message, header_list extra = {});
   /// Answers a request the front end (or the admin listener) refused (400, 408, 413, 431,
   /// 503 no slot).
   void refuse(http_request req, int status, std::string why, bool admin);
   /// Sends a complete answer: on the front end (the exchange kept until on_done) or, for an
   /// admin exchange, posted to the admin listener.
   void send_answer(std::uint64_t id, exchange ex, response_head head, std::string body);
+
+  // -- client authentication (auth_gate.cpp) --------------------------------------------------
+  /// With authentication configured: the credential's user becomes `user` (which holds the
+  /// user the request names, or is empty); false if the request was answered (429, 401, 403).
+  bool authenticate(std::uint64_t id, exchange& ex, const http_request& req, std::string& user);
+  /// Drops the client's Authorization header unless `user`'s entry forwards it (with
+  /// authentication configured; without, it is the upstream's business and travels).
+  void strip_credentials(const std::string& user, header_list& headers) const;
 
   // -- operational endpoints and the stats thread (ops.cpp) ----------------------------------
   /// /healthz, /readyz, /metrics, /stats; false if the path is none of them.
@@ -169,6 +179,9 @@ private:
   std::unordered_set<std::string> known_users_;
   /// The users in agent mode, in the config's order.
   std::vector<std::string> agent_users_;
+  /// Client authentication; the limiter is the loop thread's.
+  authenticator auth_;
+  auth_rate_limiter auth_limiter_;
 
   // Loop thread only.
   std::unordered_map<std::uint64_t, exchange> exchanges_;

@@ -356,6 +356,17 @@ void agent_families(exposition& e, const metrics_view& v) {
              "user=\"" + label_value(user) + "\"");
 }
 
+/// Failed client authentications by reason, for /metrics.
+void auth_families(exposition& e, const metrics_view& v) {
+  e.family("sshpool_gateway_auth_failures_total", "counter",
+           "Failed client authentications by reason (rate_limited: refused with 429 before "
+           "any verification).");
+  const auto& failures = v.gateway.auth_failures();
+  for (std::size_t i = 0; i < auth_failure_count; ++i)
+    e.sample("sshpool_gateway_auth_failures_total", static_cast<double>(failures[i]),
+             std::string{"reason=\""} + to_string(static_cast<auth_failure>(i)) + "\"");
+}
+
 /// Where `where` puts its figure in the /stats object `out`.
 json& stats_entry(json& out, const placement& where) {
   return where.section[0] == '\0' ? out[where.key] : out[where.section][where.key];
@@ -394,6 +405,7 @@ std::string render_prometheus(const metrics_view& v) {
     e.sample("sshpool_upstream_requests_total", static_cast<double>(count),
              "result=\"" + label_value(result) + "\"");
   agent_families(e, v);
+  auth_families(e, v);
   for (const auto& h : histograms(v))
     e.histogram(h.where.metric, h.where.help, h.value);
   return e.take();
@@ -432,6 +444,10 @@ std::string render_json(const metrics_view& v) {
   out["pool"]["per_user"] = std::move(users);
   out["gateway"]["requests"] = std::move(requests);
   out["upstream"]["requests"] = std::move(upstream_requests);
+  json auth_failures = json::object();
+  for (std::size_t i = 0; i < auth_failure_count; ++i)
+    auth_failures[to_string(static_cast<auth_failure>(i))] = v.gateway.auth_failures()[i];
+  out["gateway"]["auth_failures"] = std::move(auth_failures);
   out["cleanup"]["interval_seconds"] = seconds(c.config.cleanup_interval);
   out["cleanup"]["max_idle_seconds"] = seconds(c.config.max_idle_time);
   if (v.pool.agents) {

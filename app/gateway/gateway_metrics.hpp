@@ -10,6 +10,7 @@
 // thread only; the histogram inside is lock-free.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -18,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/auth.hpp"
 #include "gateway/http_server.hpp"
 #include "sshpool/engine.hpp"
 #include "sshpool/metrics.hpp"
@@ -36,9 +38,18 @@ public:
   const std::map<std::pair<int, std::string>, std::uint64_t>& requests() const { return requests_; }
   histogram_snapshot latency() const { return latency_.snapshot(); }
 
+  // -- client authentication -------------------------------------------------------------------
+  /// Counts one failed authentication (see auth.hpp).
+  void count_auth_failure(auth_failure why) { ++auth_failures_[static_cast<std::size_t>(why)]; }
+  /// Failed authentications by reason (indexed by auth_failure).
+  const std::array<std::uint64_t, auth_failure_count>& auth_failures() const {
+    return auth_failures_;
+  }
+
 private:
   std::map<std::pair<int, std::string>, std::uint64_t> requests_;
   histogram latency_;
+  std::array<std::uint64_t, auth_failure_count> auth_failures_{};
 };
 
 /// Pool and cleanup statistics as read from the engine.

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/auth_settings.hpp"
 #include "gateway/tls.hpp"
 #include "gateway/user_settings.hpp"
 #include "net/text.hpp"
@@ -305,6 +306,30 @@ const std::vector<setting>& settings() {
           "agent_max_auth_tries", "AGENT_MAX_AUTH_TRIES",
           "failed authentication attempts per agent connection, then it is closed",
           [](auto& c) -> auto& { return c.engine.agents.max_auth_tries; }),
+      {"allow_unauthenticated", "ALLOW_UNAUTHENTICATED", "BOOL", "",
+       "true: serve a listen address that is not loopback without client authentication",
+       [](gateway_config& c, std::string_view v) -> std::string {
+         auto b = text::lower(v);
+         if (b != "true" && b != "false")
+           return "'" + std::string{v} + "' is not true or false";
+         c.allow_unauthenticated = b == "true";
+         return {};
+       },
+       [](const gateway_config& c) {
+         return std::string{c.allow_unauthenticated ? "true" : "false"};
+       }},
+      count_setting(
+          "auth_max_failures", "AUTH_MAX_FAILURES",
+          "failed authentications of one source address per auth_failure_window; beyond: 429",
+          [](auto& c) -> auto& { return c.auth_max_failures; }),
+      millis_setting(
+          "auth_failure_window", "AUTH_FAILURE_WINDOW",
+          "the window in which a source's failed authentications are counted",
+          [](auto& c) -> auto& { return c.auth_failure_window; }),
+      count_setting(
+          "auth_max_sources", "AUTH_MAX_SOURCES",
+          "source addresses whose failed authentications are tracked at once",
+          [](auto& c) -> auto& { return c.auth_max_sources; }),
   };
   return table;
 }
@@ -372,6 +397,11 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
     }
     if (key == "tls") {
       if (auto ok = load_tls_section(value, where, base_dir, cfg); !ok)
+        return ok;
+      continue;
+    }
+    if (key == "jwt") {
+      if (auto ok = load_jwt(value, where, base_dir, cfg); !ok)
         return ok;
       continue;
     }
@@ -453,6 +483,8 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
     return ok.error();
   if (auto ok = check_tls(cfg); !ok)
     return ok.error();
+  if (auto ok = check_auth(cfg); !ok)
+    return ok.error();
   cfg.engine.log_level = cfg.log_level;
   if (auto ok = validate(cfg.engine); !ok)
     return error{errc::invalid_argument, "invalid engine setting: " + ok.error().message()};
@@ -484,6 +516,14 @@ std::string usage_text() {
       "TLS on the front end (TLS 1.2+, ALPN http/1.1; SIGHUP re-reads both files):\n"
       "  \"tls\": {\"cert_file\": \"server.pem\", \"key_file\": \"server.key\"}\n"
       "\n"
+      "Client authentication (then the credential decides the user): a user's\n"
+      "  \"api_keys_sha256\": [\"<hex SHA-256 of a key>\"], \"forward_authorization\": false\n"
+      "and/or top-level JWTs (RS256, ES256, EdDSA; a PEM public key or a JWKS file):\n"
+      "  \"jwt\": {\"public_key_file\": \"jwks.json\", \"issuer\": \"...\",\n"
+      "          \"audience\": \"...\", \"leeway_seconds\": 30}\n"
+      "Clients send Authorization: Bearer <key or JWT>. A listen address that is not\n"
+      "loopback needs one of them, or allow_unauthenticated.\n"
+      "\n"
       "  --config FILE\n      the JSON config file\n"
       "  --check-config\n      print the effective configuration (no secrets) and exit\n"
       "  --help\n      print this text and exit\n";
@@ -508,6 +548,8 @@ std::string describe(const gateway_config& cfg, const ssh::host_key_identity* ho
   }
   if (!cfg.tls_cert_file.empty())
     out["tls"] = {{"cert_file", cfg.tls_cert_file}, {"key_file", cfg.tls_key_file}};
+  if (cfg.jwt)
+    out["jwt"] = describe_jwt(cfg);
   out["users"] = describe_users(cfg);
   return out.dump(2);
 }

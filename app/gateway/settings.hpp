@@ -24,9 +24,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "gateway/jwt.hpp"
 #include "sshpool/config.hpp"
 #include "sshpool/error.hpp"
 #include "sshpool/ssh/key_check.hpp"
@@ -43,6 +46,19 @@ struct user_config {
   /// The passphrase (if any) is loaded from `passphrase_file` into `ep.passphrase`.
   endpoint ep;
   std::string passphrase_file;
+  /// Client authentication (see auth.hpp): hex SHA-256 of each API key of this user (lower
+  /// case), and whether the client's Authorization header goes upstream.
+  std::vector<std::string> api_keys_sha256;
+  bool forward_authorization = false;
+};
+
+/// The `jwt` object of the config file: clients' JWTs are verified with these keys and
+/// checked against this policy (see jwt.hpp).
+struct jwt_settings {
+  std::string public_key_file;
+  jwt_policy policy;
+  /// Loaded from public_key_file when the config is read.
+  std::shared_ptr<const jwt_keys> keys;
 };
 
 /// Everything sshpool-demo needs to run.
@@ -78,6 +94,15 @@ struct gateway_config {
   /// and the front end serves them.
   std::string admin_listen_host;
   std::uint16_t admin_listen_port = 0;
+  /// Client authentication (see auth.hpp): JWTs (nullopt: none; API keys are per user); a
+  /// listen address that is not loopback needs authentication unless allow_unauthenticated;
+  /// failed authentications per source address and window before 429, and the sources
+  /// tracked at most.
+  std::optional<jwt_settings> jwt;
+  bool allow_unauthenticated = false;
+  std::size_t auth_max_failures = 20;
+  std::chrono::milliseconds auth_failure_window{std::chrono::seconds(60)};
+  std::size_t auth_max_sources = 4096;
   std::vector<user_config> users;
 };
 

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <vector>
 
+#include "gateway/auth_settings.hpp"
 #include "net/text.hpp"
 #include "sshpool/ssh/authorized_keys.hpp"
 #include "sshpool/ssh/key_check.hpp"
@@ -36,8 +37,12 @@ constexpr std::array<const char*, 10> dial_keys = {"host",
                                                    "target_host"};
 
 /// The other keys of a user (`authorized_keys_file` is an agent user's).
-constexpr std::array<const char*, 4> other_keys = {"mode", "target_port", "max_response_bytes",
-                                                   "authorized_keys_file"};
+constexpr std::array<const char*, 6> other_keys = {"mode",
+                                                   "target_port",
+                                                   "max_response_bytes",
+                                                   "authorized_keys_file",
+                                                   "api_keys_sha256",
+                                                   "forward_authorization"};
 
 bool known_user_key(const std::string& key) {
   auto is = [&](const char* k) { return key == k; };
@@ -89,6 +94,10 @@ std::string apply_user_key(const std::string& key, const json& value, const std:
       return "'" + text + "' is not a positive whole number (at most " +
              std::to_string(max_config_count) + ")";
     u.ep.max_response_bytes = *n;
+  } else if (key == "forward_authorization") {
+    if (!value.is_boolean())
+      return "must be true or false";
+    u.forward_authorization = value.get<bool>();
   } else { // server_nodelay
     if (!value.is_boolean())
       return "must be true or false";
@@ -192,6 +201,11 @@ expected<void> load_users(const json& users, const std::string& where, const std
     u.ep.port = 22;
     u.ep.target_host = "127.0.0.1";
     for (auto& [key, value] : spec.items()) {
+      if (key == "api_keys_sha256") {
+        if (auto why = apply_api_keys(value, u); !why.empty())
+          return fail(at + "." + key + ": " + why);
+        continue;
+      }
       std::string text;
       if (!scalar_text(value, text))
         return fail(at + "." + key + ": must be a string, number or boolean");
@@ -247,6 +261,10 @@ json describe_users(const gateway_config& cfg) {
     }
     if (u.ep.max_response_bytes != 0)
       ep["max_response_bytes"] = u.ep.max_response_bytes;
+    if (!u.api_keys_sha256.empty())
+      ep["api_keys_sha256"] = u.api_keys_sha256;
+    if (u.forward_authorization)
+      ep["forward_authorization"] = true;
     users[u.name] = std::move(ep);
   }
   return users;

@@ -11,7 +11,9 @@
 //
 // A key of the other mode is an error (it would be silently ignored otherwise), and so is an
 // agent user while no agent listener is configured (see check_agent_users). Both modes take
-// max_response_bytes. Files are checked now: an authorized_keys file must hold a usable key.
+// max_response_bytes, and the client authentication keys api_keys_sha256 and
+// forward_authorization (see auth_settings.hpp). Files are checked now: an authorized_keys file
+// must hold a usable key.
 //
 // Thread-safety: pure functions over their arguments.
 #pragma once

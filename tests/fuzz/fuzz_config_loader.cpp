@@ -13,7 +13,8 @@
 // files by name, so the file lives in a per-process directory ($TMPDIR or /tmp) beside
 // the key files the users can name (id_ed25519, a real private key generated at start, for
 // the loader loads it; known_hosts; passphrase; authorized_keys, its public key, for agent
-// users) and is rewritten in place for each input.
+// users; jwt.pem, an Ed25519 public key, for the `jwt` object) and is rewritten in place for
+// each input.
 #include "gateway/settings.hpp"
 
 #include <libssh/libssh.h>
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
+#include "support/jwt_mint.hpp"
 
 // Name resolution stays numeric: `listen` resolves its host with getaddrinfo, and a fuzzer
 // must neither send DNS queries nor wait for them. This definition takes precedence over
@@ -115,6 +117,8 @@ struct workspace {
   scratch_file authorized_keys{dir.path + "/authorized_keys", generated.authorized_line};
   scratch_file known_hosts{dir.path + "/known_hosts", "\n"};
   scratch_file passphrase{dir.path + "/passphrase", "secret\n"};
+  scratch_file jwt_key{dir.path + "/jwt.pem",
+                       test::signing_key{test::signing_key::kind::ed25519}.public_pem()};
   scratch_file config{dir.path + "/config.json", "{}"};
   scratch_file again{dir.path + "/again.json", "{}"};
 };
@@ -136,7 +140,9 @@ bool same_users(const gateway_config& x, const gateway_config& y) {
         p.target_host != q.target_host || p.target_port != q.target_port ||
         p.server_nodelay != q.server_nodelay || p.ciphers != q.ciphers ||
         p.max_response_bytes != q.max_response_bytes || p.mode != q.mode ||
-        p.authorized_keys_file != q.authorized_keys_file)
+        p.authorized_keys_file != q.authorized_keys_file ||
+        a.api_keys_sha256 != b.api_keys_sha256 ||
+        a.forward_authorization != b.forward_authorization)
       return false;
   }
   return true;
@@ -156,6 +162,7 @@ void check_accepted(const gateway_config& cfg) {
       check(!u.ep.host.empty() && !u.ep.username.empty() && !u.ep.identity_file.empty() &&
             !u.ep.known_hosts_file.empty() && u.ep.port != 0 && u.ep.authorized_keys_file.empty());
   }
+  check(!cfg.jwt || (cfg.jwt->keys != nullptr && !cfg.jwt->keys->keys().empty()));
   const std::string shown = describe(cfg);
   work().again.write(shown);
   auto reloaded = load_config({"--config", work().again.path}, [](const char*) { return nullptr; });

@@ -11,7 +11,7 @@ seconds=${1:-60}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${SSHPOOL_FUZZ_BUILD_DIR:-$root/build-fuzz}
-targets=(response_parser request_serializer config_loader chunked_body)
+targets=(response_parser request_serializer config_loader chunked_body auth)
 
 "$root/app/install-deps.sh" clang libclang-rt-14-dev
 cmake -S "$root" -B "$build" -DSSHPOOL_FUZZ=ON -DSSHPOOL_WERROR=ON \

@@ -200,22 +200,6 @@ std::size_t child_process::rss_bytes() const {
   return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-// -- temp_dir -------------------------------------------------------------------------------
-
-temp_dir::temp_dir() : path_(make_temp_dir("sshpool-gw")) {}
-
-temp_dir::~temp_dir() {
-  std::string cmd = "rm -rf '" + path_ + "'";
-  int rc = std::system(cmd.c_str());
-  static_cast<void>(rc);
-}
-
-std::string temp_dir::write(const std::string& name, const std::string& content) const {
-  std::string full = path_ + "/" + name;
-  write_file(full, content);
-  return full;
-}
-
 std::string make_config(const test_sshd& sshd, const std::vector<test_user>& users,
                         const std::string& extra) {
   std::string users_json;

@@ -72,21 +72,6 @@ private:
   int status_ = 0;
 };
 
-/// A temporary directory, removed with its content.
-class temp_dir {
-public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  /// Writes `content` to path()/name; returns the full path.
-  std::string write(const std::string& name, const std::string& content) const;
-
-private:
-  std::string path_;
-};
-
 /// One user of a config file: the sshd's endpoint, forwarding to `target_port`.
 struct test_user {
   std::string name;

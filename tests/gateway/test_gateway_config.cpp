@@ -57,7 +57,11 @@ std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
                                   "AGENT_LOGIN_GRACE",
                                   "AGENT_MAX_STARTUPS",
                                   "AGENT_MAX_STARTUPS_PER_SOURCE",
-                                  "AGENT_MAX_AUTH_TRIES"};
+                                  "AGENT_MAX_AUTH_TRIES",
+                                  "ALLOW_UNAUTHENTICATED",
+                                  "AUTH_MAX_FAILURES",
+                                  "AUTH_FAILURE_WINDOW",
+                                  "AUTH_MAX_SOURCES"};
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
@@ -211,7 +215,9 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
       {{"--config", good, "--listen", "127.0.0.1 junk:8080"}, {}, "--listen"},
       {{"--config", good, "--listen", "127.0.0.1:70000"}, {}, "--listen"},
       {{"--config", good, "--listen", "nonexistent.invalid:8080"}, {}, "--listen"},
-      {{"--config", good, "--listen", "192.0.2.1:8080"}, {}, "listen"}, // not ours: bind fails
+      {{"--config", good, "--listen", "192.0.2.1:8080", "--allow-unauthenticated", "true"},
+       {},
+       "listen"}, // not ours: bind fails
       {{"--config", good, "--max-request-header-bytes", "1000000"},
        {},
        "--max-request-header-bytes"},
@@ -237,6 +243,24 @@ TEST_CASE("an invalid value stops start-up with exit code 2, naming the setting"
        {},
        "malformed JSON"},
       {{"--config", cd.dir.path() + "/absent.json"}, {}, "config file"},
+      // Client authentication.
+      {with_file("", R"(,"api_keys_sha256":["abc"])"), {}, "users.alice.api_keys_sha256"},
+      {with_file("", R"(,"api_keys_sha256":"hunter2")"), {}, "users.alice.api_keys_sha256"},
+      {with_file("", R"(,"forward_authorization":"yes")"), {}, "forward_authorization"},
+      {with_file(R"("jwt":{"public_key_file":"known_hosts","issuer":"i","audience":"a"})"),
+       {},
+       "jwt.public_key_file"},
+      {with_file(R"("jwt":{"public_key_file":"absent.pem","issuer":"i","audience":"a"})"),
+       {},
+       "jwt.public_key_file"},
+      {with_file(R"("jwt":{"public_key_file":"known_hosts","issuer":"i"})"), {}, "jwt: missing"},
+      {with_file(R"("jwt":{"public_key_file":"k","issuer":"i","audience":"a","x":1})"),
+       {},
+       "jwt: unknown key 'x'"},
+      {with_file(R"("jwt":{"leeway_seconds":-1})"), {}, "jwt.leeway_seconds"},
+      {{"--config", good}, {"AUTH_MAX_FAILURES=0"}, "AUTH_MAX_FAILURES"},
+      {{"--config", good}, {"ALLOW_UNAUTHENTICATED=maybe"}, "ALLOW_UNAUTHENTICATED"},
+      {{"--config", good, "--listen", "[::]:0"}, {}, "allow_unauthenticated"},
   };
   for (auto& c : cases) {
     auto r = run_demo(c.args, c.env);

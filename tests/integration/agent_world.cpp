@@ -11,8 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <filesystem>
-
 #include "sshpool/ssh/http.hpp"
 
 namespace sshpool::test {
@@ -119,7 +117,7 @@ ssh::agent_listener_options agent_world::options() {
 }
 
 agent_world::agent_world(ssh::agent_listener_options opts, demo::http_backend::options backend_opts)
-    : dir(make_temp_dir("sshpool-agents")), backend(std::move(backend_opts)),
+    : backend(std::move(backend_opts)),
       runtime(ssh::ssh_runtime::options{2, 1, std::make_shared<metrics>()}) {
   if (opts.host_key_file.empty())
     opts.host_key_file = dir + "/agent_host_ed25519";
@@ -147,8 +145,6 @@ agent_world::agent_world(ssh::agent_listener_options opts, demo::http_backend::o
 agent_world::~agent_world() {
   listener->stop();
   arrived_.clear();
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 void agent_world::allow(const std::string& user, const std::vector<std::string>& keys,

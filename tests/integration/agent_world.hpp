@@ -106,7 +106,8 @@ public:
   /// Refuse agents in on_agent with this message (empty: queue them).
   void refuse_agents(std::string message);
 
-  std::string dir;
+  temp_dir tmp{"sshpool-agents"};
+  const std::string& dir = tmp.path();
   agent_home home;
   demo::http_backend backend;
   ssh::ssh_runtime runtime;

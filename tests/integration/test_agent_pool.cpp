@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
-#include <filesystem>
 #include <future>
 #include <mutex>
 #include <set>
@@ -31,7 +30,8 @@ namespace {
 /// An engine with an agent listener, a backend on the agents' side and their machines'
 /// home (keys, known_hosts pinning the listener's host key).
 struct gateway {
-  std::string dir = make_temp_dir("sshpool-agent-pool");
+  temp_dir tmp{"sshpool-agent-pool"};
+  const std::string& dir = tmp.path();
   agent_home home;
   http_backend backend;
   std::unique_ptr<engine> eng;
@@ -46,12 +46,6 @@ struct gateway {
     REQUIRE(status);
     port = status->port;
     home.trust(port, status->public_key);
-  }
-
-  ~gateway() {
-    eng.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
   }
 
   static engine_config config() { return quiet_config(10s, 10s); }

@@ -6,24 +6,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <stdexcept>
 
 #include "support/child_process.hpp"
 
 namespace sshpool::test {
 
-agent_home::agent_home() : dir_(make_temp_dir("sshpool-agent")) {}
-
-agent_home::~agent_home() {
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-}
-
 std::string agent_home::key(const std::string& name) {
-  auto path = dir_ + "/" + name;
+  auto path = dir_.path() + "/" + name;
   if (public_keys_.count(name) == 0) {
-    auto log = dir_ + "/keygen.log";
+    auto log = dir_.path() + "/keygen.log";
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out < 0)
       throw_errno("open " + log);
@@ -52,7 +44,7 @@ std::string agent_home::public_key(const std::string& name) {
 }
 
 void agent_home::trust(std::uint16_t port, const std::string& host_public_key) {
-  write_file(dir_ + "/known_hosts",
+  write_file(dir_.path() + "/known_hosts",
              "[127.0.0.1]:" + std::to_string(port) + " " + host_public_key + "\n");
 }
 
@@ -76,7 +68,7 @@ std::vector<std::string> agent_home::ssh(const std::string& user, std::uint16_t 
                                 "-o",
                                 "StrictHostKeyChecking=yes",
                                 "-o",
-                                "UserKnownHostsFile=" + dir_ + "/known_hosts",
+                                "UserKnownHostsFile=" + dir_.path() + "/known_hosts",
                                 "-o",
                                 "GlobalKnownHostsFile=/dev/null",
                                 "-o",
@@ -94,7 +86,7 @@ std::vector<std::string> agent_home::ssh(const std::string& user, std::uint16_t 
 }
 
 std::string agent_home::log_file(const std::string& name) {
-  return dir_ + "/" + name + "-" + std::to_string(++logs_) + ".log";
+  return dir_.path() + "/" + name + "-" + std::to_string(++logs_) + ".log";
 }
 
 } // namespace sshpool::test

@@ -9,18 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "support/os.hpp"
+
 namespace sshpool::test {
 
 class agent_home {
 public:
-  /// Makes the directory (under $TMPDIR or /tmp).
-  agent_home();
-  /// Removes the directory.
-  ~agent_home();
-  agent_home(const agent_home&) = delete;
-  agent_home& operator=(const agent_home&) = delete;
-
-  const std::string& dir() const noexcept { return dir_; }
+  const std::string& dir() const noexcept { return dir_.path(); }
   /// The ed25519 private key file `name` (made on first use, mode 0600).
   std::string key(const std::string& name = "id");
   /// Its public key line, "ssh-ed25519 BASE64 COMMENT" (an authorized_keys line).
@@ -40,7 +35,8 @@ public:
   std::string log_file(const std::string& name);
 
 private:
-  std::string dir_;
+  /// Made under $TMPDIR or /tmp, removed with the home.
+  temp_dir dir_{"sshpool-agent"};
   std::map<std::string, std::string> public_keys_;
   int logs_ = 0;
 };

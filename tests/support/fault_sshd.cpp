@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
@@ -439,11 +438,10 @@ void fault_sshd::connection::on_close(ssh_session, ssh_channel, void* userdata) 
 
 fault_sshd::fault_sshd() {
   try {
-    dir_ = make_temp_dir("sshpool-fault");
     ssh_key host_key = generate_ed25519();
     std::string host_line;
     try {
-      write_private_key(host_key, dir_ + "/host_ed25519");
+      write_private_key(host_key, dir_.path() + "/host_ed25519");
       host_line = public_line(host_key);
     } catch (...) {
       ssh_key_free(host_key);
@@ -475,7 +473,7 @@ fault_sshd::fault_sshd() {
       throw std::runtime_error("fault_sshd: ssh_bind_new failed");
     bool no_config = false;
     int quiet = SSH_LOG_NOLOG;
-    std::string host_key_file = dir_ + "/host_ed25519";
+    std::string host_key_file = dir_.path() + "/host_ed25519";
     if (ssh_bind_options_set(bind_, SSH_BIND_OPTIONS_PROCESS_CONFIG, &no_config) != SSH_OK ||
         ssh_bind_options_set(bind_, SSH_BIND_OPTIONS_LOG_VERBOSITY, &quiet) != SSH_OK ||
         ssh_bind_options_set(bind_, SSH_BIND_OPTIONS_HOSTKEY, host_key_file.c_str()) != SSH_OK)
@@ -511,11 +509,6 @@ void fault_sshd::release() noexcept {
     if (*fd >= 0)
       ::close(*fd);
     *fd = -1;
-  }
-  if (!dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-    dir_.clear();
   }
 }
 

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "sshpool/types.hpp"
+#include "support/os.hpp"
 
 // libssh's handle types, declared here so that users of this header need not see libssh.
 struct ssh_bind_struct;
@@ -75,9 +76,9 @@ public:
 
   std::uint16_t port() const { return port_; }
   /// The authorised ed25519 private key (mode 0600).
-  std::string identity_file() const { return dir_ + "/id_ed25519"; }
+  std::string identity_file() const { return dir_.path() + "/id_ed25519"; }
   /// "[127.0.0.1]:PORT ssh-ed25519 ..." with this server's host key.
-  std::string known_hosts_file() const { return dir_ + "/known_hosts"; }
+  std::string known_hosts_file() const { return dir_.path() + "/known_hosts"; }
 
   /// An endpoint at 127.0.0.1:port() with the right key and known_hosts, forwarding to
   /// 127.0.0.1:target_port, with server_nodelay off (this server has no shell to exec).
@@ -103,7 +104,7 @@ private:
   void release() noexcept;
   void update(const std::function<void(counters&)>& change);
 
-  std::string dir_;
+  temp_dir dir_{"sshpool-fault"};
   std::uint16_t port_ = 0;
   int listen_fd_ = -1;
   /// Written once by the destructor and never drained: readable for every poll from then on.

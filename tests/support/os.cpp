@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 #include <system_error>
 
@@ -27,6 +28,19 @@ std::string make_temp_dir(const std::string& prefix) {
   if (::mkdtemp(pattern.data()) == nullptr)
     throw_errno("mkdtemp " + pattern);
   return pattern;
+}
+
+temp_dir::temp_dir(const std::string& prefix) : path_(make_temp_dir(prefix)) {}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string temp_dir::write(const std::string& name, const std::string& content) const {
+  std::string full = path_ + "/" + name;
+  write_file(full, content);
+  return full;
 }
 
 std::string read_file(const std::string& path) {

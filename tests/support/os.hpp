@@ -18,6 +18,21 @@ namespace sshpool::test {
 /// A fresh private directory `prefix`-XXXXXX under $TMPDIR (or /tmp, if unset or empty).
 std::string make_temp_dir(const std::string& prefix);
 
+/// A fresh private directory (as make_temp_dir), removed with its content when destroyed.
+class temp_dir {
+public:
+  explicit temp_dir(const std::string& prefix = "sshpool-test");
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const noexcept { return path_; }
+  /// Writes `content` to path()/name; returns the full path.
+  std::string write(const std::string& name, const std::string& content) const;
+
+private:
+  std::string path_;
+};
+
 /// The whole content of `path`, read as bytes.
 std::string read_file(const std::string& path);
 

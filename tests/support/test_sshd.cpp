@@ -15,7 +15,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -88,7 +87,6 @@ test_sshd::test_sshd(sshd_options options) : options_(std::move(options)) {
       throw std::invalid_argument("test_sshd: LogLevel must be INFO or more verbose");
   }
   user_ = current_user();
-  dir_ = make_temp_dir("sshpool-sshd");
   try {
     if (::geteuid() == 0 && ::mkdir("/run/sshd", 0755) < 0 && errno != EEXIST)
       throw_errno("mkdir /run/sshd");
@@ -199,12 +197,13 @@ void test_sshd::stop() {
 }
 
 void test_sshd::generate_keys() {
-  const std::string keygen_log = dir_ + "/keygen.log";
+  const std::string keygen_log = dir_.path() + "/keygen.log";
   int out = ::open(keygen_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0)
     throw_errno("open " + keygen_log);
-  const std::vector<std::string> keys = {dir_ + "/ssh_host_ed25519_key", identity_file(),
-                                         wrong_identity_file(), dir_ + "/wrong_host_ed25519_key"};
+  const std::vector<std::string> keys = {dir_.path() + "/ssh_host_ed25519_key", identity_file(),
+                                         wrong_identity_file(),
+                                         dir_.path() + "/wrong_host_ed25519_key"};
   std::vector<pid_t> pids;
   try {
     for (const auto& key : keys)
@@ -230,7 +229,7 @@ void test_sshd::generate_keys() {
   }
   host_public_key_ = public_key(keys[0] + ".pub");
   wrong_host_public_key_ = public_key(keys[3] + ".pub");
-  write_file(dir_ + "/authorized_keys", public_key(identity_file() + ".pub") + '\n');
+  write_file(dir_.path() + "/authorized_keys", public_key(identity_file() + ".pub") + '\n');
   write_file(empty_known_hosts_file(), "");
 }
 
@@ -241,9 +240,9 @@ void test_sshd::write_port_files() const {
   std::string config;
   auto line = [&config](const std::string& text) { config += text + '\n'; };
   line("ListenAddress " + options_.listen_address + ':' + std::to_string(port_));
-  line("HostKey " + dir_ + "/ssh_host_ed25519_key");
-  line("PidFile " + dir_ + "/sshd.pid");
-  line("AuthorizedKeysFile " + dir_ + "/authorized_keys");
+  line("HostKey " + dir_.path() + "/ssh_host_ed25519_key");
+  line("PidFile " + dir_.path() + "/sshd.pid");
+  line("AuthorizedKeysFile " + dir_.path() + "/authorized_keys");
   line("StrictModes no");
   line("PubkeyAuthentication yes");
   line("PasswordAuthentication no");
@@ -259,7 +258,7 @@ void test_sshd::write_port_files() const {
   line("PrintMotd no");
   for (const auto& extra : options_.extra_config)
     line(extra);
-  write_file(dir_ + "/sshd_config", config);
+  write_file(dir_.path() + "/sshd_config", config);
 }
 
 test_sshd::launch_result test_sshd::launch(std::string& failure) {
@@ -283,7 +282,7 @@ test_sshd::launch_result test_sshd::launch(std::string& failure) {
     tail_.clear();
   }
   try {
-    std::vector<std::string> argv{sshd_path, "-D", "-e", "-f", dir_ + "/sshd_config"};
+    std::vector<std::string> argv{sshd_path, "-D", "-e", "-f", dir_.path() + "/sshd_config"};
     if (!options_.netns.empty()) // `ip netns exec` enters the namespace, then execs sshd.
       argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", options_.netns});
     pid_ = spawn(argv, fds[1]);
@@ -389,10 +388,6 @@ void test_sshd::cleanup() noexcept {
   }
   join_reader();
   close_fd(log_fd_);
-  if (!dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
 }
 
 } // namespace sshpool::test

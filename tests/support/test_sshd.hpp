@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "sshpool/types.hpp"
+#include "support/os.hpp"
 
 namespace sshpool::test {
 
@@ -56,22 +57,22 @@ public:
   std::uint16_t port() const { return port_; }
   /// The listening sshd process, or -1 while stopped.
   pid_t pid() const { return pid_; }
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   /// The login user: the current (effective) user.
   const std::string& user() const { return user_; }
 
   /// ed25519 private key authorised for user().
-  std::string identity_file() const { return dir_ + "/id_ed25519"; }
+  std::string identity_file() const { return dir_.path() + "/id_ed25519"; }
   /// Another ed25519 private key, not authorised.
-  std::string wrong_identity_file() const { return dir_ + "/wrong_id_ed25519"; }
+  std::string wrong_identity_file() const { return dir_.path() + "/wrong_id_ed25519"; }
   /// "[127.0.0.1]:PORT ssh-ed25519 ..." with sshd's host key.
-  std::string known_hosts_file() const { return dir_ + "/known_hosts"; }
+  std::string known_hosts_file() const { return dir_.path() + "/known_hosts"; }
   /// The same host with a different ed25519 key (as if the host key had changed).
-  std::string wrong_known_hosts_file() const { return dir_ + "/wrong_known_hosts"; }
+  std::string wrong_known_hosts_file() const { return dir_.path() + "/wrong_known_hosts"; }
   /// An existing, empty known_hosts file (host unknown).
-  std::string empty_known_hosts_file() const { return dir_ + "/empty_known_hosts"; }
+  std::string empty_known_hosts_file() const { return dir_.path() + "/empty_known_hosts"; }
   /// Everything sshd and its connection processes write to stderr, one line per line.
-  std::string log_file() const { return dir_ + "/sshd.log"; }
+  std::string log_file() const { return dir_.path() + "/sshd.log"; }
 
   /// An endpoint for user() at listen_address:port() with the right key and known_hosts, forwarding
   /// to 127.0.0.1:target_port, with server_nodelay off (see server_endpoint.hpp).
@@ -106,7 +107,7 @@ private:
   void cleanup() noexcept;
 
   sshd_options options_;
-  std::string dir_;
+  temp_dir dir_{"sshpool-sshd"};
   std::string user_;
   std::string host_public_key_;
   std::string wrong_host_public_key_;

@@ -2,47 +2,39 @@
 // own: no sshd, no CAF. Keys and a certificate come from the real ssh-keygen.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "sshpool/ssh/authorized_keys.hpp"
+#include "support/os.hpp"
 
 using namespace sshpool;
 using namespace sshpool::ssh;
+using namespace sshpool::test;
 
 namespace {
 
 /// A temporary directory with ed25519 keys made by ssh-keygen.
 struct keys {
-  std::string dir;
-
-  keys() {
-    const char* tmp = std::getenv("TMPDIR");
-    dir = std::string{tmp != nullptr && *tmp != '\0' ? tmp : "/tmp"} + "/sshpool-ak.XXXXXX";
-    REQUIRE(::mkdtemp(dir.data()) != nullptr);
-  }
-  ~keys() { std::filesystem::remove_all(dir); }
+  temp_dir dir{"sshpool-ak"};
 
   /// "ssh-ed25519 BASE64 COMMENT" of a new key `name`.
   std::string make(const std::string& name) const {
-    auto cmd = "ssh-keygen -q -t ed25519 -N '' -C " + name + " -f '" + dir + "/" + name +
+    auto cmd = "ssh-keygen -q -t ed25519 -N '' -C " + name + " -f '" + dir.path() + "/" + name +
                "' </dev/null >/dev/null";
     REQUIRE(std::system(cmd.c_str()) == 0);
-    return line(dir + "/" + name + ".pub");
+    return line(dir.path() + "/" + name + ".pub");
   }
 
   /// The certificate line of key `name`, signed by a new CA.
   std::string certificate(const std::string& name) const {
     make("ca");
-    auto cmd = "ssh-keygen -q -s '" + dir + "/ca' -I test '" + dir + "/" + name +
+    auto cmd = "ssh-keygen -q -s '" + dir.path() + "/ca' -I test '" + dir.path() + "/" + name +
                ".pub' </dev/null >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
-    return line(dir + "/" + name + "-cert.pub");
+    return line(dir.path() + "/" + name + "-cert.pub");
   }
 
   static std::string line(const std::string& path) {
@@ -178,7 +170,7 @@ TEST_CASE("a missing authorized_keys file is an invalid argument", "[authorized_
   CHECK(missing.error().message().find("/nonexistent/authorized_keys") != std::string::npos);
 
   keys k;
-  auto path = k.dir + "/authorized_keys";
+  auto path = k.dir.path() + "/authorized_keys";
   std::ofstream{path} << k.make("a") << "\n";
   auto loaded = load_authorized_keys(path);
   REQUIRE(loaded);

@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -17,18 +16,17 @@ namespace {
 
 /// A temporary directory with two ed25519 public keys made by ssh-keygen.
 struct keys {
-  std::string dir;
+  temp_dir dir{"sshpool-kh"};
   std::string a; ///< "ssh-ed25519 BASE64"
   std::string b;
 
-  keys() : dir(make_temp_dir("sshpool-kh")) {
+  keys() {
     a = make("a");
     b = make("b");
   }
-  ~keys() { std::filesystem::remove_all(dir); }
 
   std::string make(const std::string& name) const {
-    auto path = dir + "/" + name;
+    auto path = dir.path() + "/" + name;
     auto cmd = "ssh-keygen -q -t ed25519 -N '' -C c -f '" + path + "' </dev/null >/dev/null";
     REQUIRE(std::system(cmd.c_str()) == 0);
     std::ifstream pub{path + ".pub"};
@@ -42,7 +40,7 @@ struct keys {
 
   /// `text` after `ssh-keygen -H` (every host name hashed).
   std::string hashed(const std::string& text) const {
-    auto path = dir + "/known_hosts";
+    auto path = dir.path() + "/known_hosts";
     write_file(path, text);
     auto cmd = "ssh-keygen -H -f '" + path + "' >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);

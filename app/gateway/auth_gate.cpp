@@ -1,0 +1,79 @@
+// The gateway's authentication step (see auth.hpp), called by the routing when
+// authentication is configured:
+//
+//   request ── source over auth_max_failures ─────────────► 429 too_many_auth_failures
+//      │ authenticate(Authorization)
+//      ├── none or bad credential ────────────────────────► 401 unauthorized (+ WWW-Authenticate)
+//      ├── valid JWT of a user this gateway does not serve ► 403 forbidden
+//      ├── the request names another user ────────────────► 403 forbidden
+//      ▼
+//   the authenticated user is the request's user
+//
+// Every refusal but the 429 counts as a failure of the source address. A 401 says nothing
+// about users (the same body whatever the request names); a 403 answers a client holding a
+// valid credential only.
+#include "gateway/gateway_impl.hpp"
+#include "gateway/logging.hpp"
+#include "sshpool/text.hpp"
+
+namespace sshpool::gateway {
+
+bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_request& req,
+                                 std::string& user) {
+  auto now = auth_rate_limiter::clock::now();
+  if (auto wait = auth_limiter_.refused(req.peer, now)) {
+    metrics_.count_auth_failure(auth_failure::rate_limited);
+    fail(id, std::move(ex), 429, "too_many_auth_failures",
+         "too many failed authentications from this address; retry later",
+         {{"Retry-After", std::to_string(wait->count())}});
+    return false;
+  }
+  auto credentials = std::count_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
+    return text::iequals(h.first, "Authorization");
+  });
+  auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  auto outcome = auth_.authenticate(req.header("Authorization"), unix_now);
+  if (credentials > 1) {
+    outcome.user.clear();
+    outcome.failure = auth_failure::malformed;
+  }
+  if (!outcome.failure && !user.empty() && user != outcome.user)
+    outcome.failure = auth_failure::forbidden_user;
+  if (!outcome.failure) {
+    user = std::move(outcome.user);
+    return true;
+  }
+  auth_failure why = *outcome.failure;
+  metrics_.count_auth_failure(why);
+  auth_limiter_.failed(req.peer, now);
+  if (log_enabled(spdlog::level::debug))
+    log_event(spdlog::level::debug, "auth_failed",
+              {field("request_id", ex.request_id), field("peer", req.peer),
+               field("reason", to_string(why))});
+  if (why == auth_failure::unknown_user || why == auth_failure::forbidden_user) {
+    fail(id, std::move(ex), 403, "forbidden",
+         why == auth_failure::unknown_user
+             ? "the credential is valid but its user is not served by this gateway"
+             : "the credential is not for the user this request names");
+    return false;
+  }
+  fail(id, std::move(ex), 401, "unauthorized",
+       "authentication required: send Authorization: Bearer <API key or JWT>",
+       {{"WWW-Authenticate", outcome.token_presented
+                                 ? "Bearer realm=\"sshpool\", error=\"invalid_token\""
+                                 : "Bearer realm=\"sshpool\""}});
+  return false;
+}
+
+void gateway::impl::strip_credentials(const std::string& user, header_list& headers) const {
+  if (!auth_.enabled() || auth_.forwards_authorization(user))
+    return;
+  headers.erase(
+      std::remove_if(headers.begin(), headers.end(),
+                     [](const auto& h) { return text::iequals(h.first, "Authorization"); }),
+      headers.end());
+}
+
+} // namespace sshpool::gateway
