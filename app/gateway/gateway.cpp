@@ -22,6 +22,7 @@
 #include <random>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -100,6 +101,22 @@ double millis(steady::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
+/// The engine's settings as the gateway runs them. Unless `scheduler_threads` is set, CAF
+/// gets the cores that the front end's loop thread and the engine's reactor threads (half
+/// the cores by default) leave, at least one thread: every request crosses from the loop to
+/// CAF, to a reactor and back, and a second CAF thread on two cores only made the bridge
+/// and the connection actors wake each other's threads (4 to 13 thread switches per request
+/// in the gateway instead of 1.3 to 2.8, and 10-50 % more CPU per request).
+engine_config engine_settings(engine_config cfg) {
+  if (cfg.scheduler_threads == 0) {
+    std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    std::size_t reactors =
+        cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max<std::size_t>(1, cores / 2);
+    cfg.scheduler_threads = cores > reactors + 1 ? cores - reactors - 1 : 1;
+  }
+  return cfg;
+}
+
 } // namespace
 
 int status_of(errc code) noexcept {
@@ -131,7 +148,7 @@ gateway::impl::impl(gateway_config cfg)
     sigaddset(&hup, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &hup, nullptr);
   }
-  engine_ = std::make_unique<engine>(cfg_.engine);
+  engine_ = std::make_unique<engine>(engine_settings(cfg_.engine));
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
     if (u.ep.mode == endpoint_mode::agent)

@@ -6,11 +6,12 @@
 //            a kept lease of its user,                stream_atom
 //            or one the pool granted                  → stream id
 //   queued ───────────────────────────────► opening ─────────────► streaming ── end_atom ──► done
-//     │ acquire_atom fails                    │ refused               │ head_atom, chunk_atom: to
-//     ▼                                       ▼                       │ the listener; acks from the
-//   done: on_end(error)                     done: on_end(error),      │ front end: ack_atom
-//                                           lease back to the pool    │ connection down: on_end
-//                                                                     │ (connection_lost)
+//     │ acquire_atom fails (refused at        │ refused               │ head_atom, chunk_atom: to
+//     │ once: the newest queued call)         │                       │ the listener; acks from the
+//     ▼                                       ▼                       │ front end: ack_atom
+//   done: on_end(error)                     done: on_end(error),      │ connection down: on_end
+//                                           lease back to the pool    │ (connection_lost; none once
+//                                                                     │ the whole response is here)
 //   cancel (the client left): queued: forgotten; opening: cancelled   │ cancel: cancel_atom, the
 //   once its stream id arrives; streaming: cancel_atom at once        ▼ lease to the next call
 //                                                                   done
@@ -33,6 +34,8 @@
 // Kept leases go back within keep_idle + keep_tick once the user's requests stop, and every
 // lease at least once per max_hold, so that the pool still balances connections, ends them
 // at their lifetime and evicts idle ones; the pool's metrics count kept leases as leases.
+// When the bridge ends (upstream_bridge's destructor), every lease it holds or keeps goes
+// back to the pool.
 //
 // A response whose end the client can tell by itself (a body of Content-Length bytes, or
 // none: HEAD, 204, 304) frees its lease when the bridge has it all, not at end_atom: the
@@ -55,6 +58,7 @@
 
 #include <caf/all.hpp>
 
+#include "gateway/upstream_intake.hpp"
 #include "net/text.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/engine.hpp"
@@ -64,12 +68,7 @@ namespace sshpool::gateway {
 
 namespace {
 
-/// The front end queued work for the bridge (see `intake`).
-using intake_atom = caf::atom_constant<caf::atom("sp_gwtake")>;
-constexpr intake_atom intake_atom_v{};
-/// The bridge's periodic look at its kept leases.
-using keep_tick_atom = caf::atom_constant<caf::atom("sp_gwkeep")>;
-constexpr keep_tick_atom keep_tick_atom_v{};
+using namespace upstream_detail;
 
 using time_point = caf::actor_clock::time_point;
 
@@ -79,46 +78,6 @@ constexpr caf::timespan keep_idle = std::chrono::milliseconds(100);
 constexpr caf::timespan max_hold = std::chrono::seconds(1);
 /// Period of the look at the kept leases, while there are some.
 constexpr caf::timespan keep_tick = std::chrono::milliseconds(50);
-
-/// The bridge: the sink of every stream, woken by its intake and its tick.
-using bridge_actor =
-    stream_sink_actor::extend<caf::reacts_to<intake_atom>, caf::reacts_to<keep_tick_atom>>;
-
-/// What the front end asks of the bridge.
-struct work {
-  enum class kind { start, ack, cancel };
-  kind what = kind::start;
-  std::uint64_t call = 0;
-  std::uint64_t bytes = 0;
-  std::string user;
-  request req;
-  std::shared_ptr<upstream_listener> listener;
-};
-
-/// Work from the front end's thread, taken by the bridge in batches: one intake_atom wakes
-/// it when the queue turns non-empty.
-struct intake {
-  std::mutex mutex;
-  std::vector<work> items;
-  bridge_actor bridge;
-  /// The bridge is gone: nothing more is taken.
-  bool closed = false;
-
-  /// Queues `w`; false if the bridge is gone.
-  bool post(work w) {
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> guard{mutex};
-      if (closed)
-        return false;
-      items.push_back(std::move(w));
-      wake = items.size() == 1;
-    }
-    if (wake)
-      caf::anon_send(bridge, intake_atom_v);
-    return true;
-  }
-};
 
 /// A lease and when the pool granted it.
 struct held_lease {
@@ -146,6 +105,8 @@ struct call {
   std::optional<std::uint64_t> body_left;
   /// The client left while the stream was being opened: cancelled as its id arrives.
   bool cancelled = false;
+  /// The whole response is here (its lease freed): a stream that breaks now still ends well.
+  bool whole = false;
 };
 
 /// A call waiting for a lease, and since when.
@@ -223,6 +184,13 @@ bool first_queued(self_ptr self, user_leases& u) {
   return !u.queued.empty();
 }
 
+/// Drops the cancelled calls at the tail of `u`'s queue; false if none is left.
+bool last_queued(self_ptr self, user_leases& u) {
+  while (!u.queued.empty() && self->state.calls.count(u.queued.back().id) == 0)
+    u.queued.pop_back();
+  return !u.queued.empty();
+}
+
 /// A lease no call uses any more: back to the pool once held for max_hold (an acquire then
 /// covers each queued call), else to the user's first queued call, else kept.
 void free_lease(self_ptr self, held_lease held) {
@@ -279,6 +247,7 @@ void end_call(self_ptr self, std::uint64_t id, error result) {
 
 /// The call's whole body is here: its lease serves the next call.
 void body_complete(self_ptr self, call& c) {
+  c.whole = true;
   if (!c.held)
     return;
   auto held = std::move(*c.held);
@@ -330,10 +299,12 @@ void open_stream(self_ptr self, std::uint64_t id, held_lease held) {
             [self, id](caf::error& err) { stream_refused(self, id, err); });
 }
 
-/// An acquire failed: the first queued call fails with its error, unless the acquire timed
-/// out (pool_exhausted after acquire_timeout) while that call has waited for less: the
-/// acquire was asked for an earlier call, which a freed lease served meanwhile; one is
-/// asked again for this call.
+/// An acquire failed. The pool refused it at once (pool_exhausted before acquire_timeout:
+/// its waiters are full): the newest queued call, whose arrival asked for it, fails.
+/// Otherwise the first queued call fails with its error, unless the acquire timed out
+/// (pool_exhausted after acquire_timeout) while that call has waited for less: the acquire
+/// was asked for an earlier call, which a freed lease served meanwhile; one is asked again
+/// for this call.
 void acquire_failed(self_ptr self, const std::string& user, const caf::error& err,
                     time_point asked_at) {
   auto& st = self->state;
@@ -343,8 +314,14 @@ void acquire_failed(self_ptr self, const std::string& user, const caf::error& er
     return;
   auto failure = from_caf_error(err, errc::shutting_down);
   auto now = self->clock().now();
-  if (failure.code() == errc::pool_exhausted && now - asked_at >= st.acquire_timeout &&
-      now - u.queued.front().since < st.acquire_timeout) {
+  if (failure.code() == errc::pool_exhausted && now - asked_at < st.acquire_timeout &&
+      last_queued(self, u)) {
+    auto id = u.queued.back().id;
+    u.queued.pop_back();
+    end_call(self, id, std::move(failure));
+    return;
+  }
+  if (failure.code() == errc::pool_exhausted && now - u.queued.front().since < st.acquire_timeout) {
     acquire(self, user);
     return;
   }
@@ -440,21 +417,27 @@ void look_at_kept(self_ptr self) {
     arm_tick(self);
 }
 
-/// Ends every call with `result` and returns every lease (the bridge fails).
-void fail_all(self_ptr self, const error& result) {
+/// Returns every lease, held by a call or kept, to the pool and forgets the calls (the
+/// bridge ends; the connections cancel its streams as their sink goes down).
+void release_all(self_ptr self) {
   auto& st = self->state;
-  for (auto& [id, c] : st.calls) {
+  for (auto& [id, c] : st.calls)
     if (c.held)
       release(self, c.held->granted);
-    if (!c.cancelled)
-      c.listener->on_end(result);
-  }
   st.calls.clear();
   st.streams.clear();
   for (auto& [user, u] : st.users)
     for (auto& k : u.kept)
       release(self, k.held.granted);
   st.users.clear();
+}
+
+/// Ends every call with `result` and returns every lease (the bridge fails).
+void fail_all(self_ptr self, const error& result) {
+  for (auto& [id, c] : self->state.calls)
+    if (!c.cancelled)
+      c.listener->on_end(result);
+  release_all(self);
 }
 
 bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::timespan idle_timeout,
@@ -484,9 +467,17 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
         release(self, c.held->granted);
         c.held.reset();
       }
+      // A connection lost after the whole response came changes nothing for the client.
       end_call(self, id,
-               error{errc::connection_lost, "the SSH connection ended during the stream"});
+               c.whole
+                   ? error{}
+                   : error{errc::connection_lost, "the SSH connection ended during the stream"});
     }
+  });
+  // upstream_bridge's destructor: the streams are abandoned, every lease goes back.
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    release_all(self);
+    self->quit(msg.reason);
   });
   self->set_exception_handler([self](std::exception_ptr& eptr) -> caf::error {
     std::string what = "unknown exception";
@@ -534,36 +525,14 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
           body_complete(self, c); // the client has the whole body with this chunk
       },
       [self](end_atom, std::uint64_t tag, caf::error& err) {
-        if (auto id = current_call(self, tag); id != 0)
-          end_call(self, id, err ? from_caf_error(err, errc::connection_lost) : error{});
+        auto id = current_call(self, tag);
+        if (id == 0)
+          return;
+        bool failed = err && !self->state.calls.at(id).whole;
+        end_call(self, id, failed ? from_caf_error(err, errc::connection_lost) : error{});
       },
   };
 }
-
-/// The front end's handle: work for the bridge.
-class bridge_call final : public upstream_call {
-public:
-  bridge_call(std::shared_ptr<intake> in, std::uint64_t id) : in_(std::move(in)), id_(id) {}
-
-  void ack(std::size_t bytes) override {
-    work w;
-    w.what = work::kind::ack;
-    w.call = id_;
-    w.bytes = bytes;
-    in_->post(std::move(w));
-  }
-
-  void cancel() override {
-    work w;
-    w.what = work::kind::cancel;
-    w.call = id_;
-    in_->post(std::move(w));
-  }
-
-private:
-  std::shared_ptr<intake> in_;
-  std::uint64_t id_;
-};
 
 } // namespace
 

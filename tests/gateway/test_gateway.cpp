@@ -289,6 +289,31 @@ TEST_CASE("gateway errors: 400, 404, 502, 503 exhausted, 504", "[gateway][errors
   }
 }
 
+TEST_CASE("a request the pool refuses at once gets the 503; the one waiting keeps its turn",
+          "[gateway][errors]") {
+  test_sshd sshd;
+  http_backend a{backend_options("backend-a")};
+  temp_dir dir;
+  running_gateway gw{
+      dir.write("config.json", make_config(sshd, {{"alice", a.port()}},
+                                           "\"max_connections_per_user\":1,\"ssh_max_channels\":1,"
+                                           "\"max_waiters_per_user\":1,\"acquire_timeout\":10000,"
+                                           "\"request_timeout\":1000"))};
+  http_client holder{gw.port};
+  holder.send_request("GET", "/u/alice/hang");
+  REQUIRE(a.wait_for_requests(a.requests_received() + 1, 10s)); // the one lease is taken
+  http_client waiting{gw.port};
+  waiting.send_request("GET", "/u/alice/echo");
+  REQUIRE(eventually([&] {
+    auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+    return stats["pool"]["waiters"] == 1;
+  }));
+  // The pool's one waiter slot is taken: the newcomer is refused, not the caller waiting.
+  check_error(fetch(gw.port, "GET", "/u/alice/echo"), 503, "pool_exhausted");
+  check_error(holder.read_response(10s), 504, "request_timeout");
+  CHECK(waiting.read_response(10s).status == 200); // served by the lease the timeout freed
+}
+
 TEST_CASE("hostile upstreams: a refusal by sshd's policy, a refused connect, a bare CR and an "
           "endless stream each get their own code",
           "[gateway]") {
