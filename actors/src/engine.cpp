@@ -297,6 +297,22 @@ expected<void> engine::set_endpoint(const std::string& user, endpoint ep) {
   return {};
 }
 
+expected<shutdown_report> engine::remove_endpoint(const std::string& user) {
+  if (auto ok = validate_user(user); !ok)
+    return ok.error();
+  shutdown_report report;
+  // The drain ends by the grace period (forced) or by the requests' own deadlines.
+  auto& p = impl_->cfg.pool;
+  auto timeout = caf::timespan{p.shutdown_grace_period + p.request_timeout} + detail::reply_slack;
+  auto err = call(
+      *impl_, impl_->supervisor, timeout, errc::shutting_down,
+      [&](shutdown_report& r) { report = r; }, remove_atom_v, user);
+  if (failed(err))
+    return err;
+  impl_->agents.set(user, nullptr); // an agent user's agents no longer get in
+  return report;
+}
+
 shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
   if (impl_->stopped.load())
     return {};

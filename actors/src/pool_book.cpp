@@ -1,6 +1,7 @@
 #include "pool_book.hpp"
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
 
 namespace sshpool {
@@ -25,21 +26,10 @@ bool allowed(conn_phase from, conn_phase to) {
 }
 
 const char* name(conn_phase p) {
-  switch (p) {
-  case conn_phase::connecting:
-    return "connecting";
-  case conn_phase::ready:
-    return "ready";
-  case conn_phase::validating:
-    return "validating";
-  case conn_phase::evicting:
-    return "evicting";
-  case conn_phase::draining:
-    return "draining";
-  case conn_phase::closing:
-    return "closing";
-  }
-  return "?";
+  static constexpr std::array<const char*, 6> names = {"connecting", "ready",    "validating",
+                                                       "evicting",   "draining", "closing"};
+  auto i = static_cast<std::size_t>(p);
+  return i < names.size() ? names[i] : "?";
 }
 
 } // namespace
@@ -134,6 +124,12 @@ std::vector<std::uint64_t> pool_book::ids_where(bool (*pred)(conn_phase)) const 
     if (pred(c.phase))
       ids.push_back(c.id);
   return ids;
+}
+
+void pool_book::expire_all(time_point now) {
+  for (auto& c : entries_)
+    if (!c.agent)
+      c.expires = std::min(c.expires, now);
 }
 
 std::vector<std::uint64_t> pool_book::expired_idle(time_point now) const {

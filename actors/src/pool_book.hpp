@@ -156,6 +156,9 @@ public:
   void transition(std::uint64_t id, conn_phase to);
   /// Connection `id` was used (or found alive) at `now`.
   void touch(std::uint64_t id, time_point now);
+  /// Makes every connection but the agents expire by `now` (their endpoint changed): none is
+  /// leased again, idle ones are for expired_idle(), leased ones once released.
+  void expire_all(time_point now);
   /// Forgets connection `id` (its actor is down); returns the phase it had, if it was known.
   std::optional<conn_phase> remove(std::uint64_t id);
 

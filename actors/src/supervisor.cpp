@@ -9,6 +9,11 @@
 //     │ idle_atom(user) ──► retiring(user) ──► retired or kept    shutting_down from draining)
 //     └──► (routes; calls for a retiring user wait until its pool answered)
 //
+// Users: endpoint_atom sets or replaces one (the pool retires the old endpoint's
+// connections); remove_atom forgets it at once and drains its pool out of the routing:
+//   known ── remove_atom ──► unknown (calls: unknown_user), its pool draining ── drained ──►
+//   pool stopped, the report to the caller (at the grace period the pool is forced)
+//
 // Permits:      permit_atom                 a token (max_handshakes_per_second; token_atom
 //   pool ─────────────────────► queued ──────────────────────────────────────────► granted
 //                  withdraw_atom │ pool down  when the next one is due) and below        │
@@ -197,6 +202,40 @@ void admit_agent(self_ptr self, agent_offer& offer) {
   self->send(*pool, agent_atom_v, std::move(offer));
 }
 
+/// Forgets `user`'s endpoint and takes its pool out of the routing at once (later calls find
+/// neither: unknown_user), then drains that pool (cut at the grace period if the engine
+/// forces) and stops it; `rp` gets the drain's report.
+void remove_user(self_ptr self, const std::string& user,
+                 caf::typed_response_promise<shutdown_report>& rp) {
+  auto& st = self->state;
+  if (st.endpoints.erase(user) == 0) {
+    rp.deliver(make_caf_error(errc::unknown_user, "no endpoint is set for user '" + user + "'"));
+    return;
+  }
+  auto pool = st.pools.find(user);
+  if (pool == st.pools.end()) {
+    log().info("user '{}' removed (no connection)", user);
+    rp.deliver(shutdown_report{});
+    return;
+  }
+  // pool_users keeps it: its down message still gives its permits back.
+  auto handle = pool->second;
+  st.pools.erase(pool);
+  log().info("user '{}' removed: draining its pool", user);
+  if (st.ctx->pool.force_after_grace_period)
+    self->delayed_send(handle, st.ctx->pool.shutdown_grace_period, force_atom_v);
+  self->request(handle, caf::infinite, drain_atom_v)
+      .then(
+          [self, handle, rp](shutdown_report& report) mutable {
+            self->send(handle, stop_atom_v);
+            rp.deliver(std::move(report));
+          },
+          [self, handle, rp](caf::error& err) mutable {
+            self->send(handle, stop_atom_v);
+            rp.deliver(std::move(err));
+          });
+}
+
 void add_report(shutdown_report& acc, const shutdown_report& part) {
   acc.connections_closed += part.connections_closed;
   acc.in_flight_at_start += part.in_flight_at_start;
@@ -362,10 +401,19 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
           return make_caf_error(ok.error());
         if (auto ok = validate(ep); !ok)
           return make_caf_error(ok.error());
+        auto& known = st.endpoints[user];
+        if (known == ep)
+          return caf::unit; // the same again: its connections stay
         if (auto pool = st.pools.find(user); pool != st.pools.end())
           self->send(pool->second, endpoint_atom_v, ep);
-        st.endpoints[user] = std::move(ep);
+        known = std::move(ep);
         return caf::unit;
+      },
+      [self](remove_atom, const std::string& user) -> caf::result<shutdown_report> {
+        auto route = [self, user](caf::typed_response_promise<shutdown_report>& rp) {
+          remove_user(self, user, rp);
+        };
+        return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
       },
       [self](stop_atom) -> caf::result<void> {
         auto& st = self->state;

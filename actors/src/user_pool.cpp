@@ -12,7 +12,8 @@
 //     ▼                  ▼                 │ └───┘                            ▼
 //   handshake failed ◄───┘                 ├── evict_atom ──► evicting ──► closing (evicted;
 //   (backoff, fast-fail)                   │                                  kept: ready)
-//                                          ├── past max_lifetime and idle, drain ──► draining
+//                                          ├── past max_lifetime (or its endpoint replaced)
+//                                          │   and idle, drain ──────────────────► draining
 //                                          └── close_atom (disconnect_atom to it),
 //                                              conn_down ──────────────────────────► closing
 //   draining, closing ── actor down: removed, its permit given back to the supervisor.
@@ -371,12 +372,16 @@ user_pool_actor::behavior_type user_pool_behavior(pool_ptr self, std::string use
         return result;
       },
       [self](endpoint_atom, endpoint& ep) {
-        // A new endpoint deserves a new attempt: the backoff of the old one is over.
+        // A new endpoint deserves a new attempt: the backoff of the old one is over. The
+        // connections to the old one expire: idle ones retire now, leased ones once released
+        // (what is in flight on them finishes); new ones dial the new endpoint.
         auto& st = self->state;
         st.ep = std::move(ep);
         st.failures = 0;
         st.retry_at = time_point{};
         st.last_failure = error{};
+        st.book.expire_all(self->clock().now());
+        serve_waiters(self);
       },
       [self](stop_atom) { stop(self); },
       [self](evict_atom, caf::timespan max_idle) { return evict(self, max_idle); },

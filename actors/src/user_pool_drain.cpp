@@ -129,15 +129,17 @@ std::size_t close_all(pool_ptr self, const std::string& reason) {
   return closed.size();
 }
 
-/// Drains idle connections past their lifetime: no longer leasable nor counted against the
-/// cap, but monitored until their actors are down, so a request still in flight on one (a
-/// stream whose lease was released early) finishes, and drains and stops include it.
+/// Drains idle connections past their lifetime (or whose endpoint was replaced): no longer leasable
+/// nor counted against the cap, but monitored until their actors are down, so a request still in
+/// flight on one (a stream whose lease was released early) finishes, and drains and stops include
+/// it.
 void retire_expired(pool_ptr self, time_point now) {
   auto& st = self->state;
   if (st.book.idle() == 0)
     return; // only an idle connection retires (the usual case under load: no scan)
   for (auto id : st.book.expired_idle(now)) {
-    log().info("connection #{} of '{}' reached its max_lifetime: retired", id, st.user);
+    log().info("connection #{} of '{}' expired (max_lifetime, or a new endpoint): retired", id,
+               st.user);
     st.book.transition(id, conn_phase::draining);
     self->request(st.conns.at(id), caf::infinite, drain_atom_v)
         .then([](const shutdown_report&) {}, [](caf::error&) {});

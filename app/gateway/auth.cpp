@@ -12,6 +12,7 @@
 #include <iterator>
 
 #include "gateway/settings.hpp"
+#include "net/text.hpp"
 #include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
@@ -33,44 +34,14 @@ std::optional<std::array<unsigned char, 32>> from_hex(const std::string& hex) {
   std::array<unsigned char, 32> out{};
   if (hex.size() != 64)
     return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-      return c - 'A' + 10;
-    return -1;
-  };
   for (std::size_t i = 0; i < out.size(); ++i) {
-    int hi = nibble(hex[2 * i]);
-    int lo = nibble(hex[2 * i + 1]);
+    int hi = net::hex_digit(hex[2 * i]);
+    int lo = net::hex_digit(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return std::nullopt;
     out[i] = static_cast<unsigned char>(hi * 16 + lo);
   }
   return out;
-}
-
-auth_failure failure_of(jwt_refusal r) {
-  switch (r) {
-  case jwt_refusal::bad_algorithm:
-    return auth_failure::bad_algorithm;
-  case jwt_refusal::unknown_key:
-    return auth_failure::unknown_key;
-  case jwt_refusal::bad_signature:
-    return auth_failure::bad_signature;
-  case jwt_refusal::expired:
-    return auth_failure::expired;
-  case jwt_refusal::not_yet_valid:
-    return auth_failure::not_yet_valid;
-  case jwt_refusal::wrong_issuer:
-    return auth_failure::wrong_issuer;
-  case jwt_refusal::wrong_audience:
-    return auth_failure::wrong_audience;
-  default:
-    return auth_failure::malformed;
-  }
 }
 
 /// Whether `token` has the JWT form: three base64url parts (an empty one is a malformed JWT,
@@ -86,11 +57,12 @@ bool jwt_form(std::string_view token) {
 } // namespace
 
 const char* to_string(auth_failure f) noexcept {
-  static constexpr std::array<const char*, auth_failure_count> names = {
-      "missing",      "malformed",      "bad_algorithm", "unknown_key",    "bad_signature",
-      "expired",      "not_yet_valid",  "wrong_issuer",  "wrong_audience", "unknown_api_key",
-      "unknown_user", "forbidden_user", "rate_limited"};
+  static constexpr std::array<const char*, auth_failure_count - jwt_refusal_count> names = {
+      "missing", "unknown_api_key", "unknown_user", "forbidden_user", "rate_limited"};
   auto i = static_cast<std::size_t>(f);
+  if (i < jwt_refusal_count)
+    return to_string(static_cast<jwt_refusal>(i));
+  i -= jwt_refusal_count;
   return i < names.size() ? names[i] : "unknown";
 }
 
@@ -145,7 +117,7 @@ auth_outcome authenticator::authenticate(const std::string* authorization, std::
   out.token_presented = true;
   auto token = bearer_token(*authorization);
   if (!token) {
-    out.failure = auth_failure::malformed;
+    out.failure = failure_of(jwt_refusal::malformed);
     return out;
   }
   return jwt_keys_ != nullptr && jwt_form(*token) ? check_jwt(*token, now) : check_api_key(*token);

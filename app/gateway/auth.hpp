@@ -34,19 +34,12 @@ namespace sshpool::gateway {
 struct gateway_config;
 
 /// Why a request was not authenticated (the label of
-/// sshpool_gateway_auth_failures_total{reason}).
-enum class auth_failure {
+/// sshpool_gateway_auth_failures_total{reason}): a refused JWT, as its jwt_refusal (same value,
+/// same label; an Authorization value that is not `Bearer <token>` counts as `malformed`, see
+/// `failure_of`), or one of these.
+enum class auth_failure : std::uint8_t {
   /// No Authorization header.
-  missing,
-  /// Not `Bearer <token>`, or a token that is not a well-formed JWT (see jwt_refusal).
-  malformed,
-  bad_algorithm,
-  unknown_key,
-  bad_signature,
-  expired,
-  not_yet_valid,
-  wrong_issuer,
-  wrong_audience,
+  missing = jwt_refusal_count,
   /// An API key no user has.
   unknown_api_key,
   /// A valid JWT whose `sub` is not a configured user.
@@ -57,7 +50,12 @@ enum class auth_failure {
   rate_limited,
 };
 
-inline constexpr std::size_t auth_failure_count = 13;
+inline constexpr std::size_t auth_failure_count = jwt_refusal_count + 5;
+
+/// The failure of a JWT refused for `r`.
+constexpr auth_failure failure_of(jwt_refusal r) noexcept {
+  return static_cast<auth_failure>(r);
+}
 
 /// The label of `f` ("missing", "bad_signature", ...).
 const char* to_string(auth_failure f) noexcept;

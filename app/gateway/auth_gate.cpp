@@ -37,7 +37,7 @@ bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_requ
   auto outcome = auth_.authenticate(req.header("Authorization"), unix_now);
   if (credentials > 1) {
     outcome.user.clear();
-    outcome.failure = auth_failure::malformed;
+    outcome.failure = failure_of(jwt_refusal::malformed);
   }
   if (!outcome.failure && !user.empty() && user != outcome.user)
     outcome.failure = auth_failure::forbidden_user;

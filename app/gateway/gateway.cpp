@@ -7,15 +7,13 @@
 //   on_request ── ops path ──────────────────────────► respond ─┐
 //       │ ── bad / unknown user / draining ───────────► respond ─┤
 //       │ ── not authenticated, another user ─────────► respond ─┤  (auth_gate.cpp)
+//       │ ── over its fair share (429) ───────────────► respond ─┤
 //       ▼ bridge.start                                           │
 //   forwarding ── upstream_head ──► streaming ── upstream_end ──►│ finish
 //       │ upstream_end(error) before the head: error response ──┤
 //       │                          on_body_sent ──► call->ack    ▼
 //       └── on_done(incomplete) : call->cancel ─────────────► on_done: count, log, forget
 #include "gateway/gateway.hpp"
-
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -44,6 +42,8 @@ constexpr const char* retry_after_seconds = "1";
 /// ... and after agent_offline: an agent that lost its network reconnects within a few
 /// seconds (ssh's ServerAliveInterval and a restart loop on the user's side).
 constexpr const char* agent_retry_after_seconds = "5";
+/// ... and after over_fair_share: the flood that filled the budget is short-lived or refused.
+constexpr const char* fair_share_retry_after_seconds = "1";
 /// Upper bound of the front end's final flush after the drain.
 constexpr std::chrono::milliseconds max_final_flush{5000};
 
@@ -140,14 +140,6 @@ int status_of(errc code) noexcept {
 gateway::impl::impl(gateway_config cfg)
     : cfg_(std::move(cfg)), auth_(cfg_),
       auth_limiter_({cfg_.auth_max_failures, cfg_.auth_failure_window, cfg_.auth_max_sources}) {
-  if (!cfg_.tls_cert_file.empty()) {
-    // SIGHUP re-reads the certificate (handle_signals): blocked before any thread starts,
-    // so that every thread inherits the mask and only the reload thread takes it.
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
-  }
   engine_ = std::make_unique<engine>(engine_settings(cfg_.engine));
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
@@ -208,11 +200,7 @@ gateway::impl::impl(gateway_config cfg)
 }
 
 gateway::impl::~impl() {
-  if (reload_thread_.joinable()) {
-    reload_stop_ = true;
-    pthread_kill(reload_thread_.native_handle(), SIGHUP);
-    reload_thread_.join();
-  }
+  stop_reload();
   // Cuts what is in flight (exchanges end, upstream calls are cancelled); the servers stay
   // until the stats thread, which posts to their queues, is gone. The admin listener goes
   // first: it posts to the front end's loop.
@@ -228,6 +216,7 @@ gateway::impl::~impl() {
 
 shutdown_report gateway::impl::wait() {
   auto report = engine_->wait_for_shutdown();
+  stop_reload();
   {
     std::lock_guard<std::mutex> guard{report_mutex_};
     last_report_ = report;
@@ -328,6 +317,13 @@ void gateway::impl::on_request(http_request req) {
     fail(id, std::move(ex), 404, "unknown_user", "no endpoint is configured for this user");
     return;
   }
+  if (!within_fair_share(user)) {
+    ++fair_share_refusals_;
+    fail(id, std::move(ex), 429, "over_fair_share",
+         "the gateway is at its budget of requests in flight and this user holds its share",
+         {{"Retry-After", fair_share_retry_after_seconds}});
+    return;
+  }
   request out;
   out.id = ex.request_id;
   out.method = req.method;
@@ -345,6 +341,7 @@ void gateway::impl::on_request(http_request req) {
   ex.call = bridge_->start(user, std::move(out), std::move(listener));
   ex.forwarding = true;
   ++forwards_in_flight_;
+  ++user_in_flight_[ex.user];
   exchanges_.emplace(id, std::move(ex));
 }
 
@@ -468,6 +465,23 @@ void gateway::impl::end_forwarding(exchange& ex) {
   ex.forwarding = false;
   ex.call.reset();
   --forwards_in_flight_;
+  if (auto mine = user_in_flight_.find(ex.user);
+      mine != user_in_flight_.end() && --mine->second == 0)
+    user_in_flight_.erase(mine);
+}
+
+bool gateway::impl::within_fair_share(const std::string& user) const {
+  // Below the budget everyone is admitted. At it, a user is admitted while it holds fewer
+  // than budget / active users (itself counted as active), so a user with nothing in flight
+  // always is: the total may pass the budget by the small users' shares, at most the budget
+  // again, and the users above their share get 429 until the total is below it.
+  auto budget = cfg_.max_in_flight_total;
+  if (budget == 0 || forwards_in_flight_ < budget)
+    return true;
+  auto mine = user_in_flight_.find(user);
+  std::size_t held = mine == user_in_flight_.end() ? 0 : mine->second;
+  std::size_t active = user_in_flight_.size() + (held == 0 ? 1 : 0);
+  return held * active < budget;
 }
 
 std::string gateway::impl::new_request_id() {
@@ -499,24 +513,6 @@ void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::s
   send_answer(id, std::move(ex), std::move(head), std::move(body));
 }
 
-void gateway::impl::handle_signals() {
-  engine_->handle_signals();
-  if (cfg_.tls_cert_file.empty() || reload_thread_.joinable())
-    return;
-  reload_thread_ = std::thread([this] {
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&hup, &sig) != 0 || reload_stop_)
-        return;
-      log_event(level_enum::info, "sighup", {field("action", "reloading the TLS certificate")});
-      static_cast<void>(server_->reload_tls()); // a failure is logged and changes nothing
-    }
-  });
-}
-
 gateway::gateway(gateway_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 
 gateway::~gateway() = default;
@@ -535,6 +531,14 @@ std::optional<agent_listener_status> gateway::agent_listener() const {
 
 void gateway::handle_signals() {
   impl_->handle_signals();
+}
+
+void gateway::handle_reload(config_source load) {
+  impl_->handle_reload(std::move(load));
+}
+
+void gateway::reload(const gateway_config& next) {
+  impl_->reload(next);
 }
 
 shutdown_report gateway::wait() {

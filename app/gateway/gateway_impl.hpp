@@ -5,11 +5,13 @@
 //   headers.cpp   header hygiene (hop-by-hop fields, request ids);
 //   auth_gate.cpp client authentication (the credential decides the user);
 //   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread, and the admin
-//                 listener that serves them alone when `admin_listen` is set.
+//                 listener that serves them alone when `admin_listen` is set;
+//   reload.cpp    SIGHUP's reload thread and what a new configuration changes.
 //
 // Thread-safety: the loop thread runs the handler and upstream events and owns the
 // exchanges; the stats thread reads the engine and posts back; `wait` runs on the owner's
-// thread (the drain's report is guarded by `report_mutex_`).
+// thread (the drain's report is guarded by `report_mutex_`); the reload thread applies a
+// new configuration to the engine and posts the new user sets to the loop.
 #pragma once
 
 #include <atomic>
@@ -47,8 +49,12 @@ public:
     return admin_server_ ? std::optional<std::uint16_t>{admin_server_->port()} : std::nullopt;
   }
   std::optional<agent_listener_status> agent_listener() const { return engine_->agent_listener(); }
-  void handle_signals();
+  void handle_signals() { engine_->handle_signals(); }
   shutdown_report wait();
+
+  // -- reload (reload.cpp; the reload thread, or the owner's) ---------------------------------
+  void handle_reload(config_source load);
+  void reload(const gateway_config& next);
 
   // -- http_handler (loop thread) -------------------------------------------------------------
   void on_request(http_request req) override;
@@ -157,6 +163,9 @@ private:
   /// authentication configured; without, it is the upstream's business and travels).
   void strip_credentials(const std::string& user, header_list& headers) const;
 
+  /// Fair share under max_in_flight_total: whether `user` may start one more forward.
+  bool within_fair_share(const std::string& user) const;
+
   // -- operational endpoints and the stats thread (ops.cpp) ----------------------------------
   /// /healthz, /readyz, /metrics, /stats; false if the path is none of them.
   bool serve_operational(std::uint64_t id, const http_request& req, exchange& ex);
@@ -173,6 +182,9 @@ private:
   void stats_loop();
   void stop_stats();
 
+  /// Ends the reload thread (after the reload it may be running).
+  void stop_reload();
+
   gateway_config cfg_;
   std::unique_ptr<engine> engine_;
   std::unique_ptr<upstream_bridge> bridge_;
@@ -187,6 +199,9 @@ private:
   std::unordered_map<std::uint64_t, exchange> exchanges_;
   gateway_metrics metrics_;
   std::uint64_t forwards_in_flight_ = 0;
+  /// Forwards in flight per user, for the users with any (fair share).
+  std::unordered_map<std::string, std::size_t> user_in_flight_;
+  std::uint64_t fair_share_refusals_ = 0;
   /// Generated request ids: 16 random hex digits and '-', then the counter.
   std::string id_prefix_;
   std::uint64_t id_counter_ = 0;
@@ -202,9 +217,10 @@ private:
   bool stats_stop_ = false;
   std::thread stats_thread_;
 
-  /// SIGHUP (with TLS): re-reads the certificate and key (see handle_signals).
-  std::thread reload_thread_;
+  /// One reload at a time; guards cfg_.users (the users applied last).
+  std::mutex reload_mutex_;
   std::atomic<bool> reload_stop_{false};
+  std::thread reload_thread_;
 
   std::unique_ptr<http_server> server_; // its thread calls into everything above
   admin_handler admin_handler_{this};

@@ -237,6 +237,23 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
        "counter",
        c.cleanup_count},
   };
+  out.insert(
+      out.end(),
+      {{{"sshpool_gateway_fair_share_budget",
+         "The budget of requests in flight across all users (0: none).", "fair_share",
+         "max_in_flight_total"},
+        "gauge",
+        v.fair_share.budget},
+       {{"sshpool_gateway_fair_share_active_users",
+         "Users with requests in flight, who share the budget.", "fair_share", "active_users"},
+        "gauge",
+        v.fair_share.active_users},
+       {{"sshpool_gateway_fair_share_refusals_total",
+         "Requests answered 429 over_fair_share: the budget was reached and their user "
+         "held its share.",
+         "fair_share", "refused"},
+        "counter",
+        v.fair_share.refused}});
   if (v.pool.agents) {
     const auto& a = v.pool.agents->stats;
     out.insert(

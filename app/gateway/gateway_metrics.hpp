@@ -66,6 +66,16 @@ struct front_end_figures : front_end_counts {
   std::uint64_t forwards_in_flight = 0;
 };
 
+/// Fair share under max_in_flight_total (see gateway.cpp's admission).
+struct fair_share_figures {
+  /// The budget (0: none).
+  std::uint64_t budget = 0;
+  /// Users with requests in flight now.
+  std::uint64_t active_users = 0;
+  /// Requests answered 429 over_fair_share so far.
+  std::uint64_t refused = 0;
+};
+
 /// Everything one rendering shows.
 struct metrics_view {
   const gateway_metrics& gateway;
@@ -78,6 +88,7 @@ struct metrics_view {
   std::optional<shutdown_report> last_shutdown;
   /// The users in agent mode (their agent sessions are shown per user in /metrics too).
   std::vector<std::string> agent_users;
+  fair_share_figures fair_share;
 };
 
 /// Prometheus text exposition format 0.0.4.

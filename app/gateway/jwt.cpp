@@ -171,14 +171,8 @@ expected<std::shared_ptr<EVP_PKEY>> jwk_key(const json& jwk) {
 }
 
 const char* alg_name(jwt_alg alg) {
-  switch (alg) {
-  case jwt_alg::rs256:
-    return "RS256";
-  case jwt_alg::es256:
-    return "ES256";
-  default:
-    return "EdDSA";
-  }
+  static constexpr std::array<const char*, 3> names = {"RS256", "ES256", "EdDSA"};
+  return names[static_cast<std::size_t>(alg)];
 }
 
 expected<std::vector<jwt_keys::key>> parse_jwks(std::string_view content) {
@@ -305,6 +299,14 @@ jwt_outcome check_claims(const json& claims, const jwt_policy& policy, std::int6
 }
 
 } // namespace
+
+const char* to_string(jwt_refusal r) noexcept {
+  static constexpr std::array<const char*, jwt_refusal_count> names = {
+      "malformed", "bad_algorithm", "unknown_key",  "bad_signature",
+      "expired",   "not_yet_valid", "wrong_issuer", "wrong_audience"};
+  auto i = static_cast<std::size_t>(r);
+  return i < names.size() ? names[i] : "unknown";
+}
 
 std::optional<std::string> base64url_decode(std::string_view in) {
   if (in.size() % 4 == 1)

@@ -51,6 +51,11 @@ enum class jwt_refusal {
   wrong_audience,
 };
 
+inline constexpr std::size_t jwt_refusal_count = 8;
+
+/// The snake_case name of `r` ("bad_signature", ...).
+const char* to_string(jwt_refusal r) noexcept;
+
 /// The signature algorithms accepted, one per key type.
 enum class jwt_alg { rs256, es256, eddsa };
 

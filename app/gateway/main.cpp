@@ -9,6 +9,9 @@
 //   sshpool-demo admin endpoints on 127.0.0.1:9090
 //   sshpool-demo listening on 127.0.0.1:8080
 //
+// SIGHUP re-reads the configuration from the same sources (file, environment, flags) and
+// applies its users (gateway::reload); an invalid one is logged and changes nothing.
+//
 // Then it serves until SIGTERM/SIGINT: /readyz turns 503, new requests get 503, streams in
 // flight finish (within SHUTDOWN_GRACE_PERIOD; a second signal cuts them), and it prints
 // the drain's report as one key=value line to stdout and exits 0:
@@ -24,12 +27,16 @@
 
 #include "gateway/gateway.hpp"
 #include "gateway/logging.hpp"
+#include "gateway/reload_signal.hpp"
 #include "gateway/settings.hpp"
 
 int main(int argc, char** argv) {
   using namespace sshpool::gateway;
+  // Before any thread starts (they inherit the mask): SIGHUP is taken by the reload thread.
+  hangup_signal hup;
   std::vector<std::string> args(argv + 1, argv + argc);
-  auto loaded = load_config(args, [](const char* name) { return std::getenv(name); });
+  auto env = [](const char* name) { return std::getenv(name); };
+  auto loaded = load_config(args, env);
   if (!loaded) {
     std::cerr << "sshpool-demo: " << loaded.error().message() << "\n";
     return 2;
@@ -64,6 +71,12 @@ int main(int argc, char** argv) {
   try {
     gateway gw{cfg};
     gw.handle_signals();
+    gw.handle_reload([&args, &env]() -> sshpool::expected<gateway_config> {
+      auto again = load_config(args, env);
+      if (!again)
+        return again.error();
+      return std::move(again->config);
+    });
     if (auto agents = gw.agent_listener())
       std::cout << "sshpool-demo agents dial in on port " << agents->port << " (host key "
                 << agents->fingerprint << ")" << std::endl;

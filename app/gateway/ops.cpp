@@ -98,9 +98,10 @@ response_head gateway::impl::ops_head(const exchange& ex, const char* type) {
 
 void gateway::impl::answer_stats(const pool_snapshot& snap,
                                  const std::vector<stats_waiter>& waiters) {
-  metrics_view view{metrics_,        engine_->metrics(),          snap,
-                    front_figures(), engine_->is_shutting_down(), {},
-                    agent_users_};
+  fair_share_figures fair{cfg_.max_in_flight_total, user_in_flight_.size(), fair_share_refusals_};
+  metrics_view view{
+      metrics_, engine_->metrics(), snap, front_figures(), engine_->is_shutting_down(),
+      {},       agent_users_,       fair};
   {
     std::lock_guard<std::mutex> guard{report_mutex_};
     view.last_shutdown = last_report_;

@@ -93,6 +93,23 @@ setting millis_setting(const char* key, const char* env, const char* help, Ref r
           [ref](const gateway_config& c) { return std::to_string(ref(c).count()); }};
 }
 
+template <class Ref>
+setting bool_setting(const char* key, const char* env, const char* help, Ref ref) {
+  return {key,
+          env,
+          "BOOL",
+          "",
+          help,
+          [ref](gateway_config& c, std::string_view v) -> std::string {
+            auto b = text::lower(v);
+            if (b != "true" && b != "false")
+              return "'" + std::string{v} + "' is not true or false";
+            ref(c) = b == "true";
+            return {};
+          },
+          [ref](const gateway_config& c) { return std::string{ref(c) ? "true" : "false"}; }};
+}
+
 /// Parses "ADDR:PORT" (a host name, IPv4 or [IPv6]; port 0-65535) of this machine into
 /// `host_out` and `port_out`; returns why it is invalid, or an empty string.
 std::string parse_listen(std::string_view v, std::string& host_out, std::uint16_t& port_out) {
@@ -232,18 +249,10 @@ const std::vector<setting>& settings() {
           "shutdown_grace_period", "SHUTDOWN_GRACE_PERIOD",
           "on SIGTERM, how long requests in flight may finish",
           [](auto& c) -> auto& { return c.engine.pool.shutdown_grace_period; }),
-      {"shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE", "BOOL", "",
-       "true: cut what remains at the end of the grace period; false: wait for it",
-       [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = text::lower(v);
-         if (b != "true" && b != "false")
-           return "'" + std::string{v} + "' is not true or false";
-         c.engine.pool.force_after_grace_period = b == "true";
-         return {};
-       },
-       [](const gateway_config& c) {
-         return std::string{c.engine.pool.force_after_grace_period ? "true" : "false"};
-       }},
+      bool_setting(
+          "shutdown_force_after_grace", "SHUTDOWN_FORCE_AFTER_GRACE",
+          "true: cut what remains at the end of the grace period; false: wait for it",
+          [](auto& c) -> auto& { return c.engine.pool.force_after_grace_period; }),
       count_setting(
           "max_response_bytes", "MAX_RESPONSE_BYTES",
           "largest upstream response body, streams included (a user's own max_response_bytes "
@@ -284,6 +293,11 @@ const std::vector<setting>& settings() {
                     ? std::string{}
                     : show_address(c.admin_listen_host, c.admin_listen_port);
        }},
+      count_setting(
+          "max_in_flight_total", "MAX_IN_FLIGHT_TOTAL",
+          "requests in flight across all users before fair share: then a user above budget / "
+          "active users gets 429 over_fair_share (0: no budget)",
+          [](auto& c) -> auto& { return c.max_in_flight_total; }, max_config_count, true),
       {"agent_listen", "AGENT_LISTEN", "ADDR:PORT", "",
        "reverse mode: numeric address and port users' machines dial in to with ssh -R (port 0: "
        "ephemeral; empty: no agent listener)",
@@ -312,18 +326,10 @@ const std::vector<setting>& settings() {
           "agent_max_auth_tries", "AGENT_MAX_AUTH_TRIES",
           "failed authentication attempts per agent connection, then it is closed",
           [](auto& c) -> auto& { return c.engine.agents.max_auth_tries; }),
-      {"allow_unauthenticated", "ALLOW_UNAUTHENTICATED", "BOOL", "",
-       "true: serve a listen address that is not loopback without client authentication",
-       [](gateway_config& c, std::string_view v) -> std::string {
-         auto b = text::lower(v);
-         if (b != "true" && b != "false")
-           return "'" + std::string{v} + "' is not true or false";
-         c.allow_unauthenticated = b == "true";
-         return {};
-       },
-       [](const gateway_config& c) {
-         return std::string{c.allow_unauthenticated ? "true" : "false"};
-       }},
+      bool_setting(
+          "allow_unauthenticated", "ALLOW_UNAUTHENTICATED",
+          "true: serve a listen address that is not loopback without client authentication",
+          [](auto& c) -> auto& { return c.allow_unauthenticated; }),
       count_setting(
           "auth_max_failures", "AUTH_MAX_FAILURES",
           "failed authentications of one source address per auth_failure_window; beyond: 429",
@@ -495,6 +501,16 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   if (auto ok = validate(cfg.engine); !ok)
     return error{errc::invalid_argument, "invalid engine setting: " + ok.error().message()};
   return result;
+}
+
+std::vector<std::string> changed_settings(const gateway_config& a, const gateway_config& b) {
+  std::vector<std::string> keys;
+  for (auto& s : settings())
+    if (s.show(a) != s.show(b))
+      keys.emplace_back(s.key);
+  if (a.tls_cert_file != b.tls_cert_file || a.tls_key_file != b.tls_key_file)
+    keys.emplace_back("tls"); // the files named at start are the ones read again
+  return keys;
 }
 
 std::string usage_text() {

@@ -103,6 +103,10 @@ struct gateway_config {
   std::size_t auth_max_failures = 20;
   std::chrono::milliseconds auth_failure_window{std::chrono::seconds(60)};
   std::size_t auth_max_sources = 4096;
+  /// Requests in flight across all users, at most, before fair share applies (0: no
+  /// budget): while it is reached, a user above budget / active users gets 429
+  /// over_fair_share; a user below it is still admitted (see gateway.cpp's admission).
+  std::size_t max_in_flight_total = 0;
   std::vector<user_config> users;
 };
 
@@ -129,6 +133,10 @@ using env_lookup = std::function<const char*(const char* name)>;
 /// flags. Errors (code invalid_argument) name the offending setting and its source.
 /// Blocking: it loads every user's private key (see the top of this file).
 expected<loaded_config> load_config(const std::vector<std::string>& args, const env_lookup& env);
+
+/// The file keys of the settings (users aside) whose values differ between `a` and `b`, in
+/// the table's order (for a reload, which cannot change them at run time).
+std::vector<std::string> changed_settings(const gateway_config& a, const gateway_config& b);
 
 /// The --help text: every flag with its variable, file key, unit and default.
 std::string usage_text();

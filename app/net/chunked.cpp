@@ -12,23 +12,10 @@
 
 #include <algorithm>
 
+#include "net/text.hpp"
 #include "sshpool/ssh/http_framing.hpp"
 
 namespace sshpool::net {
-
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-} // namespace
 
 chunked_decoder::status chunked_decoder::fail(status s, std::string why) {
   why_ = std::move(why);
@@ -43,7 +30,7 @@ chunked_decoder::status chunked_decoder::feed(std::string_view data, std::string
     char c = data[i];
     switch (st_) {
     case state::size:
-      if (int v = hex_value(c); v >= 0) {
+      if (int v = hex_digit(c); v >= 0) {
         if (++digits_ > 16)
           return fail(status::bad, "chunk size over 16 hex digits");
         chunk_ = chunk_ << 4 | static_cast<std::uint64_t>(v);

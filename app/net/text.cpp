@@ -15,6 +15,16 @@ std::optional<std::uint64_t> parse_unsigned(std::string_view s) noexcept {
   return out;
 }
 
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
 void append_number(std::string& out, std::uint64_t value, int base) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, base);

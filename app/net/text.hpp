@@ -17,6 +17,9 @@ namespace sshpool::net {
 /// A whole decimal number without sign; nullopt if empty, not all digits, or over 2^64-1.
 std::optional<std::uint64_t> parse_unsigned(std::string_view s) noexcept;
 
+/// The value of the hexadecimal digit `c` (either case), or -1.
+int hex_digit(char c) noexcept;
+
 /// Appends `value` in `base` (10 or 16) to `out`.
 void append_number(std::string& out, std::uint64_t value, int base = 10);
 

@@ -65,27 +65,13 @@ std::string error::to_string() const {
 }
 
 const char* to_string(connection_state x) noexcept {
-  switch (x) {
-  case connection_state::connecting:
-    return "connecting";
-  case connection_state::ready:
-    return "ready";
-  case connection_state::closing:
-    return "closing";
-  case connection_state::closed:
-    return "closed";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 4> names = {"connecting", "ready", "closing", "closed"};
+  auto i = static_cast<std::size_t>(x);
+  return i < names.size() ? names[i] : "unknown";
 }
 
 const char* to_string(endpoint_mode x) noexcept {
-  switch (x) {
-  case endpoint_mode::dial:
-    return "dial";
-  case endpoint_mode::agent:
-    return "agent";
-  }
-  return "unknown";
+  return x == endpoint_mode::agent ? "agent" : "dial";
 }
 
 } // namespace sshpool

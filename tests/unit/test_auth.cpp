@@ -217,9 +217,9 @@ TEST_CASE("the authenticator: API keys and JWTs decide the user", "[auth]") {
   CHECK(as(plain, "bearer   bob-key ").user == "bob");
   CHECK(as(plain, "Bearer wrong").failure == auth_failure::unknown_api_key);
   CHECK(as(plain, "Bearer wrong").token_presented);
-  CHECK(as(plain, "Basic YWxpY2U6eA==").failure == auth_failure::malformed);
-  CHECK(as(plain, "Bearer two words").failure == auth_failure::malformed);
-  CHECK(as(plain, "Bearer").failure == auth_failure::malformed);
+  CHECK(as(plain, "Basic YWxpY2U6eA==").failure == failure_of(jwt_refusal::malformed));
+  CHECK(as(plain, "Bearer two words").failure == failure_of(jwt_refusal::malformed));
+  CHECK(as(plain, "Bearer").failure == failure_of(jwt_refusal::malformed));
   auto none = plain.authenticate(nullptr, unix_now());
   CHECK(none.failure == auth_failure::missing);
   CHECK_FALSE(none.token_presented);
@@ -235,7 +235,7 @@ TEST_CASE("the authenticator: API keys and JWTs decide the user", "[auth]") {
   CHECK(as(with_jwt, "Bearer " + make_jwt(header(ed), claims({{"sub", "carol"}}), ed)).failure ==
         auth_failure::unknown_user);
   CHECK(as(with_jwt, "Bearer " + make_jwt(header(ed), claims({{"exp", 1}}), ed)).failure ==
-        auth_failure::expired);
+        failure_of(jwt_refusal::expired));
   CHECK(as(with_jwt, "Bearer alice-key-1").user == "alice");
 }
 

@@ -256,6 +256,24 @@ TEST_CASE("lifetime and idleness select ready connections without a lease", "[bo
   CHECK_FALSE(book.any_leasable(t0 + 1h));
 }
 
+TEST_CASE("expire_all (a new endpoint): no lease on the old connections, idle ones retire, "
+          "leased ones once released, agents stay",
+          "[book]") {
+  auto book = with_ready(small_limits(), {1, 2});
+  book.adopt(3, t0);
+  book.transition(3, conn_phase::ready);
+  auto a = book.lease_now(t0); // on 1
+  REQUIRE(a.has_value());
+  book.expire_all(t0 + 1s);
+  CHECK(book.expired_idle(t0 + 1s) == std::vector<std::uint64_t>{2});
+  book.touch(3, t0 + 1s);
+  auto b = book.lease_now(t0 + 1s);
+  REQUIRE(b.has_value());
+  CHECK(b->connection == 3); // the agent: neither 1 nor 2
+  REQUIRE(book.release(a->lease, a->connection, t0 + 2s));
+  CHECK(book.expired_idle(t0 + 2s) == std::vector<std::uint64_t>{1, 2});
+}
+
 TEST_CASE("an agent enters without a permit, counts, and is never expired nor evicted", "[book]") {
   auto book = with_ready(small_limits(), {1});
   book.adopt(2, t0);

@@ -206,7 +206,18 @@ public:
   /// supervisor directly does not load it: its first handshake reports the same errors.)
   /// An agent endpoint's authorized_keys_file is read instead (`invalid_argument`:
   /// unreadable, or no usable key); from then on its keys authenticate the user's agents.
+  /// Replacing an endpoint leaves the user's other work alone: new connections use the new
+  /// endpoint, idle connections to the old one close, leased ones close once released
+  /// (requests in flight on them finish).
   expected<void> set_endpoint(const std::string& user, endpoint ep);
+
+  /// Removes `user`: from this call on its get_connection calls get `unknown_user`, its
+  /// waiters `shutting_down`; its requests in flight finish (those left at the end of
+  /// `shutdown_grace_period` are cut), then its connections close. Returns once that is done
+  /// with the drain's report; `unknown_user` if the user has no endpoint. An agent user's
+  /// agents are refused from then on. Other users are not touched; `set_endpoint` may add
+  /// the user again at any time.
+  expected<shutdown_report> remove_endpoint(const std::string& user);
 
   connection_pool& pool() noexcept { return pool_; }
 

@@ -43,6 +43,7 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, chunk_atom, "sp_chunk")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, cancel_atom, "sp_cancel")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, remove_atom, "sp_remove")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -92,6 +93,10 @@ using supervisor_actor = caf::typed_actor<
     caf::replies_to<close_atom, std::string>::with<std::uint64_t>,
     caf::replies_to<stats_atom>::with<pool_stats>,
     caf::replies_to<endpoint_atom, std::string, endpoint>::with<void>,
+    // Forgets the user's endpoint: its calls get unknown_user from now on, while its pool
+    // drains (in flight finishes, cut at the shutdown grace period) and then stops; replies
+    // the drain's report once done (unknown_user if the user had no endpoint).
+    caf::replies_to<remove_atom, std::string>::with<shutdown_report>,
     // Stops admitting, closes every connection and replies once all are gone.
     caf::replies_to<stop_atom>::with<void>,
     // Closes idle connections (no lease, nothing in flight) older than the given idle time.

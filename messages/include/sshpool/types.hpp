@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -96,6 +97,20 @@ struct endpoint {
   /// (long LLM streams) without raising the cap for every user.
   std::uint64_t max_response_bytes = 0;
 };
+
+/// Every field equal (the passphrase included).
+inline bool operator==(const endpoint& x, const endpoint& y) {
+  auto fields = [](const endpoint& e) {
+    return std::tie(e.mode, e.host, e.port, e.username, e.identity_file, e.passphrase,
+                    e.known_hosts_file, e.host_keys, e.authorized_keys_file, e.target_host,
+                    e.target_port, e.server_nodelay, e.ciphers, e.max_response_bytes);
+  };
+  return fields(x) == fields(y);
+}
+
+inline bool operator!=(const endpoint& x, const endpoint& y) {
+  return !(x == y);
+}
 
 /// State of one SSH connection as its pool sees it.
 enum class connection_state : std::uint8_t { connecting, ready, closing, closed };

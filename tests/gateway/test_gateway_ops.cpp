@@ -1,0 +1,268 @@
+// sshpool-demo in operation (issue #16): users at run time through SIGHUP (added, changed,
+// removed, an invalid file refused, settings that cannot change kept) with another user's
+// stream going on untouched, and fair share under max_in_flight_total (a flood of one user
+// against another's one-at-a-time requests).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/http_backend.hpp"
+#include "gateway/gateway_harness.hpp"
+#include "support/test_sshd.hpp"
+#include "support/timing.hpp"
+
+using namespace sshpool::test;
+using namespace std::chrono_literals;
+using sshpool::demo::http_backend;
+using json = nlohmann::json;
+
+namespace {
+
+http_backend::options streaming_backend(std::string name) {
+  http_backend::options opts;
+  opts.name = std::move(name);
+  opts.token_delay = 100ms;
+  opts.tokens = 30; // a 3 s stream
+  return opts;
+}
+
+/// The handshakes of `user` in /stats (-1 if the user has no pool).
+long long handshakes_of(std::uint16_t port, const std::string& user) {
+  auto stats = json::parse(fetch(port, "GET", "/stats").body, nullptr, false);
+  if (!stats.is_object())
+    return -1;
+  for (auto& u : stats["pool"]["per_user"])
+    if (u["user"] == user)
+      return u["handshakes"].get<long long>();
+  return -1;
+}
+
+/// The `code` of a JSON error body ("" if none).
+std::string code_of(const http_response& res) {
+  auto body = json::parse(res.body, nullptr, false);
+  return body.is_object() && body["code"].is_string() ? body["code"].get<std::string>() : "";
+}
+
+/// The p99 (nearest rank) of `samples` in milliseconds.
+double p99(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  auto rank = static_cast<std::size_t>(0.99 * static_cast<double>(samples.size()));
+  return samples[std::min(rank, samples.size() - 1)];
+}
+
+/// `clients` connections of alice, each sending /slow/200 again as soon as it is answered
+/// (so `clients` requests are in flight at all times), on one thread: the flood may take a
+/// core of this 2-core machine's, not both; stopped (and joined) by stop() or the destructor.
+struct alice_flood {
+  std::atomic<bool> stopping{false};
+  std::atomic<int> ok{0}, refused{0}, other{0}, retry_after{0};
+  std::thread thread;
+
+  alice_flood(std::uint16_t port, int clients)
+      : thread([this, port, clients] { run(port, clients); }) {}
+  ~alice_flood() { stop(); }
+
+  void stop() {
+    stopping = true;
+    if (thread.joinable())
+      thread.join();
+  }
+
+  void run(std::uint16_t port, int n) {
+    std::vector<std::unique_ptr<http_client>> conns;
+    for (int i = 0; i < n; ++i)
+      conns.push_back(std::make_unique<http_client>(port));
+    for (auto& cl : conns)
+      cl->send_request("GET", "/u/alice/slow/200");
+    while (!stopping.load())
+      for (auto& cl : conns) {
+        auto res = cl->read_response(10s);
+        if (res.status == 200) {
+          ++ok;
+        } else if (res.status == 429 && // (no JSON parse: this thread competes for the CPU)
+                   res.body.find("\"code\":\"over_fair_share\"") != std::string::npos) {
+          ++refused;
+          if (res.header("Retry-After") == "1")
+            ++retry_after;
+        } else {
+          ++other;
+        }
+        if (!stopping.load())
+          cl->send_request("GET", "/u/alice/slow/200");
+      }
+  }
+};
+
+} // namespace
+
+TEST_CASE("SIGHUP: users added, changed and removed; another user's stream is untouched",
+          "[reload]") {
+  test_sshd sshd;
+  http_backend a{http_backend::options{"backend-a"}};
+  http_backend a2{http_backend::options{"backend-a2"}};
+  http_backend b{streaming_backend("backend-b")};
+  http_backend c{http_backend::options{"backend-c"}};
+  http_backend d{streaming_backend("backend-d")};
+  temp_dir dir;
+  auto config =
+      dir.write("config.json",
+                make_config(sshd, {{"alice", a.port()}, {"bob", b.port()}, {"dave", d.port()}}));
+  running_gateway gw{config};
+
+  REQUIRE(fetch(gw.port, "GET", "/u/alice/echo").header("X-Backend") == "backend-a");
+  CHECK(code_of(fetch(gw.port, "GET", "/u/carol/echo")) == "unknown_user");
+  // Bob's and dave's streams are in flight (their heads came) when the reload comes.
+  http_client bob{gw.port};
+  bob.send_request("POST", "/u/bob/api/chat", {}, "{}");
+  auto bob_stream = bob.read_head();
+  REQUIRE(bob_stream.status == 200);
+  http_client dave{gw.port};
+  dave.send_request("POST", "/u/dave/api/chat", {}, "{}");
+  auto dave_stream = dave.read_head();
+  REQUIRE(dave_stream.status == 200);
+  auto bob_handshakes = handshakes_of(gw.port, "bob");
+  REQUIRE(bob_handshakes >= 1);
+
+  // alice moves to backend-a2, carol comes, dave goes; max_clients cannot change.
+  dir.write("config.json",
+            make_config(sshd, {{"alice", a2.port()}, {"bob", b.port()}, {"carol", c.port()}},
+                        "\"max_clients\":999"));
+  gw.proc.signal(SIGHUP);
+  REQUIRE(gw.proc.wait_for_output("reload_settings_kept", 10s, true));
+  CHECK(gw.proc.err().find("max_clients") != std::string::npos);
+  // Dave is refused while his stream still runs, and the stream ends whole.
+  REQUIRE(
+      eventually([&] { return code_of(fetch(gw.port, "GET", "/u/dave/echo")) == "unknown_user"; }));
+  dave.read_body(dave_stream, 20s);
+  CHECK_FALSE(dave_stream.truncated);
+  CHECK(std::count(dave_stream.body.begin(), dave_stream.body.end(), '\n') == 31);
+  REQUIRE(gw.proc.wait_for_output("reloaded", 20s, true));
+  INFO(gw.proc.err());
+  CHECK(gw.proc.err().find("user_removed") != std::string::npos);
+
+  auto carol = fetch(gw.port, "GET", "/u/carol/echo");
+  CHECK(carol.status == 200);
+  CHECK(carol.header("X-Backend") == "backend-c");
+  CHECK(fetch(gw.port, "GET", "/u/alice/echo").header("X-Backend") == "backend-a2");
+  auto gone = fetch(gw.port, "GET", "/u/dave/echo");
+  CHECK(gone.status == 404);
+  CHECK(code_of(gone) == "unknown_user");
+
+  // Bob: the stream went on to its end, on the same connection, with no new handshake.
+  bob.read_body(bob_stream, 20s);
+  CHECK_FALSE(bob_stream.truncated);
+  CHECK(std::count(bob_stream.body.begin(), bob_stream.body.end(), '\n') == 31);
+  CHECK(handshakes_of(gw.port, "bob") == bob_handshakes);
+
+  // An invalid file is refused whole: carol stays, nobody is added or removed.
+  dir.write("config.json", "{\"listen\":\"127.0.0.1:0\",\"users\":{\"eve\":{\"host\":1}}}");
+  gw.proc.signal(SIGHUP);
+  REQUIRE(gw.proc.wait_for_output("reload_refused", 10s, true));
+  CHECK(fetch(gw.port, "GET", "/u/carol/echo").status == 200);
+  CHECK(fetch(gw.port, "GET", "/u/bob/echo").status == 200);
+  CHECK(handshakes_of(gw.port, "bob") == bob_handshakes);
+  auto& err = gw.proc.err();
+  auto first = err.find("user_removed");
+  CHECK(err.find("user_removed", first + 1) == std::string::npos); // dave's, only
+}
+
+TEST_CASE("SIGHUP with API keys: an added user's key authenticates, a removed user's no more",
+          "[reload][auth]") {
+  test_sshd sshd;
+  http_backend a{http_backend::options{"backend-a"}};
+  http_backend c{http_backend::options{"backend-c"}};
+  temp_dir dir;
+  // printf '<key>' | sha256sum
+  const std::string alice_key = "alice-key-0123456789";
+  const std::string carol_key = "carol-key-0123456789";
+  auto with_keys = [&](std::vector<test_user> users) {
+    auto cfg = json::parse(make_config(sshd, users));
+    if (cfg["users"].contains("alice"))
+      cfg["users"]["alice"]["api_keys_sha256"] = {
+          "7bafaa96aa2351e6b7fbc258246b08ee66ade6196c76850108303b1dd6d6eb62"};
+    if (cfg["users"].contains("carol"))
+      cfg["users"]["carol"]["api_keys_sha256"] = {
+          "14bcf0f9adb27c0ed9ccef2466ec8f5de89fe791ca3ca0e7675ea0561f656696"};
+    return cfg.dump();
+  };
+  auto config = dir.write("config.json", with_keys({{"alice", a.port()}}));
+  running_gateway gw{config};
+  auto as = [&](const std::string& key) {
+    return fetch(gw.port, "GET", "/echo", {{"Authorization", "Bearer " + key}});
+  };
+  CHECK(as(alice_key).header("X-Backend") == "backend-a");
+  CHECK(as(carol_key).status == 401);
+
+  dir.write("config.json", with_keys({{"carol", c.port()}}));
+  gw.proc.signal(SIGHUP);
+  REQUIRE(gw.proc.wait_for_output("reloaded", 20s, true));
+  CHECK(eventually([&] { return as(carol_key).header("X-Backend") == "backend-c"; }));
+  CHECK(as(alice_key).status == 401);
+}
+
+TEST_CASE("fair share: a flooding user gets 429, another user's latency stays low",
+          "[fair_share]") {
+  test_sshd sshd;
+  http_backend a{http_backend::options{"backend-a"}};
+  http_backend b{http_backend::options{"backend-b"}};
+  temp_dir dir;
+  running_gateway gw{
+      dir.write("config.json",
+                make_config(sshd, {{"alice", a.port()}, {"bob", b.port()}},
+                            "\"max_in_flight_total\":8,\"max_connections_per_user\":2")),
+      {"LOG_LEVEL=warn"}}; // a line per request would fill the unread stderr pipe
+
+  // Bob's requests one at a time: a service that takes 100 ms.
+  auto bob_latencies = [&](int n) {
+    std::vector<double> out;
+    http_client bob{gw.port};
+    for (int i = 0; i < n; ++i) {
+      auto sent = steady::now();
+      bob.send_request("GET", "/u/bob/slow/100");
+      auto res = bob.read_response(10s);
+      INFO("bob: status " << res.status << " after " << ms_since(sent) << " ms, request " << i);
+      REQUIRE(res.status == 200);
+      out.push_back(static_cast<double>(ms_since(sent)));
+    }
+    return out;
+  };
+  REQUIRE(fetch(gw.port, "GET", "/u/bob/echo").status == 200); // bob's connection is up
+  auto unloaded = p99(bob_latencies(20));
+
+  // Alice floods: 200 requests in flight at all times, each sent again as soon as answered.
+  alice_flood flood{gw.port, 200};
+  REQUIRE(eventually([&] { return flood.refused.load() > 0; }));
+  auto loaded = p99(bob_latencies(30));
+  flood.stop();
+  auto& alice_ok = flood.ok;
+  auto& alice_429 = flood.refused;
+  auto& alice_other = flood.other;
+  auto& retry_after = flood.retry_after;
+
+  WARN("bob's p99: " << unloaded << " ms alone, " << loaded << " ms under alice's flood; alice: "
+                     << alice_ok << " ok, " << alice_429 << " 429");
+  CHECK(loaded < 3 * unloaded);
+  CHECK(alice_ok > 0);
+  CHECK(alice_429 > 0);
+  CHECK(retry_after == alice_429.load());
+  CHECK(alice_other == 0);
+  auto metrics = fetch(gw.port, "GET", "/metrics").body;
+  check_promtool(dir, metrics);
+  CHECK(metric_value(metrics, "sshpool_gateway_fair_share_budget") == "8");
+  auto refused = metric_value(metrics, "sshpool_gateway_fair_share_refusals_total");
+  REQUIRE_FALSE(refused.empty());
+  CHECK(std::stoll(refused) >= alice_429.load());
+  CHECK(metric_value(metrics,
+                     "sshpool_gateway_requests_total{status=\"429\",code=\"over_fair_share\"}") ==
+        refused);
+  auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
+  CHECK(stats["fair_share"]["refused"] == std::stoll(refused));
+  CHECK(stats["fair_share"]["max_in_flight_total"] == 8);
+}
