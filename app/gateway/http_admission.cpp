@@ -54,7 +54,7 @@ void http_server::loop::admit(net::unique_fd fd, const sockaddr_storage& addr) {
   c->events = EPOLLIN | EPOLLRDHUP;
   c->accepted = c->last_input = c->last_write_progress = steady::now();
   bool admitted = make_room(c->source);
-  if (!loop_.add(c->fd.get(), c->events, key))
+  if (!attach_tls(*c) || !loop_.add(c->fd.get(), c->events, key))
     return;
   owner_.counters_.connections_accepted.fetch_add(1);
   owner_.counters_.open_connections.fetch_add(1);
@@ -108,7 +108,15 @@ void http_server::loop::sweep(steady::time_point now) {
   std::vector<connection*> slow;
   std::vector<connection*> late_heads;
   for (auto& [id, c] : connections_) {
-    if (c->ph == phase::lingering) {
+    if (c->handshaking()) {
+      // A TLS handshake is part of the first head's deadline (even for a refusal waiting
+      // to be sent): a stuck one is a slow client.
+      if (now - c->accepted > opts_.header_timeout) {
+        owner_.counters_.header_timeouts.fetch_add(1);
+        owner_.counters_.tls_handshake_timeouts.fetch_add(1);
+        expired.push_back(c.get());
+      }
+    } else if (c->ph == phase::lingering) {
       if (now >= c->linger_deadline)
         expired.push_back(c.get());
     } else if (c->unsent() > 0) {

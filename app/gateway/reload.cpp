@@ -7,6 +7,8 @@
 //                │ valid
 //                ▼
 //   reload: settings that cannot change at run time ──► warning naming them, old values kept
+//           TLS certificate and key ─► read again (http_server::reload_tls: new connections
+//                                     get them, live ones keep theirs)
 //           users added or changed ─► engine.set_endpoint (changed: new connections use the
 //                                     new endpoint, idle old ones close, leased ones on release)
 //           user sets, credentials ► posted to the loop in one step (routing: known users,
@@ -78,6 +80,8 @@ void gateway::impl::reload(const gateway_config& next) {
     log_event(level_enum::warn, "reload_settings_kept",
               {field("settings", joined(fixed)),
                field("hint", std::string{"these keep their value until a restart"})});
+  if (!cfg_.tls_cert_file.empty())
+    static_cast<void>(server_->reload_tls()); // a failure is logged; the current pair stays
 
   std::unordered_map<std::string, const user_config*> old_users;
   for (auto& u : cfg_.users)
