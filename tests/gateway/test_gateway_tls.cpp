@@ -89,6 +89,26 @@ struct test_pki {
   std::string ca;
 };
 
+/// alice's sshd and backend, a temporary directory, and a PKI whose certificate "one" (for
+/// localhost) is the one the gateway's config names.
+struct tls_setup {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{}};
+  temp_dir dir;
+  test_pki pki{dir};
+
+  tls_setup() {
+    pki.issue("one", "localhost");
+    pki.install("one", "one");
+  }
+
+  /// config.json for alice with TLS, then `extra` (members, each after a comma).
+  std::string config(const std::string& extra = "") const {
+    return dir.write("config.json",
+                     make_config(sshd, {{"alice", backend.port()}}, pki.config_member() + extra));
+  }
+};
+
 /// A blocking TLS 1.2+ client of 127.0.0.1:port that verifies the server as "localhost"
 /// against the test CA and offers ALPN http/1.1 (or exactly `version` when given).
 class tls_client {
@@ -240,21 +260,14 @@ double metric(std::uint16_t admin, const std::string& name) {
 
 TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plain HTTP refused",
           "[gateway][tls]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{}};
-  temp_dir dir;
-  test_pki pki{dir};
-  pki.issue("one", "localhost");
-  pki.install("one", "one");
-  auto cfg = dir.write("config.json",
-                       make_config(sshd, {{"alice", backend.port()}},
-                                   pki.config_member() + R"(,"admin_listen":"127.0.0.1:0")"));
+  tls_setup t;
+  auto cfg = t.config(R"(,"admin_listen":"127.0.0.1:0")");
   running_gateway gw{cfg};
   auto admin = admin_port(gw.proc);
   auto base = "https://localhost:" + std::to_string(gw.port);
 
   // Two requests on one connection; curl offers h2 and http/1.1, the gateway picks http/1.1.
-  auto two = curl({"--cacert", pki.ca, base + "/u/alice/echo", base + "/u/alice/echo"});
+  auto two = curl({"--cacert", t.pki.ca, base + "/u/alice/echo", base + "/u/alice/echo"});
   INFO("curl stderr: " << two.err);
   CHECK(two.code == 0);
   CHECK(two.err.find("ALPN: server accepted http/1.1") != std::string::npos);
@@ -262,7 +275,7 @@ TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plai
   CHECK(two.err.find("TLSv1.3") != std::string::npos);
 
   // A streamed (chunked) response of 40 chunks arrives whole.
-  auto stream = curl({"--cacert", pki.ca, "-o", dir.path() + "/stream.bin", "-w",
+  auto stream = curl({"--cacert", t.pki.ca, "-o", t.dir.path() + "/stream.bin", "-w",
                       "%{size_download} %{http_code}", base + "/u/alice/chunked/40/5000"});
   INFO("curl stderr: " << stream.err);
   CHECK(stream.code == 0);
@@ -281,7 +294,7 @@ TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plai
   CHECK(curl({base + "/u/alice/echo"}).code != 0);
 
   // TLS 1.1: the server answers with a protocol_version alert.
-  tls_client old{gw.port, pki.ca, TLS1_1_VERSION};
+  tls_client old{gw.port, t.pki.ca, TLS1_1_VERSION};
   int why = 0;
   if (!old.version_ok()) {
     WARN("this OpenSSL cannot offer TLS 1.1: the TLS 1.1 refusal is not checked");
@@ -290,7 +303,7 @@ TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plai
   } else {
     CHECK(why == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION);
   }
-  tls_client tls12{gw.port, pki.ca, TLS1_2_VERSION};
+  tls_client tls12{gw.port, t.pki.ca, TLS1_2_VERSION};
   REQUIRE(tls12.handshake(why));
   CHECK(tls12.alpn() == "http/1.1");
   CHECK(tls12.get("/u/alice/echo").first == 200);
@@ -300,44 +313,38 @@ TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plai
 TEST_CASE("TLS: SIGHUP reloads the certificate; kept-alive connections go on; a bad pair is "
           "refused",
           "[gateway][tls]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{}};
-  temp_dir dir;
-  test_pki pki{dir};
-  pki.issue("one", "localhost");
-  pki.issue("two", "localhost-reloaded");
-  pki.install("one", "one");
-  auto cfg =
-      dir.write("config.json", make_config(sshd, {{"alice", backend.port()}}, pki.config_member()));
+  tls_setup t;
+  t.pki.issue("two", "localhost-reloaded");
+  auto cfg = t.config();
   child_process shown{{SSHPOOL_DEMO_BINARY, "--config", cfg, "--check-config"}};
   REQUIRE(shown.wait_exit(30s) == 0);
   auto effective = nlohmann::json::parse(shown.out(), nullptr, false);
-  CHECK(effective["tls"]["cert_file"] == dir.path() + "/live.pem");
-  CHECK(effective["tls"]["key_file"] == dir.path() + "/live.key");
+  CHECK(effective["tls"]["cert_file"] == t.dir.path() + "/live.pem");
+  CHECK(effective["tls"]["key_file"] == t.dir.path() + "/live.key");
   running_gateway gw{cfg};
 
-  tls_client kept{gw.port, pki.ca};
+  tls_client kept{gw.port, t.pki.ca};
   int why = 0;
   REQUIRE(kept.handshake(why));
   CHECK(kept.peer_cn() == "localhost");
   CHECK(kept.get("/u/alice/echo").first == 200);
 
-  pki.install("two", "two");
+  t.pki.install("two", "two");
   gw.proc.signal(SIGHUP);
   REQUIRE(gw.proc.wait_for_output("tls_reloaded", 10s, true));
   CHECK(kept.get("/u/alice/echo").first == 200); // the same connection, the old certificate
-  tls_client fresh{gw.port, pki.ca};
+  tls_client fresh{gw.port, t.pki.ca};
   REQUIRE(fresh.handshake(why));
   CHECK(fresh.peer_cn() == "localhost-reloaded");
   CHECK(fresh.get("/u/alice/echo").first == 200);
 
   // A certificate with another certificate's key: the reload is refused (the configuration
   // is checked whole), the current pair stays.
-  pki.install("one", "two");
+  t.pki.install("one", "two");
   gw.proc.signal(SIGHUP);
   REQUIRE(gw.proc.wait_for_output("reload_refused", 10s, true));
   CHECK(gw.proc.err().find("tls: key_file") != std::string::npos);
-  tls_client after{gw.port, pki.ca};
+  tls_client after{gw.port, t.pki.ca};
   REQUIRE(after.handshake(why));
   CHECK(after.peer_cn() == "localhost-reloaded");
   CHECK(after.get("/u/alice/echo").first == 200);
@@ -357,20 +364,12 @@ TEST_CASE("TLS: SIGHUP reloads the certificate; kept-alive connections go on; a 
 TEST_CASE("TLS: connections that never finish a handshake do not keep a normal client out",
           "[gateway][tls][slots]") {
   REQUIRE(raise_fd_limit() >= 16000);
-  test_sshd sshd;
-  http_backend backend{http_backend::options{}};
-  temp_dir dir;
-  test_pki pki{dir};
-  pki.issue("one", "localhost");
-  pki.install("one", "one");
-  auto cfg = dir.write(
-      "config.json",
-      make_config(sshd, {{"alice", backend.port()}},
-                  pki.config_member() + R"(,"admin_listen":"127.0.0.1:0","header_timeout":1000)"));
+  tls_setup t;
+  auto cfg = t.config(R"(,"admin_listen":"127.0.0.1:0","header_timeout":1000)");
   running_gateway gw{cfg};
   auto admin = admin_port(gw.proc);
   {
-    tls_client warm{gw.port, pki.ca};
+    tls_client warm{gw.port, t.pki.ca};
     int why = 0;
     REQUIRE(warm.handshake(why));
     REQUIRE(warm.get("/u/alice/echo").first == 200); // the SSH connection is up
@@ -401,7 +400,7 @@ TEST_CASE("TLS: connections that never finish a handshake do not keep a normal c
   long long worst = 0;
   for (int i = 0; i < 10; ++i) {
     auto start = steady::now();
-    tls_client client{gw.port, pki.ca};
+    tls_client client{gw.port, t.pki.ca};
     int why = 0;
     REQUIRE(client.handshake(why));
     CHECK(client.get("/u/alice/echo").first == 200);
@@ -424,28 +423,20 @@ TEST_CASE("TLS: connections that never finish a handshake do not keep a normal c
 
 TEST_CASE("TLS: with every slot carrying a request, a newcomer's 503 comes after its handshake",
           "[gateway][tls][slots]") {
-  test_sshd sshd;
-  http_backend backend{http_backend::options{}};
-  temp_dir dir;
-  test_pki pki{dir};
-  pki.issue("one", "localhost");
-  pki.install("one", "one");
-  auto cfg =
-      dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
-                                           pki.config_member() +
-                                               R"(,"max_clients":2,"admin_listen":"127.0.0.1:0")"));
+  tls_setup t;
+  auto cfg = t.config(R"(,"max_clients":2,"admin_listen":"127.0.0.1:0")");
   running_gateway gw{cfg};
   int why = 0;
   std::vector<std::unique_ptr<tls_client>> busy;
   for (int i = 0; i < 2; ++i) {
-    busy.push_back(std::make_unique<tls_client>(gw.port, pki.ca));
+    busy.push_back(std::make_unique<tls_client>(gw.port, t.pki.ca));
     REQUIRE(busy.back()->handshake(why));
     REQUIRE(busy.back()->get("/u/alice/echo").first == 200);
     busy.back()->send("GET /u/alice/hang HTTP/1.1\r\nHost: localhost\r\n\r\n");
   }
   auto admin = admin_port(gw.proc);
   REQUIRE(eventually([&] { return metric(admin, "sshpool_gateway_forwards_in_flight") == 2; }));
-  tls_client late{gw.port, pki.ca};
+  tls_client late{gw.port, t.pki.ca};
   REQUIRE(late.handshake(why));
   auto [status, body] = late.get("/u/alice/echo");
   CHECK(status == 503);
