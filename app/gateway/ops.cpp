@@ -8,11 +8,14 @@
 // With `admin_listen` set, a second http_server (plain HTTP, its own loop thread) serves these
 // endpoints alone: its handler posts each request to the front end's loop, which answers it
 // as above and posts the answer back; any other path there is 404, nothing is forwarded to a
-// user. The front end then treats these paths like any other (see gateway.cpp).
+// user. The front end then treats these paths like any other (see gateway.cpp). Without it,
+// a `listen` address that is not loopback shows /metrics and /stats (which name every user)
+// to loopback clients only (403 forbidden for others); /healthz and /readyz stay open.
 //
 // Thread-safety: `stats_loop` runs on the stats thread and touches only the waiters (under
 // `stats_mutex_`) and the engine; `admin_handler` runs on the admin listener's loop thread
 // and only posts; everything else runs on the front end's loop thread.
+#include "gateway/auth_settings.hpp"
 #include "gateway/gateway_impl.hpp"
 #include "gateway/headers.hpp"
 
@@ -30,6 +33,14 @@ bool gateway::impl::serve_operational(std::uint64_t id, const http_request& req,
   bool draining = engine_->is_shutting_down();
   if (path == "/readyz" && draining) {
     fail(id, std::move(ex), 503, "shutting_down", "the gateway is draining");
+    return true;
+  }
+  if ((path == "/metrics" || path == "/stats") && !ex.admin && !is_loopback(cfg_.listen_host) &&
+      !is_loopback(req.peer.substr(0, req.peer.rfind(':')))) {
+    // The figures name every user: on a listener that faces the network (and no admin
+    // listener) they are for local clients only. /healthz and /readyz stay open.
+    fail(id, std::move(ex), 403, "forbidden",
+         path + " is served to loopback clients only on this listener (see admin_listen)");
     return true;
   }
   if (path == "/metrics" || path == "/stats") {
