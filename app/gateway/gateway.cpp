@@ -140,6 +140,7 @@ int status_of(errc code) noexcept {
 gateway::impl::impl(gateway_config cfg)
     : cfg_(std::move(cfg)), auth_(cfg_),
       auth_limiter_({cfg_.auth_max_failures, cfg_.auth_failure_window, cfg_.auth_max_sources}) {
+  auth_required_ = auth_.enabled();
   engine_ = std::make_unique<engine>(engine_settings(cfg_.engine));
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
@@ -302,6 +303,13 @@ void gateway::impl::on_request(http_request req) {
   }
   if (auth_.enabled() && !authenticate(id, ex, req, user))
     return;
+  if (req.body_withheld) {
+    // Refused at the head, valid now (a JWT's nbf passed meanwhile): the body is gone.
+    fail(id, std::move(ex), 401, "unauthorized",
+         "the credential was not valid when the head arrived",
+         {{"WWW-Authenticate", "Bearer realm=\"sshpool\""}});
+    return;
+  }
   if (user.empty()) {
     fail(id, std::move(ex), 400, "invalid_request",
          "no user: send an X-User-Id header or use a /u/<user>/ path prefix");

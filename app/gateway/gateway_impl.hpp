@@ -57,6 +57,7 @@ public:
   void reload(const gateway_config& next);
 
   // -- http_handler (loop thread) -------------------------------------------------------------
+  bool admit_head(const net::request& head, const std::string& peer) override;
   void on_request(http_request req) override;
   void on_bad_request(http_request req, int status, std::string why) override;
   void on_body_sent(std::uint64_t id, std::size_t bytes) override;
@@ -219,6 +220,9 @@ private:
 
   /// One reload at a time; guards cfg_.users (the users applied last).
   std::mutex reload_mutex_;
+  /// Client authentication was configured at start, or by a reload: from then on it stays
+  /// on until a restart (guarded by reload_mutex_).
+  bool auth_required_ = false;
   std::atomic<bool> reload_stop_{false};
   std::thread reload_thread_;
 

@@ -59,7 +59,7 @@ struct connection {
   bool tls_wants_write = false;
   bool tls_wants_read = false;
   std::string peer;
-  /// The peer's address without the port (the key of the per-source count).
+  /// The peer's host: its IPv4 address or IPv6 /64 (the key of the per-source count).
   std::string source;
   steady::time_point accepted;
   /// Requests dispatched so far (a head deadline runs from `accepted` until the first).
@@ -68,6 +68,8 @@ struct connection {
   bool keep_alive = true;
   bool head_request = false;
   bool http10 = false;
+  /// The head of the request in progress was put to `admit_head`.
+  bool head_admitted = false;
   /// Received bytes not parsed yet (pipelined requests wait here).
   std::string in;
   std::size_t in_off = 0;
@@ -138,6 +140,8 @@ private:
   void begin_exchange(connection& c);
   void dispatch(connection& c);
   void reject(connection& c, int status, std::string why);
+  /// The handler refused the head: stop reading, hand the request on without its body.
+  void withhold_body(connection& c);
   void mark(connection& c) { marked_.push_back(c.id); }
   connection* find_exchange(std::uint64_t exchange);
   /// Writes, parses and re-polls every marked connection (until none is marked: handler

@@ -216,6 +216,13 @@ void http_server::loop::advance(connection& c) {
     std::size_t used = 0;
     auto got = c.reader.feed({c.in.data() + c.in_off, c.unparsed()}, used);
     c.in_off += used;
+    if (c.reader.head_done() && !c.head_admitted) {
+      c.head_admitted = true;
+      if (!handler_.admit_head(c.reader.current(), c.peer)) {
+        withhold_body(c);
+        break;
+      }
+    }
     if (c.reader.take_expect_continue())
       append_out(c, "HTTP/1.1 100 Continue\r\n\r\n");
     if (got == net::request_reader::result::more)
@@ -239,6 +246,7 @@ void http_server::loop::begin_exchange(connection& c) {
 }
 
 void http_server::loop::dispatch(connection& c) {
+  c.head_admitted = false;
   begin_exchange(c);
   ++c.requests;
   http_request req;
@@ -250,6 +258,25 @@ void http_server::loop::dispatch(connection& c) {
   req.peer = c.peer;
   if (stopping_)
     c.close_after = true;
+  handler_.on_request(std::move(req));
+}
+
+void http_server::loop::withhold_body(connection& c) {
+  c.input_closed = true;
+  c.close_after = true;
+  c.in.clear();
+  c.in_off = 0;
+  c.head_admitted = false;
+  begin_exchange(c);
+  ++c.requests;
+  http_request req;
+  c.reader.take(req);
+  req.body.clear();
+  req.body_withheld = true;
+  c.http10 = req.http10;
+  c.head_request = req.method == "HEAD";
+  req.exchange = c.exchange;
+  req.peer = c.peer;
   handler_.on_request(std::move(req));
 }
 

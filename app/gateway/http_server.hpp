@@ -49,6 +49,9 @@ struct http_request : net::request {
   std::uint64_t exchange = 0;
   /// The peer's address, "ip:port".
   std::string peer;
+  /// The handler refused the head (`admit_head`): the body was not read (`body` is empty)
+  /// and the connection closes after the answer.
+  bool body_withheld = false;
 };
 
 /// The head of a response. The server adds Content-Length or Transfer-Encoding and
@@ -71,6 +74,13 @@ struct response_head {
 class http_handler {
 public:
   virtual ~http_handler() = default;
+
+  /// The head of a request is complete, its body not read yet: false stops reading the
+  /// connection, and the request comes to `on_request` at once, `body_withheld`, to be
+  /// refused (so that a client that will be refused cannot make the server hold its body).
+  virtual bool admit_head(const net::request& /*head*/, const std::string& /*peer*/) {
+    return true;
+  }
 
   /// A complete request. Answer with `respond`, or `send_head` ... `finish`, now or later.
   virtual void on_request(http_request req) = 0;

@@ -23,7 +23,7 @@ namespace sshpool::gateway {
 
 bool gateway::impl::serve_operational(std::uint64_t id, const http_request& req, exchange& ex) {
   auto path = path_only(req.target);
-  if (path != "/healthz" && path != "/readyz" && path != "/metrics" && path != "/stats")
+  if (!is_operational_path(path))
     return false;
   ex.counted = false;
   if (req.method != "GET" && req.method != "HEAD") {

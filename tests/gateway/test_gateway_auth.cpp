@@ -189,6 +189,41 @@ TEST_CASE("with authentication, the credential decides the user", "[gateway][aut
   }
 }
 
+TEST_CASE("a request that will be refused is answered at its head: no 100 Continue, no body read",
+          "[gateway][auth]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{}};
+  temp_dir dir;
+  running_gateway gw{dir.write("config.json", auth_config(sshd, backend.port(), {}))};
+  {
+    http_client client{gw.port};
+    client.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 10000000\r\n"
+                    "Expect: 100-continue\r\n\r\n");
+    auto res = client.read_response(5s);
+    CHECK(res.status == 401); // not 100 Continue
+    CHECK(res.header("WWW-Authenticate").rfind("Bearer", 0) == 0);
+  }
+  {
+    // Without Expect: answered as soon as the head is in, most of the body never sent.
+    http_client client{gw.port};
+    client.send_raw("POST /echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer wrong-key\r\n"
+                    "Content-Length: 10000000\r\n\r\n" +
+                    std::string(1000, 'x'));
+    CHECK(client.read_response(5s).status == 401);
+  }
+  // With the right key a body is read and forwarded whole.
+  std::string body(200000, 'b');
+  http_client client{gw.port};
+  client.send_request("POST", "/echo",
+                      {{"Authorization", "Bearer alice-secret-key"}, {"Expect", "100-continue"}},
+                      body);
+  auto res = client.read_response(10s);
+  CHECK(res.status == 200);
+  CHECK(res.body.find(body) != std::string::npos);
+  CHECK(auth_failures(gw.port, "missing") == 1);
+  CHECK(auth_failures(gw.port, "unknown_api_key") == 1);
+}
+
 TEST_CASE("a source with too many failed authentications gets 429", "[gateway][auth]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{}};
