@@ -236,12 +236,17 @@ shutdown_report gateway::impl::wait() {
   return report;
 }
 
-void gateway::impl::on_request(http_request req) {
+gateway::impl::exchange gateway::impl::exchange_for(const http_request& req) {
   exchange ex;
   ex.started = steady::now();
   ex.method = req.method;
   ex.path = path_only(req.target);
   ex.head_request = req.method == "HEAD";
+  return ex;
+}
+
+void gateway::impl::on_request(http_request req) {
+  auto ex = exchange_for(req);
   const std::string* given = req.header("X-Request-Id");
   bool id_ok = given == nullptr || valid_request_id(*given);
   ex.request_id = given != nullptr && id_ok ? *given : new_request_id();

@@ -170,6 +170,8 @@ private:
   // -- operational endpoints and the stats thread (ops.cpp) ----------------------------------
   /// /healthz, /readyz, /metrics, /stats; false if the path is none of them.
   bool serve_operational(std::uint64_t id, const http_request& req, exchange& ex);
+  /// A new exchange for `req`, started now.
+  static exchange exchange_for(const http_request& req);
   /// A request of the admin listener (posted to the loop thread): an operational endpoint,
   /// or 404; never forwarded to a user.
   void serve_admin(http_request req);

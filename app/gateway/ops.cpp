@@ -63,10 +63,7 @@ bool gateway::impl::serve_operational(std::uint64_t id, const http_request& req,
 }
 
 void gateway::impl::serve_admin(http_request req) {
-  exchange ex;
-  ex.started = steady::now();
-  ex.method = req.method;
-  ex.path = path_only(req.target);
+  auto ex = exchange_for(req);
   ex.request_id = new_request_id();
   ex.admin = true;
   if (!serve_operational(req.exchange, req, ex))
