@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/auth_settings.hpp"
 #include "gateway/gateway_impl.hpp"
 #include "gateway/headers.hpp"
 #include "gateway/logging.hpp"
@@ -193,6 +194,12 @@ gateway::impl::impl(gateway_config cfg)
     log_event(
         level_enum::info, "admin_listening",
         {field("address", cfg_.admin_listen_host), field("port", int{admin_server_->port()})});
+    if (!is_loopback(cfg_.admin_listen_host))
+      log_event(level_enum::warn, "admin_listen_exposed",
+                {field("address", cfg_.admin_listen_host),
+                 field("hint", std::string{"the admin listener has no TLS and no authentication "
+                                           "and /stats names every user: keep it on a private "
+                                           "address that clients cannot reach"})});
   }
   log_event(level_enum::info, "listening",
             {field("address", cfg_.listen_host), field("port", int{server_->port()}),

@@ -48,6 +48,10 @@ expected<std::shared_ptr<const tls_context>> fail(const std::string& what) {
   return error{errc::invalid_argument, what + ": " + openssl_reason()};
 }
 
+int no_passphrase(char*, int, int, void*) {
+  return 0;
+}
+
 } // namespace
 
 expected<std::shared_ptr<const tls_context>> tls_context::load(const std::string& cert_file,
@@ -67,6 +71,9 @@ expected<std::shared_ptr<const tls_context>> tls_context::load(const std::string
   SSL_CTX_set_mode(raw, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_select_cb(raw, select_alpn, nullptr);
+  // An encrypted key is refused at once, never asked for on a terminal (a service has none;
+  // a reload would wait there for good).
+  SSL_CTX_set_default_passwd_cb(raw, no_passphrase);
   if (SSL_CTX_use_certificate_chain_file(raw, cert_file.c_str()) != 1)
     return fail("cert_file " + cert_file);
   if (SSL_CTX_use_PrivateKey_file(raw, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
