@@ -95,7 +95,7 @@ std::string sha256_hex(std::string_view key) {
   return out;
 }
 
-authenticator::authenticator(const gateway_config& cfg) {
+authenticator::authenticator(const gateway_config& cfg, bool required) : required_(required) {
   for (auto& u : cfg.users) {
     users_.emplace(u.name, u.forward_authorization);
     for (auto& hex : u.api_keys_sha256)

@@ -79,11 +79,13 @@ std::string sha256_hex(std::string_view key);
 /// Resolves credentials to users, from the users' `api_keys_sha256` and the `jwt` settings.
 class authenticator {
 public:
-  explicit authenticator(const gateway_config& cfg);
+  /// `required`: authentication stays on even if `cfg` holds no key and no `jwt` (every
+  /// request then fails), so that a configuration change cannot open the gateway.
+  explicit authenticator(const gateway_config& cfg, bool required = false);
 
-  /// Whether any authentication is configured (some user has API keys, or `jwt` is set);
-  /// if not, requests name their user as before.
-  bool enabled() const { return !api_keys_.empty() || jwt_keys_ != nullptr; }
+  /// Whether authentication is on (required, some user has API keys, or `jwt` is set); if
+  /// not, requests name their user as before.
+  bool enabled() const { return required_ || !api_keys_.empty() || jwt_keys_ != nullptr; }
 
   /// The user of `authorization` (the header's value; null: none), at `now` (seconds since
   /// the Unix epoch, for JWT times).
@@ -100,6 +102,7 @@ private:
   auth_outcome check_api_key(std::string_view key) const;
   auth_outcome check_jwt(std::string_view token, std::int64_t now) const;
 
+  bool required_ = false;
   std::vector<api_key> api_keys_;
   std::shared_ptr<const jwt_keys> jwt_keys_;
   jwt_policy jwt_policy_;

@@ -12,11 +12,28 @@
 // Every refusal but the 429 counts as a failure of the source address. A 401 says nothing
 // about users (the same body whatever the request names); a 403 answers a client holding a
 // valid credential only.
+//
+// A request with a body is checked at its head already (`admit_head`: the source's limit,
+// the credential): one that will be refused is answered without its body being read (no
+// 100 Continue, nothing buffered), so unauthenticated clients cannot make the gateway hold
+// bodies. Its credential is verified again with the whole request.
 #include "gateway/gateway_impl.hpp"
+#include "gateway/headers.hpp"
 #include "gateway/logging.hpp"
 #include "sshpool/text.hpp"
 
 namespace sshpool::gateway {
+
+namespace {
+
+/// Seconds since the Unix epoch (JWT times).
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+} // namespace
 
 bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_request& req,
                                  std::string& user) {
@@ -31,10 +48,7 @@ bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_requ
   auto credentials = std::count_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
     return text::iequals(h.first, "Authorization");
   });
-  auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-  auto outcome = auth_.authenticate(req.header("Authorization"), unix_now);
+  auto outcome = auth_.authenticate(req.header("Authorization"), unix_now());
   if (credentials > 1) {
     outcome.user.clear();
     outcome.failure = failure_of(jwt_refusal::malformed);
@@ -65,6 +79,18 @@ bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_requ
                                  ? "Bearer realm=\"sshpool\", error=\"invalid_token\""
                                  : "Bearer realm=\"sshpool\""}});
   return false;
+}
+
+bool gateway::impl::admit_head(const net::request& head, const std::string& peer) {
+  if (!auth_.enabled() ||
+      (head.header("Content-Length") == nullptr && head.header("Transfer-Encoding") == nullptr))
+    return true; // nothing to hold: on_request decides alone
+  if (auth_limiter_.refused(peer, auth_rate_limiter::clock::now()))
+    return false;
+  if (head.header("X-User-Id") == nullptr && !admin_server_ &&
+      is_operational_path(path_only(head.target)))
+    return true;
+  return !auth_.authenticate(head.header("Authorization"), unix_now()).failure;
 }
 
 void gateway::impl::strip_credentials(const std::string& user, header_list& headers) const {

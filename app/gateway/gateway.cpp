@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/auth_settings.hpp"
 #include "gateway/gateway_impl.hpp"
 #include "gateway/headers.hpp"
 #include "gateway/logging.hpp"
@@ -140,6 +141,7 @@ int status_of(errc code) noexcept {
 gateway::impl::impl(gateway_config cfg)
     : cfg_(std::move(cfg)), auth_(cfg_),
       auth_limiter_({cfg_.auth_max_failures, cfg_.auth_failure_window, cfg_.auth_max_sources}) {
+  auth_required_ = auth_.enabled();
   engine_ = std::make_unique<engine>(engine_settings(cfg_.engine));
   for (auto& u : cfg_.users) {
     known_users_.insert(u.name);
@@ -163,24 +165,58 @@ gateway::impl::impl(gateway_config cfg)
   opts.max_clients_per_source = cfg_.max_clients_per_source;
   opts.client_timeout = cfg_.client_timeout;
   opts.header_timeout = cfg_.header_timeout;
+  opts.tls_cert_file = cfg_.tls_cert_file;
+  opts.tls_key_file = cfg_.tls_key_file;
   try {
     server_ = std::make_unique<http_server>(opts, *this);
   } catch (const std::system_error& e) {
     throw std::invalid_argument{std::string{"listen: "} + e.what()};
   }
+  if (!cfg_.admin_listen_host.empty()) {
+    // Plain HTTP for scrapers on a private address: few clients, short requests.
+    http_server::options admin;
+    admin.bind = cfg_.admin_listen_host;
+    admin.port = cfg_.admin_listen_port;
+    admin.max_body_bytes = 0;
+    admin.max_clients = 64;
+    admin.client_timeout = cfg_.client_timeout;
+    admin.header_timeout = cfg_.header_timeout;
+    try {
+      admin_server_ = std::make_unique<http_server>(admin, admin_handler_);
+    } catch (const std::system_error& e) {
+      throw std::invalid_argument{std::string{"admin_listen: "} + e.what()};
+    }
+  }
   stats_thread_ = std::thread([this] { stats_loop(); });
   server_->start();
+  if (admin_server_) {
+    admin_server_->start();
+    log_event(
+        level_enum::info, "admin_listening",
+        {field("address", cfg_.admin_listen_host), field("port", int{admin_server_->port()})});
+    if (!is_loopback(cfg_.admin_listen_host))
+      log_event(level_enum::warn, "admin_listen_exposed",
+                {field("address", cfg_.admin_listen_host),
+                 field("hint", std::string{"the admin listener has no TLS and no authentication "
+                                           "and /stats names every user: keep it on a private "
+                                           "address that clients cannot reach"})});
+  }
   log_event(level_enum::info, "listening",
             {field("address", cfg_.listen_host), field("port", int{server_->port()}),
-             field("users", std::uint64_t{cfg_.users.size()})});
+             field("users", std::uint64_t{cfg_.users.size()}),
+             field("tls", std::string{cfg_.tls_cert_file.empty() ? "off" : "on"})});
 }
 
 gateway::impl::~impl() {
   stop_reload();
-  // Cuts what is in flight (exchanges end, upstream calls are cancelled); the server
-  // object stays until the stats thread, which posts to its queue, is gone.
+  // Cuts what is in flight (exchanges end, upstream calls are cancelled); the servers stay
+  // until the stats thread, which posts to their queues, is gone. The admin listener goes
+  // first: it posts to the front end's loop.
+  if (admin_server_)
+    admin_server_->shutdown(std::chrono::milliseconds(0));
   server_->shutdown(std::chrono::milliseconds(0));
   stop_stats();
+  admin_server_.reset();
   server_.reset();
   bridge_.reset();
   engine_.reset();
@@ -193,6 +229,8 @@ shutdown_report gateway::impl::wait() {
     std::lock_guard<std::mutex> guard{report_mutex_};
     last_report_ = report;
   }
+  if (admin_server_)
+    admin_server_->shutdown(std::chrono::milliseconds(0));
   server_->shutdown(std::min(cfg_.client_timeout, max_final_flush));
   stop_stats();
   log_event(level_enum::info, "shutdown_report",
@@ -205,12 +243,17 @@ shutdown_report gateway::impl::wait() {
   return report;
 }
 
-void gateway::impl::on_request(http_request req) {
+gateway::impl::exchange gateway::impl::exchange_for(const http_request& req) {
   exchange ex;
   ex.started = steady::now();
   ex.method = req.method;
   ex.path = path_only(req.target);
   ex.head_request = req.method == "HEAD";
+  return ex;
+}
+
+void gateway::impl::on_request(http_request req) {
+  auto ex = exchange_for(req);
   const std::string* given = req.header("X-Request-Id");
   bool id_ok = given == nullptr || valid_request_id(*given);
   ex.request_id = given != nullptr && id_ok ? *given : new_request_id();
@@ -225,7 +268,9 @@ void gateway::impl::on_request(http_request req) {
                field("body_bytes", std::uint64_t{req.body.size()})});
   }
   const std::string* user_header = req.header("X-User-Id");
-  if (user_header == nullptr && serve_operational(id, req, ex))
+  // With an admin listener the operational paths are answered there only; here they are
+  // paths like any other (a user's, or an error without one).
+  if (user_header == nullptr && !admin_server_ && serve_operational(id, req, ex))
     return;
   if (std::count_if(req.headers.begin(), req.headers.end(),
                     [](const auto& h) { return text::iequals(h.first, "X-User-Id"); }) > 1) {
@@ -270,6 +315,13 @@ void gateway::impl::on_request(http_request req) {
   }
   if (auth_.enabled() && !authenticate(id, ex, req, user))
     return;
+  if (req.body_withheld) {
+    // Refused at the head, valid now (a JWT's nbf passed meanwhile): the body is gone.
+    fail(id, std::move(ex), 401, "unauthorized",
+         "the credential was not valid when the head arrived",
+         {{"WWW-Authenticate", "Bearer realm=\"sshpool\""}});
+    return;
+  }
   if (user.empty()) {
     fail(id, std::move(ex), 400, "invalid_request",
          "no user: send an X-User-Id header or use a /u/<user>/ path prefix");
@@ -314,7 +366,13 @@ void gateway::impl::on_request(http_request req) {
 }
 
 void gateway::impl::on_bad_request(http_request req, int status, std::string why) {
+  refuse(std::move(req), status, std::move(why), false);
+}
+
+void gateway::impl::refuse(http_request req, int status, std::string why, bool admin) {
   exchange ex;
+  ex.admin = admin;
+  ex.counted = !admin;
   ex.started = steady::now();
   ex.method = req.method.empty() ? "-" : req.method;
   ex.path = req.target.empty() ? "-" : path_only(req.target);
@@ -472,8 +530,7 @@ void gateway::impl::fail(std::uint64_t id, exchange ex, int status, const std::s
   for (auto& h : extra)
     head.headers.push_back(std::move(h));
   auto body = error_body(code, message, ex.request_id);
-  exchanges_.insert_or_assign(id, std::move(ex));
-  server_->respond(id, std::move(head), std::move(body));
+  send_answer(id, std::move(ex), std::move(head), std::move(body));
 }
 
 gateway::gateway(gateway_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -482,6 +539,10 @@ gateway::~gateway() = default;
 
 std::uint16_t gateway::port() const {
   return impl_->port();
+}
+
+std::optional<std::uint16_t> gateway::admin_port() const {
+  return impl_->admin_port();
 }
 
 std::optional<agent_listener_status> gateway::agent_listener() const {

@@ -4,7 +4,9 @@
 // that user's service through the engine (upstream_bridge), chunk by chunk, each chunk
 // acknowledged upstream only once the client's socket took it. Errors become JSON bodies
 // {"code": <errc name>, "message", "request_id"} with the status of `status_of`.
-// /healthz, /readyz, /metrics and /stats are answered by the gateway itself.
+// /healthz, /readyz, /metrics and /stats are answered by the gateway itself: on the front
+// end, or only on the admin listener when `admin_listen` is set. With `tls` the front end
+// speaks TLS only; a reload (SIGHUP) re-reads its certificate and key.
 //
 // Threads: the front end's loop thread runs all routing and exchange state; the engine's
 // CAF threads run the bridge actor, which posts each request's events to the loop; a small
@@ -14,8 +16,8 @@
 // reading. The engine's counters and histograms are lock-free and read live on the loop.
 // The owner's thread calls `wait`.
 //
-// Reload: after `handle_reload`, SIGHUP re-reads the configuration and applies its users
-// (reload.cpp); an invalid file changes nothing.
+// Reload: after `handle_reload`, SIGHUP re-reads the configuration, applies its users and
+// reads the TLS certificate and key again (reload.cpp); an invalid file changes nothing.
 //
 // Fair share: with max_in_flight_total, while that many requests are in flight a user above
 // its share (budget / users with requests in flight) gets 429 over_fair_share.
@@ -61,6 +63,9 @@ public:
 
   /// The port the front end listens on.
   std::uint16_t port() const;
+
+  /// The admin listener's port (nullopt: none).
+  std::optional<std::uint16_t> admin_port() const;
 
   /// Reverse mode: the agent listener's port, host key and counters (nullopt: none).
   std::optional<agent_listener_status> agent_listener() const;

@@ -4,7 +4,8 @@
 //                 state machine between the front end and the bridge actor;
 //   headers.cpp   header hygiene (hop-by-hop fields, request ids);
 //   auth_gate.cpp client authentication (the credential decides the user);
-//   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread;
+//   ops.cpp       /healthz, /readyz, /metrics, /stats and the stats thread, and the admin
+//                 listener that serves them alone when `admin_listen` is set;
 //   reload.cpp    SIGHUP's reload thread and what a new configuration changes.
 //
 // Thread-safety: the loop thread runs the handler and upstream events and owns the
@@ -44,6 +45,9 @@ public:
   ~impl() override;
 
   std::uint16_t port() const { return server_->port(); }
+  std::optional<std::uint16_t> admin_port() const {
+    return admin_server_ ? std::optional<std::uint16_t>{admin_server_->port()} : std::nullopt;
+  }
   std::optional<agent_listener_status> agent_listener() const { return engine_->agent_listener(); }
   void handle_signals() { engine_->handle_signals(); }
   shutdown_report wait();
@@ -53,6 +57,7 @@ public:
   void reload(const gateway_config& next);
 
   // -- http_handler (loop thread) -------------------------------------------------------------
+  bool admit_head(const net::request& head, const std::string& peer) override;
   void on_request(http_request req) override;
   void on_bad_request(http_request req, int status, std::string why) override;
   void on_body_sent(std::uint64_t id, std::size_t bytes) override;
@@ -68,6 +73,9 @@ private:
   struct stats_waiter {
     std::uint64_t exchange;
     bool json;
+    /// From the admin listener (answered there; not in `exchanges_`), with its request id.
+    bool admin = false;
+    std::string request_id;
   };
 
   /// One exchange as the gateway tracks it.
@@ -86,6 +94,22 @@ private:
     /// The request is with the bridge (acks and cancellation go to it).
     bool forwarding = false;
     bool head_sent = false;
+    /// An exchange of the admin listener: answered there, not tracked in `exchanges_`.
+    bool admin = false;
+  };
+
+  /// The admin listener's handler, on its loop thread: requests go to the front end's loop
+  /// (which owns the figures and the exchanges' state) and the answers come back posted.
+  class admin_handler final : public http_handler {
+  public:
+    explicit admin_handler(impl* gw) : gw_(gw) {}
+    void on_request(http_request req) override;
+    void on_bad_request(http_request req, int status, std::string why) override;
+    void on_body_sent(std::uint64_t, std::size_t) override {}
+    void on_done(std::uint64_t, bool, std::uint64_t) override {}
+
+  private:
+    impl* gw_;
   };
 
   /// Posts the bridge's events of one exchange to the loop thread.
@@ -125,6 +149,12 @@ private:
   /// Answers with an error body (and `extra` headers); the exchange is kept until on_done.
   void fail(std::uint64_t id, exchange ex, int status, const std::string& code,
             const std::string& message, header_list extra = {});
+  /// Answers a request the front end (or the admin listener) refused (400, 408, 413, 431,
+  /// 503 no slot).
+  void refuse(http_request req, int status, std::string why, bool admin);
+  /// Sends a complete answer: on the front end (the exchange kept until on_done) or, for an
+  /// admin exchange, posted to the admin listener.
+  void send_answer(std::uint64_t id, exchange ex, response_head head, std::string body);
 
   // -- client authentication (auth_gate.cpp) --------------------------------------------------
   /// With authentication configured: the credential's user becomes `user` (which holds the
@@ -140,6 +170,11 @@ private:
   // -- operational endpoints and the stats thread (ops.cpp) ----------------------------------
   /// /healthz, /readyz, /metrics, /stats; false if the path is none of them.
   bool serve_operational(std::uint64_t id, const http_request& req, exchange& ex);
+  /// A new exchange for `req`, started now.
+  static exchange exchange_for(const http_request& req);
+  /// A request of the admin listener (posted to the loop thread): an operational endpoint,
+  /// or 404; never forwarded to a user.
+  void serve_admin(http_request req);
   response_head ops_head(const exchange& ex, const char* type);
   /// Answers the /metrics and /stats requests that waited for `snap`.
   void answer_stats(const pool_snapshot& snap, const std::vector<stats_waiter>& waiters);
@@ -187,10 +222,16 @@ private:
 
   /// One reload at a time; guards cfg_.users (the users applied last).
   std::mutex reload_mutex_;
+  /// Client authentication was configured at start, or by a reload: from then on it stays
+  /// on until a restart (guarded by reload_mutex_).
+  bool auth_required_ = false;
   std::atomic<bool> reload_stop_{false};
   std::thread reload_thread_;
 
-  std::unique_ptr<http_server> server_; // last: its thread calls into everything above
+  std::unique_ptr<http_server> server_; // its thread calls into everything above
+  admin_handler admin_handler_{this};
+  /// The admin listener (nullptr: none); last, its thread posts to `server_`'s loop.
+  std::unique_ptr<http_server> admin_server_;
 };
 
 } // namespace sshpool::gateway

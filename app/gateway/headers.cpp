@@ -69,4 +69,8 @@ std::string path_only(const std::string& target) {
   return target.substr(0, target.find_first_of("?#"));
 }
 
+bool is_operational_path(const std::string& path) {
+  return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/stats";
+}
+
 } // namespace sshpool::gateway

@@ -25,4 +25,7 @@ bool valid_request_id(const std::string& id);
 /// The path of a target without its query string (what the logs show).
 std::string path_only(const std::string& target);
 
+/// Whether `path` is one of the gateway's own: /healthz, /readyz, /metrics, /stats.
+bool is_operational_path(const std::string& path);
+
 } // namespace sshpool::gateway

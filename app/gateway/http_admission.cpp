@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "gateway/auth.hpp"
 #include "gateway/http_loop.hpp"
 #include "gateway/logging.hpp"
 
@@ -22,8 +23,8 @@ constexpr std::size_t refusal_slots = 64;
 /// Shortest period between two warnings that clients were shed or refused.
 constexpr std::chrono::seconds admission_warn_period{10};
 
-/// "ip:port" of `addr`; its ip alone goes to `source`.
-std::string peer_name(const sockaddr_storage& addr, std::string& source) {
+/// "ip:port" of `addr`.
+std::string peer_name(const sockaddr_storage& addr) {
   char host[INET6_ADDRSTRLEN] = "?";
   std::uint16_t port = 0;
   if (addr.ss_family == AF_INET) {
@@ -35,8 +36,7 @@ std::string peer_name(const sockaddr_storage& addr, std::string& source) {
     ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
     port = ntohs(in6.sin6_port);
   }
-  source = host;
-  return source + ":" + std::to_string(port);
+  return std::string{host} + ":" + std::to_string(port);
 }
 
 } // namespace
@@ -50,11 +50,13 @@ void http_server::loop::admit(net::unique_fd fd, const sockaddr_storage& addr) {
   std::uint64_t key = connections_.next_key();
   c->id = key;
   c->fd = std::move(fd);
-  c->peer = peer_name(addr, c->source);
+  c->peer = peer_name(addr);
+  // One host: an IPv4 address, or an IPv6 /64 (a host can take any address in its /64).
+  c->source = auth_source(c->peer);
   c->events = EPOLLIN | EPOLLRDHUP;
   c->accepted = c->last_input = c->last_write_progress = steady::now();
   bool admitted = make_room(c->source);
-  if (!loop_.add(c->fd.get(), c->events, key))
+  if (!attach_tls(*c) || !loop_.add(c->fd.get(), c->events, key))
     return;
   owner_.counters_.connections_accepted.fetch_add(1);
   owner_.counters_.open_connections.fetch_add(1);
@@ -108,7 +110,15 @@ void http_server::loop::sweep(steady::time_point now) {
   std::vector<connection*> slow;
   std::vector<connection*> late_heads;
   for (auto& [id, c] : connections_) {
-    if (c->ph == phase::lingering) {
+    if (c->handshaking()) {
+      // A TLS handshake is part of the first head's deadline (even for a refusal waiting
+      // to be sent): a stuck one is a slow client.
+      if (now - c->accepted > opts_.header_timeout) {
+        owner_.counters_.header_timeouts.fetch_add(1);
+        owner_.counters_.tls_handshake_timeouts.fetch_add(1);
+        expired.push_back(c.get());
+      }
+    } else if (c->ph == phase::lingering) {
       if (now >= c->linger_deadline)
         expired.push_back(c.get());
     } else if (c->unsent() > 0) {

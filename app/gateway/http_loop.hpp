@@ -4,7 +4,9 @@
 //                       (net::request_reader), exchanges, marking and servicing connections;
 //   http_output.cpp     answers: response heads and body framing, writing, the end of an
 //                       exchange, lingering, closing;
-//   http_admission.cpp  client slots: accepting, shedding and refusing, timeouts.
+//   http_admission.cpp  client slots: accepting, shedding and refusing, timeouts;
+//   http_tls.cpp        the TLS layer under reads and writes: the handshake, TLS reads and
+//                       writes, the context and its reload.
 //
 // Thread-safety: the loop thread only, but for `start`, `shutdown` and the destructor (the
 // owner's thread) and the counters of `http_server` (atomics).
@@ -17,6 +19,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "gateway/http_server.hpp"
+#include "gateway/tls.hpp"
 #include "net/event_loop.hpp"
 #include "net/request_reader.hpp"
 
@@ -47,8 +52,14 @@ struct connection {
 
   std::uint64_t id = 0;
   net::unique_fd fd;
+  /// The TLS layer (nullptr: plain HTTP, read and written with plain recv / send).
+  std::unique_ptr<tls_stream> tls;
+  /// The TLS layer waits for the socket to become writable (a handshake or read step) or
+  /// readable (a write step), beyond what the exchange itself polls for.
+  bool tls_wants_write = false;
+  bool tls_wants_read = false;
   std::string peer;
-  /// The peer's address without the port (the key of the per-source count).
+  /// The peer's host: its IPv4 address or IPv6 /64 (the key of the per-source count).
   std::string source;
   steady::time_point accepted;
   /// Requests dispatched so far (a head deadline runs from `accepted` until the first).
@@ -57,6 +68,8 @@ struct connection {
   bool keep_alive = true;
   bool head_request = false;
   bool http10 = false;
+  /// The head of the request in progress was put to `admit_head`.
+  bool head_admitted = false;
   /// Received bytes not parsed yet (pipelined requests wait here).
   std::string in;
   std::size_t in_off = 0;
@@ -85,6 +98,8 @@ struct connection {
   steady::time_point linger_deadline;
 
   std::size_t unsent() const { return out.size() - out_off; }
+  /// A TLS connection whose handshake is not complete yet.
+  bool handshaking() const { return tls && !tls->established(); }
   std::size_t unparsed() const { return in.size() - in_off; }
 };
 
@@ -101,6 +116,8 @@ public:
 
   void start();
   void shutdown(std::chrono::milliseconds grace);
+  /// See http_server::reload_tls (http_tls.cpp).
+  expected<void> reload_tls();
 
   // -- answers (loop thread; http_output.cpp) -----------------------------------------------
   void respond(std::uint64_t exchange, response_head head, std::string body);
@@ -123,6 +140,8 @@ private:
   void begin_exchange(connection& c);
   void dispatch(connection& c);
   void reject(connection& c, int status, std::string why);
+  /// The handler refused the head: stop reading, hand the request on without its body.
+  void withhold_body(connection& c);
   void mark(connection& c) { marked_.push_back(c.id); }
   connection* find_exchange(std::uint64_t exchange);
   /// Writes, parses and re-polls every marked connection (until none is marked: handler
@@ -141,6 +160,22 @@ private:
   void update_interest(connection& c);
   /// Closes at once; an exchange in progress ends incomplete unless `delivered`.
   void drop(connection& c);
+
+  // -- the TLS layer (http_tls.cpp) ----------------------------------------------------------
+  /// Loads the context of options::tls_cert_file / tls_key_file (throws
+  /// std::invalid_argument); nothing without them.
+  void load_tls();
+  /// Gives a new connection its TLS layer (with the current context); false if OpenSSL
+  /// could not make one.
+  bool attach_tls(connection& c);
+  /// Advances the handshake; false if it failed (the connection was dropped).
+  bool continue_handshake(connection& c);
+  /// One read: plain recv, or a TLS read on an established TLS connection (lingering ones
+  /// discard raw bytes).
+  net::recv_status receive(connection& c, std::size_t& got);
+  /// Writes the unsent output (plain send_pending, or TLS records); false when the
+  /// connection failed.
+  bool transmit(connection& c, std::size_t& sent);
 
   // -- client slots (http_admission.cpp) ----------------------------------------------------
   /// Whether another connection may be accepted (served, or refused with 503).
@@ -176,6 +211,10 @@ private:
   bool stopped_ = false;
   steady::time_point stop_deadline_ = steady::time_point::max();
   std::vector<char> read_buffer_;
+  /// The TLS context for new connections (nullptr: plain HTTP); replaced by `reload_tls`
+  /// from another thread, hence the mutex.
+  std::mutex tls_mutex_;
+  std::shared_ptr<const tls_context> tls_;
   std::thread thread_; // last: `start` runs it once everything above exists
 };
 

@@ -160,8 +160,10 @@ void http_server::loop::write_head(connection& c, const response_head& head) {
 }
 
 void http_server::loop::pump(connection& c) {
+  if (c.handshaking())
+    return; // output (a 503 refusal) waits for the handshake
   std::size_t sent = 0;
-  bool alive = net::send_pending(c.fd.get(), c.out, c.out_off, sent);
+  bool alive = transmit(c, sent);
   if (sent > 0) {
     c.sent_total += sent;
     owner_.counters_.bytes_sent.fetch_add(sent);
@@ -198,6 +200,8 @@ void http_server::loop::end_exchange(connection& c) {
 }
 
 void http_server::loop::begin_linger(connection& c) {
+  if (c.tls)
+    c.tls->shutdown();
   ::shutdown(c.fd.get(), SHUT_WR);
   c.ph = phase::lingering;
   c.input_closed = true;
@@ -208,9 +212,11 @@ void http_server::loop::begin_linger(connection& c) {
 
 void http_server::loop::update_interest(connection& c) {
   std::uint32_t want = EPOLLRDHUP;
-  if (wants_input(c))
+  // A handshake reads whatever else the connection waits for (a refusal's 503 goes out
+  // once it completes).
+  if (wants_input(c) || c.tls_wants_read || c.handshaking())
     want |= EPOLLIN;
-  if (c.unsent() > 0 && c.ph != phase::lingering)
+  if ((c.unsent() > 0 && c.ph != phase::lingering && !c.handshaking()) || c.tls_wants_write)
     want |= EPOLLOUT;
   if (want != c.events) {
     c.events = want;
@@ -228,6 +234,7 @@ void http_server::loop::drop(connection& c) {
     handler_.on_done(ex, delivered(c), c.sent_total - c.exchange_start);
   }
   loop_.remove(c.fd.get());
+  c.tls.reset();
   c.fd.reset();
   owner_.counters_.open_connections.fetch_sub(1);
   if (auto source = per_source_.find(c.source);

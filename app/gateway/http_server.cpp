@@ -60,6 +60,7 @@ http_server::loop::loop(http_server& owner, options opts, http_handler& handler)
   owner_.port_ = loop_.port();
   owner_.queue_->wake_fd_ = loop_.wake_fd();
   read_buffer_.resize(read_chunk);
+  load_tls();
 }
 
 http_server::loop::~loop() {
@@ -165,7 +166,14 @@ void http_server::loop::on_event(connection& c, std::uint32_t events) {
     drop(c);
     return;
   }
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0)
+  if (c.handshaking() && (!continue_handshake(c) || !c.tls->established())) {
+    if (c.fd)
+      mark(c);
+    return;
+  }
+  // A TLS read may have waited for the socket to become writable.
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0 ||
+      (c.tls_wants_write && (events & EPOLLOUT) != 0))
     on_readable(c, (events & (EPOLLRDHUP | EPOLLHUP)) != 0);
   if (c.fd)
     mark(c);
@@ -184,7 +192,7 @@ void http_server::loop::on_readable(connection& c, bool hung_up) {
       return;
     }
     std::size_t n = 0;
-    auto got = net::recv_some(c.fd.get(), read_buffer_.data(), read_buffer_.size(), n);
+    auto got = receive(c, n);
     if (got == net::recv_status::would_block)
       return;
     if (got != net::recv_status::data) {
@@ -196,7 +204,9 @@ void http_server::loop::on_readable(connection& c, bool hung_up) {
     c.last_input = steady::now();
     if (c.ph != phase::lingering && !c.input_closed)
       c.in.append(read_buffer_.data(), n);
-    if (n < read_buffer_.size())
+    // A short plain read emptied the socket. A TLS read returns a record at most: read on
+    // until the layer wants more from the socket.
+    if (!c.tls && n < read_buffer_.size())
       return;
   }
 }
@@ -206,6 +216,13 @@ void http_server::loop::advance(connection& c) {
     std::size_t used = 0;
     auto got = c.reader.feed({c.in.data() + c.in_off, c.unparsed()}, used);
     c.in_off += used;
+    if (c.reader.head_done() && !c.head_admitted) {
+      c.head_admitted = true;
+      if (!handler_.admit_head(c.reader.current(), c.peer)) {
+        withhold_body(c);
+        break;
+      }
+    }
     if (c.reader.take_expect_continue())
       append_out(c, "HTTP/1.1 100 Continue\r\n\r\n");
     if (got == net::request_reader::result::more)
@@ -229,6 +246,7 @@ void http_server::loop::begin_exchange(connection& c) {
 }
 
 void http_server::loop::dispatch(connection& c) {
+  c.head_admitted = false;
   begin_exchange(c);
   ++c.requests;
   http_request req;
@@ -240,6 +258,25 @@ void http_server::loop::dispatch(connection& c) {
   req.peer = c.peer;
   if (stopping_)
     c.close_after = true;
+  handler_.on_request(std::move(req));
+}
+
+void http_server::loop::withhold_body(connection& c) {
+  c.input_closed = true;
+  c.close_after = true;
+  c.in.clear();
+  c.in_off = 0;
+  c.head_admitted = false;
+  begin_exchange(c);
+  ++c.requests;
+  http_request req;
+  c.reader.take(req);
+  req.body.clear();
+  req.body_withheld = true;
+  c.http10 = req.http10;
+  c.head_request = req.method == "HEAD";
+  req.exchange = c.exchange;
+  req.peer = c.peer;
   handler_.on_request(std::move(req));
 }
 
@@ -312,6 +349,10 @@ void http_server::start() {
 
 void http_server::shutdown(std::chrono::milliseconds grace) {
   loop_->shutdown(grace);
+}
+
+expected<void> http_server::reload_tls() {
+  return loop_->reload_tls();
 }
 
 void http_server::respond(std::uint64_t exchange, response_head head, std::string body) {

@@ -13,6 +13,12 @@
 // client slows the stream down instead of growing buffers. The unsent output of a
 // connection is also capped (`max_unsent_bytes`); a stream that exceeds it is cut.
 //
+// With a certificate and key (options::tls_cert_file / tls_key_file) every connection speaks
+// TLS (tls.hpp): the handshake runs in the same loop, non-blocking, and must complete within
+// `header_timeout` like a request head (a stuck handshake is a slow client); the certificate
+// and key can be re-read while serving (`reload_tls`). Without them reads and writes are the
+// plain socket calls.
+//
 // This file and its .cpp are CAF-free on purpose (CAF translation units compile slowly).
 //
 // Thread-safety: the constructor, `shutdown` and the destructor are called by the owner;
@@ -31,6 +37,7 @@
 #include <vector>
 
 #include "net/request_reader.hpp"
+#include "sshpool/error.hpp"
 #include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
 
@@ -42,6 +49,9 @@ struct http_request : net::request {
   std::uint64_t exchange = 0;
   /// The peer's address, "ip:port".
   std::string peer;
+  /// The handler refused the head (`admit_head`): the body was not read (`body` is empty)
+  /// and the connection closes after the answer.
+  bool body_withheld = false;
 };
 
 /// The head of a response. The server adds Content-Length or Transfer-Encoding and
@@ -64,6 +74,13 @@ struct response_head {
 class http_handler {
 public:
   virtual ~http_handler() = default;
+
+  /// The head of a request is complete, its body not read yet: false stops reading the
+  /// connection, and the request comes to `on_request` at once, `body_withheld`, to be
+  /// refused (so that a client that will be refused cannot make the server hold its body).
+  virtual bool admit_head(const net::request& /*head*/, const std::string& /*peer*/) {
+    return true;
+  }
 
   /// A complete request. Answer with `respond`, or `send_head` ... `finish`, now or later.
   virtual void on_request(http_request req) = 0;
@@ -110,11 +127,17 @@ struct front_end_counters {
   Counter refused_connections{};
   /// Connections closed (or answered 408) for not completing a head within header_timeout.
   Counter header_timeouts{};
+  /// TLS handshakes completed / failed (a protocol error, plain HTTP, the peer gone) / not
+  /// complete within header_timeout (also counted in header_timeouts).
+  Counter tls_handshakes{};
+  Counter tls_handshake_failures{};
+  Counter tls_handshake_timeouts{};
 
   template <class Self, class F>
   static void each(Self& x, F&& f) {
     f(x.open_connections, x.connections_accepted, x.bytes_received, x.bytes_sent,
-      x.shed_connections, x.refused_connections, x.header_timeouts);
+      x.shed_connections, x.refused_connections, x.header_timeouts, x.tls_handshakes,
+      x.tls_handshake_failures, x.tls_handshake_timeouts);
   }
 };
 using front_end_counts = front_end_counters<std::uint64_t>;
@@ -144,10 +167,15 @@ public:
     /// alive connection from the first byte of its next request: 408 then (a connection
     /// that sent nothing is just closed). Short, so that dripping bytes holds no slot long.
     std::chrono::milliseconds header_timeout{std::chrono::seconds(5)};
+    /// TLS on every connection: the PEM certificate chain and private key (both empty:
+    /// plain HTTP). The TLS handshake counts against `header_timeout`.
+    std::string tls_cert_file;
+    std::string tls_key_file;
   };
 
   /// Binds and listens (connections wait in the backlog until `start`). Throws
-  /// std::system_error on failure.
+  /// std::system_error on failure, std::invalid_argument if the TLS certificate or key
+  /// cannot be loaded.
   http_server(options opts, http_handler& handler);
 
   /// `shutdown(0)` if not done yet.
@@ -161,6 +189,11 @@ public:
 
   /// The port actually listened on.
   std::uint16_t port() const noexcept { return port_; }
+
+  /// Re-reads the TLS certificate and key files: new connections get them, live ones keep
+  /// the pair they started with. A pair that cannot be loaded is refused (error value,
+  /// logged) and the current one stays. Blocking (reads the files); any thread.
+  expected<void> reload_tls();
 
   /// Posts tasks to the loop thread (shared: it may outlive the server).
   const std::shared_ptr<loop_queue>& queue() const noexcept { return queue_; }

@@ -6,6 +6,7 @@
 // it listens (preceded, in reverse mode, by one for the agent listener):
 //
 //   sshpool-demo agents dial in on port 2222 (host key SHA256:...)
+//   sshpool-demo admin endpoints on 127.0.0.1:9090
 //   sshpool-demo listening on 127.0.0.1:8080
 //
 // SIGHUP re-reads the configuration from the same sources (file, environment, flags) and
@@ -16,6 +17,7 @@
 // the drain's report as one key=value line to stdout and exits 0:
 //
 //   shutdown report: duration_ms=12 connections_closed=3 in_flight_at_start=1 ...
+#include <csignal>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -60,6 +62,9 @@ int main(int argc, char** argv) {
   }
   auto& cfg = loaded->config;
   setup_logging(cfg.log_level, cfg.format);
+  // TLS writes go through OpenSSL's socket BIO (write(2), no MSG_NOSIGNAL): a client gone
+  // mid-response must be an EPIPE error, not a fatal signal.
+  std::signal(SIGPIPE, SIG_IGN);
   if (cfg.users.empty())
     log_event(spdlog::level::warn, "no_users",
               {field("hint", "list users in the config file: every request will get 404")});
@@ -75,6 +80,12 @@ int main(int argc, char** argv) {
     if (auto agents = gw.agent_listener())
       std::cout << "sshpool-demo agents dial in on port " << agents->port << " (host key "
                 << agents->fingerprint << ")" << std::endl;
+    if (auto admin = gw.admin_port()) {
+      bool admin_v6 = cfg.admin_listen_host.find(':') != std::string::npos;
+      std::cout << "sshpool-demo admin endpoints on "
+                << (admin_v6 ? "[" + cfg.admin_listen_host + "]" : cfg.admin_listen_host) << ":"
+                << *admin << std::endl;
+    }
     bool v6 = cfg.listen_host.find(':') != std::string::npos;
     std::cout << "sshpool-demo listening on "
               << (v6 ? "[" + cfg.listen_host + "]" : cfg.listen_host) << ":" << gw.port()

@@ -6,7 +6,12 @@
 //   SIGHUP ──► load ── invalid ──► log reload_refused (the old configuration stays)
 //                │ valid
 //                ▼
-//   reload: settings that cannot change at run time ──► warning naming them, old values kept
+//   reload: client authentication on now, none in the new file ──► refused whole (a reload
+//           never opens the gateway; nor does a user whose endpoint fails: authentication
+//           stays required, and that user keeps its endpoint but takes the new credentials)
+//           settings that cannot change at run time ──► warning naming them, old values kept
+//           TLS certificate and key ─► read again (http_server::reload_tls: new connections
+//                                     get them, live ones keep theirs)
 //           users added or changed ─► engine.set_endpoint (changed: new connections use the
 //                                     new endpoint, idle old ones close, leased ones on release)
 //           user sets, credentials ► posted to the loop in one step (routing: known users,
@@ -19,6 +24,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "gateway/auth_settings.hpp"
 #include "gateway/gateway_impl.hpp"
 #include "gateway/logging.hpp"
 #include "gateway/reload_signal.hpp"
@@ -74,10 +80,20 @@ void gateway::impl::reload(const gateway_config& next) {
     log_event(level_enum::warn, "reload_ignored", {field("reason", std::string{"draining"})});
     return;
   }
+  if (auth_required_ && !auth_configured(next)) {
+    log_event(level_enum::err, "reload_refused",
+              {field("error", std::string{"client authentication is on, and the new "
+                                          "configuration has none (no api_keys_sha256, no jwt)"}),
+               field("hint", std::string{"the running configuration stays; a restart can "
+                                         "switch authentication off"})});
+    return;
+  }
   if (auto fixed = changed_settings(cfg_, next); !fixed.empty())
     log_event(level_enum::warn, "reload_settings_kept",
               {field("settings", joined(fixed)),
                field("hint", std::string{"these keep their value until a restart"})});
+  if (!cfg_.tls_cert_file.empty())
+    static_cast<void>(server_->reload_tls()); // a failure is logged; the current pair stays
 
   std::unordered_map<std::string, const user_config*> old_users;
   for (auto& u : cfg_.users)
@@ -98,7 +114,11 @@ void gateway::impl::reload(const gateway_config& next) {
                 {field("user", u.name), field("error", ok.error().message())});
       failed.push_back(u.name);
       if (!is_new) {
-        applied.push_back(*old->second);
+        // The old endpoint, the new credentials (a key revoked in this edit is revoked).
+        auto kept = *old->second;
+        kept.api_keys_sha256 = u.api_keys_sha256;
+        kept.forward_authorization = u.forward_authorization;
+        applied.push_back(std::move(kept));
         old_users.erase(old);
       }
       continue;
@@ -117,7 +137,8 @@ void gateway::impl::reload(const gateway_config& next) {
   // removed user's API key no longer authenticates, an added one's does.
   gateway_config auth_view = next;
   auth_view.users = applied;
-  authenticator auth{auth_view};
+  auth_required_ = auth_required_ || auth_configured(next);
+  authenticator auth{auth_view, auth_required_};
   std::unordered_set<std::string> known;
   std::vector<std::string> agents;
   for (auto& u : applied) {

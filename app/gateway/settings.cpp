@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth_settings.hpp"
+#include "gateway/tls.hpp"
 #include "gateway/user_settings.hpp"
 #include "net/text.hpp"
 #include "sshpool/text.hpp"
@@ -109,7 +110,9 @@ setting bool_setting(const char* key, const char* env, const char* help, Ref ref
           [ref](const gateway_config& c) { return std::string{ref(c) ? "true" : "false"}; }};
 }
 
-std::string apply_listen(gateway_config& c, std::string_view v) {
+/// Parses "ADDR:PORT" (a host name, IPv4 or [IPv6]; port 0-65535) of this machine into
+/// `host_out` and `port_out`; returns why it is invalid, or an empty string.
+std::string parse_listen(std::string_view v, std::string& host_out, std::uint16_t& port_out) {
   auto colon = v.rfind(':');
   if (colon == std::string_view::npos || colon == 0)
     return "'" + std::string{v} + "' is not ADDR:PORT";
@@ -128,9 +131,29 @@ std::string apply_listen(gateway_config& c, std::string_view v) {
   if (int rc = ::getaddrinfo(host_text.c_str(), nullptr, &hints, &found); rc != 0)
     return "'" + host_text + "' is not an address of this machine: " + ::gai_strerror(rc);
   ::freeaddrinfo(found);
-  c.listen_host = std::string{host};
-  c.listen_port = static_cast<std::uint16_t>(*port);
+  host_out = std::string{host};
+  port_out = static_cast<std::uint16_t>(*port);
   return {};
+}
+
+std::string apply_listen(gateway_config& c, std::string_view v) {
+  return parse_listen(v, c.listen_host, c.listen_port);
+}
+
+/// The admin listener's address, as `listen`; empty: none.
+std::string apply_admin_listen(gateway_config& c, std::string_view v) {
+  if (v.empty()) {
+    c.admin_listen_host.clear();
+    c.admin_listen_port = 0;
+    return {};
+  }
+  return parse_listen(v, c.admin_listen_host, c.admin_listen_port);
+}
+
+/// "ADDR:PORT" as `listen` takes it ("[v6]:port" for an IPv6 address).
+std::string show_address(const std::string& host, std::uint16_t port) {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
 /// The agent listener's address: numeric "IPv4:port" or "[IPv6]:port" as it takes it (port
@@ -160,11 +183,7 @@ const std::vector<setting>& settings() {
   static const std::vector<setting> table = {
       {"listen", "LISTEN", "ADDR:PORT", "",
        "address and port of the HTTP front end (port 0: ephemeral)", apply_listen,
-       [](const gateway_config& c) {
-         bool v6 = c.listen_host.find(':') != std::string::npos;
-         return (v6 ? "[" + c.listen_host + "]" : c.listen_host) + ":" +
-                std::to_string(c.listen_port);
-       }},
+       [](const gateway_config& c) { return show_address(c.listen_host, c.listen_port); }},
       {"log_level", "LOG_LEVEL", "LEVEL", "", "error, warn, info, debug or trace",
        [](gateway_config& c, std::string_view v) -> std::string {
          auto level = text::lower(v);
@@ -265,6 +284,15 @@ const std::vector<setting>& settings() {
           "header_timeout", "HEADER_TIMEOUT",
           "a request head not complete this long after the connection (or its first byte): 408",
           [](auto& c) -> auto& { return c.header_timeout; }),
+      {"admin_listen", "ADMIN_LISTEN", "ADDR:PORT", "",
+       "plain HTTP listener that alone serves /metrics, /stats, /healthz, /readyz (a private "
+       "address; port 0: ephemeral; empty: none, the front end serves them)",
+       apply_admin_listen,
+       [](const gateway_config& c) {
+         return c.admin_listen_host.empty()
+                    ? std::string{}
+                    : show_address(c.admin_listen_host, c.admin_listen_port);
+       }},
       count_setting(
           "max_in_flight_total", "MAX_IN_FLIGHT_TOTAL",
           "requests in flight across all users before fair share: then a user above budget / "
@@ -329,6 +357,35 @@ expected<void> fail(std::string message) {
   return {errc::invalid_argument, std::move(message)};
 }
 
+/// The "tls" object of the config file: {"cert_file": "...", "key_file": "..."} (paths
+/// relative to the file's directory).
+expected<void> load_tls_section(const json& value, const std::string& where,
+                                const std::string& base_dir, gateway_config& cfg) {
+  if (!value.is_object())
+    return fail(where + ": tls: must be an object {\"cert_file\": ..., \"key_file\": ...}");
+  for (auto& [key, file] : value.items()) {
+    if (key != "cert_file" && key != "key_file")
+      return fail(where + ": tls: unknown key '" + key + "' (cert_file, key_file)");
+    if (!file.is_string() || file.get<std::string>().empty())
+      return fail(where + ": tls." + key + ": must be a file name");
+    (key == "cert_file" ? cfg.tls_cert_file : cfg.tls_key_file) =
+        resolve_path(file.get<std::string>(), base_dir);
+  }
+  return {};
+}
+
+/// Both TLS files or neither; the pair is loaded once to check it (exit 2 at start, not a
+/// failed first handshake).
+expected<void> check_tls(const gateway_config& cfg) {
+  if (cfg.tls_cert_file.empty() && cfg.tls_key_file.empty())
+    return {};
+  if (cfg.tls_cert_file.empty() || cfg.tls_key_file.empty())
+    return fail("tls: needs both cert_file and key_file");
+  if (auto ctx = tls_context::load(cfg.tls_cert_file, cfg.tls_key_file); !ctx)
+    return fail("tls: " + ctx.error().message());
+  return {};
+}
+
 expected<void> load_file(const std::string& path, gateway_config& cfg) {
   std::string where = "config file " + path;
   std::ifstream in{path, std::ios::binary};
@@ -347,6 +404,11 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
   for (auto& [key, value] : doc.items()) {
     if (key == "users") {
       if (auto ok = load_users(value, where, base_dir, cfg); !ok)
+        return ok;
+      continue;
+    }
+    if (key == "tls") {
+      if (auto ok = load_tls_section(value, where, base_dir, cfg); !ok)
         return ok;
       continue;
     }
@@ -431,6 +493,8 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
                  "agent_listen: needs agent_host_key (the agent listener's host key file)"};
   if (auto ok = check_agent_users(cfg); !ok)
     return ok.error();
+  if (auto ok = check_tls(cfg); !ok)
+    return ok.error();
   if (auto ok = check_auth(cfg); !ok)
     return ok.error();
   cfg.engine.log_level = cfg.log_level;
@@ -444,6 +508,8 @@ std::vector<std::string> changed_settings(const gateway_config& a, const gateway
   for (auto& s : settings())
     if (s.show(a) != s.show(b))
       keys.emplace_back(s.key);
+  if (a.tls_cert_file != b.tls_cert_file || a.tls_key_file != b.tls_key_file)
+    keys.emplace_back("tls"); // the files named at start are the ones read again
   return keys;
 }
 
@@ -469,6 +535,8 @@ std::string usage_text() {
       "  \"bob\": {\"mode\": \"agent\", \"authorized_keys_file\": \"bob.keys\",\n"
       "          \"target_port\": 11434}\n"
       "and bob's machine runs: ssh -N -R 11434:localhost:11434 -p 2222 bob@gateway\n"
+      "TLS on the front end (TLS 1.2+, ALPN http/1.1; SIGHUP re-reads both files):\n"
+      "  \"tls\": {\"cert_file\": \"server.pem\", \"key_file\": \"server.key\"}\n"
       "\n"
       "Client authentication (then the credential decides the user): a user's\n"
       "  \"api_keys_sha256\": [\"<hex SHA-256 of a key>\"], \"forward_authorization\": false\n"
@@ -500,6 +568,8 @@ std::string describe(const gateway_config& cfg, const ssh::host_key_identity* ho
                      {"host_public_key", host_key->public_key}};
     out["agent_listener"] = std::move(listener);
   }
+  if (!cfg.tls_cert_file.empty())
+    out["tls"] = {{"cert_file", cfg.tls_cert_file}, {"key_file", cfg.tls_key_file}};
   if (cfg.jwt)
     out["jwt"] = describe_jwt(cfg);
   out["users"] = describe_users(cfg);

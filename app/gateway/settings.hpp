@@ -85,6 +85,15 @@ struct gateway_config {
   /// A request head (a new connection's first, or a later one from its first byte) not
   /// complete within this: 408 and closed.
   std::chrono::milliseconds header_timeout{std::chrono::seconds(5)};
+  /// TLS on the front end (file key "tls": {"cert_file", "key_file"}): the PEM certificate
+  /// chain and private key, both or neither (plain HTTP). Loaded and checked with the config.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  /// The admin listener (file key "admin_listen"), which alone serves /metrics, /stats,
+  /// /healthz and /readyz (plain HTTP, meant for a private address); an empty host: none,
+  /// and the front end serves them.
+  std::string admin_listen_host;
+  std::uint16_t admin_listen_port = 0;
   /// Client authentication (see auth.hpp): JWTs (nullopt: none; API keys are per user); a
   /// listen address that is not loopback needs authentication unless allow_unauthenticated;
   /// failed authentications per source address and window before 429, and the sources

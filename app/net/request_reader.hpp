@@ -93,6 +93,9 @@ public:
   bool in_message() const noexcept { return in_message_; }
   /// The head of the request in progress is complete.
   bool head_done() const noexcept { return head_done_; }
+  /// The request in progress as read so far (its method, target and headers once
+  /// `head_done`).
+  const request& current() const noexcept { return current_; }
   /// When the request in progress began.
   std::chrono::steady_clock::time_point started() const noexcept { return started_; }
 

@@ -3,11 +3,13 @@
 # shellcheck shell=bash disable=SC2154
 
 # run_wrk PORT [wrk args...]: runs wrk (its output into $work/wrk.out) while a live line
-# shows the elapsed time; prints "req_per_s p50_ms p99_ms errors".
+# shows the elapsed time; prints "req_per_s p50_ms p99_ms errors". $wrk_scheme: http
+# (default) or https.
 run_wrk() {
   local port=$1 pid start=$SECONDS
   shift
-  wrk --latency "$@" -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$port/" \
+  wrk --latency "$@" -s "$root/benchmarks/wrk-users.lua" \
+    "${wrk_scheme:-http}://127.0.0.1:$port/" \
     >"$work/wrk.out" 2>&1 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
@@ -32,18 +34,19 @@ run_wrk() {
 }
 
 # start_gateway USER...: starts sshpool-demo with USERs on the scenario's sshd, each forwarding
-# to its nginx; sets gw_port and gw_pid.
+# to its nginx; sets gw_port and gw_pid. $gw_extra: more config members (e.g. "tls"), and then
+# the files are gateway-tls.json and sshpool-demo-tls.log.
 start_gateway() {
-  local config=$work/gateway.json line fd entries="" u
+  local config=$work/gateway${gw_extra:+-tls}.json line fd entries="" u
   for u in "$@"; do
     entries+="${entries:+,}\"$u\": {\"host\": \"127.0.0.1\", \"port\": $SSHD_PORT,
       \"username\": \"$SSHD_USER\", \"identity_file\": \"$SSHD_IDENTITY\",
       \"known_hosts_file\": \"$SSHD_KNOWN_HOSTS\", \"target_host\": \"127.0.0.1\",
       \"target_port\": $nginx_port}"
   done
-  printf '{"listen": "127.0.0.1:0", "log_level": "warn", "users": {%s}}\n' "$entries" \
-    >"$config"
-  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo.log")
+  printf '{"listen": "127.0.0.1:0", "log_level": "warn", %s"users": {%s}}\n' \
+    "${gw_extra:+$gw_extra, }" "$entries" >"$config"
+  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo${gw_extra:+-tls}.log")
   pids+=($!)
   gw_pid=${pids[-1]}
   if ! read -r -t 30 line <&"$fd"; then
@@ -104,9 +107,11 @@ measure_wrk() {
     }' "$work/wrk.out"
 }
 
-# warm_up PORT: one second of `wrk -t1 -c32` on PORT (users: $WRK_USERS), answers unchecked.
+# warm_up PORT: one second of `wrk -t1 -c32` on PORT (users: $WRK_USERS, scheme $wrk_scheme),
+# answers unchecked.
 warm_up() {
-  wrk -t1 -c32 -d1s --timeout 10s -s "$root/benchmarks/wrk-users.lua" "http://127.0.0.1:$1/" \
+  wrk -t1 -c32 -d1s --timeout 10s -s "$root/benchmarks/wrk-users.lua" \
+    "${wrk_scheme:-http}://127.0.0.1:$1/" \
     >/dev/null
 }
 
@@ -123,7 +128,8 @@ ratio() {
 # on every path to the same nginx, interleaved within each mode: bare `ssh -L` (exec'd),
 # nginx as a reverse proxy with a keep-alive upstream to its own `ssh -L` (the pair a user
 # would otherwise deploy), and sshpool-demo with its default pool settings, one process
-# holding every user, requests round robin over 1, 3 and 100 users (--smoke: 5). Each path's
+# holding every user, requests round robin over 1, 3 and 100 users (--smoke: 5), and a second
+# sshpool-demo with TLS on its front end (a self-signed P-256 certificate), 1 user. Each path's
 # CPU is that of its own processes (the gateway; nginx and its ssh client; the ssh client);
 # wrk, the scenario's nginx and sshd are shared by all and not in it; sshd's share is shown
 # apart.
@@ -148,10 +154,18 @@ scenario_gateway() {
   for ((k = 0; k < many; ++k)); do
     users+=("g$k")
   done
+  # The TLS gateway first (start_gateway sets gw_port and gw_pid: the plain one's stay).
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" \
+    -out "$work/tls.pem" 2>/dev/null || return 1
+  gw_extra="\"tls\": {\"cert_file\": \"$work/tls.pem\", \"key_file\": \"$work/tls.key\"}" \
+    start_gateway g0 || return 1
+  local tls_port=$gw_port tls_pid=$gw_pid
   start_gateway "${users[@]}" || return 1
   echo "== gateway: sshpool-demo on :$gw_port ($many users g0..g$((many - 1)), default pool" \
-    "settings, requests round robin by /u/USER/), ssh -L (exec'd) on :$ssh_port, nginx ->" \
-    "ssh -L on :$proxy_port, nginx on :$nginx_port; wrk ${wrk_args[*]}"
+    "settings, requests round robin by /u/USER/), with TLS (g0) on :$tls_port, ssh -L" \
+    "(exec'd) on :$ssh_port, nginx -> ssh -L on :$proxy_port, nginx on :$nginx_port;" \
+    "wrk ${wrk_args[*]}"
   # Warm-up: every user's first connection (at the gateway's handshake rate, 100/s by
   # default) until each user has a pool and there are as many connections as users; the
   # first user's and the first three's connections at 32 in flight; the proxy's upstream
@@ -169,20 +183,24 @@ scenario_gateway() {
   for warm in "g0" "g0 g1 g2"; do
     WRK_USERS=$warm warm_up "$gw_port"
   done
+  WRK_USERS=g0 wrk_scheme=https warm_up "$tls_port"
   warm_up "$proxy_port"
   warm_up "$ssh_port"
   local header=date,mode,path,users,wrk,req_per_s,p50_ms,p99_ms,errors,requests,cpu_us_per_req
   [[ -s $csv ]] || echo "$header,cpu_of,sshd_cpu_pct" >"$csv"
-  local mode path port n cpu_pids cpu_of result status=0
-  local -a paths=(ssh-L nginx-ssh-L gateway-1u gateway-3u "gateway-${many}u")
+  local mode path port n cpu_pids cpu_of result status=0 wrk_scheme
+  local -a paths=(ssh-L nginx-ssh-L gateway-1u gateway-tls gateway-3u "gateway-${many}u")
   declare -A figures
   for mode in keep-alive close; do
     local hdr=()
     [[ $mode == keep-alive ]] || hdr=(-H 'Connection: close')
     for path in "${paths[@]}"; do
-      n=""
+      n="" wrk_scheme=http
       case $path in
       ssh-L) port=$ssh_port cpu_pids=$ssh_pid cpu_of="ssh" ;;
+      gateway-tls)
+        port=$tls_port cpu_pids=$tls_pid cpu_of="sshpool-demo" n=1 wrk_scheme=https
+        ;;
       nginx-ssh-L) port=$proxy_port cpu_pids="$proxy_pid $proxy_ssh_pid" cpu_of="nginx+ssh" ;;
       *)
         port=$gw_port cpu_pids=$gw_pid cpu_of="sshpool-demo" n=${path#gateway-}
@@ -220,7 +238,9 @@ scenario_gateway() {
     "keep-alive: 3 users / 1 user, req/s|keep-alive/gateway-3u|keep-alive/gateway-1u|0|>= 1.0x" \
     "keep-alive: $many users / 1 user, req/s|keep-alive/gateway-${many}u|keep-alive/gateway-1u|0|>= 0.8x" \
     "close: gateway / ssh -L, req/s|close/gateway-1u|close/ssh-L|0|>= 1.2x" \
-    "close: gateway / nginx -> ssh -L, req/s|close/gateway-1u|close/nginx-ssh-L|0|"; do
+    "close: gateway / nginx -> ssh -L, req/s|close/gateway-1u|close/nginx-ssh-L|0|" \
+    "keep-alive: gateway TLS / plain, req/s|keep-alive/gateway-tls|keep-alive/gateway-1u|0|" \
+    "close: gateway TLS / plain, req/s|close/gateway-tls|close/gateway-1u|0|"; do
     IFS='|' read -r label x y field target <<<"$spec"
     printf '  %-46s %-7s %s\n' "$label" "$(ratio "${figures[$x]}" "${figures[$y]}" "$field")" \
       "${target:+(target $target)}"

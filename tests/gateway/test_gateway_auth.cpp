@@ -6,15 +6,18 @@
 // serve a non-loopback address without authentication.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
 #include "support/jwt_mint.hpp"
+#include "support/netns.hpp"
 #include "support/test_sshd.hpp"
 
 using namespace sshpool::test;
@@ -186,6 +189,41 @@ TEST_CASE("with authentication, the credential decides the user", "[gateway][aut
   }
 }
 
+TEST_CASE("a request that will be refused is answered at its head: no 100 Continue, no body read",
+          "[gateway][auth]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{}};
+  temp_dir dir;
+  running_gateway gw{dir.write("config.json", auth_config(sshd, backend.port(), {}))};
+  {
+    http_client client{gw.port};
+    client.send_raw("POST /u/alice/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 10000000\r\n"
+                    "Expect: 100-continue\r\n\r\n");
+    auto res = client.read_response(5s);
+    CHECK(res.status == 401); // not 100 Continue
+    CHECK(res.header("WWW-Authenticate").rfind("Bearer", 0) == 0);
+  }
+  {
+    // Without Expect: answered as soon as the head is in, most of the body never sent.
+    http_client client{gw.port};
+    client.send_raw("POST /echo HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer wrong-key\r\n"
+                    "Content-Length: 10000000\r\n\r\n" +
+                    std::string(1000, 'x'));
+    CHECK(client.read_response(5s).status == 401);
+  }
+  // With the right key a body is read and forwarded whole.
+  std::string body(200000, 'b');
+  http_client client{gw.port};
+  client.send_request("POST", "/echo",
+                      {{"Authorization", "Bearer alice-secret-key"}, {"Expect", "100-continue"}},
+                      body);
+  auto res = client.read_response(10s);
+  CHECK(res.status == 200);
+  CHECK(res.body.find(body) != std::string::npos);
+  CHECK(auth_failures(gw.port, "missing") == 1);
+  CHECK(auth_failures(gw.port, "unknown_api_key") == 1);
+}
+
 TEST_CASE("a source with too many failed authentications gets 429", "[gateway][auth]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{}};
@@ -232,6 +270,38 @@ TEST_CASE("a non-loopback listen address needs authentication or allow_unauthent
   CHECK(allowed->wait_for_output("listening on 0.0.0.0:", 30s));
   auto keyed = run(dir.write("keyed.json", auth_config(sshd, 9, {})), {});
   CHECK(keyed->wait_for_output("listening on 0.0.0.0:", 30s));
+}
+
+TEST_CASE("without admin_listen, a listener facing the network shows /metrics and /stats to "
+          "loopback clients only (network namespace)",
+          "[gateway][auth]") {
+  test_netns ns;
+  if (!ns.available()) {
+    WARN("skipped: " << ns.why_unavailable());
+    return;
+  }
+  test_sshd sshd;
+  temp_dir dir;
+  running_gateway gw{
+      dir.write("keyed.json", auth_config(sshd, 9, {})), {}, {"--listen", "0.0.0.0:0"}};
+  CHECK(fetch(gw.port, "GET", "/stats").status == 200);
+  CHECK(fetch(gw.port, "GET", "/metrics").status == 200);
+  // From the namespace, through the test's end of the veth pair: not loopback.
+  auto status_from_ns = [&](const std::string& path) {
+    auto out = dir.path() + "/status";
+    std::remove(out.c_str());
+    auto cmd = "ip netns exec " + ns.name() + " curl -s -o /dev/null -w '%{http_code}' http://" +
+               ns.host_address() + ":" + std::to_string(gw.port) + path + " > " + out;
+    CHECK(std::system(cmd.c_str()) == 0);
+    std::ifstream in{out};
+    std::string status;
+    std::getline(in, status);
+    return status;
+  };
+  CHECK(status_from_ns("/healthz") == "200");
+  CHECK(status_from_ns("/readyz") == "200");
+  CHECK(status_from_ns("/stats") == "403");
+  CHECK(status_from_ns("/metrics") == "403");
 }
 
 TEST_CASE("--check-config shows the authentication settings, hashes only", "[gateway][auth]") {

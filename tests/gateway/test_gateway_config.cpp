@@ -51,6 +51,7 @@ std::vector<std::string> clean_env(std::vector<std::string> extra = {}) {
                                   "MAX_CLIENTS_PER_SOURCE",
                                   "CLIENT_TIMEOUT",
                                   "HEADER_TIMEOUT",
+                                  "ADMIN_LISTEN",
                                   "AGENT_LISTEN",
                                   "AGENT_HOST_KEY",
                                   "AGENT_LOGIN_GRACE",

@@ -205,6 +205,13 @@ TEST_CASE("SIGHUP with API keys: an added user's key authenticates, a removed us
   REQUIRE(gw.proc.wait_for_output("reloaded", 20s, true));
   CHECK(eventually([&] { return as(carol_key).header("X-Backend") == "backend-c"; }));
   CHECK(as(alice_key).status == 401);
+
+  // A file without any credential cannot switch authentication off: refused whole.
+  dir.write("config.json", make_config(sshd, {{"carol", c.port()}}));
+  gw.proc.signal(SIGHUP);
+  REQUIRE(gw.proc.wait_for_output("reload_refused", 20s, true));
+  CHECK(fetch(gw.port, "GET", "/u/carol/echo").status == 401);
+  CHECK(as(carol_key).header("X-Backend") == "backend-c");
 }
 
 TEST_CASE("fair share: a flooding user gets 429, another user's latency stays low",

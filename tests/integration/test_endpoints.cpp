@@ -26,11 +26,9 @@ namespace {
 using world = basic_world<test_sshd>;
 
 /// The value of header `name` of `res` ("" if absent).
-std::string header_of(const response& res, const std::string& name) {
-  for (auto& [n, v] : res.headers)
-    if (n == name)
-      return v;
-  return {};
+std::string header_of(const response& res, std::string_view name) {
+  auto* value = res.header(name);
+  return value ? *value : std::string{};
 }
 
 /// The handshakes of `user` so far (0 if the engine has no pool for it).
@@ -41,6 +39,25 @@ std::uint64_t handshakes_of(engine& eng, const std::string& user) {
   return 0;
 }
 
+/// bob, another user of the engine, with a leased connection that served once: what a
+/// change of alice must leave alone.
+struct bystander {
+  explicit bystander(world& w) : user(w.eng, "bob", "backend-b"), conn(w.lease("bob")) {
+    REQUIRE(conn->forward(get("bob-1", "/echo")));
+    handshakes = handshakes_of(w.eng, "bob");
+  }
+
+  /// Still the same healthy connection, and no handshake since.
+  void check_untouched(engine& eng) {
+    CHECK(conn->is_healthy());
+    CHECK(handshakes_of(eng, "bob") == handshakes);
+  }
+
+  neighbour<test_sshd> user;
+  expected<connection> conn;
+  std::uint64_t handshakes = 0;
+};
+
 } // namespace
 
 TEST_CASE("remove_endpoint drains the user, refuses it at once and leaves the others alone",
@@ -49,10 +66,7 @@ TEST_CASE("remove_endpoint drains the user, refuses it at once and leaves the ot
   cfg.pool.shutdown_grace_period = 10s;
   cfg.pool.max_connections_per_user = 1; // a second lease shares the connection at once
   world w{cfg};
-  neighbour<test_sshd> bob{w.eng, "bob", "backend-b"};
-  auto bob_conn = w.lease("bob");
-  REQUIRE(bob_conn->forward(get("bob-1", "/echo")));
-  auto bob_handshakes = handshakes_of(w.eng, "bob");
+  bystander bob{w};
 
   auto alice = w.lease("alice");
   auto slow = alice->forward_async(get("slow", "/slow/1500"));
@@ -69,7 +83,7 @@ TEST_CASE("remove_endpoint drains the user, refuses it at once and leaves the ot
   CHECK(refused.error().code() == errc::unknown_user);
   CHECK(removed.wait_for(0s) == std::future_status::timeout); // still draining
   // Bob's connection serves on meanwhile.
-  auto bob_res = bob_conn->forward(get("bob-2", "/echo"));
+  auto bob_res = bob.conn->forward(get("bob-2", "/echo"));
   REQUIRE(bob_res);
   CHECK(header_of(*bob_res, "X-Backend") == "backend-b");
 
@@ -91,12 +105,11 @@ TEST_CASE("remove_endpoint drains the user, refuses it at once and leaves the ot
   REQUIRE_FALSE(twice);
   CHECK(twice.error().code() == errc::unknown_user);
 
-  // Bob: the same connection, no handshake since.
-  CHECK(bob_conn->is_healthy());
-  REQUIRE(w.eng.pool().release_connection("bob", *bob_conn));
+  // Bob: the same connection, no handshake since, and it is the one leased again.
+  bob.check_untouched(w.eng);
+  REQUIRE(w.eng.pool().release_connection("bob", *bob.conn));
   auto again = w.lease("bob");
-  CHECK(again->id() == bob_conn->id());
-  CHECK(handshakes_of(w.eng, "bob") == bob_handshakes);
+  CHECK(again->id() == bob.conn->id());
 
   // Alice may come back.
   REQUIRE(w.eng.set_endpoint("alice", w.sshd.make_endpoint(w.backend.port())));
@@ -109,10 +122,7 @@ TEST_CASE("a new endpoint: new connections use it, idle old ones close, leased o
   auto cfg = quiet_config(5s, 10s);
   cfg.pool.max_connections_per_user = 3;
   world w{cfg};
-  neighbour<test_sshd> bob{w.eng, "bob", "backend-b"};
-  auto bob_conn = w.lease("bob");
-  REQUIRE(bob_conn->forward(get("bob-1", "/echo")));
-  auto bob_handshakes = handshakes_of(w.eng, "bob");
+  bystander bob{w};
 
   // Two connections of alice to the old endpoint: one leased, one idle.
   auto leased = w.lease("alice");
@@ -146,6 +156,5 @@ TEST_CASE("a new endpoint: new connections use it, idle old ones close, leased o
   auto same = fresh->forward(get("same", "/echo"));
   CHECK(same);
 
-  CHECK(bob_conn->is_healthy());
-  CHECK(handshakes_of(w.eng, "bob") == bob_handshakes);
+  bob.check_untouched(w.eng);
 }
