@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/type_id.hpp>
@@ -181,6 +183,19 @@ typename Inspector::result_type inspect(Inspector& f, shutdown_report& x) {
            x.in_flight_at_start, x.completed_during_drain, x.cut, x.forced);
 }
 
+/// An `error` crosses the wire as its code and message. (A reply's error travels as a
+/// `caf::error` of the "sshpool" category: `make_caf_error`, `from_caf_error`.)
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, error& x) {
+  auto code = x.code();
+  auto message = x.message();
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x = error{code, std::move(message)};
+    return caf::none;
+  });
+  return f(caf::meta::type_name("sshpool.error"), code, message, load);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease& x) {
   return f(caf::meta::type_name("sshpool.lease"), x.user, x.id, x.connection_id, x.connection);
@@ -203,4 +218,5 @@ CAF_ADD_TYPE_ID(sshpool, (sshpool::shutdown_report))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::connection_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::stream_sink_actor))
 CAF_ADD_TYPE_ID(sshpool, (sshpool::supervisor_actor))
+CAF_ADD_TYPE_ID(sshpool, (sshpool::error))
 CAF_END_TYPE_ID_BLOCK(sshpool)
