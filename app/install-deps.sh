@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sshpool needs to build, test and run its demo, plus any
-# given as arguments; only the missing ones, with sudo when not root.
+# Installs the Debian packages sshpool needs to build and run its demo, plus any given as
+# arguments (the tests add theirs: promtool, the openssl CLI); only the missing ones, with
+# sudo when not root.
 # usage: app/install-deps.sh [extra-package...]
 set -euo pipefail
 packages=(build-essential cmake libcaf-dev libssh-dev libssl-dev libspdlog-dev catch2
   libhttp-parser-dev nlohmann-json3-dev openssh-server openssh-client iproute2 procps curl
-  prometheus "$@")
+  "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

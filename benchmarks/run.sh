@@ -119,7 +119,7 @@ if [[ -n $baseline ]]; then
   done
 fi
 
-"$root/app/install-deps.sh" nginx-light wrk gnuplot-nox
+"$root/app/install-deps.sh" nginx-light wrk gnuplot-nox openssl
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
   -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" --target sshpool-bench sshpool-bench-engine sshpool-bench-slow sshpool-demo \

@@ -29,7 +29,7 @@ case $mode in
     exit 2
     ;;
 esac
-"$root/app/install-deps.sh"
+"$root/app/install-deps.sh" prometheus openssl
 supp=$root/tests/sanitizers
 
 # configure_and_build DIR SANITIZERS [TARGET...]: no targets = everything
