@@ -438,6 +438,13 @@ std::string metric_value(const std::string& text, const std::string& name_and_la
   return {};
 }
 
+double metric(std::uint16_t port, const std::string& name_and_labels) {
+  auto res = fetch(port, "GET", "/metrics");
+  REQUIRE(res.status == 200);
+  auto text = metric_value(res.body, name_and_labels);
+  return text.empty() ? -1 : std::stod(text);
+}
+
 void check_promtool(const temp_dir& dir, const std::string& text) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     WARN("promtool not found (Debian package prometheus): the exposition format is not checked");

@@ -158,6 +158,9 @@ http_response fetch(std::uint16_t port, const std::string& method, const std::st
 /// The value of the Prometheus sample `name{labels}` ("" if absent) in `text`.
 std::string metric_value(const std::string& text, const std::string& name_and_labels);
 
+/// The value of the sample `name{labels}` in the /metrics of 127.0.0.1:`port` (-1 if absent).
+double metric(std::uint16_t port, const std::string& name_and_labels);
+
 /// Checks `text` with `promtool check metrics` (written to a file in `dir`): no complaint
 /// (CHECK). Without promtool (Debian package prometheus) it only warns.
 void check_promtool(const temp_dir& dir, const std::string& text);

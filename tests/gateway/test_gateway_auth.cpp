@@ -81,11 +81,7 @@ json seen_headers(const http_response& res) {
 }
 
 double auth_failures(std::uint16_t port, const std::string& reason) {
-  auto res = fetch(port, "GET", "/metrics");
-  REQUIRE(res.status == 200);
-  auto text =
-      metric_value(res.body, "sshpool_gateway_auth_failures_total{reason=\"" + reason + "\"}");
-  return text.empty() ? -1 : std::stod(text);
+  return metric(port, "sshpool_gateway_auth_failures_total{reason=\"" + reason + "\"}");
 }
 
 } // namespace

@@ -26,13 +26,6 @@ using sshpool::demo::http_backend;
 
 namespace {
 
-double metric(std::uint16_t port, const std::string& name) {
-  auto res = fetch(port, "GET", "/metrics");
-  REQUIRE(res.status == 200);
-  auto text = metric_value(res.body, name);
-  return text.empty() ? -1 : std::stod(text);
-}
-
 /// `count` requests by a well-behaved client, each on a fresh connection (as a new client
 /// arrives while the flood holds the slots); the slowest one's time to its whole response.
 long long normal_client(std::uint16_t port, int count) {

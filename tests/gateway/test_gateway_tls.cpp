@@ -249,13 +249,6 @@ std::uint16_t admin_port(const child_process& proc) {
   return static_cast<std::uint16_t>(std::stoi(proc.out().substr(at + marker.size())));
 }
 
-double metric(std::uint16_t admin, const std::string& name) {
-  auto res = fetch(admin, "GET", "/metrics");
-  REQUIRE(res.status == 200);
-  auto text = metric_value(res.body, name);
-  return text.empty() ? -1 : std::stod(text);
-}
-
 } // namespace
 
 TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plain HTTP refused",
