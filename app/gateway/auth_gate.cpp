@@ -16,7 +16,7 @@
 // A request with a body is checked at its head already (`admit_head`: the source's limit,
 // the credential): one that will be refused is answered without its body being read (no
 // 100 Continue, nothing buffered), so unauthenticated clients cannot make the gateway hold
-// bodies. Its credential is verified again with the whole request.
+// bodies. The user it found comes with the whole request (http_request::principal).
 #include "gateway/gateway_impl.hpp"
 #include "gateway/headers.hpp"
 #include "gateway/logging.hpp"
@@ -38,17 +38,23 @@ std::int64_t unix_now() {
 bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_request& req,
                                  std::string& user) {
   auto now = auth_rate_limiter::clock::now();
-  if (auto wait = auth_limiter_.refused(req.peer, now)) {
+  auth_outcome outcome;
+  if (!req.principal.empty()) {
+    // Verified at the head (admit_head), this same header: not again.
+    outcome.user = req.principal;
+    outcome.token_presented = true;
+  } else if (auto wait = auth_limiter_.refused(req.peer, now)) {
     metrics_.count_auth_failure(auth_failure::rate_limited);
     fail(id, std::move(ex), 429, "too_many_auth_failures",
          "too many failed authentications from this address; retry later",
          {{"Retry-After", std::to_string(wait->count())}});
     return false;
+  } else {
+    outcome = auth_.authenticate(req.header("Authorization"), unix_now());
   }
   auto credentials = std::count_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
     return text::iequals(h.first, "Authorization");
   });
-  auto outcome = auth_.authenticate(req.header("Authorization"), unix_now());
   if (credentials > 1) {
     outcome.user.clear();
     outcome.failure = failure_of(jwt_refusal::malformed);
@@ -81,7 +87,8 @@ bool gateway::impl::authenticate(std::uint64_t id, exchange& ex, const http_requ
   return false;
 }
 
-bool gateway::impl::admit_head(const net::request& head, const std::string& peer) {
+bool gateway::impl::admit_head(const net::request& head, const std::string& peer,
+                               std::string& principal) {
   if (!auth_.enabled() ||
       (head.header("Content-Length") == nullptr && head.header("Transfer-Encoding") == nullptr))
     return true; // nothing to hold: on_request decides alone
@@ -90,7 +97,11 @@ bool gateway::impl::admit_head(const net::request& head, const std::string& peer
   if (head.header("X-User-Id") == nullptr && !admin_server_ &&
       is_operational_path(path_only(head.target)))
     return true;
-  return !auth_.authenticate(head.header("Authorization"), unix_now()).failure;
+  auto outcome = auth_.authenticate(head.header("Authorization"), unix_now());
+  if (outcome.failure)
+    return false;
+  principal = std::move(outcome.user);
+  return true;
 }
 
 void gateway::impl::strip_credentials(const std::string& user, header_list& headers) const {

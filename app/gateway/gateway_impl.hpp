@@ -57,7 +57,8 @@ public:
   void reload(const gateway_config& next);
 
   // -- http_handler (loop thread) -------------------------------------------------------------
-  bool admit_head(const net::request& head, const std::string& peer) override;
+  bool admit_head(const net::request& head, const std::string& peer,
+                  std::string& principal) override;
   void on_request(http_request req) override;
   void on_bad_request(http_request req, int status, std::string why) override;
   void on_body_sent(std::uint64_t id, std::size_t bytes) override;

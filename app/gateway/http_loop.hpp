@@ -70,6 +70,8 @@ struct connection {
   bool http10 = false;
   /// The head of the request in progress was put to `admit_head`.
   bool head_admitted = false;
+  /// What `admit_head` said of it (see http_request::principal).
+  std::string principal;
   /// Received bytes not parsed yet (pipelined requests wait here).
   std::string in;
   std::size_t in_off = 0;

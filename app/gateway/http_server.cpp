@@ -218,7 +218,7 @@ void http_server::loop::advance(connection& c) {
     c.in_off += used;
     if (c.reader.head_done() && !c.head_admitted) {
       c.head_admitted = true;
-      if (!handler_.admit_head(c.reader.current(), c.peer)) {
+      if (!handler_.admit_head(c.reader.current(), c.peer, c.principal)) {
         withhold_body(c);
         break;
       }
@@ -256,6 +256,8 @@ void http_server::loop::dispatch(connection& c) {
   c.head_request = req.method == "HEAD";
   req.exchange = c.exchange;
   req.peer = c.peer;
+  req.principal = std::move(c.principal);
+  c.principal.clear();
   if (stopping_)
     c.close_after = true;
   handler_.on_request(std::move(req));

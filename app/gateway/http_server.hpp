@@ -52,6 +52,9 @@ struct http_request : net::request {
   /// The handler refused the head (`admit_head`): the body was not read (`body` is empty)
   /// and the connection closes after the answer.
   bool body_withheld = false;
+  /// Whom `admit_head` found the client to be (empty: nobody, or not asked), so that the
+  /// handler need not verify the same credential twice.
+  std::string principal;
 };
 
 /// The head of a response. The server adds Content-Length or Transfer-Encoding and
@@ -78,7 +81,9 @@ public:
   /// The head of a request is complete, its body not read yet: false stops reading the
   /// connection, and the request comes to `on_request` at once, `body_withheld`, to be
   /// refused (so that a client that will be refused cannot make the server hold its body).
-  virtual bool admit_head(const net::request& /*head*/, const std::string& /*peer*/) {
+  /// What it sets `principal` to comes with the request (`http_request::principal`).
+  virtual bool admit_head(const net::request& /*head*/, const std::string& /*peer*/,
+                          std::string& /*principal*/) {
     return true;
   }
 
