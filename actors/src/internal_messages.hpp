@@ -11,8 +11,10 @@
 // connections.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sshpool/messages.hpp"
 #include "sshpool/ssh/agent_listener.hpp"
@@ -54,6 +56,10 @@ CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, config_atom, "sp_config")
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, sweep_atom, "sp_sweep")
 // shutdown's timer
 CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, grace_over_atom, "sp_grace")
+// supervisor ← cluster actor (the members and the directory), cluster actor ← supervisor
+// (this node claims a user, or gives the claim up)
+CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, view_atom, "sp_view")
+CAF_ADD_ATOM(sshpool_internal_atoms, sshpool, claim_atom, "sp_claim")
 CAF_END_TYPE_ID_BLOCK(sshpool_internal_atoms)
 
 namespace sshpool {
@@ -94,6 +100,32 @@ private:
   };
   std::string user_;
   std::shared_ptr<shared> shared_;
+};
+
+/// What of the cluster actor its supervisor uses: this node claims `user` (true: its agent
+/// connected here, or this node finishes work for a user that moved) or gives the claim up.
+using claim_actor = caf::typed_actor<caf::reacts_to<claim_atom, std::string, bool>>;
+
+/// The cluster as one node sees it, sent by the cluster actor to its supervisor whenever the
+/// members or the directory change. Never crosses nodes (it holds this node's handles).
+struct cluster_view {
+  /// This node's id.
+  std::string self;
+  /// Live members, `self` included, sorted: the candidates of `rendezvous::owner`.
+  std::vector<std::string> members;
+  /// The other live members' supervisors, by node id.
+  std::map<std::string, supervisor_actor> supervisors;
+  /// The directory: users whose owner is fixed by a claim, with the claiming node (a live
+  /// member); they are not hashed.
+  std::map<std::string, std::string> claims;
+  /// The local cluster actor, for claim_atom.
+  claim_actor cluster;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
+    return f(caf::meta::type_name("sshpool.cluster_view"), x.self, x.members, x.supervisors,
+             x.claims, x.cluster);
+  }
 };
 
 /// A connection actor in full: its lessee's interface, plus what its pool, its transport
@@ -192,4 +224,6 @@ CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::supervisor_impl))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::cleanup_actor))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::shutdown_actor))
 CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::agent_offer))
+CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::claim_actor))
+CAF_ADD_TYPE_ID(sshpool_internal, (sshpool::cluster_view))
 CAF_END_TYPE_ID_BLOCK(sshpool_internal)

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "sshpool/error.hpp"
 
@@ -92,6 +93,31 @@ struct agent_listener_config {
   std::size_t max_auth_tries = 6;
 };
 
+/// Cluster mode: this engine is one node of several that share the users (each user has
+/// one owner node; the others hand its calls to the owner over CAF's middleman, which runs
+/// on mutual TLS with the cluster's own CA). Off unless `node_id` is set.
+struct cluster_config {
+  /// This node's name, unique in the cluster (it decides which users the node owns).
+  std::string node_id;
+  /// The middleman's address, "IPv4:port" or "[IPv6]:port"; bind it to a private address.
+  std::string listen;
+  /// The other nodes' middleman addresses ("host:port"); a node listed by only one side is
+  /// still a member once it connected.
+  std::vector<std::string> peers;
+  /// PEM files: the cluster's CA (peers must present a certificate it signed), this node's
+  /// certificate and its unencrypted private key.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  /// Liveness: every peer is probed this often, and counted down (its users move to the
+  /// survivors) when it has not answered for `heartbeat_timeout`.
+  std::chrono::milliseconds heartbeat_interval{500};
+  std::chrono::milliseconds heartbeat_timeout{std::chrono::seconds(3)};
+  /// Reconnecting to a peer that is down: exponential backoff between these bounds.
+  std::chrono::milliseconds reconnect_backoff_base{200};
+  std::chrono::milliseconds reconnect_backoff_cap{std::chrono::seconds(5)};
+};
+
 /// Settings of an engine.
 struct engine_config {
   pool_config pool;
@@ -110,6 +136,8 @@ struct engine_config {
   bool start_cleanup = true;
   /// Reverse mode's agent listener (off unless `agents.listen` is set).
   agent_listener_config agents;
+  /// Cluster mode (off unless `cluster.node_id` is set).
+  cluster_config cluster;
 };
 
 /// Checks every setting; the error names the offending one.

@@ -165,6 +165,40 @@ struct pool_stats {
   std::vector<user_stats> users;
 };
 
+/// One configured or connected peer of a cluster node.
+struct cluster_peer_stats {
+  /// Its address as configured (or as it connected from, for a peer not configured here).
+  std::string address;
+  /// Its node id once known (empty before the first connection).
+  std::string node_id;
+  /// Connected and answering heartbeats.
+  bool up = false;
+  /// Connections made, and attempts or connections that failed or were lost.
+  std::uint64_t connects = 0;
+  std::uint64_t failures = 0;
+  /// When `up` last changed (epoch if never).
+  std::chrono::system_clock::time_point since;
+};
+
+/// What a cluster node sees: its members and its traffic to and from the other nodes.
+struct cluster_stats {
+  std::string node_id;
+  /// Live members, this node included, sorted.
+  std::vector<std::string> members;
+  std::vector<cluster_peer_stats> peers;
+  /// Times the set of live members changed.
+  std::uint64_t membership_changes = 0;
+  /// Users whose owner is fixed by a claim (an agent connected to a node, or a previous
+  /// owner finishing its work), cluster wide as this node knows it.
+  std::uint64_t claims = 0;
+  /// Leases this node asked of other nodes, and those that failed.
+  std::uint64_t remote_acquires = 0;
+  std::uint64_t remote_acquire_failures = 0;
+  /// Leases this node gave to other nodes' callers, and those held now.
+  std::uint64_t served_acquires = 0;
+  std::uint64_t served_leases = 0;
+};
+
 /// Settings of the cleanup actor (see `cleanup_service`).
 struct cleanup_config {
   /// Period of the cleanup ticks.
