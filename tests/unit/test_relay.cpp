@@ -1,8 +1,9 @@
 // The relay (actors/src/relay.cpp) on CAF's deterministic test coordinator, in front of a
 // scripted connection actor standing for a remote connection: calls and streams pass
 // through (acks back to the connection), a release lets what was sent before it finish,
-// and when the connection goes down (or its node leaves) everything pending fails at once
-// with connection_lost, streams end with it, and later calls fail at once too.
+// and when the connection goes down everything pending fails at once with connection_lost
+// (with shutting_down when the engine stops), streams end with it, and later calls fail at
+// once too.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -165,16 +166,17 @@ TEST_CASE("a relay whose remote connection goes down fails everything at once", 
   CHECK(healthy->value == false);
 }
 
-TEST_CASE("a relay whose node left the cluster fails everything with that reason", "[relay]") {
+TEST_CASE("a relay told its engine stops fails everything with that reason", "[relay]") {
   relay_fixture f;
   auto forwarded = f.ask<response>(f.relay, forward_atom_v, request{}, caf::timespan{5s});
   f.start_stream();
-  caf::anon_send(f.relay, lost_atom_v, make_caf_error(errc::connection_lost, "node n2 left"));
+  caf::anon_send(f.relay, lost_atom_v,
+                 make_caf_error(errc::shutting_down, "the engine is stopping"));
   f.sched->run();
   REQUIRE(forwarded->done);
-  CHECK(forwarded->err.code() == errc::connection_lost);
-  CHECK(forwarded->err.message() == "node n2 left");
-  CHECK(f.sunk->end.code() == errc::connection_lost);
+  CHECK(forwarded->err.code() == errc::shutting_down);
+  CHECK(forwarded->err.message() == "the engine is stopping");
+  CHECK(f.sunk->end.code() == errc::shutting_down);
   // A sink going away cancels its streams at the remote connection (a live relay).
   relay_fixture g;
   g.start_stream();
