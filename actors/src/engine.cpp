@@ -250,6 +250,8 @@ engine::engine(engine_config cfg)
   auto& im = *impl_;
   im.own_cfg = std::make_unique<caf::actor_system_config>();
   add_message_types(*im.own_cfg);
+  if (!im.cfg.cluster.node_id.empty())
+    add_cluster_modules(*im.own_cfg, im.cfg.cluster);
   auto threads = im.cfg.scheduler_threads != 0
                      ? im.cfg.scheduler_threads
                      : std::max<std::size_t>(1, std::thread::hardware_concurrency());
