@@ -248,13 +248,12 @@ std::optional<caf::result<T>> to_owner(self_ptr self, const std::string& user,
 
 // -- views ------------------------------------------------------------------------------------
 
-/// Relays, acquires and served leases of the nodes that left (`old` is the previous view).
+/// Acquires and served leases of the nodes that left (`old` is the previous view).
 void members_left(self_ptr self, const cluster_view& old, const std::vector<std::string>& gone) {
   auto& cl = *self->state.cluster;
-  for (auto& [addr, r] : cl.relays)
-    if (std::binary_search(gone.begin(), gone.end(), r.node))
-      self->send(r.relay, lost_atom_v,
-                 make_caf_error(errc::connection_lost, "node " + r.node + " left the cluster"));
+  // Relays are left alone: each monitors its remote connection, whose proxy CAF kills when
+  // the connection to that node is lost (the cluster's middleman heartbeat closes a silent
+  // one within the heartbeat deadline), while a node that left to drain finishes their calls.
   fail_over_acquires(self, gone);
   std::vector<caf::node_id> nodes;
   for (auto& node : gone)

@@ -5,7 +5,10 @@
 // sends the supervisor a cluster_view, and the claims the supervisor sends are recorded.
 //
 // Arguments: node_id, then key=value pool settings (conns, channels, waiters, acquire_ms,
-// connect_ms, window). Commands ("<tag> <command> <args>"), each run on a thread of its own:
+// connect_ms, window). With listen=PORT (and peers=PORT,PORT, pki=DIR) the node runs as a
+// real cluster node instead: the engine's cluster actor on mutual TLS forms the cluster
+// and sends the views; `peer` and `view` are then not used. Commands ("<tag> <command> <args>"),
+// each run on a thread of its own:
 //   endpoint USER HOST PORT LOGIN IDENTITY KNOWN_HOSTS TARGET_PORT
 //   peer NODE PORT          view NODE...           claims
 //   get USER PATH           a whole response: "ok STATUS BODY_BYTES", then released
@@ -15,6 +18,8 @@
 //                           "ok BODY_BYTES BYTES_BY_THE_END_OF_THE_HOLD"
 //   counters                "ok REMOTE_ACQUIRES FAILURES SERVED_ACQUIRES SERVED_LEASES"
 //   conns                   "ok TOTAL_CONNECTIONS" (this node's pools)
+//   members, cstats         cluster mode: engine::cluster_status()'s members, and its
+//                           routed counters (as `counters`)
 // The first line is "ready PORT". EOF on stdin ends the node.
 #include <atomic>
 #include <condition_variable>
@@ -289,6 +294,20 @@ struct node {
               [&](caf::error& err) { result = describe(err); });
       return result;
     }
+    if (cmd == "members" || cmd == "cstats") {
+      auto st = eng.cluster_status();
+      if (!st)
+        return "err not a cluster node";
+      std::string result = "ok";
+      if (cmd == "members")
+        for (auto& m : st->members)
+          result += ' ' + m;
+      else
+        for (auto x : {st->remote_acquires, st->remote_acquire_failures, st->served_acquires,
+                       st->served_leases})
+          result += ' ' + std::to_string(x);
+      return result;
+    }
     if (cmd == "conns") {
       auto st = eng.pool().get_pool_stats();
       return "ok " + std::to_string(st.total_connections);
@@ -297,10 +316,31 @@ struct node {
   }
 };
 
-std::size_t setting(const std::map<std::string, std::size_t>& s, const std::string& key,
+std::size_t setting(const std::map<std::string, std::string>& s, const std::string& key,
                     std::size_t fallback) {
   auto i = s.find(key);
-  return i != s.end() ? i->second : fallback;
+  return i != s.end() ? std::stoul(i->second) : fallback;
+}
+
+/// Cluster mode: this node's cluster settings (listen and peers on 127.0.0.1, the PKI's
+/// ca.pem, NODE.pem and NODE.key, a short heartbeat).
+cluster_config cluster_settings(const std::string& id,
+                                const std::map<std::string, std::string>& s) {
+  cluster_config c;
+  c.node_id = id;
+  c.listen = "127.0.0.1:" + s.at("listen");
+  std::istringstream peers{s.count("peers") > 0 ? s.at("peers") : ""};
+  for (std::string port; std::getline(peers, port, ',');)
+    c.peers.push_back("127.0.0.1:" + port);
+  auto pki = s.at("pki");
+  c.ca_file = pki + "/ca.pem";
+  c.cert_file = pki + "/" + id + ".pem";
+  c.key_file = pki + "/" + id + ".key";
+  c.heartbeat_interval = std::chrono::milliseconds(200);
+  c.heartbeat_timeout = std::chrono::milliseconds(1000);
+  c.reconnect_backoff_base = std::chrono::milliseconds(100);
+  c.reconnect_backoff_cap = std::chrono::milliseconds(500);
+  return c;
 }
 
 } // namespace
@@ -310,16 +350,12 @@ int main(int argc, char** argv) {
     std::cerr << "usage: routing_node NODE_ID [key=value...]\n";
     return 2;
   }
-  std::map<std::string, std::size_t> settings;
+  std::map<std::string, std::string> settings;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
     auto eq = arg.find('=');
-    settings[arg.substr(0, eq)] = std::stoul(arg.substr(eq + 1));
+    settings[arg.substr(0, eq)] = arg.substr(eq + 1);
   }
-  caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  add_message_types(cfg);
-  caf::actor_system sys{cfg};
   engine_config ecfg;
   ecfg.log_level = "warn";
   ecfg.pool.max_connections_per_user = setting(settings, "conns", 3);
@@ -328,15 +364,29 @@ int main(int argc, char** argv) {
   ecfg.pool.acquire_timeout = std::chrono::milliseconds(setting(settings, "acquire_ms", 10000));
   ecfg.pool.connect_timeout = std::chrono::milliseconds(setting(settings, "connect_ms", 10000));
   ecfg.pool.stream_window_bytes = setting(settings, "window", std::size_t{256} << 10);
+  caf::actor_system_config cfg;
+  add_message_types(cfg);
+  bool clustered = settings.count("listen") > 0;
+  if (clustered) {
+    ecfg.cluster = cluster_settings(argv[1], settings);
+    add_cluster_modules(cfg, ecfg.cluster);
+  } else {
+    cfg.load<caf::io::middleman>();
+  }
+  caf::actor_system sys{cfg};
   engine eng{sys, ecfg};
   node n{sys, eng, argv[1]};
   n.recorder = sys.spawn(claim_recorder, n.book);
-  auto port = sys.middleman().publish(n.sup, 0, "127.0.0.1");
-  if (!port) {
-    std::cerr << "publish: " << caf::to_string(port.error()) << '\n';
-    return 1;
+  if (clustered) {
+    say("ready", settings.at("listen"));
+  } else {
+    auto port = sys.middleman().publish(n.sup, 0, "127.0.0.1");
+    if (!port) {
+      std::cerr << "publish: " << caf::to_string(port.error()) << '\n';
+      return 1;
+    }
+    say("ready", std::to_string(*port));
   }
-  say("ready", std::to_string(*port));
   std::vector<std::thread> threads;
   for (std::string line; std::getline(std::cin, line);) {
     threads.emplace_back([&n, line] {

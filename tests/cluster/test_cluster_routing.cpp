@@ -8,7 +8,8 @@
 // their errc, releases keep their rules, killing the owner mid-request fails that request
 // with connection_lost at once and the next acquire is served by the new owner, the killed
 // node's leases on a survivor go back, and a node that stops owning a busy user claims it
-// until it is idle.
+// until it is idle. The last case runs the engine's own cluster actor instead (mutual TLS,
+// heartbeats): routing through it, and a killed owner replaced within the heartbeat deadline.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -28,7 +29,9 @@
 #include "backend/http_backend.hpp"
 #include "rendezvous.hpp"
 #include "sshpool/error.hpp"
+#include "support/child_process.hpp"
 #include "support/os.hpp"
+#include "support/pki.hpp"
 #include "support/test_sshd.hpp"
 
 extern char** environ;
@@ -185,14 +188,28 @@ bool eventually(std::chrono::milliseconds bound, Probe probe) {
   return true;
 }
 
-/// Two nodes n1 and n2 that know each other, users `near` (owned by n1) and `far` (owned by
-/// n2) set on both, served by one sshd and one backend.
-struct two_nodes {
+/// Users `near` (owned by n1) and `far` (owned by n2) of nodes n1 and n2, set on both.
+struct two_users {
   test_sshd sshd;
   demo::http_backend backend{demo::http_backend::options{"backend-a"}};
   std::vector<std::string> members{"n1", "n2"};
   std::string near = user_owned_by("n1", members);
   std::string far = user_owned_by("n2", members);
+
+  /// Sets both users on `n`.
+  void set_users(node_process& n) {
+    auto ep = sshd.make_endpoint(backend.port());
+    std::ostringstream args;
+    args << ep.host << ' ' << ep.port << ' ' << ep.username << ' ' << ep.identity_file << ' '
+         << ep.known_hosts_file << ' ' << backend.port();
+    for (auto& user : {near, far})
+      REQUIRE(n.call("endpoint " + user + ' ' + args.str()) == "ok");
+  }
+};
+
+/// Two nodes n1 and n2 that know each other, users `near` (owned by n1) and `far` (owned by
+/// n2) set on both, served by one sshd and one backend.
+struct two_nodes : two_users {
   /// A user set on no node, owned by n2.
   std::string nobody = user_owned_by("n2", members, "nobody-");
   node_process n1;
@@ -200,13 +217,8 @@ struct two_nodes {
 
   explicit two_nodes(const std::vector<std::string>& settings = {})
       : n1("n1", settings), n2("n2", settings) {
-    auto ep = sshd.make_endpoint(backend.port());
-    std::ostringstream args;
-    args << ep.host << ' ' << ep.port << ' ' << ep.username << ' ' << ep.identity_file << ' '
-         << ep.known_hosts_file << ' ' << backend.port();
-    for (auto* n : {&n1, &n2})
-      for (auto& user : {near, far})
-        REQUIRE(n->call("endpoint " + user + ' ' + args.str()) == "ok");
+    set_users(n1);
+    set_users(n2);
     REQUIRE(n1.call("peer n2 " + std::to_string(n2.port())) == "ok");
     REQUIRE(n2.call("peer n1 " + std::to_string(n1.port())) == "ok");
     REQUIRE(n1.call("view n1 n2") == "ok");
@@ -306,6 +318,40 @@ TEST_CASE("a node that stops owning a busy user claims it until it is idle", "[c
   // Idle again: the claim is given up.
   CHECK(c.n1.call("drop") == "ok");
   CHECK(eventually(5s, [&] { return c.n1.call("claims") == "ok"; }));
+}
+
+TEST_CASE("the engine's cluster actor forms the cluster the routing follows", "[cluster]") {
+  temp_dir pki{"sshpool-cluster-pki"};
+  test_ca ca{pki};
+  ca.issue("n1", "n1");
+  ca.issue("n2", "n2");
+  auto p1 = std::to_string(free_port());
+  auto p2 = std::to_string(free_port());
+  two_users u;
+  node_process n1{"n1", {"listen=" + p1, "peers=" + p2, "pki=" + pki.path()}};
+  node_process n2{"n2", {"listen=" + p2, "peers=" + p1, "pki=" + pki.path()}};
+  u.set_users(n1);
+  u.set_users(n2);
+  REQUIRE(eventually(
+      10s, [&] { return n1.call("members") == "ok n1 n2" && n2.call("members") == "ok n1 n2"; }));
+  CHECK(n1.call("get " + u.far + " /bytes/100") == "ok 200 100");
+  CHECK(n1.call("conns") == "ok 0");
+  CHECK(n2.call("conns") == "ok 1");
+  CHECK(n1.call("cstats") == "ok 1 0 0 0");
+  CHECK(n2.call("cstats") == "ok 0 0 1 0");
+  // The owner dies with a request in flight on a lease of n1.
+  REQUIRE(n1.call("hold " + u.far) == "ok");
+  auto before = u.backend.requests_received();
+  auto in_flight = n1.start("holdget /slow/20000");
+  REQUIRE(u.backend.wait_for_requests(before + 1, 10s));
+  auto killed = clock_type::now();
+  n2.kill_now();
+  CHECK(starts_with(n1.wait(in_flight, 10s), err(errc::connection_lost)));
+  // Within the heartbeat deadline (1 s here) n1 alone owns every user and serves them.
+  REQUIRE(eventually(5s, [&] { return n1.call("members") == "ok n1"; }));
+  CHECK(clock_type::now() - killed < 3s);
+  CHECK(n1.call("get " + u.far + " /bytes/5") == "ok 200 5");
+  CHECK(n1.call("conns") == "ok 1");
 }
 
 } // namespace
