@@ -250,6 +250,8 @@ engine::engine(engine_config cfg)
   auto& im = *impl_;
   im.own_cfg = std::make_unique<caf::actor_system_config>();
   add_message_types(*im.own_cfg);
+  if (!im.cfg.cluster.node_id.empty())
+    add_cluster_modules(*im.own_cfg, im.cfg.cluster);
   auto threads = im.cfg.scheduler_threads != 0
                      ? im.cfg.scheduler_threads
                      : std::max<std::size_t>(1, std::thread::hardware_concurrency());
@@ -316,6 +318,7 @@ expected<shutdown_report> engine::remove_endpoint(const std::string& user) {
 shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
   if (impl_->stopped.load())
     return {};
+  impl_->leave_cluster(); // the other nodes stop sending this one work first
   // The drain starts with this grace before wait_for_shutdown callers wake up (they would
   // start it with the configured one).
   caf::anon_send(impl_->shutdown_coordinator, drain_atom_v, caf::timespan{grace});
@@ -345,6 +348,7 @@ void engine::handle_signals() {
       // is_shutting_down() already true (/readyz already 503 in the gateway).
       im->request_drain();
       log().info("signal received: draining (a second signal forces)");
+      im->leave_cluster();
       caf::anon_send(im->shutdown_coordinator, drain_atom_v,
                      caf::timespan{im->cfg.pool.shutdown_grace_period});
     } else {
@@ -363,6 +367,29 @@ shutdown_report engine::wait_for_shutdown() {
 
 std::optional<agent_listener_status> engine::agent_listener() const {
   return impl_->agents.status();
+}
+
+std::optional<cluster_stats> engine::cluster_status() const {
+  auto cluster = impl_->cluster;
+  if (!cluster)
+    return std::nullopt;
+  std::optional<cluster_stats> result;
+  call(
+      *impl_, cluster, std::chrono::seconds(5), errc::shutting_down,
+      [&](cluster_stats& st) { result = std::move(st); }, stats_atom_v);
+  // The routed counters are the supervisor's.
+  if (result)
+    call(
+        *impl_, caf::actor_cast<supervisor_impl>(impl_->supervisor), std::chrono::seconds(5),
+        errc::shutting_down,
+        [&](std::uint64_t asked, std::uint64_t failed, std::uint64_t served, std::uint64_t held) {
+          result->remote_acquires = asked;
+          result->remote_acquire_failures = failed;
+          result->served_acquires = served;
+          result->served_leases = held;
+        },
+        view_atom_v);
+  return result;
 }
 
 metrics_snapshot engine::metrics() const {
