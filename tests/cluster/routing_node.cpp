@@ -11,6 +11,9 @@
 // each run on a thread of its own:
 //   endpoint USER HOST PORT LOGIN IDENTITY KNOWN_HOSTS TARGET_PORT
 //   peer NODE PORT          view NODE...           claims
+//   intrude NODE            this node's own calls sent to NODE's supervisor, as a peer
+//                           that misbehaves: "ok" and the outcome of stop, stats,
+//                           endpoint and counters (each "ok" or its errc number)
 //   get USER PATH           a whole response: "ok STATUS BODY_BYTES", then released
 //   hold USER               acquire and keep the lease ("ok"); holdget PATH forwards on it,
 //                           drop [AS_USER] releases it (as its user, or as AS_USER)
@@ -21,6 +24,9 @@
 //   conns                   "ok TOTAL_CONNECTIONS" (this node's pools)
 //   members, cstats         cluster mode: engine::cluster_status()'s members, and its
 //                           routed counters (as `counters`)
+//   hello PORT ID mine|theirs   cluster mode, as a member that misbehaves: a hello to the
+//                           cluster actor at PORT under ID, with this node's handles or
+//                           the receiver's own: "ok" (admitted) or the error
 // The first line is "ready PORT". EOF on stdin ends the node.
 #include <atomic>
 #include <condition_variable>
@@ -33,8 +39,9 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/remote_actor.hpp>
 
-#include "internal_messages.hpp"
+#include "cluster_messages.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/engine.hpp"
 
@@ -204,6 +211,74 @@ struct node {
       }
       caf::anon_send(caf::actor_cast<supervisor_impl>(sup), view_atom_v, std::move(view));
       return "ok";
+    }
+    if (cmd == "intrude") {
+      // As a connected peer that misbehaves: this node's own calls sent to NODE's
+      // supervisor (a view making this node NODE's owner of everything, then stop, stats,
+      // endpoint and counters): "ok" and each call's outcome ("ok" or its errc number).
+      std::string id;
+      in >> id;
+      supervisor_actor peer;
+      {
+        std::lock_guard<std::mutex> guard{mx};
+        if (auto p = peers.find(id); p != peers.end())
+          peer = p->second;
+      }
+      if (!peer)
+        return "err unknown peer";
+      auto impl = caf::actor_cast<supervisor_impl>(peer);
+      caf::scoped_actor self{sys};
+      cluster_view view;
+      view.self = id;
+      view.members = {self_id};
+      view.supervisors.emplace(self_id, sup);
+      self->send(impl, view_atom_v, std::move(view));
+      std::string result = "ok";
+      auto outcome = [&](auto&&...) { result += " ok"; };
+      auto on_error = [&](caf::error& err) {
+        result +=
+            ' ' + std::to_string(static_cast<int>(from_caf_error(err, errc::internal).code()));
+      };
+      constexpr auto timeout = std::chrono::seconds(10);
+      self->request(impl, timeout, stop_atom_v).receive(outcome, on_error);
+      self->request(impl, timeout, stats_atom_v).receive(outcome, on_error);
+      endpoint ep;
+      ep.host = "127.0.0.1";
+      ep.port = 1;
+      ep.username = "intruder";
+      ep.identity_file = "/nonexistent";
+      ep.known_hosts_file = "/nonexistent";
+      ep.target_host = "127.0.0.1";
+      ep.target_port = 1;
+      self->request(impl, timeout, endpoint_atom_v, "intruded", ep).receive(outcome, on_error);
+      self->request(impl, timeout, view_atom_v).receive(outcome, on_error);
+      return result;
+    }
+    if (cmd == "hello") {
+      // Cluster mode, as a member that misbehaves: a hello to the cluster actor at PORT
+      // under node id ID, with this node's handles (mine) or the receiver's own (theirs).
+      std::uint16_t port = 0;
+      std::string id, kind;
+      in >> port >> id >> kind;
+      auto peer = caf::openssl::remote_actor<cluster_peer_actor>(sys, "127.0.0.1", port);
+      if (!peer)
+        return describe(peer.error());
+      cluster_hello hello;
+      hello.node_id = id;
+      hello.listen = "127.0.0.1:1";
+      if (kind == "theirs") {
+        hello.supervisor = caf::actor_cast<supervisor_actor>(*peer);
+        hello.cluster = *peer;
+      } else {
+        hello.supervisor = sup;
+        hello.cluster = caf::actor_cast<cluster_peer_actor>(recorder);
+      }
+      caf::scoped_actor self{sys};
+      std::string result;
+      self->request(*peer, std::chrono::seconds(10), hello_atom_v, std::move(hello))
+          .receive([&](cluster_hello&) { result = "ok"; },
+                   [&](caf::error& err) { result = describe(err); });
+      return result;
     }
     if (cmd == "claims") {
       std::lock_guard<std::mutex> guard{book->mx};
