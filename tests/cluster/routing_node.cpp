@@ -173,6 +173,13 @@ struct node {
     return result;
   }
 
+  /// The supervisor of peer `id` (`peer`), or null.
+  supervisor_actor peer_of(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mx};
+    auto p = peers.find(id);
+    return p != peers.end() ? p->second : supervisor_actor{};
+  }
+
   std::string run(std::istringstream& in) {
     std::string cmd;
     in >> cmd;
@@ -203,12 +210,9 @@ struct node {
       for (std::string id; in >> id;)
         view.members.push_back(id);
       std::sort(view.members.begin(), view.members.end());
-      {
-        std::lock_guard<std::mutex> guard{mx};
-        for (auto& id : view.members)
-          if (auto p = peers.find(id); p != peers.end())
-            view.supervisors.emplace(id, p->second);
-      }
+      for (auto& id : view.members)
+        if (auto p = peer_of(id))
+          view.supervisors.emplace(id, p);
       caf::anon_send(caf::actor_cast<supervisor_impl>(sup), view_atom_v, std::move(view));
       return "ok";
     }
@@ -218,15 +222,9 @@ struct node {
       // endpoint and counters): "ok" and each call's outcome ("ok" or its errc number).
       std::string id;
       in >> id;
-      supervisor_actor peer;
-      {
-        std::lock_guard<std::mutex> guard{mx};
-        if (auto p = peers.find(id); p != peers.end())
-          peer = p->second;
-      }
-      if (!peer)
+      auto impl = caf::actor_cast<supervisor_impl>(peer_of(id));
+      if (!impl)
         return "err unknown peer";
-      auto impl = caf::actor_cast<supervisor_impl>(peer);
       caf::scoped_actor self{sys};
       cluster_view view;
       view.self = id;
@@ -234,24 +232,22 @@ struct node {
       view.supervisors.emplace(self_id, sup);
       self->send(impl, view_atom_v, std::move(view));
       std::string result = "ok";
-      auto outcome = [&](auto&&...) { result += " ok"; };
+      auto ok = [&] { result += " ok"; };
       auto on_error = [&](caf::error& err) {
         result +=
             ' ' + std::to_string(static_cast<int>(from_caf_error(err, errc::internal).code()));
       };
       constexpr auto timeout = std::chrono::seconds(10);
-      self->request(impl, timeout, stop_atom_v).receive(outcome, on_error);
-      self->request(impl, timeout, stats_atom_v).receive(outcome, on_error);
+      self->request(impl, timeout, stop_atom_v).receive(ok, on_error);
+      self->request(impl, timeout, stats_atom_v).receive([&](pool_stats&) { ok(); }, on_error);
       endpoint ep;
-      ep.host = "127.0.0.1";
-      ep.port = 1;
-      ep.username = "intruder";
-      ep.identity_file = "/nonexistent";
-      ep.known_hosts_file = "/nonexistent";
-      ep.target_host = "127.0.0.1";
+      ep.mode = endpoint_mode::agent;
+      ep.authorized_keys_file = "/nonexistent";
       ep.target_port = 1;
-      self->request(impl, timeout, endpoint_atom_v, "intruded", ep).receive(outcome, on_error);
-      self->request(impl, timeout, view_atom_v).receive(outcome, on_error);
+      self->request(impl, timeout, endpoint_atom_v, "intruded", ep).receive(ok, on_error);
+      self->request(impl, timeout, view_atom_v)
+          .receive([&](std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) { ok(); },
+                   on_error);
       return result;
     }
     if (cmd == "hello") {
@@ -260,7 +256,7 @@ struct node {
       std::uint16_t port = 0;
       std::string id, kind;
       in >> port >> id >> kind;
-      auto peer = caf::openssl::remote_actor<cluster_peer_actor>(sys, "127.0.0.1", port);
+      auto peer = caf::openssl::remote_actor<caf::actor>(sys, "127.0.0.1", port);
       if (!peer)
         return describe(peer.error());
       cluster_hello hello;
@@ -268,14 +264,15 @@ struct node {
       hello.listen = "127.0.0.1:1";
       if (kind == "theirs") {
         hello.supervisor = caf::actor_cast<supervisor_actor>(*peer);
-        hello.cluster = *peer;
+        hello.cluster = caf::actor_cast<cluster_peer_actor>(*peer);
       } else {
         hello.supervisor = sup;
         hello.cluster = caf::actor_cast<cluster_peer_actor>(recorder);
       }
       caf::scoped_actor self{sys};
       std::string result;
-      self->request(*peer, std::chrono::seconds(10), hello_atom_v, std::move(hello))
+      self->request(caf::actor_cast<cluster_peer_actor>(*peer), std::chrono::seconds(10),
+                    hello_atom_v, std::move(hello))
           .receive([&](cluster_hello&) { result = "ok"; },
                    [&](caf::error& err) { result = describe(err); });
       return result;
