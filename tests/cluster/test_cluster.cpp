@@ -1,0 +1,485 @@
+// sshpool-demo as a cluster node (issue #17), end to end: three real gateway processes on
+// loopback, each with a "cluster" section (mutual TLS with a cluster CA made by the openssl
+// CLI at run time), the same users on every node, one private sshd and one in-process
+// backend. Checked: the cluster section's settings (exit 2 naming the key; --check-config
+// shows it); nine users served through every node with one set of SSH connections per user
+// (on its rendezvous owner only, counted from every node's /stats); /stats and /metrics
+// (promtool) of the membership; a node killed with SIGKILL and restarted under load with
+// every call answered within its bound and every user served again within 10 s; and a node
+// whose certificate another CA signed kept out of the cluster.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/http_backend.hpp"
+#include "gateway/gateway_harness.hpp"
+#include "rendezvous.hpp"
+#include "support/child_process.hpp"
+#include "support/timing.hpp"
+
+using namespace sshpool::test;
+using namespace std::chrono_literals;
+using sshpool::demo::http_backend;
+using json = nlohmann::json;
+
+namespace {
+
+/// Runs a program to its end; fails the test unless it exits 0.
+void run_ok(const std::vector<std::string>& args) {
+  child_process p{args};
+  int code = p.wait_exit(30s);
+  INFO(args[0] << " " << args[1] << " exited " << code << ": " << p.err());
+  REQUIRE(code == 0);
+}
+
+/// A CA and the certificates it signs (NAME.pem, NAME.key: P-256, unencrypted), made by the
+/// openssl CLI in `dir` under the prefix `ca_name`.
+struct test_ca {
+  const temp_dir& dir;
+  std::string name;
+  std::string cert;
+
+  test_ca(const temp_dir& d, std::string ca_name) : dir(d), name(std::move(ca_name)) {
+    cert = dir.path() + "/" + name + ".pem";
+    run_ok({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", dir.path() + "/" + name + ".key",
+            "-out", cert, "-days", "2", "-subj", "/CN=" + name});
+  }
+
+  /// Issues NODE.pem and NODE.key.
+  void issue(const std::string& node) const {
+    auto base = dir.path() + "/" + node;
+    run_ok({"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", base + ".key", "-out",
+            base + ".csr", "-subj", "/CN=" + node});
+    run_ok({"/usr/bin/openssl", "x509", "-req", "-in", base + ".csr", "-CA", cert, "-CAkey",
+            dir.path() + "/" + name + ".key", "-CAcreateserial", "-days", "2", "-out",
+            base + ".pem"});
+  }
+};
+
+json get_json(std::uint16_t port, const std::string& path) {
+  auto res = fetch(port, "GET", path);
+  REQUIRE(res.status == 200);
+  auto doc = json::parse(res.body, nullptr, false);
+  REQUIRE(doc.is_object());
+  return doc;
+}
+
+/// The users' names: u0 ... u(n-1).
+std::vector<std::string> user_names(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back("u" + std::to_string(i));
+  return out;
+}
+
+/// One gateway node: its config file (the same users as every node), started and stopped
+/// (SIGKILL) by the test.
+struct node {
+  std::string id;
+  std::uint16_t cluster_port = 0;
+  std::string config;
+  std::optional<running_gateway> gw;
+
+  std::uint16_t port() const { return gw->port; }
+  void start() { gw.emplace(config); }
+  /// SIGKILL: no drain, no leave announced; the process is reaped.
+  void kill() {
+    gw->proc.signal(SIGKILL);
+    gw->proc.wait_exit(10s);
+    gw.reset();
+  }
+  json stats() const { return get_json(port(), "/stats"); }
+  /// The live members this node sees (empty if it cannot tell).
+  std::vector<std::string> members() const {
+    auto cluster = stats()["cluster"];
+    return cluster.is_object() ? cluster["members"].get<std::vector<std::string>>()
+                               : std::vector<std::string>{};
+  }
+  /// SSH connections of `user` on this node, from /stats.
+  int connections(const std::string& user) const {
+    for (auto& u : stats()["pool"]["per_user"])
+      if (u["user"] == user)
+        return u["connections"].get<int>();
+    return 0;
+  }
+};
+
+/// `count` nodes n1, n2, ... whose certificates `ca` signed (each trusting `trusted`, by
+/// default `ca` itself), each listing the others as peers, for `users` on `sshd` through
+/// `backend`, plus `extra` settings; not started.
+std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_sshd& sshd,
+                             const http_backend& backend, const std::vector<std::string>& users,
+                             const std::vector<std::string>& ids, const std::string& extra = {}) {
+  std::vector<node> nodes(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    nodes[i].id = ids[i];
+    nodes[i].cluster_port = free_port();
+    ca.issue(ids[i]);
+  }
+  std::vector<test_user> test_users;
+  for (auto& u : users)
+    test_users.push_back({u, backend.port()});
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    json peers = json::array();
+    for (std::size_t j = 0; j < ids.size(); ++j)
+      if (j != i)
+        peers.push_back("127.0.0.1:" + std::to_string(nodes[j].cluster_port));
+    json cluster = {{"node_id", ids[i]},
+                    {"listen", "127.0.0.1:" + std::to_string(nodes[i].cluster_port)},
+                    {"peers", peers},
+                    {"ca_file", ca.cert},
+                    {"cert_file", dir.path() + "/" + ids[i] + ".pem"},
+                    {"key_file", dir.path() + "/" + ids[i] + ".key"},
+                    {"heartbeat_interval", 200},
+                    {"heartbeat_timeout", 1000}};
+    nodes[i].config = dir.write(
+        ids[i] + ".json", make_config(sshd, test_users,
+                                      "\"cluster\":" + cluster.dump() +
+                                          ",\"acquire_timeout\":3000,\"request_timeout\":5000" +
+                                          (extra.empty() ? "" : "," + extra)));
+  }
+  return nodes;
+}
+
+/// Waits until every running node sees exactly the ids of `expected` as its members.
+bool members_are(const std::vector<node*>& running, std::vector<std::string> expected,
+                 std::chrono::milliseconds limit) {
+  std::sort(expected.begin(), expected.end());
+  return eventually(
+      [&] {
+        for (auto* n : running)
+          if (n->members() != expected)
+            return false;
+        return true;
+      },
+      limit);
+}
+
+/// GET /u/USER/api/tags through `port`: the status (0 if the node is not there).
+int get_status(std::uint16_t port, const std::string& user) {
+  try {
+    return fetch(port, "GET", "/u/" + user + "/api/tags").status;
+  } catch (const std::runtime_error&) {
+    return 0;
+  }
+}
+
+/// Requests in a loop from `threads` threads, round robin over the ports of `ports()` and
+/// the users, each bounded: a call is hung if it got nothing (no answer, no close) within
+/// its bound.
+class load_loop {
+public:
+  load_loop(std::function<std::vector<std::uint16_t>()> ports, std::vector<std::string> users,
+            int threads)
+      : ports_(std::move(ports)), users_(std::move(users)) {
+    for (int t = 0; t < threads; ++t)
+      threads_.emplace_back([this, t] { run(t); });
+  }
+  ~load_loop() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_)
+      if (t.joinable())
+        t.join();
+  }
+  std::map<int, int> statuses() const {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return statuses_;
+  }
+  int hung() const { return hung_; }
+  int calls() const { return calls_; }
+
+private:
+  static constexpr auto bound = 12s;
+
+  void run(int t) {
+    for (std::size_t i = static_cast<std::size_t>(t); !stop_; ++i) {
+      auto ports = ports_();
+      auto port = ports[i % ports.size()];
+      const auto& user = users_[(i / ports.size()) % users_.size()];
+      auto start = steady::now();
+      int status = 0;
+      try {
+        http_client c{port};
+        c.send_request("GET", "/u/" + user + "/api/tags");
+        auto res = c.read_response(bound);
+        status = res.status;
+        if (res.status == 0 && steady::now() - start >= bound)
+          ++hung_;
+      } catch (const std::runtime_error&) {
+        status = -1; // refused: the node is down
+      }
+      ++calls_;
+      std::lock_guard<std::mutex> guard{mutex_};
+      ++statuses_[status];
+    }
+  }
+
+  std::function<std::vector<std::uint16_t>()> ports_;
+  std::vector<std::string> users_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> hung_{0};
+  std::atomic<int> calls_{0};
+  mutable std::mutex mutex_;
+  std::map<int, int> statuses_;
+};
+
+/// A backend for the users, answering at once.
+http_backend::options quick_backend() {
+  http_backend::options opts;
+  opts.name = "cluster-backend";
+  return opts;
+}
+
+} // namespace
+
+TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit 2, naming "
+          "the key; --check-config shows a valid one",
+          "[cluster][config]") {
+  temp_dir dir;
+  test_sshd sshd;
+  test_ca ca{dir, "cluster-ca"};
+  ca.issue("n1");
+  auto base = [&](const std::string& cluster) {
+    return dir.write("c" + std::to_string(std::hash<std::string>{}(cluster)) + ".json",
+                     make_config(sshd, {{"alice", 80}}, "\"cluster\":" + cluster));
+  };
+  const std::string files = R"("ca_file":"cluster-ca.pem","cert_file":"n1.pem",)"
+                            R"("key_file":"n1.key")";
+  const std::string good = R"({"node_id":"n1","listen":"127.0.0.1:4100",)"
+                           R"("peers":["127.0.0.1:4101","node2.example:4100"],)" +
+                           files + R"(,"heartbeat_interval":250,"heartbeat_timeout":2000})";
+  child_process check{{SSHPOOL_DEMO_BINARY, "--config", base(good), "--check-config"}};
+  REQUIRE(check.wait_exit(20s) == 0);
+  auto shown = json::parse(check.out())["cluster"];
+  CHECK(shown["node_id"] == "n1");
+  CHECK(shown["listen"] == "127.0.0.1:4100");
+  CHECK(shown["peers"] == json{"127.0.0.1:4101", "node2.example:4100"});
+  CHECK(shown["ca_file"] == dir.path() + "/cluster-ca.pem");
+  CHECK(shown["heartbeat_interval"] == 250);
+  CHECK(shown["heartbeat_timeout"] == 2000);
+  struct bad_case {
+    std::string cluster;
+    std::string named;
+  };
+  std::vector<bad_case> cases = {
+      {R"("n1")", "cluster: must be an object"},
+      {R"({"listen":"127.0.0.1:4100",)" + files + "}", "cluster: missing node_id"},
+      {R"({"node_id":"n1",)" + files + "}", "cluster: missing listen"},
+      {R"({"node_id":"n 1","listen":"127.0.0.1:4100",)" + files + "}", "cluster.node_id"},
+      {R"({"node_id":"n1","listen":"localhost:4100",)" + files + "}", "cluster.listen"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:0",)" + files + "}", "cluster.listen"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","peers":"127.0.0.1:4101",)" + files + "}",
+       "cluster.peers"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","peers":["127.0.0.1"],)" + files + "}",
+       "cluster.peers"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","peers":["h:70000"],)" + files + "}",
+       "cluster.peers"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","cert_file":"n1.pem","key_file":"n1.key"})",
+       "cluster: missing ca_file"},
+      {R"({"node_id":"n1","listen":"10.1.2.3:4100","ca_file":"cluster-ca.pem","cert_file":)"
+       R"("n1.pem"})",
+       "cluster: missing key_file"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","ca_file":"absent.pem","cert_file":)"
+       R"("n1.pem","key_file":"n1.key"})",
+       "cluster.ca_file"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files + R"(,"heartbeat_interval":0})",
+       "cluster.heartbeat_interval"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files + R"(,"heartbeat_timeout":"x"})",
+       "cluster.heartbeat_timeout"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files + R"(,"secret":"hunter2"})",
+       "cluster: unknown key 'secret'"},
+  };
+  for (auto& c : cases) {
+    child_process p{{SSHPOOL_DEMO_BINARY, "--config", base(c.cluster)}};
+    int code = p.wait_exit(20s);
+    INFO(c.cluster << "\n  exit " << code << ", stderr: " << p.err());
+    CHECK(code == 2);
+    CHECK(p.err().find(c.named) != std::string::npos);
+    CHECK(p.err().find("hunter2") == std::string::npos);
+  }
+}
+
+TEST_CASE("three nodes: nine users served through every node, each with one set of SSH "
+          "connections on its owner only; /stats and /metrics show the membership",
+          "[cluster]") {
+  temp_dir dir;
+  test_sshd sshd;
+  http_backend backend{quick_backend()};
+  test_ca ca{dir, "cluster-ca"};
+  auto users = user_names(9);
+  const std::vector<std::string> ids = {"n1", "n2", "n3"};
+  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids);
+  for (auto& n : nodes)
+    n.start();
+  std::vector<node*> all = {&nodes[0], &nodes[1], &nodes[2]};
+  REQUIRE(members_are(all, ids, 15s));
+
+  for (auto& n : nodes)
+    for (auto& u : users) {
+      auto res = fetch(n.port(), "GET", "/u/" + u + "/api/tags");
+      INFO("node " << n.id << ", user " << u << ": " << res.status << " " << res.body);
+      CHECK(res.status == 200);
+      CHECK(res.header("X-Backend") == "cluster-backend");
+    }
+  // Without the cluster each node would hold a connection per user (three per user): here a
+  // user's only connection is on its rendezvous owner, whichever node the requests entered.
+  std::map<std::string, int> owned;
+  for (auto& u : users) {
+    auto owner = *sshpool::rendezvous::owner(u, ids);
+    ++owned[owner];
+    for (auto& n : nodes) {
+      INFO("user " << u << " (owner " << owner << ") on node " << n.id);
+      CHECK(n.connections(u) == (n.id == owner ? 1 : 0));
+    }
+  }
+  CHECK(owned.size() == 3); // the nine users are spread over the three nodes
+
+  auto stats = nodes[0].stats()["cluster"];
+  CHECK(stats["node_id"] == "n1");
+  CHECK(stats["member_count"] == 3);
+  REQUIRE(stats["peers"].size() == 2);
+  for (auto& p : stats["peers"]) {
+    CHECK(p["state"] == "up");
+    CHECK(p["connects"].get<int>() >= 1);
+  }
+  // n1's callers asked the owners n2 and n3 for their users' leases, and n1 served theirs.
+  CHECK(stats["remote_acquires"].get<int>() == 9 - owned["n1"]);
+  CHECK(stats["served_acquires"].get<int>() == 2 * owned["n1"]);
+  auto metrics = fetch(nodes[0].port(), "GET", "/metrics").body;
+  check_promtool(dir, metrics);
+  CHECK(metric_value(metrics, "sshpool_cluster_members") == "3");
+  for (std::size_t j = 1; j < nodes.size(); ++j)
+    CHECK(metric_value(metrics, "sshpool_cluster_peer_up{peer=\"127.0.0.1:" +
+                                    std::to_string(nodes[j].cluster_port) + "\"}") == "1");
+  CHECK(std::stoi(metric_value(metrics, "sshpool_cluster_membership_changes_total")) >= 1);
+}
+
+TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every call answered "
+          "within its bound, every user served again within 10 s",
+          "[cluster][faults]") {
+  temp_dir dir;
+  test_sshd sshd;
+  http_backend backend{quick_backend()};
+  test_ca ca{dir, "cluster-ca"};
+  auto users = user_names(9);
+  const std::vector<std::string> ids = {"n1", "n2", "n3"};
+  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids);
+  for (auto& n : nodes)
+    n.start();
+  REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
+  for (auto& u : users)
+    REQUIRE(get_status(nodes[0].port(), u) == 200);
+
+  // The load enters at every running node (a killed one refuses connections: not a hang).
+  std::mutex ports_mutex;
+  std::vector<std::uint16_t> ports = {nodes[0].port(), nodes[1].port(), nodes[2].port()};
+  load_loop load{[&] {
+                   std::lock_guard<std::mutex> guard{ports_mutex};
+                   return ports;
+                 },
+                 users, 4};
+  REQUIRE(eventually([&] { return load.calls() > 50; }, 10s));
+
+  auto killed_at = steady::now();
+  nodes[2].kill();
+  std::vector<node*> survivors = {&nodes[0], &nodes[1]};
+  bool served = eventually(
+      [&] {
+        for (auto* n : survivors)
+          for (auto& u : users)
+            if (get_status(n->port(), u) != 200)
+              return false;
+        return true;
+      },
+      10s);
+  auto failover_ms = ms_since(killed_at);
+  INFO("every user served by the survivors " << failover_ms << " ms after the kill");
+  CHECK(served);
+  CHECK(members_are(survivors, {"n1", "n2"}, 1s));
+
+  nodes[2].start();
+  {
+    std::lock_guard<std::mutex> guard{ports_mutex};
+    ports[2] = nodes[2].port();
+  }
+  auto restarted_at = steady::now();
+  REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
+  CHECK(eventually(
+      [&] {
+        for (auto& n : nodes)
+          for (auto& u : users)
+            if (get_status(n.port(), u) != 200)
+              return false;
+        return true;
+      },
+      10s));
+  INFO("the restarted node rejoined and served every user " << ms_since(restarted_at)
+                                                            << " ms after its start");
+  load.stop();
+  auto statuses = load.statuses();
+  std::string shown;
+  for (auto& [status, count] : statuses)
+    shown += std::to_string(status) + ": " + std::to_string(count) + "  ";
+  INFO("calls by status (-1: refused, the node down): " << shown);
+  CHECK(load.hung() == 0);
+  CHECK(statuses[200] > 100);
+  for (auto& [status, count] : statuses) // failures are the failover's, never another kind
+    CHECK((status == 200 || status == -1 || status == 0 || status == 502 || status == 503 ||
+           status == 504));
+}
+
+TEST_CASE("a node whose certificate another CA signed is refused by the cluster",
+          "[cluster][security]") {
+  temp_dir dir;
+  test_sshd sshd;
+  http_backend backend{quick_backend()};
+  test_ca ca{dir, "cluster-ca"};
+  test_ca foreign{dir, "foreign-ca"};
+  auto users = user_names(3);
+  auto good = make_nodes(dir, ca, sshd, backend, users, {"n1", "n2"});
+  // The rogue node trusts its own CA and lists both nodes as peers; the nodes list it too.
+  auto rogue = make_nodes(dir, foreign, sshd, backend, users, {"rogue"});
+  auto with_peer = [&](node& n, std::uint16_t peer) {
+    auto cfg = json::parse(read_file(n.config));
+    cfg["cluster"]["peers"].push_back("127.0.0.1:" + std::to_string(peer));
+    write_file(n.config, cfg.dump());
+  };
+  with_peer(good[0], rogue[0].cluster_port);
+  with_peer(rogue[0], good[0].cluster_port);
+  with_peer(rogue[0], good[1].cluster_port);
+  for (auto* n : {&good[0], &good[1], &rogue[0]})
+    n->start();
+  REQUIRE(members_are({&good[0], &good[1]}, {"n1", "n2"}, 15s));
+  // Both sides tried, and failed, more than once: n1 to reach the rogue, the rogue to reach
+  // n1 (the handshake fails on both ends).
+  auto failures_to = [](const node& n, std::uint16_t port) {
+    for (auto& p : n.stats()["cluster"]["peers"])
+      if (p["address"] == "127.0.0.1:" + std::to_string(port))
+        return p["failures"].get<int>();
+    return -1;
+  };
+  CHECK(eventually([&] { return failures_to(good[0], rogue[0].cluster_port) >= 2; }, 15s));
+  CHECK(eventually([&] { return failures_to(rogue[0], good[0].cluster_port) >= 2; }, 15s));
+  CHECK(good[0].members() == std::vector<std::string>{"n1", "n2"});
+  CHECK(good[1].members() == std::vector<std::string>{"n1", "n2"});
+  CHECK(rogue[0].members() == std::vector<std::string>{"rogue"});
+  // Each side serves its users on its own.
+  CHECK(get_status(rogue[0].port(), "u0") == 200);
+  CHECK(get_status(good[0].port(), "u0") == 200);
+}
