@@ -193,7 +193,14 @@ using supervisor_impl = supervisor_actor::extend<
     // An agent dialed in (from the agent listener's thread): routed to its user's pool.
     caf::reacts_to<agent_atom, agent_offer>,
     // The next handshake token is due.
-    caf::reacts_to<token_atom>>;
+    caf::reacts_to<token_atom>,
+    // Cluster: the cluster actor's view (members, peers' supervisors, claims); a pool's
+    // user has agents here (true) or none any more (false); the tick that re-checks the
+    // users held after a rebalance; the routed counters of cluster_stats
+    // (remote_acquires, remote_acquire_failures, served_acquires, served_leases).
+    caf::reacts_to<view_atom, cluster_view>, caf::reacts_to<claim_atom, std::string, bool>,
+    caf::reacts_to<claim_atom>,
+    caf::replies_to<view_atom>::with<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>>;
 
 /// The cleanup actor: periodic idle eviction. Sweeps carry a generation and stale ones are
 /// ignored, so a new configuration reschedules at once.

@@ -38,15 +38,12 @@
 #include "supervisor.hpp"
 
 #include <algorithm>
-#include <deque>
-#include <functional>
-#include <unordered_map>
-#include <vector>
 
 #include <caf/all.hpp>
 
 #include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
+#include "supervisor_state.hpp"
 #include "user_pool.hpp"
 
 namespace sshpool {
@@ -54,36 +51,7 @@ namespace sshpool {
 namespace {
 
 using time_point = caf::actor_clock::time_point;
-
-/// A pool's request for a permit, waiting for a handshake token.
-struct permit_request {
-  caf::typed_response_promise<void> rp;
-  caf::actor_addr pool;
-};
-
-struct supervisor_state {
-  static inline const char* name = "sshpool.supervisor";
-
-  std::shared_ptr<const actor_context> ctx;
-  std::unordered_map<std::string, endpoint> endpoints;
-  std::unordered_map<std::string, user_pool_actor> pools;
-  std::unordered_map<caf::actor_addr, std::string> pool_users;
-  /// Permits held per pool (one per connection actor alive), and their sum.
-  std::unordered_map<caf::actor_addr, std::size_t> permits;
-  std::size_t permits_held = 0;
-  /// Users whose pool is being asked to retire, with the calls held meanwhile.
-  std::unordered_map<std::string, std::vector<std::function<void()>>> retiring;
-  /// Handshake rate: a token bucket refilled at max_handshakes_per_second.
-  double tokens = 0;
-  time_point refilled;
-  std::deque<permit_request> permit_queue;
-  bool tick_armed = false;
-  bool draining = false;
-  bool stopping = false;
-  std::vector<caf::typed_response_promise<void>> stop_promises;
-};
-
-using self_ptr = supervisor_impl::stateful_pointer<supervisor_state>;
+using self_ptr = supervisor_ptr;
 
 void maybe_finish_stop(self_ptr self) {
   auto& st = self->state;
@@ -94,59 +62,6 @@ void maybe_finish_stop(self_ptr self) {
     static_cast<caf::response_promise&>(rp).deliver(caf::unit);
   st.stop_promises.clear();
   self->quit();
-}
-
-error not_admitting(const supervisor_state& st) {
-  return {errc::shutting_down, st.draining ? "the engine is draining" : "the engine is stopping"};
-}
-
-/// The pool of `user`, spawned on demand; an error if the user has no endpoint.
-expected<user_pool_actor> pool_for(self_ptr self, const std::string& user) {
-  auto& st = self->state;
-  if (auto pool = st.pools.find(user); pool != st.pools.end())
-    return pool->second;
-  auto ep = st.endpoints.find(user);
-  if (ep == st.endpoints.end())
-    return error{errc::unknown_user, "no endpoint is set for user '" + user + "'"};
-  auto handle =
-      spawn_user_pool(self, user, ep->second, caf::actor_cast<supervisor_impl>(self), st.ctx);
-  self->monitor(handle);
-  st.pool_users.emplace(handle.address(), user);
-  st.pools.emplace(user, handle);
-  return handle;
-}
-
-/// Runs `route` now, or once `user`'s pool answered whether it retires.
-template <class Promise, class Route>
-Promise hold_or_route(self_ptr self, const std::string& user, Promise rp, Route route) {
-  auto& st = self->state;
-  if (!st.retiring.empty()) {
-    if (auto held = st.retiring.find(user); held != st.retiring.end()) {
-      held->second.push_back([rp, route]() mutable { route(rp); });
-      return rp;
-    }
-  }
-  route(rp);
-  return rp;
-}
-
-void acquire_into(self_ptr self, const std::string& user, caf::typed_response_promise<lease>& rp) {
-  auto& st = self->state;
-  if (st.draining || st.stopping) {
-    rp.deliver(make_caf_error(not_admitting(st)));
-    return;
-  }
-  // The common case first: the pool exists (no handle copied, no expected built).
-  if (auto known = st.pools.find(user); known != st.pools.end()) {
-    rp.delegate(known->second, acquire_atom_v, user);
-    return;
-  }
-  auto pool = pool_for(self, user);
-  if (!pool) {
-    rp.deliver(make_caf_error(pool.error()));
-    return;
-  }
-  rp.delegate(*pool, acquire_atom_v, user);
 }
 
 /// Fans a request out to every pool and folds the answers into one reply.
@@ -333,6 +248,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
   });
   self->set_down_handler([self](const caf::down_msg& dm) {
     auto& st = self->state;
+    if (st.cluster && cluster_down(self, dm))
+      return;
     auto i = st.pool_users.find(dm.source);
     if (i != st.pool_users.end()) {
       auto p = st.pools.find(i->second);
@@ -351,12 +268,18 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
       [self](acquire_atom, const std::string& user) -> caf::result<lease> {
         if (auto ok = validate_user(user); !ok)
           return make_caf_error(ok.error());
+        if (routing_on(self->state))
+          if (auto routed = cluster_acquire(self, user))
+            return std::move(*routed);
         auto route = [self, user](caf::typed_response_promise<lease>& rp) {
           acquire_into(self, user, rp);
         };
         return hold_or_route(self, user, self->make_response_promise<lease>(), route);
       },
       [self](release_atom, const std::string& user, const lease& l) -> caf::result<void> {
+        if (routing_on(self->state))
+          if (auto routed = cluster_release(self, user, l))
+            return std::move(*routed);
         auto route = [self, user, l](caf::typed_response_promise<void>& rp) {
           auto& st = self->state;
           auto pool = st.pools.find(user);
@@ -371,6 +294,9 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return hold_or_route(self, user, self->make_response_promise<void>(), route);
       },
       [self](close_atom, const std::string& user) -> caf::result<std::uint64_t> {
+        if (routing_on(self->state))
+          if (auto routed = cluster_close(self, user))
+            return std::move(*routed);
         auto route = [self, user](caf::typed_response_promise<std::uint64_t>& rp) {
           auto pool = self->state.pools.find(user);
           if (pool == self->state.pools.end())
@@ -423,6 +349,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
           st.stopping = true;
           log().info("stopping: {} pools, {} connections", st.pools.size(), st.permits_held);
           drop_requests(self, {}, not_admitting(st));
+          if (st.cluster)
+            cluster_stop(self);
           for (auto& [user, held] : st.retiring)
             for (auto& route : held)
               route(); // routes see `stopping` and answer shutting_down
@@ -454,6 +382,9 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
           self->send(pool, force_atom_v);
       },
       [self](drain_atom, const std::string& user) -> caf::result<shutdown_report> {
+        if (routing_on(self->state))
+          if (auto routed = cluster_drain(self, user))
+            return std::move(*routed);
         auto route = [self, user](caf::typed_response_promise<shutdown_report>& rp) {
           auto pool = self->state.pools.find(user);
           if (pool == self->state.pools.end())
@@ -517,10 +448,61 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         self->state.tick_armed = false;
         run_permit_queue(self);
       },
+      [self](view_atom, cluster_view& view) { on_view(self, view); },
+      [self](claim_atom, const std::string& user, bool present) { on_agents(self, user, present); },
+      [self](claim_atom) { check_held(self); },
+      [self](view_atom) -> caf::result<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t> {
+        auto* cl = self->state.cluster.get();
+        if (!cl)
+          return {std::uint64_t{0}, std::uint64_t{0}, std::uint64_t{0}, std::uint64_t{0}};
+        std::uint64_t served = 0;
+        for (auto& [node, leases] : cl->lessees)
+          served += leases.size();
+        return {cl->remote_acquires, cl->remote_acquire_failures, cl->served_acquires, served};
+      },
   };
 }
 
 } // namespace
+
+error not_admitting(const supervisor_state& st) {
+  return {errc::shutting_down, st.draining ? "the engine is draining" : "the engine is stopping"};
+}
+
+expected<user_pool_actor> pool_for(supervisor_ptr self, const std::string& user) {
+  auto& st = self->state;
+  if (auto pool = st.pools.find(user); pool != st.pools.end())
+    return pool->second;
+  auto ep = st.endpoints.find(user);
+  if (ep == st.endpoints.end())
+    return error{errc::unknown_user, "no endpoint is set for user '" + user + "'"};
+  auto handle =
+      spawn_user_pool(self, user, ep->second, caf::actor_cast<supervisor_impl>(self), st.ctx);
+  self->monitor(handle);
+  st.pool_users.emplace(handle.address(), user);
+  st.pools.emplace(user, handle);
+  return handle;
+}
+
+void acquire_into(supervisor_ptr self, const std::string& user,
+                  caf::typed_response_promise<lease>& rp) {
+  auto& st = self->state;
+  if (st.draining || st.stopping) {
+    rp.deliver(make_caf_error(not_admitting(st)));
+    return;
+  }
+  // The common case first: the pool exists (no handle copied, no expected built).
+  if (auto known = st.pools.find(user); known != st.pools.end()) {
+    rp.delegate(known->second, acquire_atom_v, user);
+    return;
+  }
+  auto pool = pool_for(self, user);
+  if (!pool) {
+    rp.deliver(make_caf_error(pool.error()));
+    return;
+  }
+  rp.delegate(*pool, acquire_atom_v, user);
+}
 
 supervisor_actor spawn_supervisor(caf::actor_system& sys,
                                   std::shared_ptr<const actor_context> ctx) {

@@ -31,7 +31,9 @@
 //              └─► at the cap, draining or stopped: refused (told why), permit given back
 //
 // With no agent, waiters wait up to acquire_timeout for one, then get agent_offline; an
-// agent arriving serves them at once in FIFO order. Probes still close dead agents.
+// agent arriving serves them at once in FIFO order. Probes still close dead agents. The
+// supervisor learns when the user's agents go 0→1 and 1→0 (claim_atom: a cluster node
+// claims a user while its agent is connected there).
 //
 // get_connection (acquire) gives, in this order: an idle ready connection (no lease; one
 // unused for longer than validation_idle_threshold is probed first); else, while the user
@@ -263,6 +265,8 @@ void admit_agent(pool_ptr self, agent_offer& offer) {
   st.book.adopt(conn.id(), self->clock().now());
   st.conns.emplace(conn.id(), conn);
   st.retire_offered = false;
+  if (st.agents_alive++ == 0)
+    self->send(st.supervisor, claim_atom_v, st.user, true);
   log().info("agent of '{}' is connection #{}", st.user, conn.id());
   self->send(conn, connect_atom_v);
 }
@@ -278,6 +282,8 @@ void connection_down(pool_ptr self, const caf::down_msg& dm) {
     return;
   st.conns.erase(id);
   self->send(st.supervisor, return_atom_v);
+  if (agent && --st.agents_alive == 0)
+    self->send(st.supervisor, claim_atom_v, st.user, false);
   if (st.stopped) {
     if (st.book.entries().empty())
       self->quit();

@@ -57,6 +57,9 @@ struct user_pool_state {
   std::vector<caf::typed_response_promise<std::uint64_t>> evictions;
   bool stopped = false;
   bool retire_offered = false;
+  /// Agent connections alive (reverse mode): the supervisor learns when they go 0→1 and
+  /// 1→0 (a cluster node claims the user while its agent is connected here).
+  std::size_t agents_alive = 0;
   std::minstd_rand rng;
   user_stats stats;
 };
