@@ -5,8 +5,10 @@
 // shows it); nine users served through every node with one set of SSH connections per user
 // (on its rendezvous owner only, counted from every node's /stats); /stats and /metrics
 // (promtool) of the membership; a node killed with SIGKILL and restarted under load with
-// every call answered within its bound and every user served again within 10 s; and a node
-// whose certificate another CA signed kept out of the cluster.
+// every call answered within its bound and every user served again within 10 s; a node
+// whose certificate another CA signed kept out of the cluster; and, where root can make a
+// network namespace, a node in its own namespace cut off (the others serve its users) and
+// healed (the cluster whole again, each user back on its owner once idle).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "gateway/gateway_harness.hpp"
 #include "rendezvous.hpp"
 #include "support/child_process.hpp"
+#include "support/netns.hpp"
 #include "support/timing.hpp"
 
 using namespace sshpool::test;
@@ -69,14 +72,6 @@ struct test_ca {
   }
 };
 
-json get_json(std::uint16_t port, const std::string& path) {
-  auto res = fetch(port, "GET", path);
-  REQUIRE(res.status == 200);
-  auto doc = json::parse(res.body, nullptr, false);
-  REQUIRE(doc.is_object());
-  return doc;
-}
-
 /// The users' names: u0 ... u(n-1).
 std::vector<std::string> user_names(int n) {
   std::vector<std::string> out;
@@ -86,46 +81,93 @@ std::vector<std::string> user_names(int n) {
 }
 
 /// One gateway node: its config file (the same users as every node), started and stopped
-/// (SIGKILL) by the test.
+/// (SIGKILL) by the test; in the network namespace `netns` if not empty (then the test talks
+/// to its front end, on the namespace's loopback, with curl run in the namespace). Its
+/// cluster port is on `host`.
 struct node {
   std::string id;
+  std::string host = "127.0.0.1";
   std::uint16_t cluster_port = 0;
   std::string config;
-  std::optional<running_gateway> gw;
+  std::string netns;
+  std::unique_ptr<child_process> proc;
+  std::uint16_t http_port = 0;
 
-  std::uint16_t port() const { return gw->port; }
-  void start() { gw.emplace(config); }
+  std::uint16_t port() const { return http_port; }
+  void start() {
+    std::vector<std::string> args = {SSHPOOL_DEMO_BINARY, "--config", config};
+    if (!netns.empty())
+      args.insert(args.begin(), {"ip", "netns", "exec", netns});
+    proc = std::make_unique<child_process>(args);
+    bool up = proc->wait_for_output("listening on", 30s);
+    INFO("node " << id << " stdout: " << proc->out() << "\nstderr: " << proc->err());
+    REQUIRE(up);
+    http_port = proc->listening_port();
+  }
   /// SIGKILL: no drain, no leave announced; the process is reaped.
   void kill() {
-    gw->proc.signal(SIGKILL);
-    gw->proc.wait_exit(10s);
-    gw.reset();
+    proc->signal(SIGKILL);
+    proc->wait_exit(10s);
+    proc.reset();
   }
-  json stats() const { return get_json(port(), "/stats"); }
+  /// GET `path`: the status (0 if the node did not answer within 5 s) and the body.
+  std::pair<int, std::string> get(const std::string& path) const {
+    if (netns.empty()) {
+      try {
+        http_client c{http_port};
+        c.send_request("GET", path);
+        auto res = c.read_response(5s);
+        return {res.status, res.body};
+      } catch (const std::runtime_error&) {
+        return {0, {}};
+      }
+    }
+    child_process curl{{"ip", "netns", "exec", netns, "curl", "-s", "--max-time", "5", "-w",
+                        "\n%{http_code}", "http://127.0.0.1:" + std::to_string(http_port) + path}};
+    curl.wait_exit(10s);
+    auto out = curl.out();
+    auto last = out.rfind('\n');
+    if (last == std::string::npos)
+      return {0, {}};
+    return {std::atoi(out.c_str() + last + 1), out.substr(0, last)};
+  }
+  json stats() const {
+    auto [status, body] = get("/stats");
+    auto doc = json::parse(body, nullptr, false);
+    return status == 200 && doc.is_object() ? doc : json::object();
+  }
   /// The live members this node sees (empty if it cannot tell).
   std::vector<std::string> members() const {
     auto cluster = stats()["cluster"];
     return cluster.is_object() ? cluster["members"].get<std::vector<std::string>>()
                                : std::vector<std::string>{};
   }
-  /// SSH connections of `user` on this node, from /stats.
+  /// SSH connections of `user` on this node, from /stats (-1 if it did not answer).
   int connections(const std::string& user) const {
-    for (auto& u : stats()["pool"]["per_user"])
+    auto doc = stats();
+    if (!doc.contains("pool"))
+      return -1;
+    for (auto& u : doc["pool"]["per_user"])
       if (u["user"] == user)
         return u["connections"].get<int>();
     return 0;
   }
+  /// GET /u/USER/api/tags: the status (0 if the node is not there).
+  int status_for(const std::string& user) const { return get("/u/" + user + "/api/tags").first; }
 };
 
-/// `count` nodes n1, n2, ... whose certificates `ca` signed (each trusting `trusted`, by
-/// default `ca` itself), each listing the others as peers, for `users` on `sshd` through
-/// `backend`, plus `extra` settings; not started.
+/// Nodes `ids` whose certificates `ca` signed, each listing the others as peers, for `users`
+/// on `sshd` through `backend`, plus `extra` settings; not started. Node i's cluster port
+/// is on `hosts[i]` (default 127.0.0.1).
 std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_sshd& sshd,
                              const http_backend& backend, const std::vector<std::string>& users,
-                             const std::vector<std::string>& ids, const std::string& extra = {}) {
+                             const std::vector<std::string>& ids, const std::string& extra = {},
+                             const std::vector<std::string>& hosts = {}) {
   std::vector<node> nodes(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     nodes[i].id = ids[i];
+    if (i < hosts.size())
+      nodes[i].host = hosts[i];
     nodes[i].cluster_port = free_port();
     ca.issue(ids[i]);
   }
@@ -136,9 +178,9 @@ std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_
     json peers = json::array();
     for (std::size_t j = 0; j < ids.size(); ++j)
       if (j != i)
-        peers.push_back("127.0.0.1:" + std::to_string(nodes[j].cluster_port));
+        peers.push_back(nodes[j].host + ":" + std::to_string(nodes[j].cluster_port));
     json cluster = {{"node_id", ids[i]},
-                    {"listen", "127.0.0.1:" + std::to_string(nodes[i].cluster_port)},
+                    {"listen", nodes[i].host + ":" + std::to_string(nodes[i].cluster_port)},
                     {"peers", peers},
                     {"ca_file", ca.cert},
                     {"cert_file", dir.path() + "/" + ids[i] + ".pem"},
@@ -154,6 +196,20 @@ std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_
   return nodes;
 }
 
+/// Whether every node of `nodes` answers 200 for every user, within `limit`.
+bool all_served(const std::vector<node*>& nodes, const std::vector<std::string>& users,
+                std::chrono::milliseconds limit) {
+  return eventually(
+      [&] {
+        for (auto* n : nodes)
+          for (auto& u : users)
+            if (n->status_for(u) != 200)
+              return false;
+        return true;
+      },
+      limit);
+}
+
 /// Waits until every running node sees exactly the ids of `expected` as its members.
 bool members_are(const std::vector<node*>& running, std::vector<std::string> expected,
                  std::chrono::milliseconds limit) {
@@ -166,15 +222,6 @@ bool members_are(const std::vector<node*>& running, std::vector<std::string> exp
         return true;
       },
       limit);
-}
-
-/// GET /u/USER/api/tags through `port`: the status (0 if the node is not there).
-int get_status(std::uint16_t port, const std::string& user) {
-  try {
-    return fetch(port, "GET", "/u/" + user + "/api/tags").status;
-  } catch (const std::runtime_error&) {
-    return 0;
-  }
 }
 
 /// Requests in a loop from `threads` threads, round robin over the ports of `ports()` and
@@ -384,7 +431,7 @@ TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every cal
     n.start();
   REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
   for (auto& u : users)
-    REQUIRE(get_status(nodes[0].port(), u) == 200);
+    REQUIRE(nodes[0].status_for(u) == 200);
 
   // The load enters at every running node (a killed one refuses connections: not a hang).
   std::mutex ports_mutex;
@@ -399,15 +446,7 @@ TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every cal
   auto killed_at = steady::now();
   nodes[2].kill();
   std::vector<node*> survivors = {&nodes[0], &nodes[1]};
-  bool served = eventually(
-      [&] {
-        for (auto* n : survivors)
-          for (auto& u : users)
-            if (get_status(n->port(), u) != 200)
-              return false;
-        return true;
-      },
-      10s);
+  bool served = all_served(survivors, users, 10s);
   auto failover_ms = ms_since(killed_at);
   INFO("every user served by the survivors " << failover_ms << " ms after the kill");
   CHECK(served);
@@ -420,15 +459,7 @@ TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every cal
   }
   auto restarted_at = steady::now();
   REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
-  CHECK(eventually(
-      [&] {
-        for (auto& n : nodes)
-          for (auto& u : users)
-            if (get_status(n.port(), u) != 200)
-              return false;
-        return true;
-      },
-      10s));
+  CHECK(all_served({&nodes[0], &nodes[1], &nodes[2]}, users, 10s));
   INFO("the restarted node rejoined and served every user " << ms_since(restarted_at)
                                                             << " ms after its start");
   load.stop();
@@ -480,6 +511,65 @@ TEST_CASE("a node whose certificate another CA signed is refused by the cluster"
   CHECK(good[1].members() == std::vector<std::string>{"n1", "n2"});
   CHECK(rogue[0].members() == std::vector<std::string>{"rogue"});
   // Each side serves its users on its own.
-  CHECK(get_status(rogue[0].port(), "u0") == 200);
-  CHECK(get_status(good[0].port(), "u0") == 200);
+  CHECK(rogue[0].status_for("u0") == 200);
+  CHECK(good[0].status_for("u0") == 200);
+}
+
+TEST_CASE("a node in its own network namespace cut off and healed: the others serve its users "
+          "meanwhile; healed, the cluster is whole and each user goes back to its owner",
+          "[cluster][faults][netns]") {
+  test_netns ns;
+  if (!ns.available()) {
+    WARN("skipped: " << ns.why_unavailable());
+    return;
+  }
+  temp_dir dir;
+  sshd_options options;
+  options.listen_address = ns.host_address(); // reached from both sides of the veth pair
+  test_sshd sshd{options};
+  http_backend backend{quick_backend()};
+  test_ca ca{dir, "cluster-ca"};
+  auto users = user_names(9);
+  const std::vector<std::string> ids = {"n1", "n2", "n3"};
+  // Idle connections close after 2 s, so that the users' return to their owners shows.
+  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids,
+                          R"("max_idle_time":2000,"cleanup_interval":250)",
+                          {ns.host_address(), ns.host_address(), ns.ns_address()});
+  nodes[2].netns = ns.name();
+  for (auto& n : nodes)
+    n.start();
+  std::vector<node*> all = {&nodes[0], &nodes[1], &nodes[2]};
+  REQUIRE(members_are(all, ids, 15s));
+  REQUIRE(all_served(all, users, 10s));
+
+  ns.cut();
+  auto cut_at = steady::now();
+  // Each side counts the other out after the heartbeat deadline; n1 and n2 serve every user,
+  // n3's too, with their own connections (n3 cannot reach the sshd: its side has nothing).
+  CHECK(members_are({&nodes[0], &nodes[1]}, {"n1", "n2"}, 5s));
+  CHECK(members_are({&nodes[2]}, {"n3"}, 5s));
+  CHECK(all_served({&nodes[0], &nodes[1]}, users, 10s));
+  INFO("n1 and n2 served every user " << ms_since(cut_at) << " ms after the cut");
+
+  ns.restore();
+  auto healed_at = steady::now();
+  CHECK(members_are(all, ids, 20s));
+  for (auto& p : nodes[2].stats()["cluster"]["peers"])
+    CHECK(p["failures"].get<int>() >= 1); // n3 lost both peers, and found them again
+  CHECK(all_served(all, users, 10s));
+  INFO("healed: the cluster whole and every user served through every node "
+       << ms_since(healed_at) << " ms after the heal");
+  // Idle, each user's connections are on its rendezvous owner only again (those the others
+  // opened during the partition close as idle ones do).
+  CHECK(eventually(
+      [&] {
+        for (auto& u : users) {
+          auto owner = *sshpool::rendezvous::owner(u, ids);
+          for (auto& n : nodes)
+            if ((n.connections(u) > 0) != (n.id == owner))
+              return false;
+        }
+        return true;
+      },
+      15s));
 }
