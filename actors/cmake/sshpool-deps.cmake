@@ -6,7 +6,7 @@ include(CMakeFindDependencyMacro)
 
 find_dependency(Threads)
 find_dependency(libssh CONFIG)   # target: ssh
-find_dependency(OpenSSL)         # target: OpenSSL::Crypto (known_hosts' hashed names)
+find_dependency(OpenSSL)         # OpenSSL::Crypto (known_hosts' hashed names), OpenSSL::SSL (cluster)
 find_dependency(spdlog CONFIG)   # target: spdlog::spdlog
 
 function(_sshpool_import_library target header libname)
@@ -26,8 +26,11 @@ endfunction()
 
 _sshpool_import_library(sshpool_dep::caf_core caf/actor_system.hpp caf_core)
 _sshpool_import_library(sshpool_dep::caf_io caf/io/middleman.hpp caf_io)
+_sshpool_import_library(sshpool_dep::caf_openssl caf/openssl/manager.hpp caf_openssl)
 _sshpool_import_library(sshpool_dep::http_parser http_parser.h http_parser)
 if(TARGET sshpool_dep::caf_core)
   set_property(TARGET sshpool_dep::caf_core APPEND PROPERTY INTERFACE_LINK_LIBRARIES Threads::Threads)
   set_property(TARGET sshpool_dep::caf_io APPEND PROPERTY INTERFACE_LINK_LIBRARIES sshpool_dep::caf_core)
+  set_property(TARGET sshpool_dep::caf_openssl APPEND PROPERTY INTERFACE_LINK_LIBRARIES
+               sshpool_dep::caf_io OpenSSL::SSL)
 endif()

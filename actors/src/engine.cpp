@@ -316,6 +316,7 @@ expected<shutdown_report> engine::remove_endpoint(const std::string& user) {
 shutdown_report engine::shutdown(std::chrono::milliseconds grace) {
   if (impl_->stopped.load())
     return {};
+  impl_->leave_cluster(); // the other nodes stop sending this one work first
   // The drain starts with this grace before wait_for_shutdown callers wake up (they would
   // start it with the configured one).
   caf::anon_send(impl_->shutdown_coordinator, drain_atom_v, caf::timespan{grace});
@@ -345,6 +346,7 @@ void engine::handle_signals() {
       // is_shutting_down() already true (/readyz already 503 in the gateway).
       im->request_drain();
       log().info("signal received: draining (a second signal forces)");
+      im->leave_cluster();
       caf::anon_send(im->shutdown_coordinator, drain_atom_v,
                      caf::timespan{im->cfg.pool.shutdown_grace_period});
     } else {
@@ -363,6 +365,17 @@ shutdown_report engine::wait_for_shutdown() {
 
 std::optional<agent_listener_status> engine::agent_listener() const {
   return impl_->agents.status();
+}
+
+std::optional<cluster_stats> engine::cluster_status() const {
+  auto cluster = impl_->cluster;
+  if (!cluster)
+    return std::nullopt;
+  std::optional<cluster_stats> result;
+  call(
+      *impl_, cluster, std::chrono::seconds(5), errc::shutting_down,
+      [&](cluster_stats& st) { result = std::move(st); }, stats_atom_v);
+  return result;
 }
 
 metrics_snapshot engine::metrics() const {

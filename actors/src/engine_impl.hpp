@@ -21,6 +21,7 @@
 
 #include "agent_intake.hpp"
 #include "call_traits.hpp"
+#include "cluster.hpp"
 #include "context.hpp"
 #include "handoff.hpp"
 #include "lifecycle.hpp"
@@ -47,6 +48,8 @@ struct engine_impl {
   agent_intake agents;
   cleanup_actor cleanup;
   shutdown_actor shutdown_coordinator;
+  /// Cluster mode only.
+  cluster_actor cluster;
   std::unique_ptr<signal_watcher> signals;
   std::atomic<bool> stopped{false};
   /// A drain was started (signal or shutdown()); wait_for_shutdown waits for this.
@@ -78,12 +81,51 @@ struct engine_impl {
     if (cfg.start_cleanup)
       caf::anon_send(cleanup, start_atom_v);
     shutdown_coordinator = spawn_shutdown(system, supervisor, cfg.pool.force_after_grace_period);
+    if (!cfg.cluster.node_id.empty())
+      start_cluster(system);
     if (cfg.agents.listen.empty())
       return;
     if (auto ok = agents.start(cfg.agents, caf::actor_cast<supervisor_impl>(supervisor)); !ok) {
       shutdown(); // the engine is not made: its actors and threads end here
       throw std::invalid_argument{"agents: " + ok.error().to_string()};
     }
+  }
+
+  /// Spawns the cluster actor and publishes it on cluster.listen; throws invalid_argument
+  /// (after stopping what started) if the system or the TLS files do not serve, or the
+  /// address cannot be bound.
+  void start_cluster(caf::actor_system& system) {
+    auto fail = [this](const error& err) {
+      shutdown();
+      throw std::invalid_argument{err.to_string()};
+    };
+    if (auto ok = check_cluster_system(system); !ok)
+      fail(ok.error());
+    if (auto ok = check_tls_files(cfg.cluster); !ok)
+      fail(ok.error());
+    // The supervisor takes the views (view_atom) in its full interface.
+    cluster = spawn_cluster(system, cfg.cluster, supervisor, caf::actor_cast<view_sink>(supervisor));
+    error failure;
+    caf::scoped_actor self{system};
+    self->request(cluster, std::chrono::seconds(30), listen_atom_v)
+        .receive([](std::uint16_t) {},
+                 [&](caf::error& err) { failure = from_caf_error(err, errc::invalid_argument); });
+    if (failure.code() != errc::none)
+      fail(failure);
+  }
+
+  /// Cluster mode: tells the other nodes that this one leaves (they drop it from their
+  /// members at once), before the drain. Waits for their acknowledgements (bounded by the
+  /// heartbeat timeout); call it off the CAF scheduler threads.
+  void leave_cluster() {
+    if (!cluster)
+      return;
+    caf::scoped_actor self{*sys};
+    self->request(cluster, cfg.cluster.heartbeat_timeout + std::chrono::seconds(1), leave_atom_v)
+        .receive([] {},
+                 [](caf::error& err) {
+                   log().warn("cluster leave: {}", from_caf_error(err, errc::internal).to_string());
+                 });
   }
 
   void request_drain() {
@@ -97,12 +139,17 @@ struct engine_impl {
     agents.stop(); // no agent arrives while the actors stop
     if (stopped.exchange(true))
       return;
+    leave_cluster(); // a no-op after a drain's leave
     request_drain(); // releases wait_for_shutdown callers (they get shutting_down)
     {
       caf::scoped_actor self{*sys};
       self->send_exit(cleanup, caf::exit_reason::user_shutdown);
       self->send_exit(shutdown_coordinator, caf::exit_reason::user_shutdown);
       self->wait_for(cleanup, shutdown_coordinator);
+      if (cluster) {
+        self->send_exit(cluster, caf::exit_reason::user_shutdown);
+        self->wait_for(cluster);
+      }
       self->request(supervisor, std::chrono::seconds(30), stop_atom_v)
           .receive([] {},
                    [](caf::error& err) {
@@ -114,6 +161,7 @@ struct engine_impl {
     supervisor = nullptr;
     cleanup = nullptr;
     shutdown_coordinator = nullptr;
+    cluster = nullptr;
     runtime.reset();
     own_sys.reset();
     own_cfg.reset();

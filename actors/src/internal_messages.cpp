@@ -1,8 +1,11 @@
-// Registration of every message type an engine needs: the public block (messages/) and the
-// internal one (internal_messages.hpp); the agent offer's members.
+// Registration of every message type an engine needs: the public block (messages/), the
+// internal one (internal_messages.hpp) and the cluster protocol's (cluster_messages.hpp); the
+// agent offer's members.
 #include "internal_messages.hpp"
 
 #include <caf/actor_system_config.hpp>
+
+#include "cluster_messages.hpp"
 
 #include "sshpool/engine.hpp"
 
@@ -34,6 +37,7 @@ const std::string& agent_offer::refusal() const {
 void add_message_types(caf::actor_system_config& cfg) {
   detail::add_public_message_types(cfg);
   cfg.add_message_types<caf::id_block::sshpool_internal>();
+  cfg.add_message_types<caf::id_block::sshpool_cluster>();
 }
 
 } // namespace sshpool

@@ -1,5 +1,7 @@
 #include "sshpool/types.hpp"
 
+#include <arpa/inet.h>
+
 #include "sshpool/config.hpp"
 #include "sshpool/text.hpp"
 
@@ -19,7 +21,96 @@ expected<void> positive(std::chrono::milliseconds value, const char* name) {
   return {};
 }
 
+/// A node id: 1-64 characters of A-Z a-z 0-9 . _ - (it is logged, hashed and shown in
+/// /stats and /metrics labels).
+bool node_id_ok(const std::string& id) {
+  if (id.empty() || id.size() > 64)
+    return false;
+  for (char c : id)
+    if (!text::is_alnum(c) && c != '.' && c != '_' && c != '-')
+      return false;
+  return true;
+}
+
+bool ip_literal(const std::string& host) {
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+expected<void> validate_cluster(const cluster_config& c) {
+  auto invalid = [](std::string text) -> expected<void> {
+    return {errc::invalid_argument, "cluster." + std::move(text)};
+  };
+  if (c.node_id.empty()) {
+    if (!c.listen.empty() || !c.peers.empty())
+      return invalid("node_id is missing (cluster.listen or cluster.peers is set)");
+    return {};
+  }
+  if (!node_id_ok(c.node_id))
+    return invalid("node_id must be 1-64 characters of A-Z a-z 0-9 . _ -");
+  if (c.listen.empty())
+    return invalid("listen is missing (cluster.node_id is set)");
+  auto listen = parse_host_port(c.listen);
+  if (!listen || !ip_literal(listen->host))
+    return invalid("listen must be IPv4:port or [IPv6]:port (got '" + c.listen + "')");
+  for (auto& peer : c.peers) {
+    if (!parse_host_port(peer))
+      return invalid("peers: '" + peer + "' is not host:port");
+    if (peer == c.listen)
+      return invalid("peers: '" + peer + "' is this node's own listen address");
+  }
+  for (auto [value, name] : {std::pair{&c.ca_file, "ca_file"}, std::pair{&c.cert_file, "cert_file"},
+                             std::pair{&c.key_file, "key_file"}})
+    if (value->empty())
+      return invalid(std::string{name} + " is missing (a cluster node requires mutual TLS)");
+  for (auto [value, name] :
+       {std::pair{c.heartbeat_interval, "cluster.heartbeat_interval"},
+        std::pair{c.heartbeat_timeout, "cluster.heartbeat_timeout"},
+        std::pair{c.reconnect_backoff_base, "cluster.reconnect_backoff_base"},
+        std::pair{c.reconnect_backoff_cap, "cluster.reconnect_backoff_cap"}})
+    if (auto res = positive(value, name); !res)
+      return res;
+  if (c.heartbeat_timeout <= c.heartbeat_interval)
+    return invalid("heartbeat_timeout must be greater than cluster.heartbeat_interval");
+  if (c.reconnect_backoff_cap < c.reconnect_backoff_base)
+    return invalid("reconnect_backoff_cap must not be less than cluster.reconnect_backoff_base");
+  return {};
+}
+
 } // namespace
+
+expected<host_port> parse_host_port(const std::string& address) {
+  auto fail = [&] {
+    return error{errc::invalid_argument, "'" + address + "' is not host:port or [IPv6]:port"};
+  };
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return fail();
+  std::string host = address.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']')
+      return fail();
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    return fail(); // an IPv6 address needs its brackets
+  }
+  for (char c : host)
+    if (!text::is_alnum(c) && c != '.' && c != '-' && c != ':' && c != '_' && c != '%')
+      return fail();
+  auto digits = address.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5)
+    return fail();
+  unsigned long port = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9')
+      return fail();
+    port = port * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (port == 0 || port > 65535)
+    return fail();
+  return host_port{std::move(host), static_cast<std::uint16_t>(port)};
+}
 
 const std::string* response::header(std::string_view name) const noexcept {
   for (auto& [key, value] : headers)
@@ -69,6 +160,8 @@ expected<void> validate(const engine_config& cfg) {
     if (auto res = positive(a.login_grace, "agents.login_grace"); !res)
       return res;
   }
+  if (auto res = validate_cluster(cfg.cluster); !res)
+    return res;
   static constexpr const char* levels[] = {"trace", "debug", "info",     "warn", "warning",
                                            "error", "err",   "critical", "off"};
   for (auto level : levels)

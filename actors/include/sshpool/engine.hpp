@@ -31,6 +31,14 @@ class engine;
 /// configuration of an actor system that you hand to `engine`.
 void add_message_types(caf::actor_system_config& cfg);
 
+/// Makes a CAF configuration fit for a cluster node (engine_config::cluster): loads CAF's
+/// middleman and OpenSSL manager, sets its certificate, key and CA from `cluster` (mutual
+/// TLS: peers without a certificate of that CA are refused) and the middleman's heartbeat
+/// from its heartbeat settings. Call it, with `add_message_types`, on the configuration of
+/// an actor system that you hand to an `engine` running as a cluster node. Throws what CAF
+/// throws if a module is loaded twice.
+void add_cluster_modules(caf::actor_system_config& cfg, const cluster_config& cluster);
+
 namespace detail {
 struct engine_impl;
 struct lease_handle;
@@ -191,7 +199,8 @@ public:
   explicit engine(engine_config cfg = {});
 
   /// Builds an engine inside a service's actor system, whose configuration must have had
-  /// `sshpool::add_message_types(cfg)` applied.
+  /// `sshpool::add_message_types(cfg)` applied (and `add_cluster_modules` for a cluster
+  /// node: else std::invalid_argument).
   engine(caf::actor_system& sys, engine_config cfg = {});
 
   ~engine();
@@ -249,6 +258,11 @@ public:
   /// public key ("ssh-ed25519 BASE64"), and its counters (refusals by reason); nullopt if the
   /// engine has no listener.
   std::optional<agent_listener_status> agent_listener() const;
+
+  /// Cluster mode: this node's members (itself included), its peers (up or not, connects,
+  /// failures, since when), the membership changes and the claims; nullopt if the engine
+  /// is not a cluster node (or does not answer).
+  std::optional<cluster_stats> cluster_status() const;
 
   /// The engine's counters and latency histograms (handshakes, channel opens, requests by
   /// result, bytes, keepalive failures, connections opened and closed).

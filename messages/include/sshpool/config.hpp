@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -142,5 +143,16 @@ struct engine_config {
 
 /// Checks every setting; the error names the offending one.
 expected<void> validate(const engine_config& cfg);
+
+/// A network address split into its parts.
+struct host_port {
+  /// A host name or an IP address (an IPv6 address without its brackets).
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+/// Splits "host:port" ("[IPv6]:port" for an IPv6 address; port 1-65535); `invalid_argument`
+/// (with the text) if it is not of that form.
+expected<host_port> parse_host_port(const std::string& address);
 
 } // namespace sshpool
