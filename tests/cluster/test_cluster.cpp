@@ -97,7 +97,7 @@ struct node {
   void start() {
     std::vector<std::string> args = {SSHPOOL_DEMO_BINARY, "--config", config};
     if (!netns.empty())
-      args.insert(args.begin(), {"ip", "netns", "exec", netns});
+      args.insert(args.begin(), {"/usr/sbin/ip", "netns", "exec", netns});
     proc = std::make_unique<child_process>(args);
     bool up = proc->wait_for_output("listening on", 30s);
     INFO("node " << id << " stdout: " << proc->out() << "\nstderr: " << proc->err());
@@ -122,8 +122,9 @@ struct node {
         return {0, {}};
       }
     }
-    child_process curl{{"ip", "netns", "exec", netns, "curl", "-s", "--max-time", "5", "-w",
-                        "\n%{http_code}", "http://127.0.0.1:" + std::to_string(http_port) + path}};
+    child_process curl{{"/usr/sbin/ip", "netns", "exec", netns, "/usr/bin/curl", "-s", "--max-time",
+                        "5", "-w", "\n%{http_code}",
+                        "http://127.0.0.1:" + std::to_string(http_port) + path}};
     curl.wait_exit(10s);
     auto out = curl.out();
     auto last = out.rfind('\n');
@@ -371,7 +372,7 @@ TEST_CASE("three nodes: nine users served through every node, each with one set 
   test_ca ca{dir, "cluster-ca"};
   auto users = user_names(9);
   const std::vector<std::string> ids = {"n1", "n2", "n3"};
-  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids);
+  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids, R"("max_connections_per_user":2)");
   for (auto& n : nodes)
     n.start();
   std::vector<node*> all = {&nodes[0], &nodes[1], &nodes[2]};
@@ -384,15 +385,20 @@ TEST_CASE("three nodes: nine users served through every node, each with one set 
       CHECK(res.status == 200);
       CHECK(res.header("X-Backend") == "cluster-backend");
     }
-  // Without the cluster each node would hold a connection per user (three per user): here a
-  // user's only connection is on its rendezvous owner, whichever node the requests entered.
+  // Without the cluster each node would hold its own pool for each user (three nodes, at
+  // least three connections per user): here a user's connections are its owner's pool
+  // only (one or two: max_connections_per_user), whichever node the requests entered.
   std::map<std::string, int> owned;
   for (auto& u : users) {
     auto owner = *sshpool::rendezvous::owner(u, ids);
     ++owned[owner];
     for (auto& n : nodes) {
       INFO("user " << u << " (owner " << owner << ") on node " << n.id);
-      CHECK(n.connections(u) == (n.id == owner ? 1 : 0));
+      auto count = n.connections(u);
+      if (n.id == owner)
+        CHECK((count >= 1 && count <= 2));
+      else
+        CHECK(count == 0);
     }
   }
   CHECK(owned.size() == 3); // the nine users are spread over the three nodes
@@ -497,19 +503,23 @@ TEST_CASE("a node whose certificate another CA signed is refused by the cluster"
   for (auto* n : {&good[0], &good[1], &rogue[0]})
     n->start();
   REQUIRE(members_are({&good[0], &good[1]}, {"n1", "n2"}, 15s));
-  // Both sides tried, and failed, more than once: n1 to reach the rogue, the rogue to reach
-  // n1 (the handshake fails on both ends).
+  // Both sides tried, and failed: n1 to reach the rogue, the rogue to reach n1 (the
+  // handshake fails on both ends).
   auto failures_to = [](const node& n, std::uint16_t port) {
-    for (auto& p : n.stats()["cluster"]["peers"])
+    auto stats = n.stats(); // kept: the loop walks a part of it
+    for (auto& p : stats["cluster"]["peers"])
       if (p["address"] == "127.0.0.1:" + std::to_string(port))
         return p["failures"].get<int>();
     return -1;
   };
-  CHECK(eventually([&] { return failures_to(good[0], rogue[0].cluster_port) >= 2; }, 15s));
-  CHECK(eventually([&] { return failures_to(rogue[0], good[0].cluster_port) >= 2; }, 15s));
+  CHECK(eventually([&] { return failures_to(good[0], rogue[0].cluster_port) >= 1; }, 15s));
+  CHECK(eventually([&] { return failures_to(rogue[0], good[0].cluster_port) >= 1; }, 15s));
   CHECK(good[0].members() == std::vector<std::string>{"n1", "n2"});
   CHECK(good[1].members() == std::vector<std::string>{"n1", "n2"});
   CHECK(rogue[0].members() == std::vector<std::string>{"rogue"});
+  // The refused handshakes did not disturb n1 and n2: they joined once and stayed.
+  CHECK(good[0].stats()["cluster"]["membership_changes"] == 1);
+  CHECK(good[1].stats()["cluster"]["membership_changes"] == 1);
   // Each side serves its users on its own.
   CHECK(rogue[0].status_for("u0") == 200);
   CHECK(good[0].status_for("u0") == 200);
@@ -554,7 +564,8 @@ TEST_CASE("a node in its own network namespace cut off and healed: the others se
   ns.restore();
   auto healed_at = steady::now();
   CHECK(members_are(all, ids, 20s));
-  for (auto& p : nodes[2].stats()["cluster"]["peers"])
+  auto n3_stats = nodes[2].stats();
+  for (auto& p : n3_stats["cluster"]["peers"])
     CHECK(p["failures"].get<int>() >= 1); // n3 lost both peers, and found them again
   CHECK(all_served(all, users, 10s));
   INFO("healed: the cluster whole and every user served through every node "
