@@ -330,6 +330,11 @@ cluster_actor::behavior_type cluster_behavior(cluster_ptr self, cluster_config c
     st.links.push_back(std::move(l));
   }
   install_exception_handler(self, [](const std::string&) {});
+  // An error message (e.g. a receiver that did not expect what this actor sent) must not
+  // end the node's membership: logged, not fatal.
+  self->set_error_handler([self](caf::error& err) {
+    log().warn("cluster: {}", self->system().render(err));
+  });
   self->set_down_handler([self](caf::down_msg& msg) {
     for (auto& [id, m] : self->state.members)
       if (m.cluster.address() == msg.source) {

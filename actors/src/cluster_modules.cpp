@@ -7,6 +7,21 @@
 // SSL_VERIFY_FAIL_IF_NO_PEER_CERT on both sides: a peer without a certificate, or with one
 // not signed by the cluster CA, fails the handshake and never reaches the actors. There is
 // no host name check: the CA must be the cluster's own.
+//
+// It has a flaw this file repairs: its session calls SSL_get_error() after SSL_read,
+// SSL_write, SSL_connect and SSL_accept without emptying the thread's OpenSSL error queue
+// first, and leaves the queue filled when a handshake fails. OpenSSL's SSL_get_error needs
+// an empty queue: with a refused peer's entry still queued, the next SSL_read of a good
+// connection on the same I/O thread that merely has nothing to read reports SSL_ERROR_SSL,
+// and CAF closes that connection. Every peer refused for its certificate would cut a
+// member's connection (the refusal test of tests/cluster/test_cluster_members.cpp shows
+// it). The four definitions below take the place of libssl's in the whole process (the
+// dynamic linker finds the executable's first) and empty the queue before calling libssl's
+// own, as OpenSSL's manual asks of every caller.
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include <openssl/err.h>
@@ -35,7 +50,50 @@ std::string ssl_error() {
   return text.empty() ? "unknown error" : text;
 }
 
+/// libssl's own definition of `name` (the next one after this executable's).
+template <class Fn>
+Fn libssl(const char* name) {
+  auto* fn = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  if (!fn) {
+    std::fprintf(stderr, "sshpool: %s not found in libssl\n", name);
+    std::abort();
+  }
+  return fn;
+}
+
 } // namespace
+
+} // namespace sshpool
+
+extern "C" {
+
+int SSL_read(SSL* ssl, void* buf, int num) {
+  static auto next = sshpool::libssl<int (*)(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
+  return next(ssl, buf, num);
+}
+
+int SSL_write(SSL* ssl, const void* buf, int num) {
+  static auto next = sshpool::libssl<int (*)(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return next(ssl, buf, num);
+}
+
+int SSL_connect(SSL* ssl) {
+  static auto next = sshpool::libssl<int (*)(SSL*)>("SSL_connect");
+  ERR_clear_error();
+  return next(ssl);
+}
+
+int SSL_accept(SSL* ssl) {
+  static auto next = sshpool::libssl<int (*)(SSL*)>("SSL_accept");
+  ERR_clear_error();
+  return next(ssl);
+}
+
+} // extern "C"
+
+namespace sshpool {
 
 void add_cluster_modules(caf::actor_system_config& cfg, const cluster_config& cluster) {
   cfg.load<caf::io::middleman>();

@@ -250,6 +250,8 @@ engine::engine(engine_config cfg)
   auto& im = *impl_;
   im.own_cfg = std::make_unique<caf::actor_system_config>();
   add_message_types(*im.own_cfg);
+  if (!im.cfg.cluster.node_id.empty())
+    add_cluster_modules(*im.own_cfg, im.cfg.cluster);
   auto threads = im.cfg.scheduler_threads != 0
                      ? im.cfg.scheduler_threads
                      : std::max<std::size_t>(1, std::thread::hardware_concurrency());
@@ -375,6 +377,18 @@ std::optional<cluster_stats> engine::cluster_status() const {
   call(
       *impl_, cluster, std::chrono::seconds(5), errc::shutting_down,
       [&](cluster_stats& st) { result = std::move(st); }, stats_atom_v);
+  // The routed counters are the supervisor's.
+  if (result)
+    call(
+        *impl_, caf::actor_cast<supervisor_impl>(impl_->supervisor), std::chrono::seconds(5),
+        errc::shutting_down,
+        [&](std::uint64_t asked, std::uint64_t failed, std::uint64_t served, std::uint64_t held) {
+          result->remote_acquires = asked;
+          result->remote_acquire_failures = failed;
+          result->served_acquires = served;
+          result->served_leases = held;
+        },
+        view_atom_v);
   return result;
 }
 

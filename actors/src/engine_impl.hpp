@@ -103,8 +103,8 @@ struct engine_impl {
       fail(ok.error());
     if (auto ok = check_tls_files(cfg.cluster); !ok)
       fail(ok.error());
-    // The supervisor takes the views (view_atom) in its full interface.
-    cluster = spawn_cluster(system, cfg.cluster, supervisor, caf::actor_cast<view_sink>(supervisor));
+    view_sink views = caf::actor_cast<supervisor_impl>(supervisor); // its full interface
+    cluster = spawn_cluster(system, cfg.cluster, supervisor, std::move(views));
     error failure;
     caf::scoped_actor self{system};
     self->request(cluster, std::chrono::seconds(30), listen_atom_v)

@@ -33,6 +33,13 @@
 //
 // Pool retirement: a pool left with nothing sends idle_atom; the supervisor asks it to
 // retire and holds that user's calls meanwhile, so no call ever reaches a pool that quit.
+//
+// Cluster (supervisor_cluster.cpp): without a view (view_atom from the cluster actor) every
+// call is served here, at a single node's cost (one pointer test). With one, acquire,
+// release, close and drain of a user from a local sender go to the user's owner node:
+//   no view ──► local          view ──► owner is this node, or the sender is another node
+//                                       ──► local (another node's leases tracked)
+//                                  └──► owner elsewhere ──► its supervisor; leases via relays
 // Services see supervisor_actor (sshpool/messages.hpp); the pools' messages and the token
 // timer are supervisor_impl's (internal_messages.hpp).
 #include "supervisor.hpp"

@@ -26,6 +26,7 @@
 
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
+#include "support/pki.hpp"
 #include "support/slow_flood.hpp"
 #include "support/test_sshd.hpp"
 #include "support/timing.hpp"
@@ -36,36 +37,9 @@ using sshpool::demo::http_backend;
 
 namespace {
 
-/// Runs a program to its end and requires exit code 0; returns its stderr.
-std::string run_ok(const std::vector<std::string>& args) {
-  child_process p{args};
-  int code = p.wait_exit(30s);
-  INFO(args[0] << " " << args[1] << " exited " << code << ": " << p.err());
-  REQUIRE(code == 0);
-  return p.err();
-}
-
-/// A CA and server certificates it signs (for localhost and 127.0.0.1), made by the openssl
-/// CLI in `dir`: NAME.pem (the certificate) and NAME.key (its unencrypted P-256 key).
-struct test_pki {
-  explicit test_pki(const temp_dir& d) : dir(d) {
-    ca = dir.path() + "/ca.pem";
-    run_ok({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", dir.path() + "/ca.key", "-out", ca,
-            "-days", "2", "-subj", "/CN=sshpool-test-ca"});
-    dir.write("san.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-  }
-
-  /// Issues NAME.pem / NAME.key with common name `cn`.
-  void issue(const std::string& name, const std::string& cn) const {
-    auto base = dir.path() + "/" + name;
-    run_ok({"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", base + ".key", "-out",
-            base + ".csr", "-subj", "/CN=" + cn});
-    run_ok({"/usr/bin/openssl", "x509", "-req", "-in", base + ".csr", "-CA", ca, "-CAkey",
-            dir.path() + "/ca.key", "-CAcreateserial", "-days", "2", "-out", base + ".pem",
-            "-extfile", dir.path() + "/san.cnf"});
-  }
+/// A CA and server certificates it signs (support/pki.hpp), and the files the gateway reads.
+struct test_pki : test_ca {
+  using test_ca::test_ca;
 
   /// Copies NAME.pem / NAME.key over the files the gateway reads (live.pem / live.key).
   void install(const std::string& cert_name, const std::string& key_name) const {
@@ -84,9 +58,6 @@ struct test_pki {
     return R"("tls":{"cert_file":")" + dir.path() + R"(/live.pem","key_file":")" + dir.path() +
            R"(/live.key"})";
   }
-
-  const temp_dir& dir;
-  std::string ca;
 };
 
 /// alice's sshd and backend, a temporary directory, and a PKI whose certificate "one" (for

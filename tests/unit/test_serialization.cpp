@@ -1,7 +1,7 @@
 // What will cross cluster nodes (issue #17) crosses the wire intact: every public data type
 // round-trips through CAF's binary serializer with a non-default value in every field, every
-// message of the public interfaces (and every reply) round-trips as a whole message the way
-// the middleman sends it, and errors keep their errc and message. Each type's field count
+// message of the public interfaces and of the cluster protocol (and every reply) round-trips
+// as a whole message the way the middleman sends it, and errors keep their errc and message. Each type's field count
 // is pinned, so a field added to a struct without its inspect (messages.hpp) and this test
 // fails to compile here.
 #include <catch2/catch.hpp>
@@ -18,6 +18,7 @@
 #include <caf/binary_serializer.hpp>
 #include <caf/io/middleman.hpp>
 
+#include "cluster_messages.hpp"
 #include "sshpool/engine.hpp"
 #include "sshpool/messages.hpp"
 
@@ -119,6 +120,11 @@ auto fields(const shutdown_report& x) {
 auto fields(const lease& x) {
   static_assert(field_count<lease>() == 4);
   return std::tie(x.user, x.id, x.connection_id, x.connection);
+}
+
+auto fields(const cluster_hello& x) {
+  static_assert(field_count<cluster_hello>() == 5);
+  return std::tie(x.node_id, x.listen, x.supervisor, x.cluster, x.claims);
 }
 
 auto fields(const error& x) {
@@ -328,6 +334,17 @@ lease sample_lease(wire& w) {
   return x;
 }
 
+/// A hello whose handles name `w`'s scoped actor.
+cluster_hello sample_hello(wire& w) {
+  cluster_hello x;
+  x.node_id = "n2";
+  x.listen = "[::1]:4101";
+  x.supervisor = caf::actor_cast<supervisor_actor>(caf::actor{w.self});
+  x.cluster = caf::actor_cast<cluster_peer_actor>(caf::actor{w.self});
+  x.claims = {"alice", "bob"};
+  return x;
+}
+
 } // namespace
 
 TEST_CASE("every public data type round-trips with every field", "[serialization]") {
@@ -449,6 +466,41 @@ TEST_CASE("every message of the public interfaces, and every reply, crosses as a
     auto back = w.load<caf::message>(w.save(copy));
     CHECK(back.type_token() == msg.type_token());
     CHECK(caf::to_string(back) == caf::to_string(msg));
+  }
+}
+
+TEST_CASE("the cluster protocol crosses: the hello with its handles, and every message between "
+          "cluster actors",
+          "[serialization]") {
+  wire w;
+  auto hello = sample_hello(w);
+  w.check(hello);
+  auto back = w.round_trip(hello);
+  // The handles name the same actor (on another node: a proxy of it).
+  CHECK(back.supervisor.address() == hello.supervisor.address());
+  CHECK(back.cluster.address() == hello.cluster.address());
+  CHECK(back.cluster->node() == w.sys.node());
+  std::string node = "n1";
+  std::string user = "alice";
+  const std::vector<caf::message> messages = {
+      caf::make_message(hello_atom_v, hello),
+      caf::make_message(ping_atom_v),
+      caf::make_message(pong_atom_v, node),
+      caf::make_message(claim_atom_v, node, user, true),
+      caf::make_message(claim_atom_v, node, user, false),
+      caf::make_message(leave_atom_v, node),
+      // replies: a hello, nothing, a refusal
+      caf::make_message(hello),
+      caf::make_message(),
+      caf::make_message(make_caf_error(errc::invalid_argument, "cluster: duplicate node id")),
+  };
+  for (const auto& msg : messages) {
+    INFO(caf::to_string(msg));
+    auto copy = msg;
+    auto bytes = w.save(copy);
+    auto loaded = w.load<caf::message>(bytes);
+    CHECK(loaded.type_token() == msg.type_token());
+    CHECK(caf::to_string(loaded) == caf::to_string(msg));
   }
 }
 

@@ -260,8 +260,9 @@ public:
   std::optional<agent_listener_status> agent_listener() const;
 
   /// Cluster mode: this node's members (itself included), its peers (up or not, connects,
-  /// failures, since when), the membership changes and the claims; nullopt if the engine
-  /// is not a cluster node (or does not answer).
+  /// failures, since when), the membership changes, the claims, and the leases asked of
+  /// other nodes and served to them; nullopt if the engine is not a cluster node (or does
+  /// not answer).
   std::optional<cluster_stats> cluster_status() const;
 
   /// The engine's counters and latency histograms (handshakes, channel opens, requests by
