@@ -29,6 +29,7 @@
 #include "rendezvous.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
+#include "support/pki.hpp"
 #include "support/timing.hpp"
 
 using namespace sshpool::test;
@@ -37,40 +38,6 @@ using sshpool::demo::http_backend;
 using json = nlohmann::json;
 
 namespace {
-
-/// Runs a program to its end; fails the test unless it exits 0.
-void run_ok(const std::vector<std::string>& args) {
-  child_process p{args};
-  int code = p.wait_exit(30s);
-  INFO(args[0] << " " << args[1] << " exited " << code << ": " << p.err());
-  REQUIRE(code == 0);
-}
-
-/// A CA and the certificates it signs (NAME.pem, NAME.key: P-256, unencrypted), made by the
-/// openssl CLI in `dir` under the prefix `ca_name`.
-struct test_ca {
-  const temp_dir& dir;
-  std::string name;
-  std::string cert;
-
-  test_ca(const temp_dir& d, std::string ca_name) : dir(d), name(std::move(ca_name)) {
-    cert = dir.path() + "/" + name + ".pem";
-    run_ok({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", dir.path() + "/" + name + ".key",
-            "-out", cert, "-days", "2", "-subj", "/CN=" + name});
-  }
-
-  /// Issues NODE.pem and NODE.key.
-  void issue(const std::string& node) const {
-    auto base = dir.path() + "/" + node;
-    run_ok({"/usr/bin/openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", base + ".key", "-out",
-            base + ".csr", "-subj", "/CN=" + node});
-    run_ok({"/usr/bin/openssl", "x509", "-req", "-in", base + ".csr", "-CA", cert, "-CAkey",
-            dir.path() + "/" + name + ".key", "-CAcreateserial", "-days", "2", "-out",
-            base + ".pem"});
-  }
-};
 
 /// The users' names: u0 ... u(n-1).
 std::vector<std::string> user_names(int n) {
@@ -170,7 +137,7 @@ std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_
     if (i < hosts.size())
       nodes[i].host = hosts[i];
     nodes[i].cluster_port = free_port();
-    ca.issue(ids[i]);
+    ca.issue(ids[i], ids[i]);
   }
   std::vector<test_user> test_users;
   for (auto& u : users)
@@ -183,7 +150,7 @@ std::vector<node> make_nodes(const temp_dir& dir, const test_ca& ca, const test_
     json cluster = {{"node_id", ids[i]},
                     {"listen", nodes[i].host + ":" + std::to_string(nodes[i].cluster_port)},
                     {"peers", peers},
-                    {"ca_file", ca.cert},
+                    {"ca_file", ca.ca},
                     {"cert_file", dir.path() + "/" + ids[i] + ".pem"},
                     {"key_file", dir.path() + "/" + ids[i] + ".key"},
                     {"heartbeat_interval", 200},
@@ -302,7 +269,7 @@ TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit
   temp_dir dir;
   test_sshd sshd;
   test_ca ca{dir, "cluster-ca"};
-  ca.issue("n1");
+  ca.issue("n1", "n1");
   auto base = [&](const std::string& cluster) {
     return dir.write("c" + std::to_string(std::hash<std::string>{}(cluster)) + ".json",
                      make_config(sshd, {{"alice", 80}}, "\"cluster\":" + cluster));
