@@ -8,7 +8,8 @@
 // every call answered within its bound and every user served again within 10 s; a node
 // whose certificate another CA signed kept out of the cluster; and, where root can make a
 // network namespace, a node in its own namespace cut off (the others serve its users) and
-// healed (the cluster whole again, each user back on its owner once idle).
+// healed (the cluster whole again, each user back on its owner once idle); and a node drained
+// with SIGTERM, which leaves before it drains its streams in flight.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -550,4 +551,55 @@ TEST_CASE("a node in its own network namespace cut off and healed: the others se
         return true;
       },
       15s));
+}
+
+TEST_CASE("a node drained with SIGTERM leaves first: its peers drop it at once, streams in "
+          "flight through it complete whole, and its users are served by the others",
+          "[cluster][shutdown]") {
+  temp_dir dir;
+  test_sshd sshd;
+  constexpr std::size_t tokens = 10;
+  auto opts = quick_backend();
+  opts.token_delay = 150ms;
+  opts.tokens = tokens;
+  http_backend backend{opts};
+  test_ca ca{dir, "cluster-ca"};
+  auto users = user_names(9);
+  const std::vector<std::string> ids = {"n1", "n2", "n3"};
+  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids, R"("shutdown_grace_period":20000)");
+  for (auto& n : nodes)
+    n.start();
+  REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
+  // A user of n3's, streamed entering at n1 (handed to n3) and at n3 itself.
+  auto owned_by_n3 = std::find_if(users.begin(), users.end(), [&](const std::string& u) {
+    return *sshpool::rendezvous::owner(u, ids) == "n3";
+  });
+  REQUIRE(owned_by_n3 != users.end());
+  const auto chat = "/u/" + *owned_by_n3 + "/api/chat";
+  http_client via_n1{nodes[0].port()};
+  http_client at_n3{nodes[2].port()};
+  via_n1.send_request("POST", chat, {}, "{}");
+  at_n3.send_request("POST", chat, {}, "{}");
+  auto relayed = via_n1.read_head();
+  auto direct = at_n3.read_head();
+  REQUIRE(relayed.status == 200);
+  REQUIRE(direct.status == 200);
+
+  nodes[2].proc->signal(SIGTERM);
+  // n3 tells its peers it leaves before it drains ("left", not "lost" at the heartbeat
+  // deadline): they stop sending it work at once.
+  CHECK(nodes[0].proc->wait_for_output("node 'n3' left", 5s, true));
+  CHECK(nodes[1].proc->wait_for_output("node 'n3' left", 5s, true));
+  CHECK(members_are({&nodes[0], &nodes[1]}, {"n1", "n2"}, 1s));
+  CHECK(all_served({&nodes[0], &nodes[1]}, users, 10s));
+  // The drain lets the requests in flight finish, the one handed over by n1 too.
+  for (auto* stream : {&relayed, &direct}) {
+    (stream == &relayed ? via_n1 : at_n3).read_body(*stream, 20s);
+    INFO((stream == &relayed ? "entered at n1" : "entered at n3") << ": " << stream->body);
+    CHECK_FALSE(stream->truncated);
+    CHECK(std::count(stream->body.begin(), stream->body.end(), '\n') ==
+          static_cast<long>(tokens + 1)); // every token and the summary line
+  }
+  CHECK(nodes[2].proc->wait_exit(30s) == 0);
+  CHECK(nodes[2].proc->out().find("shutdown report:") != std::string::npos);
 }
