@@ -505,7 +505,10 @@ TEST_CASE("a node in its own network namespace cut off and healed: the others se
   sshd_options options;
   options.listen_address = ns.host_address(); // reached from both sides of the veth pair
   test_sshd sshd{options};
-  http_backend backend{quick_backend()};
+  auto opts = quick_backend();
+  opts.token_delay = 100ms;
+  opts.tokens = 100; // a 10 s stream: still running when the network is cut
+  http_backend backend{opts};
   test_ca ca{dir, "cluster-ca"};
   auto users = user_names(9);
   const std::vector<std::string> ids = {"n1", "n2", "n3"};
@@ -519,9 +522,25 @@ TEST_CASE("a node in its own network namespace cut off and healed: the others se
   std::vector<node*> all = {&nodes[0], &nodes[1], &nodes[2]};
   REQUIRE(members_are(all, ids, 15s));
   REQUIRE(all_served(all, users, 10s));
+  // A stream of a user of n3's entering at n1 (handed to n3 across the veth pair).
+  auto owned_by_n3 = std::find_if(users.begin(), users.end(), [&](const std::string& u) {
+    return *sshpool::rendezvous::owner(u, ids) == "n3";
+  });
+  REQUIRE(owned_by_n3 != users.end());
+  http_client streaming{nodes[0].port()};
+  streaming.send_request("POST", "/u/" + *owned_by_n3 + "/api/chat", {}, "{}");
+  auto stream = streaming.read_head();
+  REQUIRE(stream.status == 200);
 
   ns.cut();
   auto cut_at = steady::now();
+  // The stream cut off with n3 ends (connection_lost: the response stops short) within the
+  // heartbeat deadline and a margin, long before its 10 s; it does not hang.
+  streaming.read_body(stream, 8s);
+  auto stream_end_ms = ms_since(cut_at);
+  INFO("the stream through the cut node ended " << stream_end_ms << " ms after the cut");
+  CHECK(stream.truncated);
+  CHECK(stream_end_ms < 5000);
   // Each side counts the other out after the heartbeat deadline; n1 and n2 serve every user,
   // n3's too, with their own connections (n3 cannot reach the sshd: its side has nothing).
   CHECK(members_are({&nodes[0], &nodes[1]}, {"n1", "n2"}, 5s));
