@@ -65,12 +65,12 @@ struct cluster {
              std::vector<std::string> prefix = {}, const std::string& key = "") {
     auto& d = pki.dir.path();
     auto args = std::move(prefix);
-    for (auto a : {std::string{SSHPOOL_CLUSTER_NODE_BINARY}, std::string{"--id"}, id,
-                   std::string{"--listen"}, address, std::string{"--ca"}, pki.ca.ca,
-                   std::string{"--cert"}, d + "/" + cert + ".pem", std::string{"--key"},
-                   d + "/" + cert + ".key", std::string{"--interval"},
-                   std::to_string(heartbeat_interval.count()), std::string{"--timeout"},
-                   std::to_string(heartbeat_timeout.count())})
+    for (auto a :
+         {std::string{SSHPOOL_CLUSTER_NODE_BINARY}, std::string{"--id"}, id,
+          std::string{"--listen"}, address, std::string{"--ca"}, pki.ca.ca, std::string{"--cert"},
+          d + "/" + cert + ".pem", std::string{"--key"}, d + "/" + cert + ".key",
+          std::string{"--interval"}, std::to_string(heartbeat_interval.count()),
+          std::string{"--timeout"}, std::to_string(heartbeat_timeout.count())})
       args.push_back(a);
     for (auto& p : peers) {
       args.push_back("--peer");
@@ -151,8 +151,7 @@ bool tls_handshake(const cluster& c, std::uint16_t port, const std::string& cert
   if (!cert.empty()) {
     auto base = c.pki.dir.path() + "/" + cert;
     REQUIRE(SSL_CTX_use_certificate_chain_file(ctx.get(), (base + ".pem").c_str()) == 1);
-    REQUIRE(SSL_CTX_use_PrivateKey_file(ctx.get(), (base + ".key").c_str(), SSL_FILETYPE_PEM) ==
-            1);
+    REQUIRE(SSL_CTX_use_PrivateKey_file(ctx.get(), (base + ".key").c_str(), SSL_FILETYPE_PEM) == 1);
   }
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
@@ -228,7 +227,8 @@ TEST_CASE("a node of another CA, a TLS client without a certificate and a duplic
   auto tried = [&](const std::string& id, const std::string& address) {
     return c.failures(id, address) >= 3;
   };
-  CHECK(eventually([&] { return tried("n9", c.addresses["n1"]) && tried("n9", c.addresses["n2"]); }));
+  CHECK(
+      eventually([&] { return tried("n9", c.addresses["n1"]) && tried("n9", c.addresses["n2"]); }));
   CHECK(eventually([&] { return tried("n1", intruder_address) && tried("n2", intruder_address); }));
   CHECK(c.members("n9") == "n9");
   for (auto n : {"n1", "n2"}) {
