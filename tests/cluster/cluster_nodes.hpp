@@ -268,4 +268,26 @@ inline http_backend::options quick_backend() {
   return opts;
 }
 
+/// Three nodes n1, n2, n3 of one cluster on loopback for nine users u0 ... u8, on a private
+/// sshd and one backend (`opts`), with `extra` settings; started, and seen as members by
+/// each other (REQUIRE).
+struct three_nodes {
+  temp_dir dir;
+  test_sshd sshd;
+  http_backend backend;
+  test_ca ca{dir, "cluster-ca"};
+  std::vector<std::string> users = user_names(9);
+  std::vector<std::string> ids = {"n1", "n2", "n3"};
+  std::vector<node> nodes;
+
+  explicit three_nodes(const std::string& extra = {}, http_backend::options opts = quick_backend())
+      : backend(std::move(opts)) {
+    nodes = make_nodes(dir, ca, sshd, backend, users, ids, extra);
+    for (auto& n : nodes)
+      n.start();
+    REQUIRE(members_are(all(), ids, 15s));
+  }
+  std::vector<node*> all() { return {&nodes[0], &nodes[1], &nodes[2]}; }
+};
+
 } // namespace sshpool::test::cluster

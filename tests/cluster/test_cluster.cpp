@@ -88,17 +88,11 @@ TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit
 TEST_CASE("three nodes: nine users served through every node, each with one set of SSH "
           "connections on its owner only; /stats and /metrics show the membership",
           "[cluster]") {
-  temp_dir dir;
-  test_sshd sshd;
-  http_backend backend{quick_backend()};
-  test_ca ca{dir, "cluster-ca"};
-  auto users = user_names(9);
-  const std::vector<std::string> ids = {"n1", "n2", "n3"};
-  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids, R"("max_connections_per_user":2)");
-  for (auto& n : nodes)
-    n.start();
-  std::vector<node*> all = {&nodes[0], &nodes[1], &nodes[2]};
-  REQUIRE(members_are(all, ids, 15s));
+  three_nodes c{R"("max_connections_per_user":2)"};
+  auto& dir = c.dir;
+  auto& users = c.users;
+  auto& ids = c.ids;
+  auto& nodes = c.nodes;
 
   for (auto& n : nodes)
     for (auto& u : users) {
@@ -192,20 +186,14 @@ TEST_CASE("a node whose certificate another CA signed is refused by the cluster"
 TEST_CASE("a node drained with SIGTERM leaves first: its peers drop it at once, streams in "
           "flight through it complete whole, and its users are served by the others",
           "[cluster][shutdown]") {
-  temp_dir dir;
-  test_sshd sshd;
   constexpr std::size_t tokens = 10;
   auto opts = quick_backend();
   opts.token_delay = 150ms;
   opts.tokens = tokens;
-  http_backend backend{opts};
-  test_ca ca{dir, "cluster-ca"};
-  auto users = user_names(9);
-  const std::vector<std::string> ids = {"n1", "n2", "n3"};
-  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids, R"("shutdown_grace_period":20000)");
-  for (auto& n : nodes)
-    n.start();
-  REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
+  three_nodes c{R"("shutdown_grace_period":20000)", opts};
+  auto& users = c.users;
+  auto& ids = c.ids;
+  auto& nodes = c.nodes;
   // A user of n3's, streamed entering at n1 (handed to n3) and at n3 itself.
   auto owned_by_n3 = first_owned_by("n3", users, ids);
   REQUIRE(owned_by_n3 != users.end());

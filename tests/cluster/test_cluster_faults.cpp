@@ -19,16 +19,10 @@ using namespace sshpool::test::cluster;
 TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every call answered "
           "within its bound, every user served again within 10 s",
           "[cluster][faults]") {
-  temp_dir dir;
-  test_sshd sshd;
-  http_backend backend{quick_backend()};
-  test_ca ca{dir, "cluster-ca"};
-  auto users = user_names(9);
-  const std::vector<std::string> ids = {"n1", "n2", "n3"};
-  auto nodes = make_nodes(dir, ca, sshd, backend, users, ids);
-  for (auto& n : nodes)
-    n.start();
-  REQUIRE(members_are({&nodes[0], &nodes[1], &nodes[2]}, ids, 15s));
+  three_nodes c;
+  auto& users = c.users;
+  auto& ids = c.ids;
+  auto& nodes = c.nodes;
   for (auto& u : users)
     REQUIRE(nodes[0].status_for(u) == 200);
 
