@@ -10,10 +10,14 @@
 //
 // node_id, listen and the three TLS files are required: the middleman's port refuses any peer
 // without a certificate of the cluster's CA, whatever the address it listens on (keep it
-// private all the same). Paths are relative to the config file; the files are checked for
-// presence and readability here, loaded by the engine. Durations are in milliseconds, like
-// every duration of the config. The section is read from the file only (no environment
-// variable or flag) and cannot change on SIGHUP.
+// private all the same). Here the section is read: its keys and their JSON types, paths made
+// relative to the config file and the files checked for readability (the engine loads
+// them); the values' rules (a node id's characters, listen a numeric IPv4:port or
+// [IPv6]:port, peers HOST:PORT, the TLS files present, heartbeat_timeout above
+// heartbeat_interval) are the engine's `validate`, whose errors name the key as well
+// (`cluster.listen ...`). Durations are in milliseconds, like every duration of the config.
+// The section is read from the file only (no environment variable or flag) and cannot
+// change on SIGHUP.
 //
 // Thread-safety: pure functions over their arguments.
 #pragma once

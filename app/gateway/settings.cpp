@@ -1,7 +1,9 @@
 // sshpool-demo's settings: one table, three sources (file < environment < flags).
 #include "gateway/settings.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -158,9 +160,23 @@ std::string show_address(const std::string& host, std::uint16_t port) {
 /// The agent listener's address: numeric "IPv4:port" or "[IPv6]:port" as it takes it (port
 /// 0: an ephemeral one); empty: no listener.
 std::string apply_agent_listen(gateway_config& c, std::string_view v) {
-  if (auto why = check_numeric_address(v); !v.empty() && !why.empty())
-    return why;
-  c.engine.agents.listen = std::string{v};
+  std::string text{v};
+  auto colon = v.rfind(':');
+  if (v.empty()) {
+    c.engine.agents.listen.clear();
+    return {};
+  }
+  if (colon == std::string_view::npos)
+    return "'" + text + "' is not IPv4:port or [IPv6]:port";
+  std::string host{v.substr(0, colon)};
+  bool v6 = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (v6)
+    host = host.substr(1, host.size() - 2);
+  auto port = net::parse_unsigned(v.substr(colon + 1));
+  in6_addr addr{};
+  if (!port || *port > 65535 || ::inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), &addr) != 1)
+    return "'" + text + "' is not a numeric IPv4:port or [IPv6]:port (port 0-65535)";
+  c.engine.agents.listen = text;
   return {};
 }
 

@@ -1,9 +1,7 @@
 // sshpool-demo's users: their two modes, checked strictly (see user_settings.hpp).
 #include "gateway/user_settings.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,22 +168,6 @@ std::string check_readable(const std::string& path) {
   ::close(fd);
   if (!regular)
     return "'" + path + "' is not a regular file";
-  return {};
-}
-
-std::string check_numeric_address(std::string_view v) {
-  std::string text{v};
-  auto colon = v.rfind(':');
-  if (colon == std::string_view::npos)
-    return "'" + text + "' is not IPv4:port or [IPv6]:port";
-  std::string host{v.substr(0, colon)};
-  bool v6 = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-  if (v6)
-    host = host.substr(1, host.size() - 2);
-  auto port = net::parse_unsigned(v.substr(colon + 1));
-  in6_addr addr{};
-  if (!port || *port > 65535 || ::inet_pton(v6 ? AF_INET6 : AF_INET, host.c_str(), &addr) != 1)
-    return "'" + text + "' is not a numeric IPv4:port or [IPv6]:port (port 0-65535)";
   return {};
 }
 

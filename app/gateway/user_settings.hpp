@@ -20,7 +20,6 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -37,9 +36,6 @@ std::string resolve_path(const std::string& path, const std::string& base_dir);
 /// Why `path` is not a regular file that can be opened for reading, or empty (the content
 /// is not read).
 std::string check_readable(const std::string& path);
-
-/// Why `v` is not a numeric "IPv4:port" or "[IPv6]:port" (port 0-65535), or empty.
-std::string check_numeric_address(std::string_view v);
 
 /// The text form of a JSON scalar (numbers, booleans, strings); false for anything else.
 bool scalar_text(const nlohmann::json& v, std::string& out);

@@ -50,7 +50,7 @@ TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit
   std::vector<bad_case> cases = {
       {R"("n1")", "cluster: must be an object"},
       {R"({"listen":"127.0.0.1:4100",)" + files + "}", "cluster: missing node_id"},
-      {R"({"node_id":"n1",)" + files + "}", "cluster: missing listen"},
+      {R"({"node_id":"n1",)" + files + "}", "cluster.listen is missing"},
       {R"({"node_id":"n 1","listen":"127.0.0.1:4100",)" + files + "}", "cluster.node_id"},
       {R"({"node_id":"n1","listen":"localhost:4100",)" + files + "}", "cluster.listen"},
       {R"({"node_id":"n1","listen":"127.0.0.1:0",)" + files + "}", "cluster.listen"},
@@ -61,10 +61,10 @@ TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit
       {R"({"node_id":"n1","listen":"127.0.0.1:4100","peers":["h:70000"],)" + files + "}",
        "cluster.peers"},
       {R"({"node_id":"n1","listen":"127.0.0.1:4100","cert_file":"n1.pem","key_file":"n1.key"})",
-       "cluster: missing ca_file"},
+       "cluster.ca_file is missing"},
       {R"({"node_id":"n1","listen":"10.1.2.3:4100","ca_file":"cluster-ca.pem","cert_file":)"
        R"("n1.pem"})",
-       "cluster: missing key_file"},
+       "cluster.key_file is missing"},
       {R"({"node_id":"n1","listen":"127.0.0.1:4100","ca_file":"absent.pem","cert_file":)"
        R"("n1.pem","key_file":"n1.key"})",
        "cluster.ca_file"},
@@ -72,6 +72,11 @@ TEST_CASE("cluster settings: an invalid cluster section stops start-up with exit
        "cluster.heartbeat_interval"},
       {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files + R"(,"heartbeat_timeout":"x"})",
        "cluster.heartbeat_timeout"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files +
+           R"(,"heartbeat_interval":500,"heartbeat_timeout":500})",
+       "cluster.heartbeat_timeout"},
+      {R"({"node_id":"n1","listen":"127.0.0.1:4100","peers":["127.0.0.1:4100"],)" + files + "}",
+       "cluster.peers"},
       {R"({"node_id":"n1","listen":"127.0.0.1:4100",)" + files + R"(,"secret":"hunter2"})",
        "cluster: unknown key 'secret'"},
   };
