@@ -38,6 +38,7 @@
 #include "backoff.hpp"
 #include "handlers.hpp"
 #include "sshpool/ssh/log.hpp"
+#include "sshpool/text.hpp"
 
 namespace sshpool {
 
@@ -92,13 +93,6 @@ bool from_here(cluster_ptr self) {
   return sender && sender->node() == self->node();
 }
 
-std::string joined(const std::vector<std::string>& xs) {
-  std::string out;
-  for (auto& x : xs)
-    out += (out.empty() ? "" : ",") + x;
-  return out;
-}
-
 std::vector<std::string> member_ids(cluster_ptr self) {
   auto& st = self->state;
   std::vector<std::string> ids{st.cfg.node_id};
@@ -140,7 +134,10 @@ void send_view(cluster_ptr self) {
 
 cluster_hello own_hello(cluster_ptr self) {
   auto& st = self->state;
-  return {st.cfg.node_id, st.cfg.listen, st.supervisor, caf::actor_cast<cluster_peer_actor>(self),
+  return {st.cfg.node_id,
+          st.cfg.listen,
+          st.supervisor,
+          caf::actor_cast<cluster_peer_actor>(self),
           {st.own_claims.begin(), st.own_claims.end()}};
 }
 
@@ -212,7 +209,7 @@ caf::error admit(cluster_ptr self, cluster_hello& hello, const caf::node_id& nod
   link_up(*l, hello.node_id);
   ++st.membership_changes;
   log().info("cluster: node '{}' ({}) joined; members {}", hello.node_id, hello.listen,
-             joined(member_ids(self)));
+             text::join(member_ids(self), ","));
   send_view(self);
   return caf::none;
 }
@@ -228,9 +225,10 @@ void drop(cluster_ptr self, const std::string& id, bool left, const std::string&
   st.members.erase(it);
   ++st.membership_changes;
   if (left)
-    log().info("cluster: node '{}' left; members {}", id, joined(member_ids(self)));
+    log().info("cluster: node '{}' left; members {}", id, text::join(member_ids(self), ","));
   else
-    log().warn("cluster: node '{}' lost ({}); members {}", id, why, joined(member_ids(self)));
+    log().warn("cluster: node '{}' lost ({}); members {}", id, why,
+               text::join(member_ids(self), ","));
   for (std::size_t i = 0; i < st.links.size(); ++i) {
     auto& l = st.links[i];
     if (l.stats.address != address && l.stats.node_id != id)
@@ -332,9 +330,8 @@ cluster_actor::behavior_type cluster_behavior(cluster_ptr self, cluster_config c
   install_exception_handler(self, [](const std::string&) {});
   // An error message (e.g. a receiver that did not expect what this actor sent) must not
   // end the node's membership: logged, not fatal.
-  self->set_error_handler([self](caf::error& err) {
-    log().warn("cluster: {}", self->system().render(err));
-  });
+  self->set_error_handler(
+      [self](caf::error& err) { log().warn("cluster: {}", self->system().render(err)); });
   self->set_down_handler([self](caf::down_msg& msg) {
     for (auto& [id, m] : self->state.members)
       if (m.cluster.address() == msg.source) {
@@ -381,8 +378,8 @@ cluster_actor::behavior_type cluster_behavior(cluster_ptr self, cluster_config c
       // -- this node ------------------------------------------------------------------------
       [self](claim_atom, const std::string& user, bool on) {
         auto& st = self->state;
-        if (!from_here(self) || !(on ? st.own_claims.insert(user).second
-                                     : st.own_claims.erase(user) > 0))
+        if (!from_here(self) ||
+            !(on ? st.own_claims.insert(user).second : st.own_claims.erase(user) > 0))
           return;
         for (auto& [id, m] : st.members)
           self->send(m.cluster, claim_atom_v, st.cfg.node_id, user, on);
@@ -465,8 +462,8 @@ cluster_actor::behavior_type cluster_behavior(cluster_ptr self, cluster_config c
 
 } // namespace
 
-cluster_actor spawn_cluster(caf::actor_system& sys, cluster_config cfg,
-                            supervisor_actor supervisor, view_sink views) {
+cluster_actor spawn_cluster(caf::actor_system& sys, cluster_config cfg, supervisor_actor supervisor,
+                            view_sink views) {
   return sys.spawn(cluster_behavior, std::move(cfg), std::move(supervisor), std::move(views));
 }
 

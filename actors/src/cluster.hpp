@@ -9,8 +9,8 @@ namespace sshpool {
 /// Spawns the cluster actor of a node configured by `cfg` (validated). It sends its first
 /// view (this node alone) to `views` at once; listen_atom publishes it and starts the
 /// dialing and the heartbeats. `supervisor` goes to the other nodes in the hello.
-cluster_actor spawn_cluster(caf::actor_system& sys, cluster_config cfg,
-                            supervisor_actor supervisor, view_sink views);
+cluster_actor spawn_cluster(caf::actor_system& sys, cluster_config cfg, supervisor_actor supervisor,
+                            view_sink views);
 
 /// Whether `sys` can run a cluster node: the middleman and the OpenSSL manager loaded, with
 /// certificate authentication (add_cluster_modules); `invalid_argument` naming what lacks.

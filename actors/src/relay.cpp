@@ -8,8 +8,8 @@
 //
 //            forward / stream / stats / health: relayed       retire_atom (released)
 //   relaying ─────────────────────────────────────► relaying ─────────────► retiring
-//      │  remote connection down (monitor),                                    │ nothing
-//      │  lost_atom (its node left the cluster)                                │ pending,
+//      │  remote connection down (monitor: also when the connection to its     │ nothing
+//      │  node is lost), lost_atom (the engine stops)                          │ pending,
 //      ▼                                                                       ▼ no stream
 //   broken: what is pending fails with connection_lost at once       ──────────► quit
 //   (streams: end_atom with it to their sinks); later calls fail at once too ── retire_atom

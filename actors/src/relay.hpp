@@ -17,8 +17,7 @@ using relay_actor =
     connection_actor::extend<caf::reacts_to<head_atom, std::uint64_t, response>,
                              caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
                              caf::reacts_to<end_atom, std::uint64_t, caf::error>,
-                             // The remote connection's node left the cluster: everything fails with
-                             // this error.
+                             // The engine stops: everything fails with this error.
                              caf::reacts_to<lost_atom, caf::error>,
                              // The lease was released: finish what was sent before, then quit.
                              caf::reacts_to<retire_atom>>;

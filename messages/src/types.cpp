@@ -64,11 +64,10 @@ expected<void> validate_cluster(const cluster_config& c) {
                              std::pair{&c.key_file, "key_file"}})
     if (value->empty())
       return invalid(std::string{name} + " is missing (a cluster node requires mutual TLS)");
-  for (auto [value, name] :
-       {std::pair{c.heartbeat_interval, "cluster.heartbeat_interval"},
-        std::pair{c.heartbeat_timeout, "cluster.heartbeat_timeout"},
-        std::pair{c.reconnect_backoff_base, "cluster.reconnect_backoff_base"},
-        std::pair{c.reconnect_backoff_cap, "cluster.reconnect_backoff_cap"}})
+  for (auto [value, name] : {std::pair{c.heartbeat_interval, "cluster.heartbeat_interval"},
+                             std::pair{c.heartbeat_timeout, "cluster.heartbeat_timeout"},
+                             std::pair{c.reconnect_backoff_base, "cluster.reconnect_backoff_base"},
+                             std::pair{c.reconnect_backoff_cap, "cluster.reconnect_backoff_cap"}})
     if (auto res = positive(value, name); !res)
       return res;
   if (c.heartbeat_timeout <= c.heartbeat_interval)

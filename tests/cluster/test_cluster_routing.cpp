@@ -31,6 +31,7 @@
 #include "sshpool/error.hpp"
 #include "support/child_process.hpp"
 #include "support/os.hpp"
+#include "support/pki.hpp"
 #include "support/test_sshd.hpp"
 
 extern char** environ;
@@ -187,20 +188,6 @@ bool eventually(std::chrono::milliseconds bound, Probe probe) {
   return true;
 }
 
-/// A cluster CA and the certificates of nodes n1 and n2 (NODE.pem, NODE.key), made by the
-/// openssl CLI; never committed.
-void make_pki(const temp_dir& dir) {
-  auto d = dir.path();
-  std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  std::string script = "set -e; cd '" + d + "'; openssl req -x509" + ec +
-                       " -keyout ca.key -out ca.pem -days 2 -subj /CN=cluster-ca;" +
-                       " for n in n1 n2; do openssl req -new" + ec +
-                       " -keyout $n.key -out $n.csr -subj /CN=$n;" +
-                       " openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial" +
-                       " -days 2 -out $n.pem; done";
-  REQUIRE(std::system(("(" + script + ") >/dev/null 2>&1").c_str()) == 0);
-}
-
 /// Users `near` (owned by n1) and `far` (owned by n2) of nodes n1 and n2, set on both.
 struct two_users {
   test_sshd sshd;
@@ -335,7 +322,9 @@ TEST_CASE("a node that stops owning a busy user claims it until it is idle", "[c
 
 TEST_CASE("the engine's cluster actor forms the cluster the routing follows", "[cluster]") {
   temp_dir pki{"sshpool-cluster-pki"};
-  make_pki(pki);
+  test_ca ca{pki};
+  ca.issue("n1", "n1");
+  ca.issue("n2", "n2");
   auto p1 = std::to_string(free_port());
   auto p2 = std::to_string(free_port());
   two_users u;

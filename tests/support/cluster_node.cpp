@@ -16,19 +16,13 @@
 #include <thread>
 
 #include "sshpool/engine.hpp"
+#include "sshpool/text.hpp"
 
 namespace {
 
 void usage() {
   std::cerr << "usage: sshpool-cluster-node --id ID --listen ADDR:PORT --ca CA --cert CERT "
                "--key KEY [--peer ADDR:PORT]... [--interval MS] [--timeout MS]\n";
-}
-
-std::string joined(const std::vector<std::string>& xs) {
-  std::string out;
-  for (auto& x : xs)
-    out += (out.empty() ? "" : ",") + x;
-  return out;
 }
 
 } // namespace
@@ -73,14 +67,14 @@ int main(int argc, char** argv) {
     std::string last;
     while (!e.is_shutting_down()) {
       if (auto st = e.cluster_status()) {
-        auto text = "members " + joined(st->members) + "\n";
+        auto seen = "members " + sshpool::text::join(st->members, ",") + "\n";
         for (auto& p : st->peers)
-          text += "peer " + p.address + " " + (p.node_id.empty() ? "-" : p.node_id) + " " +
+          seen += "peer " + p.address + " " + (p.node_id.empty() ? "-" : p.node_id) + " " +
                   (p.up ? "up" : "down") + " " + std::to_string(p.connects) + " " +
                   std::to_string(p.failures) + "\n";
-        if (text != last)
-          std::cout << text << std::flush;
-        last = std::move(text);
+        if (seen != last)
+          std::cout << seen << std::flush;
+        last = std::move(seen);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

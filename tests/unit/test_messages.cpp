@@ -46,6 +46,67 @@ TEST_CASE("validate names the offending setting", "[messages]") {
   CHECK_FALSE(validate(cfg));
 }
 
+TEST_CASE("validate checks the cluster section and names its key", "[messages]") {
+  engine_config cfg;
+  auto& c = cfg.cluster;
+  c.node_id = "n1";
+  c.listen = "127.0.0.1:4100";
+  c.peers = {"127.0.0.1:4101", "node-2.internal:4102", "[::1]:4103"};
+  c.ca_file = "ca.pem";
+  c.cert_file = "n1.pem";
+  c.key_file = "n1.key";
+  INFO((validate(cfg) ? std::string{"valid"} : validate(cfg).error().to_string()));
+  REQUIRE(validate(cfg)); // the control
+  auto refused = [&](auto change, const std::string& key) {
+    auto bad = cfg;
+    change(bad.cluster);
+    auto res = validate(bad);
+    INFO(key);
+    REQUIRE_FALSE(res);
+    CHECK(res.error().code() == errc::invalid_argument);
+    INFO(res.error().message());
+    CHECK(res.error().message().rfind(key, 0) == 0);
+  };
+  refused([](cluster_config& x) { x.node_id = "n 1"; }, "cluster.node_id");
+  refused([](cluster_config& x) { x.node_id = std::string(65, 'n'); }, "cluster.node_id");
+  refused([](cluster_config& x) { x.node_id = "n\x01"; }, "cluster.node_id");
+  refused([](cluster_config& x) { x.listen.clear(); }, "cluster.listen");
+  refused([](cluster_config& x) { x.listen = "localhost:4100"; }, "cluster.listen");
+  refused([](cluster_config& x) { x.listen = "127.0.0.1:0"; }, "cluster.listen");
+  refused([](cluster_config& x) { x.listen = "::1:4100"; }, "cluster.listen");
+  refused([](cluster_config& x) { x.peers.push_back("127.0.0.1"); }, "cluster.peers");
+  refused([](cluster_config& x) { x.peers.push_back("127.0.0.1:70000"); }, "cluster.peers");
+  refused([](cluster_config& x) { x.peers.push_back(x.listen); }, "cluster.peers");
+  refused([](cluster_config& x) { x.ca_file.clear(); }, "cluster.ca_file");
+  refused([](cluster_config& x) { x.cert_file.clear(); }, "cluster.cert_file");
+  refused([](cluster_config& x) { x.key_file.clear(); }, "cluster.key_file");
+  refused([](cluster_config& x) { x.heartbeat_interval = std::chrono::milliseconds{0}; },
+          "cluster.heartbeat_interval");
+  refused([](cluster_config& x) { x.heartbeat_timeout = x.heartbeat_interval; },
+          "cluster.heartbeat_timeout");
+  refused([](cluster_config& x) { x.reconnect_backoff_base = std::chrono::milliseconds{-5}; },
+          "cluster.reconnect_backoff_base");
+  refused([](cluster_config& x) { x.reconnect_backoff_cap = x.reconnect_backoff_base / 2; },
+          "cluster.reconnect_backoff_cap");
+  refused(
+      [](cluster_config& x) {
+        x.node_id.clear();
+        x.listen = "127.0.0.1:4100";
+      },
+      "cluster.node_id");
+  // Off: nothing else is looked at.
+  cfg.cluster = {};
+  CHECK(validate(cfg));
+  // host:port parsing on its own.
+  auto v6 = parse_host_port("[fe80::1%eth0]:22");
+  REQUIRE(v6);
+  CHECK(v6->host == "fe80::1%eth0");
+  CHECK(v6->port == 22);
+  CHECK_FALSE(parse_host_port("[::1:22"));
+  CHECK_FALSE(parse_host_port("host:22x"));
+  CHECK_FALSE(parse_host_port(":22"));
+}
+
 TEST_CASE("sshpool errors survive the trip through caf::error", "[messages]") {
   auto err = make_caf_error(errc::host_key_mismatch, "key changed");
   CHECK(err.category() == caf::atom("sshpool"));

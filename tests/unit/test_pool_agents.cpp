@@ -4,6 +4,10 @@
 // listener is replaced by offers sent to the supervisor as the engine's listener sends them.
 #include <catch2/catch.hpp>
 
+#include <memory>
+#include <utility>
+#include <vector>
+
 #include "pool_fixture.hpp"
 
 using namespace sshpool;
@@ -138,4 +142,37 @@ TEST_CASE("an engine stop tells a connected agent why", "[agents]") {
   auto stopped = f.ask_void(f.sup, stop_atom_v);
   CHECK(stopped->value);
   CHECK(session.disconnect_reason == "gateway shutting down");
+}
+
+TEST_CASE("a cluster node claims an agent user while its agents are connected", "[agents]") {
+  agent_fixture f;
+  auto claims = std::make_shared<std::vector<std::pair<std::string, bool>>>();
+  auto recorder = f.sys->spawn([claims](claim_actor::pointer) -> claim_actor::behavior_type {
+    return {[claims](claim_atom, const std::string& user, bool claimed) {
+      claims->emplace_back(user, claimed);
+    }};
+  });
+  // An agent before the first view: claimed once the view names the cluster actor.
+  f.agent_arrives("carol");
+  CHECK(claims->empty());
+  cluster_view view;
+  view.self = "n1";
+  view.members = {"n1"};
+  view.cluster = recorder;
+  caf::anon_send(caf::actor_cast<supervisor_impl>(f.sup), view_atom_v, view);
+  f.sched->run();
+  using claim = std::pair<std::string, bool>;
+  CHECK(*claims == std::vector<claim>{{"carol", true}});
+  // A second agent claims nothing more; the claim goes once the last agent is gone.
+  f.agent_arrives("carol");
+  f.fakes->sessions[0]->lose();
+  f.sched->run();
+  CHECK(claims->size() == 1);
+  f.fakes->sessions[1]->lose();
+  f.sched->run();
+  CHECK(*claims == std::vector<claim>{{"carol", true}, {"carol", false}});
+  // Back again: claimed again.
+  f.agent_arrives("carol");
+  CHECK(claims->back() == claim{"carol", true});
+  caf::anon_send_exit(recorder, caf::exit_reason::user_shutdown);
 }

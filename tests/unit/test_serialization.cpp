@@ -1,9 +1,9 @@
 // What will cross cluster nodes (issue #17) crosses the wire intact: every public data type
 // round-trips through CAF's binary serializer with a non-default value in every field, every
 // message of the public interfaces and of the cluster protocol (and every reply) round-trips
-// as a whole message the way the middleman sends it, and errors keep their errc and message. Each type's field count
-// is pinned, so a field added to a struct without its inspect (messages.hpp) and this test
-// fails to compile here.
+// as a whole message the way the middleman sends it, and errors keep their errc and message. Each
+// type's field count is pinned, so a field added to a struct without its inspect (messages.hpp) and
+// this test fails to compile here.
 #include <catch2/catch.hpp>
 
 #include <chrono>
