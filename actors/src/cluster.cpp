@@ -64,7 +64,7 @@ struct member {
   supervisor_actor supervisor;
   cluster_peer_actor cluster;
   std::set<std::string> claims;
-  /// The generation of its heartbeat deadline (a pong arms a newer one).
+  /// Its current heartbeat deadline (a pong arms a newer one).
   std::uint64_t beat = 0;
 };
 
@@ -79,6 +79,9 @@ struct cluster_state {
   std::map<std::string, member> members;
   std::set<std::string> own_claims;
   std::uint64_t membership_changes = 0;
+  /// Numbers the heartbeat deadlines of every member, so that a deadline armed for a member
+  /// that was dropped never matches one admitted later under the same id.
+  std::uint64_t deadlines = 0;
   bool listening = false;
   bool leaving = false;
   std::minstd_rand rng{std::random_device{}()};
@@ -149,7 +152,8 @@ peer_link* link_of_address(cluster_ptr self, const std::string& address) {
 }
 
 void arm_deadline(cluster_ptr self, const std::string& id, member& m) {
-  self->delayed_send(self, self->state.cfg.heartbeat_timeout, deadline_atom_v, id, ++m.beat);
+  m.beat = ++self->state.deadlines;
+  self->delayed_send(self, self->state.cfg.heartbeat_timeout, deadline_atom_v, id, m.beat);
 }
 
 /// Schedules the next dial of link `i` after the backoff of its failures in a row.

@@ -73,8 +73,8 @@ using cluster_actor = cluster_peer_actor::extend<
     caf::replies_to<stats_atom>::with<cluster_stats>,
     // The engine drains: tell every member, answer once they acknowledged (or timed out).
     caf::reacts_to<leave_atom>,
-    // Timers: dial peer link N of generation G, send the heartbeats, a member's deadline
-    // of generation G.
+    // Timers: dial peer link N of generation G, send the heartbeats, a member's heartbeat
+    // deadline number D.
     caf::reacts_to<dial_atom, std::uint64_t, std::uint64_t>, caf::reacts_to<beat_atom>,
     caf::reacts_to<deadline_atom, std::string, std::uint64_t>>;
 
