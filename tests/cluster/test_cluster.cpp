@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <memory>
+#include <vector>
 
 #include "cluster/cluster_nodes.hpp"
 #include "rendezvous.hpp"
@@ -199,18 +201,31 @@ TEST_CASE("a node drained with SIGTERM leaves first: its peers drop it at once, 
   auto& users = c.users;
   auto& ids = c.ids;
   auto& nodes = c.nodes;
-  // A user of n3's, streamed entering at n1 (handed to n3) and at n3 itself.
+  // Three streams through n3: a user of n3's entering at n1 (handed to n3) and at n3
+  // itself, and a user of n1's entering at n3 (handed to n1).
   auto owned_by_n3 = first_owned_by("n3", users, ids);
+  auto owned_by_n1 = first_owned_by("n1", users, ids);
   REQUIRE(owned_by_n3 != users.end());
-  const auto chat = "/u/" + *owned_by_n3 + "/api/chat";
-  http_client via_n1{nodes[0].port()};
-  http_client at_n3{nodes[2].port()};
-  via_n1.send_request("POST", chat, {}, "{}");
-  at_n3.send_request("POST", chat, {}, "{}");
-  auto relayed = via_n1.read_head();
-  auto direct = at_n3.read_head();
-  REQUIRE(relayed.status == 200);
-  REQUIRE(direct.status == 200);
+  REQUIRE(owned_by_n1 != users.end());
+  struct stream {
+    const char* what;
+    http_client client;
+    std::string user;
+    http_response res;
+  };
+  std::vector<std::unique_ptr<stream>> streams;
+  streams.emplace_back(
+      new stream{"n3's user entering at n1", http_client{nodes[0].port()}, *owned_by_n3, {}});
+  streams.emplace_back(
+      new stream{"n3's user entering at n3", http_client{nodes[2].port()}, *owned_by_n3, {}});
+  streams.emplace_back(
+      new stream{"n1's user entering at n3", http_client{nodes[2].port()}, *owned_by_n1, {}});
+  for (auto& s : streams)
+    s->client.send_request("POST", "/u/" + s->user + "/api/chat", {}, "{}");
+  for (auto& s : streams) {
+    s->res = s->client.read_head();
+    REQUIRE(s->res.status == 200);
+  }
 
   nodes[2].proc->signal(SIGTERM);
   // n3 tells its peers it leaves before it drains ("left", not "lost" at the heartbeat
@@ -219,12 +234,12 @@ TEST_CASE("a node drained with SIGTERM leaves first: its peers drop it at once, 
   CHECK(nodes[1].proc->wait_for_output("node 'n3' left", 5s, true));
   CHECK(members_are({&nodes[0], &nodes[1]}, {"n1", "n2"}, 1s));
   CHECK(all_served({&nodes[0], &nodes[1]}, users, 10s));
-  // The drain lets the requests in flight finish, the one handed over by n1 too.
-  for (auto* stream : {&relayed, &direct}) {
-    (stream == &relayed ? via_n1 : at_n3).read_body(*stream, 20s);
-    INFO((stream == &relayed ? "entered at n1" : "entered at n3") << ": " << stream->body);
-    CHECK_FALSE(stream->truncated);
-    CHECK(std::count(stream->body.begin(), stream->body.end(), '\n') ==
+  // The drain lets the requests in flight finish, those handed over both ways too.
+  for (auto& s : streams) {
+    s->client.read_body(s->res, 20s);
+    INFO(s->what << ": " << s->res.body);
+    CHECK_FALSE(s->res.truncated);
+    CHECK(std::count(s->res.body.begin(), s->res.body.end(), '\n') ==
           static_cast<long>(tokens + 1)); // every token and the summary line
   }
   CHECK(nodes[2].proc->wait_exit(30s) == 0);
