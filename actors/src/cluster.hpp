@@ -16,8 +16,8 @@ cluster_actor spawn_cluster(caf::actor_system& sys, cluster_config cfg, supervis
 /// certificate authentication (add_cluster_modules); `invalid_argument` naming what lacks.
 expected<void> check_cluster_system(caf::actor_system& sys);
 
-/// Loads cfg's CA, certificate and key the way CAF's OpenSSL module will, and checks that
-/// the key belongs to the certificate; `invalid_argument` naming the file and the reason.
+/// Loads cfg's certificate, key (which must belong to the certificate) and CA the way CAF's
+/// OpenSSL module will; `invalid_argument` naming the file and the reason.
 /// (CAF loads them for every connection, on its I/O thread, and cannot report a failure.)
 expected<void> check_tls_files(const cluster_config& cfg);
 

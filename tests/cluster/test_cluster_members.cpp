@@ -5,7 +5,8 @@
 // member again once restarted; a node with a certificate of another CA, a TLS client without
 // a certificate, and a node with a duplicate id are refused; a drained node leaves at once;
 // a node cut off in its own network namespace is counted down within the deadline and comes
-// back when the network does.
+// back when the network does. In process: an engine does not start as a node without CAF's
+// modules or with TLS files that do not serve.
 #include <catch2/catch.hpp>
 
 #include <openssl/ssl.h>
@@ -21,6 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "sshpool/engine.hpp"
 #include "support/child_process.hpp"
 #include "support/netns.hpp"
 #include "support/pki.hpp"
@@ -318,4 +323,55 @@ TEST_CASE("a node cut off in its own network namespace is counted down within th
     INFO(n << ": " << c.output(n));
     CHECK(c.sees(n, "n1,n2,n3", 20s));
   }
+}
+
+TEST_CASE("an engine does not start as a cluster node without CAF's modules, or with TLS files "
+          "that do not serve",
+          "[cluster]") {
+  cluster_pki pki;
+  auto& d = pki.dir.path();
+  sshpool::engine_config cfg;
+  cfg.scheduler_threads = 1;
+  cfg.reactor_threads = 1;
+  cfg.cluster.node_id = "n1";
+  cfg.cluster.listen = "127.0.0.1:" + std::to_string(free_port());
+  cfg.cluster.ca_file = pki.ca.ca;
+  cfg.cluster.cert_file = d + "/n1.pem";
+  cfg.cluster.key_file = d + "/n1.key";
+  auto refusal = [](auto make) {
+    try {
+      make();
+    } catch (const std::invalid_argument& e) {
+      return std::string{e.what()};
+    }
+    return std::string{"started"};
+  };
+  // A service's actor system without add_cluster_modules.
+  caf::actor_system_config plain;
+  sshpool::add_message_types(plain);
+  caf::actor_system sys{plain};
+  CHECK_THAT(refusal([&] {
+               sshpool::engine e{sys, cfg};
+             }),
+             Catch::Contains("no middleman (use add_cluster_modules)"));
+  // Another certificate's key; a file that is not PEM.
+  auto wrong_key = cfg;
+  wrong_key.cluster.key_file = d + "/n2.key";
+  auto wrong = refusal([&] { sshpool::engine e{wrong_key}; });
+  CHECK_THAT(wrong, Catch::Contains("cluster.key_file " + d + "/n2.key: cannot load"));
+  CHECK_THAT(wrong, Catch::Contains("key values mismatch"));
+  auto not_pem = cfg;
+  not_pem.cluster.ca_file = pki.dir.write("junk.pem", "not a certificate\n");
+  CHECK_THAT(refusal([&] { sshpool::engine e{not_pem}; }), Catch::Contains("cluster.ca_file"));
+  // The control: the same settings start a node (alone), which sees itself.
+  sshpool::engine node{cfg};
+  auto status = node.cluster_status();
+  REQUIRE(status);
+  CHECK(status->node_id == "n1");
+  CHECK(status->members == std::vector<std::string>{"n1"});
+  // Not a cluster node: no status.
+  sshpool::engine_config alone;
+  alone.scheduler_threads = 1;
+  alone.reactor_threads = 1;
+  CHECK_FALSE(sshpool::engine{alone}.cluster_status());
 }

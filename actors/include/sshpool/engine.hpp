@@ -35,8 +35,7 @@ void add_message_types(caf::actor_system_config& cfg);
 /// middleman and OpenSSL manager, sets its certificate, key and CA from `cluster` (mutual
 /// TLS: peers without a certificate of that CA are refused) and the middleman's heartbeat
 /// from its heartbeat settings. Call it, with `add_message_types`, on the configuration of
-/// an actor system that you hand to an `engine` running as a cluster node. Throws what CAF
-/// throws if a module is loaded twice.
+/// an actor system that you hand to an `engine` running as a cluster node.
 void add_cluster_modules(caf::actor_system_config& cfg, const cluster_config& cluster);
 
 namespace detail {
@@ -235,7 +234,8 @@ public:
   /// Drains the engine: new get_connection calls and waiters get `shutting_down`, requests
   /// in flight finish, connections close with an SSH disconnect. Returns as soon as that is
   /// done (at once for an idle engine); at the end of `grace` what remains is cut (if
-  /// `force_after_grace_period`). Calls made meanwhile, or later, get the same report.
+  /// `force_after_grace_period`). Calls made meanwhile, or later, get the same report. A
+  /// cluster node first tells the other nodes that it leaves (they stop sending it work).
   shutdown_report shutdown(std::chrono::milliseconds grace);
 
   /// `shutdown` with the configured `shutdown_grace_period`.
