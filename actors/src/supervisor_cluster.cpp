@@ -14,14 +14,14 @@
 // A relayed lease's release goes to its owner and retires its relay at once (the relay
 // finishes what was sent before, then quits; a second release finds no relay: not_leased).
 // Leases served to another node are kept per that node's supervisor, which is monitored:
-// when it goes down, or its node leaves the view, its leases go back to their pools.
+// when it goes down (also when the connection to its node is lost), its leases go back to
+// their pools.
 //
 // Claims: a pool tells when its user's agents go 0→1 (claim) and 1→0 (unclaim). On a new
 // view, users this node still has leases or waiters for but no longer owns by hashing are
 // claimed, and re-checked every hold_tick until idle, then unclaimed:
 //   owned ── view: hashed elsewhere, busy ──► held (claimed) ── idle, or hashed here ──► let go
 #include <algorithm>
-#include <map>
 
 #include <caf/all.hpp>
 
@@ -248,29 +248,6 @@ std::optional<caf::result<T>> to_owner(self_ptr self, const std::string& user,
 
 // -- views ------------------------------------------------------------------------------------
 
-/// Acquires and served leases of the nodes that left (`old` is the previous view).
-void members_left(self_ptr self, const cluster_view& old, const std::vector<std::string>& gone) {
-  auto& cl = *self->state.cluster;
-  // Relays are left alone: each monitors its remote connection, whose proxy CAF kills when
-  // the connection to that node is lost (the cluster's middleman heartbeat closes a silent
-  // one within the heartbeat deadline), while a node that left to drain finishes their calls.
-  fail_over_acquires(self, gone);
-  std::vector<caf::node_id> nodes;
-  for (auto& node : gone)
-    if (auto i = old.supervisors.find(node); i != old.supervisors.end() && i->second)
-      nodes.push_back(i->second.node());
-  for (auto i = cl.lessees.begin(); i != cl.lessees.end();) {
-    if (std::find(nodes.begin(), nodes.end(), i->first.node()) == nodes.end()) {
-      ++i;
-      continue;
-    }
-    log().info("node left the cluster: {} leases it held go back", i->second.size());
-    return_leases(self, i->second);
-    self->demonitor(i->first);
-    i = cl.lessees.erase(i);
-  }
-}
-
 /// Claims the users this node no longer owns by hashing but still serves (until idle).
 void hold_busy_users(self_ptr self) {
   auto& cl = *self->state.cluster;
@@ -382,10 +359,14 @@ void on_view(supervisor_ptr self, cluster_view& view) {
   auto old = std::move(cl.view);
   bool new_cluster_actor = !old || old->cluster != view.cluster;
   cl.view = std::move(view);
+  // Acquires waiting for a node that left go to the new owner. Relays and the leases served
+  // to other nodes are left alone: they follow their monitors (CAF kills a node's proxies
+  // when the connection to it is lost; the cluster's middleman heartbeat closes a silent one
+  // within the heartbeat deadline), so a node that left to drain finishes its calls.
   if (old) {
     auto gone = routing::departed(old->members, cl.view->members);
     if (!gone.empty())
-      members_left(self, *old, gone);
+      fail_over_acquires(self, gone);
   }
   if (new_cluster_actor) {
     for (auto& user : cl.agent_users)

@@ -16,6 +16,7 @@
 //                           drop [AS_USER] releases it (as its user, or as AS_USER)
 //   stream USER PATH MS     streamed; the sink acks nothing for MS ms after the first chunk:
 //                           "ok BODY_BYTES BYTES_BY_THE_END_OF_THE_HOLD"
+//   close USER, drainuser USER   close or drain the user's connections: "ok CLOSED"
 //   counters                "ok REMOTE_ACQUIRES FAILURES SERVED_ACQUIRES SERVED_LEASES"
 //   conns                   "ok TOTAL_CONNECTIONS" (this node's pools)
 //   members, cstats         cluster mode: engine::cluster_status()'s members, and its
@@ -280,6 +281,22 @@ struct node {
                           : "ok " + std::to_string(out->bytes) + ' ' + std::to_string(out->held);
       }
       release(*l, l->user);
+      return result;
+    }
+    if (cmd == "close" || cmd == "drainuser") {
+      std::string user;
+      in >> user;
+      caf::scoped_actor self{sys};
+      std::string result;
+      auto on_error = [&](caf::error& err) { result = describe(err); };
+      if (cmd == "close")
+        self->request(sup, std::chrono::seconds(30), close_atom_v, user)
+            .receive([&](std::uint64_t n) { result = "ok " + std::to_string(n); }, on_error);
+      else
+        self->request(sup, std::chrono::seconds(30), drain_atom_v, user)
+            .receive(
+                [&](shutdown_report& r) { result = "ok " + std::to_string(r.connections_closed); },
+                on_error);
       return result;
     }
     if (cmd == "counters") {

@@ -3,7 +3,7 @@
 // the others' supervisors and its supervisor gets a cluster_view), as the cluster actor
 // does. One sshd and one backend serve every user; rendezvous hashing picks each user's
 // owner. What is checked: a user owned by another node is served through the owner's
-// connections (the entry node holds none), whole and streamed (a consumer that holds its
+// connections (the entry node holds none), closed and drained there (a consumer that holds its
 // acks holds the owner's connection back: unacknowledged bytes stay bounded), errors keep
 // their errc, releases keep their rules, killing the owner mid-request fails that request
 // with connection_lost at once and the next acquire is served by the new owner, the killed
@@ -240,6 +240,13 @@ TEST_CASE("a user owned by another node is served through the owner's connection
   // remote_acquires, failures, served_acquires, served_leases (released: none held).
   CHECK(c.n1.call("counters") == "ok 1 0 0 0");
   CHECK(c.n2.call("counters") == "ok 0 0 1 0");
+  // Closing and draining a user from any node reach its owner's connections.
+  CHECK(c.n1.call("close " + c.far) == "ok 1");
+  CHECK(c.n2.call("conns") == "ok 0");
+  CHECK(c.n1.call("get " + c.far + " /bytes/1") == "ok 200 1");
+  CHECK(c.n1.call("drainuser " + c.far) == "ok 1");
+  CHECK(c.n2.call("conns") == "ok 0");
+  CHECK(c.n1.call("conns") == "ok 1"); // its own user's connection stays
 }
 
 TEST_CASE("errors keep their errc across nodes, releases keep their rules", "[cluster]") {
