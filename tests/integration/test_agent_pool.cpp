@@ -122,16 +122,21 @@ TEST_CASE("a leased agent carries a GET, a POST and a streamed response", "[agen
 
   std::size_t chunks = 0;
   std::string streamed;
+  bool first_was_last = false;
   stream_handlers h;
   h.on_chunk = [&](std::string_view c) {
-    ++chunks;
+    if (chunks++ == 0)
+      first_was_last = c.find("\"done\":true") != std::string_view::npos;
     streamed += c;
     return true;
   };
   auto head = conn->forward_stream(make_request("s", "POST", "/api/chat", "{}"), h);
   REQUIRE(head);
   CHECK(head->status == 200);
-  CHECK(chunks >= 12); // the tokens came 10 ms apart, each on its own
+  // Streamed, not buffered whole: the tokens came 10 ms apart, so the first piece came before
+  // the last token (a busy machine may still merge neighbours: no exact count).
+  CHECK(chunks > 1);
+  CHECK_FALSE(first_was_last);
   CHECK(streamed.find("\"done\":true") != std::string::npos);
   auto st = g.stats("alice");
   CHECK(st.agents == 1);
