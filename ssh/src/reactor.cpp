@@ -77,6 +77,10 @@ void reactor::stop() {
     if (cmd.what == command::kind::adopt) {
       disconnect(cmd.cs.session);
       cmd.cs = {};
+    } else if (cmd.what == command::kind::close) {
+      // A close the thread had no turn for keeps its reason (an agent's ssh prints it).
+      if (auto ss = sessions_.find(cmd.session_id); ss != sessions_.end() && !ss->second->dead)
+        close_session(*ss->second, cmd.reason);
     }
   inbox_.clear();
   for (auto& [id, ss] : sessions_)

@@ -248,6 +248,7 @@ TEST_CASE("an engine shut down with an agent connected tells its ssh why", "[age
   REQUIRE(g.agents("alice", 1));
   g.eng.reset();
   CHECK(ssh->wait(10s) == 255);
+  INFO(ssh->output());
   CHECK(ssh->output().find("gateway shutting down") != std::string::npos);
 }
 
