@@ -29,6 +29,10 @@
 #   pool-ops    lease + release pairs without I/O (facade, actor interface) vs bare CAF
 #   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct;
 #               8 x 10 MiB at once over one engine connection and over three vs ssh -L
+#   cluster     three sshpool-demo nodes of one cluster vs one alone, 100 users on each:
+#               aggregate req/s and CPU per request, and a request entering at a non-owner
+#               node vs at the user's owner (p50, p99, CPU: the remote hop's cost); on one
+#               machine this measures the cluster's overhead, not its scale-out
 # --baseline REV compares this tree with another revision in the same run: REV's benchmark
 # programs are built once (Release, into build-bench-<sha>/ from `git archive`), and forward
 # and pool-ops then alternate REV's programs and this tree's against the same sshd and nginx,
@@ -49,7 +53,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${SSHPOOL_BENCH_BUILD_DIR:-$root/build-bench}
-all_scenarios=(forward gateway reverse slow-clients cold-start footprint pool-ops bulk)
+all_scenarios=(forward gateway reverse slow-clients cold-start footprint pool-ops bulk cluster)
 duration=10
 smoke=0
 baseline=""
@@ -119,7 +123,7 @@ if [[ -n $baseline ]]; then
   done
 fi
 
-"$root/app/install-deps.sh" nginx-light wrk gnuplot-nox openssl
+"$root/app/install-deps.sh" nginx-light wrk gnuplot-nox openssl jq
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE="${SSHPOOL_BENCH_BUILD_TYPE:-Release}" \
   -DSSHPOOL_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$build" --target sshpool-bench sshpool-bench-engine sshpool-bench-slow sshpool-demo \
@@ -305,6 +309,8 @@ source "$root/benchmarks/scenarios/gateway.sh"
 source "$root/benchmarks/scenarios/reverse.sh"
 # shellcheck source=benchmarks/scenarios/slow_clients.sh
 source "$root/benchmarks/scenarios/slow_clients.sh"
+# shellcheck source=benchmarks/scenarios/cluster.sh
+source "$root/benchmarks/scenarios/cluster.sh"
 # shellcheck source=benchmarks/scenarios/engine.sh
 source "$root/benchmarks/scenarios/engine.sh"
 # shellcheck source=benchmarks/scenarios/plots.sh

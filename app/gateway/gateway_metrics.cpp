@@ -283,6 +283,44 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
           "gauge",
           a.penalized_sources}});
   }
+  if (v.pool.cluster) {
+    const auto& k = *v.pool.cluster;
+    out.insert(
+        out.end(),
+        {{{"sshpool_cluster_members", "Live members of the cluster, this node included.", "cluster",
+           "member_count"},
+          "gauge",
+          k.members.size()},
+         {{"sshpool_cluster_membership_changes_total", "Times the set of live members changed.",
+           "cluster", "membership_changes"},
+          "counter",
+          k.membership_changes},
+         {{"sshpool_cluster_claims",
+           "Users whose owner is fixed by a claim (an agent connected to a node, or a former "
+           "owner finishing its work), as this node knows them.",
+           "cluster", "claims"},
+          "gauge",
+          k.claims},
+         {{"sshpool_cluster_remote_acquires_total",
+           "Leases this node asked of a user's owner node for its own callers.", "cluster",
+           "remote_acquires"},
+          "counter",
+          k.remote_acquires},
+         {{"sshpool_cluster_remote_acquire_failures_total",
+           "Of those, the ones that failed (with the owner's error, or the owner gone).", "cluster",
+           "remote_acquire_failures"},
+          "counter",
+          k.remote_acquire_failures},
+         {{"sshpool_cluster_served_acquires_total",
+           "Leases this node gave to other nodes' callers, as the users' owner.", "cluster",
+           "served_acquires"},
+          "counter",
+          k.served_acquires},
+         {{"sshpool_cluster_served_leases", "Of those, the leases held right now.", "cluster",
+           "served_leases"},
+          "gauge",
+          k.served_leases}});
+  }
   if (v.last_shutdown) {
     const auto& r = *v.last_shutdown;
     out.insert(
@@ -373,6 +411,48 @@ void agent_families(exposition& e, const metrics_view& v) {
              "user=\"" + label_value(user) + "\"");
 }
 
+/// The cluster's peers, for /metrics (labelled by their configured address).
+void cluster_families(exposition& e, const metrics_view& v) {
+  if (!v.pool.cluster)
+    return;
+  const auto& peers = v.pool.cluster->peers;
+  auto each_peer = [&](const char* name, const char* type, const char* help, auto value) {
+    e.family(name, type, help);
+    for (auto& p : peers)
+      e.sample(name, static_cast<double>(value(p)), "peer=\"" + label_value(p.address) + "\"");
+  };
+  each_peer("sshpool_cluster_peer_up", "gauge",
+            "1 while the peer node is connected and answers heartbeats.",
+            [](const cluster_peer_stats& p) { return p.up ? 1 : 0; });
+  each_peer("sshpool_cluster_peer_connects_total", "counter", "Connections made to the peer node.",
+            [](const cluster_peer_stats& p) { return p.connects; });
+  each_peer("sshpool_cluster_peer_failures_total", "counter",
+            "Connection attempts to the peer node that failed, and connections lost.",
+            [](const cluster_peer_stats& p) { return p.failures; });
+}
+
+/// The cluster as /stats shows it: the members, each peer and its state (null if this
+/// gateway is not a cluster node).
+json cluster_json(const metrics_view& v, json figures) {
+  if (!v.pool.cluster)
+    return nullptr;
+  const auto& k = *v.pool.cluster;
+  json peers = json::array();
+  for (auto& p : k.peers)
+    peers.push_back({{"address", p.address},
+                     {"node_id", p.node_id},
+                     {"state", p.up ? "up" : "down"},
+                     {"connects", p.connects},
+                     {"failures", p.failures},
+                     {"since_unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           p.since.time_since_epoch())
+                                           .count()}});
+  figures["node_id"] = k.node_id;
+  figures["members"] = k.members;
+  figures["peers"] = std::move(peers);
+  return figures;
+}
+
 /// Failed client authentications by reason, for /metrics.
 void auth_families(exposition& e, const metrics_view& v) {
   e.family("sshpool_gateway_auth_failures_total", "counter",
@@ -422,6 +502,7 @@ std::string render_prometheus(const metrics_view& v) {
     e.sample("sshpool_upstream_requests_total", static_cast<double>(count),
              "result=\"" + label_value(result) + "\"");
   agent_families(e, v);
+  cluster_families(e, v);
   auth_families(e, v);
   for (const auto& h : histograms(v))
     e.histogram(h.where.metric, h.where.help, h.value);
@@ -450,7 +531,7 @@ std::string render_json(const metrics_view& v) {
   for (auto& [result, count] : v.engine.requests)
     upstream_requests[result] = count;
   const auto& c = v.pool.cleanup;
-  json out = {{"shutdown", nullptr}, {"agents", nullptr}};
+  json out = {{"shutdown", nullptr}, {"agents", nullptr}, {"cluster", nullptr}};
   for (const auto& f : single_figures(v))
     stats_entry(out, f.where) = f.value;
   for (const auto& h : histograms(v))
@@ -477,6 +558,7 @@ std::string render_json(const metrics_view& v) {
     out["agents"]["host_public_key"] = a.public_key;
     out["agents"]["refused"] = std::move(refused);
   }
+  out["cluster"] = cluster_json(v, std::move(out["cluster"]));
   return out.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 

@@ -58,6 +58,8 @@ struct pool_snapshot {
   cleanup_stats cleanup;
   /// Reverse mode: the agent listener (nullopt: none).
   std::optional<agent_listener_status> agents;
+  /// Cluster mode: the node's members, peers and routed leases (nullopt: not a node).
+  std::optional<cluster_stats> cluster;
 };
 
 /// The front end's own figures: its counters (see http_server) and the requests forwarded

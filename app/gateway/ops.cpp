@@ -151,6 +151,7 @@ void gateway::impl::stats_loop() {
     snap.pool = engine_->pool().get_pool_stats();
     snap.cleanup = engine_->cleanup().get_stats();
     snap.agents = engine_->agent_listener();
+    snap.cluster = engine_->cluster_status();
     server_->queue()->post([this, snap = std::move(snap), waiters = std::move(waiters)] {
       answer_stats(snap, waiters);
     });

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/auth_settings.hpp"
+#include "gateway/cluster_settings.hpp"
 #include "gateway/tls.hpp"
 #include "gateway/user_settings.hpp"
 #include "net/text.hpp"
@@ -412,8 +413,10 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
         return ok;
       continue;
     }
-    if (key == "jwt") {
-      if (auto ok = load_jwt(value, where, base_dir, cfg); !ok)
+    if (key == "jwt" || key == "cluster") {
+      if (auto ok = key == "jwt" ? load_jwt(value, where, base_dir, cfg)
+                                 : load_cluster(value, where, base_dir, cfg);
+          !ok)
         return ok;
       continue;
     }
@@ -510,6 +513,8 @@ std::vector<std::string> changed_settings(const gateway_config& a, const gateway
       keys.emplace_back(s.key);
   if (a.tls_cert_file != b.tls_cert_file || a.tls_key_file != b.tls_key_file)
     keys.emplace_back("tls"); // the files named at start are the ones read again
+  if (describe_cluster(a) != describe_cluster(b))
+    keys.emplace_back("cluster");
   return keys;
 }
 
@@ -546,6 +551,12 @@ std::string usage_text() {
       "Clients send Authorization: Bearer <key or JWT>. A listen address that is not\n"
       "loopback needs one of them, or allow_unauthenticated.\n"
       "\n"
+      "A node of a cluster (every node lists the same users; each user is served by\n"
+      "one owner node, the others hand its requests over; mutual TLS between nodes):\n"
+      "  \"cluster\": {\"node_id\": \"n1\", \"listen\": \"10.0.0.1:4100\",\n"
+      "    \"peers\": [\"10.0.0.2:4100\"], \"ca_file\": \"ca.pem\", \"cert_file\": \"n1.pem\",\n"
+      "    \"key_file\": \"n1.key\", \"heartbeat_interval\": 500, \"heartbeat_timeout\": 3000}\n"
+      "\n"
       "  --config FILE\n      the JSON config file\n"
       "  --check-config\n      print the effective configuration (no secrets) and exit\n"
       "  --help\n      print this text and exit\n";
@@ -572,6 +583,8 @@ std::string describe(const gateway_config& cfg, const ssh::host_key_identity* ho
     out["tls"] = {{"cert_file", cfg.tls_cert_file}, {"key_file", cfg.tls_key_file}};
   if (cfg.jwt)
     out["jwt"] = describe_jwt(cfg);
+  if (!cfg.engine.cluster.node_id.empty())
+    out["cluster"] = describe_cluster(cfg);
   out["users"] = describe_users(cfg);
   return out.dump(2);
 }

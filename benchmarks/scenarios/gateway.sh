@@ -21,6 +21,11 @@ run_wrk() {
     cat "$work/wrk.out" >&2
     return 1
   }
+  wrk_figures "$work/wrk.out"
+}
+
+# wrk_figures FILE: wrk --latency's output in FILE as "req_per_s p50_ms p99_ms errors".
+wrk_figures() {
   awk 'function to_ms(v) {
       if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000
       return v + 0
@@ -30,14 +35,16 @@ run_wrk() {
     $1 == "99%" { p99 = to_ms($2) }
     /Non-2xx or 3xx responses:/ { errors += $NF }
     /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
-    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }' "$work/wrk.out"
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors }' "$1"
 }
 
 # start_gateway USER...: starts sshpool-demo with USERs on the scenario's sshd, each forwarding
 # to its nginx; sets gw_port and gw_pid. $gw_extra: more config members (e.g. "tls"), and then
-# the files are gateway-tls.json and sshpool-demo-tls.log.
+# the files are gateway-tls.json and sshpool-demo-tls.log ($gw_name: gateway-NAME.json and
+# sshpool-demo-NAME.log instead).
 start_gateway() {
-  local config=$work/gateway${gw_extra:+-tls}.json line fd entries="" u
+  local name=${gw_name:-${gw_extra:+tls}}
+  local config=$work/gateway${name:+-$name}.json line fd entries="" u
   for u in "$@"; do
     entries+="${entries:+,}\"$u\": {\"host\": \"127.0.0.1\", \"port\": $SSHD_PORT,
       \"username\": \"$SSHD_USER\", \"identity_file\": \"$SSHD_IDENTITY\",
@@ -46,7 +53,7 @@ start_gateway() {
   done
   printf '{"listen": "127.0.0.1:0", "log_level": "warn", %s"users": {%s}}\n' \
     "${gw_extra:+$gw_extra, }" "$entries" >"$config"
-  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo${gw_extra:+-tls}.log")
+  exec {fd}< <(exec setsid "$demo" --config "$config" 2>"$work/sshpool-demo${name:+-$name}.log")
   pids+=($!)
   gw_pid=${pids[-1]}
   if ! read -r -t 30 line <&"$fd"; then
