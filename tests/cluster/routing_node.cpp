@@ -305,9 +305,9 @@ struct node {
       held.push_back(*l);
       return "ok";
     }
-    if (cmd == "holdget") {
-      std::string path;
-      in >> path;
+    if (cmd == "holdget" || cmd == "drop") {
+      std::string arg;
+      in >> arg;
       lease l;
       {
         std::lock_guard<std::mutex> guard{mx};
@@ -315,19 +315,9 @@ struct node {
           return "err no lease held";
         l = held.back();
       }
-      return forward(l, path);
-    }
-    if (cmd == "drop") {
-      std::string as;
-      in >> as;
-      lease l;
-      {
-        std::lock_guard<std::mutex> guard{mx};
-        if (held.empty())
-          return "err no lease held";
-        l = held.back();
-      }
-      return release(l, as.empty() ? l.user : as);
+      if (cmd == "holdget")
+        return forward(l, arg);
+      return release(l, arg.empty() ? l.user : arg);
     }
     if (cmd == "stream") {
       std::string user, path;
