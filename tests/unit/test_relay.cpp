@@ -95,6 +95,17 @@ struct relay_fixture : fixture {
     sink = caf::actor_cast<stream_sink_actor>(sys->spawn(acking_sink, as_connection, sunk));
   }
 
+  ~relay_fixture() {
+    // The script holds the relay (its sink, the forwards' promises) and the relay holds the
+    // script's actor: both, and the sink, end here so that none outlives the system.
+    script->sink = nullptr;
+    script->forwards.clear();
+    for (auto& handle : {caf::actor_cast<caf::actor>(remote), caf::actor_cast<caf::actor>(relay),
+                         caf::actor_cast<caf::actor>(sink)})
+      caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+    sched->run();
+  }
+
   /// Starts a stream through the relay; the remote connection took it as stream 7.
   void start_stream() {
     auto id = ask<std::uint64_t>(relay, stream_atom_v, request{}, caf::timespan{5s}, sink);
