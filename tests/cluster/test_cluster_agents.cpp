@@ -6,10 +6,11 @@
 // an agent that dials in to a node that is not alice's rendezvous owner makes that node her
 // owner on every node (the claim in every /stats), and requests entering at each node, whole
 // and streamed, are served through that agent, no other node holding a connection for her;
-// the agent gone, the claim is dropped everywhere and requests get agent_offline within
-// acquire_timeout; the agent moving to another node takes the claim along; that node killed
-// (SIGKILL), the survivors drop its claim within the heartbeat deadline and serve alice
-// again once her agent redials one of them. Every wait polls /stats, bounded.
+// a second agent on another node stands by (the smaller node id's claim wins) and takes over
+// when the first leaves; the agents gone, the claim is dropped everywhere and requests get
+// agent_offline within acquire_timeout; the agent moving to another node takes the claim along;
+// that node killed (SIGKILL), the survivors drop its claim within the heartbeat deadline and serve
+// alice again once her agent redials one of them. Every wait polls /stats, bounded.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -160,8 +161,9 @@ void connections_only_on(const std::vector<node*>& nodes, const node& with_agent
 } // namespace
 
 TEST_CASE("an agent dialed in to a node that is not its user's owner: that node claims the user "
-          "on every node, requests entering anywhere go through the agent; the agent gone, the "
-          "claim is dropped everywhere and requests get agent_offline",
+          "on every node, requests entering anywhere go through the agent; a second agent "
+          "stands by; the agents gone, the claim is dropped everywhere and requests get "
+          "agent_offline",
           "[cluster][agent]") {
   agent_cluster c;
   auto owner = c.hashed_owner();
@@ -180,12 +182,36 @@ TEST_CASE("an agent dialed in to a node that is not its user's owner: that node 
   CHECK(with_agent.stats()["cluster"]["served_acquires"].get<int>() >= 2);
   CHECK(all_served(c.all(), c.dial_users, 10s));
 
-  agent->signal(SIGTERM);
-  REQUIRE(agent->wait(10s).has_value());
+  // A second agent of alice's, on her hashed owner: both nodes claim her, every node picks
+  // the smaller node id; when that one's agent leaves, the other takes over.
+  auto standby = c.dial(owner);
+  auto* first = c.ids[owner] < with_agent.id ? &c.nodes[owner] : &with_agent;
+  auto* other = first == &with_agent ? &c.nodes[owner] : &with_agent;
+  CHECK(claimed_everywhere(c.all(), first->id, 5s));
+  auto& leaving = first == &with_agent ? agent : standby;
+  leaving->signal(SIGTERM);
+  REQUIRE(leaving->wait(10s).has_value());
+  CHECK(claimed_everywhere(c.all(), other->id, 3s));
+  for (auto* n : c.all()) {
+    auto tags = fetch(n->port(), "GET", "/u/alice/api/tags");
+    CHECK(tags.status == 200);
+    CHECK(tags.header("X-Backend") == "alice-machine");
+  }
+  connections_only_on(c.all(), *other);
+
+  // The last agent leaves, once the gateways gave back the leases they kept for alice's next
+  // request (keep_idle, 100 ms): a relayed lease still kept when its remote connection goes
+  // fails that next request with connection_lost (502) instead of finding her agent offline,
+  // because the relay outlives its remote connection and the gateway drops only the kept
+  // leases whose connection actor went down.
+  CHECK(eventually([&] { return other->stats()["cluster"]["served_leases"].get<int>() == 0; }, 5s));
+  auto& last = first == &with_agent ? standby : agent;
+  last->signal(SIGTERM);
+  REQUIRE(last->wait(10s).has_value());
   auto gone_at = steady::now();
   CHECK(claimed_everywhere(c.all(), "", 3s));
   INFO("the claim was dropped everywhere " << ms_since(gone_at) << " ms after the agent left");
-  CHECK(eventually([&] { return c.agents_on(with_agent) == 0; }, 3s));
+  CHECK(eventually([&] { return c.agents_on(*other) == 0; }, 3s));
 
   // A request entering at each node, all at once: the owner's pool waits acquire_timeout
   // for an agent, then answers agent_offline (503 with Retry-After).
@@ -229,7 +255,10 @@ TEST_CASE("an agent that moves to another node takes its claim along; that node 
     served_by_agent(*n);
   connections_only_on(c.all(), c.nodes[second]);
 
-  // The agent's node dies: the survivors drop it, and its claim with it.
+  // The agent's node dies (once the leases kept for alice's next request are back, as
+  // above): the survivors drop it, and its claim with it.
+  CHECK(eventually(
+      [&] { return c.nodes[second].stats()["cluster"]["served_leases"].get<int>() == 0; }, 5s));
   c.nodes[second].kill();
   auto killed_at = steady::now();
   std::vector<node*> survivors = {&c.nodes[owner], &c.nodes[first]};
