@@ -16,24 +16,9 @@
 # usage: app/cluster-demo.sh          (SSHPOOL_BUILD_DIR=dir to build elsewhere)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${SSHPOOL_BUILD_DIR:-$root/build}
-"$root/app/install-deps.sh" nginx-light openssl jq
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target sshpool-demo sshpool-backend
-
-# shellcheck source=app/sshd-env.sh
-source "$root/app/sshd-env.sh"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  sshpool_sshd_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=app/demo-env.sh
+source "$root/app/demo-env.sh"
+sshpool_demo_setup nginx-light openssl jq
 
 failures=0
 fail() {

@@ -16,24 +16,9 @@
 # Against real machines: build/app/sshpool-demo --config FILE (see sshpool-demo --help).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build=${SSHPOOL_BUILD_DIR:-$root/build}
-"$root/app/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target sshpool-demo sshpool-backend
-
-# shellcheck source=app/sshd-env.sh
-source "$root/app/sshd-env.sh"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  sshpool_sshd_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=app/demo-env.sh
+source "$root/app/demo-env.sh"
+sshpool_demo_setup
 
 # Every server runs in its own process group, so that a Ctrl-C meant for this script does
 # not reach them: sshpool-demo must see only the SIGTERM sent below.

@@ -190,11 +190,19 @@ caf::error admit(cluster_ptr self, cluster_hello& hello, const caf::node_id& nod
     return refuse("duplicate node id: it is this node's own");
   if (!hello.cluster || !hello.supervisor || node == caf::node_id{} || node == self->node())
     return refuse("a hello without its handles");
+  // The handles must be the sender's own: another node's (this one's included) would make
+  // this node send that node's users' calls where the sender chooses (to itself: a loop).
+  if (hello.cluster.node() != node || hello.supervisor.node() != node)
+    return refuse("a hello with handles of another node");
   if (auto it = st.members.find(hello.node_id); it != st.members.end()) {
     if (it->second.node != node)
       return refuse("duplicate node id: a live member of another process has it");
     return caf::none; // known already (both sides dialed)
   }
+  // One member per process: a second id would give it a second share of the users.
+  for (auto& [id, m] : st.members)
+    if (m.node == node)
+      return refuse("its process is member '" + id + "' already");
   auto& m = st.members[hello.node_id];
   m.address = hello.listen;
   m.node = node;

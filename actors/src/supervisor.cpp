@@ -40,6 +40,7 @@
 //   no view ──► local          view ──► owner is this node, or the sender is another node
 //                                       ──► local (another node's leases tracked)
 //                                  └──► owner elsewhere ──► its supervisor; leases via relays
+// Every other call from another node is refused (from_peer: invalid_argument).
 // Services see supervisor_actor (sshpool/messages.hpp); the pools' messages and the token
 // timer are supervisor_impl's (internal_messages.hpp).
 #include "supervisor.hpp"
@@ -314,6 +315,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return hold_or_route(self, user, self->make_response_promise<std::uint64_t>(), route);
       },
       [self](stats_atom) -> caf::result<pool_stats> {
+        if (from_peer(self))
+          return local_only();
         pool_stats init;
         init.user_count = self->state.pools.size();
         return fan_out<pool_stats, user_stats>(
@@ -329,6 +332,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
             stats_atom_v);
       },
       [self](endpoint_atom, const std::string& user, endpoint& ep) -> caf::result<void> {
+        if (from_peer(self))
+          return local_only();
         auto& st = self->state;
         if (auto ok = validate_user(user); !ok)
           return make_caf_error(ok.error());
@@ -343,12 +348,16 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return caf::unit;
       },
       [self](remove_atom, const std::string& user) -> caf::result<shutdown_report> {
+        if (from_peer(self))
+          return local_only();
         auto route = [self, user](caf::typed_response_promise<shutdown_report>& rp) {
           remove_user(self, user, rp);
         };
         return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
       },
       [self](stop_atom) -> caf::result<void> {
+        if (from_peer(self))
+          return local_only();
         auto& st = self->state;
         auto rp = self->make_response_promise<void>();
         st.stop_promises.push_back(rp);
@@ -369,11 +378,15 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return rp;
       },
       [self](evict_atom, caf::timespan max_idle) -> caf::result<std::uint64_t> {
+        if (from_peer(self))
+          return local_only();
         return fan_out<std::uint64_t, std::uint64_t>(
             self, std::chrono::seconds(30), std::uint64_t{0},
             [](std::uint64_t& acc, std::uint64_t n) { acc += n; }, evict_atom_v, max_idle);
       },
       [self](drain_atom) -> caf::result<shutdown_report> {
+        if (from_peer(self))
+          return local_only();
         auto& st = self->state;
         if (!st.draining) {
           st.draining = true;
@@ -385,6 +398,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
                                                          add_report, drain_atom_v);
       },
       [self](force_atom) {
+        if (from_peer(self))
+          return;
         for (auto& [user, pool] : self->state.pools)
           self->send(pool, force_atom_v);
       },
@@ -402,6 +417,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return hold_or_route(self, user, self->make_response_promise<shutdown_report>(), route);
       },
       [self](permit_atom) -> caf::result<void> {
+        if (from_peer(self))
+          return local_only();
         // The sender first: the promise takes it from the message.
         auto pool = caf::actor_cast<caf::actor_addr>(self->current_sender());
         auto rp = self->make_response_promise<void>();
@@ -410,13 +427,19 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
         return rp;
       },
       [self](withdraw_atom) {
+        if (from_peer(self))
+          return;
         drop_requests(self, caf::actor_cast<caf::actor_addr>(self->current_sender()),
                       error{errc::shutting_down, "withdrawn"});
       },
       [self](return_atom) {
+        if (from_peer(self))
+          return;
         give_back(self, caf::actor_cast<caf::actor_addr>(self->current_sender()), false);
       },
       [self](idle_atom, const std::string& user) {
+        if (from_peer(self))
+          return;
         auto& st = self->state;
         auto pool = st.pools.find(user);
         if (pool == st.pools.end() || st.retiring.count(user) > 0 || st.stopping)
@@ -445,6 +468,8 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
                 [flush](caf::error&) { flush(); });
       },
       [self](agent_atom, agent_offer& offer) {
+        if (from_peer(self))
+          return;
         // As the calls: held while the user's pool is asked to retire.
         if (auto held = self->state.retiring.find(offer.user()); held != self->state.retiring.end())
           held->second.push_back([self, offer]() mutable { admit_agent(self, offer); });
@@ -452,13 +477,29 @@ supervisor_impl::behavior_type supervisor_behavior(self_ptr self,
           admit_agent(self, offer);
       },
       [self](token_atom) {
+        if (from_peer(self))
+          return;
         self->state.tick_armed = false;
         run_permit_queue(self);
       },
-      [self](view_atom, cluster_view& view) { on_view(self, view); },
-      [self](claim_atom, const std::string& user, bool present) { on_agents(self, user, present); },
-      [self](claim_atom) { check_held(self); },
+      [self](view_atom, cluster_view& view) {
+        if (from_peer(self))
+          return;
+        on_view(self, view);
+      },
+      [self](claim_atom, const std::string& user, bool present) {
+        if (from_peer(self))
+          return;
+        on_agents(self, user, present);
+      },
+      [self](claim_atom) {
+        if (from_peer(self))
+          return;
+        check_held(self);
+      },
       [self](view_atom) -> caf::result<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t> {
+        if (from_peer(self))
+          return local_only();
         auto* cl = self->state.cluster.get();
         if (!cl)
           return {std::uint64_t{0}, std::uint64_t{0}, std::uint64_t{0}, std::uint64_t{0}};

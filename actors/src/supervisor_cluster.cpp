@@ -287,6 +287,18 @@ bool from_remote(supervisor_ptr self) {
   return sender && sender->node() != self->node();
 }
 
+bool from_peer(supervisor_ptr self) {
+  if (!self->state.cluster || !from_remote(self))
+    return false;
+  log().warn("supervisor: refused a local-only call from node {}",
+             caf::to_string(self->current_sender()->node()));
+  return true;
+}
+
+caf::error local_only() {
+  return make_caf_error(errc::invalid_argument, "a call of this node only");
+}
+
 std::optional<caf::result<lease>> cluster_acquire(supervisor_ptr self, const std::string& user) {
   auto& st = self->state;
   auto& cl = *st.cluster;

@@ -130,6 +130,17 @@ inline bool routing_on(const supervisor_state& st) {
 /// Whether the current message comes from another node.
 bool from_remote(supervisor_ptr self);
 
+/// Whether the current message is one of this node's own calls sent from another node (then
+/// logged and refused with local_only()): a peer holds this supervisor's handle (the cluster
+/// hello) and CAF's middleman delivers whatever it sends, so only acquire, release, close and
+/// drain of a user are taken from there. One pointer test on a single node (no cluster state,
+/// no peers; a cluster node has its state from its cluster actor's first view, sent before it
+/// listens).
+bool from_peer(supervisor_ptr self);
+
+/// The answer to a local-only call from another node (invalid_argument).
+caf::error local_only();
+
 /// Routes an acquire (routing on): sent to the owner node and answered with a relay's
 /// lease, or served here for another node (tracked); none: the local path as today.
 std::optional<caf::result<lease>> cluster_acquire(supervisor_ptr self, const std::string& user);

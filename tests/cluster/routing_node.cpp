@@ -11,6 +11,9 @@
 // each run on a thread of its own:
 //   endpoint USER HOST PORT LOGIN IDENTITY KNOWN_HOSTS TARGET_PORT
 //   peer NODE PORT          view NODE...           claims
+//   intrude NODE            this node's own calls sent to NODE's supervisor, as a peer
+//                           that misbehaves: "ok" and the outcome of stop, stats,
+//                           endpoint and counters (each "ok" or its errc number)
 //   get USER PATH           a whole response: "ok STATUS BODY_BYTES", then released
 //   hold USER               acquire and keep the lease ("ok"); holdget PATH forwards on it,
 //                           drop [AS_USER] releases it (as its user, or as AS_USER)
@@ -21,6 +24,9 @@
 //   conns                   "ok TOTAL_CONNECTIONS" (this node's pools)
 //   members, cstats         cluster mode: engine::cluster_status()'s members, and its
 //                           routed counters (as `counters`)
+//   hello PORT ID mine|theirs   cluster mode, as a member that misbehaves: a hello to the
+//                           cluster actor at PORT under ID, with this node's handles or
+//                           the receiver's own: "ok" (admitted) or the error
 // The first line is "ready PORT". EOF on stdin ends the node.
 #include <atomic>
 #include <condition_variable>
@@ -33,8 +39,9 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/remote_actor.hpp>
 
-#include "internal_messages.hpp"
+#include "cluster_messages.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/engine.hpp"
 
@@ -166,6 +173,13 @@ struct node {
     return result;
   }
 
+  /// The supervisor of peer `id` (`peer`), or null.
+  supervisor_actor peer_of(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mx};
+    auto p = peers.find(id);
+    return p != peers.end() ? p->second : supervisor_actor{};
+  }
+
   std::string run(std::istringstream& in) {
     std::string cmd;
     in >> cmd;
@@ -196,14 +210,72 @@ struct node {
       for (std::string id; in >> id;)
         view.members.push_back(id);
       std::sort(view.members.begin(), view.members.end());
-      {
-        std::lock_guard<std::mutex> guard{mx};
-        for (auto& id : view.members)
-          if (auto p = peers.find(id); p != peers.end())
-            view.supervisors.emplace(id, p->second);
-      }
+      for (auto& id : view.members)
+        if (auto p = peer_of(id))
+          view.supervisors.emplace(id, p);
       caf::anon_send(caf::actor_cast<supervisor_impl>(sup), view_atom_v, std::move(view));
       return "ok";
+    }
+    if (cmd == "intrude") {
+      // As a connected peer that misbehaves: this node's own calls sent to NODE's
+      // supervisor (a view making this node NODE's owner of everything, then stop, stats,
+      // endpoint and counters): "ok" and each call's outcome ("ok" or its errc number).
+      std::string id;
+      in >> id;
+      auto impl = caf::actor_cast<supervisor_impl>(peer_of(id));
+      if (!impl)
+        return "err unknown peer";
+      caf::scoped_actor self{sys};
+      cluster_view view;
+      view.self = id;
+      view.members = {self_id};
+      view.supervisors.emplace(self_id, sup);
+      self->send(impl, view_atom_v, std::move(view));
+      std::string result = "ok";
+      auto ok = [&] { result += " ok"; };
+      auto on_error = [&](caf::error& err) {
+        result +=
+            ' ' + std::to_string(static_cast<int>(from_caf_error(err, errc::internal).code()));
+      };
+      constexpr auto timeout = std::chrono::seconds(10);
+      self->request(impl, timeout, stop_atom_v).receive(ok, on_error);
+      self->request(impl, timeout, stats_atom_v).receive([&](pool_stats&) { ok(); }, on_error);
+      endpoint ep;
+      ep.mode = endpoint_mode::agent;
+      ep.authorized_keys_file = "/nonexistent";
+      ep.target_port = 1;
+      self->request(impl, timeout, endpoint_atom_v, "intruded", ep).receive(ok, on_error);
+      self->request(impl, timeout, view_atom_v)
+          .receive([&](std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t) { ok(); },
+                   on_error);
+      return result;
+    }
+    if (cmd == "hello") {
+      // Cluster mode, as a member that misbehaves: a hello to the cluster actor at PORT
+      // under node id ID, with this node's handles (mine) or the receiver's own (theirs).
+      std::uint16_t port = 0;
+      std::string id, kind;
+      in >> port >> id >> kind;
+      auto peer = caf::openssl::remote_actor<caf::actor>(sys, "127.0.0.1", port);
+      if (!peer)
+        return describe(peer.error());
+      cluster_hello hello;
+      hello.node_id = id;
+      hello.listen = "127.0.0.1:1";
+      if (kind == "theirs") {
+        hello.supervisor = caf::actor_cast<supervisor_actor>(*peer);
+        hello.cluster = caf::actor_cast<cluster_peer_actor>(*peer);
+      } else {
+        hello.supervisor = sup;
+        hello.cluster = caf::actor_cast<cluster_peer_actor>(recorder);
+      }
+      caf::scoped_actor self{sys};
+      std::string result;
+      self->request(caf::actor_cast<cluster_peer_actor>(*peer), std::chrono::seconds(10),
+                    hello_atom_v, std::move(hello))
+          .receive([&](cluster_hello&) { result = "ok"; },
+                   [&](caf::error& err) { result = describe(err); });
+      return result;
     }
     if (cmd == "claims") {
       std::lock_guard<std::mutex> guard{book->mx};
@@ -233,9 +305,9 @@ struct node {
       held.push_back(*l);
       return "ok";
     }
-    if (cmd == "holdget") {
-      std::string path;
-      in >> path;
+    if (cmd == "holdget" || cmd == "drop") {
+      std::string arg;
+      in >> arg;
       lease l;
       {
         std::lock_guard<std::mutex> guard{mx};
@@ -243,19 +315,9 @@ struct node {
           return "err no lease held";
         l = held.back();
       }
-      return forward(l, path);
-    }
-    if (cmd == "drop") {
-      std::string as;
-      in >> as;
-      lease l;
-      {
-        std::lock_guard<std::mutex> guard{mx};
-        if (held.empty())
-          return "err no lease held";
-        l = held.back();
-      }
-      return release(l, as.empty() ? l.user : as);
+      if (cmd == "holdget")
+        return forward(l, arg);
+      return release(l, arg.empty() ? l.user : arg);
     }
     if (cmd == "stream") {
       std::string user, path;

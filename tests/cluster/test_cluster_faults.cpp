@@ -71,11 +71,7 @@ TEST_CASE("three nodes: one killed (SIGKILL) and restarted under load; every cal
 TEST_CASE("a node in its own network namespace cut off and healed: the others serve its users "
           "meanwhile; healed, the cluster is whole and each user goes back to its owner",
           "[cluster][faults][netns]") {
-  test_netns ns;
-  if (!ns.available()) {
-    WARN("skipped: " << ns.why_unavailable());
-    return;
-  }
+  SSHPOOL_TEST_NETNS(ns)
   temp_dir dir;
   sshd_options options;
   options.listen_address = ns.host_address(); // reached from both sides of the veth pair

@@ -288,11 +288,7 @@ TEST_CASE("a drained node leaves at once: the others drop it before any heartbea
 TEST_CASE("a node cut off in its own network namespace is counted down within the heartbeat "
           "deadline, and is a member again when the network is back",
           "[cluster][netns]") {
-  test_netns ns;
-  if (!ns.available()) {
-    WARN("skipped: " << ns.why_unavailable());
-    return;
-  }
+  SSHPOOL_TEST_NETNS(ns)
   cluster c;
   c.addresses["n1"] = ns.host_address() + ":" + std::to_string(free_port());
   c.addresses["n2"] = ns.host_address() + ":" + std::to_string(free_port());

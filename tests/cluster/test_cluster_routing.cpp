@@ -276,6 +276,18 @@ TEST_CASE("errors keep their errc across nodes, releases keep their rules", "[cl
   c.n2.signal(SIGCONT);
 }
 
+TEST_CASE("a peer's calls of a node's own are refused; its routed calls are served", "[cluster]") {
+  two_nodes c;
+  auto refused = std::to_string(static_cast<int>(errc::invalid_argument));
+  // n1 tells n2 a view (n1 owns everything), then stops it, reads and sets its pools.
+  CHECK(c.n1.call("intrude n2") == "ok " + refused + ' ' + refused + ' ' + refused + ' ' + refused);
+  // n2 kept its own view and runs: its user is served there, n1's through n1.
+  CHECK(c.n2.call("get " + c.far + " /bytes/10") == "ok 200 10");
+  CHECK(c.n2.call("get " + c.near + " /bytes/10") == "ok 200 10");
+  CHECK(c.n2.call("counters") == "ok 1 0 0 0");
+  CHECK(c.n1.call("counters") == "ok 0 0 1 0");
+}
+
 TEST_CASE("a streamed response crosses nodes with its backpressure", "[cluster]") {
   constexpr std::size_t window = 64 << 10;
   constexpr std::size_t body = 4 << 20;
@@ -325,6 +337,27 @@ TEST_CASE("a node that stops owning a busy user claims it until it is idle", "[c
   // Idle again: the claim is given up.
   CHECK(c.n1.call("drop") == "ok");
   CHECK(eventually(5s, [&] { return c.n1.call("claims") == "ok"; }));
+}
+
+TEST_CASE("a member's hello with another node's handles or a second node id is refused",
+          "[cluster]") {
+  temp_dir pki{"sshpool-cluster-pki"};
+  test_ca ca{pki};
+  ca.issue("n1", "n1");
+  ca.issue("n2", "n2");
+  auto p1 = free_port();
+  node_process n1{"n1", {"listen=" + std::to_string(p1), "pki=" + pki.path()}};
+  node_process n2{"n2", {"listen=" + std::to_string(free_port()), "pki=" + pki.path()}};
+  auto refused = err(errc::invalid_argument);
+  auto to_n1 = "hello " + std::to_string(p1) + ' ';
+  // n1's own handles under another id: n1 would route that id's users to itself.
+  CHECK(starts_with(n2.call(to_n1 + "ghost theirs"), refused));
+  // n2 joins as x1 (its own handles), then tries a second id for a second share of users.
+  CHECK(n2.call(to_n1 + "x1 mine") == "ok");
+  CHECK(starts_with(n2.call(to_n1 + "x2 mine"), refused));
+  auto members = n1.call("members");
+  CHECK(members.find("x2") == std::string::npos);
+  CHECK(members.find("ghost") == std::string::npos);
 }
 
 TEST_CASE("the engine's cluster actor forms the cluster the routing follows", "[cluster]") {

@@ -290,11 +290,7 @@ TEST_CASE("sshd killed or frozen under load: calls end in time, service returns,
 TEST_CASE("the network drops every packet for 3 s (network namespace): calls end in time, "
           "service returns",
           "[faults]") {
-  test::test_netns ns;
-  if (!ns.available()) {
-    WARN("skipped: " << ns.why_unavailable());
-    return;
-  }
+  SSHPOOL_TEST_NETNS(ns)
   test::sshd_options opts;
   opts.netns = ns.name();
   opts.listen_address = ns.ns_address();

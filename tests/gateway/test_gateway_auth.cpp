@@ -271,11 +271,7 @@ TEST_CASE("a non-loopback listen address needs authentication or allow_unauthent
 TEST_CASE("without admin_listen, a listener facing the network shows /metrics and /stats to "
           "loopback clients only (network namespace)",
           "[gateway][auth]") {
-  test_netns ns;
-  if (!ns.available()) {
-    WARN("skipped: " << ns.why_unavailable());
-    return;
-  }
+  SSHPOOL_TEST_NETNS(ns)
   test_sshd sshd;
   temp_dir dir;
   running_gateway gw{

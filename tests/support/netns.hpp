@@ -48,3 +48,12 @@ private:
 };
 
 } // namespace sshpool::test
+
+/// In a Catch2 test case: declares `ns`, a test_netns, or ends the case with a warning when
+/// none can be made (no root, no iproute2).
+#define SSHPOOL_TEST_NETNS(ns)                                                                     \
+  ::sshpool::test::test_netns ns;                                                                  \
+  if (!ns.available()) {                                                                           \
+    WARN("skipped: " << ns.why_unavailable());                                                     \
+    return;                                                                                        \
+  }
