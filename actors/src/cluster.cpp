@@ -434,7 +434,8 @@ cluster_actor::behavior_type cluster_behavior(cluster_ptr self, cluster_config c
         for (auto& l : st.links)
           out.peers.push_back(l.stats);
         out.membership_changes = st.membership_changes;
-        out.claims = directory(self).size();
+        out.directory = directory(self);
+        out.claims = out.directory.size();
         return out;
       },
       [self](leave_atom) -> caf::result<void> {

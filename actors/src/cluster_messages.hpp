@@ -87,8 +87,8 @@ typename Inspector::result_type inspect(Inspector& f, cluster_peer_stats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_stats& x) {
   return f(caf::meta::type_name("sshpool.cluster_stats"), x.node_id, x.members, x.peers,
-           x.membership_changes, x.claims, x.remote_acquires, x.remote_acquire_failures,
-           x.served_acquires, x.served_leases);
+           x.membership_changes, x.claims, x.directory, x.remote_acquires,
+           x.remote_acquire_failures, x.served_acquires, x.served_leases);
 }
 
 } // namespace sshpool

@@ -450,6 +450,7 @@ json cluster_json(const metrics_view& v, json figures) {
   figures["node_id"] = k.node_id;
   figures["members"] = k.members;
   figures["peers"] = std::move(peers);
+  figures["directory"] = k.directory;
   return figures;
 }
 

@@ -191,6 +191,13 @@ std::uint16_t child_process::listening_port() const {
   return 0;
 }
 
+std::uint16_t child_process::agent_port() const {
+  std::smatch m;
+  if (std::regex_search(out_, m, std::regex{"agents dial in on port (\\d+)"}))
+    return static_cast<std::uint16_t>(std::stoi(m[1]));
+  return 0;
+}
+
 std::size_t child_process::rss_bytes() const {
   std::ifstream statm("/proc/" + std::to_string(pid_) + "/statm");
   std::size_t size_pages = 0;

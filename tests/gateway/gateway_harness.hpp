@@ -56,6 +56,10 @@ public:
   /// The port of the "sshpool-demo listening on ADDR:PORT" line (0 if absent).
   std::uint16_t listening_port() const;
 
+  /// The agent listener's port, from the "sshpool-demo agents dial in on port PORT" line
+  /// (0 if absent).
+  std::uint16_t agent_port() const;
+
   /// Resident set size of the child in bytes (from /proc/PID/statm).
   std::size_t rss_bytes() const;
 

@@ -43,14 +43,6 @@ int bob_agents(std::uint16_t port) {
   return 0;
 }
 
-/// The agent listener's port, from the line sshpool-demo prints before "listening".
-std::uint16_t agent_port(const child_process& proc) {
-  const std::string marker = "agents dial in on port ";
-  auto at = proc.out().find(marker);
-  REQUIRE(at != std::string::npos);
-  return static_cast<std::uint16_t>(std::stoi(proc.out().substr(at + marker.size())));
-}
-
 /// A gateway whose user bob is reached in agent mode; his machine (`home`) runs the backend.
 struct agent_gateway {
   http_backend backend{[] {
@@ -71,7 +63,7 @@ struct agent_gateway {
                      R"("target_port":)" +
                          std::to_string(bob_port) + "}}}");
   }()};
-  std::uint16_t listener_port = agent_port(gw.proc);
+  std::uint16_t listener_port = gw.proc.agent_port();
 
   /// Starts bob's `ssh -N -R` against the listener, its host key pinned from /stats.
   logged_process start_agent() {

@@ -44,8 +44,11 @@ std::string agent_home::public_key(const std::string& name) {
 }
 
 void agent_home::trust(std::uint16_t port, const std::string& host_public_key) {
-  write_file(dir_.path() + "/known_hosts",
-             "[127.0.0.1]:" + std::to_string(port) + " " + host_public_key + "\n");
+  pinned_[port] = host_public_key;
+  std::string lines;
+  for (auto& [p, key] : pinned_)
+    lines += "[127.0.0.1]:" + std::to_string(p) + " " + key + "\n";
+  write_file(dir_.path() + "/known_hosts", lines);
 }
 
 std::vector<std::string> agent_home::ssh(const std::string& user, std::uint16_t port,

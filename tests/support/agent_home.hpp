@@ -20,7 +20,8 @@ public:
   std::string key(const std::string& name = "id");
   /// Its public key line, "ssh-ed25519 BASE64 COMMENT" (an authorized_keys line).
   std::string public_key(const std::string& name = "id");
-  /// Pins `host_public_key` ("ssh-ed25519 BASE64") for 127.0.0.1:`port` in known_hosts.
+  /// Pins `host_public_key` ("ssh-ed25519 BASE64") for 127.0.0.1:`port` in known_hosts,
+  /// beside the other ports pinned (a port pinned again gets the new key).
   void trust(std::uint16_t port, const std::string& host_public_key);
 
   /// ssh's argv for `user`@127.0.0.1 -p `port` with identity `key_name`: BatchMode, strict
@@ -38,6 +39,7 @@ private:
   /// Made under $TMPDIR or /tmp, removed with the home.
   temp_dir dir_{"sshpool-agent"};
   std::map<std::string, std::string> public_keys_;
+  std::map<std::uint16_t, std::string> pinned_;
   int logs_ = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -191,6 +192,8 @@ struct cluster_stats {
   /// Users whose owner is fixed by a claim (an agent connected to a node, or a previous
   /// owner finishing its work), cluster wide as this node knows it.
   std::uint64_t claims = 0;
+  /// Those users, each with the node that claims it (user → node id).
+  std::map<std::string, std::string> directory;
   /// Leases this node asked of other nodes, and those that failed.
   std::uint64_t remote_acquires = 0;
   std::uint64_t remote_acquire_failures = 0;
