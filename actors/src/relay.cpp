@@ -11,8 +11,9 @@
 //      │  remote connection down (monitor: also when the connection to its     │ nothing
 //      │  node is lost), lost_atom (the engine stops)                          │ pending,
 //      ▼                                                                       ▼ no stream
-//   broken: what is pending fails with connection_lost at once       ──────────► quit
-//   (streams: end_atom with it to their sinks); later calls fail at once too ── retire_atom
+//   broken: what is pending fails with connection_lost at once,      ──────────► quit
+//   streams get end_atom with it; then it quits, as a lost local connection does (its
+//   lessee sees it go down; later calls fail at once: the receiver is gone)
 //
 // A real sink that goes down cancels its streams at the remote connection, as a local
 // connection does. Per-call deadlines are the remote connection's; the relay's own request
@@ -47,8 +48,6 @@ struct relay_state {
   /// Open streams by the remote connection's stream id (the id the lessee sees too).
   std::unordered_map<std::uint64_t, stream_sink_actor> streams;
   sink_monitors sinks;
-  /// Set once the remote connection or its node is gone.
-  caf::error broken;
   bool retiring = false;
 };
 
@@ -60,13 +59,10 @@ void maybe_quit(self_ptr self) {
     self->quit();
 }
 
-/// Fails everything pending with `err`, and every later call.
+/// Fails everything pending with `err`, then quits with it.
 void break_relay(self_ptr self, caf::error err) {
   auto& st = self->state;
-  if (st.broken)
-    return;
   log().warn("relay of '{}' to node {}: {}", st.user, st.node, caf::to_string(err));
-  st.broken = err;
   auto pending = std::move(st.pending);
   st.pending.clear();
   for (auto& [seq, fail] : pending)
@@ -77,7 +73,7 @@ void break_relay(self_ptr self, caf::error err) {
     self->send(sink, end_atom_v, id, err);
     st.sinks.remove(self, sink);
   }
-  maybe_quit(self);
+  self->quit(err);
 }
 
 /// A remote call's error as the lessee sees it: the owner's errors as they are, CAF's own
@@ -91,8 +87,6 @@ caf::error relayed_error(const caf::error& err) {
 template <class T, class OnValue, class... Ts>
 caf::result<T> relay_call(self_ptr self, caf::timespan wait, OnValue on_value, Ts... xs) {
   auto& st = self->state;
-  if (st.broken)
-    return st.broken;
   auto rp = self->make_response_promise<T>();
   auto seq = ++st.next;
   st.pending.emplace(seq, [rp](const caf::error& err) mutable { rp.deliver(err); });
@@ -188,8 +182,6 @@ relay_actor::behavior_type relay_behavior(self_ptr self, connection_actor remote
             self, relay_slack, [](connection_stats&) {}, stats_atom_v);
       },
       [self](health_atom) -> caf::result<bool> {
-        if (self->state.broken)
-          return false;
         return relay_call<bool>(
             self, relay_slack, [](bool) {}, health_atom_v);
       },

@@ -427,7 +427,10 @@ void check_held(supervisor_ptr self) {
 
 bool cluster_down(supervisor_ptr self, const caf::down_msg& dm) {
   auto& cl = *self->state.cluster;
-  if (cl.relays.erase(dm.source) > 0)
+  // A relay that broke (its remote connection or node gone) before its lessee released it:
+  // the entry stays until that release, which still goes to the owner, as the lease of a
+  // lost local connection is still released to its pool.
+  if (cl.relays.count(dm.source) > 0)
     return true;
   auto served = cl.lessees.find(dm.source);
   if (served == cl.lessees.end())

@@ -56,8 +56,9 @@ void say(const std::string& tag, const std::string& line) {
   std::cout << tag << ' ' << line << std::endl;
 }
 
-std::string describe(const caf::error& err) {
-  auto e = from_caf_error(err, errc::internal);
+/// An error as "err CODE MESSAGE"; CAF's own errors map to `fallback`.
+std::string describe(const caf::error& err, errc fallback = errc::internal) {
+  auto e = from_caf_error(err, fallback);
   return "err " + std::to_string(static_cast<int>(e.code())) + ' ' + e.message();
 }
 
@@ -169,7 +170,9 @@ struct node {
             [&](response& r) {
               result = "ok " + std::to_string(r.status) + ' ' + std::to_string(r.body.size());
             },
-            [&](caf::error& err) { result = describe(err); });
+            // A connection whose actor is gone (lost, or a relay of a lost one): as the
+            // facade maps it.
+            [&](caf::error& err) { result = describe(err, errc::connection_lost); });
     return result;
   }
 

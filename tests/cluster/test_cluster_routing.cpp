@@ -314,7 +314,8 @@ TEST_CASE("the owner's death fails its requests at once; the new owner serves", 
   c.n2.kill_now();
   CHECK(starts_with(c.n1.wait(in_flight, 10s), err(errc::connection_lost)));
   CHECK(clock_type::now() - killed < 3s);
-  // Later calls on that lease fail at once too; its release is accepted.
+  // The relay quit with its connection: later calls on that lease fail at once too (as the
+  // facade maps a gone connection); its release is accepted.
   CHECK(starts_with(c.n1.call("holdget /bytes/1", 2s), err(errc::connection_lost)));
   // The cluster actor would now tell n1 that n2 left.
   REQUIRE(c.n1.call("view n1") == "ok");
