@@ -76,12 +76,6 @@ void break_relay(self_ptr self, caf::error err) {
   self->quit(err);
 }
 
-/// A remote call's error as the lessee sees it: the owner's errors as they are, CAF's own
-/// (the remote actor unreachable) as connection_lost, a missed deadline as timeout.
-caf::error relayed_error(const caf::error& err) {
-  return make_caf_error(from_caf_error(err, errc::connection_lost));
-}
-
 /// Sends one call to the remote connection; `on_value` runs on its answer (if still
 /// pending: not failed by a break meanwhile) and delivers it.
 template <class T, class OnValue, class... Ts>
@@ -211,6 +205,10 @@ relay_actor::behavior_type relay_behavior(self_ptr self, connection_actor remote
 }
 
 } // namespace
+
+caf::error relayed_error(const caf::error& err) {
+  return make_caf_error(from_caf_error(err, errc::connection_lost));
+}
 
 relay_actor spawn_relay(caf::local_actor* parent, connection_actor remote, std::string user,
                         std::string node) {

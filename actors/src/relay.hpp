@@ -22,6 +22,11 @@ using relay_actor =
                              // The lease was released: finish what was sent before, then quit.
                              caf::reacts_to<retire_atom>>;
 
+/// An error from another node as this node's callers see it: the owner's errors as they are
+/// (errc kept), CAF's own as timeout (a missed deadline) or connection_lost (the remote
+/// actor or its node unreachable).
+caf::error relayed_error(const caf::error& err);
+
 /// Spawns the relay of `remote`, a connection of `node` leased for `user`.
 relay_actor spawn_relay(caf::local_actor* parent, connection_actor remote, std::string user,
                         std::string node);

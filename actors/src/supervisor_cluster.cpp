@@ -48,12 +48,6 @@ cluster_state& cluster(self_ptr self) {
   return *st.cluster;
 }
 
-/// An error from another node as this node's callers see it (errc kept; CAF's own errors:
-/// timeout, or connection_lost for an unreachable node).
-caf::error relayed_error(const caf::error& err) {
-  return make_caf_error(from_caf_error(err, errc::connection_lost));
-}
-
 /// The supervisor of live member `node`; null if it is not (or no longer) in the view.
 supervisor_actor supervisor_of(self_ptr self, const std::string& node) {
   auto& view = *self->state.cluster->view;
