@@ -33,6 +33,7 @@
 #include "support/os.hpp"
 #include "support/pki.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 extern char** environ;
 
@@ -176,18 +177,6 @@ std::string user_owned_by(const std::string& node, const std::vector<std::string
   }
 }
 
-/// Repeats `probe` until it holds or `bound` passes; whether it held.
-template <class Probe>
-bool eventually(std::chrono::milliseconds bound, Probe probe) {
-  auto deadline = clock_type::now() + bound;
-  while (!probe()) {
-    if (clock_type::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(50ms); // polling a state no event announces
-  }
-  return true;
-}
-
 /// Users `near` (owned by n1) and `far` (owned by n2) of nodes n1 and n2, set on both.
 struct two_users {
   test_sshd sshd;
@@ -258,7 +247,7 @@ TEST_CASE("errors keep their errc across nodes, releases keep their rules", "[cl
   REQUIRE(c.n1.call("hold " + c.far) == "ok");
   CHECK(c.n2.call("counters") == "ok 0 0 2 1");
   auto waiting = c.n1.start("get " + c.far + " /");
-  REQUIRE(eventually(5s, [&] { return c.n2.call("counters") == "ok 0 0 3 1"; }));
+  REQUIRE(eventually([&] { return c.n2.call("counters") == "ok 0 0 3 1"; }, 5s));
   CHECK(starts_with(c.n1.call("get " + c.far + " /"), err(errc::pool_exhausted)));
   CHECK(starts_with(c.n1.wait(waiting, 10s), err(errc::pool_exhausted)));
   // A request on the relayed lease, then its releases: as another user, twice.
@@ -323,7 +312,7 @@ TEST_CASE("the owner's death fails its requests at once; the new owner serves", 
   CHECK(c.n1.call("get " + c.far + " /bytes/3") == "ok 200 3");
   CHECK(c.n1.call("conns") == "ok 2");
   // The lease n2 held goes back to n1's pool.
-  CHECK(eventually(5s, [&] { return field(c.n1.call("counters"), 3) == 0; }));
+  CHECK(eventually([&] { return field(c.n1.call("counters"), 3) == 0; }, 5s));
 }
 
 TEST_CASE("a node that stops owning a busy user claims it until it is idle", "[cluster]") {
@@ -334,10 +323,10 @@ TEST_CASE("a node that stops owning a busy user claims it until it is idle", "[c
   CHECK(c.n1.call("conns") == "ok 1");
   // n2 joins: `far` hashes to n2, but n1 holds work for it: n1 claims it.
   REQUIRE(c.n1.call("view n1 n2") == "ok");
-  REQUIRE(eventually(5s, [&] { return c.n1.call("claims") == "ok " + c.far; }));
+  REQUIRE(eventually([&] { return c.n1.call("claims") == "ok " + c.far; }, 5s));
   // Idle again: the claim is given up.
   CHECK(c.n1.call("drop") == "ok");
-  CHECK(eventually(5s, [&] { return c.n1.call("claims") == "ok"; }));
+  CHECK(eventually([&] { return c.n1.call("claims") == "ok"; }, 5s));
 }
 
 TEST_CASE("a member's hello with another node's handles or a second node id is refused",
@@ -374,7 +363,7 @@ TEST_CASE("the engine's cluster actor forms the cluster the routing follows", "[
   u.set_users(n1);
   u.set_users(n2);
   REQUIRE(eventually(
-      10s, [&] { return n1.call("members") == "ok n1 n2" && n2.call("members") == "ok n1 n2"; }));
+      [&] { return n1.call("members") == "ok n1 n2" && n2.call("members") == "ok n1 n2"; }, 10s));
   CHECK(n1.call("get " + u.far + " /bytes/100") == "ok 200 100");
   CHECK(n1.call("conns") == "ok 0");
   CHECK(n2.call("conns") == "ok 1");
@@ -389,7 +378,7 @@ TEST_CASE("the engine's cluster actor forms the cluster the routing follows", "[
   n2.kill_now();
   CHECK(starts_with(n1.wait(in_flight, 10s), err(errc::connection_lost)));
   // Within the heartbeat deadline (1 s here) n1 alone owns every user and serves them.
-  REQUIRE(eventually(5s, [&] { return n1.call("members") == "ok n1"; }));
+  REQUIRE(eventually([&] { return n1.call("members") == "ok n1"; }, 5s));
   CHECK(clock_type::now() - killed < 3s);
   CHECK(n1.call("get " + u.far + " /bytes/5") == "ok 200 5");
   CHECK(n1.call("conns") == "ok 1");
