@@ -18,7 +18,8 @@
 //            a channel slot               result_atom (a stream: after head_atom and
 //   queued ─────────────────► on the wire ──────────► ended   chunk_atoms to its sink, and
 //     │                           │                          ack_atoms back): the reply, or
-//     └─────────────┬─────────────┘                          end_atom to the sink
+//     └─────────────┬─────────────┘                          end_atom to the sink (complete
+//                   │                                        before its head: one whole_atom)
 //                   │ request_timeout_atom: the reply or end_atom is request_timeout,
 //                   │ its channel closed
 //                   │ cancel_atom, or the sink down (streams only): its channel closed,
@@ -70,6 +71,8 @@ struct pending_request {
   stream_sink_actor sink;
   caf::timespan timeout{0};
   std::uint64_t unacked = 0;
+  /// The sink has the head: the stream ends with end_atom (else it gets one whole_atom).
+  bool head_sent = false;
 };
 
 /// The requests of a connection by their tags (which are also their stream ids).
@@ -390,6 +393,7 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
         if (i == st.requests.end() || !i->second.sink)
           return;
         head.id = i->second.request_id;
+        i->second.head_sent = true;
         move_stream_deadline(self, i->second);
         self->send(i->second.sink, head_atom_v, tag, std::move(head));
       },
@@ -508,8 +512,13 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
         ++st.stats.requests;
         log().debug("request '{}' on #{} of '{}': {} in {} us", i->second.request_id, self->id(),
                     st.user, res.status, elapsed_us(self, i->second));
-        if (i->second.sink) {
+        if (i->second.sink && i->second.head_sent) {
           end_request(self, i->second, tag, caf::error{});
+        } else if (i->second.sink) {
+          // Complete before its head was reported: the whole response in one message.
+          count(self, i->second, errc::none);
+          res.id = std::move(i->second.request_id);
+          self->send(i->second.sink, whole_atom_v, tag, std::move(res));
         } else {
           count(self, i->second, errc::none);
           res.id = std::move(i->second.request_id);

@@ -6,6 +6,7 @@
 // forward.cpp.
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include <caf/all.hpp>
 
@@ -83,6 +84,17 @@ expected<response> connection::forward_stream(const request& req, const stream_h
           done = ended = true;
           if (err)
             failure = from_caf_error(err, errc::connection_lost);
+        },
+        [&](whole_atom, std::uint64_t tag, response& whole) {
+          if (tag != id)
+            return;
+          done = ended = true;
+          head = std::move(whole);
+          auto body = std::exchange(head.body, {});
+          if (handlers.on_head)
+            handlers.on_head(head);
+          if (!body.empty() && handlers.on_chunk)
+            handlers.on_chunk(body);
         },
         caf::after(idle + detail::reply_slack) >>
             [&] {

@@ -2,9 +2,9 @@
 // node, the owner of a lease's user. The supervisor spawns one per remote lease and hands it
 // out in the lease, so a lessee uses a remote connection as a local one. Each call is one
 // request to the remote connection (no actor per request); streams come back through the
-// relay, which is the remote connection's sink: head, chunks and end go on to the real sink,
-// acks from the real sink go back, so the window of unacknowledged bytes (and with it the
-// slow consumer's backpressure) holds end to end.
+// relay, which is the remote connection's sink: head, chunks and end (or the whole response)
+// go on to the real sink, acks from the real sink go back, so the window of unacknowledged
+// bytes (and with it the slow consumer's backpressure) holds end to end.
 //
 //            forward / stream / stats / health: relayed       retire_atom (released)
 //   relaying ─────────────────────────────────────► relaying ─────────────► retiring
@@ -193,6 +193,13 @@ relay_actor::behavior_type relay_behavior(self_ptr self, connection_actor remote
         auto& st = self->state;
         if (auto i = st.streams.find(id); i != st.streams.end()) {
           self->send(i->second, end_atom_v, id, std::move(err));
+          end_stream(self, i);
+        }
+      },
+      [self](whole_atom, std::uint64_t id, response& res) {
+        auto& st = self->state;
+        if (auto i = st.streams.find(id); i != st.streams.end()) {
+          self->send(i->second, whole_atom_v, id, std::move(res));
           end_stream(self, i);
         }
       },

@@ -13,14 +13,11 @@ namespace sshpool {
 
 /// A relay in full: a connection to its lessee, the sink of its streams to the remote
 /// connection, and the supervisor's two controls.
-using relay_actor =
-    connection_actor::extend<caf::reacts_to<head_atom, std::uint64_t, response>,
-                             caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
-                             caf::reacts_to<end_atom, std::uint64_t, caf::error>,
-                             // The engine stops: everything fails with this error.
-                             caf::reacts_to<lost_atom, caf::error>,
-                             // The lease was released: finish what was sent before, then quit.
-                             caf::reacts_to<retire_atom>>;
+using relay_actor = connection_actor::extend_with<stream_sink_actor>::extend<
+    // The engine stops: everything fails with this error.
+    caf::reacts_to<lost_atom, caf::error>,
+    // The lease was released: finish what was sent before, then quit.
+    caf::reacts_to<retire_atom>>;
 
 /// An error from another node as this node's callers see it: the owner's errors as they are
 /// (errc kept), CAF's own as timeout (a missed deadline) or connection_lost (the remote

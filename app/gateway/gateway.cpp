@@ -10,6 +10,7 @@
 //       │ ── over its fair share (429) ───────────────► respond ─┤
 //       ▼ bridge.start                                           │
 //   forwarding ── upstream_head ──► streaming ── upstream_end ──►│ finish
+//       │ upstream_response (whole before its head) ──► respond ┤
 //       │ upstream_end(error) before the head: error response ──┤
 //       │                          on_body_sent ──► call->ack    ▼
 //       └── on_done(incomplete) : call->cancel ─────────────► on_done: count, log, forget
@@ -421,14 +422,10 @@ void gateway::impl::on_done(std::uint64_t id, bool complete, std::uint64_t bytes
   exchanges_.erase(it);
 }
 
-void gateway::impl::upstream_head(std::uint64_t id, response res) {
-  auto it = exchanges_.find(id);
-  if (it == exchanges_.end())
-    return;
-  exchange& ex = it->second;
+response_head gateway::impl::forwarded_head(exchange& ex, response& res) {
   response_head head;
   head.status = res.status;
-  head.reason = res.reason;
+  head.reason = std::move(res.reason);
   head.no_body = has_no_body(ex.head_request, res.status);
   for (auto& [name, value] : res.headers)
     if (!head.content_length && text::iequals(name, "content-length"))
@@ -438,7 +435,29 @@ void gateway::impl::upstream_head(std::uint64_t id, response res) {
   head.close = engine_->is_shutting_down();
   ex.status = res.status;
   ex.head_sent = true;
-  server_->send_head(id, std::move(head));
+  return head;
+}
+
+void gateway::impl::upstream_head(std::uint64_t id, response res) {
+  auto it = exchanges_.find(id);
+  if (it != exchanges_.end())
+    server_->send_head(id, forwarded_head(it->second, res));
+}
+
+void gateway::impl::upstream_response(std::uint64_t id, response whole) {
+  auto it = exchanges_.find(id);
+  if (it == exchanges_.end())
+    return;
+  exchange& ex = it->second;
+  end_forwarding(ex);
+  auto head = forwarded_head(ex, whole);
+  if (head.no_body) {
+    // HEAD, 204, 304: the upstream's Content-Length stands (respond would say 0).
+    server_->send_head(id, std::move(head));
+    server_->finish(id, true);
+    return;
+  }
+  server_->respond(id, std::move(head), std::move(whole.body));
 }
 
 void gateway::impl::upstream_chunk(std::uint64_t id, std::string data) {

@@ -68,6 +68,8 @@ public:
   void upstream_head(std::uint64_t id, response res);
   void upstream_chunk(std::uint64_t id, std::string data);
   void upstream_end(std::uint64_t id, error result);
+  /// The whole response at once (it was complete before its head came).
+  void upstream_response(std::uint64_t id, response whole);
 
 private:
   /// A /metrics (json = false) or /stats request waiting for the pool figures.
@@ -137,6 +139,12 @@ private:
       });
     }
 
+    void on_response(response whole) override {
+      queue_->post([gw = gw_, id = id_, whole = std::move(whole)]() mutable {
+        gw->upstream_response(id, std::move(whole));
+      });
+    }
+
   private:
     std::shared_ptr<loop_queue> queue_;
     impl* gw_;
@@ -145,6 +153,8 @@ private:
 
   // -- routing (gateway.cpp) ------------------------------------------------------------------
   void end_forwarding(exchange& ex);
+  /// The client's head for upstream response `res` (its headers taken), marked sent.
+  response_head forwarded_head(exchange& ex, response& res);
   std::string new_request_id();
   response_head error_head(const exchange& ex, int status);
   /// Answers with an error body (and `extra` headers); the exchange is kept until on_done.

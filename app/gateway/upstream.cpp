@@ -15,6 +15,8 @@
 //   cancel (the client left): queued: forgotten; opening: cancelled   │ cancel: cancel_atom, the
 //   once its stream id arrives; streaming: cancel_atom at once        ▼ lease to the next call
 //                                                                   done
+// A response complete before its head came arrives as one whole_atom instead of head, chunks
+// and end: the call is done at once, its listener hears on_response.
 //
 // A lease:
 //               acquire_atom                   its call ends, or has its whole body: to the
@@ -228,21 +230,26 @@ void drop_kept(self_ptr self, caf::actor_id cid) {
                 [cid](const kept_lease& k) { return k.held.granted.connection.id() != cid; });
 }
 
-/// Ends call `id` and forgets it: its lease is freed first, then its listener hears the end
-/// (unless the client left).
-void end_call(self_ptr self, std::uint64_t id, error result) {
+/// Forgets call `id` and frees its lease; its listener, unless the client left.
+std::shared_ptr<upstream_listener> forget_call(self_ptr self, std::uint64_t id) {
   auto& st = self->state;
   auto it = st.calls.find(id);
   if (it == st.calls.end())
-    return;
+    return nullptr;
   call c = std::move(it->second);
   st.calls.erase(it);
   if (c.tag != 0)
     st.streams.erase(stream_key{c.connection.id(), c.tag});
   if (c.held)
     free_lease(self, std::move(*c.held));
-  if (!c.cancelled)
-    c.listener->on_end(std::move(result));
+  return c.cancelled ? nullptr : std::move(c.listener);
+}
+
+/// Ends call `id`: its lease is freed first, then its listener hears the end (unless the
+/// client left).
+void end_call(self_ptr self, std::uint64_t id, error result) {
+  if (auto listener = forget_call(self, id))
+    listener->on_end(std::move(result));
 }
 
 /// The call's whole body is here: its lease serves the next call.
@@ -530,6 +537,14 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
           return;
         bool failed = err && !self->state.calls.at(id).whole;
         end_call(self, id, failed ? from_caf_error(err, errc::connection_lost) : error{});
+      },
+      [self](whole_atom, std::uint64_t tag, response& whole) {
+        auto id = current_call(self, tag);
+        if (id == 0)
+          return;
+        // The lease is freed before the listener hears of it, as at an end.
+        if (auto listener = forget_call(self, id))
+          listener->on_response(std::move(whole));
       },
   };
 }

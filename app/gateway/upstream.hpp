@@ -40,6 +40,9 @@ public:
   /// The end, exactly once and last: errc::none when the response is complete, else what
   /// failed (before the head: no lease, no channel...; after it: the stream broke).
   virtual void on_end(error result) = 0;
+  /// Instead of all three: the whole response at once (status, headers and body), when it
+  /// was complete before its head came. Nothing else follows.
+  virtual void on_response(response whole) = 0;
 };
 
 /// The front end's handle on one forwarded request.

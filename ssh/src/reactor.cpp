@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -551,6 +552,11 @@ void reactor::service_dirty(channel_state& c) {
   if (c.state != phase::busy)
     return;
   if (c.stream) {
+    // A response complete before its head went out is reported whole, in one event.
+    if (!c.head_sent && c.parser.complete()) {
+      complete(c);
+      return;
+    }
     emit_stream(c);
     // Paused, libssh may still hold data before the EOF: act on the EOF once resumed.
     if (c.paused && !c.parser.complete() && !c.parser.failed())
@@ -586,6 +592,8 @@ void reactor::complete(channel_state& c) {
   auto& ss = *c.session;
   auto tag = c.tag;
   auto res = std::move(c.parser.result());
+  if (c.stream && !c.head_sent)
+    res.body = std::exchange(c.pending, {}); // whole: the body set aside for the stream
   if (reuse) {
     c.state = channel_state::phase::idle;
     c.reused = true;

@@ -125,6 +125,14 @@ caf::behavior holding_sink(caf::event_based_actor* self, connection_actor conn,
         finish(std::move(err));
         self->quit();
       },
+      [=](whole_atom, std::uint64_t, response& whole) {
+        {
+          std::lock_guard<std::mutex> guard{out->mx};
+          out->bytes += whole.body.size();
+        }
+        finish(caf::error{});
+        self->quit();
+      },
   };
 }
 

@@ -127,6 +127,34 @@ TEST_CASE("a stream from an agent arrives token by token, paused and resumed by 
   REQUIRE(result_of(*a.sink, 2));
 }
 
+TEST_CASE("a small streamed response comes whole: one event with its head and body",
+          "[agents]") {
+  agent_world w;
+  w.allow("alice", {"id"}, {w.backend.port()});
+  connected a{w, "alice"};
+  // One backend write, one channel packet: complete before its head could be reported.
+  a.transport->forward(1, make_request("GET", "/bytes/300", {}, true));
+  auto whole = result_of(*a.sink, 1);
+  REQUIRE(whole);
+  CHECK(whole->status == 200);
+  CHECK(whole->body == pattern(300));
+  CHECK_FALSE(a.sink->head(1).has_value());
+  CHECK_FALSE(a.sink->next_chunk(1, 0ms).has_value());
+  // Its channel is reused for the next one, streamed piece by piece as before.
+  a.transport->forward(2, make_request("GET", "/bytes/1048576", {}, true));
+  std::size_t bytes = 0;
+  while (bytes < (1u << 20)) {
+    auto chunk = a.sink->next_chunk(2, 5s);
+    REQUIRE(chunk.has_value());
+    bytes += chunk->size();
+    a.transport->ack(2, chunk->size());
+  }
+  REQUIRE(a.sink->head(2).has_value());
+  auto end = result_of(*a.sink, 2);
+  REQUIRE(end);
+  CHECK(end->body.empty());
+}
+
 TEST_CASE("200 concurrent requests over two agents all come back to their callers", "[agents]") {
   agent_world w;
   w.allow("alice", {"id"}, {w.backend.port()});

@@ -34,7 +34,7 @@ struct fake_session {
   void respond(std::uint64_t tag, std::string body = "ok");
   /// Reports the session as lost.
   void lose() { sink->on_lost(error{errc::connection_lost, "fake session lost"}); }
-  /// Streams: the head, a body piece, the end.
+  /// Streams: the head, a body piece, the end (after a head).
   void stream_head(std::uint64_t tag, int status = 200) {
     response head;
     head.status = status;
@@ -44,6 +44,13 @@ struct fake_session {
     sink->on_stream_chunk(tag, std::move(chunk));
   }
   void stream_end(std::uint64_t tag) { sink->on_response(tag, response{}, transfer_info{}); }
+  /// A stream's response complete before its head was reported: reported whole.
+  void stream_whole(std::uint64_t tag, std::string body) {
+    response whole;
+    whole.status = 200;
+    whole.body = std::move(body);
+    sink->on_response(tag, std::move(whole), transfer_info{});
+  }
   /// Reports a packet from the server (the answer to a probe).
   void answer_probe() { sink->on_alive(); }
 };

@@ -75,6 +75,10 @@ caf::behavior acking_sink(caf::event_based_actor* self, connection_actor conn,
         log->ended = true;
         log->end = from_caf_error(err, errc::internal);
       },
+      [log](whole_atom, std::uint64_t, response& whole) {
+        log->body += whole.body;
+        log->ended = true;
+      },
   };
 }
 
@@ -157,6 +161,25 @@ TEST_CASE("a relay passes calls and streams through, acks back, and retires afte
   CHECK(f.sunk->end.code() == errc::none);
   auto gone = f.ask_or<bool>(errc::shutting_down, f.relay, health_atom_v);
   CHECK(gone->err.code() == errc::shutting_down); // the relay has quit
+}
+
+TEST_CASE("a whole response passes through a relay and ends its stream", "[relay]") {
+  relay_fixture f;
+  f.start_stream();
+  response whole;
+  whole.status = 200;
+  whole.body = "all at once";
+  caf::anon_send(f.script->sink, whole_atom_v, std::uint64_t{7}, whole);
+  f.sched->run();
+  CHECK(f.sunk->body == "all at once");
+  CHECK(f.sunk->ended);
+  CHECK(f.sunk->end.code() == errc::none);
+  CHECK(f.script->acks.empty());
+  // The stream is over at the relay: released now, it quits at once.
+  caf::anon_send(f.relay, retire_atom_v);
+  f.sched->run();
+  auto gone = f.ask_or<bool>(errc::shutting_down, f.relay, health_atom_v);
+  CHECK(gone->err.code() == errc::shutting_down);
 }
 
 TEST_CASE("a relay whose remote connection goes down fails everything at once", "[relay]") {

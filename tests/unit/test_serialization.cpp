@@ -448,6 +448,7 @@ TEST_CASE("every message of the public interfaces, and every reply, crosses as a
       caf::make_message(chunk_atom_v, n, std::string{"data: {\"token\":\"hi\"}\n\n"}),
       caf::make_message(end_atom_v, n, caf::error{}),
       caf::make_message(end_atom_v, n, make_caf_error(errc::connection_lost, "reset by peer")),
+      caf::make_message(whole_atom_v, n, sample_response()),
       // replies
       caf::make_message(a_lease),
       caf::make_message(),

@@ -424,6 +424,11 @@ stream_sink_actor::behavior_type recording_sink(stream_sink_actor::pointer self,
         log->err = from_caf_error(err, errc::internal);
         self->quit();
       },
+      [=](whole_atom, std::uint64_t, const response& whole) {
+        log->events.push_back("whole " + std::to_string(whole.status) + " " + whole.body);
+        log->ended = true;
+        self->quit();
+      },
   };
 }
 
@@ -470,6 +475,37 @@ TEST_CASE("a stream reaches its sink in order and acknowledgements reach the tra
   f.sched->run();
   CHECK(s.log->ended);
   CHECK(s.log->err.code() == errc::none);
+}
+
+TEST_CASE("a stream complete before its head reaches the sink as one whole response",
+          "[connection]") {
+  leased_fixture f; // 2 channels per connection
+  auto whole = start_stream(f, f.l.connection, "whole", 10s);
+  auto other = start_stream(f, f.l.connection, "other", 10s);
+  auto queued = start_stream(f, f.l.connection, "queued", 10s);
+  REQUIRE(f.session.forwarded.size() == 2);
+  f.session.stream_whole(whole.id, "all of it");
+  f.sched->run();
+  // One message: head, body and end; nothing to acknowledge; its slot serves the next one.
+  CHECK(whole.log->events == std::vector<std::string>{"whole 200 all of it"});
+  CHECK(whole.log->ended);
+  CHECK(f.session.acked.empty());
+  CHECK(f.session.forwarded.size() == 3);
+  // A stream whose head went out still ends with end_atom.
+  f.session.stream_head(other.id);
+  f.session.stream_chunk(other.id, "piece");
+  f.session.stream_end(other.id);
+  f.sched->run();
+  CHECK(other.log->events == std::vector<std::string>{"head 200", "chunk piece"});
+  CHECK(other.log->ended);
+  CHECK(other.log->err.code() == errc::none);
+  f.session.stream_whole(queued.id, "");
+  f.sched->run();
+  CHECK(queued.log->events == std::vector<std::string>{"whole 200 "});
+  auto stats = f.ask<connection_stats>(f.l.connection, stats_atom_v)->value;
+  REQUIRE(stats);
+  CHECK(stats->requests == 3);
+  CHECK(stats->active_requests == 0);
 }
 
 TEST_CASE("a consumer holding a full window suspends the stream's idle deadline", "[connection]") {
@@ -583,6 +619,7 @@ TEST_CASE("a sink of many streams still abandons the one in flight when it goes"
         [](head_atom, std::uint64_t, const response&) {},
         [](chunk_atom, std::uint64_t, const std::string&) {},
         [ends](end_atom, std::uint64_t, const caf::error&) { ++*ends; },
+        [ends](whole_atom, std::uint64_t, const response&) { ++*ends; },
     };
   });
   auto stream = [&](const std::string& name) {

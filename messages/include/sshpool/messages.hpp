@@ -46,6 +46,7 @@ CAF_ADD_ATOM(sshpool_atoms, sshpool, end_atom, "sp_end")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, ack_atom, "sp_ack")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, cancel_atom, "sp_cancel")
 CAF_ADD_ATOM(sshpool_atoms, sshpool, remove_atom, "sp_remove")
+CAF_ADD_ATOM(sshpool_atoms, sshpool, whole_atom, "sp_whole")
 CAF_END_TYPE_ID_BLOCK(sshpool_atoms)
 
 namespace sshpool {
@@ -54,9 +55,13 @@ namespace sshpool {
 /// then body chunks as they arrive, then the end (no error: complete). It acknowledges the
 /// bytes of each chunk it has taken with ack_atom to the connection; unacknowledged bytes
 /// are bounded (stream_window), which propagates a slow consumer's pace to the server.
+/// A response that is complete by the time its head arrives (a small one, usually) comes
+/// instead as one whole_atom: head and body, and the end; nothing else follows for that
+/// stream and nothing is acknowledged.
 using stream_sink_actor = caf::typed_actor<caf::reacts_to<head_atom, std::uint64_t, response>,
                                            caf::reacts_to<chunk_atom, std::uint64_t, std::string>,
-                                           caf::reacts_to<end_atom, std::uint64_t, caf::error>>;
+                                           caf::reacts_to<end_atom, std::uint64_t, caf::error>,
+                                           caf::reacts_to<whole_atom, std::uint64_t, response>>;
 
 /// One SSH connection, as its lessee uses it.
 using connection_actor = caf::typed_actor<

@@ -26,7 +26,8 @@ public:
   virtual void on_open(error result) = 0;
 
   /// The request `tag` completed with a whole response. For a streamed request: it ended
-  /// (`res` has no body; head and chunks came before).
+  /// (`res` has no body; head and chunks came before), or it was complete before its head
+  /// was reported (`res` is the whole response, head and body; no head or chunk came).
   virtual void on_response(std::uint64_t tag, response res, transfer_info info) = 0;
 
   /// Streamed request `tag`: the status line and headers (no body).
