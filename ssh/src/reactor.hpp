@@ -210,14 +210,12 @@ private:
   /// One poll of `ss` by libssh (it reads, sends and runs callbacks); loses the session if
   /// it failed. Whether the session is still alive.
   bool poll_session(session_state& ss);
-  /// Records that libssh was called on `ss` (its write interest may have changed).
+  /// Records that libssh was called on `ss` (it may have queued output to flush).
   void touch(session_state& ss);
   /// Flushes what libssh queued for the sessions touched in this pass (trap 19), and
   /// watches for EPOLLOUT those whose output is still pending.
   void update_interest();
   static bool alive(const session_state& ss);
-  /// libssh wants a poll for POLLOUT: output queued, or a send since its last poll.
-  static bool write_pending(const session_state& ss);
   /// "SSH session to HOST:PORT" or "agent session of USER from HOST:PORT".
   static std::string peer(const session_state& ss);
   static error session_error(const session_state& ss);

@@ -62,6 +62,7 @@ void reactor::service_orphans() {
     auto& o = orphans_[i];
     bool done = false;
     if (ssh_channel_is_open(o.ch)) {
+      touch(*o.session);
       ssh_channel_free(o.ch); // sends CLOSE
       done = true;
     } else if (o.session->packets.in_packets != o.seen_packets) {

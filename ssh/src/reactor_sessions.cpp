@@ -56,27 +56,29 @@ void reactor::touch(session_state& ss) {
   }
 }
 
-bool reactor::write_pending(const session_state& ss) {
-  // libssh's POLLOUT interest: output queued, or a send since the last poll (trap 19).
-  return (ssh_get_poll_flags(ss.s) & SSH_WRITE_PENDING) != 0;
-}
-
 void reactor::update_interest() {
   // Trap 19: libssh sends only after a poll saw POLLOUT, and every send (the window adjusts
-  // inside reads included) takes that back until the next poll. Flush what this pass queued
-  // with a poll of the session now: the first sends, the second finds the socket writable
-  // again and leaves nothing pending. What is still pending then (a full socket buffer)
-  // waits for EPOLLOUT. Polls may read and run callbacks (trap 1): a session lost here is
-  // swept at the end of the pass, and dirty channels make the loop poll again at once.
+  // inside reads included) takes that back until the next poll. What this pass queued is
+  // flushed now: ssh_blocking_flush with a zero timeout polls the session once if libssh
+  // holds output and makes no call at all if it holds none (the write went out at once).
+  // The next poll (a read, or this flush in a later pass) finds the socket writable again;
+  // until then writes queue, so that the requests of one pass leave in one send. What is
+  // still queued after the flush (a full socket buffer) waits for EPOLLOUT. Polls may read
+  // and run callbacks (trap 1): a session lost here is swept at the end of the pass, and
+  // dirty channels make the loop poll again at once. Every call into a session touches it,
+  // so no output is left queued in a session this does not look at.
   scratch_sessions_.swap(touched_);
   for (auto* ss : scratch_sessions_) {
     ss->touched = false;
-    for (int polls = 0; polls < 2 && !ss->dead && write_pending(*ss); ++polls)
-      poll_session(*ss);
     if (ss->dead)
       continue;
+    auto rc = ssh_blocking_flush(ss->s, 0);
+    if (rc == SSH_ERROR || !alive(*ss)) {
+      lose_session(*ss, session_error(*ss));
+      continue;
+    }
     std::uint32_t want = EPOLLIN;
-    if (write_pending(*ss))
+    if (rc == SSH_AGAIN)
       want |= EPOLLOUT;
     if (want != ss->interest) {
       epoll_event ev{};
