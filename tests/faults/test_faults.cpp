@@ -38,6 +38,14 @@ constexpr auto acquire_timeout = 3s;
 constexpr auto request_timeout = 3s;
 /// What a call may take beyond its own deadline (scheduling on 2 shared cores).
 constexpr auto slack = 1500ms;
+/// The load's pause after a refused or backed-off lease, which fails fast: its pace, so
+/// that it does not spin on it.
+constexpr auto refused_pause = 50ms;
+/// How long each outage lasts, as the scenarios ask: sshd killed until its restart, sshd
+/// frozen, the network dropping every packet.
+constexpr auto kill_outage = 2s;
+constexpr auto freeze_outage = 3s;
+constexpr auto network_outage = 3s;
 
 /// Short deadlines everywhere, so faults show within seconds: keepalive probes every
 /// 500 ms, answered within 500 ms; handshakes within 2 s; reconnect backoff capped at 1 s.
@@ -187,8 +195,7 @@ private:
         lease.code = conn.error().code();
         lease.message = conn.error().message();
         record(std::move(lease));
-        // A refused or backed-off lease fails fast; do not spin on it.
-        std::this_thread::sleep_for(50ms);
+        hold_for(refused_pause);
         continue;
       }
       record(std::move(lease));
@@ -269,8 +276,8 @@ TEST_CASE("sshd killed or frozen under load: calls end in time, service returns,
   SECTION("killed (-9), restarted 2 s later") {
     auto kill_and_restart = [&] {
       sshd.signal_all(SIGKILL);
-      std::this_thread::sleep_for(2s); // the outage the scenario asks for
-      sshd.stop();                     // reaps the killed processes
+      hold_for(kill_outage);
+      sshd.stop(); // reaps the killed processes
       sshd.start();
     };
     survive_outage(ep, kill_and_restart, "sshd returned");
@@ -280,7 +287,7 @@ TEST_CASE("sshd killed or frozen under load: calls end in time, service returns,
     // handshakes into the listen backlog, so new connections hang in the SSH banner.
     auto freeze = [&] {
       sshd.signal_all(SIGSTOP);
-      std::this_thread::sleep_for(3s); // the outage the scenario asks for
+      hold_for(freeze_outage);
       sshd.signal_all(SIGCONT);
     };
     survive_outage(ep, freeze, "sshd resumed");
@@ -302,7 +309,7 @@ TEST_CASE("the network drops every packet for 3 s (network namespace): calls end
       ep,
       [&] {
         ns.cut();
-        std::this_thread::sleep_for(3s); // the outage the scenario asks for
+        hold_for(network_outage);
         ns.restore();
       },
       "the network returned");

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -98,9 +97,10 @@ TEST_CASE("a request head must be complete within header_timeout", "[gateway][sl
   http_client dripping{gw.port};
   auto start = steady::now();
   dripping.send_raw("GET /u/alice/echo HTTP/1.1\r\nHost: x\r\n");
+  constexpr auto drip_pace = 200ms; // the attacker's pace: one byte of the head each time
   while (ms_since(start) < 3000 && dripping.pending_bytes() == 0) {
     dripping.send_raw("X");
-    std::this_thread::sleep_for(200ms); // the attacker's pace, not a synchronisation
+    hold_for(drip_pace);
   }
   auto res = dripping.read_response(3s);
   auto took = ms_since(start);

@@ -16,6 +16,7 @@
 #include "support/process_info.hpp"
 #include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 #include "support/world.hpp"
 
 using namespace sshpool;
@@ -506,12 +507,19 @@ TEST_CASE("a slow stream consumer does not make the engine buffer without bound"
                                 handlers);
   });
   REQUIRE(backend.wait_for_requests(1, 10s));
-  // Without backpressure the whole 100 MiB would pile up in the engine within this window.
+  // Wait until the flow stalls: bytes wait in the backend's socket, unread and no longer
+  // moving, as every buffer between it and the held consumer is full. Without backpressure
+  // the engine would take the whole 100 MiB instead, and the backend's socket would empty.
   std::size_t peak = 0;
-  for (int i = 0; i < 25; ++i) {
-    std::this_thread::sleep_for(20ms);
+  auto waiting = settled([&] {
     peak = std::max(peak, test::rss_bytes());
-  }
+    std::size_t queued = 0;
+    for (const auto& s : test::tcp_sockets())
+      queued += s.established && s.local_port == backend.port() ? s.send_queue : 0;
+    return queued;
+  });
+  INFO("bytes waiting in the backend's socket: " << waiting);
+  CHECK(waiting > 0);
   {
     std::lock_guard<std::mutex> guard{mx};
     release = true;

@@ -13,15 +13,16 @@
 #include <memory>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "backend/http_backend.hpp"
 #include "sshpool/sshpool.hpp"
 #include "support/os.hpp"
+#include "support/process_info.hpp"
 #include "support/quiet_config.hpp"
 #include "support/requests.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 #include "support/world.hpp"
 
 using namespace sshpool;
@@ -315,19 +316,11 @@ namespace {
 /// Established TCP connections from this machine to `port` (both ends are local, so each
 /// appears once with `port` as its remote port).
 std::size_t connections_to(std::uint16_t port) {
-  std::ifstream tcp{"/proc/net/tcp"};
-  std::string line;
-  std::getline(tcp, line); // header
-  std::size_t n = 0;
-  while (std::getline(tcp, line)) {
-    std::istringstream fields{line};
-    std::string slot, local, remote, state;
-    fields >> slot >> local >> remote >> state;
-    auto remote_port = std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16);
-    if (remote_port == port && state == "01")
-      ++n;
-  }
-  return n;
+  auto sockets = tcp_sockets();
+  return static_cast<std::size_t>(
+      std::count_if(sockets.begin(), sockets.end(), [port](const tcp_socket& s) {
+        return s.established && s.remote_port == port;
+      }));
 }
 
 } // namespace
@@ -429,12 +422,16 @@ TEST_CASE("resource caps hold under abuse: global connections, waiters, concurre
         auto conn = eng.pool().get_connection(user);
         return conn && eng.pool().release_connection(user, *conn);
       }));
+    // Both connector threads are in a handshake once two connections show; a third would
+    // show within the freeze that follows, which lasts as long as the scenario asks.
     std::size_t most = 0;
-    auto until = steady::now() + 1500ms;
-    while (steady::now() < until) { // sampling a count that has no event to wait for
+    auto sample = [&] {
       most = std::max(most, connections_to(sshd.port()));
-      std::this_thread::sleep_for(20ms);
-    }
+      return most >= 2;
+    };
+    CHECK(eventually(sample));
+    constexpr auto frozen = 1500ms; // the freeze watched for a third concurrent handshake
+    hold_for(frozen, sample);
     sshd.signal_all(SIGCONT);
     for (auto& l : leases)
       CHECK(l.get());

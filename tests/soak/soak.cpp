@@ -12,6 +12,7 @@
 // at their level before the load started.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -30,12 +31,22 @@
 #include "support/requests.hpp"
 #include "support/script_backend.hpp"
 #include "support/test_sshd.hpp"
+#include "support/timing.hpp"
 
 using namespace sshpool;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
 namespace {
+
+/// The load's pause after a refused lease, which fails fast: its pace, so that it does not
+/// spin on it.
+constexpr auto refused_pause = 20ms;
+/// The churn's pace: one close, drain or short-lived user each time.
+constexpr auto churn_every = 500ms;
+/// The fault thread's pace, and how long a freeze of sshd's connection processes lasts.
+constexpr auto fault_every = 5s;
+constexpr auto freeze_for = 2s;
 
 struct figures {
   double seconds = 0;
@@ -94,8 +105,10 @@ public:
     std::uint64_t last_requests = 0;
     auto last = steady::now();
     std::vector<figures> samples;
+    // The figures' pace: six lines at least, one every 10 s at most.
+    const auto sample_every = std::min<steady::duration>(10s, duration_ / 6);
     while (steady::now() - start < duration_) {
-      std::this_thread::sleep_for(std::min<steady::duration>(10s, duration_ / 6));
+      test::hold_for(sample_every);
       auto f = sample(*eng_, start);
       auto now = steady::now();
       const auto done = ok_.load() + failed_.load();
@@ -110,7 +123,11 @@ public:
       last = now;
       samples.push_back(f);
     }
-    stop_ = true;
+    {
+      std::lock_guard<std::mutex> guard(stop_mutex_);
+      stop_ = true;
+    }
+    stop_cv_.notify_all();
     for (auto& t : threads)
       t.join();
     // Quiesce: every user's connections closed, as after max_idle_time. Closing connections
@@ -123,12 +140,13 @@ public:
     }
     for (const auto& u : users)
       eng_->pool().close_connection(u.first);
-    auto end = sample(*eng_, start);
-    for (auto until = steady::now() + 15s;
-         (end.fds > before.fds || end.threads > before.threads || end.connections > 0) &&
-         steady::now() < until;
-         end = sample(*eng_, start))
-      std::this_thread::sleep_for(100ms);
+    figures end;
+    test::eventually(
+        [&] {
+          end = sample(*eng_, start);
+          return end.fds <= before.fds && end.threads <= before.threads && end.connections == 0;
+        },
+        15s);
     const auto& warm = samples[samples.size() / 3];
     const auto& final_load = samples.back();
     std::printf("\nbefore the load: fds %zu, threads %zu\n", before.fds, before.threads);
@@ -165,6 +183,12 @@ private:
 
   void count(bool ok) { ++(ok ? ok_ : failed_); }
 
+  /// Waits `d`, the pace of a churn or fault thread; true, at once, when the run stops.
+  bool stopped_within(steady::duration d) {
+    std::unique_lock<std::mutex> lock(stop_mutex_);
+    return stop_cv_.wait_for(lock, d, [this] { return stop_.load(); });
+  }
+
   void work(unsigned seed) {
     std::mt19937 rng{seed};
     auto pick = [&](std::size_t n) {
@@ -179,7 +203,7 @@ private:
       auto conn = eng_->pool().get_connection(user);
       if (!conn) {
         count(false);
-        std::this_thread::sleep_for(20ms);
+        test::hold_for(refused_pause);
         continue;
       }
       const auto id = std::to_string(seed) + '-' + std::to_string(n);
@@ -212,8 +236,7 @@ private:
 
   void churn() {
     std::mt19937 rng{99};
-    for (std::uint64_t n = 0; !stop_; ++n) {
-      std::this_thread::sleep_for(500ms);
+    for (std::uint64_t n = 0; !stopped_within(churn_every); ++n) {
       const auto& user = users_[rng() % users_.size()];
       switch (n % 3) {
       case 0:
@@ -236,11 +259,7 @@ private:
   }
 
   void faults() {
-    for (std::uint64_t n = 0; !stop_; ++n) {
-      for (int i = 0; i < 50 && !stop_; ++i)
-        std::this_thread::sleep_for(100ms);
-      if (stop_)
-        return;
+    for (std::uint64_t n = 0; !stopped_within(fault_every); ++n) {
       if (n % 2 == 0) {
         for (auto pid : sshd_.connection_pids())
           ::kill(pid, SIGKILL);
@@ -248,7 +267,7 @@ private:
         auto pids = sshd_.connection_pids();
         for (auto pid : pids)
           ::kill(pid, SIGSTOP);
-        std::this_thread::sleep_for(2s);
+        test::hold_for(freeze_for);
         for (auto pid : pids)
           ::kill(pid, SIGCONT);
       }
@@ -263,7 +282,11 @@ private:
   std::vector<std::string> users_;
   std::mutex mutex_;
   std::map<std::string, bool> faulty_;
+  /// Set once, under `stop_mutex_`, with `stop_cv_` told: the workers poll it between
+  /// requests; the churn and fault threads wait on it for their pace.
   std::atomic<bool> stop_{false};
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
   std::atomic<std::uint64_t> ok_{0};
   std::atomic<std::uint64_t> failed_{0};
 };

@@ -1,5 +1,5 @@
-// Reads the test process's thread, fd and memory figures, process trees and CPU times from
-// /proc.
+// Reads the test process's thread, fd and memory figures, process trees, CPU times and TCP
+// sockets from /proc.
 #include "support/process_info.hpp"
 
 #include <dirent.h>
@@ -118,6 +118,31 @@ double tree_cpu_seconds(pid_t root) {
   for (auto pid : descendants(root))
     total += cpu_seconds(pid);
   return total;
+}
+
+std::vector<tcp_socket> tcp_sockets() {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line); // header
+  // "sl local_address rem_address st tx_queue:rx_queue ...", addresses "HEXADDR:HEXPORT".
+  auto port_of = [](const std::string& address) {
+    return static_cast<std::uint16_t>(
+        std::stoul(address.substr(address.find(':') + 1), nullptr, 16));
+  };
+  std::vector<tcp_socket> result;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues;
+    if (!(fields >> slot >> local >> remote >> state >> queues))
+      continue;
+    tcp_socket s;
+    s.local_port = port_of(local);
+    s.remote_port = port_of(remote);
+    s.established = state == "01";
+    s.send_queue = std::stoul(queues.substr(0, queues.find(':')), nullptr, 16);
+    result.push_back(s);
+  }
+  return result;
 }
 
 } // namespace sshpool::test

@@ -1,12 +1,14 @@
 // Resource figures read from /proc: of the test process itself, so that tests and benchmarks
-// can check that threads, file descriptors and memory do not leak; and of other processes (a
+// can check that threads, file descriptors and memory do not leak; of other processes (a
 // process tree, the CPU it used), so that fixtures can stop an sshd's connection processes and
-// benchmarks can say how busy sshd was.
+// benchmarks can say how busy sshd was; and the machine's TCP sockets, so that tests can count
+// connections to a port and see bytes wait in a socket that nobody reads.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace sshpool::test {
@@ -32,5 +34,19 @@ double cpu_seconds(pid_t pid);
 
 /// cpu_seconds() of `root` and of every process below it.
 double tree_cpu_seconds(pid_t root);
+
+/// One IPv4 TCP socket, as /proc/net/tcp lists it.
+struct tcp_socket {
+  std::uint16_t local_port = 0;
+  std::uint16_t remote_port = 0;
+  /// In state ESTABLISHED.
+  bool established = false;
+  /// Bytes written into the socket and not yet acknowledged by its peer (tx_queue): they
+  /// pile up while the peer does not read.
+  std::size_t send_queue = 0;
+};
+
+/// Every IPv4 TCP socket of this network namespace (/proc/net/tcp), listeners included.
+std::vector<tcp_socket> tcp_sockets();
 
 } // namespace sshpool::test
