@@ -168,16 +168,24 @@ scenario_gateway() {
   gw_extra="\"tls\": {\"cert_file\": \"$work/tls.pem\", \"key_file\": \"$work/tls.key\"}" \
     start_gateway g0 || return 1
   local tls_port=$gw_port tls_pid=$gw_pid
+  # One user's requests on one SSH connection of 32 channels instead of the default pool's
+  # three of ten: the same sshd sees one connection, as with ssh -L.
+  gw_name=1c gw_extra='"max_connections_per_user": 1, "ssh_max_channels": 32' \
+    start_gateway g0 || return 1
+  local one_port=$gw_port one_pid=$gw_pid
   start_gateway "${users[@]}" || return 1
   echo "== gateway: sshpool-demo on :$gw_port ($many users g0..g$((many - 1)), default pool" \
     "settings, requests round robin by /u/USER/), with TLS (g0) on :$tls_port, ssh -L" \
     "(exec'd) on :$ssh_port, nginx -> ssh -L on :$proxy_port, nginx on :$nginx_port;" \
     "wrk ${wrk_args[*]}"
   # Warm-up: every user's first connection (at the gateway's handshake rate, 100/s by
-  # default) until each user has a pool and there are as many connections as users; the
-  # first user's and the first three's connections at 32 in flight; the proxy's upstream
-  # connections and the tunnels' channels.
-  local deadline=$((SECONDS + 60)) warm
+  # default) until each user has a pool and there are as many connections as users, then on
+  # until a second of load opens no new connection: a user that gets a second request while
+  # its connections are busy is given a new one, up to max_connections_per_user (the pool's
+  # rule), so the runs measure the steady state and not the handshakes that reach it. Then
+  # the first user's and the first three's connections at 32 in flight; the proxy's
+  # upstream connections and the tunnels' channels.
+  local deadline=$((SECONDS + 60)) warm opened=-1 now
   export WRK_USERS="${users[*]}"
   until (($(gateway_metric sshpool_pool_users) >= many &&
     $(gateway_metric sshpool_ssh_connections_opened_total) >= many)); do
@@ -187,16 +195,26 @@ scenario_gateway() {
     fi
     warm_up "$gw_port"
   done
+  while now=$(gateway_metric sshpool_ssh_connections_opened_total) && ((now != opened)); do
+    if ((SECONDS >= deadline)); then
+      echo "run.sh: note: the gateway still opened connections after 60 s ($now)" >&2
+      break
+    fi
+    opened=$now
+    warm_up "$gw_port"
+  done
+  echo "== warm: $opened SSH connections for $many users"
   for warm in "g0" "g0 g1 g2"; do
     WRK_USERS=$warm warm_up "$gw_port"
   done
   WRK_USERS=g0 wrk_scheme=https warm_up "$tls_port"
+  WRK_USERS=g0 warm_up "$one_port"
   warm_up "$proxy_port"
   warm_up "$ssh_port"
   local header=date,mode,path,users,wrk,req_per_s,p50_ms,p99_ms,errors,requests,cpu_us_per_req
   [[ -s $csv ]] || echo "$header,cpu_of,sshd_cpu_pct" >"$csv"
   local mode path port n cpu_pids cpu_of result status=0 wrk_scheme
-  local -a paths=(ssh-L nginx-ssh-L gateway-1u gateway-tls gateway-3u "gateway-${many}u")
+  local -a paths=(ssh-L nginx-ssh-L gateway-1u gateway-1c gateway-tls gateway-3u "gateway-${many}u")
   declare -A figures
   for mode in keep-alive close; do
     local hdr=()
@@ -209,6 +227,7 @@ scenario_gateway() {
         port=$tls_port cpu_pids=$tls_pid cpu_of="sshpool-demo" n=1 wrk_scheme=https
         ;;
       nginx-ssh-L) port=$proxy_port cpu_pids="$proxy_pid $proxy_ssh_pid" cpu_of="nginx+ssh" ;;
+      gateway-1c) port=$one_port cpu_pids=$one_pid cpu_of="sshpool-demo" n=1 ;;
       *)
         port=$gw_port cpu_pids=$gw_pid cpu_of="sshpool-demo" n=${path#gateway-}
         n=${n%u}
@@ -246,6 +265,9 @@ scenario_gateway() {
     "keep-alive: $many users / 1 user, req/s|keep-alive/gateway-${many}u|keep-alive/gateway-1u|0|>= 0.8x" \
     "close: gateway / ssh -L, req/s|close/gateway-1u|close/ssh-L|0|>= 1.2x" \
     "close: gateway / nginx -> ssh -L, req/s|close/gateway-1u|close/nginx-ssh-L|0|" \
+    "keep-alive: 1 connection x 32 / default, req/s|keep-alive/gateway-1c|keep-alive/gateway-1u|0|" \
+    "keep-alive: 1 connection x 32 / default, p99|keep-alive/gateway-1c|keep-alive/gateway-1u|2|" \
+    "keep-alive: 1 connection x 32 / default, cpu|keep-alive/gateway-1c|keep-alive/gateway-1u|5|" \
     "keep-alive: gateway TLS / plain, req/s|keep-alive/gateway-tls|keep-alive/gateway-1u|0|" \
     "close: gateway TLS / plain, req/s|close/gateway-tls|close/gateway-1u|0|"; do
     IFS='|' read -r label x y field target <<<"$spec"
