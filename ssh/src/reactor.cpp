@@ -587,8 +587,10 @@ void reactor::service_dirty(channel_state& c) {
 }
 
 void reactor::complete(channel_state& c) {
+  // A stream paused as it completed may have left bytes inside libssh that nobody asked
+  // for (trap 5): they would reach the next request's parser, so its channel is not reused.
   bool reuse = c.parser.keep_alive() && !c.info.close && !c.eof && !c.remote_closed &&
-               !c.stray_data && c.out_off == c.out.size();
+               !c.stray_data && !c.paused && c.out_off == c.out.size();
   auto& ss = *c.session;
   auto tag = c.tag;
   auto res = std::move(c.parser.result());

@@ -122,8 +122,12 @@ void reactor::do_adopt(std::shared_ptr<session_control> ctl, connected_session c
     ctl->sink->on_open(error{errc::internal, "cannot add the session to the reactor"});
     return;
   }
+  auto& adopted = *ss;
   sessions_.emplace(ctl->id, std::move(ss));
   session_count_.fetch_add(1, std::memory_order_relaxed);
+  // What the handshake left queued (an agent's replies to its forward requests, sent as it
+  // was handed over) leaves in this pass.
+  touch(adopted);
   ctl->sink->on_open(error{});
 }
 
