@@ -127,8 +127,7 @@ TEST_CASE("a stream from an agent arrives token by token, paused and resumed by 
   REQUIRE(result_of(*a.sink, 2));
 }
 
-TEST_CASE("a small streamed response comes whole: one event with its head and body",
-          "[agents]") {
+TEST_CASE("a small streamed response comes whole: one event with its head and body", "[agents]") {
   agent_world w;
   w.allow("alice", {"id"}, {w.backend.port()});
   connected a{w, "alice"};
@@ -140,7 +139,7 @@ TEST_CASE("a small streamed response comes whole: one event with its head and bo
   CHECK(whole->body == pattern(300));
   CHECK_FALSE(a.sink->head(1).has_value());
   CHECK_FALSE(a.sink->next_chunk(1, 0ms).has_value());
-  // Its channel is reused for the next one, streamed piece by piece as before.
+  // A response too large to be complete at its head still streams piece by piece.
   a.transport->forward(2, make_request("GET", "/bytes/1048576", {}, true));
   std::size_t bytes = 0;
   while (bytes < (1u << 20)) {

@@ -215,4 +215,12 @@ inline request get(std::string id) {
   return req;
 }
 
+/// The fixture with alice's first connection ready and leased, and its fake session.
+struct leased_fixture : fixture {
+  explicit leased_fixture(pool_config pc = small()) : fixture(pc) {}
+
+  lease l = ready_lease();
+  fake_session& session = *fakes->sessions.at(0);
+};
+
 } // namespace sshpool::test
