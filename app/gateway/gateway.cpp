@@ -444,13 +444,19 @@ void gateway::impl::upstream_head(std::uint64_t id, response res) {
     server_->send_head(id, forwarded_head(it->second, res));
 }
 
-void gateway::impl::upstream_response(std::uint64_t id, response whole) {
+gateway::impl::exchange* gateway::impl::upstream_done(std::uint64_t id) {
   auto it = exchanges_.find(id);
   if (it == exchanges_.end())
+    return nullptr;
+  end_forwarding(it->second);
+  return &it->second;
+}
+
+void gateway::impl::upstream_response(std::uint64_t id, response whole) {
+  exchange* ex = upstream_done(id);
+  if (ex == nullptr)
     return;
-  exchange& ex = it->second;
-  end_forwarding(ex);
-  auto head = forwarded_head(ex, whole);
+  auto head = forwarded_head(*ex, whole);
   if (head.no_body) {
     // HEAD, 204, 304: the upstream's Content-Length stands (respond would say 0).
     server_->send_head(id, std::move(head));
@@ -466,11 +472,10 @@ void gateway::impl::upstream_chunk(std::uint64_t id, std::string data) {
 }
 
 void gateway::impl::upstream_end(std::uint64_t id, error result) {
-  auto it = exchanges_.find(id);
-  if (it == exchanges_.end())
+  exchange* found = upstream_done(id);
+  if (found == nullptr)
     return;
-  exchange& ex = it->second;
-  end_forwarding(ex);
+  exchange& ex = *found;
   if (result.code() == errc::none) {
     server_->finish(id, true);
     return;

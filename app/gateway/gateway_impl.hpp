@@ -153,6 +153,8 @@ private:
 
   // -- routing (gateway.cpp) ------------------------------------------------------------------
   void end_forwarding(exchange& ex);
+  /// The exchange `id` has its upstream's last word: forwarding ended; nullptr if it is gone.
+  exchange* upstream_done(std::uint64_t id);
   /// The client's head for upstream response `res` (its headers taken), marked sent.
   response_head forwarded_head(exchange& ex, response& res);
   std::string new_request_id();
