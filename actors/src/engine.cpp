@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include "engine_impl.hpp"
+#include "sharing_policy.hpp"
 #include "sshpool/ssh/key_check.hpp"
 
 namespace sshpool {
@@ -268,9 +269,13 @@ engine::engine(engine_config cfg)
                      ? im.cfg.scheduler_threads
                      : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   im.own_cfg->set("scheduler.max-threads", threads);
-  im.own_cfg->set("scheduler.policy", im.cfg.scheduler == scheduler_policy::sharing
-                                          ? caf::atom("sharing")
-                                          : caf::atom("stealing"));
+  if (im.cfg.scheduler == scheduler_policy::sharing)
+    im.own_cfg->module_factories.push_back(
+        [](caf::actor_system& sys) -> caf::actor_system::module* {
+          return new caf::scheduler::coordinator<sharing_policy>(sys);
+        });
+  else
+    im.own_cfg->set("scheduler.policy", caf::atom("stealing"));
   im.own_sys = std::make_unique<caf::actor_system>(*im.own_cfg);
   im.start(*im.own_sys);
 }

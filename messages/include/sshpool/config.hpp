@@ -68,7 +68,10 @@ struct pool_config {
 /// How CAF's scheduler gives runnable actors to its threads.
 enum class scheduler_policy {
   /// One queue for all threads; a message to an idle actor wakes a sleeping thread at once.
-  /// A facade round trip took a quarter of the time it takes with `stealing` here.
+  /// A facade round trip took a quarter of the time it takes with `stealing` here. The
+  /// engine's own policy (not CAF's work_sharing): a thread that finds the queue empty
+  /// watches it for some microseconds before it sleeps, and a sender wakes a thread only
+  /// when one sleeps, outside the queue's lock.
   sharing,
   /// A queue per thread, with stealing; idle threads poll, then sleep in 50 us and later
   /// 10 ms steps, and a message to an idle actor waits for the next poll.

@@ -1,0 +1,126 @@
+// The engine's CAF scheduler policy `sharing` (engine_config::scheduler): one job queue for
+// all scheduler threads, as CAF's own work_sharing, with two differences that matter when
+// I/O threads (the reactors, a gateway's front end) hand the actors a message per event:
+//
+//   enqueue: lock, push, unlock, then wake a thread only if one sleeps (CAF's wakes under
+//            the lock, so the woken thread blocks again at once on that lock: a second
+//            futex round trip per hand-off), and no list node allocated per job;
+//   dequeue: an empty queue is watched for a short while (a few microseconds, without the
+//            lock) before the thread sleeps on the condition variable: under load the next
+//            job usually comes within that, and neither side then enters the kernel.
+//
+// Only the engine's own actor system uses it (engine.cpp installs it as the scheduler
+// module); a service that brings its own actor system keeps its scheduler.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+
+#include <caf/policy/unprofiled.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/coordinator.hpp>
+
+namespace sshpool {
+
+class sharing_policy : public caf::policy::unprofiled {
+public:
+  /// Looks at an empty queue this many times (a CPU pause each) before sleeping.
+  static constexpr int spin_checks = 1000;
+
+  struct coordinator_data {
+    explicit coordinator_data(caf::scheduler::abstract_coordinator*) {}
+    std::mutex lock;
+    std::condition_variable cv;
+    std::deque<caf::resumable*> queue;
+    /// Jobs queued (also read without the lock, as a hint) and threads asleep (the lock's).
+    std::atomic<std::size_t> size{0};
+    std::size_t sleepers = 0;
+  };
+
+  struct worker_data {
+    explicit worker_data(caf::scheduler::abstract_coordinator*) {}
+  };
+
+  template <class Coordinator>
+  void central_enqueue(Coordinator* self, caf::resumable* job) {
+    push(data(self), job);
+  }
+
+  template <class Worker>
+  void external_enqueue(Worker* self, caf::resumable* job) {
+    push(data(self->parent()), job);
+  }
+
+  template <class Worker>
+  void internal_enqueue(Worker* self, caf::resumable* job) {
+    push(data(self->parent()), job);
+  }
+
+  template <class Worker>
+  void resume_job_later(Worker* self, caf::resumable* job) {
+    push(data(self->parent()), job);
+  }
+
+  template <class Worker>
+  caf::resumable* dequeue(Worker* self) {
+    auto& d = data(self->parent());
+    for (int i = 0; i < spin_checks && d.size.load(std::memory_order_relaxed) == 0; ++i)
+      pause();
+    std::unique_lock<std::mutex> guard{d.lock};
+    while (d.queue.empty()) {
+      ++d.sleepers;
+      d.cv.wait(guard);
+      --d.sleepers;
+    }
+    auto* job = d.queue.front();
+    d.queue.pop_front();
+    d.size.store(d.queue.size(), std::memory_order_relaxed);
+    return job;
+  }
+
+  template <class Worker, class UnaryFunction>
+  void foreach_resumable(Worker*, UnaryFunction) {
+    // no queue per worker
+  }
+
+  template <class Coordinator, class UnaryFunction>
+  void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
+    auto& d = data(self);
+    std::unique_lock<std::mutex> guard{d.lock};
+    while (!d.queue.empty()) {
+      auto* job = d.queue.front();
+      d.queue.pop_front();
+      f(job);
+    }
+    d.size.store(0, std::memory_order_relaxed);
+  }
+
+private:
+  template <class Coordinator>
+  static coordinator_data& data(Coordinator* self) {
+    return self->data();
+  }
+
+  static void push(coordinator_data& d, caf::resumable* job) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> guard{d.lock};
+      d.queue.push_back(job);
+      d.size.store(d.queue.size(), std::memory_order_relaxed);
+      wake = d.sleepers > 0;
+    }
+    if (wake)
+      d.cv.notify_one();
+  }
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+};
+
+} // namespace sshpool
