@@ -5,14 +5,19 @@
 //   enqueue: lock, push, unlock, then wake a thread only if one sleeps (CAF's wakes under
 //            the lock, so the woken thread blocks again at once on that lock: a second
 //            futex round trip per hand-off), and no list node allocated per job;
-//   dequeue: an empty queue is watched for a short while (a few microseconds, without the
-//            lock) before the thread sleeps on the condition variable: under load the next
-//            job usually comes within that, and neither side then enters the kernel.
+//   dequeue: an empty queue is watched for a short while (up to tens of microseconds,
+//            without the lock) before the thread sleeps on the condition variable: when jobs
+//            come in quick succession (many small requests) the next one usually comes
+//            within that, and neither side enters the kernel. The watch adapts, as glibc's
+//            adaptive mutexes do: it doubles after a watch that found a job and halves after
+//            one that did not, so that jobs spaced wider apart (a bulk stream's pieces) do
+//            not keep a thread spinning on cores the I/O threads and the server need.
 //
 // Only the engine's own actor system uses it (engine.cpp installs it as the scheduler
 // module); a service that brings its own actor system keeps its scheduler.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -27,8 +32,11 @@ namespace sshpool {
 
 class sharing_policy : public caf::policy::unprofiled {
 public:
-  /// Looks at an empty queue this many times (a CPU pause each) before sleeping.
-  static constexpr int spin_checks = 1000;
+  /// Looks at an empty queue at most this many times (a CPU pause each) before sleeping,
+  /// at least `min_spin` (below it: not at all, but for a look every `probe_every` sleeps).
+  static constexpr int max_spin = 1024;
+  static constexpr int min_spin = 16;
+  static constexpr int probe_every = 64;
 
   struct coordinator_data {
     explicit coordinator_data(caf::scheduler::abstract_coordinator*) {}
@@ -38,6 +46,9 @@ public:
     /// Jobs queued (also read without the lock, as a hint) and threads asleep (the lock's).
     std::atomic<std::size_t> size{0};
     std::size_t sleepers = 0;
+    /// The current watch (a hint shared by the threads: races only blur it).
+    std::atomic<int> spin{max_spin};
+    std::atomic<int> sleeps_unwatched{0};
   };
 
   struct worker_data {
@@ -67,8 +78,7 @@ public:
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& d = data(self->parent());
-    for (int i = 0; i < spin_checks && d.size.load(std::memory_order_relaxed) == 0; ++i)
-      pause();
+    watch(d);
     std::unique_lock<std::mutex> guard{d.lock};
     while (d.queue.empty()) {
       ++d.sleepers;
@@ -114,6 +124,26 @@ private:
     }
     if (wake)
       d.cv.notify_one();
+  }
+
+  /// Watches an empty queue for the current spin; adapts the spin to how that went.
+  static void watch(coordinator_data& d) {
+    if (d.size.load(std::memory_order_relaxed) != 0)
+      return;
+    auto spin = d.spin.load(std::memory_order_relaxed);
+    if (spin < min_spin) {
+      if (d.sleeps_unwatched.fetch_add(1, std::memory_order_relaxed) + 1 < probe_every)
+        return;
+      d.sleeps_unwatched.store(0, std::memory_order_relaxed);
+      spin = min_spin;
+    }
+    int i = 0;
+    while (i < spin && d.size.load(std::memory_order_relaxed) == 0) {
+      pause();
+      ++i;
+    }
+    bool found = i < spin;
+    d.spin.store(found ? std::min(spin * 2, max_spin) : spin / 2, std::memory_order_relaxed);
   }
 
   static void pause() {
