@@ -57,37 +57,37 @@ public:
 
   template <class Coordinator>
   void central_enqueue(Coordinator* self, caf::resumable* job) {
-    push(data(self), job);
+    push(d(self), job);
   }
 
   template <class Worker>
   void external_enqueue(Worker* self, caf::resumable* job) {
-    push(data(self->parent()), job);
+    push(d(self->parent()), job);
   }
 
   template <class Worker>
   void internal_enqueue(Worker* self, caf::resumable* job) {
-    push(data(self->parent()), job);
+    push(d(self->parent()), job);
   }
 
   template <class Worker>
   void resume_job_later(Worker* self, caf::resumable* job) {
-    push(data(self->parent()), job);
+    push(d(self->parent()), job);
   }
 
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
-    auto& d = data(self->parent());
-    watch(d);
-    std::unique_lock<std::mutex> guard{d.lock};
-    while (d.queue.empty()) {
-      ++d.sleepers;
-      d.cv.wait(guard);
-      --d.sleepers;
+    auto& q = d(self->parent());
+    watch(q);
+    std::unique_lock<std::mutex> guard{q.lock};
+    while (q.queue.empty()) {
+      ++q.sleepers;
+      q.cv.wait(guard);
+      --q.sleepers;
     }
-    auto* job = d.queue.front();
-    d.queue.pop_front();
-    d.size.store(d.queue.size(), std::memory_order_relaxed);
+    auto* job = q.queue.front();
+    q.queue.pop_front();
+    q.size.store(q.queue.size(), std::memory_order_relaxed);
     return job;
   }
 
@@ -98,52 +98,47 @@ public:
 
   template <class Coordinator, class UnaryFunction>
   void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
-    auto& d = data(self);
-    std::unique_lock<std::mutex> guard{d.lock};
-    while (!d.queue.empty()) {
-      auto* job = d.queue.front();
-      d.queue.pop_front();
+    auto& q = d(self);
+    std::unique_lock<std::mutex> guard{q.lock};
+    while (!q.queue.empty()) {
+      auto* job = q.queue.front();
+      q.queue.pop_front();
       f(job);
     }
-    d.size.store(0, std::memory_order_relaxed);
+    q.size.store(0, std::memory_order_relaxed);
   }
 
 private:
-  template <class Coordinator>
-  static coordinator_data& data(Coordinator* self) {
-    return self->data();
-  }
-
-  static void push(coordinator_data& d, caf::resumable* job) {
+  static void push(coordinator_data& q, caf::resumable* job) {
     bool wake = false;
     {
-      std::lock_guard<std::mutex> guard{d.lock};
-      d.queue.push_back(job);
-      d.size.store(d.queue.size(), std::memory_order_relaxed);
-      wake = d.sleepers > 0;
+      std::lock_guard<std::mutex> guard{q.lock};
+      q.queue.push_back(job);
+      q.size.store(q.queue.size(), std::memory_order_relaxed);
+      wake = q.sleepers > 0;
     }
     if (wake)
-      d.cv.notify_one();
+      q.cv.notify_one();
   }
 
   /// Watches an empty queue for the current spin; adapts the spin to how that went.
-  static void watch(coordinator_data& d) {
-    if (d.size.load(std::memory_order_relaxed) != 0)
+  static void watch(coordinator_data& q) {
+    if (q.size.load(std::memory_order_relaxed) != 0)
       return;
-    auto spin = d.spin.load(std::memory_order_relaxed);
+    auto spin = q.spin.load(std::memory_order_relaxed);
     if (spin < min_spin) {
-      if (d.sleeps_unwatched.fetch_add(1, std::memory_order_relaxed) + 1 < probe_every)
+      if (q.sleeps_unwatched.fetch_add(1, std::memory_order_relaxed) + 1 < probe_every)
         return;
-      d.sleeps_unwatched.store(0, std::memory_order_relaxed);
+      q.sleeps_unwatched.store(0, std::memory_order_relaxed);
       spin = min_spin;
     }
     int i = 0;
-    while (i < spin && d.size.load(std::memory_order_relaxed) == 0) {
+    while (i < spin && q.size.load(std::memory_order_relaxed) == 0) {
       pause();
       ++i;
     }
     bool found = i < spin;
-    d.spin.store(found ? std::min(spin * 2, max_spin) : spin / 2, std::memory_order_relaxed);
+    q.spin.store(found ? std::min(spin * 2, max_spin) : spin / 2, std::memory_order_relaxed);
   }
 
   static void pause() {
