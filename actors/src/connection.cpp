@@ -514,15 +514,14 @@ connection_impl::behavior_type connection_behavior(self_ptr self, std::string us
                     st.user, res.status, elapsed_us(self, i->second));
         if (i->second.sink && i->second.head_sent) {
           end_request(self, i->second, tag, caf::error{});
-        } else if (i->second.sink) {
-          // Complete before its head was reported: the whole response in one message.
-          count(self, i->second, errc::none);
-          res.id = std::move(i->second.request_id);
-          self->send(i->second.sink, whole_atom_v, tag, std::move(res));
         } else {
           count(self, i->second, errc::none);
           res.id = std::move(i->second.request_id);
-          i->second.rp.deliver(std::move(res));
+          // A stream complete before its head was reported: the whole response at once.
+          if (i->second.sink)
+            self->send(i->second.sink, whole_atom_v, tag, std::move(res));
+          else
+            i->second.rp.deliver(std::move(res));
         }
         finish(self, i, info);
       },
