@@ -4,7 +4,7 @@
 // and the system stops cleanly.
 #include <catch2/catch.hpp>
 
-#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -13,18 +13,12 @@
 #include <caf/all.hpp>
 
 #include "sharing_policy.hpp"
+#include "support/process_info.hpp"
 #include "support/timing.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
-
-double process_cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 /// An actor system scheduled by the engine's policy, as engine.cpp installs it.
 struct sharing_config : caf::actor_system_config {
@@ -62,9 +56,9 @@ TEST_CASE("the sharing policy runs every message sent from outside and sleeps wh
       t.join();
     CHECK(sshpool::test::eventually([&] { return handled.load() == senders * per_sender; }));
     // Idle: a thread that kept watching the queue would use the whole 300 ms.
-    auto before = process_cpu_seconds();
+    auto before = sshpool::test::cpu_seconds(getpid());
     sshpool::test::hold_for(300ms);
-    CHECK(process_cpu_seconds() - before < 0.03);
+    CHECK(sshpool::test::cpu_seconds(getpid()) - before < 0.03);
     for (auto& a : targets)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   }
