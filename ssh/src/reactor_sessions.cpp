@@ -62,7 +62,7 @@ void reactor::update_interest() {
   // flushed now: ssh_blocking_flush with a zero timeout polls the session once if libssh
   // holds output and makes no call at all if it holds none (the write went out at once).
   // The next poll (a read, or this flush in a later pass) finds the socket writable again;
-  // until then writes queue, so that the requests of one pass leave in one send. What is
+  // until then writes queue and leave together with this flush. What is
   // still queued after the flush (a full socket buffer) waits for EPOLLOUT. Polls may read
   // and run callbacks (trap 1): a session lost here is swept at the end of the pass, and
   // dirty channels make the loop poll again at once. Every call into a session touches it,
