@@ -5,7 +5,7 @@
 //                        [--peer ADDR:PORT]... [--interval MS] [--timeout MS]
 //
 // Prints "ready" once the node listens, then, each time what it sees changes (it polls
-// engine::cluster_status every 10 ms), "members A,B,C" and a line per peer: "peer ADDR ID
+// engine::cluster_status every poll_interval), "members A,B,C" and a line per peer: "peer ADDR ID
 // up|down CONNECTS FAILURES" (ID "-" before the first connection). SIGTERM
 // drains the engine (the node leaves the cluster first), prints "drained" and exits 0. A
 // node that cannot start prints "error: ..." and exits 2.
@@ -17,6 +17,7 @@
 
 #include "sshpool/engine.hpp"
 #include "sshpool/text.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -76,7 +77,9 @@ int main(int argc, char** argv) {
           std::cout << seen << std::flush;
         last = std::move(seen);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      // cluster_status() is a snapshot and membership changes announce themselves by no
+      // event a caller can wait on: this process looks at the pace the tests poll at.
+      std::this_thread::sleep_for(sshpool::test::poll_interval);
     }
     e.wait_for_shutdown();
     std::cout << "drained" << std::endl;
