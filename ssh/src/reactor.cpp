@@ -239,6 +239,8 @@ void reactor::drain_commands() {
     auto* ss = find(cmd.session_id);
     if (ss == nullptr)
       continue; // closed or lost: the owner already knows (on_lost) or asked for it
+    if (batch_.size() > 1)
+      cork(*ss); // trap 19: a batch's requests leave together
     switch (cmd.what) {
     case command::kind::forward:
       do_forward(*ss, cmd.tag, std::move(cmd.req), false);

@@ -128,6 +128,8 @@ private:
     int fd = -1;
     std::uint32_t interest = EPOLLIN;
     bool touched = false;
+    /// TCP_CORK is set for this pass (trap 19): `update_interest` clears it.
+    bool corked = false;
     /// A probe is out: the inbound packet count when it was sent.
     bool probing = false;
     std::uint64_t probe_packets = 0;
@@ -212,6 +214,9 @@ private:
   bool poll_session(session_state& ss);
   /// Records that libssh was called on `ss` (it may have queued output to flush).
   void touch(session_state& ss);
+  /// Holds the session's output in the kernel until the end of this pass, so that a batch
+  /// of requests leaves together (trap 19); touches the session, whose flush uncorks it.
+  void cork(session_state& ss);
   /// Flushes what libssh queued for the sessions touched in this pass (trap 19), and
   /// watches for EPOLLOUT those whose output is still pending.
   void update_interest();

@@ -6,7 +6,10 @@
 #include <algorithm>
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "disconnect.hpp"
 #include "sshpool/ssh/log.hpp"
@@ -56,6 +59,14 @@ void reactor::touch(session_state& ss) {
   }
 }
 
+void reactor::cork(session_state& ss) {
+  if (ss.corked)
+    return;
+  int one = 1;
+  ss.corked = ::setsockopt(ss.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one) == 0;
+  touch(ss);
+}
+
 void reactor::update_interest() {
   // Trap 19: libssh sends only after a poll saw POLLOUT, and every send (the window adjusts
   // inside reads included) takes that back until the next poll. What this pass queued is
@@ -76,6 +87,11 @@ void reactor::update_interest() {
     if (rc == SSH_ERROR || !alive(*ss)) {
       lose_session(*ss, session_error(*ss));
       continue;
+    }
+    if (ss->corked) {
+      int zero = 0;
+      ::setsockopt(ss->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+      ss->corked = false;
     }
     std::uint32_t want = EPOLLIN;
     if (rc == SSH_AGAIN)

@@ -106,6 +106,36 @@ TEST_CASE("1000 forward_async requests from one thread all come back, each to it
   CHECK(w.eng.pool().release_connection("alice", *conn));
 }
 
+TEST_CASE("requests that reach the reactor together do not hold back the ones after them",
+          "[forward][async]") {
+  // The reactor corks a session's socket while it writes a batch of requests and uncorks it
+  // at the end of the pass. A socket left corked would hold each later request until the
+  // kernel's cork timer (200 ms) sends it.
+  async_world w{async_config()};
+  auto conn = w.lease("alice");
+  std::vector<request> reqs;
+  std::vector<std::future<expected<response>>> futures;
+  for (int i = 0; i < 64; ++i) {
+    reqs.push_back(echo_request(i));
+    futures.push_back(conn->forward_async(reqs.back()));
+  }
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    REQUIRE(futures[i].wait_for(30s) == std::future_status::ready);
+    CHECK(mismatch(reqs[i], futures[i].get()).empty());
+  }
+  std::vector<std::chrono::steady_clock::duration> took;
+  for (int i = 0; i < 9; ++i) {
+    auto req = echo_request(1000 + i);
+    auto start = std::chrono::steady_clock::now();
+    auto res = conn->forward(req);
+    took.push_back(std::chrono::steady_clock::now() - start);
+    CHECK(mismatch(req, res).empty());
+  }
+  std::sort(took.begin(), took.end());
+  CHECK(took[took.size() / 2] < 150ms);
+  CHECK(w.eng.pool().release_connection("alice", *conn));
+}
+
 TEST_CASE("forward_async callbacks run once each, off the calling thread", "[forward][async]") {
   async_world w{async_config()};
   auto conn = w.lease("alice");
