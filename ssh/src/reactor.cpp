@@ -231,6 +231,16 @@ void reactor::drain_commands() {
     batch_.swap(inbox_);
     wake_pending_ = false;
   }
+  // Trap 19: a session that this batch names more than once is corked before its first
+  // command, so that what the batch writes to it leaves together.
+  ++pass_;
+  if (batch_.size() > 1)
+    for (auto& cmd : batch_)
+      if (auto* ss = cmd.what == command::kind::adopt ? nullptr : find(cmd.session_id)) {
+        if (ss->named_in_pass == pass_)
+          cork(*ss);
+        ss->named_in_pass = pass_;
+      }
   for (auto& cmd : batch_) {
     if (cmd.what == command::kind::adopt) {
       do_adopt(std::move(cmd.ctl), cmd.cs);
@@ -239,8 +249,6 @@ void reactor::drain_commands() {
     auto* ss = find(cmd.session_id);
     if (ss == nullptr)
       continue; // closed or lost: the owner already knows (on_lost) or asked for it
-    if (batch_.size() > 1)
-      cork(*ss); // trap 19: a batch's requests leave together
     switch (cmd.what) {
     case command::kind::forward:
       do_forward(*ss, cmd.tag, std::move(cmd.req), false);

@@ -130,6 +130,8 @@ private:
     bool touched = false;
     /// TCP_CORK is set for this pass (trap 19): `update_interest` clears it.
     bool corked = false;
+    /// The last command batch (`pass_`) that named this session.
+    std::uint64_t named_in_pass = 0;
     /// A probe is out: the inbound packet count when it was sent.
     bool probing = false;
     std::uint64_t probe_packets = 0;
@@ -259,6 +261,8 @@ private:
   std::vector<channel_state*> dead_channels_;
   std::vector<std::uint64_t> dead_sessions_;
   std::vector<command> batch_;
+  /// Command batches taken so far (`session_state::named_in_pass`).
+  std::uint64_t pass_ = 0;
   std::vector<channel_state*> scratch_;
   std::vector<session_state*> scratch_sessions_;
   std::chrono::steady_clock::time_point next_idle_check_;
