@@ -28,7 +28,8 @@
 #   footprint   1,000 idle connections held: RSS per connection and threads
 #   pool-ops    lease + release pairs without I/O (facade, actor interface) vs bare CAF
 #   bulk        100 MiB through one channel (aes128-gcm) vs `ssh -c aes128-gcm -L` and direct;
-#               8 x 10 MiB at once over one engine connection and over three vs ssh -L
+#               8 x 10 MiB at once over one engine connection and over three vs ssh -L;
+#               7 interleaved rounds (a round is ~0.15 s), medians
 #   cluster     three sshpool-demo nodes of one cluster vs one alone, 100 users on each:
 #               aggregate req/s and CPU per request, and a request entering at a non-owner
 #               node vs at the user's owner (p50, p99, CPU: the remote hop's cost); on one

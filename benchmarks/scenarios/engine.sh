@@ -65,7 +65,7 @@ scenario_pool_ops() {
 }
 
 scenario_bulk() {
-  local csv=$results/bulk-$stamp.csv bytes=$((100 << 20)) rounds=3 cipher=aes128-gcm@openssh.com
+  local csv=$results/bulk-$stamp.csv bytes=$((100 << 20)) rounds=7 cipher=aes128-gcm@openssh.com
   local stream_bytes=$((10 << 20))
   local -a eargs
   ((smoke == 0)) || bytes=$((1 << 20)) stream_bytes=$((128 << 10)) rounds=1
