@@ -232,11 +232,14 @@ void reactor::drain_commands() {
     wake_pending_ = false;
   }
   // Trap 19: a session that this batch names more than once is corked before its first
-  // command, so that what the batch writes to it leaves together.
+  // command, so that what the batch writes to it leaves together. Acknowledgements only
+  // grow windows, which libssh sends at the end of the pass anyway.
   ++pass_;
   if (batch_.size() > 1)
     for (auto& cmd : batch_)
-      if (auto* ss = cmd.what == command::kind::adopt ? nullptr : find(cmd.session_id)) {
+      if (auto* ss = cmd.what == command::kind::adopt || cmd.what == command::kind::ack
+                         ? nullptr
+                         : find(cmd.session_id)) {
         if (ss->named_in_pass == pass_)
           cork(*ss);
         ss->named_in_pass = pass_;

@@ -64,6 +64,8 @@ void reactor::cork(session_state& ss) {
     return;
   int one = 1;
   ss.corked = ::setsockopt(ss.fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one) == 0;
+  if (ss.corked)
+    ss.ctl->counters->batched_writes.fetch_add(1, std::memory_order_relaxed);
   touch(ss);
 }
 

@@ -527,8 +527,9 @@ TEST_CASE_METHOD(alice_gateway, "/metrics passes promtool and counts the request
   CHECK(metric_value(text, "sshpool_ready") == "1");
   for (const char* family :
        {"sshpool_cleanup_runs_total", "sshpool_cleanup_closed_connections_total",
-        "sshpool_ssh_keepalive_failures_total", "sshpool_upstream_received_bytes_total",
-        "sshpool_gateway_sent_bytes_total", "sshpool_pool_leases", "sshpool_pool_waiters"})
+        "sshpool_ssh_keepalive_failures_total", "sshpool_ssh_batched_writes_total",
+        "sshpool_upstream_received_bytes_total", "sshpool_gateway_sent_bytes_total",
+        "sshpool_pool_leases", "sshpool_pool_waiters"})
     CHECK(metric_value(text, family) != "");
 
   auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);

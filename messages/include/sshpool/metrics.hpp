@@ -46,11 +46,14 @@ struct engine_counters {
   Counter keepalive_failures{};
   Counter connections_opened{};
   Counter connections_closed{};
+  /// Reactor passes that held one connection's writes back and sent them together (several
+  /// requests to one SSH connection in one pass; docs/libssh.md, trap 19).
+  Counter batched_writes{};
 
   template <class Self, class F>
   static void each(Self& x, F&& f) {
     f(x.handshakes_started, x.handshakes_failed, x.bytes_in, x.bytes_out, x.keepalive_failures,
-      x.connections_opened, x.connections_closed);
+      x.connections_opened, x.connections_closed, x.batched_writes);
   }
 };
 
