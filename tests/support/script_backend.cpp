@@ -53,16 +53,17 @@ script_backend::script_backend(const std::string& bind) {
     throw_errno("script_backend: socket/eventfd");
   int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, bind.c_str(), &addr.sin_addr) != 1)
+  // SO_REUSEPORT lets stop_listening keep the port bound by a second socket (below).
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  addr_.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, bind.c_str(), &addr_.sin_addr) != 1)
     throw std::invalid_argument("script_backend: not an IPv4 address: " + bind);
-  socklen_t len = sizeof addr;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
+  socklen_t len = sizeof addr_;
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_) < 0 ||
       ::listen(listen_fd_, 64) < 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) < 0)
+      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr_), &len) < 0)
     throw_errno("script_backend: bind/listen " + bind);
-  port_ = ntohs(addr.sin_port);
+  port_ = ntohs(addr_.sin_port);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 
@@ -81,12 +82,22 @@ script_backend::~script_backend() {
   for (auto& w : workers)
     w.join();
   ::close(listen_fd_);
+  if (hold_fd_ >= 0)
+    ::close(hold_fd_);
   ::close(stop_fd_);
 }
 
 void script_backend::stop_listening() {
   // On Linux, shutdown() of a listening socket ends the listen: later SYNs are answered
-  // with RST (connection refused) and the acceptor's poll wakes up.
+  // with RST (connection refused) and the acceptor's poll wakes up. It also gives up the
+  // port, which another test running in parallel could then bind and serve (a refused
+  // connect would become its answer): a second socket, bound to the port but never
+  // listening, keeps it ours.
+  hold_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (hold_fd_ < 0 || ::setsockopt(hold_fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      ::bind(hold_fd_, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_) < 0)
+    throw_errno("script_backend: holding port " + std::to_string(port_));
   ::shutdown(listen_fd_, SHUT_RDWR);
 }
 

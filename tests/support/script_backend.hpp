@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <netinet/in.h>
+
 namespace sshpool::test {
 
 /// Listens on `bind`:ephemeral port; one thread accepts, one thread serves each connection
@@ -50,6 +52,9 @@ private:
 
   int listen_fd_ = -1;
   int stop_fd_ = -1;
+  /// Keeps the port bound after stop_listening.
+  int hold_fd_ = -1;
+  sockaddr_in addr_{};
   std::uint16_t port_ = 0;
   std::mutex mutex_;
   std::condition_variable cv_;
