@@ -27,11 +27,13 @@ fail() {
 }
 
 # A port of 127.0.0.1 that nothing listens on (the cluster ports must be known to every node
-# before it starts: each lists the others' as peers).
+# before it starts: each lists the others' as peers). Below Linux's ephemeral range (32768
+# up): a node that starts first dials its peers before they listen, and the local port of
+# such a connection must not be the one a later node is about to listen on.
 free_port() {
   local port
   for _ in {1..50}; do
-    port=$((20000 + RANDOM % 20000))
+    port=$((20000 + RANDOM % 12000))
     if _sshpool_port_free "$port"; then
       echo "$port"
       return 0
