@@ -235,15 +235,17 @@ void reactor::drain_commands() {
   // command, so that what the batch writes to it leaves together. Acknowledgements only
   // grow windows, which libssh sends at the end of the pass anyway.
   ++pass_;
-  if (batch_.size() > 1)
-    for (auto& cmd : batch_)
-      if (auto* ss = cmd.what == command::kind::adopt || cmd.what == command::kind::ack
-                         ? nullptr
-                         : find(cmd.session_id)) {
+  if (batch_.size() > 1) {
+    for (auto& cmd : batch_) {
+      if (cmd.what == command::kind::adopt || cmd.what == command::kind::ack)
+        continue;
+      if (auto* ss = find(cmd.session_id)) {
         if (ss->named_in_pass == pass_)
           cork(*ss);
         ss->named_in_pass = pass_;
       }
+    }
+  }
   for (auto& cmd : batch_) {
     if (cmd.what == command::kind::adopt) {
       do_adopt(std::move(cmd.ctl), cmd.cs);
