@@ -5,8 +5,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fstream>
 
@@ -305,7 +307,7 @@ const std::vector<setting>& settings() {
        apply_agent_listen, [](const gateway_config& c) { return c.engine.agents.listen; }},
       {"agent_host_key", "AGENT_HOST_KEY", "FILE", "",
        "the agent listener's ed25519 host key (created, mode 0600, if missing; relative to the "
-       "config file)",
+       "config file's directory, or from the environment or a flag to the current one)",
        [](gateway_config& c, std::string_view v) -> std::string {
          c.engine.agents.host_key_file = std::string{v};
          return {};
@@ -387,6 +389,24 @@ expected<void> check_tls(const gateway_config& cfg) {
   return {};
 }
 
+/// The current directory, or an empty string (paths then stay as given) if it is unknown.
+std::string current_dir() {
+  std::string dir(PATH_MAX, '\0');
+  if (::getcwd(dir.data(), dir.size()) == nullptr)
+    return {};
+  dir.resize(std::strlen(dir.c_str()));
+  return dir;
+}
+
+/// A setting's value as given in `base_dir` (the config file's directory, or the current
+/// one for the environment and flags): the one path among the settings, agent_host_key, is
+/// made absolute, so that --check-config's output loads back the same from any directory.
+std::string located(const setting& s, std::string_view text, const std::string& base_dir) {
+  if (std::string_view{s.key} != "agent_host_key")
+    return std::string{text};
+  return resolve_path(std::string{text}, base_dir);
+}
+
 expected<void> load_file(const std::string& path, gateway_config& cfg) {
   std::string where = "config file " + path;
   std::ifstream in{path, std::ios::binary};
@@ -399,9 +419,9 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
   if (!doc.is_object())
     return fail(where + ": the top level must be a JSON object");
   auto slash = path.rfind('/');
-  std::string base_dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  if (base_dir.empty())
-    base_dir = "/";
+  std::string base_dir = slash == std::string::npos ? "" : slash == 0 ? "/" : path.substr(0, slash);
+  if (path.front() != '/') // made absolute, as the paths it names will be
+    base_dir = base_dir.empty() ? current_dir() : resolve_path(base_dir, current_dir());
   for (auto& [key, value] : doc.items()) {
     if (key == "users") {
       if (auto ok = load_users(value, where, base_dir, cfg); !ok)
@@ -426,9 +446,7 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
     std::string text;
     if (!scalar_text(value, text))
       return fail(where + ": " + key + ": must be a string, number or boolean");
-    if (key == "agent_host_key")
-      text = resolve_path(text, base_dir);
-    if (auto why = s->apply(cfg, text); !why.empty())
+    if (auto why = s->apply(cfg, located(*s, text, base_dir)); !why.empty())
       return fail(where + ": " + key + ": " + why);
   }
   return {};
@@ -484,12 +502,13 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   if (!config_file.empty())
     if (auto ok = load_file(config_file, cfg); !ok)
       return ok.error();
+  const std::string cwd = current_dir();
   for (auto& s : settings())
     if (const char* value = env(s.env); value != nullptr)
-      if (auto why = s.apply(cfg, value); !why.empty())
+      if (auto why = s.apply(cfg, located(s, value, cwd)); !why.empty())
         return error{errc::invalid_argument, std::string{"environment "} + s.env + ": " + why};
   for (auto& [s, value] : flags)
-    if (auto why = s->apply(cfg, value); !why.empty())
+    if (auto why = s->apply(cfg, located(*s, value, cwd)); !why.empty())
       return error{errc::invalid_argument, "flag " + s->flag() + ": " + why};
   if (!cfg.engine.agents.listen.empty() && cfg.engine.agents.host_key_file.empty())
     return error{errc::invalid_argument,

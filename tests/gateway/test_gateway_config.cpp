@@ -72,14 +72,19 @@ struct run_result {
   std::string err;
 };
 
-run_result run_demo(std::vector<std::string> args, std::vector<std::string> env = {}) {
-  args.insert(args.begin(), SSHPOOL_DEMO_BINARY);
-  child_process p{args, clean_env(std::move(env))};
+/// Waits for `p` to exit and collects what it printed.
+run_result finish(child_process& p) {
   run_result r;
   r.code = p.wait_exit(20s);
   r.out = p.out();
   r.err = p.err();
   return r;
+}
+
+run_result run_demo(std::vector<std::string> args, std::vector<std::string> env = {}) {
+  args.insert(args.begin(), SSHPOOL_DEMO_BINARY);
+  child_process p{args, clean_env(std::move(env))};
+  return finish(p);
 }
 
 /// Runs a shell command, its output discarded; fails the test if it fails.
@@ -337,6 +342,31 @@ TEST_CASE("reverse mode: --check-config shows the agent listener, its host key (
   CHECK(open_key.code == 2);
   CHECK(open_key.err.find("agent_host_key") != std::string::npos);
   CHECK(open_key.err.find("chmod 600") != std::string::npos);
+}
+
+TEST_CASE("--check-config names every file by its absolute path, so that its output loads "
+          "back the same from any directory",
+          "[gateway][config][agent]") {
+  config_dir cd;
+  const auto dir = cd.dir.path();
+  cd.file({}); // config1.json, its key files relative
+  // Started in the config's directory, naming the file and the host key relative to it.
+  child_process p{{"/bin/sh", "-c",
+                   "cd '" + dir +
+                       "' && exec '" SSHPOOL_DEMO_BINARY
+                       "' --config config1.json --agent-host-key=host_key --check-config"},
+                  clean_env()};
+  auto r = finish(p);
+  auto shown = effective(r);
+  CHECK(shown["agent_host_key"] == dir + "/host_key");
+  CHECK(shown["users"]["alice"]["identity_file"] == dir + "/id_test");
+  CHECK(shown["users"]["alice"]["known_hosts_file"] == dir + "/known_hosts");
+  // Loaded back as a config file from elsewhere, it is the same configuration.
+  temp_dir other;
+  auto again = run_demo({"--config", other.write("shown.json", r.out), "--check-config"});
+  INFO("stderr: " << again.err);
+  CHECK(again.code == 0);
+  CHECK(again.out == r.out);
 }
 
 TEST_CASE("reverse mode: an invalid agent setting stops start-up with exit code 2, naming it",
