@@ -25,6 +25,7 @@
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
 #include "rendezvous.hpp"
+#include "sshpool/text.hpp"
 #include "support/child_process.hpp"
 #include "support/pki.hpp"
 #include "support/timing.hpp"
@@ -185,11 +186,25 @@ inline bool all_served(const std::vector<node*>& nodes, const std::vector<std::s
       limit);
 }
 
-/// Waits until every running node sees exactly the ids of `expected` as its members.
+/// The lines of `text` that contain `what`.
+inline std::string lines_with(const std::string& text, const std::string& what) {
+  std::string out;
+  for (std::size_t at = 0; at < text.size();) {
+    auto end = std::min(text.find('\n', at), text.size());
+    auto line = text.substr(at, end - at);
+    if (line.find(what) != std::string::npos)
+      out += line + "\n";
+    at = end + 1;
+  }
+  return out;
+}
+
+/// Waits until every running node sees exactly the ids of `expected` as its members. If they
+/// do not within `limit`, the next assertion shows what each node sees and its cluster log.
 inline bool members_are(const std::vector<node*>& running, std::vector<std::string> expected,
                         std::chrono::milliseconds limit) {
   std::sort(expected.begin(), expected.end());
-  return eventually(
+  bool whole = eventually(
       [&] {
         for (auto* n : running)
           if (n->members() != expected)
@@ -197,6 +212,16 @@ inline bool members_are(const std::vector<node*>& running, std::vector<std::stri
         return true;
       },
       limit);
+  if (!whole)
+    for (auto* n : running) {
+      auto seen = n->members();
+      UNSCOPED_INFO("node " << n->id << " sees "
+                            << (seen.empty() ? "nothing (its /stats does not answer)"
+                                             : sshpool::text::join(seen, ","))
+                            << "; its cluster log:\n"
+                            << lines_with(n->proc->err(), "cluster:"));
+    }
+  return whole;
 }
 
 /// Requests in a loop from `threads` threads, round robin over the ports of `ports()` and

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -103,10 +104,17 @@ child_process::child_process(const std::vector<std::string>& args,
   if (rc != 0) {
     ::close(out_fd_);
     ::close(err_fd_);
-    out_fd_ = err_fd_ = -1;
-    exited_ = true;
     throw std::runtime_error(std::string{"posix_spawn "} + args[0] + ": " + std::strerror(rc));
   }
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (stop_fd_ < 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status_, 0);
+    ::close(out_fd_);
+    ::close(err_fd_);
+    throw std::runtime_error("eventfd failed");
+  }
+  reader_ = std::thread{[this] { read_output(); }};
 }
 
 child_process::~child_process() {
@@ -114,52 +122,63 @@ child_process::~child_process() {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, &status_, 0);
   }
-  if (out_fd_ >= 0)
-    ::close(out_fd_);
-  if (err_fd_ >= 0)
-    ::close(err_fd_);
+  ::eventfd_write(stop_fd_, 1); // stops the reader even if a grandchild holds the pipes
+  reader_.join();
+  ::close(stop_fd_);
 }
 
-bool child_process::pump(std::chrono::milliseconds wait) {
-  pollfd fds[2];
-  nfds_t n = 0;
-  for (int fd : {out_fd_, err_fd_})
-    if (fd >= 0)
-      fds[n++] = pollfd{fd, POLLIN, 0};
-  if (n == 0)
-    return false;
-  if (::poll(fds, n, static_cast<int>(wait.count())) <= 0)
-    return true;
+void child_process::read_output() {
+  pollfd fds[3] = {{stop_fd_, POLLIN, 0}, {out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
   char buf[8192];
-  for (nfds_t i = 0; i < n; ++i) {
-    if (fds[i].revents == 0)
-      continue;
-    auto got = ::read(fds[i].fd, buf, sizeof buf);
-    bool is_out = fds[i].fd == out_fd_;
-    if (got > 0) {
-      (is_out ? out_ : err_).append(buf, static_cast<std::size_t>(got));
-    } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-      ::close(fds[i].fd);
-      (is_out ? out_fd_ : err_fd_) = -1;
+  // poll ignores a negative fd: a closed pipe is set to -1.
+  while ((fds[1].fd >= 0 || fds[2].fd >= 0) && fds[0].revents == 0) {
+    if (::poll(fds, 3, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    for (int i = 1; i < 3; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0)
+        continue;
+      auto got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock{mutex_};
+        (i == 1 ? out_ : err_).append(buf, static_cast<std::size_t>(got));
+      }
+      changed_.notify_all();
     }
   }
-  return out_fd_ >= 0 || err_fd_ >= 0;
+  for (int i = 1; i < 3; ++i)
+    if (fds[i].fd >= 0)
+      ::close(fds[i].fd);
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    reading_ = false;
+  }
+  changed_.notify_all();
 }
 
 bool child_process::wait_for_output(const std::string& pattern, std::chrono::milliseconds limit,
                                     bool from_stderr) {
-  auto deadline = steady::now() + limit;
+  std::unique_lock<std::mutex> lock{mutex_};
   const std::string& text = from_stderr ? err_ : out_;
-  while (text.find(pattern) == std::string::npos && steady::now() < deadline)
-    if (!pump(std::chrono::milliseconds(std::min(50, remaining_ms(deadline) + 1))))
-      break;
-  return text.find(pattern) != std::string::npos;
+  auto found = [&] { return text.find(pattern) != std::string::npos; };
+  changed_.wait_for(lock, limit, [&] { return found() || !reading_; });
+  return found();
 }
 
 int child_process::wait_exit(std::chrono::milliseconds limit) {
   auto deadline = steady::now() + limit;
-  while (steady::now() < deadline &&
-         pump(std::chrono::milliseconds(std::min(50, remaining_ms(deadline) + 1)))) {
+  {
+    std::unique_lock<std::mutex> lock{mutex_};
+    changed_.wait_until(lock, deadline, [this] { return !reading_; });
   }
   if (!exited_) {
     // A pidfd becomes readable when the child exits: wait for that event, bounded.
@@ -184,16 +203,28 @@ void child_process::signal(int sig) const {
   ::kill(pid_, sig);
 }
 
+std::string child_process::out() const {
+  std::lock_guard<std::mutex> lock{mutex_};
+  return out_;
+}
+
+std::string child_process::err() const {
+  std::lock_guard<std::mutex> lock{mutex_};
+  return err_;
+}
+
 std::uint16_t child_process::listening_port() const {
   std::smatch m;
-  if (std::regex_search(out_, m, std::regex{"listening on .*:(\\d+)"}))
+  auto text = out();
+  if (std::regex_search(text, m, std::regex{"listening on .*:(\\d+)"}))
     return static_cast<std::uint16_t>(std::stoi(m[1]));
   return 0;
 }
 
 std::uint16_t child_process::agent_port() const {
   std::smatch m;
-  if (std::regex_search(out_, m, std::regex{"agents dial in on port (\\d+)"}))
+  auto text = out();
+  if (std::regex_search(text, m, std::regex{"agents dial in on port (\\d+)"}))
     return static_cast<std::uint16_t>(std::stoi(m[1]));
   return 0;
 }

@@ -4,14 +4,17 @@
 // to it with a small blocking HTTP/1.1 client that records when each body chunk arrived.
 // Every wait is bounded.
 //
-// Thread-safety: none; each object is used by the test thread that made it.
+// Thread-safety: each object is used by the test thread that made it; a child_process reads
+// its child's output on a thread of its own, behind a mutex.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -25,7 +28,9 @@ namespace sshpool::test {
 using steady = std::chrono::steady_clock;
 
 /// A running sshpool-demo (or any program) with captured output. Killed if still running
-/// when destroyed.
+/// when destroyed. Its stdout and stderr are read as they come, on a thread of this object:
+/// a child that writes more than a pipe holds (a gateway logs every request) never blocks
+/// on a pipe the test is not reading while it does something else.
 class child_process {
 public:
   /// Starts `args[0]` with `args` and the current environment changed by `env`: NAME=VALUE
@@ -38,20 +43,22 @@ public:
 
   pid_t pid() const { return pid_; }
 
-  /// Reads output until `pattern` appears in stdout (or stderr with `from_stderr`), the
-  /// child closes its output, or `limit` passes; true if it appeared.
+  /// Waits until `pattern` appears in stdout (or stderr with `from_stderr`), the child
+  /// closes its output, or `limit` passes; true if it appeared.
   bool wait_for_output(const std::string& pattern, std::chrono::milliseconds limit,
                        bool from_stderr = false);
 
-  /// Reads all output until the child closes it (bounded), then reaps it. Returns the exit
+  /// Waits until the child closes its output (bounded), then reaps it. Returns the exit
   /// code, or -1 (killed by a signal, or still running at the limit: then killed).
   int wait_exit(std::chrono::milliseconds limit);
 
   /// Sends a signal.
   void signal(int sig) const;
 
-  const std::string& out() const { return out_; }
-  const std::string& err() const { return err_; }
+  /// What the child wrote to stdout so far.
+  std::string out() const;
+  /// What the child wrote to stderr so far.
+  std::string err() const;
 
   /// The port of the "sshpool-demo listening on ADDR:PORT" line (0 if absent).
   std::uint16_t listening_port() const;
@@ -64,16 +71,25 @@ public:
   std::size_t rss_bytes() const;
 
 private:
-  /// Reads what is available (waiting at most `wait`); false once both pipes are closed.
-  bool pump(std::chrono::milliseconds wait);
+  /// The reader thread: appends what comes on both pipes until the child closes them or
+  /// the destructor writes to stop_fd_.
+  void read_output();
 
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;
-  std::string out_;
-  std::string err_;
+  /// An eventfd that stops the reader (a grandchild may keep the pipes open).
+  int stop_fd_ = -1;
   bool exited_ = false;
   int status_ = 0;
+  mutable std::mutex mutex_;
+  /// Signalled when output comes and when both pipes are closed.
+  std::condition_variable changed_;
+  std::string out_;
+  std::string err_;
+  /// Whether a pipe is still open (the reader still reads).
+  bool reading_ = true;
+  std::thread reader_;
 };
 
 /// One user of a config file: the sshd's endpoint, forwarding to `target_port`.

@@ -1,7 +1,9 @@
 // sshpool-demo in operation (issue #16): users at run time through SIGHUP (added, changed,
 // removed, an invalid file refused, settings that cannot change kept) with another user's
 // stream going on untouched, and fair share under max_in_flight_total (a flood of one user
-// against another's one-at-a-time requests).
+// against another's one-at-a-time requests). Also the harness's hold on a running child: its
+// output is read while the test does something else, so that a gateway logging every request
+// never blocks on a full pipe.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -11,10 +13,13 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "backend/http_backend.hpp"
 #include "gateway/gateway_harness.hpp"
+#include "support/child_process.hpp"
 #include "support/test_sshd.hpp"
 #include "support/timing.hpp"
 
@@ -168,7 +173,7 @@ TEST_CASE("SIGHUP: users added, changed and removed; another user's stream is un
   CHECK(fetch(gw.port, "GET", "/u/carol/echo").status == 200);
   CHECK(fetch(gw.port, "GET", "/u/bob/echo").status == 200);
   CHECK(handshakes_of(gw.port, "bob") == bob_handshakes);
-  auto& err = gw.proc.err();
+  auto err = gw.proc.err();
   auto first = err.find("user_removed");
   CHECK(err.find("user_removed", first + 1) == std::string::npos); // dave's, only
 }
@@ -272,4 +277,21 @@ TEST_CASE("fair share: a flooding user gets 429, another user's latency stays lo
   auto stats = json::parse(fetch(gw.port, "GET", "/stats").body, nullptr, false);
   CHECK(stats["fair_share"]["refused"] == std::stoll(refused));
   CHECK(stats["fair_share"]["max_in_flight_total"] == 8);
+}
+
+TEST_CASE("harness: a child writing more than a pipe holds runs on while the test awaits "
+          "something else",
+          "[harness]") {
+  // 1 MiB on stderr (a pipe holds 64 KiB), then a line on stdout. The test awaits only the
+  // exit (its pidfd), never the output: a child whose pipes nobody reads would block in its
+  // write and never exit, as a cluster node logging every request of a load froze.
+  child_process child{{"/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\000' x >&2; echo done"}};
+  int pidfd = open_pidfd(child.pid());
+  REQUIRE(pidfd >= 0);
+  auto running = wait_exits({pidfd}, 20s);
+  ::close(pidfd);
+  CHECK(running.empty());
+  CHECK(child.wait_exit(10s) == 0);
+  CHECK(child.err() == std::string(1048576, 'x'));
+  CHECK(child.out() == "done\n");
 }
