@@ -107,7 +107,10 @@ TEST_CASE("a stream from an agent arrives token by token, paused and resumed by 
   auto head = a.sink->head(1);
   REQUIRE(head.has_value());
   CHECK(head->status == 200);
-  CHECK(chunks >= 10); // the tokens came 20 ms apart, each on its own
+  // The tokens left the backend 20 ms apart. On a loaded machine several may wait in the
+  // channel while this thread is descheduled and come as one piece, so only "in pieces, as
+  // they came" is certain, not one piece per token.
+  CHECK(chunks >= 3);
   CHECK(std::count(body.begin(), body.end(), '\n') == 11);
   auto end = result_of(*a.sink, 1);
   REQUIRE(end);
