@@ -398,13 +398,20 @@ std::string current_dir() {
   return dir;
 }
 
-/// A setting's value as given in `base_dir` (the config file's directory, or the current
-/// one for the environment and flags): the one path among the settings, agent_host_key, is
-/// made absolute, so that --check-config's output loads back the same from any directory.
-std::string located(const setting& s, std::string_view text, const std::string& base_dir) {
-  if (std::string_view{s.key} != "agent_host_key")
-    return std::string{text};
-  return resolve_path(std::string{text}, base_dir);
+/// Applies a setting's value as given in `base_dir` (the config file's directory, or the
+/// current one for the environment and flags), or says why not. The one path among the
+/// settings, agent_host_key, is made absolute, so that --check-config's output loads back
+/// the same from any directory; and every value must be UTF-8, the only text that output
+/// (JSON) can hold.
+std::string apply_located(const setting& s, gateway_config& cfg, std::string_view text,
+                          const std::string& base_dir) {
+  std::string value{text};
+  if (std::string_view{s.key} == "agent_host_key")
+    value = resolve_path(value, base_dir);
+  if (!net::valid_utf8(value))
+    return text == value ? "is not valid UTF-8"
+                         : "is not valid UTF-8 once made absolute (give an absolute path)";
+  return s.apply(cfg, value);
 }
 
 expected<void> load_file(const std::string& path, gateway_config& cfg) {
@@ -422,6 +429,8 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
   std::string base_dir = slash == std::string::npos ? "" : slash == 0 ? "/" : path.substr(0, slash);
   if (path.front() != '/') // made absolute, as the paths it names will be
     base_dir = base_dir.empty() ? current_dir() : resolve_path(base_dir, current_dir());
+  if (!net::valid_utf8(base_dir)) // relative paths in the file would not be UTF-8
+    return fail(where + ": its directory's absolute name is not valid UTF-8");
   for (auto& [key, value] : doc.items()) {
     if (key == "users") {
       if (auto ok = load_users(value, where, base_dir, cfg); !ok)
@@ -446,7 +455,7 @@ expected<void> load_file(const std::string& path, gateway_config& cfg) {
     std::string text;
     if (!scalar_text(value, text))
       return fail(where + ": " + key + ": must be a string, number or boolean");
-    if (auto why = s->apply(cfg, located(*s, text, base_dir)); !why.empty())
+    if (auto why = apply_located(*s, cfg, text, base_dir); !why.empty())
       return fail(where + ": " + key + ": " + why);
   }
   return {};
@@ -505,10 +514,10 @@ expected<loaded_config> load_config(const std::vector<std::string>& args, const 
   const std::string cwd = current_dir();
   for (auto& s : settings())
     if (const char* value = env(s.env); value != nullptr)
-      if (auto why = s.apply(cfg, located(s, value, cwd)); !why.empty())
+      if (auto why = apply_located(s, cfg, value, cwd); !why.empty())
         return error{errc::invalid_argument, std::string{"environment "} + s.env + ": " + why};
   for (auto& [s, value] : flags)
-    if (auto why = s->apply(cfg, located(*s, value, cwd)); !why.empty())
+    if (auto why = apply_located(*s, cfg, value, cwd); !why.empty())
       return error{errc::invalid_argument, "flag " + s->flag() + ": " + why};
   if (!cfg.engine.agents.listen.empty() && cfg.engine.agents.host_key_file.empty())
     return error{errc::invalid_argument,
@@ -553,8 +562,9 @@ std::string usage_text() {
       "   \"port\": 22, \"username\": \"tunnel\", \"identity_file\": \"id_ed25519\",\n"
       "   \"known_hosts_file\": \"known_hosts\", \"target_host\": \"127.0.0.1\",\n"
       "   \"target_port\": 11434, \"server_nodelay\": true, \"passphrase_file\": \"pass\"}}}\n"
-      "Relative paths are relative to the file's directory. A user may have its own\n"
-      "\"max_response_bytes\" (e.g. for long LLM streams) instead of the global one.\n"
+      "Relative paths are relative to the file's directory. Values are UTF-8 text.\n"
+      "A user may have its own \"max_response_bytes\" (e.g. for long LLM streams)\n"
+      "instead of the global one.\n"
       "A user whose machine dials in (reverse mode, needs agent_listen and agent_host_key):\n"
       "  \"bob\": {\"mode\": \"agent\", \"authorized_keys_file\": \"bob.keys\",\n"
       "          \"target_port\": 11434}\n"

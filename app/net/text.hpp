@@ -23,7 +23,12 @@ int hex_digit(char c) noexcept;
 /// Appends `value` in `base` (10 or 16) to `out`.
 void append_number(std::string& out, std::uint64_t value, int base = 10);
 
-/// Appends `s` escaped as the inside of a JSON string (no quotes).
+/// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points over
+/// U+10FFFF), the only text JSON can hold.
+bool valid_utf8(std::string_view s) noexcept;
+
+/// Appends `s` escaped as the inside of a JSON string (no quotes). A byte that is not part
+/// of well-formed UTF-8 becomes U+FFFD, so that the result is always valid JSON.
 void append_json_escaped(std::string& out, std::string_view s);
 
 /// Appends `s` as a JSON string literal (quotes included).

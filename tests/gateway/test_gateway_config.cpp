@@ -369,6 +369,52 @@ TEST_CASE("--check-config names every file by its absolute path, so that its out
   CHECK(again.out == r.out);
 }
 
+TEST_CASE("a setting that is not UTF-8 (a flag, the environment, a path made absolute, a "
+          "config file's directory) is refused, naming it: --check-config's JSON could not "
+          "show it",
+          "[gateway][config]") {
+  config_dir cd;
+  const auto dir = cd.dir.path();
+  const auto good = cd.file({});
+  const std::string odd_dir = dir + "/odd\xff";
+  REQUIRE(::mkdir(odd_dir.c_str(), 0700) == 0);
+  shell("cp '" + good + "' '" + odd_dir + "/config.json'");
+  // Catch's console reporter aborts on some bytes that are not UTF-8: they are shown as '?'.
+  auto shown = [](std::string text) {
+    for (auto& ch : text)
+      ch = static_cast<unsigned char>(ch) < 0x80 ? ch : '?';
+    return text;
+  };
+  struct bad_case {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string named;
+  };
+  const std::vector<bad_case> cases = {
+      {{"--config", good, "--agent-host-key", "key\xfe\xff"},
+       {},
+       "--agent-host-key: is not valid UTF-8"},
+      {{"--config", good}, {"AGENT_HOST_KEY=/k\xc0\xaf"}, "AGENT_HOST_KEY: is not valid UTF-8"},
+      {{"--config", good, "--listen=127.0.0.1:80\xed\xa0\x80"}, {}, "--listen: is not valid UTF-8"},
+      {{"--config", odd_dir + "/config.json"}, {}, "directory's absolute name is not valid UTF-8"},
+  };
+  for (auto& c : cases) {
+    auto r = run_demo(c.args, c.env);
+    INFO("exit " << r.code << ", stderr: " << shown(r.err));
+    CHECK(r.code == 2);
+    CHECK(r.err.find(c.named) != std::string::npos);
+  }
+  // A relative path from a flag, started in a directory whose name is not UTF-8.
+  child_process p{{"/bin/sh", "-c",
+                   "cd '" + odd_dir + "' && exec '" SSHPOOL_DEMO_BINARY "' --config '" + good +
+                       "' --agent-host-key=host_key --check-config"},
+                  clean_env()};
+  auto r = finish(p);
+  INFO("stderr: " << shown(r.err));
+  CHECK(r.code == 2);
+  CHECK(r.err.find("is not valid UTF-8 once made absolute") != std::string::npos);
+}
+
 TEST_CASE("reverse mode: an invalid agent setting stops start-up with exit code 2, naming it",
           "[gateway][config][agent]") {
   config_dir cd;
@@ -525,6 +571,10 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
   CHECK(backend.received().back().headers.size() > 0);
   CHECK(fetch(gw.port, "GET", "/u/nobody/x", {{"X-Request-Id", "log-test-2"}}).status == 404);
   CHECK(fetch(gw.port, "GET", "/u/bob/echo", {{"X-Request-Id", "log-test-3"}}).status == 200);
+  // A path that is not UTF-8 (no such route: 404) still makes a line of valid JSON, with
+  // U+FFFD in its place.
+  CHECK(fetch(gw.port, "GET", "/u/bob/\xff\xc0\xafok", {{"X-Request-Id", "log-test-4"}}).status ==
+        404);
   gw.proc.signal(SIGTERM);
   CHECK(gw.proc.wait_exit(20s) == 0);
   const auto& log = gw.proc.err();
@@ -561,7 +611,7 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
       continue;
     ++request_lines;
     CHECK((obj["request_id"] == "log-test-1" || obj["request_id"] == "log-test-2" ||
-           obj["request_id"] == "log-test-3"));
+           obj["request_id"] == "log-test-3" || obj["request_id"] == "log-test-4"));
     for (const char* key : {"user", "method", "path", "code"})
       CHECK(obj[key].is_string());
     for (const char* key : {"status", "latency_ms", "bytes"})
@@ -572,8 +622,10 @@ TEST_CASE("trace logs (JSON) hold no secret, and every request line its request 
       CHECK(obj["status"] == 200);
       CHECK(obj["level"] == "info");
     }
+    if (obj["request_id"] == "log-test-4")
+      CHECK(obj["path"] == "/\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdok");
   }
-  CHECK(request_lines == 3);
+  CHECK(request_lines == 4);
   CHECK(engine_lines);
   CHECK(trace_lines);
 }
