@@ -258,7 +258,12 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
          "held its share.",
          "fair_share", "refused"},
         "counter",
-        v.fair_share.refused}});
+        v.fair_share.refused},
+       {{"sshpool_gateway_log_lines_dropped_total",
+         "Log lines dropped because the log output (stderr) was not read fast enough.", "logs",
+         "lines_dropped"},
+        "counter",
+        v.log_lines_dropped}});
   if (v.pool.agents) {
     const auto& a = v.pool.agents->stats;
     out.insert(

@@ -91,6 +91,8 @@ struct metrics_view {
   /// The users in agent mode (their agent sessions are shown per user in /metrics too).
   std::vector<std::string> agent_users;
   fair_share_figures fair_share;
+  /// Log lines dropped because stderr was not read fast enough (see log_writer.hpp).
+  std::uint64_t log_lines_dropped = 0;
 };
 
 /// Prometheus text exposition format 0.0.4.

@@ -1,14 +1,18 @@
 // The gateway's spdlog setup: a text pattern or a JSON formatter, and structured events.
 #include "gateway/logging.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "gateway/log_writer.hpp"
 #include "net/text.hpp"
 
 namespace sshpool::gateway {
@@ -21,6 +25,12 @@ std::atomic<bool> json_output{false};
 /// The gateway logger (set once by setup_logging).
 std::shared_ptr<spdlog::logger>& gateway_logger() {
   static std::shared_ptr<spdlog::logger> instance;
+  return instance;
+}
+
+/// Where both loggers' lines go (set once by setup_logging).
+std::shared_ptr<log_writer>& output() {
+  static std::shared_ptr<log_writer> instance;
   return instance;
 }
 
@@ -84,49 +94,43 @@ private:
   bool raw_members_;
 };
 
+/// A sink that formats each line on the thread that logs and hands it to the log_writer.
+class writer_sink final : public spdlog::sinks::base_sink<std::mutex> {
+public:
+  explicit writer_sink(std::shared_ptr<log_writer> writer) : writer_(std::move(writer)) {}
+
+protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    writer_->append({line.data(), line.size()});
+  }
+
+  void flush_() override { writer_->flush(); }
+
+private:
+  std::shared_ptr<log_writer> writer_;
+};
+
+std::unique_ptr<spdlog::formatter> make_formatter(log_format format, bool raw_members) {
+  if (format == log_format::json)
+    return std::make_unique<json_formatter>(raw_members);
+  return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v",
+                                                     spdlog::pattern_time_type::utc);
+}
+
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name, log_format format,
                                             bool raw_members) {
-  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  if (format == log_format::json)
-    sink->set_formatter(std::make_unique<json_formatter>(raw_members));
-  else
-    sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        "%Y-%m-%dT%H:%M:%S.%eZ %l [%n] %v", spdlog::pattern_time_type::utc));
+  auto sink = std::make_shared<writer_sink>(output());
+  sink->set_formatter(make_formatter(format, raw_members));
   auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
   spdlog::drop(name);
   spdlog::register_logger(logger);
   return logger;
 }
 
-} // namespace
-
-log_field field_fixed3(std::string_view key, double value) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", value);
-  return {key, buf, true};
-}
-
-void setup_logging(const std::string& level, log_format format) {
-  json_output = format == log_format::json;
-  auto lvl = spdlog::level::from_str(level);
-  auto engine = make_logger("sshpool", format, false);
-  engine->set_level(lvl);
-  auto gateway = make_logger("gateway", format, true);
-  gateway->set_level(lvl);
-  gateway->flush_on(spdlog::level::trace);
-  gateway_logger() = std::move(gateway);
-}
-
-bool log_enabled(spdlog::level::level_enum level) {
-  auto& logger = gateway_logger();
-  return logger && logger->should_log(level);
-}
-
-void log_event(spdlog::level::level_enum level, std::string_view event,
-               std::initializer_list<log_field> fields) {
-  auto& logger = gateway_logger();
-  if (!logger || !logger->should_log(level))
-    return;
+/// A gateway event's payload: JSON members, or the event and its fields as text.
+std::string event_payload(std::string_view event, std::initializer_list<log_field> fields) {
   std::string line;
   if (json_output) {
     line = "\"msg\":\"";
@@ -153,7 +157,60 @@ void log_event(spdlog::level::level_enum level, std::string_view event,
       append_text_value(line, f.value);
     }
   }
-  logger->log(level, "{}", line);
+  return line;
+}
+
+/// The writer's notice of dropped lines: a gateway warning, formatted like the others.
+log_writer::notice_fn drop_notice(log_format format) {
+  std::shared_ptr<spdlog::formatter> formatter = make_formatter(format, true);
+  return [formatter](std::uint64_t lines) {
+    std::string payload =
+        event_payload("log_lines_dropped",
+                      {field("lines", lines), field("why", "the log output was not read fast "
+                                                           "enough (sshpool_gateway_log_lines_"
+                                                           "dropped_total counts them)")});
+    spdlog::details::log_msg msg{"gateway", spdlog::level::warn, payload};
+    spdlog::memory_buf_t line;
+    formatter->format(msg, line);
+    return std::string{line.data(), line.size()};
+  };
+}
+
+} // namespace
+
+log_field field_fixed3(std::string_view key, double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", value);
+  return {key, buf, true};
+}
+
+void setup_logging(const std::string& level, log_format format) {
+  json_output = format == log_format::json;
+  output() = std::make_shared<log_writer>(STDERR_FILENO, drop_notice(format));
+  auto lvl = spdlog::level::from_str(level);
+  auto engine = make_logger("sshpool", format, false);
+  engine->set_level(lvl);
+  auto gateway = make_logger("gateway", format, true);
+  gateway->set_level(lvl);
+  gateway_logger() = std::move(gateway);
+}
+
+bool log_enabled(spdlog::level::level_enum level) {
+  auto& logger = gateway_logger();
+  return logger && logger->should_log(level);
+}
+
+void log_event(spdlog::level::level_enum level, std::string_view event,
+               std::initializer_list<log_field> fields) {
+  auto& logger = gateway_logger();
+  if (!logger || !logger->should_log(level))
+    return;
+  logger->log(level, "{}", event_payload(event, fields));
+}
+
+std::uint64_t log_lines_dropped() {
+  auto& writer = output();
+  return writer ? writer->dropped() : 0;
 }
 
 } // namespace sshpool::gateway

@@ -9,6 +9,10 @@
 // the fields in the configured format, so a field (the request id above all) is a field in
 // JSON rather than text inside a message.
 //
+// Both loggers write through one log_writer (log_writer.hpp): a thread of its own writes
+// their lines to stderr, and a reader that stalls costs lines, counted, instead of freezing
+// every thread that logs.
+//
 // Nothing secret goes through here: callers never pass header values, key material or
 // passphrases.
 //
@@ -51,8 +55,9 @@ inline log_field field(std::string_view key, int value) {
 /// A number with 3 decimals (latencies in ms).
 log_field field_fixed3(std::string_view key, double value);
 
-/// Installs the "gateway" and "sshpool" loggers writing to stderr in `format`, replacing
-/// any registered under those names; both at `level` (error, warn, info, debug, trace).
+/// Installs the "gateway" and "sshpool" loggers writing to stderr (through a log_writer)
+/// in `format`, replacing any registered under those names; both at `level` (error, warn,
+/// info, debug, trace).
 /// The engine sets the level of "sshpool" again from its own config when it starts.
 void setup_logging(const std::string& level, log_format format);
 
@@ -62,5 +67,8 @@ bool log_enabled(spdlog::level::level_enum level);
 /// Logs the gateway event `event` with `fields` (in order).
 void log_event(spdlog::level::level_enum level, std::string_view event,
                std::initializer_list<log_field> fields);
+
+/// Log lines dropped so far because stderr was not read fast enough.
+std::uint64_t log_lines_dropped();
 
 } // namespace sshpool::gateway

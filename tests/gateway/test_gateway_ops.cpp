@@ -3,16 +3,21 @@
 // stream going on untouched, and fair share under max_in_flight_total (a flood of one user
 // against another's one-at-a-time requests). Also the harness's hold on a running child: its
 // output is read while the test does something else, so that a gateway logging every request
-// never blocks on a full pipe.
+// never blocks on a full pipe; and the gateway itself, whose stderr nobody reads, serving on.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <functional>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -294,4 +299,70 @@ TEST_CASE("harness: a child writing more than a pipe holds runs on while the tes
   CHECK(child.wait_exit(10s) == 0);
   CHECK(child.err() == std::string(1048576, 'x'));
   CHECK(child.out() == "done\n");
+}
+
+TEST_CASE("logs: a gateway whose stderr nobody reads keeps serving; the lines it could not "
+          "write are counted in /metrics and told once the reader is back",
+          "[logs]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{"backend"}};
+  temp_dir dir;
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", backend.port()}}));
+  const std::string fifo = dir.path() + "/stderr";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opened for reading (so that the gateway's open does not wait), then not read.
+  int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  REQUIRE(reader >= 0);
+  child_process proc{
+      {"/bin/sh", "-c", "exec '" SSHPOOL_DEMO_BINARY "' --config '" + cfg + "' 2>'" + fifo + "'"},
+      {"LOG_LEVEL=trace"}};
+  REQUIRE(proc.wait_for_output("listening on", 30s));
+  const auto port = proc.listening_port();
+
+  // Each request logs its 8 KiB path at least twice: 600 of them are more than the pipe
+  // and the gateway's 4 MiB of pending lines. With stderr written synchronously, the
+  // gateway froze at the pipe's 64 KiB, a few requests in.
+  const std::string path = "/u/alice/" + std::string(8192, 'p');
+  http_client client{port};
+  for (int i = 0; i < 600; ++i) {
+    client.send_request("GET", path);
+    auto res = client.read_response(10s);
+    INFO("request " << i);
+    REQUIRE(res.status == 404); // the backend has no such route
+  }
+  auto dropped = std::stoull(
+      metric_value(fetch(port, "GET", "/metrics").body, "sshpool_gateway_log_lines_dropped_total"));
+  CHECK(dropped > 0);
+
+  // The reader is back: the lines kept come out whole, and the notice of those dropped.
+  std::string out;
+  auto read_until = [&](const std::function<bool()>& done, std::chrono::seconds limit) {
+    auto deadline = steady::now() + limit;
+    char buf[65536];
+    while (!done() && steady::now() < deadline) {
+      pollfd p{reader, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0)
+        continue;
+      ssize_t n = ::read(reader, buf, sizeof buf);
+      if (n == 0)
+        return true; // the gateway closed it: it exited
+      if (n > 0)
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return done();
+  };
+  CHECK(read_until([&] { return out.find("log_lines_dropped") != std::string::npos; }, 30s));
+  proc.signal(SIGTERM);
+  read_until([] { return false; }, 30s); // to the end
+  ::close(reader);
+  CHECK(proc.wait_exit(20s) == 0);
+  std::uint64_t told = 0;
+  std::istringstream lines{out};
+  for (std::string line; std::getline(lines, line);) {
+    INFO(line.substr(0, 200));
+    CHECK(line.rfind("20", 0) == 0); // whole lines: each begins with its time
+    if (auto at = line.find("log_lines_dropped lines="); at != std::string::npos)
+      told += std::stoull(line.substr(at + 24));
+  }
+  CHECK(told >= dropped);
 }
