@@ -263,7 +263,13 @@ std::vector<single_figure> single_figures(const metrics_view& v) {
          "Log lines dropped because the log output (stderr) was not read fast enough.", "logs",
          "lines_dropped"},
         "counter",
-        v.log_lines_dropped}});
+        v.log_lines_dropped},
+       {{"sshpool_gateway_upstream_retries_total",
+         "Requests retried on another SSH connection: theirs failed them before any response "
+         "byte (not sent yet, or an idempotent method).",
+         "upstream", "retries"},
+        "counter",
+        v.upstream_retries}});
   if (v.pool.agents) {
     const auto& a = v.pool.agents->stats;
     out.insert(

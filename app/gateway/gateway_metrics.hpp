@@ -93,6 +93,8 @@ struct metrics_view {
   fair_share_figures fair_share;
   /// Log lines dropped because stderr was not read fast enough (see log_writer.hpp).
   std::uint64_t log_lines_dropped = 0;
+  /// Requests retried on another connection (see upstream.hpp).
+  std::uint64_t upstream_retries = 0;
 };
 
 /// Prometheus text exposition format 0.0.4.

@@ -109,8 +109,8 @@ void gateway::impl::answer_stats(const pool_snapshot& snap,
                                  const std::vector<stats_waiter>& waiters) {
   fair_share_figures fair{cfg_.max_in_flight_total, user_in_flight_.size(), fair_share_refusals_};
   metrics_view view{
-      metrics_, engine_->metrics(), snap, front_figures(),    engine_->is_shutting_down(),
-      {},       agent_users_,       fair, log_lines_dropped()};
+      metrics_, engine_->metrics(), snap, front_figures(),     engine_->is_shutting_down(),
+      {},       agent_users_,       fair, log_lines_dropped(), bridge_ ? bridge_->retries() : 0};
   {
     std::lock_guard<std::mutex> guard{report_mutex_};
     view.last_shutdown = last_report_;

@@ -18,6 +18,12 @@
 // A response complete before its head came arrives as one whole_atom instead of head, chunks
 // and end: the call is done at once, its listener hears on_response.
 //
+// Retried once, on another lease (back to queued), instead of done with an error, when its
+// connection fails it before any response byte: a stream refused (the request was not sent:
+// any method), or a connection lost (the request may have been sent: idempotent methods
+// only, as a reverse proxy retries). Only a request whose body is at most `max_resend_body`
+// is kept for it; never after a timeout, nor after the client left.
+//
 // A lease:
 //               acquire_atom                   its call ends, or has its whole body: to the
 //   the pool ─────────────────► held by a call ─► user's first queued call (held again),
@@ -64,6 +70,7 @@
 #include "net/text.hpp"
 #include "sshpool/actors.hpp"
 #include "sshpool/engine.hpp"
+#include "sshpool/ssh/http.hpp"
 #include "sshpool/ssh/http_framing.hpp"
 
 namespace sshpool::gateway {
@@ -80,6 +87,8 @@ constexpr caf::timespan keep_idle = std::chrono::milliseconds(100);
 constexpr caf::timespan max_hold = std::chrono::seconds(1);
 /// Period of the look at the kept leases, while there are some.
 constexpr caf::timespan keep_tick = std::chrono::milliseconds(50);
+/// A request with a larger body is not kept for a retry (its copy would cost too much).
+constexpr std::size_t max_resend_body = 64 << 10;
 
 /// A lease and when the pool granted it.
 struct held_lease {
@@ -96,8 +105,17 @@ struct kept_lease {
 /// One forwarded request. Queued: no lease and no stream id; opening: a lease, no stream
 /// id; streaming: a stream id (its lease freed once the whole body is here).
 struct call {
+  std::string user;
   /// The request, until sent.
   request req;
+  /// A copy of it for one retry (none: not retried, or retried already).
+  std::optional<request> resend;
+  /// GET, HEAD, PUT, DELETE, OPTIONS, TRACE: retried after a connection lost, too.
+  bool idempotent = false;
+  /// The head (or the whole response) arrived: never retried.
+  bool answered = false;
+  /// Its tries so far: the answer to an earlier try's stream_atom is ignored.
+  std::uint32_t attempt = 0;
   std::shared_ptr<upstream_listener> listener;
   std::optional<held_lease> held;
   connection_actor connection;
@@ -154,6 +172,8 @@ struct bridge_state {
   /// Connections monitored: those that carried a stream.
   std::unordered_set<caf::actor_id> monitored;
   bool tick_armed = false;
+  /// Requests retried on another lease (shared with upstream_bridge::retries).
+  std::shared_ptr<std::atomic<std::uint64_t>> retries;
 };
 
 using self_ptr = bridge_actor::stateful_pointer<bridge_state>;
@@ -262,26 +282,51 @@ void body_complete(self_ptr self, call& c) {
   free_lease(self, std::move(held));
 }
 
+void route(self_ptr self, std::uint64_t id);
+
+/// Call `id`, which its connection failed before any response byte (its lease already gone),
+/// goes back to its user's queue with the copy of its request; false if it cannot.
+bool retry(self_ptr self, std::uint64_t id, const error& why, bool sent) {
+  auto& st = self->state;
+  auto& c = st.calls.at(id);
+  bool may = why.code() == errc::connection_lost || why.code() == errc::shutting_down;
+  if (!c.resend || c.cancelled || c.answered || !may || (sent && !c.idempotent))
+    return false;
+  c.req = std::move(*c.resend);
+  c.resend.reset();
+  if (c.tag != 0)
+    st.streams.erase(stream_key{c.connection.id(), c.tag});
+  c.tag = 0;
+  c.connection = nullptr;
+  ++c.attempt;
+  ++*st.retries;
+  route(self, id);
+  return true;
+}
+
 /// The call's stream was refused (the connection is draining, closing or gone): its lease
-/// goes back to the pool, with the other kept leases of that connection.
-void stream_refused(self_ptr self, std::uint64_t id, const caf::error& err) {
+/// goes back to the pool, with the other kept leases of that connection; the call is retried
+/// on another lease.
+void stream_refused(self_ptr self, std::uint64_t id, std::uint32_t attempt, const caf::error& err) {
   auto& st = self->state;
   auto it = st.calls.find(id);
-  if (it == st.calls.end())
-    return;
+  if (it == st.calls.end() || it->second.attempt != attempt)
+    return; // ended, or retried already as its connection went down
   auto& c = it->second;
   if (c.held) {
     release(self, c.held->granted);
     drop_kept(self, c.connection.id());
     c.held.reset();
   }
-  end_call(self, id, from_caf_error(err, errc::connection_lost));
+  auto failure = from_caf_error(err, errc::connection_lost);
+  if (!retry(self, id, failure, false))
+    end_call(self, id, std::move(failure));
 }
 
-void stream_opened(self_ptr self, std::uint64_t id, std::uint64_t tag) {
+void stream_opened(self_ptr self, std::uint64_t id, std::uint32_t attempt, std::uint64_t tag) {
   auto& st = self->state;
   auto it = st.calls.find(id);
-  if (it == st.calls.end())
+  if (it == st.calls.end() || it->second.attempt != attempt)
     return; // its connection went down meanwhile
   auto& c = it->second;
   c.tag = tag;
@@ -302,8 +347,11 @@ void open_stream(self_ptr self, std::uint64_t id, held_lease held) {
     self->monitor(c.connection);
   self->request(c.connection, caf::infinite, stream_atom_v, std::move(c.req), st.idle_timeout,
                 caf::actor_cast<stream_sink_actor>(self))
-      .then([self, id](std::uint64_t tag) { stream_opened(self, id, tag); },
-            [self, id](caf::error& err) { stream_refused(self, id, err); });
+      .then([self, id,
+             attempt = c.attempt](std::uint64_t tag) { stream_opened(self, id, attempt, tag); },
+            [self, id, attempt = c.attempt](caf::error& err) {
+              stream_refused(self, id, attempt, err);
+            });
 }
 
 /// An acquire failed. The pool refused it at once (pool_exhausted before acquire_timeout:
@@ -354,7 +402,8 @@ void acquire(self_ptr self, const std::string& user) {
 }
 
 /// A new call: a kept lease of its user (the most recently used), else in the queue.
-void route(self_ptr self, std::uint64_t id, const std::string& user) {
+void route(self_ptr self, std::uint64_t id) {
+  const auto& user = self->state.calls.at(id).user;
   auto& u = self->state.users[user];
   if (!u.kept.empty()) {
     auto held = std::move(u.kept.back().held);
@@ -373,11 +422,15 @@ void take(self_ptr self, work& w) {
   switch (w.what) {
   case work::kind::start: {
     call c;
+    c.user = std::move(w.user);
     c.head_request = w.req.method == "HEAD";
+    c.idempotent = ssh::idempotent_method(w.req.method);
+    if (w.req.body.size() <= max_resend_body)
+      c.resend = w.req;
     c.req = std::move(w.req);
     c.listener = std::move(w.listener);
     st.calls.emplace(w.call, std::move(c));
-    route(self, w.call, w.user);
+    route(self, w.call);
     break;
   }
   case work::kind::ack:
@@ -448,8 +501,10 @@ void fail_all(self_ptr self, const error& result) {
 }
 
 bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::timespan idle_timeout,
-                                   caf::timespan acquire_timeout, std::shared_ptr<intake> in) {
+                                   caf::timespan acquire_timeout, std::shared_ptr<intake> in,
+                                   std::shared_ptr<std::atomic<std::uint64_t>> retries) {
   auto& st = self->state;
+  st.retries = std::move(retries);
   st.supervisor = std::move(sup);
   st.idle_timeout = idle_timeout;
   st.acquire_timeout = acquire_timeout;
@@ -475,10 +530,14 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
         c.held.reset();
       }
       // A connection lost after the whole response came changes nothing for the client.
-      end_call(self, id,
-               c.whole
-                   ? error{}
-                   : error{errc::connection_lost, "the SSH connection ended during the stream"});
+      if (c.whole) {
+        end_call(self, id, error{});
+        continue;
+      }
+      error lost_it{errc::connection_lost, "the SSH connection ended during the stream"};
+      // It may have been sent: an opening stream's request may be on the wire already.
+      if (!retry(self, id, lost_it, true))
+        end_call(self, id, std::move(lost_it));
     }
   });
   // upstream_bridge's destructor: the streams are abandoned, every lease goes back.
@@ -514,6 +573,7 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
         if (id == 0)
           return;
         auto& c = self->state.calls.at(id);
+        c.answered = true;
         c.body_left = content_length(head);
         bool whole = has_no_body(c.head_request, head.status) || c.body_left == 0u;
         c.listener->on_head(std::move(head));
@@ -535,8 +595,21 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
         auto id = current_call(self, tag);
         if (id == 0)
           return;
-        bool failed = err && !self->state.calls.at(id).whole;
-        end_call(self, id, failed ? from_caf_error(err, errc::connection_lost) : error{});
+        auto& c = self->state.calls.at(id);
+        if (!err || c.whole) {
+          end_call(self, id, error{});
+          return;
+        }
+        auto failure = from_caf_error(err, errc::connection_lost);
+        if (c.held && failure.code() == errc::connection_lost) {
+          // Its connection is going down: the lease goes back, another one takes the retry.
+          release(self, c.held->granted);
+          drop_kept(self, c.connection.id());
+          c.held.reset();
+          if (retry(self, id, failure, true))
+            return;
+        }
+        end_call(self, id, std::move(failure));
       },
       [self](whole_atom, std::uint64_t tag, response& whole) {
         auto id = current_call(self, tag);
@@ -554,16 +627,22 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
 struct upstream_bridge::impl {
   std::shared_ptr<intake> in = std::make_shared<intake>();
   std::atomic<std::uint64_t> next_call{0};
+  std::shared_ptr<std::atomic<std::uint64_t>> retries =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 
 upstream_bridge::upstream_bridge(engine& eng) : impl_(std::make_shared<impl>()) {
   impl_->in->bridge = eng.system().spawn(
       bridge, supervisor_of(eng), caf::timespan{eng.config().pool.request_timeout},
-      caf::timespan{eng.config().pool.acquire_timeout}, impl_->in);
+      caf::timespan{eng.config().pool.acquire_timeout}, impl_->in, impl_->retries);
 }
 
 upstream_bridge::~upstream_bridge() {
   caf::anon_send_exit(impl_->in->bridge, caf::exit_reason::user_shutdown);
+}
+
+std::uint64_t upstream_bridge::retries() const {
+  return impl_->retries->load();
 }
 
 std::unique_ptr<upstream_call> upstream_bridge::start(std::string user, request req,

@@ -4,7 +4,9 @@
 // the next one of that user; leases unused for a moment, or held for long, go back to the
 // pool), streams each response from the leased connection actor, hands head, chunks and end
 // to an `upstream_listener`, and acknowledges body bytes only when told the client took
-// them. Nothing here blocks: the front end's thread only queues work for the bridge.
+// them. A request its connection fails before any response byte is retried once on another
+// (when it was not sent, or its method is idempotent). Nothing here blocks: the front end's thread
+// only queues work for the bridge.
 //
 // This header is CAF-free so that the front end and the gateway compile without CAF; the
 // actor lives in upstream.cpp.
@@ -69,6 +71,10 @@ public:
   /// Forwards `req` to `user`'s service; events go to `listener`.
   std::unique_ptr<upstream_call> start(std::string user, request req,
                                        std::shared_ptr<upstream_listener> listener);
+
+  /// Requests retried on another connection so far: their connection failed them before
+  /// any response byte (see upstream.cpp).
+  std::uint64_t retries() const;
 
 private:
   struct impl;

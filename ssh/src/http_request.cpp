@@ -145,6 +145,10 @@ constexpr std::string_view content_length_prefix = "Content-Length: ";
 
 } // namespace
 
+bool idempotent_method(std::string_view method) noexcept {
+  return is_one_of(method, {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"});
+}
+
 expected<request_info> serialize_request(const request& req, std::string_view host_header,
                                          std::string& out) {
   const std::string_view method = req.method;
@@ -167,7 +171,7 @@ expected<request_info> serialize_request(const request& req, std::string_view ho
 
   request_info info;
   info.head = method == "HEAD";
-  info.idempotent = is_one_of(method, {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"});
+  info.idempotent = idempotent_method(method);
 
   std::size_t size = method.size() + 1 + path.size() + version_crlf.size();
   bool caller_host = false;

@@ -313,6 +313,41 @@ TEST_CASE("a request the pool refuses at once gets the 503; the one waiting keep
   CHECK(waiting.read_response(10s).status == 200); // served by the lease the timeout freed
 }
 
+TEST_CASE("a connection lost before any response byte: a GET is retried on another "
+          "connection, a POST (maybe sent) fails with 502 connection_lost",
+          "[gateway][errors]") {
+  test_sshd sshd;
+  http_backend backend{backend_options("backend")};
+  temp_dir dir;
+  running_gateway gw{dir.write("config.json", make_config(sshd, {{"alice", backend.port()}})),
+                     {"LOG_LEVEL=warn"}};
+  REQUIRE(fetch(gw.port, "GET", "/u/alice/echo").status == 200); // a connection, kept
+  http_client get_client{gw.port};
+  http_client post_client{gw.port};
+  get_client.send_request("GET", "/u/alice/slow/1000");
+  post_client.send_request("POST", "/u/alice/slow/1000", {}, "once only");
+  // Both reached the backend; then every connection of sshd dies (its listener lives on).
+  REQUIRE(eventually([&] { return backend.requests_received() == 3; }));
+  auto pids = sshd.connection_pids();
+  REQUIRE_FALSE(pids.empty());
+  for (auto pid : pids)
+    ::kill(pid, SIGKILL);
+
+  auto got = get_client.read_response(20s);
+  auto posted = post_client.read_response(20s);
+  INFO("GET: " << got.status << " " << got.body << "\nPOST: " << posted.status << " "
+               << posted.body);
+  CHECK(got.status == 200);
+  check_error(posted, 502, "connection_lost");
+  auto received = backend.received();
+  auto slow_gets = std::count_if(received.begin(), received.end(), [](auto& r) {
+    return r.method == "GET" && r.path == "/slow/1000";
+  });
+  CHECK(slow_gets == 2);
+  auto metrics = fetch(gw.port, "GET", "/metrics").body;
+  CHECK(metric_value(metrics, "sshpool_gateway_upstream_retries_total") == "1");
+}
+
 TEST_CASE("hostile upstreams: a refusal by sshd's policy, a refused connect, a bare CR and an "
           "endless stream each get their own code",
           "[gateway]") {

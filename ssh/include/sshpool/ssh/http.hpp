@@ -26,6 +26,10 @@ struct request_info {
   bool close = false;
 };
 
+/// GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110, 9.2.2): a request that may be sent
+/// twice.
+bool idempotent_method(std::string_view method) noexcept;
+
 /// Validates `req` and appends its HTTP/1.1 wire form to `out`:
 /// request line, the caller's headers in order, `Host: <host_header>` unless the caller
 /// gave one, `Content-Length` when there is a body (or for POST/PUT/PATCH), then the body.
