@@ -34,13 +34,14 @@ std::shared_ptr<log_writer>& output() {
   return instance;
 }
 
-/// Appends a text-format value: bare if it is a plain token, else quoted and escaped.
+/// Appends a text-format value: bare if it is a plain UTF-8 token, else quoted and escaped
+/// (bytes that are not UTF-8 as U+FFFD, as in JSON).
 void append_text_value(std::string& out, std::string_view v) {
   bool plain = !v.empty();
   for (unsigned char c : v)
     if (c <= 0x20 || c == '"' || c == '=' || c == '\\' || c == 0x7f)
       plain = false;
-  if (plain) {
+  if (plain && net::valid_utf8(v)) {
     out += v;
     return;
   }

@@ -324,6 +324,9 @@ TEST_CASE("logs: a gateway whose stderr nobody reads keeps serving; the lines it
   // gateway froze at the pipe's 64 KiB, a few requests in.
   const std::string path = "/u/alice/" + std::string(8192, 'p');
   http_client client{port};
+  // First (its lines fit in the pipe): a path that is not UTF-8 is logged quoted, with U+FFFD.
+  client.send_request("GET", "/u/alice/caf\xc3\xa9\xff");
+  REQUIRE(client.read_response(10s).status == 404);
   for (int i = 0; i < 600; ++i) {
     client.send_request("GET", path);
     auto res = client.read_response(10s);
@@ -365,4 +368,5 @@ TEST_CASE("logs: a gateway whose stderr nobody reads keeps serving; the lines it
       told += std::stoull(line.substr(at + 24));
   }
   CHECK(told >= dropped);
+  CHECK(out.find("path=\"/caf\xc3\xa9\\ufffd\"") != std::string::npos);
 }
