@@ -20,11 +20,14 @@ struct log_writer::state {
   options opts;
   std::mutex mutex;
   std::condition_variable wake;
-  std::condition_variable finished_cv;
+  /// Signalled after each batch written, and when the thread ends.
+  std::condition_variable written;
   std::string pending;
   std::atomic<std::uint64_t> dropped{0};
   bool urgent = false;
   bool stop = false;
+  /// A batch is being written (pending is not all there is).
+  bool writing = false;
   bool finished = false;
   std::thread thread;
 };
@@ -59,6 +62,8 @@ void run(log_writer::state& s) {
   std::string batch;
   clock::time_point last_write{};
   std::uint64_t noticed = 0; // drops told in a notice so far
+  bool last_ok = true;       // the last batch was written whole
+  bool torn = false;         // ... or it failed inside a line: the next starts a new one
   std::unique_lock<std::mutex> lock{s.mutex};
   for (;;) {
     s.wake.wait(lock, [&s] { return s.stop || !s.pending.empty(); });
@@ -68,27 +73,41 @@ void run(log_writer::state& s) {
       s.wake.wait_until(
           lock, due, [&s] { return s.stop || s.urgent || s.pending.size() >= s.opts.batch_bytes; });
     s.urgent = false;
-    if (s.pending.empty()) // stopping, all written
+    // Stopping with nothing pending: done, once the drops are told (unless the fd failed).
+    if (s.pending.empty() && (s.dropped.load() == noticed || !last_ok))
       break;
     batch.clear();
     batch.swap(s.pending);
+    s.writing = true;
     lock.unlock();
+    const bool lead = torn; // a newline that only ends the torn line
+    if (lead)
+      batch.insert(0, 1, '\n');
     // The drops so far are told at the end of the batch, and told again if it is lost.
     std::uint64_t told = s.dropped.load() - noticed;
     if (told != 0)
       batch += s.notice(told);
     std::string_view lost = write_all(s.fd, batch);
     last_write = clock::now();
-    if (lost.empty()) {
+    last_ok = lost.empty();
+    if (std::size_t out = batch.size() - lost.size(); out != 0)
+      torn = batch[out - 1] != '\n';
+    if (last_ok) {
       noticed += told;
     } else {
+      // Lines lost, not counting the notice (its newline ends the batch) nor the newline
+      // that was to end a torn line.
       auto lines = static_cast<std::uint64_t>(std::count(lost.begin(), lost.end(), '\n'));
-      s.dropped += told != 0 ? lines - 1 : lines; // the notice is not a line dropped
+      lines -= told != 0 ? 1 : 0;
+      lines -= lead && lost.size() == batch.size() ? 1 : 0;
+      s.dropped += lines;
     }
     lock.lock();
+    s.writing = false;
+    s.written.notify_all();
   }
   s.finished = true;
-  s.finished_cv.notify_all();
+  s.written.notify_all();
 }
 
 } // namespace
@@ -105,8 +124,8 @@ log_writer::~log_writer() {
   std::unique_lock<std::mutex> lock{state_->mutex};
   state_->stop = true;
   state_->wake.notify_one();
-  bool done = state_->finished_cv.wait_for(lock, state_->opts.close_wait,
-                                           [this] { return state_->finished; });
+  bool done =
+      state_->written.wait_for(lock, state_->opts.close_wait, [this] { return state_->finished; });
   lock.unlock();
   if (done)
     state_->thread.join();
@@ -138,6 +157,15 @@ void log_writer::flush() {
     state_->urgent = true;
   }
   state_->wake.notify_one();
+}
+
+bool log_writer::drain(std::chrono::milliseconds limit) {
+  std::unique_lock<std::mutex> lock{state_->mutex};
+  state_->urgent = true;
+  state_->wake.notify_one();
+  return state_->written.wait_for(lock, limit, [this] {
+    return state_->finished || (state_->pending.empty() && !state_->writing);
+  });
 }
 
 std::uint64_t log_writer::dropped() const {

@@ -17,7 +17,10 @@
 // written at once; under load the writer wakes once per `batch_window`, not once per line.
 //
 // The destructor writes what is pending, waiting at most `close_wait` for the reader; lines
-// still pending then are lost (a process that crashes loses at most one batch window's).
+// still pending then are lost. A process that crashes loses what is pending: the last batch
+// window's lines when the reader keeps up, up to `max_pending` bytes when it does not. A
+// write that fails inside a line (a full disk) loses the rest of it; the next line starts on
+// a line of its own.
 //
 // Thread-safety: `append`, `dropped` and `flush` from any thread.
 #pragma once
@@ -62,6 +65,10 @@ public:
 
   /// Wakes the writer now rather than at the end of its batch window.
   void flush();
+
+  /// Waits, at most `limit`, until every line appended so far is written (or lost); false
+  /// if some still wait for the reader.
+  bool drain(std::chrono::milliseconds limit);
 
   /// Lines dropped so far because the reader did not keep up (or the fd failed).
   std::uint64_t dropped() const;

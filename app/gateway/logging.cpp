@@ -214,4 +214,9 @@ std::uint64_t log_lines_dropped() {
   return writer ? writer->dropped() : 0;
 }
 
+void flush_logs(std::chrono::milliseconds limit) {
+  if (auto& writer = output())
+    writer->drain(limit);
+}
+
 } // namespace sshpool::gateway

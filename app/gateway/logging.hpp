@@ -20,6 +20,7 @@
 // first, before the engine exists); `log_event` and `log_enabled` are thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -70,5 +71,9 @@ void log_event(spdlog::level::level_enum level, std::string_view event,
 
 /// Log lines dropped so far because stderr was not read fast enough.
 std::uint64_t log_lines_dropped();
+
+/// Waits, at most `limit`, until the lines logged so far are written to stderr: before the
+/// program writes to stderr itself.
+void flush_logs(std::chrono::milliseconds limit);
 
 } // namespace sshpool::gateway

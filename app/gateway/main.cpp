@@ -98,9 +98,11 @@ int main(int argc, char** argv) {
               << " cut=" << report.cut << " forced=" << (report.forced ? "true" : "false")
               << std::endl;
   } catch (const std::invalid_argument& e) {
+    flush_logs(std::chrono::seconds(2)); // the log's lines first, whole
     std::cerr << "sshpool-demo: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
+    flush_logs(std::chrono::seconds(2));
     std::cerr << "sshpool-demo: " << e.what() << "\n";
     return 1;
   }

@@ -405,12 +405,13 @@ std::string current_dir() {
 /// (JSON) can hold.
 std::string apply_located(const setting& s, gateway_config& cfg, std::string_view text,
                           const std::string& base_dir) {
+  if (!net::valid_utf8(text))
+    return "is not valid UTF-8";
   std::string value{text};
   if (std::string_view{s.key} == "agent_host_key")
     value = resolve_path(value, base_dir);
-  if (!net::valid_utf8(value))
-    return text == value ? "is not valid UTF-8"
-                         : "is not valid UTF-8 once made absolute (give an absolute path)";
+  if (!net::valid_utf8(value)) // the current directory's name is not
+    return "is not valid UTF-8 once made absolute (give an absolute path)";
   return s.apply(cfg, value);
 }
 

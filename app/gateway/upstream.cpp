@@ -18,11 +18,13 @@
 // A response complete before its head came arrives as one whole_atom instead of head, chunks
 // and end: the call is done at once, its listener hears on_response.
 //
-// Retried once, on another lease (back to queued), instead of done with an error, when its
-// connection fails it before any response byte: a stream refused (the request was not sent:
-// any method), or a connection lost (the request may have been sent: idempotent methods
-// only, as a reverse proxy retries). Only a request whose body is at most `max_resend_body`
-// is kept for it; never after a timeout, nor after the client left.
+// Retried on another lease (back to queued; at most `max_attempts` tries in all) instead of
+// done with an error, when its connection fails it before any response byte: a stream
+// refused where provably unsent (a draining connection, or a connection actor already gone:
+// any method), or a connection lost (the request may have been sent, and a relay's refusal
+// may come after the remote connection sent it: idempotent methods only, as a reverse proxy
+// retries). Only a request whose body is at most `max_resend_body` is kept for it, until its
+// head comes; never after a timeout, nor after the client left.
 //
 // A lease:
 //               acquire_atom                   its call ends, or has its whole body: to the
@@ -89,6 +91,9 @@ constexpr caf::timespan max_hold = std::chrono::seconds(1);
 constexpr caf::timespan keep_tick = std::chrono::milliseconds(50);
 /// A request with a larger body is not kept for a retry (its copy would cost too much).
 constexpr std::size_t max_resend_body = 64 << 10;
+/// Tries of one request at most: when all of a user's connections die at once, the first
+/// retry may still find another of them not yet known dead.
+constexpr std::uint32_t max_attempts = 3;
 
 /// A lease and when the pool granted it.
 struct held_lease {
@@ -108,7 +113,7 @@ struct call {
   std::string user;
   /// The request, until sent.
   request req;
-  /// A copy of it for one retry (none: not retried, or retried already).
+  /// A copy of it for the retries (none: not retried, or answered).
   std::optional<request> resend;
   /// GET, HEAD, PUT, DELETE, OPTIONS, TRACE: retried after a connection lost, too.
   bool idempotent = false;
@@ -290,10 +295,10 @@ bool retry(self_ptr self, std::uint64_t id, const error& why, bool sent) {
   auto& st = self->state;
   auto& c = st.calls.at(id);
   bool may = why.code() == errc::connection_lost || why.code() == errc::shutting_down;
-  if (!c.resend || c.cancelled || c.answered || !may || (sent && !c.idempotent))
+  if (!c.resend || c.cancelled || c.answered || !may || (sent && !c.idempotent) ||
+      c.attempt + 1 >= max_attempts)
     return false;
-  c.req = std::move(*c.resend);
-  c.resend.reset();
+  c.req = *c.resend;
   if (c.tag != 0)
     st.streams.erase(stream_key{c.connection.id(), c.tag});
   c.tag = 0;
@@ -319,15 +324,22 @@ void stream_refused(self_ptr self, std::uint64_t id, std::uint32_t attempt, cons
     c.held.reset();
   }
   auto failure = from_caf_error(err, errc::connection_lost);
-  if (!retry(self, id, failure, false))
+  // Provably unsent: refused by a draining connection, or its actor was gone. A relay's
+  // connection_lost may come after the remote connection sent the request.
+  bool unsent = failure.code() == errc::shutting_down || err == caf::sec::request_receiver_down;
+  if (!retry(self, id, failure, !unsent))
     end_call(self, id, std::move(failure));
 }
 
-void stream_opened(self_ptr self, std::uint64_t id, std::uint32_t attempt, std::uint64_t tag) {
+void stream_opened(self_ptr self, std::uint64_t id, std::uint32_t attempt,
+                   const connection_actor& connection, std::uint64_t tag) {
   auto& st = self->state;
   auto it = st.calls.find(id);
-  if (it == st.calls.end() || it->second.attempt != attempt)
-    return; // its connection went down meanwhile
+  if (it == st.calls.end() || it->second.attempt != attempt) {
+    // Ended, or retried meanwhile: a stream nobody takes is closed.
+    self->send(connection, cancel_atom_v, tag);
+    return;
+  }
   auto& c = it->second;
   c.tag = tag;
   st.streams.emplace(stream_key{c.connection.id(), tag}, id);
@@ -347,8 +359,8 @@ void open_stream(self_ptr self, std::uint64_t id, held_lease held) {
     self->monitor(c.connection);
   self->request(c.connection, caf::infinite, stream_atom_v, std::move(c.req), st.idle_timeout,
                 caf::actor_cast<stream_sink_actor>(self))
-      .then([self, id,
-             attempt = c.attempt](std::uint64_t tag) { stream_opened(self, id, attempt, tag); },
+      .then([self, id, attempt = c.attempt, connection = c.connection](
+                std::uint64_t tag) { stream_opened(self, id, attempt, connection, tag); },
             [self, id, attempt = c.attempt](caf::error& err) {
               stream_refused(self, id, attempt, err);
             });
@@ -574,6 +586,7 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
           return;
         auto& c = self->state.calls.at(id);
         c.answered = true;
+        c.resend.reset();
         c.body_left = content_length(head);
         bool whole = has_no_body(c.head_request, head.status) || c.body_left == 0u;
         c.listener->on_head(std::move(head));

@@ -324,8 +324,9 @@ TEST_CASE("a connection lost before any response byte: a GET is retried on anoth
   REQUIRE(fetch(gw.port, "GET", "/u/alice/echo").status == 200); // a connection, kept
   http_client get_client{gw.port};
   http_client post_client{gw.port};
-  get_client.send_request("GET", "/u/alice/slow/1000");
-  post_client.send_request("POST", "/u/alice/slow/1000", {}, "once only");
+  // 3 s each: the kill lands well before either is answered, even on a loaded machine.
+  get_client.send_request("GET", "/u/alice/slow/3000");
+  post_client.send_request("POST", "/u/alice/slow/3000", {}, "once only");
   // Both reached the backend; then every connection of sshd dies (its listener lives on).
   REQUIRE(eventually([&] { return backend.requests_received() == 3; }));
   auto pids = sshd.connection_pids();
@@ -341,11 +342,17 @@ TEST_CASE("a connection lost before any response byte: a GET is retried on anoth
   check_error(posted, 502, "connection_lost");
   auto received = backend.received();
   auto slow_gets = std::count_if(received.begin(), received.end(), [](auto& r) {
-    return r.method == "GET" && r.path == "/slow/1000";
+    return r.method == "GET" && r.path == "/slow/3000";
   });
   CHECK(slow_gets == 2);
+  // The POST, which the service may have acted on, reached it once.
+  CHECK(std::count_if(received.begin(), received.end(),
+                      [](auto& r) { return r.method == "POST"; }) == 1);
   auto metrics = fetch(gw.port, "GET", "/metrics").body;
-  CHECK(metric_value(metrics, "sshpool_gateway_upstream_retries_total") == "1");
+  // One retry, or two if the first found another connection of the dead sshd not yet known
+  // dead.
+  auto retries = metric_value(metrics, "sshpool_gateway_upstream_retries_total");
+  CHECK((retries == "1" || retries == "2"));
 }
 
 TEST_CASE("hostile upstreams: a refusal by sshd's policy, a refused connect, a bare CR and an "

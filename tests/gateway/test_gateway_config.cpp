@@ -393,13 +393,16 @@ TEST_CASE("a setting that is not UTF-8 (a flag, the environment, a path made abs
   const std::vector<bad_case> cases = {
       {{"--config", good, "--agent-host-key", "key\xfe\xff"},
        {},
-       "--agent-host-key: is not valid UTF-8"},
+       "--agent-host-key: is not valid UTF-8\n"},
       {{"--config", good}, {"AGENT_HOST_KEY=/k\xc0\xaf"}, "AGENT_HOST_KEY: is not valid UTF-8"},
       {{"--config", good, "--listen=127.0.0.1:80\xed\xa0\x80"}, {}, "--listen: is not valid UTF-8"},
       {{"--config", odd_dir + "/config.json"}, {}, "directory's absolute name is not valid UTF-8"},
   };
   for (auto& c : cases) {
-    auto r = run_demo(c.args, c.env);
+    // With --check-config: accepted, the value would reach its JSON output.
+    auto args = c.args;
+    args.push_back("--check-config");
+    auto r = run_demo(args, c.env);
     INFO("exit " << r.code << ", stderr: " << shown(r.err));
     CHECK(r.code == 2);
     CHECK(r.err.find(c.named) != std::string::npos);

@@ -159,3 +159,33 @@ TEST_CASE("the destructor waits a bounded time for a reader that does not read; 
     all += numbered(i);
   CHECK(out == all);
 }
+
+TEST_CASE("drain returns once every line appended is written", "[log_writer]") {
+  pipe_fds p;
+  log_writer w{p.write, notice()};
+  std::string all;
+  for (std::size_t i = 0; i < 100; ++i) {
+    w.append(numbered(i));
+    all += numbered(i);
+  }
+  REQUIRE(w.drain(std::chrono::seconds(10)));
+  // Everything is in the pipe now: a non-blocking read takes it all.
+  REQUIRE(::fcntl(p.read, F_SETFL, O_NONBLOCK) == 0);
+  std::string out;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(p.read, buf, sizeof buf)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
+  CHECK(out == all);
+}
+
+TEST_CASE("a drop with nothing else to write is still told, at the end", "[log_writer]") {
+  pipe_fds p;
+  log_writer::options opts;
+  opts.max_pending = 100;
+  auto w = std::make_unique<log_writer>(p.write, notice(), opts);
+  w->append(std::string(200, 'x') + "\n"); // over max_pending: dropped, nothing pending
+  CHECK(w->dropped() == 1);
+  w.reset();
+  p.close_write();
+  CHECK(read_all(p.read) == "dropped 1\n");
+}
