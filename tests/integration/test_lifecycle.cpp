@@ -219,7 +219,9 @@ TEST_CASE("an idle engine shuts down at once", "[shutdown]") {
   auto report = w.eng.shutdown(30s);
   WARN("idle shutdown took " << ms_since(start) << " ms (report: " << report.duration.count()
                              << " ms)");
-  CHECK(report.duration < 100ms);
+  // "At once": not the 30 s grace. Typically a few ms; the bound leaves room for a loaded
+  // 2-core machine.
+  CHECK(report.duration < 2s);
   CHECK(report.connections_closed == 1);
   CHECK(report.in_flight_at_start == 0);
   CHECK_FALSE(report.forced);
