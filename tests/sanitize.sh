@@ -3,7 +3,8 @@
 #   address  ASan + UBSan (+ LSan at every exit) over the whole ctest suite
 #   thread   TSan over the pool and actor unit tests on CAF's test coordinator
 #            (test_user_pool) and over the threaded code that does not run on CAF
-#            (test_backend: the epoll HTTP backend against concurrent clients).
+#            (test_backend: the epoll HTTP backend against concurrent clients;
+#            test_log_writer: the gateway's log output and its writer thread).
 #            Not the integration tests (test_forward, test_lifecycle, test_actors_api):
 #            Debian's libcaf_core is not instrumented, so TSan cannot see the atomics that
 #            order CAF's mailboxes and its work-stealing scheduler. Every message payload
@@ -82,7 +83,7 @@ if [[ $mode == address || $mode == all ]]; then
 fi
 if [[ $mode == thread || $mode == all ]]; then
   dir=$build_root/build-tsan
-  tsan_tests=(test_user_pool test_backend)
+  tsan_tests=(test_user_pool test_backend test_log_writer)
   configure_and_build "$dir" thread "${tsan_tests[@]}"
   logs=$dir/sanitizer-logs
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp:log_path=$logs/tsan"
