@@ -1,6 +1,6 @@
-// The front end's side of the gateway's bridge (upstream.cpp, the only file that includes
-// this): the work it queues for the bridge actor, the queue that wakes the actor once per
-// batch, and the handle on one forwarded request that posts acknowledgements and
+// The front end's side of the gateway's bridge (included only through upstream_state.hpp,
+// by the bridge's two files): the work it queues for the bridge actor, the queue that wakes the
+// actor once per batch, and the handle on one forwarded request that posts acknowledgements and
 // cancellations to it. Thread-safety: `intake::post` and `bridge_call` from any thread.
 #pragma once
 
