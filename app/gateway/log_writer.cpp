@@ -151,14 +151,6 @@ void log_writer::append(std::string_view line) {
     state_->wake.notify_one();
 }
 
-void log_writer::flush() {
-  {
-    std::lock_guard<std::mutex> guard{state_->mutex};
-    state_->urgent = true;
-  }
-  state_->wake.notify_one();
-}
-
 bool log_writer::drain(std::chrono::milliseconds limit) {
   std::unique_lock<std::mutex> lock{state_->mutex};
   state_->urgent = true;

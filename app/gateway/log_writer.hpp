@@ -22,7 +22,7 @@
 // write that fails inside a line (a full disk) loses the rest of it; the next line starts on
 // a line of its own.
 //
-// Thread-safety: `append`, `dropped` and `flush` from any thread.
+// Thread-safety: `append`, `dropped` and `drain` from any thread.
 #pragma once
 
 #include <chrono>
@@ -62,9 +62,6 @@ public:
   /// Queues `line` (whole lines, newline included); never waits for the reader. A line
   /// that does not fit under `max_pending` is dropped and counted.
   void append(std::string_view line);
-
-  /// Wakes the writer now rather than at the end of its batch window.
-  void flush();
 
   /// Waits, at most `limit`, until every line appended so far is written (or lost); false
   /// if some still wait for the reader.

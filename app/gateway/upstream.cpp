@@ -89,6 +89,16 @@ void body_complete(self_ptr self, call& c) {
 
 void route(self_ptr self, std::uint64_t id);
 
+/// Call `c`'s connection refused its stream or is going down: its lease goes back to the
+/// pool, with the other kept leases of that connection.
+void give_back_dead(self_ptr self, call& c) {
+  if (!c.held)
+    return;
+  release(self, c.held->granted);
+  drop_kept(self, c.connection.id());
+  c.held.reset();
+}
+
 /// Call `id`, which its connection failed before any response byte (its lease already gone),
 /// goes back to its user's queue with the copy of its request; false if it cannot.
 bool retry(self_ptr self, std::uint64_t id, const error& why, bool sent) {
@@ -117,12 +127,7 @@ void stream_refused(self_ptr self, std::uint64_t id, std::uint32_t attempt, cons
   auto it = st.calls.find(id);
   if (it == st.calls.end() || it->second.attempt != attempt)
     return; // ended, or retried already as its connection went down
-  auto& c = it->second;
-  if (c.held) {
-    release(self, c.held->granted);
-    drop_kept(self, c.connection.id());
-    c.held.reset();
-  }
+  give_back_dead(self, it->second);
   auto failure = from_caf_error(err, errc::connection_lost);
   // Provably unsent: refused by a draining connection, or its actor was gone. A relay's
   // connection_lost may come after the remote connection sent the request.
@@ -334,11 +339,9 @@ bridge_actor::behavior_type bridge(self_ptr self, supervisor_actor sup, caf::tim
           return;
         }
         auto failure = from_caf_error(err, errc::connection_lost);
-        if (c.held && failure.code() == errc::connection_lost) {
-          // Its connection is going down: the lease goes back, another one takes the retry.
-          release(self, c.held->granted);
-          drop_kept(self, c.connection.id());
-          c.held.reset();
+        if (failure.code() == errc::connection_lost) {
+          // Its connection is going down: another lease takes the retry.
+          give_back_dead(self, c);
           if (retry(self, id, failure, true))
             return;
         }
