@@ -426,6 +426,34 @@ caf::actor_system& engine::system() noexcept {
   return *impl_->sys;
 }
 
+namespace {
+
+/// The state of the engine's own `sharing` scheduler; nullptr if it runs another.
+sharing_policy::coordinator_data* sharing_data(detail::engine_impl& im) {
+  if (!im.own_sys)
+    return nullptr;
+  auto* coordinator =
+      dynamic_cast<caf::scheduler::coordinator<sharing_policy>*>(&im.own_sys->scheduler());
+  return coordinator == nullptr ? nullptr : &coordinator->data();
+}
+
+} // namespace
+
+expected<void> engine::host(hosted_loop& loop) {
+  auto* q = sharing_data(*impl_);
+  if (q == nullptr)
+    return error{errc::invalid_argument,
+                 "only an engine with its own actor system and the sharing scheduler hosts a loop"};
+  if (!sharing_policy::host(*q, loop))
+    return error{errc::invalid_argument, "the engine hosts a loop already"};
+  return {};
+}
+
+void engine::unhost() {
+  if (auto* q = sharing_data(*impl_))
+    sharing_policy::unhost(*q);
+}
+
 supervisor_actor supervisor_of(const engine& e) {
   return detail::impl_of(e).supervisor;
 }

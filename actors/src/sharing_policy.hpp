@@ -13,6 +13,18 @@
 //            one that did not, so that jobs spaced wider apart (a bulk stream's pieces) do
 //            not keep a thread spinning on cores the I/O threads and the server need.
 //
+// A hosted loop (engine::host, sshpool/engine.hpp): an event loop of the embedding service
+// (the gateway's front end) runs on the first scheduler thread, between jobs, instead of on
+// a thread of its own. Work that crosses between it and the actors then stays on one
+// thread: no wake-up, no context switch. That thread:
+//
+//   jobs queued: runs them, and the loop without waiting (run_once(0)) every `loop_every`
+//                jobs, so that a stream of jobs cannot starve the loop's sockets;
+//   no job:      runs the loop without waiting (what it handles may queue jobs), watches
+//                the queue as above, then lets the loop wait (run_once(-1): until one of its
+//                descriptors or deadlines, or `wake`): a job queued meanwhile by another
+//                thread wakes it through the loop's `wake` instead of the condition variable.
+//
 // Only the engine's own actor system uses it (engine.cpp installs it as the scheduler
 // module); a service that brings its own actor system keeps its scheduler.
 #pragma once
@@ -28,6 +40,8 @@
 #include <caf/resumable.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
+#include "sshpool/engine.hpp"
+
 namespace sshpool {
 
 class sharing_policy : public caf::policy::unprofiled {
@@ -37,6 +51,8 @@ public:
   static constexpr int max_spin = 1024;
   static constexpr int min_spin = 16;
   static constexpr int probe_every = 64;
+  /// A hosted loop runs (without waiting) at least once per this many jobs.
+  static constexpr int loop_every = 16;
 
   struct coordinator_data {
     explicit coordinator_data(caf::scheduler::abstract_coordinator*) {}
@@ -49,7 +65,37 @@ public:
     /// The current watch (a hint shared by the threads: races only blur it).
     std::atomic<int> spin{max_spin};
     std::atomic<int> sleeps_unwatched{0};
+    /// The hosted loop (nullptr: none; set and cleared under the lock, read without it as a
+    /// hint) and whether its thread waits in it (the lock's).
+    std::atomic<hosted_loop*> loop{nullptr};
+    bool loop_waiting = false;
+    /// Held while the loop runs: `unhost` takes it to know the loop is left.
+    std::mutex loop_running;
+    /// Jobs run since the loop last ran (its thread's).
+    int jobs_since_loop = 0;
   };
+
+  /// Runs `loop` on the first scheduler thread from now on (see above); false if a loop is
+  /// hosted already.
+  static bool host(coordinator_data& q, hosted_loop& loop) {
+    std::lock_guard<std::mutex> guard{q.lock};
+    if (q.loop != nullptr)
+      return false;
+    q.loop = &loop;
+    q.cv.notify_all(); // the first thread may sleep on the condition variable
+    return true;
+  }
+
+  /// Stops running the hosted loop; returns once its thread has left it.
+  static void unhost(coordinator_data& q) {
+    {
+      std::lock_guard<std::mutex> guard{q.lock};
+      if (q.loop != nullptr && q.loop_waiting)
+        q.loop.load()->wake();
+      q.loop = nullptr;
+    }
+    std::lock_guard<std::mutex> wait_for_it{q.loop_running};
+  }
 
   struct worker_data {
     explicit worker_data(caf::scheduler::abstract_coordinator*) {}
@@ -78,6 +124,8 @@ public:
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& q = d(self->parent());
+    if (self->id() == 0)
+      return dequeue_hosting(q);
     watch(q);
     std::unique_lock<std::mutex> guard{q.lock};
     while (q.queue.empty()) {
@@ -85,10 +133,7 @@ public:
       q.cv.wait(guard);
       --q.sleepers;
     }
-    auto* job = q.queue.front();
-    q.queue.pop_front();
-    q.size.store(q.queue.size(), std::memory_order_relaxed);
-    return job;
+    return pop(q);
   }
 
   template <class Worker, class UnaryFunction>
@@ -109,6 +154,70 @@ public:
   }
 
 private:
+  /// The first thread is in a hosted loop's run_once (so it needs no wake-up of its own).
+  static inline thread_local bool in_loop = false;
+
+  static caf::resumable* pop(coordinator_data& q) {
+    auto* job = q.queue.front();
+    q.queue.pop_front();
+    q.size.store(q.queue.size(), std::memory_order_relaxed);
+    return job;
+  }
+
+  static caf::resumable* try_pop(coordinator_data& q) {
+    if (q.size.load(std::memory_order_relaxed) == 0)
+      return nullptr;
+    std::lock_guard<std::mutex> guard{q.lock};
+    return q.queue.empty() ? nullptr : pop(q);
+  }
+
+  /// Runs the hosted loop once, if one is hosted.
+  static void run_loop(coordinator_data& q, int timeout_ms) {
+    if (q.loop.load(std::memory_order_relaxed) == nullptr)
+      return;
+    std::lock_guard<std::mutex> running{q.loop_running};
+    hosted_loop* loop = nullptr;
+    {
+      std::lock_guard<std::mutex> guard{q.lock};
+      loop = q.loop;
+    }
+    if (loop == nullptr)
+      return;
+    q.jobs_since_loop = 0;
+    in_loop = true;
+    loop->run_once(timeout_ms);
+    in_loop = false;
+  }
+
+  /// The first thread's dequeue: jobs, and the hosted loop between them (see above).
+  static caf::resumable* dequeue_hosting(coordinator_data& q) {
+    for (;;) {
+      if (auto* job = try_pop(q)) {
+        if (++q.jobs_since_loop >= loop_every)
+          run_loop(q, 0);
+        return job;
+      }
+      run_loop(q, 0);
+      if (auto* job = try_pop(q))
+        return job;
+      watch(q);
+      std::unique_lock<std::mutex> guard{q.lock};
+      if (!q.queue.empty())
+        return pop(q);
+      if (q.loop == nullptr) {
+        ++q.sleepers;
+        q.cv.wait(guard);
+        --q.sleepers;
+        continue;
+      }
+      q.loop_waiting = true;
+      guard.unlock();
+      run_loop(q, -1);
+      guard.lock();
+      q.loop_waiting = false;
+    }
+  }
+
   static void push(coordinator_data& q, caf::resumable* job) {
     bool wake = false;
     {
@@ -116,6 +225,14 @@ private:
       q.queue.push_back(job);
       q.size.store(q.queue.size(), std::memory_order_relaxed);
       wake = q.sleepers > 0;
+      if (!wake && q.loop_waiting && !in_loop) {
+        // The loop's wake-up (an eventfd write) under the lock: `unhost` clears the loop
+        // under it too, so a loop is never woken once it is gone (`unhost` woke it: its
+        // thread is on its way out of it and sees the job).
+        if (auto* loop = q.loop.load(std::memory_order_relaxed))
+          loop->wake();
+        return;
+      }
     }
     if (wake)
       q.cv.notify_one();

@@ -189,6 +189,20 @@ struct agent_listener_status {
   ssh::agent_listener_stats stats;
 };
 
+/// An event loop of the embedding service that runs on one of the engine's own scheduler
+/// threads (`engine::host`), between the actors' jobs, instead of on a thread of its own.
+class hosted_loop {
+public:
+  virtual ~hosted_loop() = default;
+  /// Handles what is ready, waiting for it at most `timeout_ms` (0: not at all; -1: until
+  /// the loop's own next deadline, or `wake`). Runs on a scheduler thread: it must not block
+  /// otherwise, nor call the blocking facade.
+  virtual void run_once(int timeout_ms) = 0;
+  /// Makes a `run_once` that waits return soon. Called from any thread, also while no
+  /// `run_once` runs (the next one then returns soon).
+  virtual void wake() noexcept = 0;
+};
+
 /// An sshpool engine: its actor tree, its SSH I/O threads and, unless given one, its own
 /// caf::actor_system. The destructor closes every connection and stops everything.
 class engine {
@@ -273,6 +287,18 @@ public:
 
   /// The actor system the engine runs in.
   caf::actor_system& system() noexcept;
+
+  /// Runs `loop` on the engine's first scheduler thread from now on, between the actors'
+  /// jobs (at least once per 16 of them) and while none is queued, until `unhost`. What the
+  /// loop hands to the actors and back then needs no thread hand-off. `invalid_argument`
+  /// if the engine does not run its own actor system with the `sharing` scheduler, or
+  /// already hosts a loop. `loop` must outlive the hosting; call `unhost` before the engine
+  /// stops (its destructor, or shutdown of its actor system) ends the scheduler threads.
+  expected<void> host(hosted_loop& loop);
+
+  /// Stops running the hosted loop; returns once no thread is in it any more. Not from the
+  /// loop itself.
+  void unhost();
 
 private:
   friend detail::engine_impl& detail::impl_of(const engine& e);
