@@ -104,17 +104,18 @@ double millis(steady::duration d) {
 }
 
 /// The engine's settings as the gateway runs them. Unless `scheduler_threads` is set, CAF
-/// gets the cores that the front end's loop thread and the engine's reactor threads (half
-/// the cores by default) leave, at least one thread: every request crosses from the loop to
-/// CAF, to a reactor and back, and a second CAF thread on two cores only made the bridge
-/// and the connection actors wake each other's threads (4 to 13 thread switches per request
-/// in the gateway instead of 1.3 to 2.8, and 10-50 % more CPU per request).
+/// gets the cores that the engine's reactor threads (half the cores by default) leave, at
+/// least one thread; the front end's loop runs on the first of them (engine::host). Every
+/// request crosses from the loop to CAF, to a reactor and back: a second CAF thread on two
+/// cores only made the bridge and the connection actors wake each other's threads (4 to 13
+/// thread switches per request in the gateway instead of 1.3 to 2.8, and 10-50 % more CPU
+/// per request).
 engine_config engine_settings(engine_config cfg) {
   if (cfg.scheduler_threads == 0) {
     std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
     std::size_t reactors =
         cfg.reactor_threads != 0 ? cfg.reactor_threads : std::max<std::size_t>(1, cores / 2);
-    cfg.scheduler_threads = cores > reactors + 1 ? cores - reactors - 1 : 1;
+    cfg.scheduler_threads = cores > reactors ? cores - reactors : 1;
   }
   return cfg;
 }
@@ -189,7 +190,7 @@ gateway::impl::impl(gateway_config cfg)
     }
   }
   stats_thread_ = std::thread([this] { stats_loop(); });
-  server_->start();
+  server_->start(engine_.get()); // on the engine's first scheduler thread
   if (admin_server_) {
     admin_server_->start();
     log_event(

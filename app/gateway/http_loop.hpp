@@ -16,6 +16,7 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -32,6 +33,7 @@
 #include "gateway/tls.hpp"
 #include "net/event_loop.hpp"
 #include "net/request_reader.hpp"
+#include "sshpool/engine.hpp"
 
 namespace sshpool::gateway {
 
@@ -105,18 +107,19 @@ struct connection {
   std::size_t unparsed() const { return in.size() - in_off; }
 };
 
-/// The event loop and everything it owns.
-class http_server::loop {
+/// The event loop and everything it owns. Hosted by an engine (`start(host)`), it runs on
+/// that engine's first scheduler thread through `run_once`.
+class http_server::loop : public hosted_loop {
 public:
   /// Binds and listens; the thread starts with `start`.
   loop(http_server& owner, options opts, http_handler& handler);
   /// `shutdown(0)`.
-  ~loop();
+  ~loop() override;
 
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
 
-  void start();
+  void start(engine* host);
   void shutdown(std::chrono::milliseconds grace);
   /// See http_server::reload_tls (http_tls.cpp).
   expected<void> reload_tls();
@@ -127,9 +130,18 @@ public:
   void send_body(std::uint64_t exchange, std::string data);
   void finish(std::uint64_t exchange, bool complete);
 
+  // -- hosted by an engine (its scheduler thread) --------------------------------------------
+  void run_once(int timeout_ms) override;
+  void wake() noexcept override { loop_.wake(); }
+
 private:
   // -- the loop (http_server.cpp) -----------------------------------------------------------
   void run();
+  /// One turn: waits at most `max_wait_ms` (-1: until the next sweep or the stop deadline),
+  /// handles what is ready; true once the loop is over (stopped, or epoll failed).
+  bool turn(int max_wait_ms);
+  /// Closes every connection left once the loop is over.
+  void close_all();
   /// Whether a connection still has an exchange or output to deliver.
   bool busy() const;
   void run_tasks();
@@ -212,11 +224,17 @@ private:
   /// `shutdown` ran: the loop never starts again.
   bool stopped_ = false;
   steady::time_point stop_deadline_ = steady::time_point::max();
+  steady::time_point next_sweep_;
   std::vector<char> read_buffer_;
   /// The TLS context for new connections (nullptr: plain HTTP); replaced by `reload_tls`
   /// from another thread, hence the mutex.
   std::mutex tls_mutex_;
   std::shared_ptr<const tls_context> tls_;
+  /// The engine that hosts the loop (nullptr: none), and the end of its hosted loop.
+  engine* host_ = nullptr;
+  std::mutex over_mutex_;
+  std::condition_variable over_cv_;
+  bool over_ = false;
   std::thread thread_; // last: `start` runs it once everything above exists
 };
 

@@ -67,15 +67,34 @@ http_server::loop::~loop() {
   shutdown(std::chrono::milliseconds(0));
 }
 
-void http_server::loop::start() {
-  if (!thread_.joinable() && !stopped_)
-    thread_ = std::thread([this] { run(); });
+void http_server::loop::start(engine* host) {
+  if (thread_.joinable() || host_ != nullptr || stopped_)
+    return;
+  next_sweep_ = steady::now() + sweep_period;
+  if (host != nullptr) {
+    auto hosted = host->host(*this);
+    if (hosted) {
+      host_ = host;
+      return;
+    }
+    log_event(spdlog::level::warn, "http_server_not_hosted",
+              {field("error", hosted.error().message())});
+  }
+  thread_ = std::thread([this] { run(); });
 }
 
 void http_server::loop::shutdown(std::chrono::milliseconds grace) {
   if (thread_.joinable()) {
     owner_.queue_->post([this, grace] { begin_stop(grace); });
     thread_.join();
+  } else if (host_ != nullptr) {
+    owner_.queue_->post([this, grace] { begin_stop(grace); });
+    {
+      std::unique_lock<std::mutex> guard{over_mutex_};
+      over_cv_.wait(guard, [this] { return over_; });
+    }
+    host_->unhost();
+    host_ = nullptr;
   }
   stopped_ = true;
   std::lock_guard<std::mutex> guard{owner_.queue_->mutex_};
@@ -84,40 +103,55 @@ void http_server::loop::shutdown(std::chrono::milliseconds grace) {
 }
 
 void http_server::loop::run() {
-  auto next_sweep = steady::now() + sweep_period;
-  for (;;) {
-    auto now = steady::now();
-    auto wait = std::min(next_sweep, stopping_ ? stop_deadline_ : next_sweep) - now;
-    auto wait_ms =
-        std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count());
-    bool ok = loop_.poll(
-        static_cast<int>(wait_ms), [this] { run_tasks(); },
-        [this] {
-          loop_.accept_pending([this] { return has_room(); },
-                               [this](net::unique_fd fd, const sockaddr_storage& addr) {
-                                 admit(std::move(fd), addr);
-                               });
-        },
-        [this](std::uint64_t key, std::uint32_t events) {
-          if (connection* c = connections_.find(key))
-            on_event(*c, events);
-        });
-    if (!ok) {
-      log_event(spdlog::level::err, "http_server_failed",
-                {field("error", std::system_category().message(errno))});
-      break;
-    }
-    service_marked();
-    now = steady::now();
-    if (now >= next_sweep) {
-      sweep(now);
-      service_marked();
-      next_sweep = now + sweep_period;
-    }
-    connections_.flush();
-    if (stopping_ && (now >= stop_deadline_ || !busy()))
-      break;
+  while (!turn(-1)) {
   }
+  close_all();
+}
+
+void http_server::loop::run_once(int timeout_ms) {
+  if (over_ || !turn(timeout_ms))
+    return;
+  close_all();
+  std::lock_guard<std::mutex> guard{over_mutex_};
+  over_ = true;
+  over_cv_.notify_all();
+}
+
+bool http_server::loop::turn(int max_wait_ms) {
+  auto now = steady::now();
+  auto wait = std::min(next_sweep_, stopping_ ? stop_deadline_ : next_sweep_) - now;
+  auto wait_ms = std::max<long long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count());
+  if (max_wait_ms >= 0)
+    wait_ms = std::min<long long>(wait_ms, max_wait_ms);
+  bool ok = loop_.poll(
+      static_cast<int>(wait_ms), [this] { run_tasks(); },
+      [this] {
+        loop_.accept_pending([this] { return has_room(); },
+                             [this](net::unique_fd fd, const sockaddr_storage& addr) {
+                               admit(std::move(fd), addr);
+                             });
+      },
+      [this](std::uint64_t key, std::uint32_t events) {
+        if (connection* c = connections_.find(key))
+          on_event(*c, events);
+      });
+  if (!ok) {
+    log_event(spdlog::level::err, "http_server_failed",
+              {field("error", std::system_category().message(errno))});
+    return true;
+  }
+  service_marked();
+  now = steady::now();
+  if (now >= next_sweep_) {
+    sweep(now);
+    service_marked();
+    next_sweep_ = now + sweep_period;
+  }
+  connections_.flush();
+  return stopping_ && (now >= stop_deadline_ || !busy());
+}
+
+void http_server::loop::close_all() {
   std::vector<std::uint64_t> ids;
   for (auto& [id, c] : connections_)
     ids.push_back(id);
@@ -345,8 +379,8 @@ http_server::~http_server() {
   loop_.reset();
 }
 
-void http_server::start() {
-  loop_->start();
+void http_server::start(engine* host) {
+  loop_->start(host);
 }
 
 void http_server::shutdown(std::chrono::milliseconds grace) {

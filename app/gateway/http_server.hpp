@@ -41,6 +41,10 @@
 #include "sshpool/metrics.hpp"
 #include "sshpool/types.hpp"
 
+namespace sshpool {
+class engine;
+} // namespace sshpool
+
 namespace sshpool::gateway {
 
 /// A complete request as received (net::request: method, target, headers, body, http10).
@@ -189,8 +193,11 @@ public:
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
 
-  /// Starts the loop thread; the handler is called from it from now on.
-  void start();
+  /// Starts the loop: on a thread of its own, or, given an engine that can host it
+  /// (engine::host), on that engine's first scheduler thread between the actors' jobs, so
+  /// that requests and answers between the handler and the actors cross no thread. The
+  /// handler is called from the loop's thread from now on.
+  void start(engine* host = nullptr);
 
   /// The port actually listened on.
   std::uint16_t port() const noexcept { return port_; }
@@ -204,8 +211,8 @@ public:
   const std::shared_ptr<loop_queue>& queue() const noexcept { return queue_; }
 
   /// Stops accepting, closes idle connections, lets responses in progress finish for at
-  /// most `grace`, then closes the rest and joins the loop thread. Blocking; not from the
-  /// loop thread.
+  /// most `grace`, then closes the rest and joins the loop thread (or leaves the engine
+  /// that hosts it). Blocking; not from the loop thread.
   void shutdown(std::chrono::milliseconds grace);
 
   // -- loop thread: answers -----------------------------------------------------------------
