@@ -258,6 +258,19 @@ cleanup_stats cleanup_service::get_stats() {
 
 // -- engine ---------------------------------------------------------------------------------
 
+namespace {
+
+/// The state of the engine's own `sharing` scheduler; nullptr if it runs another.
+sharing_policy::coordinator_data* sharing_data(detail::engine_impl& im) {
+  if (!im.own_sys)
+    return nullptr;
+  auto* coordinator =
+      dynamic_cast<caf::scheduler::coordinator<sharing_policy>*>(&im.own_sys->scheduler());
+  return coordinator == nullptr ? nullptr : &coordinator->data();
+}
+
+} // namespace
+
 engine::engine(engine_config cfg)
     : impl_(std::make_shared<detail::engine_impl>(std::move(cfg))), pool_(impl_), cleanup_(impl_) {
   auto& im = *impl_;
@@ -286,6 +299,9 @@ engine::engine(caf::actor_system& sys, engine_config cfg)
 }
 
 engine::~engine() {
+  // A loop still hosted would not run again once the scheduler threads stop.
+  if (auto* q = sharing_data(*impl_); q != nullptr && sharing_policy::unhost(*q))
+    log().warn("engine stop: a hosted loop was still hosted (engine::unhost comes first)");
   impl_->shutdown();
 }
 
@@ -425,19 +441,6 @@ const engine_config& engine::config() const noexcept {
 caf::actor_system& engine::system() noexcept {
   return *impl_->sys;
 }
-
-namespace {
-
-/// The state of the engine's own `sharing` scheduler; nullptr if it runs another.
-sharing_policy::coordinator_data* sharing_data(detail::engine_impl& im) {
-  if (!im.own_sys)
-    return nullptr;
-  auto* coordinator =
-      dynamic_cast<caf::scheduler::coordinator<sharing_policy>*>(&im.own_sys->scheduler());
-  return coordinator == nullptr ? nullptr : &coordinator->data();
-}
-
-} // namespace
 
 expected<void> engine::host(hosted_loop& loop) {
   auto* q = sharing_data(*impl_);

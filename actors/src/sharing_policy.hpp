@@ -23,7 +23,10 @@
 //   no job:      runs the loop without waiting (what it handles may queue jobs), watches
 //                the queue as above, then lets the loop wait (run_once(-1): until one of its
 //                descriptors or deadlines, or `wake`): a job queued meanwhile by another
-//                thread wakes it through the loop's `wake` instead of the condition variable.
+//                thread wakes it through the loop's `wake` instead of the condition variable
+//                (also when other threads sleep, if the jobs outnumber them).
+//
+// A job the loop queues from its run_once wakes no thread: the same thread runs it next.
 //
 // Only the engine's own actor system uses it (engine.cpp installs it as the scheduler
 // module); a service that brings its own actor system keeps its scheduler.
@@ -86,15 +89,18 @@ public:
     return true;
   }
 
-  /// Stops running the hosted loop; returns once its thread has left it.
-  static void unhost(coordinator_data& q) {
+  /// Stops running the hosted loop; returns once its thread has left it; false if no loop
+  /// was hosted.
+  static bool unhost(coordinator_data& q) {
+    hosted_loop* loop = nullptr;
     {
       std::lock_guard<std::mutex> guard{q.lock};
-      if (q.loop != nullptr && q.loop_waiting)
-        q.loop.load()->wake();
-      q.loop = nullptr;
+      loop = q.loop.exchange(nullptr);
+      if (loop != nullptr && q.loop_waiting)
+        loop->wake();
     }
     std::lock_guard<std::mutex> wait_for_it{q.loop_running};
+    return loop != nullptr;
   }
 
   struct worker_data {
@@ -154,8 +160,9 @@ public:
   }
 
 private:
-  /// The first thread is in a hosted loop's run_once (so it needs no wake-up of its own).
-  static inline thread_local bool in_loop = false;
+  /// The scheduler whose hosted loop this thread is running (its run_once): a job it queues
+  /// there needs no wake-up, the thread takes it when run_once returns.
+  static inline thread_local const coordinator_data* in_loop_of = nullptr;
 
   static caf::resumable* pop(coordinator_data& q) {
     auto* job = q.queue.front();
@@ -184,16 +191,16 @@ private:
     if (loop == nullptr)
       return;
     q.jobs_since_loop = 0;
-    in_loop = true;
+    in_loop_of = &q;
     loop->run_once(timeout_ms);
-    in_loop = false;
+    in_loop_of = nullptr;
   }
 
   /// The first thread's dequeue: jobs, and the hosted loop between them (see above).
   static caf::resumable* dequeue_hosting(coordinator_data& q) {
     for (;;) {
       if (auto* job = try_pop(q)) {
-        if (++q.jobs_since_loop >= loop_every)
+        if (q.loop.load(std::memory_order_relaxed) != nullptr && ++q.jobs_since_loop >= loop_every)
           run_loop(q, 0);
         return job;
       }
@@ -224,15 +231,16 @@ private:
       std::lock_guard<std::mutex> guard{q.lock};
       q.queue.push_back(job);
       q.size.store(q.queue.size(), std::memory_order_relaxed);
+      if (in_loop_of == &q)
+        return; // the loop's own thread takes it next
       wake = q.sleepers > 0;
-      if (!wake && q.loop_waiting && !in_loop) {
-        // The loop's wake-up (an eventfd write) under the lock: `unhost` clears the loop
-        // under it too, so a loop is never woken once it is gone (`unhost` woke it: its
-        // thread is on its way out of it and sees the job).
+      // The loop's thread too while the sleeping threads may all be woken already (a
+      // sleeper counts until it runs again). Its wake-up (an eventfd write) under the lock:
+      // `unhost` clears the loop under it too, so a loop is never woken once it is gone
+      // (`unhost` woke it: its thread is on its way out of it and sees the job).
+      if (q.loop_waiting && q.queue.size() > q.sleepers)
         if (auto* loop = q.loop.load(std::memory_order_relaxed))
           loop->wake();
-        return;
-      }
     }
     if (wake)
       q.cv.notify_one();

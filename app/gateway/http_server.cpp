@@ -21,6 +21,7 @@
 // from its own calls.
 #include "gateway/http_server.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -109,7 +110,15 @@ void http_server::loop::run() {
 }
 
 void http_server::loop::run_once(int timeout_ms) {
-  if (over_ || !turn(timeout_ms))
+  if (over_) {
+    // Over, until `shutdown` unhosts it: waits for a wake-up only (a job for the scheduler
+    // thread), so that the thread does not spin through an empty loop.
+    pollfd wake{loop_.wake_fd(), POLLIN, 0};
+    ::poll(&wake, 1, timeout_ms);
+    loop_.clear_wake();
+    return;
+  }
+  if (!turn(timeout_ms))
     return;
   close_all();
   std::lock_guard<std::mutex> guard{over_mutex_};

@@ -136,9 +136,13 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
           "[scheduler][host]") {
   for (std::size_t n : {std::size_t{1}, std::size_t{2}}) {
     CAPTURE(n);
-    sshpool::engine eng{threads(n)};
+    // What the actors touch outlives the engine (its destructor waits for them).
     pipe_loop loop;
     std::atomic<bool> same_thread{true};
+    std::atomic<int> handled{0};
+    std::atomic<bool> playing{true};
+    std::atomic<int> plays{0};
+    sshpool::engine eng{threads(n)};
     loop.echo = eng.system().spawn([&loop, &same_thread]() -> caf::behavior {
       return {[&loop, &same_thread](int) {
         // With one scheduler thread, the loop and the actor share it.
@@ -157,7 +161,6 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
       CHECK(same_thread.load());
 
     // Messages from outside threads are handled while the loop waits: a job queued wakes it.
-    std::atomic<int> handled{0};
     auto counter = eng.system().spawn(
         [&handled]() -> caf::behavior { return {[&handled](int) { handled.fetch_add(1); }}; });
     std::thread outside{[&counter] {
@@ -169,8 +172,6 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
 
     // Jobs that never stop coming cannot starve the loop: pairs of actors play ping-pong,
     // so the queue always holds a job when the thread looks for the next one.
-    std::atomic<bool> playing{true};
-    std::atomic<int> plays{0};
     auto player = [&playing, &plays](caf::event_based_actor* self) -> caf::behavior {
       return {[self, &playing, &plays](caf::actor& other) {
         plays.fetch_add(1, std::memory_order_relaxed);
@@ -198,8 +199,12 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
     sshpool::test::hold_for(300ms);
     CHECK(sshpool::test::cpu_seconds(getpid()) - before < 0.03);
 
-    // Unhosted while it waits: it returns, the loop runs no more, the actors go on.
+    // Unhosted while it waits (a minute, but for a wake-up): it returns at once, the loop
+    // runs no more, the actors go on.
+    REQUIRE(sshpool::test::eventually([&] { return loop.answers.load() == 210; }));
+    auto unhosting = std::chrono::steady_clock::now();
     eng.unhost();
+    CHECK(std::chrono::steady_clock::now() - unhosting < 5s);
     int runs = loop.runs.load();
     int before_unhost = handled.load();
     caf::anon_send(counter, 0);
@@ -209,7 +214,7 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
     CHECK(loop.runs.load() == runs);
     // And it can be hosted again.
     REQUIRE(eng.host(loop));
-    CHECK(sshpool::test::eventually([&] { return loop.seen.load() == seen + 11; }));
+    CHECK(sshpool::test::eventually([&] { return loop.answers.load() == 211; }));
     eng.unhost();
     for (auto* a : {&loop.echo, &counter})
       caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
@@ -217,9 +222,25 @@ TEST_CASE("a hosted loop runs on the engine's scheduler thread between the actor
 }
 
 TEST_CASE("only an engine with its own sharing scheduler hosts a loop", "[scheduler][host]") {
+  pipe_loop loop;
   auto cfg = threads(1);
   cfg.scheduler = sshpool::scheduler_policy::stealing;
   sshpool::engine eng{cfg};
-  pipe_loop loop;
   CHECK(eng.host(loop).error().code() == sshpool::errc::invalid_argument);
+}
+
+TEST_CASE("an engine stopped with a loop still hosted leaves it first", "[scheduler][host]") {
+  pipe_loop loop;
+  {
+    sshpool::engine eng{threads(1)};
+    REQUIRE(eng.host(loop));
+    REQUIRE(sshpool::test::eventually([&] { return loop.runs.load() > 0; }));
+  }
+  // The destructor returned (the loop was left, though it waits a minute per run) and the
+  // loop is not run any more.
+  int runs = loop.runs.load();
+  loop.feed(1);
+  sshpool::test::hold_for(100ms);
+  CHECK(loop.runs.load() == runs);
+  CHECK(loop.seen.load() == 0);
 }
