@@ -224,9 +224,8 @@ const std::vector<setting>& settings() {
           [](auto& c) -> auto& { return c.engine.pool.max_connections_total; }),
       count_setting(
           "scheduler_threads", "SCHEDULER_THREADS",
-          "CAF scheduler threads for the engine's actors and the bridge (0: the cores the front "
-          "end "
-          "and the reactor threads leave, at least 1)",
+          "CAF scheduler threads for the engine's actors, the bridge and (on the first) the "
+          "front end (0: the cores the reactor threads leave, at least 1)",
           [](auto& c) -> auto& { return c.engine.scheduler_threads; }, 256, true),
       millis_setting(
           "max_idle_time", "MAX_IDLE_TIME", "idle connections older than this close",
