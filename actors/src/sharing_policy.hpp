@@ -130,16 +130,22 @@ public:
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& q = d(self->parent());
-    if (self->id() == 0)
-      return dequeue_hosting(q);
-    watch(q);
-    std::unique_lock<std::mutex> guard{q.lock};
-    while (q.queue.empty()) {
-      ++q.sleepers;
-      q.cv.wait(guard);
-      --q.sleepers;
+    bool first = self->id() == 0;
+    for (;;) {
+      if (first && q.loop.load(std::memory_order_relaxed) != nullptr)
+        if (auto* job = dequeue_hosting(q))
+          return job;
+      watch(q);
+      std::unique_lock<std::mutex> guard{q.lock};
+      // The first thread leaves its sleep when a loop is hosted (host() wakes every thread).
+      while (q.queue.empty() && !(first && q.loop != nullptr)) {
+        ++q.sleepers;
+        q.cv.wait(guard);
+        --q.sleepers;
+      }
+      if (!q.queue.empty())
+        return pop(q);
     }
-    return pop(q);
   }
 
   template <class Worker, class UnaryFunction>
@@ -196,11 +202,12 @@ private:
     in_loop_of = nullptr;
   }
 
-  /// The first thread's dequeue: jobs, and the hosted loop between them (see above).
+  /// The first thread's dequeue while a loop is hosted: jobs, and the loop between them (see
+  /// above); nullptr once no loop is hosted and no job is queued.
   static caf::resumable* dequeue_hosting(coordinator_data& q) {
     for (;;) {
       if (auto* job = try_pop(q)) {
-        if (q.loop.load(std::memory_order_relaxed) != nullptr && ++q.jobs_since_loop >= loop_every)
+        if (++q.jobs_since_loop >= loop_every)
           run_loop(q, 0);
         return job;
       }
@@ -211,12 +218,8 @@ private:
       std::unique_lock<std::mutex> guard{q.lock};
       if (!q.queue.empty())
         return pop(q);
-      if (q.loop == nullptr) {
-        ++q.sleepers;
-        q.cv.wait(guard);
-        --q.sleepers;
-        continue;
-      }
+      if (q.loop == nullptr)
+        return nullptr;
       q.loop_waiting = true;
       guard.unlock();
       run_loop(q, -1);
