@@ -85,15 +85,14 @@ void http_server::loop::start(engine* host) {
 }
 
 void http_server::loop::shutdown(std::chrono::milliseconds grace) {
-  if (thread_.joinable()) {
+  if (thread_.joinable() || host_ != nullptr)
     owner_.queue_->post([this, grace] { begin_stop(grace); });
+  if (thread_.joinable())
     thread_.join();
-  } else if (host_ != nullptr) {
-    owner_.queue_->post([this, grace] { begin_stop(grace); });
-    {
-      std::unique_lock<std::mutex> guard{over_mutex_};
-      over_cv_.wait(guard, [this] { return over_; });
-    }
+  if (host_ != nullptr) {
+    std::unique_lock<std::mutex> guard{over_mutex_};
+    over_cv_.wait(guard, [this] { return over_; });
+    guard.unlock();
     host_->unhost();
     host_ = nullptr;
   }
