@@ -20,13 +20,13 @@
 //
 //   jobs queued: runs them, and the loop without waiting (run_once(0)) every `loop_every`
 //                jobs, so that a stream of jobs cannot starve the loop's sockets;
-//   no job:      runs the loop without waiting (what it handles may queue jobs), then lets
-//                the loop wait (run_once(-1): until one of its descriptors or deadlines, or
-//                `wake`): a job queued meanwhile by another thread wakes it through the
-//                loop's `wake` instead of the condition variable (also when other threads
-//                sleep, if the jobs outnumber them). No watch of the empty queue first: with
-//                the loop's sockets to serve, the watch cost a third more CPU per request
-//                where several gateways share the cores (the cluster benchmark).
+//   no job:      lets the loop wait (run_once(-1): until one of its descriptors or
+//                deadlines, or `wake`; at once when one is ready): a job queued meanwhile
+//                by another thread wakes it through the loop's `wake` instead of the
+//                condition variable (also when other threads sleep, if the jobs outnumber
+//                them). No watch of the empty queue first: with the loop's sockets to
+//                serve, the watch cost a third more CPU per request where several gateways
+//                share the cores (the cluster benchmark).
 //
 // A job the loop queues from its run_once wakes no thread: the same thread runs it next.
 //
@@ -213,9 +213,6 @@ private:
           run_loop(q, 0);
         return job;
       }
-      run_loop(q, 0);
-      if (auto* job = try_pop(q))
-        return job;
       std::unique_lock<std::mutex> guard{q.lock};
       if (!q.queue.empty())
         return pop(q);
