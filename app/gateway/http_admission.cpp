@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <optional>
+
 #include "gateway/auth.hpp"
 #include "gateway/http_loop.hpp"
 #include "gateway/logging.hpp"
@@ -39,6 +41,19 @@ std::string peer_name(const sockaddr_storage& addr) {
   return std::string{host} + ":" + std::to_string(port);
 }
 
+/// Since when `c` waits without an exchange (the longer, the sooner it is shed), or nothing
+/// if it has one (or output still to send). A connection that was answered and only waits
+/// for the peer's FIN goes first; one in the middle of a request head or body counts from
+/// its first byte (a dripping client is not made younger by its drips); an idle one from
+/// its last input or the end of its last exchange.
+std::optional<steady::time_point> waiting_since(const connection& c) {
+  if (c.ph == phase::lingering)
+    return steady::time_point::min();
+  if (c.ph != phase::reading || c.exchange != 0 || c.unsent() > 0)
+    return std::nullopt;
+  return c.reader.in_message() ? c.reader.started() : c.last_input;
+}
+
 } // namespace
 
 bool http_server::loop::has_room() const {
@@ -60,36 +75,32 @@ void http_server::loop::admit(net::unique_fd fd, const sockaddr_storage& addr) {
     return;
   owner_.counters_.connections_accepted.fetch_add(1);
   owner_.counters_.open_connections.fetch_add(1);
-  ++per_source_[c->source];
+  ++per_source_[c->source].open;
   connection& added = connections_.insert(key, std::move(c));
   if (!admitted) {
     owner_.counters_.refused_connections.fetch_add(1);
     reject(added, 503, "too many client connections; try again later");
     mark(added);
   }
+  update_waiting(added);
 }
 
 bool http_server::loop::make_room(const std::string& source) {
-  bool source_full =
-      opts_.max_clients_per_source != 0 && per_source_count(source) >= opts_.max_clients_per_source;
+  auto slots = per_source_.find(source);
+  bool source_full = opts_.max_clients_per_source != 0 && slots != per_source_.end() &&
+                     slots->second.open >= opts_.max_clients_per_source;
   if (!source_full && connections_.size() < opts_.max_clients)
     return true;
-  connection* victim = nullptr;
-  steady::time_point victim_since = steady::time_point::max();
-  for (auto& [id, c] : connections_) {
-    if (source_full && c->source != source)
-      continue;
-    // A connection that was answered and only waits for the peer's FIN goes first.
-    bool done = c->ph == phase::lingering;
-    if (!done && (c->ph != phase::reading || c->exchange != 0 || c->unsent() > 0))
-      continue;
-    auto since = done                     ? steady::time_point::min()
-                 : c->reader.in_message() ? c->reader.started()
-                                          : c->last_input;
-    if (since < victim_since) {
-      victim = c.get();
-      victim_since = since;
-    }
+  auto oldest = [&] { return source_full ? slots->second.waiting.oldest() : waiting_.oldest(); };
+  connection* victim = oldest();
+  // Input read since a connection was last serviced may have made it younger (or started
+  // an exchange): such a one is put in its place and the head looked at again.
+  while (victim != nullptr) {
+    auto since = waiting_since(*victim);
+    if (since && *since == victim->waiting.since)
+      break;
+    update_waiting(*victim);
+    victim = oldest();
   }
   if (victim == nullptr)
     return false;
@@ -100,9 +111,30 @@ bool http_server::loop::make_room(const std::string& source) {
   return true;
 }
 
-std::size_t http_server::loop::per_source_count(const std::string& source) const {
-  auto it = per_source_.find(source);
-  return it == per_source_.end() ? 0 : it->second;
+void http_server::loop::update_waiting(connection& c) {
+  auto slots = per_source_.find(c.source);
+  if (slots == per_source_.end())
+    return; // not admitted (or closed)
+  auto& in_source = slots->second.waiting;
+  if (auto since = waiting_since(c)) {
+    if (!c.waiting.linked || c.waiting.since != *since) {
+      waiting_.place(c, *since);
+      in_source.place(c, *since);
+    }
+  } else {
+    waiting_.remove(c);
+    in_source.remove(c);
+  }
+}
+
+void http_server::loop::release_slot(connection& c) {
+  auto slots = per_source_.find(c.source);
+  if (slots == per_source_.end())
+    return;
+  waiting_.remove(c);
+  slots->second.waiting.remove(c);
+  if (--slots->second.open == 0)
+    per_source_.erase(slots);
 }
 
 void http_server::loop::sweep(steady::time_point now) {

@@ -31,6 +31,7 @@
 
 #include "gateway/http_server.hpp"
 #include "gateway/tls.hpp"
+#include "gateway/wait_order.hpp"
 #include "net/event_loop.hpp"
 #include "net/request_reader.hpp"
 #include "sshpool/engine.hpp"
@@ -100,6 +101,10 @@ struct connection {
   steady::time_point last_input;
   steady::time_point last_write_progress;
   steady::time_point linger_deadline;
+  // -- its place among the connections without an exchange, all and those of its source
+  // (the shedding order: http_admission.cpp)
+  wait_link<connection> waiting;
+  wait_link<connection> waiting_in_source;
 
   std::size_t unsent() const { return out.size() - out_off; }
   /// A TLS connection whose handshake is not complete yet.
@@ -201,7 +206,13 @@ private:
   /// that source if the source is at its cap). False if there is none: the newcomer is to
   /// be refused.
   bool make_room(const std::string& source);
-  std::size_t per_source_count(const std::string& source) const;
+  /// Puts `c` in, moves it within or takes it out of the shedding order, as its state says
+  /// now. Run on every connection serviced; `make_room` mends the places that input
+  /// changed since (it only ever makes a connection younger).
+  void update_waiting(connection& c);
+  /// Gives up the slot of a connection being closed: out of the shedding order and the
+  /// count of its source.
+  void release_slot(connection& c);
   /// Closes or refuses (408) the connections past their deadlines.
   void sweep(steady::time_point now);
   /// At most one warning per period while clients are shed, refused or too slow with
@@ -214,8 +225,14 @@ private:
   net::event_loop loop_;
   net::connection_table<connection> connections_;
   std::unordered_map<std::uint64_t, std::uint64_t> exchanges_;
-  /// Open connections per source address.
-  std::unordered_map<std::string, std::size_t> per_source_;
+  /// Open connections per source address, and those of them without an exchange.
+  struct source_slots {
+    std::size_t open = 0;
+    wait_order<connection, &connection::waiting_in_source> waiting;
+  };
+  std::unordered_map<std::string, source_slots> per_source_;
+  /// The connections without an exchange, the longest-waiting first.
+  wait_order<connection, &connection::waiting> waiting_;
   std::array<std::uint64_t, 3> warned_counts_{};
   steady::time_point next_admission_warn_;
   std::vector<std::uint64_t> marked_;

@@ -237,9 +237,7 @@ void http_server::loop::drop(connection& c) {
   c.tls.reset();
   c.fd.reset();
   owner_.counters_.open_connections.fetch_sub(1);
-  if (auto source = per_source_.find(c.source);
-      source != per_source_.end() && --source->second == 0)
-    per_source_.erase(source);
+  release_slot(c);
   connections_.retire(c.id); // destroyed after the current event
   if (!stopping_)
     loop_.resume_accepting();

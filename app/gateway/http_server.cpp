@@ -374,6 +374,8 @@ void http_server::loop::service_marked() {
       }
       if (c.fd)
         update_interest(c);
+      if (c.fd)
+        update_waiting(c);
     }
   }
 }

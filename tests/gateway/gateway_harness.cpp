@@ -229,6 +229,14 @@ std::uint16_t child_process::agent_port() const {
   return 0;
 }
 
+std::uint16_t child_process::admin_port() const {
+  std::smatch m;
+  auto text = out();
+  if (std::regex_search(text, m, std::regex{"admin endpoints on 127\\.0\\.0\\.1:(\\d+)"}))
+    return static_cast<std::uint16_t>(std::stoi(m[1]));
+  return 0;
+}
+
 std::size_t child_process::rss_bytes() const {
   std::ifstream statm("/proc/" + std::to_string(pid_) + "/statm");
   std::size_t size_pages = 0;

@@ -67,6 +67,10 @@ public:
   /// (0 if absent).
   std::uint16_t agent_port() const;
 
+  /// The admin listener's port, from the "admin endpoints on 127.0.0.1:PORT" line (0 if
+  /// absent).
+  std::uint16_t admin_port() const;
+
   /// Resident set size of the child in bytes (from /proc/PID/statm).
   std::size_t rss_bytes() const;
 

@@ -85,6 +85,74 @@ TEST_CASE("a flood of slow or idle connections does not keep a normal client out
   }
 }
 
+TEST_CASE("when full, the connection without a request that has waited longest is shed",
+          "[gateway][slots]") {
+  test_sshd sshd;
+  http_backend backend{http_backend::options{}};
+  temp_dir dir;
+  auto cfg =
+      dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
+                                           R"("max_clients":3,"admin_listen":"127.0.0.1:0")"));
+  running_gateway gw{cfg};
+  auto admin = gw.proc.admin_port();
+  REQUIRE(admin != 0);
+  auto open_clients = [&] { return metric(admin, "sshpool_gateway_client_connections"); };
+  auto shed = [&] { return metric(admin, "sshpool_gateway_client_connections_shed_total"); };
+  // The gateway has read everything sent so far (nothing is left in a socket for it).
+  double sent = 0;
+  auto read_all = [&](std::size_t bytes) {
+    sent += static_cast<double>(bytes);
+    return eventually(
+        [&] { return metric(admin, "sshpool_gateway_received_bytes_total") == sent; });
+  };
+  // The scenario's pace: each connection starts to wait at a time of its own.
+  constexpr auto apart = 100ms;
+  const std::string line = "GET /u/alice/echo HTTP/1.1\r\n";
+  const std::string head = line + "Host: x\r\n\r\n";
+
+  http_client a{gw.port}; // served once, then idle
+  a.send_raw(head);
+  REQUIRE(a.read_response().status == 200);
+  REQUIRE(read_all(head.size()));
+  hold_for(apart);
+  http_client b{gw.port}; // sends nothing
+  REQUIRE(eventually([&] { return open_clients() == 2; }));
+  hold_for(apart);
+  http_client c{gw.port}; // begins a head, then drips it
+  c.send_raw(line);
+  REQUIRE(read_all(line.size()));
+  hold_for(apart);
+  a.send_raw(line); // a's next head: a now waits from here
+  c.send_raw("X");  // a drip does not make c younger
+  REQUIRE(read_all(line.size() + 1));
+  CHECK(shed() == 0);
+
+  // Waiting the longest: b (since its accept), then c (since its head's first byte), then a.
+  auto only_closed = [&](http_client& victim, std::vector<http_client*> kept) {
+    CHECK(victim.closed_by_server(2s));
+    for (auto* k : kept)
+      CHECK_FALSE(k->closed_by_server(200ms));
+  };
+  http_client d{gw.port};
+  only_closed(b, {&a, &c});
+  CHECK(shed() == 1);
+  http_client e{gw.port};
+  only_closed(c, {&a, &d});
+  http_client f{gw.port};
+  only_closed(a, {&d, &e});
+  CHECK(shed() == 3);
+
+  // A connection served again waits from the end of its exchange: e, then f, go before d.
+  d.send_raw(head);
+  REQUIRE(d.read_response().status == 200);
+  http_client g{gw.port};
+  only_closed(e, {&d, &f});
+  http_client h{gw.port};
+  only_closed(f, {&d, &g});
+  CHECK(shed() == 5);
+  CHECK(open_clients() == 3);
+}
+
 TEST_CASE("a request head must be complete within header_timeout", "[gateway][slots]") {
   test_sshd sshd;
   http_backend backend{http_backend::options{}};

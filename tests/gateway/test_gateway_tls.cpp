@@ -212,14 +212,6 @@ curl_result curl(const std::vector<std::string>& args) {
   return r;
 }
 
-/// The admin listener's port from its stdout line.
-std::uint16_t admin_port(const child_process& proc) {
-  const std::string marker = "admin endpoints on 127.0.0.1:";
-  auto at = proc.out().find(marker);
-  REQUIRE(at != std::string::npos);
-  return static_cast<std::uint16_t>(std::stoi(proc.out().substr(at + marker.size())));
-}
-
 } // namespace
 
 TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plain HTTP refused",
@@ -227,7 +219,8 @@ TEST_CASE("TLS: curl with --cacert, keep-alive, a stream, ALPN; TLS 1.1 and plai
   tls_setup t;
   auto cfg = t.config(R"(,"admin_listen":"127.0.0.1:0")");
   running_gateway gw{cfg};
-  auto admin = admin_port(gw.proc);
+  auto admin = gw.proc.admin_port();
+  REQUIRE(admin != 0);
   auto base = "https://localhost:" + std::to_string(gw.port);
 
   // Two requests on one connection; curl offers h2 and http/1.1, the gateway picks http/1.1.
@@ -331,7 +324,8 @@ TEST_CASE("TLS: connections that never finish a handshake do not keep a normal c
   tls_setup t;
   auto cfg = t.config(R"(,"admin_listen":"127.0.0.1:0","header_timeout":1000)");
   running_gateway gw{cfg};
-  auto admin = admin_port(gw.proc);
+  auto admin = gw.proc.admin_port();
+  REQUIRE(admin != 0);
   {
     tls_client warm{gw.port, t.pki.ca};
     int why = 0;
@@ -398,7 +392,8 @@ TEST_CASE("TLS: with every slot carrying a request, a newcomer's 503 comes after
     REQUIRE(busy.back()->get("/u/alice/echo").first == 200);
     busy.back()->send("GET /u/alice/hang HTTP/1.1\r\nHost: localhost\r\n\r\n");
   }
-  auto admin = admin_port(gw.proc);
+  auto admin = gw.proc.admin_port();
+  REQUIRE(admin != 0);
   REQUIRE(eventually([&] { return metric(admin, "sshpool_gateway_forwards_in_flight") == 2; }));
   tls_client late{gw.port, t.pki.ca};
   REQUIRE(late.handshake(why));
@@ -415,7 +410,8 @@ TEST_CASE("admin_listen: the operational endpoints are served there and nowhere 
   auto cfg = dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
                                                   R"("admin_listen":"127.0.0.1:0")"));
   running_gateway gw{cfg};
-  auto admin = admin_port(gw.proc);
+  auto admin = gw.proc.admin_port();
+  REQUIRE(admin != 0);
   REQUIRE(admin != gw.port);
 
   auto stats = fetch(admin, "GET", "/stats");
