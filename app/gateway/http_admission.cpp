@@ -112,26 +112,28 @@ bool http_server::loop::make_room(const std::string& source) {
 }
 
 void http_server::loop::update_waiting(connection& c) {
+  auto since = waiting_since(c);
+  if (since && c.waiting.linked && c.waiting.since == *since)
+    return; // in its place
+  if (!since && !c.waiting.linked)
+    return; // out, and stays out
   auto slots = per_source_.find(c.source);
   if (slots == per_source_.end())
-    return; // not admitted (or closed)
-  auto& in_source = slots->second.waiting;
-  if (auto since = waiting_since(c)) {
-    if (!c.waiting.linked || c.waiting.since != *since) {
-      waiting_.place(c, *since);
-      in_source.place(c, *since);
-    }
+    return; // not admitted
+  if (since) {
+    waiting_.place(c, *since);
+    slots->second.waiting.place(c, *since);
   } else {
     waiting_.remove(c);
-    in_source.remove(c);
+    slots->second.waiting.remove(c);
   }
 }
 
 void http_server::loop::release_slot(connection& c) {
+  waiting_.remove(c);
   auto slots = per_source_.find(c.source);
   if (slots == per_source_.end())
     return;
-  waiting_.remove(c);
   slots->second.waiting.remove(c);
   if (--slots->second.open == 0)
     per_source_.erase(slots);

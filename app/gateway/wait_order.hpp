@@ -23,7 +23,8 @@ struct wait_link {
   std::chrono::steady_clock::time_point since;
 };
 
-/// Members of type T ordered by `since`, oldest first; equal ones in the order placed.
+/// Members of type T ordered by `since`, oldest first; equal ones in the order placed, but
+/// for `time_point::min()`: each goes to the head, ahead of those placed before it.
 template <class T, wait_link<T> T::*Link>
 class wait_order {
 public:

@@ -90,9 +90,9 @@ TEST_CASE("when full, the connection without a request that has waited longest i
   test_sshd sshd;
   http_backend backend{http_backend::options{}};
   temp_dir dir;
-  auto cfg =
-      dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
-                                           R"("max_clients":3,"admin_listen":"127.0.0.1:0")"));
+  auto cfg = dir.write("config.json", make_config(sshd, {{"alice", backend.port()}},
+                                                  R"("max_clients":3,"admin_listen":"127.0.0.1:0",)"
+                                                  R"("header_timeout":60000)"));
   running_gateway gw{cfg};
   auto admin = gw.proc.admin_port();
   REQUIRE(admin != 0);
@@ -228,4 +228,12 @@ TEST_CASE("when every slot carries a request, a new client gets 503 at once", "[
     streams[i]->read_body(heads[i], 10s);
     CHECK_FALSE(heads[i].truncated);
   }
+
+  // Their exchanges over, the three connections wait without one: a newcomer is served in
+  // the slot of one of them (the one whose stream ended first), not refused.
+  CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
+  int closed = 0;
+  for (auto& stream : streams)
+    closed += stream->closed_by_server(closed == 0 ? 2s : 200ms) ? 1 : 0;
+  CHECK(closed == 1);
 }

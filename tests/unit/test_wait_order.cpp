@@ -62,11 +62,13 @@ TEST_CASE("wait_order: a member moved or removed from the middle, the head or th
   }
   o.place(m[2], t0 + 100ms); // the middle made younger: to the tail
   o.place(m[0], t0 + 5ms);   // the head stays the head
-  o.remove(m[4]);            // the tail
-  o.remove(m[4]);            // twice: nothing
-  o.place(m[3], t0 + 1ms);   // made older: to the head
-  CHECK(m[2].all.since == t0 + 100ms);
-  CHECK(drain(o) == std::vector<int>{3, 0, 1, 2});
+  o.remove(m[2]);            // the tail
+  o.remove(m[2]);            // twice: nothing
+  CHECK_FALSE(m[2].all.linked);
+  o.place(m[3], t0 + 1ms);  // made older: to the head
+  o.place(m[2], t0 + 35ms); // back in, between m[1] and m[4] (the tail)
+  CHECK(m[2].all.since == t0 + 35ms);
+  CHECK(drain(o) == std::vector<int>{3, 0, 1, 2, 4});
 }
 
 TEST_CASE("wait_order: time_point::min goes ahead of every other member", "[wait_order]") {
