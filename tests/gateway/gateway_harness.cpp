@@ -59,6 +59,14 @@ std::optional<std::size_t> receive(int fd, char* buf, std::size_t size,
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
+/// The port that `pattern`'s first group matches in `text` (0 if none).
+std::uint16_t port_in(const std::string& text, const char* pattern) {
+  std::smatch m;
+  if (std::regex_search(text, m, std::regex{pattern}))
+    return static_cast<std::uint16_t>(std::stoi(m[1]));
+  return 0;
+}
+
 } // namespace
 
 // -- child_process --------------------------------------------------------------------------
@@ -214,27 +222,15 @@ std::string child_process::err() const {
 }
 
 std::uint16_t child_process::listening_port() const {
-  std::smatch m;
-  auto text = out();
-  if (std::regex_search(text, m, std::regex{"listening on .*:(\\d+)"}))
-    return static_cast<std::uint16_t>(std::stoi(m[1]));
-  return 0;
+  return port_in(out(), "listening on .*:(\\d+)");
 }
 
 std::uint16_t child_process::agent_port() const {
-  std::smatch m;
-  auto text = out();
-  if (std::regex_search(text, m, std::regex{"agents dial in on port (\\d+)"}))
-    return static_cast<std::uint16_t>(std::stoi(m[1]));
-  return 0;
+  return port_in(out(), "agents dial in on port (\\d+)");
 }
 
 std::uint16_t child_process::admin_port() const {
-  std::smatch m;
-  auto text = out();
-  if (std::regex_search(text, m, std::regex{"admin endpoints on 127\\.0\\.0\\.1:(\\d+)"}))
-    return static_cast<std::uint16_t>(std::stoi(m[1]));
-  return 0;
+  return port_in(out(), "admin endpoints on 127\\.0\\.0\\.1:(\\d+)");
 }
 
 std::size_t child_process::rss_bytes() const {
