@@ -1,7 +1,8 @@
 // The front end's client slots (see http_loop.hpp and http_server.hpp's options): a new
 // connection is admitted while there is room, takes the slot of the longest-waiting
-// connection without an exchange when the server or its source is full, or is answered 503
-// when every slot carries an exchange; heads must arrive within `header_timeout`, requests
+// connection without an exchange when the server or its source is full (the first of an
+// order kept as connections are serviced: wait_order.hpp), or is answered 503 when every
+// slot carries an exchange; heads must arrive within `header_timeout`, requests
 // and writes make progress within `client_timeout`. Contention is logged at most once per
 // period (each event at debug level; the counters are metrics).
 //
@@ -91,7 +92,7 @@ bool http_server::loop::make_room(const std::string& source) {
                      slots->second.open >= opts_.max_clients_per_source;
   if (!source_full && connections_.size() < opts_.max_clients)
     return true;
-  auto oldest = [&] { return source_full ? slots->second.waiting.oldest() : waiting_.oldest(); };
+  auto oldest = [&] { return source_full ? slots->second.order.oldest() : waiting_.oldest(); };
   connection* victim = oldest();
   // Input read since a connection was last serviced may have made it younger (or started
   // an exchange): such a one is put in its place and the head looked at again.
@@ -117,16 +118,17 @@ void http_server::loop::update_waiting(connection& c) {
     return; // in its place
   if (!since && !c.waiting.linked)
     return; // out, and stays out
+  // Every connection in the table counts in its source's slots (`admit`); without them it
+  // is only taken out, so that `make_room` never meets it again.
   auto slots = per_source_.find(c.source);
-  if (slots == per_source_.end())
-    return; // not admitted
-  if (since) {
+  if (since && slots != per_source_.end()) {
     waiting_.place(c, *since);
-    slots->second.waiting.place(c, *since);
-  } else {
-    waiting_.remove(c);
-    slots->second.waiting.remove(c);
+    slots->second.order.place(c, *since);
+    return;
   }
+  waiting_.remove(c);
+  if (slots != per_source_.end())
+    slots->second.order.remove(c);
 }
 
 void http_server::loop::release_slot(connection& c) {
@@ -134,7 +136,7 @@ void http_server::loop::release_slot(connection& c) {
   auto slots = per_source_.find(c.source);
   if (slots == per_source_.end())
     return;
-  slots->second.waiting.remove(c);
+  slots->second.order.remove(c);
   if (--slots->second.open == 0)
     per_source_.erase(slots);
 }

@@ -4,7 +4,8 @@
 //                       (net::request_reader), exchanges, marking and servicing connections;
 //   http_output.cpp     answers: response heads and body framing, writing, the end of an
 //                       exchange, lingering, closing;
-//   http_admission.cpp  client slots: accepting, shedding and refusing, timeouts;
+//   http_admission.cpp  client slots: accepting, shedding (from the order of wait_order.hpp)
+//                       and refusing, timeouts;
 //   http_tls.cpp        the TLS layer under reads and writes: the handshake, TLS reads and
 //                       writes, the context and its reload.
 //
@@ -163,8 +164,9 @@ private:
   void withhold_body(connection& c);
   void mark(connection& c) { marked_.push_back(c.id); }
   connection* find_exchange(std::uint64_t exchange);
-  /// Writes, parses and re-polls every marked connection (until none is marked: handler
-  /// answers made meanwhile mark connections again).
+  /// Writes, parses and re-polls every marked connection, and puts it in its place in the
+  /// shedding order (until none is marked: handler answers made meanwhile mark connections
+  /// again).
   void service_marked();
 
   // -- output (http_output.cpp) -------------------------------------------------------------
@@ -207,8 +209,8 @@ private:
   /// be refused.
   bool make_room(const std::string& source);
   /// Puts `c` in, moves it within or takes it out of the shedding order, as its state says
-  /// now. Run on every connection serviced; `make_room` mends the places that input
-  /// changed since (it only ever makes a connection younger).
+  /// now. Run at admission and on every connection serviced, and by `make_room` to mend
+  /// a place that input changed since (input only ever makes a connection younger).
   void update_waiting(connection& c);
   /// Gives up the slot of a connection being closed: out of the shedding order and the
   /// count of its source.
@@ -228,7 +230,7 @@ private:
   /// Open connections per source address, and those of them without an exchange.
   struct source_slots {
     std::size_t open = 0;
-    wait_order<connection, &connection::waiting_in_source> waiting;
+    wait_order<connection, &connection::waiting_in_source> order;
   };
   std::unordered_map<std::string, source_slots> per_source_;
   /// The connections without an exchange, the longest-waiting first.

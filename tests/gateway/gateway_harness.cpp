@@ -230,7 +230,7 @@ std::uint16_t child_process::agent_port() const {
 }
 
 std::uint16_t child_process::admin_port() const {
-  return port_in(out(), "admin endpoints on 127\\.0\\.0\\.1:(\\d+)");
+  return port_in(out(), "admin endpoints on .*:(\\d+)");
 }
 
 std::size_t child_process::rss_bytes() const {

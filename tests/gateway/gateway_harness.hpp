@@ -67,8 +67,7 @@ public:
   /// (0 if absent).
   std::uint16_t agent_port() const;
 
-  /// The admin listener's port, from the "admin endpoints on 127.0.0.1:PORT" line (0 if
-  /// absent).
+  /// The admin listener's port, from the "admin endpoints on ADDR:PORT" line (0 if absent).
   std::uint16_t admin_port() const;
 
   /// Resident set size of the child in bytes (from /proc/PID/statm).

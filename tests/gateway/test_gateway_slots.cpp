@@ -123,13 +123,14 @@ TEST_CASE("when full, the connection without a request that has waited longest i
   REQUIRE(read_all(line.size()));
   hold_for(apart);
   a.send_raw(line); // a's next head: a now waits from here
-  c.send_raw("X");  // a drip does not make c younger
-  REQUIRE(read_all(line.size() + 1));
+  REQUIRE(read_all(line.size()));
+  c.send_raw("X"); // a drip, after it, does not make c younger
+  REQUIRE(read_all(1));
   CHECK(shed() == 0);
 
   // Waiting the longest: b (since its accept), then c (since its head's first byte), then a.
   auto only_closed = [&](http_client& victim, std::vector<http_client*> kept) {
-    CHECK(victim.closed_by_server(2s));
+    CHECK(victim.closed_by_server(10s));
     for (auto* k : kept)
       CHECK_FALSE(k->closed_by_server(200ms));
   };
@@ -150,7 +151,7 @@ TEST_CASE("when full, the connection without a request that has waited longest i
   http_client h{gw.port};
   only_closed(f, {&d, &g});
   CHECK(shed() == 5);
-  CHECK(open_clients() == 3);
+  CHECK(eventually([&] { return open_clients() == 3; }));
 }
 
 TEST_CASE("a request head must be complete within header_timeout", "[gateway][slots]") {
@@ -233,7 +234,7 @@ TEST_CASE("when every slot carries a request, a new client gets 503 at once", "[
   // the slot of one of them (the one whose stream ended first), not refused.
   CHECK(fetch(gw.port, "GET", "/u/alice/echo").status == 200);
   int closed = 0;
-  for (auto& stream : streams)
-    closed += stream->closed_by_server(closed == 0 ? 2s : 200ms) ? 1 : 0;
+  for (auto& stream : streams) // the one shed was closed before the newcomer was served
+    closed += stream->closed_by_server(500ms) ? 1 : 0;
   CHECK(closed == 1);
 }
