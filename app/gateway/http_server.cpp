@@ -372,10 +372,10 @@ void http_server::loop::service_marked() {
         c.in.clear();
         c.in_off = 0;
       }
-      if (c.fd)
-        update_interest(c);
-      if (c.fd)
-        update_waiting(c);
+      if (!c.fd)
+        continue;
+      update_waiting(c);
+      update_interest(c); // may drop it, which takes it out of the order as well
     }
   }
 }

@@ -105,23 +105,20 @@ TEST_CASE("when full, the connection without a request that has waited longest i
     return eventually(
         [&] { return metric(admin, "sshpool_gateway_received_bytes_total") == sent; });
   };
-  // The scenario's pace: each connection starts to wait at a time of its own.
-  constexpr auto apart = 100ms;
   const std::string line = "GET /u/alice/echo HTTP/1.1\r\n";
   const std::string head = line + "Host: x\r\n\r\n";
 
+  // Each step is awaited (its bytes read by the gateway, or the connection counted open),
+  // so each connection starts to wait after the step before it.
   http_client a{gw.port}; // served once, then idle
   a.send_raw(head);
   REQUIRE(a.read_response().status == 200);
   REQUIRE(read_all(head.size()));
-  hold_for(apart);
   http_client b{gw.port}; // sends nothing
   REQUIRE(eventually([&] { return open_clients() == 2; }));
-  hold_for(apart);
   http_client c{gw.port}; // begins a head, then drips it
   c.send_raw(line);
   REQUIRE(read_all(line.size()));
-  hold_for(apart);
   a.send_raw(line); // a's next head: a now waits from here
   REQUIRE(read_all(line.size()));
   c.send_raw("X"); // a drip, after it, does not make c younger
